@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian / Raspberry Pi OS packages that building and testing picharge needs.
+# Idempotent: it asks apt only for what is missing. Used by `make` and by deploy/install.sh.
+#   python3-venv              the virtual environment
+#   libsystemd-dev pkg-config build systemd-python (journal, sd_notify)
+#   gcc python3-dev           compile systemd-python
+#   mbpoll                    an independent Modbus master the tests compare the meter driver with
+#   systemd                   systemd-analyze, to verify the unit file
+set -euo pipefail
+
+packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing system packages: ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,53 @@
+"""One error hierarchy for every driver.
+
+The controller needs to know one thing about a failure: retry it, or treat it as a fault.
+Transient errors (a Modbus timeout, a CRC error, a garbled serial frame) are retried with
+backoff by the driver or its caller; a permanent fault (a welded contactor, a meter that stays
+silent after its retries) carries a :class:`FaultKind` that the controller maps to an OCPP
+error code. Drivers never raise bare ``Exception`` and never swallow errors silently.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    """What is wrong, in hardware terms; the OCPP layer maps each to an error code."""
+
+    RCD_TRIP = "rcd_trip"
+    RCD_SELFTEST = "rcd_selftest"
+    CONTACTOR_WELDED = "contactor_welded"
+    CONTACTOR_FAILED_CLOSE = "contactor_failed_close"
+    METER_OFFLINE = "meter_offline"
+    READER_FAILURE = "reader_failure"
+    CP_ERROR = "cp_error"
+    DIODE_FAULT = "diode_fault"
+    OVERTEMPERATURE = "overtemperature"
+    LOCK_FAILURE = "lock_failure"
+
+
+class DriverError(Exception):
+    """Base of every error a driver raises."""
+
+
+class TransientError(DriverError):
+    """A failure that a retry may cure: timeouts, CRC errors, garbage on a line."""
+
+
+class PermanentFault(DriverError):
+    """A failure that needs the charger to stop: the contactor must open and stay open."""
+
+    def __init__(self, kind: FaultKind, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class ConfigurationError(DriverError):
+    """A driver was configured with something it cannot use; ``key`` names the setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
