@@ -1,0 +1,147 @@
+"""The charger's TOML configuration: parsed once, validated with messages that name the key.
+
+A bad configuration must never half-start a charger: :func:`load_config` either returns a
+complete :class:`Config` or raises :class:`ConfigError` naming the offending key (for example
+``connector[1].max_current_a: must be between 6 and 80, got 100``) and the CLI exits with 2.
+
+Driver settings (pins, ports, calibration) stay plain tables here: each driver's
+``from_config`` validates its own keys, so adding a driver does not touch this module.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/picharge/config.toml")
+DEFAULT_STATE_DIR = Path("/var/lib/picharge")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """One charging connector (a socket or a tethered cable) and the pins it uses."""
+
+    id: int
+    max_current_a: float = 32.0
+    phases: int = 3
+    drivers: Mapping[str, Any] = field(default_factory=dict)  # pins, PWM, ADC, RCM, ...
+
+
+@dataclass(frozen=True)
+class Config:
+    chargepoint_id: str = "picharge-0001"
+    vendor: str = "picharge"
+    model: str = "picharge-pi"
+    serial: str = ""
+    ocpp_url: str = ""  # empty: standalone, no CSMS
+    ocpp_version: str = "1.6"
+    backend: str = "pi"
+    state_dir: Path = DEFAULT_STATE_DIR
+    connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
+    meter: Mapping[str, Any] = field(default_factory=dict)
+    rfid: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+_TOP_LEVEL = {"chargepoint", "ocpp", "hardware", "connector", "meter", "rfid", "storage"}
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a table ([{key}]), got {type(value).__name__}")
+    return value
+
+
+def _get(table: Mapping[str, Any], prefix: str, key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{prefix}.{key}", f"must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
+    prefix = f"connector[{index}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(prefix, "must be a table ([[connector]])")
+    max_a = _get(table, prefix, "max_current_a", float, 32.0)
+    if not 6.0 <= max_a <= 80.0:
+        raise ConfigError(f"{prefix}.max_current_a", f"must be between 6 and 80 A, got {max_a}")
+    phases = _get(table, prefix, "phases", int, 3)
+    if phases not in (1, 3):
+        raise ConfigError(f"{prefix}.phases", f"must be 1 or 3, got {phases}")
+    drivers = {k: v for k, v in table.items() if k not in ("max_current_a", "phases")}
+    return ConnectorConfig(id=index, max_current_a=max_a, phases=phases, drivers=drivers)
+
+
+def parse_config(doc: Mapping[str, Any]) -> Config:
+    """Validate a parsed TOML document; raises :class:`ConfigError` naming the bad key."""
+    for key in doc:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(key, f"unknown section; expected one of {sorted(_TOP_LEVEL)}")
+    cp = _table(doc, "chargepoint")
+    ocpp = _table(doc, "ocpp")
+    hardware = _table(doc, "hardware")
+    storage = _table(doc, "storage")
+
+    cp_id = _get(cp, "chargepoint", "id", str, "picharge-0001")
+    if not 1 <= len(cp_id) <= 36 or "/" in cp_id:
+        raise ConfigError("chargepoint.id", f"must be 1-36 characters without '/', got {cp_id!r}")
+    version = _get(ocpp, "ocpp", "version", str, "1.6")
+    if version not in ("1.6", "2.0.1"):
+        raise ConfigError("ocpp.version", f"must be '1.6' or '2.0.1', got {version!r}")
+    url = _get(ocpp, "ocpp", "url", str, "")
+    if url and not url.startswith(("ws://", "wss://")):
+        raise ConfigError("ocpp.url", f"must start with ws:// or wss://, got {url!r}")
+    backend = _get(hardware, "hardware", "backend", str, "pi")
+    if backend not in ("pi", "sim"):
+        raise ConfigError("hardware.backend", f"must be 'pi' or 'sim', got {backend!r}")
+
+    raw_connectors = doc.get("connector", [{}])
+    if not isinstance(raw_connectors, list) or not raw_connectors:
+        raise ConfigError("connector", "must be one or more [[connector]] tables")
+    connectors = tuple(_connector(i, t) for i, t in enumerate(raw_connectors, start=1))
+
+    return Config(
+        chargepoint_id=cp_id,
+        vendor=_get(cp, "chargepoint", "vendor", str, "picharge"),
+        model=_get(cp, "chargepoint", "model", str, "picharge-pi"),
+        serial=_get(cp, "chargepoint", "serial", str, ""),
+        ocpp_url=url,
+        ocpp_version=version,
+        backend=backend,
+        state_dir=Path(_get(storage, "storage", "state_dir", str, str(DEFAULT_STATE_DIR))),
+        connectors=connectors,
+        meter=_table(doc, "meter"),
+        rfid=_table(doc, "rfid"),
+        raw=doc,
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate ``path``; None means built-in defaults (used by ``--sim`` runs)."""
+    if path is None:
+        return parse_config({})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(doc)
