@@ -1,0 +1,282 @@
+"""PN532 13.56 MHz (ISO 14443A) reader over HSU/UART or I2C (hardware reference 4.2).
+
+Start-up, repeated after any lost contact:
+
+1. transport wake-up (HSU: ``55 55`` + zeros; I2C: a status read, which wakes the chip),
+2. SAMConfiguration ``01 14 01`` (normal mode). It comes before the firmware check because
+   after power-up an HSU-attached chip sits in LowVbat mode, which SAMConfiguration ends;
+   Adafruit's drivers do the same on every transport,
+3. GetFirmwareVersion, which must report IC 0x32,
+4. RFConfiguration item 0x05 (MaxRetries) with MxRtyPassiveActivation = 1, so that
+   InListPassiveTarget answers NbTg = 0 at once when no card is there instead of waiting for
+   one (the power-on value 0xFF retries forever).
+
+Then InListPassiveTarget ``01 00`` every ``poll_interval_s``. The UID is
+``data[6 : 6 + data[5]]`` (4, 7 or 10 bytes) as uppercase hex, byte 0 first. A card seen in
+consecutive polls is one presentation; after ``removal_polls`` polls without it, it counts
+again.
+
+Failures: a garbled frame is a ``bad_frame`` event and the poll is retried; a timeout or an
+I/O error is a ``timeout``/``io_error`` event and the chip is re-initialised before the next
+poll (it may have reset). After ``failure_threshold`` consecutive failures one
+``reader_failure`` event with FaultKind.READER_FAILURE follows; the driver keeps retrying
+with exponential backoff and reports ``recovered`` when the chip answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from drivers.base import DriverEvent, EventSink, HardwareSeams
+from drivers.errors import FaultKind
+from drivers.rfid_common import (
+    EVENT_DEVICE,
+    Backoff,
+    SectionReader,
+    read_backoff,
+    run_blocking,
+    uid_hex,
+)
+from drivers.rfid_pn532_frame import (
+    CMD_GET_FIRMWARE_VERSION,
+    CMD_IN_LIST_PASSIVE_TARGET,
+    CMD_RF_CONFIGURATION,
+    CMD_SAM_CONFIGURATION,
+    Pn532FrameError,
+    Pn532Timeout,
+)
+from drivers.rfid_pn532_transport import (
+    I2C_ADDRESS,
+    Pn532I2cTransport,
+    Pn532Transport,
+    Pn532UartTransport,
+)
+
+PN532_IC: Final = 0x32
+SAM_NORMAL_MODE: Final = bytes([0x01, 0x14, 0x01])  # normal mode, 1 s timeout, use IRQ
+#: RFConfiguration item 0x05: MxRtyATR 0xFF, MxRtyPSL 0x01, MxRtyPassiveActivation 0x01.
+RF_MAX_RETRIES: Final = bytes([0x05, 0xFF, 0x01, 0x01])
+LIST_ONE_TYPE_A: Final = bytes([0x01, 0x00])  # MaxTg = 1, BrTy = 106 kbps type A
+UID_LENGTHS: Final = (4, 7, 10)
+
+_log = logging.getLogger(__name__)
+
+
+class ChipIdentityError(Pn532FrameError):
+    """GetFirmwareVersion answered, but not with a PN532's IC code."""
+
+
+def uid_from_target_list(params: bytes) -> bytes | None:
+    """The first target's UID from InListPassiveTarget's response parameters, None if none.
+
+    Layout: NbTg, Tg, SENS_RES (2), SEL_RES, NFCIDLength, NFCID..., [ATS].
+    """
+    if not params:
+        raise Pn532FrameError("empty InListPassiveTarget response")
+    if params[0] == 0:
+        return None
+    if len(params) < 6:
+        raise Pn532FrameError(f"short target data: {params.hex(' ')}")
+    length = params[5]
+    if length not in UID_LENGTHS or len(params) < 6 + length:
+        raise Pn532FrameError(f"bad NFCID length {length} in {params.hex(' ')}")
+    return params[6 : 6 + length]
+
+
+class PresenceTracker:
+    """Collapses consecutive sightings of a card into one presentation."""
+
+    def __init__(self, removal_polls: int) -> None:
+        self._removal_polls = removal_polls
+        self._present: str | None = None
+        self._absent_polls = 0
+
+    def update(self, uid: str | None) -> bool:
+        """Record one successful poll; True when ``uid`` is a new presentation."""
+        if uid is None:
+            self._absent_polls += 1
+            if self._absent_polls >= self._removal_polls:
+                self._present = None
+            return False
+        self._absent_polls = 0
+        if uid == self._present:
+            return False
+        self._present = uid
+        return True
+
+
+class Pn532Reader:
+    """:class:`drivers.base.CardReader` for a PN532 behind ``transport``.
+
+    ``run`` owns the transport and closes it when cancelled; :meth:`close` is idempotent.
+    Callbacks run on the loop thread. Times are in seconds.
+    """
+
+    def __init__(
+        self,
+        transport: Pn532Transport,
+        *,
+        poll_interval_s: float = 0.2,
+        removal_polls: int = 2,
+        response_timeout_s: float = 0.5,
+        failure_threshold: int = 3,
+        retry_backoff_s: float = 0.5,
+        retry_backoff_max_s: float = 10.0,
+    ) -> None:
+        self._transport = transport
+        self._poll_interval_s = poll_interval_s
+        self._removal_polls = removal_polls
+        self._timeout_s = response_timeout_s
+        self._failure_threshold = failure_threshold
+        self._retry_backoff_s = retry_backoff_s
+        self._retry_backoff_max_s = retry_backoff_max_s
+        self._running = False
+        self.firmware: tuple[int, int, int, int] | None = None
+        """(IC, Ver, Rev, Support) from the last successful initialisation."""
+
+    @property
+    def transport(self) -> Pn532Transport:
+        return self._transport
+
+    async def run(self, on_card: Callable[[str], None], on_event: EventSink) -> None:
+        """Poll until cancelled; ``on_card`` gets each presentation's UID once."""
+        if self._running:
+            raise RuntimeError("Pn532Reader.run is already running")
+        self._running = True
+        presence = PresenceTracker(self._removal_polls)
+        backoff = Backoff(self._retry_backoff_s, self._retry_backoff_max_s)
+        needs_init = True
+        failures = 0
+        failed = False
+        try:
+            while True:
+                try:
+                    if needs_init:
+                        await run_blocking(self._initialise)
+                        needs_init = False
+                    uid = await run_blocking(self._poll_once)
+                except (Pn532Timeout, Pn532FrameError, OSError) as exc:
+                    failures += 1
+                    if not isinstance(exc, Pn532FrameError) or isinstance(exc, ChipIdentityError):
+                        needs_init = True
+                        if isinstance(exc, OSError):
+                            self._transport.drop_link()
+                    if failed:
+                        _log.info("PN532 %s still failing: %s", self._where, exc)
+                    else:
+                        on_event(DriverEvent(EVENT_DEVICE, _event_kind(exc), self._detail(exc)))
+                        if failures >= self._failure_threshold:
+                            failed = True
+                            on_event(
+                                DriverEvent(
+                                    EVENT_DEVICE,
+                                    "reader_failure",
+                                    self._detail(f"{failures} attempts failed, last: {exc}"),
+                                    FaultKind.READER_FAILURE,
+                                )
+                            )
+                    await asyncio.sleep(backoff.next_delay_s() if failed else self._poll_interval_s)
+                    continue
+                failures = 0
+                if failed:
+                    failed = False
+                    backoff.reset()
+                    on_event(DriverEvent(EVENT_DEVICE, "recovered", self._detail("answering")))
+                if presence.update(uid) and uid is not None:
+                    on_card(uid)
+                await asyncio.sleep(self._poll_interval_s)
+        finally:
+            self._transport.close()
+            self._running = False
+
+    def close(self) -> None:
+        """Release the port or bus; idempotent. ``run`` does this too when cancelled."""
+        self._transport.close()
+
+    @property
+    def _where(self) -> str:
+        return self._transport.description
+
+    def _detail(self, what: object) -> str:
+        return f"PN532 {self._where}: {what}"
+
+    def _initialise(self) -> None:
+        """Worker thread: wake, SAMConfiguration, firmware check, RFConfiguration."""
+        transport = self._transport
+        transport.wake()
+        transport.call(CMD_SAM_CONFIGURATION, SAM_NORMAL_MODE, self._timeout_s)
+        version = transport.call(CMD_GET_FIRMWARE_VERSION, b"", self._timeout_s)
+        if len(version) != 4 or version[0] != PN532_IC:
+            raise ChipIdentityError(f"not a PN532: firmware version answer {version.hex(' ')}")
+        self.firmware = (version[0], version[1], version[2], version[3])
+        transport.call(CMD_RF_CONFIGURATION, RF_MAX_RETRIES, self._timeout_s)
+        _log.info("PN532 %s ready, firmware %d.%d", self._where, version[1], version[2])
+
+    def _poll_once(self) -> str | None:
+        """Worker thread: one InListPassiveTarget; the UID as hex or None."""
+        params = self._transport.call(CMD_IN_LIST_PASSIVE_TARGET, LIST_ONE_TYPE_A, self._timeout_s)
+        uid = uid_from_target_list(params)
+        return None if uid is None else uid_hex(uid)
+
+
+def _event_kind(exc: Exception) -> str:
+    if isinstance(exc, Pn532FrameError):
+        return "bad_frame"
+    if isinstance(exc, Pn532Timeout):
+        return "timeout"
+    return "io_error"
+
+
+_COMMON_KEYS: Final = (
+    "type",
+    "poll_interval_s",
+    "removal_polls",
+    "response_timeout_s",
+    "failure_threshold",
+    "retry_backoff_s",
+    "retry_backoff_max_s",
+)
+UART_KEYS: Final = (*_COMMON_KEYS, "serial_port", "baudrate")
+I2C_KEYS: Final = (*_COMMON_KEYS, "i2c_bus", "i2c_address")
+TYPES: Final = ("pn532_uart", "pn532_i2c")
+
+
+def from_config(
+    section: Mapping[str, Any], seams: HardwareSeams, *, key_prefix: str = "rfid"
+) -> Pn532Reader:
+    """Build a reader from the ``[rfid]`` table, ``type = "pn532_uart"`` or ``"pn532_i2c"``.
+
+    UART keys: ``serial_port = "/dev/serial0"``, ``baudrate = 115200``. I2C keys:
+    ``i2c_bus = 1`` (opened through ``seams.open_i2c_bus`` when ``run`` starts),
+    ``i2c_address = 0x24``. Both: ``poll_interval_s = 0.2``, ``removal_polls = 2``,
+    ``response_timeout_s = 0.5``, ``failure_threshold = 3``, ``retry_backoff_s = 0.5``,
+    ``retry_backoff_max_s = 10.0``. Raises ConfigurationError naming the key.
+    """
+    cfg = SectionReader(section, key_prefix)
+    kind = cfg.choice("type", TYPES)
+    transport: Pn532Transport
+    if kind == "pn532_uart":
+        cfg.reject_unknown(UART_KEYS, 'type "pn532_uart"')
+        transport = Pn532UartTransport(
+            cfg.string("serial_port", "/dev/serial0"),
+            baudrate=cfg.integer("baudrate", 115200, minimum=9600, maximum=1_288_000),
+        )
+    else:
+        cfg.reject_unknown(I2C_KEYS, 'type "pn532_i2c"')
+        bus = cfg.integer("i2c_bus", 1, minimum=0, maximum=255)
+        address = cfg.integer("i2c_address", I2C_ADDRESS, minimum=0x08, maximum=0x77)
+        open_bus = seams.open_i2c_bus
+        transport = Pn532I2cTransport(lambda: open_bus(bus), address=address, label=f"i2c-{bus}")
+    backoff_s, backoff_max_s = read_backoff(cfg)
+    return Pn532Reader(
+        transport,
+        poll_interval_s=cfg.number("poll_interval_s", 0.2, above=0.0, maximum=10.0),
+        removal_polls=cfg.integer("removal_polls", 2, minimum=1, maximum=100),
+        response_timeout_s=cfg.number("response_timeout_s", 0.5, above=0.0, maximum=10.0),
+        failure_threshold=cfg.integer("failure_threshold", 3, minimum=1, maximum=100),
+        retry_backoff_s=backoff_s,
+        retry_backoff_max_s=backoff_max_s,
+    )
