@@ -1,0 +1,151 @@
+"""A temporary directory that behaves like ``/sys/class/pwm`` for one PWM chip.
+
+Layout, as the kernel makes it: ``<root>/pwmchipN/{npwm,export,unexport}`` and, after a
+channel number is written to ``export``, ``pwmchipN/pwmC/{period,duty_cycle,enable,polarity}``
+with the kernel's initial values (0, 0, 0, ``normal``).
+
+No kernel watches this directory, so ``export`` and ``unexport`` are named pipes served by a
+small thread: writing ``2`` to ``export`` makes ``pwm2/`` appear a moment later, which also
+exercises the driver's wait for the channel directory (on a Pi udev causes a similar delay
+before the files become writable). The directory is built under a hidden name and renamed
+into place, so a driver never sees ``pwmC/`` without its files. The attribute files are
+plain files: the readers below check the kernel's rule ``duty_cycle <= period`` when reading
+back, since a plain file cannot refuse the write the kernel would refuse.
+
+The pipes are opened read-write by the server, so a driver's write never blocks; after
+:meth:`SimPwmSysfs.close` nobody reads them and a non-blocking write fails with ENXIO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class SimPwmSysfs:
+    """One simulated ``pwmchip<chip>`` with ``channels`` channels under ``root``.
+
+    Start-up creates the tree and a server thread (``sim-pwmchip<chip>``); :meth:`close`
+    stops the thread and is idempotent. The read-back methods may be called from any thread.
+    """
+
+    def __init__(self, root: Path, chip: int = 0, channels: int = 2) -> None:
+        self.root = root
+        self.chip_dir = root / f"pwmchip{chip}"
+        self.channels = channels
+        self.chip_dir.mkdir(parents=True, exist_ok=True)
+        (self.chip_dir / "npwm").write_text(f"{channels}\n")
+        self._pipes: dict[int, str] = {}
+        for name in ("export", "unexport"):
+            path = self.chip_dir / name
+            if not path.exists():
+                os.mkfifo(path, 0o600)
+            # O_RDWR keeps a writer open on our side: select() then blocks until data arrives
+            # instead of reporting EOF whenever no driver has the pipe open.
+            self._pipes[os.open(path, os.O_RDWR | os.O_NONBLOCK)] = name
+        self._wake_r, self._wake_w = os.pipe()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"sim-pwmchip{chip}", daemon=True)
+        self._thread.start()
+
+    # --- read-back ---------------------------------------------------------------------------
+
+    def channel_dir(self, channel: int) -> Path:
+        return self.chip_dir / f"pwm{channel}"
+
+    def exported(self, channel: int) -> bool:
+        return self.channel_dir(channel).is_dir()
+
+    def period_ns(self, channel: int) -> int:
+        return self._read_int(channel, "period")
+
+    def duty_cycle_ns(self, channel: int) -> int:
+        """The ``duty_cycle`` attribute as written; ``ValueError`` where the kernel says EINVAL."""
+        duty = self._read_int(channel, "duty_cycle")
+        period = self._read_int(channel, "period")
+        if duty > period:
+            raise ValueError(f"pwm{channel}: duty_cycle {duty} > period {period}: kernel refuses")
+        return duty
+
+    def duty_pct(self, channel: int) -> float:
+        """``duty_cycle / period`` in %: the share of each period the *pin* is high."""
+        period = self.period_ns(channel)
+        return 100.0 * self.duty_cycle_ns(channel) / period if period else 0.0
+
+    def enabled(self, channel: int) -> bool:
+        return self._read_int(channel, "enable") == 1
+
+    def polarity(self, channel: int) -> str:
+        return (self.channel_dir(channel) / "polarity").read_text().strip()
+
+    def output_pct(self, channel: int) -> float:
+        """What the pin actually does: high-time % while enabled; 0 % (low) when the channel
+        is disabled or not exported, as the BCM PWM idles low. Behind an inverting driver
+        stage the CP duty is ``100 - output_pct``."""
+        if not self.exported(channel) or not self.enabled(channel):
+            return 0.0
+        pct = self.duty_pct(channel)
+        return 100.0 - pct if self.polarity(channel) == "inversed" else pct
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop serving export/unexport; idempotent. The tree stays for inspection."""
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        for fd in (*self._pipes, self._wake_r, self._wake_w):
+            os.close(fd)
+
+    def __enter__(self) -> SimPwmSysfs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the "kernel" side -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        fds = [*self._pipes, self._wake_r]
+        while True:
+            ready, _, _ = select.select(fds, [], [])
+            if self._wake_r in ready:
+                return
+            for fd in ready:
+                for token in os.read(fd, 4096).split():
+                    self._handle(self._pipes[fd], token.decode(errors="replace"))
+
+    def _handle(self, action: str, token: str) -> None:
+        if not token.isdigit() or int(token) >= self.channels:
+            log.warning(
+                "%s/%s: invalid channel %r (the kernel says EINVAL)", self.chip_dir, action, token
+            )
+            return
+        channel = int(token)
+        target = self.channel_dir(channel)
+        if action == "unexport":
+            shutil.rmtree(target, ignore_errors=True)
+            return
+        if target.exists():
+            log.warning(
+                "%s: pwm%d already exported (the kernel says EBUSY)", self.chip_dir, channel
+            )
+            return
+        staging = self.chip_dir / f".pwm{channel}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name, value in (("period", "0"), ("duty_cycle", "0"), ("enable", "0")):
+            (staging / name).write_text(f"{value}\n")
+        (staging / "polarity").write_text("normal\n")
+        staging.rename(target)
+
+    def _read_int(self, channel: int, name: str) -> int:
+        return int((self.channel_dir(channel) / name).read_text().strip())
