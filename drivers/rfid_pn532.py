@@ -141,6 +141,22 @@ class Pn532Reader:
     def transport(self) -> Pn532Transport:
         return self._transport
 
+    @property
+    def poll_interval_s(self) -> float:
+        return self._poll_interval_s
+
+    @property
+    def removal_polls(self) -> int:
+        return self._removal_polls
+
+    @property
+    def response_timeout_s(self) -> float:
+        return self._timeout_s
+
+    @property
+    def failure_threshold(self) -> int:
+        return self._failure_threshold
+
     async def run(self, on_card: Callable[[str], None], on_event: EventSink) -> None:
         """Poll until cancelled; ``on_card`` gets each presentation's UID once."""
         if self._running:

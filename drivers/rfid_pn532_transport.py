@@ -83,6 +83,14 @@ class Pn532UartTransport:
     def description(self) -> str:
         return f"uart {self._port}"
 
+    @property
+    def port(self) -> str:
+        return self._port
+
+    @property
+    def baudrate(self) -> int:
+        return self._baudrate
+
     def wake(self) -> None:
         if self._serial is None:
             self._serial = serial.serial_for_url(
@@ -154,6 +162,10 @@ class Pn532I2cTransport:
     @property
     def description(self) -> str:
         return f"{self._label} 0x{self._address:02X}"
+
+    @property
+    def address(self) -> int:
+        return self._address
 
     def wake(self) -> None:
         """Open the bus; then one status read, which wakes a sleeping chip on address match.

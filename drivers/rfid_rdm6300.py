@@ -200,6 +200,14 @@ class Rdm6300Reader:
     def port(self) -> str:
         return self._port
 
+    @property
+    def baudrate(self) -> int:
+        return self._baudrate
+
+    @property
+    def repeat_gap_s(self) -> float:
+        return self._repeat_gap_s
+
     async def run(self, on_card: Callable[[str], None], on_event: EventSink) -> None:
         """Read until cancelled; ``on_card`` gets each presentation's UID once."""
         if self._running:

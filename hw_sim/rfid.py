@@ -10,6 +10,7 @@ The PN532 simulators live in :mod:`hw_sim.rfid_pn532` and are re-exported here.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -91,6 +92,19 @@ class SimRdm6300:
     def write_raw(self, data: bytes) -> None:
         """Put arbitrary bytes on the line (noise, truncated or corrupted frames)."""
         self._submit(_Raw(bytes(data)))
+
+    def has_listener(self) -> bool:
+        """True while some process has the port open (reading the master fails with EIO
+        otherwise). Discards anything the host sent: the RDM6300 has no receiver."""
+        try:
+            os.read(self._master_fd, 4096)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return False
+            raise
+        return True
 
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
         """Block until every requested tap and write has been played; False on timeout."""
