@@ -1,0 +1,88 @@
+"""The status LED on a GPIO, blinking the :class:`drivers.base.LedPattern` the controller picks.
+
+Blinking runs on gpiozero's own background threads (``LED.blink`` for the even patterns,
+the ``source`` thread for the double flash), so :meth:`GpioStatusLed.show` returns at once
+and the loop never times an LED.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from gpiozero import LED
+
+from drivers.base import HardwareSeams, LedPattern
+from drivers.gpio_bridge import flag_setting, pin_setting
+
+#: Seconds on and off of the even blink patterns.
+BLINK_S: dict[LedPattern, tuple[float, float]] = {
+    LedPattern.WAITING: (1.0, 1.0),
+    LedPattern.CHARGING: (0.25, 0.25),
+}
+#: The fault double flash, one value per :data:`FLASH_STEP_S`: on, off, on, then a long off.
+FAULT_FLASH = (1, 0, 1, 0, 0, 0, 0, 0)
+FLASH_STEP_S = 0.15
+
+
+class GpioStatusLed:
+    """A :class:`drivers.base.StatusIndicator` on one LED; starts off."""
+
+    def __init__(self, pin: int = 24, *, active_high: bool = True, pin_factory: Any = None) -> None:
+        self._led = LED(pin, active_high=active_high, initial_value=False, pin_factory=pin_factory)
+        self._pattern = LedPattern.OFF
+
+    @property
+    def pattern(self) -> LedPattern:
+        return self._pattern
+
+    @property
+    def lit(self) -> bool:
+        """Whether the LED is on at this instant (it changes by itself while blinking)."""
+        return bool(self._led.is_lit)
+
+    def show(self, pattern: LedPattern) -> None:
+        """Switch to ``pattern``; showing the current one again changes nothing (a blink
+        keeps its phase). Call on the loop thread; stopping a blink thread takes microseconds.
+        """
+        if pattern is self._pattern:
+            return
+        self._led.source = None  # stops a double-flash thread; no-op otherwise
+        if pattern is LedPattern.OFF:
+            self._led.off()
+        elif pattern is LedPattern.IDLE:
+            self._led.on()
+        elif pattern is LedPattern.FAULT:
+            self._led.off()  # stops a blink thread
+            self._led.source_delay = FLASH_STEP_S
+            self._led.source = itertools.cycle(FAULT_FLASH)
+        else:
+            on_s, off_s = BLINK_S[pattern]
+            self._led.blink(on_time=on_s, off_time=off_s)
+        self._pattern = pattern
+
+    def close(self) -> None:
+        """Stop blinking, switch off and release the pin; idempotent."""
+        if self._led.closed:
+            return
+        self._led.source = None
+        self._led.off()
+        self._led.close()
+
+    def __enter__(self) -> GpioStatusLed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def from_config(
+    section: Mapping[str, Any], seams: HardwareSeams, *, prefix: str = ""
+) -> GpioStatusLed:
+    """Keys: ``led_pin`` (24), ``led_active_high`` (true); errors name ``prefix + key``."""
+    return GpioStatusLed(
+        pin_setting(section, "led_pin", 24, prefix),
+        active_high=flag_setting(section, "led_active_high", True, prefix),
+        pin_factory=seams.pin_factory,
+    )
