@@ -54,16 +54,22 @@ Direction = Literal["to_device", "to_driver"]
 Corrupter = Callable[[Direction, bytes], bytes]
 
 BITS_PER_BYTE_8N1 = 10  # start + 8 data + stop
+RTU_FRAME_GAP_CHARS = 3.5  # silence that ends a Modbus RTU frame
 _READ_FUNCTIONS = (3, 4)
 
 
 class PtyLink:
     """Two raw ptys joined by relay threads: a serial cable between driver and device.
 
-    ``baudrate`` (None = as fast as the ptys go) delays each byte to when it would have
-    arrived at that rate, 10 bits per byte. ``corrupt`` (settable at any time, called on a
-    relay thread) may rewrite each chunk in flight. Bytes written while nobody holds the
-    other end open are dropped, like a line with nothing attached.
+    ``baudrate`` (None = as fast as the ptys go) emulates a half-duplex RS485 line at that
+    rate: each byte is delivered when it would have finished arriving (10 bits per byte), the
+    two directions share the line, and a transmission that starts on an idle line waits until
+    the line has been silent for 3.5 characters (the Modbus RTU inter-frame gap). A chunk
+    written while the line is still busy continues the frame on it.
+
+    ``corrupt`` (settable at any time, called on a relay thread) may rewrite each chunk in
+    flight. Bytes written while nobody holds the other end open are dropped, like a line
+    with nothing attached.
     """
 
     def __init__(self, baudrate: int | None = None, corrupt: Corrupter | None = None) -> None:
@@ -81,6 +87,8 @@ class PtyLink:
         ]
         for fd in (self._driver_master, self._device_master):
             os.set_blocking(fd, False)
+        self._line_lock = threading.Lock()
+        self._line_free_at = -math.inf  # monotonic time the last byte leaves the line
         self._wake_r, self._wake_w = os.pipe()
         self._stop = threading.Event()
         self._threads = [
@@ -119,9 +127,13 @@ class PtyLink:
         """Seconds ``nbytes`` take on the emulated line (0.0 without line-rate emulation)."""
         return 0.0 if self.baudrate is None else nbytes * BITS_PER_BYTE_8N1 / self.baudrate
 
+    @property
+    def frame_gap_s(self) -> float:
+        """The 3.5-character silence that separates two RTU frames on the emulated line."""
+        return self.wire_time_s(1) * RTU_FRAME_GAP_CHARS
+
     def _relay(self, src: int, dst: int, direction: Direction) -> None:
         """Relay thread: copy src master -> dst master until close()."""
-        line_free_at = 0.0
         while not self._stop.is_set():
             ready, _, _ = select.select([src, self._wake_r], [], [])
             if self._wake_r in ready:
@@ -144,12 +156,18 @@ class PtyLink:
             if self.baudrate is None:
                 self._write(dst, data)
             else:
-                line_free_at = self._deliver_at_line_rate(dst, data, line_free_at)
+                self._deliver_at_line_rate(dst, data)
 
-    def _deliver_at_line_rate(self, dst: int, data: bytes, line_free_at: float) -> float:
-        """Write each byte once it would have fully arrived; returns when the line is free."""
-        byte_s = BITS_PER_BYTE_8N1 / cast(int, self.baudrate)
-        start = max(time.monotonic(), line_free_at)
+    def _deliver_at_line_rate(self, dst: int, data: bytes) -> None:
+        """Write each byte of ``data`` once it would have fully arrived over the line."""
+        byte_s = self.wire_time_s(1)
+        with self._line_lock:
+            now = time.monotonic()
+            if now >= self._line_free_at:  # idle line: a new frame, after 3.5 chars of silence
+                start = max(now, self._line_free_at + self.frame_gap_s)
+            else:  # the line is still busy: this chunk queues behind what is on it
+                start = self._line_free_at
+            self._line_free_at = start + len(data) * byte_s
         sent = 0
         while sent < len(data) and not self._stop.is_set():
             due_count = min(len(data), int((time.monotonic() - start) / byte_s))
@@ -158,7 +176,6 @@ class PtyLink:
                 sent = due_count
                 continue
             self._stop.wait(start + (sent + 1) * byte_s - time.monotonic())
-        return start + len(data) * byte_s
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
