@@ -23,9 +23,12 @@ import os
 import select
 import shutil
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+_READ_RETRIES = 100
 
 
 class SimPwmSysfs:
@@ -148,4 +151,12 @@ class SimPwmSysfs:
         staging.rename(target)
 
     def _read_int(self, channel: int, name: str) -> int:
-        return int((self.channel_dir(channel) / name).read_text().strip())
+        # A driver's write is open(O_TRUNC) then write(): a reader on another thread can land
+        # between the two and see an empty file, which the kernel's attributes never show.
+        path = self.channel_dir(channel) / name
+        for _ in range(_READ_RETRIES):
+            text = path.read_text().strip()
+            if text:
+                return int(text)
+            time.sleep(0.0001)
+        raise ValueError(f"{path} stays empty")

@@ -1,0 +1,345 @@
+"""Measuring the control pilot: ADS1115 behind two peak detectors, classified and debounced.
+
+Why the front end matters (reference 1.7): the CP is a 1 kHz square wave whose positive phase
+can be as short as 100 us (10 % duty), while one ADS1115 conversion takes 1.16 ms even at its
+fastest 860 SPS. Sampling the line directly would average the two halves and read nonsense
+that depends on the duty. Our board therefore holds the extremes in two peak detectors
+(diode + RC): AIN0 follows the positive peak (the state: 12/9/6/3/0 V), AIN1 the negative peak
+(the EV's diode: -12 V while PWM runs). Each goes through a divider with an offset into the
+ADC's range; :class:`drivers.pilot_levels.FrontEndCalibration` holds the mapping
+``v_cp = v_adc * gain + offset`` (defaults: -15..+15 V onto 0..3.3 V, read with the
++-4.096 V PGA). A peak detector follows a rising level at once but a falling one only through
+its bleed resistor; the safety transitions (C->B, anything->A) *raise* the positive level, so
+they show up on the next conversion. After the EVSE changes its own duty (x1 <-> PWM, F)
+samples are ignored for ``duty_settle_s`` so a decaying detector cannot fake a state.
+
+Classification (reference 1.2): cut points 10.5 / 7.5 / 4.5 / 1.5 V on the positive level,
+E down to -1.5 V, F at or below -10 V, anything else fits no state (None). Levels beyond
++-14 V or a saturated ADC code cannot come from the CP: the sample is dropped with an
+``out_of_range`` event, and if no usable sample arrives for ``blind_fault_s`` a
+``cp_unreadable`` event carries ``FaultKind.CP_ERROR``.
+
+Debouncing: a new state must be seen in N consecutive samples. Towards A, B, E, F or None
+(the EV stopped drawing, left, or something is wrong) N is small: the contactor must open
+within 100 ms of C->B (reference 1.5), so 2 samples of 10 ms. Towards C or D (the EV wants
+power) nothing is urgent (3 s to close), so N is larger: 10 samples = 100 ms, as SmartEVSE
+waits 100 ms at 6 V. The diode check (negative level -12 V +- 1 V in B/C/D while PWM runs)
+has its own count.
+
+Threading: :meth:`AdcPilotSensor.run` starts one thread (``cp-sampler``) that does the blocking
+ADS1115 reads, paced by ``sample_period_s``, and hands results to the loop with
+``loop.call_soon_threadsafe``; ``on_state``/``on_event`` and the ``state`` property live on
+the loop thread. Cost per sample: one conversion in x1/F, two while PWM runs (about 3 ms of
+bus time, mostly sleeping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from drivers.ads1115 import Ads1115
+from drivers.base import CpReading, CpState, DriverEvent, EventSink
+from drivers.errors import FaultKind, TransientError
+from drivers.pilot_levels import (
+    FrontEndCalibration,
+    classify_high,
+    low_level_ok,
+    plausible,
+    pwm_is_on,
+)
+
+log = logging.getLogger(__name__)
+
+DEVICE = "cp"
+_SLOW_STATES = frozenset({CpState.C, CpState.D})
+_DIODE_STATES = frozenset({CpState.B, CpState.C, CpState.D})
+_UNSET = object()
+
+Output = CpReading | DriverEvent
+
+
+class CpSampleProcessor:
+    """Classification, debouncing and fault detection, one sample at a time.
+
+    Pure logic with an explicit clock (``now`` in seconds), so every rule is testable
+    without threads. Each call returns what to report, in order: :class:`CpReading` for a
+    debounced change (of the state, or of the diode verdict) and :class:`DriverEvent`.
+    """
+
+    def __init__(
+        self,
+        *,
+        debounce_fast_samples: int = 2,
+        debounce_slow_samples: int = 10,
+        debounce_diode_samples: int = 5,
+        blind_fault_s: float = 0.1,
+    ) -> None:
+        self._fast = debounce_fast_samples
+        self._slow = debounce_slow_samples
+        self._diode_needed = debounce_diode_samples
+        self._blind_fault_s = blind_fault_s
+        self._state: object = _UNSET
+        self._candidate: object = _UNSET
+        self._count = 0
+        self._diode_fault = False
+        self._diode_candidate = False
+        self._diode_count = 0
+        self._unusable_since: float | None = None
+        self._unusable_kind = ""
+        self._blind_reported = False
+
+    @property
+    def state(self) -> CpState | None:
+        """The debounced state; None before the first one settles (or when it fits none)."""
+        return self._state if isinstance(self._state, CpState) else None
+
+    def feed(
+        self, high_v: float, low_v: float | None, *, check_diode: bool, now: float
+    ) -> list[Output]:
+        """One measured sample. ``check_diode``: PWM ran through this whole sample and the one
+        before, so the negative peak is meaningful; ``low_v`` is None when it was not read."""
+        if not plausible(high_v) or (low_v is not None and not plausible(low_v)):
+            low = "" if low_v is None else f", low {low_v:+.2f} V"
+            return self.unusable("out_of_range", f"CP high {high_v:+.2f} V{low}", now=now)
+        out = self._recovered(now)
+        raw = classify_high(high_v)
+        diode_changed = False
+        diode_ok: bool | None = None
+        if check_diode and low_v is not None and raw in _DIODE_STATES:
+            diode_changed = self._debounce_diode(low_level_ok(low_v))
+            diode_ok = not self._diode_fault
+        state_changed = self._debounce_state(raw)
+        if state_changed or diode_changed:
+            out.append(CpReading(self.state, high_v, low_v, diode_ok))
+        if state_changed and raw in (CpState.E, None):
+            what = "CP shorted to PE or no supply (E)" if raw is CpState.E else "fits no state"
+            out.append(
+                DriverEvent(DEVICE, "cp_error", f"{what}: high {high_v:+.2f} V", FaultKind.CP_ERROR)
+            )
+        if diode_changed:
+            out.append(self._diode_event(high_v, low_v))
+        return out
+
+    def unusable(self, kind: str, detail: str, *, now: float) -> list[Output]:
+        """A sample that could not be used (``out_of_range``, ``adc_error``): dropped.
+
+        The first of an episode (or a new kind) is reported; after ``blind_fault_s`` without
+        a usable sample the CP state is unknown and that is a fault.
+        """
+        out: list[Output] = []
+        if self._unusable_since is None:
+            self._unusable_since = now
+        if kind != self._unusable_kind:
+            self._unusable_kind = kind
+            out.append(DriverEvent(DEVICE, kind, f"sample dropped: {detail}"))
+        blind_s = now - self._unusable_since
+        if not self._blind_reported and blind_s >= self._blind_fault_s:
+            self._blind_reported = True
+            out.append(
+                DriverEvent(
+                    DEVICE,
+                    "cp_unreadable",
+                    f"no usable CP sample for {blind_s * 1000:.0f} ms: {detail}",
+                    FaultKind.CP_ERROR,
+                )
+            )
+        return out
+
+    def _recovered(self, now: float) -> list[Output]:
+        if self._unusable_since is None:
+            return []
+        blind_ms = (now - self._unusable_since) * 1000
+        self._unusable_since = None
+        self._unusable_kind = ""
+        self._blind_reported = False
+        return [DriverEvent(DEVICE, "cp_readable", f"CP readable again after {blind_ms:.0f} ms")]
+
+    def _debounce_state(self, raw: CpState | None) -> bool:
+        if raw == self._candidate:
+            self._count += 1
+        else:
+            self._candidate = raw
+            self._count = 1
+        needed = self._slow if raw in _SLOW_STATES else self._fast
+        if self._count >= needed and raw != self._state:
+            self._state = raw
+            return True
+        return False
+
+    def _debounce_diode(self, ok: bool) -> bool:
+        bad = not ok
+        if bad == self._diode_candidate:
+            self._diode_count += 1
+        else:
+            self._diode_candidate = bad
+            self._diode_count = 1
+        if self._diode_count >= self._diode_needed and bad != self._diode_fault:
+            self._diode_fault = bad
+            return True
+        return False
+
+    def _diode_event(self, high_v: float, low_v: float | None) -> DriverEvent:
+        levels = f"high {high_v:+.2f} V, low {low_v:+.2f} V" if low_v is not None else ""
+        if self._diode_fault:
+            return DriverEvent(
+                DEVICE,
+                "diode_fault",
+                f"negative CP level not -12 V with PWM on ({levels}): EV diode shorted?",
+                FaultKind.DIODE_FAULT,
+            )
+        return DriverEvent(DEVICE, "diode_ok", f"negative CP level back at -12 V ({levels})")
+
+
+class AdcPilotSensor:
+    """:class:`drivers.base.PilotSensor` on an ADS1115: AIN0 positive peak, AIN1 negative peak.
+
+    ``duty_pct`` returns the duty the generator currently drives (read from the sampling
+    thread; a float read is atomic): the negative peak is only read and checked while PWM
+    runs, and a duty change starts a ``duty_settle_s`` pause.
+    """
+
+    def __init__(
+        self,
+        adc: Ads1115,
+        duty_pct: Callable[[], float],
+        *,
+        calibration: FrontEndCalibration | None = None,
+        sample_period_s: float = 0.01,
+        debounce_fast_samples: int = 2,
+        debounce_slow_samples: int = 10,
+        debounce_diode_samples: int = 5,
+        duty_settle_s: float = 0.02,
+        blind_fault_s: float = 0.1,
+        high_channel: int = 0,
+        low_channel: int = 1,
+    ) -> None:
+        self._adc = adc
+        self._duty_pct = duty_pct
+        self._calibration = calibration or FrontEndCalibration()
+        self._period_s = sample_period_s
+        self._debounce = (debounce_fast_samples, debounce_slow_samples, debounce_diode_samples)
+        self._settle_s = duty_settle_s
+        self._blind_fault_s = blind_fault_s
+        self._high_channel = high_channel
+        self._low_channel = low_channel
+        self._state: CpState | None = None
+        self._running = False
+
+    @property
+    def state(self) -> CpState | None:
+        """The last debounced state (loop thread); None until the first one settles."""
+        return self._state
+
+    async def run(self, on_state: Callable[[CpReading], None], on_event: EventSink) -> None:
+        """Sample on the ``cp-sampler`` thread until cancelled; the thread is joined on exit.
+
+        ``on_state`` is called on the loop thread whenever the debounced state or the diode
+        verdict changes; ``on_event`` for every :class:`DriverEvent`. An unexpected error in
+        the thread ends ``run`` with that error.
+        """
+        if self._running:
+            raise RuntimeError("AdcPilotSensor.run is already running")
+        self._running = True
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def deliver(item: Output) -> None:
+            if isinstance(item, CpReading):
+                self._state = item.state
+                on_state(item)
+            else:
+                on_event(item)
+
+        def finish(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def post(item: Output) -> None:  # on the sampler thread
+            loop.call_soon_threadsafe(deliver, item)
+
+        def body() -> None:
+            error: BaseException | None = None
+            try:
+                self._sample_loop(post, stop)
+            except BaseException as exc:  # handed to run() on the loop, which raises it there
+                log.exception("CP sampler stopped")
+                error = exc
+            finally:
+                loop.call_soon_threadsafe(finish, error)
+
+        thread = threading.Thread(target=body, name="cp-sampler", daemon=True)
+        thread.start()
+        try:
+            await asyncio.shield(done)
+        finally:
+            stop.set()
+            try:
+                if not done.done():
+                    await asyncio.wait({done})
+            finally:
+                # Normally already finished; if run() was cancelled twice, this waits at most
+                # one sample (a few ms) so no thread outlives run().
+                thread.join()
+                self._running = False
+
+    def _sample_loop(self, post: Callable[[Output], None], stop: threading.Event) -> None:
+        fast, slow, diode = self._debounce
+        processor = CpSampleProcessor(
+            debounce_fast_samples=fast,
+            debounce_slow_samples=slow,
+            debounce_diode_samples=diode,
+            blind_fault_s=self._blind_fault_s,
+        )
+        last_duty = self._duty_pct()
+        settle_until = 0.0
+        prev_pwm_on = False
+        next_at = time.monotonic()
+        while not stop.is_set():
+            duty_before = self._duty_pct()
+            if duty_before != last_duty:
+                last_duty = duty_before
+                settle_until = time.monotonic() + self._settle_s
+            outputs = self._sample(processor, duty_before, prev_pwm_on, settle_until)
+            prev_pwm_on = pwm_is_on(self._duty_pct()) and pwm_is_on(duty_before)
+            for item in outputs:
+                post(item)
+            next_at += self._period_s
+            now = time.monotonic()
+            if next_at < now:  # fell behind (slow bus): carry on from now, no burst
+                next_at = now
+            stop.wait(next_at - now)
+
+    def _sample(
+        self,
+        processor: CpSampleProcessor,
+        duty_before: float,
+        prev_pwm_on: bool,
+        settle_until: float,
+    ) -> list[Output]:
+        pwm_on = pwm_is_on(duty_before)
+        try:
+            raw_high = self._adc.read_raw(self._high_channel)
+            raw_low = self._adc.read_raw(self._low_channel) if pwm_on else None
+        except TransientError as exc:
+            return processor.unusable("adc_error", str(exc), now=time.monotonic())
+        now = time.monotonic()
+        if now < settle_until or self._duty_pct() != duty_before:
+            return []  # the detectors are still following our own duty change
+        if Ads1115.saturated(raw_high) or (raw_low is not None and Ads1115.saturated(raw_low)):
+            return processor.unusable(
+                "out_of_range", f"ADC saturated (raw {raw_high}, {raw_low})", now=now
+            )
+        high_v = self._calibration.cp_high_v(self._adc.to_volts(raw_high))
+        low_v = None
+        if raw_low is not None:
+            low_v = self._calibration.cp_low_v(self._adc.to_volts(raw_low))
+        return processor.feed(high_v, low_v, check_diode=pwm_on and prev_pwm_on, now=now)
