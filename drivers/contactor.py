@@ -42,6 +42,7 @@ from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.gpio_bridge import (
     LoopBridge,
     flag_setting,
+    key_name,
     pin_setting,
     seconds_setting,
     wait_until,
@@ -79,36 +80,38 @@ class ContactorConfig:
     open_settle_s: float = 0.25
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], prefix: str = "") -> ContactorConfig:
-        """Validate the keys below; a ``ConfigurationError`` names ``prefix + key``.
+    def from_section(cls, section: Mapping[str, Any], key_prefix: str = "") -> ContactorConfig:
+        """Validate the keys below; a ``ConfigurationError`` names ``<key_prefix>.<key>``.
 
         ``contactor_pin`` (17), ``contactor_active_high`` (true), ``feedback_type``
         ("mirror" | "auxiliary" | "none"), ``feedback_pin`` (27), ``feedback_active_low``
         (true), ``close_settle_s`` (0.1), ``open_settle_s`` (0.25). Keys this driver does not
         know are left alone: the section is shared with the connector's other devices.
         """
-        coil_pin = pin_setting(section, "contactor_pin", 17, prefix)
+        coil_pin = pin_setting(section, "contactor_pin", 17, key_prefix)
         kind = section.get("feedback_type", str(FeedbackType.MIRROR))
         choices = [*(str(f) for f in FeedbackType), NO_FEEDBACK]
         if kind not in choices:
             raise ConfigurationError(
-                prefix + "feedback_type", f"must be one of {', '.join(choices)}; got {kind!r}"
+                key_name(key_prefix, "feedback_type"),
+                f"must be one of {', '.join(choices)}; got {kind!r}",
             )
         feedback_pin: int | None = None
         if kind != NO_FEEDBACK:
-            feedback_pin = pin_setting(section, "feedback_pin", 27, prefix)
+            feedback_pin = pin_setting(section, "feedback_pin", 27, key_prefix)
             if feedback_pin == coil_pin:
                 raise ConfigurationError(
-                    prefix + "feedback_pin", f"GPIO{feedback_pin} is already the contactor_pin"
+                    key_name(key_prefix, "feedback_pin"),
+                    f"GPIO{feedback_pin} is already the contactor_pin",
                 )
         return cls(
             coil_pin=coil_pin,
-            coil_active_high=flag_setting(section, "contactor_active_high", True, prefix),
+            coil_active_high=flag_setting(section, "contactor_active_high", True, key_prefix),
             feedback_pin=feedback_pin,
             feedback_type=FeedbackType.MIRROR if kind == NO_FEEDBACK else FeedbackType(kind),
-            feedback_active_low=flag_setting(section, "feedback_active_low", True, prefix),
-            close_settle_s=seconds_setting(section, "close_settle_s", 0.1, 2.0, prefix),
-            open_settle_s=seconds_setting(section, "open_settle_s", 0.25, 5.0, prefix),
+            feedback_active_low=flag_setting(section, "feedback_active_low", True, key_prefix),
+            close_settle_s=seconds_setting(section, "close_settle_s", 0.1, 2.0, key_prefix),
+            open_settle_s=seconds_setting(section, "open_settle_s", 0.25, 5.0, key_prefix),
         )
 
 
@@ -316,13 +319,13 @@ def from_config(
     section: Mapping[str, Any],
     seams: HardwareSeams,
     *,
-    prefix: str = "",
+    key_prefix: str = "connector",
     name: str = "contactor",
 ) -> GpioContactor:
     """Build a :class:`GpioContactor` from a connector section (keys: ContactorConfig).
 
-    ``prefix`` (e.g. ``"connector.1."``) is prepended to the key a ``ConfigurationError``
-    names, so the message points at the exact setting in the file.
+    A ``ConfigurationError`` names ``<key_prefix>.<key>``; pass e.g. ``key_prefix="connector.1"``
+    so the message points at the exact setting in the file.
     """
-    config = ContactorConfig.from_section(section, prefix)
+    config = ContactorConfig.from_section(section, key_prefix)
     return GpioContactor(config, pin_factory=seams.pin_factory, name=name)

@@ -103,21 +103,27 @@ async def wait_until(
 HEADER_GPIO = range(28)
 
 
-def pin_setting(section: Mapping[str, Any], key: str, default: int, prefix: str = "") -> int:
-    """A BCM GPIO number (0-27) from ``section[key]``; errors name ``prefix + key``."""
+def key_name(key_prefix: str, key: str) -> str:
+    """The full name of ``key`` in error messages: ``connector.1.contactor_pin``."""
+    return f"{key_prefix}.{key}" if key_prefix else key
+
+
+def pin_setting(section: Mapping[str, Any], key: str, default: int, key_prefix: str = "") -> int:
+    """A BCM GPIO number (0-27) from ``section[key]``; errors name ``<key_prefix>.<key>``."""
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value not in HEADER_GPIO:
         raise ConfigurationError(
-            prefix + key, f"must be a BCM GPIO number 0-27 (e.g. 17 for GPIO17), got {value!r}"
+            key_name(key_prefix, key),
+            f"must be a BCM GPIO number 0-27 (e.g. 17 for GPIO17), got {value!r}",
         )
     return value
 
 
-def flag_setting(section: Mapping[str, Any], key: str, default: bool, prefix: str = "") -> bool:
+def flag_setting(section: Mapping[str, Any], key: str, default: bool, key_prefix: str = "") -> bool:
     """A boolean from ``section[key]`` (TOML true/false; strings are refused, not guessed)."""
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise ConfigurationError(prefix + key, f"must be true or false, got {value!r}")
+        raise ConfigurationError(key_name(key_prefix, key), f"must be true or false, got {value!r}")
     return value
 
 
@@ -126,7 +132,7 @@ def seconds_setting(
     key: str,
     default: float,
     maximum_s: float,
-    prefix: str = "",
+    key_prefix: str = "",
 ) -> float:
     """A duration in seconds, 0 < value <= ``maximum_s``.
 
@@ -141,6 +147,7 @@ def seconds_setting(
         or not 0 < value <= maximum_s
     ):
         raise ConfigurationError(
-            prefix + key, f"must be a time in seconds, 0 < s <= {maximum_s:g}, got {value!r}"
+            key_name(key_prefix, key),
+            f"must be a time in seconds, 0 < s <= {maximum_s:g}, got {value!r}",
         )
     return float(value)

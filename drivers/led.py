@@ -78,11 +78,11 @@ class GpioStatusLed:
 
 
 def from_config(
-    section: Mapping[str, Any], seams: HardwareSeams, *, prefix: str = ""
+    section: Mapping[str, Any], seams: HardwareSeams, *, key_prefix: str = "hardware"
 ) -> GpioStatusLed:
-    """Keys: ``led_pin`` (24), ``led_active_high`` (true); errors name ``prefix + key``."""
+    """Keys: ``led_pin`` (24), ``led_active_high`` (true); errors name ``<key_prefix>.<key>``."""
     return GpioStatusLed(
-        pin_setting(section, "led_pin", 24, prefix),
-        active_high=flag_setting(section, "led_active_high", True, prefix),
+        pin_setting(section, "led_pin", 24, key_prefix),
+        active_high=flag_setting(section, "led_active_high", True, key_prefix),
         pin_factory=seams.pin_factory,
     )

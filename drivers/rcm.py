@@ -36,7 +36,14 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from drivers.base import HardwareSeams
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
-from drivers.gpio_bridge import LoopBridge, flag_setting, pin_setting, seconds_setting, wait_until
+from drivers.gpio_bridge import (
+    LoopBridge,
+    flag_setting,
+    key_name,
+    pin_setting,
+    seconds_setting,
+    wait_until,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +60,24 @@ class RcmConfig:
     selftest_timeout_s: float = 1.0
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], prefix: str = "") -> RcmConfig:
+    def from_section(cls, section: Mapping[str, Any], key_prefix: str = "") -> RcmConfig:
         """Validate ``rcm_fault_pin`` (22), ``rcm_fault_active_high`` (true), ``rcm_test_pin``
         (23), ``rcm_test_active_high`` (true), ``rcm_test_pulse_s`` (0.05) and
-        ``rcm_selftest_timeout_s`` (1.0); errors name ``prefix + key``."""
-        fault_pin = pin_setting(section, "rcm_fault_pin", 22, prefix)
-        test_pin = pin_setting(section, "rcm_test_pin", 23, prefix)
+        ``rcm_selftest_timeout_s`` (1.0); errors name ``<key_prefix>.<key>``."""
+        fault_pin = pin_setting(section, "rcm_fault_pin", 22, key_prefix)
+        test_pin = pin_setting(section, "rcm_test_pin", 23, key_prefix)
         if test_pin == fault_pin:
             raise ConfigurationError(
-                prefix + "rcm_test_pin", f"GPIO{test_pin} is already the rcm_fault_pin"
+                key_name(key_prefix, "rcm_test_pin"), f"GPIO{test_pin} is already the rcm_fault_pin"
             )
         return cls(
             fault_pin=fault_pin,
-            fault_active_high=flag_setting(section, "rcm_fault_active_high", True, prefix),
+            fault_active_high=flag_setting(section, "rcm_fault_active_high", True, key_prefix),
             test_pin=test_pin,
-            test_active_high=flag_setting(section, "rcm_test_active_high", True, prefix),
-            test_pulse_s=seconds_setting(section, "rcm_test_pulse_s", 0.05, 2.0, prefix),
+            test_active_high=flag_setting(section, "rcm_test_active_high", True, key_prefix),
+            test_pulse_s=seconds_setting(section, "rcm_test_pulse_s", 0.05, 2.0, key_prefix),
             selftest_timeout_s=seconds_setting(
-                section, "rcm_selftest_timeout_s", 1.0, 10.0, prefix
+                section, "rcm_selftest_timeout_s", 1.0, 10.0, key_prefix
             ),
         )
 
@@ -277,10 +284,10 @@ def from_config(
     section: Mapping[str, Any],
     seams: HardwareSeams,
     *,
-    prefix: str = "",
+    key_prefix: str = "connector",
     name: str = "rcm",
 ) -> GpioRcm:
     """Build a :class:`GpioRcm` from a connector section (keys: :class:`RcmConfig`)."""
     return GpioRcm(
-        RcmConfig.from_section(section, prefix), pin_factory=seams.pin_factory, name=name
+        RcmConfig.from_section(section, key_prefix), pin_factory=seams.pin_factory, name=name
     )

@@ -33,6 +33,7 @@ from typing import Any
 
 from drivers.base import HardwareSeams
 from drivers.errors import ConfigurationError, TransientError
+from drivers.gpio_bridge import key_name
 
 #: Family code of the DS18B20 in 1-wire device names; auto-detection looks for these.
 DS18B20_FAMILY = "28"
@@ -138,14 +139,14 @@ class W1Thermometer:
 
 
 def from_config(
-    section: Mapping[str, Any], seams: HardwareSeams, *, prefix: str = ""
+    section: Mapping[str, Any], seams: HardwareSeams, *, key_prefix: str = "hardware"
 ) -> W1Thermometer:
     """Key ``temperature_sensor``: a 1-wire id like ``"28-00000a1b2c3d"``, or ``"auto"``
     (default) for the single DS18B20 under ``seams.w1_sysfs_root``. With "auto", several
     sensors already present is a configuration error (which one guards the socket?); none
     present is left to the reads, which fail transiently until the sensor appears.
     """
-    key = prefix + "temperature_sensor"
+    key = key_name(key_prefix, "temperature_sensor")
     value = section.get("temperature_sensor", "auto")
     if not isinstance(value, str) or (value != "auto" and not _DEVICE_ID.fullmatch(value)):
         raise ConfigurationError(

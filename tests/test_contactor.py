@@ -331,6 +331,12 @@ def test_from_config_with_a_bad_value_names_the_key(
     factory: MockFactory, key: str, value: object
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        from_config({key: value}, HardwareSeams(pin_factory=factory), prefix="connector.1.")
+        from_config({key: value}, HardwareSeams(pin_factory=factory), key_prefix="connector.1")
     assert caught.value.key == f"connector.1.{key}"
+
+
+def test_from_config_names_keys_under_connector_by_default(factory: MockFactory) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_config({"contactor_pin": 99}, HardwareSeams(pin_factory=factory))
+    assert caught.value.key == "connector.contactor_pin"
     assert not factory.pins or all(p.function == "input" for p in factory.pins.values())

@@ -147,5 +147,5 @@ def test_from_config_with_a_bad_value_names_the_key(
     factory: MockFactory, key: str, value: object
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        from_config({key: value}, HardwareSeams(pin_factory=factory), prefix="hardware.")
+        from_config({key: value}, HardwareSeams(pin_factory=factory), key_prefix="hardware")
     assert caught.value.key == f"hardware.{key}"

@@ -275,5 +275,5 @@ def test_from_config_with_a_bad_value_names_the_key(
     factory: MockFactory, key: str, value: object
 ) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        from_config({key: value}, HardwareSeams(pin_factory=factory), prefix="connector.2.")
+        from_config({key: value}, HardwareSeams(pin_factory=factory), key_prefix="connector.2")
     assert caught.value.key == f"connector.2.{key}"

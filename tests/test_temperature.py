@@ -167,7 +167,7 @@ def test_from_config_auto_with_several_sensors_names_the_key(tmp_path: Path) -> 
     SimW1Thermometer(tmp_path, "28-000000000001")
     SimW1Thermometer(tmp_path, "28-000000000002")
     with pytest.raises(ConfigurationError) as caught:
-        from_config({}, HardwareSeams(w1_sysfs_root=tmp_path), prefix="hardware.")
+        from_config({}, HardwareSeams(w1_sysfs_root=tmp_path), key_prefix="hardware")
     assert caught.value.key == "hardware.temperature_sensor"
     assert "28-000000000001" in caught.value.problem
     named = from_config(
@@ -182,6 +182,6 @@ def test_from_config_with_a_bad_sensor_id_names_the_key(tmp_path: Path, value: o
         from_config(
             {"temperature_sensor": value},
             HardwareSeams(w1_sysfs_root=tmp_path),
-            prefix="connector.1.",
+            key_prefix="connector.1",
         )
     assert caught.value.key == "connector.1.temperature_sensor"
