@@ -217,6 +217,7 @@ class GpioContactor:
         self._bridge.bind()
         if not self.energized:
             await self._settle_after_open()
+            self._check_usable()  # release() may have run meanwhile (shutdown)
             if self._welded:
                 raise PermanentFault(
                     FaultKind.CONTACTOR_WELDED,
