@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+import termios
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 from drivers.errors import ConfigurationError
@@ -43,6 +45,20 @@ async def run_blocking(func: Callable[[], _T]) -> _T:
             # The reader is stopping; the interrupted call's outcome changes nothing.
             _log.debug("blocking call ended with %r while cancelled", task.exception())
         raise
+
+
+@contextmanager
+def serial_errors() -> Iterator[None]:
+    """Turn ``termios.error`` into ``OSError`` around pyserial calls.
+
+    pyserial raises ``SerialException`` (an OSError) for most failures, but ``flush``,
+    ``reset_input_buffer`` and reconfiguring a port call termios directly, whose error is not
+    an OSError; on a vanished USB adapter that would otherwise escape the retry logic.
+    """
+    try:
+        yield
+    except termios.error as exc:
+        raise OSError(*exc.args) from exc
 
 
 class Backoff:

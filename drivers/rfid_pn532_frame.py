@@ -43,6 +43,10 @@ class Pn532Timeout(TransientError):
     """The chip did not answer (ACK or response) before the deadline."""
 
 
+class _NotAHeader(Exception):
+    """A start code followed by a length that fails its checksum: noise, keep scanning."""
+
+
 class FrameKind(StrEnum):
     ACK = "ack"
     NACK = "nack"
@@ -78,19 +82,31 @@ def encode_response(command: int, params: bytes = b"") -> bytes:
 
 
 class FrameParser:
-    """Incremental frame finder: skips anything before a start code (preamble, wake-up bytes,
-    line noise) and reports checksum errors after dropping the bad frame, so the next call
-    resumes behind it. Not thread-safe; one owner.
+    """Incremental frame finder. Not thread-safe; one owner.
+
+    Anything before a start code (preamble, wake-up bytes, line noise) is skipped. A start
+    code whose LEN/LCS do not match is taken for noise (a postamble followed by 0xFF looks
+    like one) and skipped too, counted in :attr:`bad_headers` so a caller that then times
+    out can say the line was garbled. A frame with a valid header but a wrong data checksum
+    raises after being dropped, so the next call resumes behind it.
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self.bad_headers = 0
 
     def feed(self, data: bytes) -> None:
         self._buf += data
 
     def next_frame(self) -> Frame | None:
         """The next complete frame, None if more bytes are needed; raises Pn532FrameError."""
+        while True:
+            try:
+                return self._next_frame()
+            except _NotAHeader:
+                self.bad_headers += 1
+
+    def _next_frame(self) -> Frame | None:
         start = self._buf.find(START_CODE)
         if start < 0:
             # Keep a trailing 0x00: it may be the first half of a start code.
@@ -112,7 +128,7 @@ class FrameParser:
             raise Pn532FrameError("extended frame (LEN FF FF) not supported")
         if length == 0 or (length + lcs) & 0xFF:
             del self._buf[:2]
-            raise Pn532FrameError(f"bad length checksum: LEN 0x{length:02X} LCS 0x{lcs:02X}")
+            raise _NotAHeader
         end = 4 + length + 1  # through DCS; the postamble is not needed to decide
         if len(self._buf) < end:
             return None

@@ -20,6 +20,7 @@ import serial
 from smbus2 import i2c_msg
 
 from drivers.base import SMBusLike
+from drivers.rfid_common import serial_errors
 from drivers.rfid_pn532_frame import (
     Frame,
     FrameKind,
@@ -92,29 +93,29 @@ class Pn532UartTransport:
         return self._baudrate
 
     def wake(self) -> None:
-        if self._serial is None:
-            self._serial = serial.serial_for_url(
-                self._port,
-                baudrate=self._baudrate,
-                bytesize=serial.EIGHTBITS,
-                parity=serial.PARITY_NONE,
-                stopbits=serial.STOPBITS_ONE,
-                timeout=_UART_READ_SLICE_S,
-            )
-        self._serial.write(HSU_WAKEUP)
-        self._serial.flush()
+        with serial_errors():
+            if self._serial is None:
+                self._serial = serial.serial_for_url(
+                    self._port,
+                    baudrate=self._baudrate,
+                    bytesize=serial.EIGHTBITS,
+                    parity=serial.PARITY_NONE,
+                    stopbits=serial.STOPBITS_ONE,
+                    timeout=_UART_READ_SLICE_S,
+                )
+            self._serial.write(HSU_WAKEUP)
 
     def call(self, command: int, params: bytes, timeout_s: float) -> bytes:
         port = self._require_open()
         deadline = time.monotonic() + timeout_s
-        port.reset_input_buffer()  # a late answer to an abandoned command must not match
-        port.write(encode_command(command, params))
-        port.flush()
-        parser = FrameParser()
-        ack = self._read_frame(port, parser, deadline, f"ACK for 0x{command:02X}")
-        if ack.kind is not FrameKind.ACK:
-            raise Pn532FrameError(f"expected ACK for 0x{command:02X}, got {ack.kind}")
-        frame = self._read_frame(port, parser, deadline, f"response to 0x{command:02X}")
+        with serial_errors():
+            port.reset_input_buffer()  # a late answer to an abandoned command must not match
+            port.write(encode_command(command, params))
+            parser = FrameParser()
+            ack = self._read_frame(port, parser, deadline, f"ACK for 0x{command:02X}")
+            if ack.kind is not FrameKind.ACK:
+                raise Pn532FrameError(f"expected ACK for 0x{command:02X}, got {ack.kind}")
+            frame = self._read_frame(port, parser, deadline, f"response to 0x{command:02X}")
         return response_params(frame, command)
 
     def drop_link(self) -> None:
@@ -140,6 +141,8 @@ class Pn532UartTransport:
             if frame is not None:
                 return frame
             if time.monotonic() >= deadline:
+                if parser.bad_headers:
+                    raise Pn532FrameError(f"no {what}: garbled frame header (bad LEN/LCS)")
                 raise Pn532Timeout(f"no {what}")
             parser.feed(port.read(max(1, port.in_waiting)))
 
@@ -220,7 +223,7 @@ class Pn532I2cTransport:
                     parser.feed(raw[1:])
                     frame = parser.next_frame()
                     if frame is None:
-                        raise Pn532FrameError(f"incomplete {what}: {raw[1:].hex(' ')}")
+                        raise Pn532FrameError(f"no valid {what} in {raw[1:].hex(' ')}")
                     return frame
             if time.monotonic() >= deadline:
                 raise Pn532Timeout(f"no {what} (status never ready)")

@@ -43,6 +43,7 @@ from drivers.rfid_common import (
     SectionReader,
     read_backoff,
     run_blocking,
+    serial_errors,
 )
 
 STX: Final = 0x02
@@ -270,25 +271,27 @@ class Rdm6300Reader:
         """Worker thread: open the port (9600 8N1, 0.1 s read timeout)."""
         if self._serial is not None:
             return
-        self._serial = serial.serial_for_url(
-            self._port,
-            baudrate=self._baudrate,
-            bytesize=serial.EIGHTBITS,
-            parity=serial.PARITY_NONE,
-            stopbits=serial.STOPBITS_ONE,
-            timeout=_READ_TIMEOUT_S,
-        )
+        with serial_errors():
+            self._serial = serial.serial_for_url(
+                self._port,
+                baudrate=self._baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                timeout=_READ_TIMEOUT_S,
+            )
 
     def _read_chunk(self) -> bytes:
         """Worker thread: wait up to one read timeout for bytes, then take all that arrived."""
         port = self._serial
         if port is None:
             raise OSError("port closed")
-        data: bytes = port.read(1)
-        if data:
-            waiting = port.in_waiting
-            if waiting:
-                data += port.read(waiting)
+        with serial_errors():
+            data: bytes = port.read(1)
+            if data:
+                waiting = port.in_waiting
+                if waiting:
+                    data += port.read(waiting)
         return data
 
     def _close_port(self) -> None:
