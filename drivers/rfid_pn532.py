@@ -163,10 +163,13 @@ class Pn532Reader:
             raise RuntimeError("Pn532Reader.run is already running")
         self._running = True
         presence = PresenceTracker(self._removal_polls)
-        backoff = Backoff(self._retry_backoff_s, self._retry_backoff_max_s)
+        health = _Health(
+            self._failure_threshold,
+            Backoff(self._retry_backoff_s, self._retry_backoff_max_s),
+            on_event,
+            self._detail,
+        )
         needs_init = True
-        failures = 0
-        failed = False
         try:
             while True:
                 try:
@@ -175,32 +178,16 @@ class Pn532Reader:
                         needs_init = False
                     uid = await run_blocking(self._poll_once)
                 except (Pn532Timeout, Pn532FrameError, OSError) as exc:
-                    failures += 1
+                    # A garbled answer is retried as is; silence or a wrong chip may mean
+                    # the chip reset (or was swapped), so it is initialised again.
                     if not isinstance(exc, Pn532FrameError) or isinstance(exc, ChipIdentityError):
                         needs_init = True
-                        if isinstance(exc, OSError):
-                            self._transport.drop_link()
-                    if failed:
-                        _log.info("PN532 %s still failing: %s", self._where, exc)
-                    else:
-                        on_event(DriverEvent(EVENT_DEVICE, _event_kind(exc), self._detail(exc)))
-                        if failures >= self._failure_threshold:
-                            failed = True
-                            on_event(
-                                DriverEvent(
-                                    EVENT_DEVICE,
-                                    "reader_failure",
-                                    self._detail(f"{failures} attempts failed, last: {exc}"),
-                                    FaultKind.READER_FAILURE,
-                                )
-                            )
-                    await asyncio.sleep(backoff.next_delay_s() if failed else self._poll_interval_s)
+                    if isinstance(exc, OSError):
+                        self._transport.drop_link()
+                    delay_s = health.attempt_failed(exc)
+                    await asyncio.sleep(delay_s if delay_s is not None else self._poll_interval_s)
                     continue
-                failures = 0
-                if failed:
-                    failed = False
-                    backoff.reset()
-                    on_event(DriverEvent(EVENT_DEVICE, "recovered", self._detail("answering")))
+                health.attempt_succeeded()
                 if presence.update(uid) and uid is not None:
                     on_card(uid)
                 await asyncio.sleep(self._poll_interval_s)
@@ -236,6 +223,53 @@ class Pn532Reader:
         params = self._transport.call(CMD_IN_LIST_PASSIVE_TARGET, LIST_ONE_TYPE_A, self._timeout_s)
         uid = uid_from_target_list(params)
         return None if uid is None else uid_hex(uid)
+
+
+class _Health:
+    """Turns a run of failed attempts into events: one event per failure until
+    ``threshold`` consecutive failures, then one READER_FAILURE, silence (log only) while
+    it lasts, and ``recovered`` at the first success."""
+
+    def __init__(
+        self,
+        threshold: int,
+        backoff: Backoff,
+        on_event: EventSink,
+        detail: Callable[[object], str],
+    ) -> None:
+        self._threshold = threshold
+        self._backoff = backoff
+        self._on_event = on_event
+        self._detail = detail
+        self._failures = 0
+        self._failed = False
+
+    def attempt_failed(self, exc: Exception) -> float | None:
+        """Record a failure; the backoff delay (s) once failed, None for the normal pace."""
+        self._failures += 1
+        if self._failed:
+            _log.info("%s", self._detail(f"still failing: {exc}"))
+            return self._backoff.next_delay_s()
+        self._on_event(DriverEvent(EVENT_DEVICE, _event_kind(exc), self._detail(exc)))
+        if self._failures < self._threshold:
+            return None
+        self._failed = True
+        self._on_event(
+            DriverEvent(
+                EVENT_DEVICE,
+                "reader_failure",
+                self._detail(f"{self._failures} attempts failed, last: {exc}"),
+                FaultKind.READER_FAILURE,
+            )
+        )
+        return self._backoff.next_delay_s()
+
+    def attempt_succeeded(self) -> None:
+        self._failures = 0
+        if self._failed:
+            self._failed = False
+            self._backoff.reset()
+            self._on_event(DriverEvent(EVENT_DEVICE, "recovered", self._detail("answering")))
 
 
 def _event_kind(exc: Exception) -> str:
