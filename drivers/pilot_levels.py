@@ -51,9 +51,21 @@ def duty_for_current(current_a: float) -> float:
     return current_a / 2.5 + 64.0
 
 
-def pwm_is_on(duty_pct: float) -> bool:
-    """True while a 1 kHz square wave runs (x2): both a positive and a negative phase exist."""
-    return 0.0 < duty_pct < 100.0
+class Waveform(StrEnum):
+    """What the EVSE puts on the CP for a duty: it decides what the peak detectors can see."""
+
+    F = "f"  # 0 %: steady -12 V
+    X1 = "x1"  # 100 %: steady positive level, nothing offered
+    PWM = "pwm"  # a 1 kHz square wave (x2): a positive and a negative phase
+
+
+def waveform(duty_pct: float) -> Waveform:
+    """The waveform generated at ``duty_pct``."""
+    if duty_pct <= 0.0:
+        return Waveform.F
+    if duty_pct >= 100.0:
+        return Waveform.X1
+    return Waveform.PWM
 
 
 # --- CP levels (reference 1.2) ---------------------------------------------------------------

@@ -407,3 +407,25 @@ async def test_an_unexpected_error_in_the_sampler_ends_run_with_it(tmp_path: Pat
         await asyncio.wait_for(sensor.run(bench.on_state, bench.on_event), 1.0)
     assert not [t for t in threading.enumerate() if t.name == "cp-sampler"]
     await bench.stop()
+
+
+@pytest.mark.parametrize(("settle_s", "fooled"), [(0.03, False), (0.0, True)])
+async def test_levels_right_after_our_own_waveform_change_are_ignored(
+    tmp_path: Path, settle_s: float, fooled: bool
+) -> None:
+    """A peak detector decays slowly after x1 -> F: it passes through 0 V on its way down.
+
+    The glitches play that decay; with no settle time they would fake a CP short (E)."""
+    bench = CpBench(tmp_path, duty_settle_s=settle_s)
+    bench.start()
+    try:
+        bench.ev_state = CpState.B
+        await bench.wait_state(CpState.B)
+        bench.generator.set_state_f()
+        bench.glitches.extend([bench.calibration.adc_for_high(0.0)] * 3)
+        await bench.wait_state(CpState.F)
+        faked = [r.state for r in bench.readings if r.state is CpState.E]
+        assert bool(faked) is fooled
+        assert any(e.kind == "cp_error" for e in bench.events) is fooled
+    finally:
+        await bench.stop()
