@@ -48,7 +48,9 @@ blocking it (opening a serial port is a short synchronous ``open`` inside pymodb
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import termios
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +145,7 @@ class ModbusMeter:
         self._last_energy_wh: float | None = None
         self._last_request_end = -math.inf
         self._reply_bytes_seen = False
+        self._lock = asyncio.Lock()
 
     @property
     def register_map(self) -> RegisterMap:
@@ -163,7 +166,15 @@ class ModbusMeter:
         return self._online
 
     async def read(self) -> MeterReading:
-        """Read every quantity; retries inside. Raises PermanentFault(METER_OFFLINE)."""
+        """Read every quantity; retries inside. Raises PermanentFault(METER_OFFLINE).
+
+        Concurrent calls are served one after the other: the line carries one request at a
+        time, and the energy plausibility check needs readings in order.
+        """
+        async with self._lock:
+            return await self._read_with_retries()
+
+    async def _read_with_retries(self) -> MeterReading:
         attempts = 1 + (self._settings.retries if self._online else 0)
         attempt = 0
         while True:
@@ -251,7 +262,24 @@ class ModbusMeter:
     async def _connected_client(self) -> ModbusBaseClient:
         if self._client is None:
             self._client = self._make_client()
-        if not self._client.connected and not await self._client.connect():
+        if self._client.connected:
+            return self._client
+        refused = ""
+        try:
+            connected = await self._client.connect()
+        except (OSError, ValueError, termios.error) as exc:
+            # pymodbus turns a missing port into False, but a port that refuses a setting
+            # (termios.error, e.g. parity on a pty or a USB adapter without 2 stop bits)
+            # escapes from pyserial, and its traceback sits in a reference cycle (through
+            # asyncio.wait_for's task) with pyserial's half-opened port. Keep only the words and
+            # collect the cycle, so the port's fd and exclusive lock are released before the
+            # next attempt. This runs only on that misconfiguration.
+            refused = str(exc)
+            connected = False
+        if refused:
+            gc.collect()
+            raise _AttemptFailed(f"cannot open the port ({self._where}): {refused}")
+        if not connected:
             raise _AttemptFailed(f"cannot connect ({self._where})")
         return self._client
 

@@ -37,6 +37,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Literal, cast
 
@@ -105,9 +106,9 @@ class PtyLink:
                 daemon=True,
             ),
         ]
+        self._closed = False
         for thread in self._threads:
             thread.start()
-        self._closed = False
 
     def close(self) -> None:
         """Stop the relays (they wake at once) and close every fd; idempotent."""
@@ -179,13 +180,18 @@ class PtyLink:
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
-        try:
-            os.write(fd, data)
-        except BlockingIOError:
-            pass  # the other end is not reading and its buffer is full: bytes fall off the line
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
+        """Write all of ``data``, or drop what the other end's full buffer will not take."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                return  # nobody reads the other end and its buffer is full: bytes fall off
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                return
+            view = view[written:]
 
 
 def flip_one_bit(direction: Direction, data: bytes) -> bytes:
@@ -212,12 +218,13 @@ class SimMeter:
     ) -> None:
         self.register_map = model if isinstance(model, RegisterMap) else load_model(model)
         self.unit_id = self.register_map.link.unit_id if unit_id is None else unit_id
-        self._values: dict[str, float | None] = {}
         self._image: dict[int, int] = {}
         self._energy_wh = 0.0
         self._fault: MeterFault | None = None
         self._drop_reply = False
         self.request_count = 0
+        #: (function code, address, count) of the latest requests heard, oldest first.
+        self.request_log: deque[tuple[int, int, int]] = deque(maxlen=1000)
         self._tcp: ModbusTcpServer | None = None
         self._rtu: ModbusSerialServer | None = None
         self._link: PtyLink | None = None
@@ -248,7 +255,6 @@ class SimMeter:
         ):
             for phase, value in enumerate(triple, start=1):
                 values[f"{prefix}_l{phase}_{unit}"] = value
-        self._values.update(values)
         self._encode(values)
 
     @property
@@ -329,6 +335,7 @@ class SimMeter:
         """pymodbus server hook (loop thread): count requests, drop or spoil replies."""
         if not sending:
             self.request_count += 1
+            self.request_log.append((pdu.function_code, pdu.address, pdu.count))
             return pdu
         if self._fault == "offline" or pdu.dev_id != self.unit_id:
             self._drop_reply = True

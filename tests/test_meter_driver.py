@@ -183,6 +183,10 @@ async def test_driver_reads_what_the_meter_measures_over_tcp_in_the_planned_requ
         reading = await meter.read()
         assert_reading_matches_map(meter.register_map, reading)
         assert sim.request_count == meter.requests_per_read == len(meter.register_map.plan())
+        fc = meter.register_map.function_code
+        assert list(sim.request_log) == [
+            (fc, b.address, b.count) for b in meter.register_map.plan()
+        ]
         await meter.read()
         assert sim.request_count == 2 * meter.requests_per_read
         assert events == []
@@ -384,9 +388,28 @@ async def test_missing_serial_port_is_an_offline_meter_not_a_crash(tmp_path: Any
     assert "cannot connect" in events[-1].detail
 
 
+async def test_port_that_refuses_its_settings_is_an_offline_meter_not_a_crash() -> None:
+    # Linux refuses parity on a pty (tcsetattr EINVAL) and pyserial lets termios.error out.
+    async with rtu_meter("orno_we516", **{**FAULTY, "parity": "E"}) as (_, meter, events):
+        with pytest.raises(PermanentFault):
+            await meter.read()
+        assert events.kinds() == ["retry", "retry", "offline"]
+        assert "cannot open the port" in events[-1].detail
+
+
+async def test_concurrent_reads_take_turns_on_the_line() -> None:
+    # ABB B23 needs two requests per read; two callers must not interleave them.
+    async with tcp_meter("abb_b23", min_request_gap_s=0.01) as (sim, meter, events):
+        first, second = await asyncio.gather(meter.read(), meter.read())
+        plan = [(3, b.address, b.count) for b in meter.register_map.plan()]
+        assert list(sim.request_log) == plan + plan
+        assert first.taken_at < second.taken_at
+        assert events == []
+
+
 async def test_the_loop_keeps_running_while_the_meter_times_out() -> None:
-    # Timeouts of 0.3 s: anything blocking the loop for one would show as a 0.3 s gap.
-    async with tcp_meter("sdm630", **{**FAULTY, "timeout_s": 0.3}) as (sim, meter, _events):
+    # Timeouts of 0.2 s: anything blocking the loop for one would show as a 0.2 s gap.
+    async with tcp_meter("sdm630", **{**FAULTY, "timeout_s": 0.2}) as (sim, meter, _events):
         sim.set_fault("offline")
         gaps: list[float] = []
 
