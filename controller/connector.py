@@ -93,6 +93,9 @@ from drivers.errors import FaultKind
 
 #: CP states with a car on the cable: an authorization does not time out in them.
 _EV_PRESENT_STATES = EV_CONNECTED_STATES | {CpState.E}
+#: A debounced F reading this soon after our own state F ended is our F seen late (the
+#: sensor debounces for up to a few hundred ms), not an F the car or a fault produced.
+F_ECHO_S = 1.0
 _OUTCOMES = {False: AvailabilityOutcome.ACCEPTED, True: AvailabilityOutcome.SCHEDULED}
 
 
@@ -133,6 +136,7 @@ class ConnectorMachine:
         self._faults: set[FaultKind] = set()  # raised by drivers
         self._cp_fault = False  # the car showed E or F: a CP_ERROR of our own finding
         self._f_until = -math.inf  # state F lasts at least until then
+        self._f_ended_at = -math.inf  # when we last stopped driving state F
         self._pilot = PILOT_OFF
         self._contactor_closed = False
         self._auth: _Authorization | None = None
@@ -231,7 +235,7 @@ class ConnectorMachine:
     def _apply(self, event: Event, now: float) -> None:
         match event:
             case CpChanged(state):
-                self._on_cp(state)
+                self._on_cp(state, now)
             case CableRatingChanged(current_a):
                 self._cable_a = current_a
             case IdPresented(id_tag):
@@ -269,8 +273,9 @@ class ConnectorMachine:
 
     # --- inputs -------------------------------------------------------------------------
 
-    def _on_cp(self, state: CpState) -> None:
-        if self._pilot.mode is PilotMode.STATE_F:
+    def _on_cp(self, state: CpState, now: float) -> None:
+        our_f_echo = state is CpState.F and now - self._f_ended_at < F_ECHO_S
+        if self._pilot.mode is PilotMode.STATE_F or our_f_echo:
             # Behind our own -12 V the car cannot be seen (the sensor reads our F, or a
             # reading from before F arrives late): wait for the first reading after F.
             self._cp = None
@@ -409,6 +414,8 @@ class ConnectorMachine:
         if pilot.mode is PilotMode.STATE_F and self._pilot.mode is not PilotMode.STATE_F:
             self._cp = None  # from now on the car is hidden behind our -12 V
         previous, self._pilot = self._pilot, pilot
+        if previous.mode is PilotMode.STATE_F and pilot.mode is not PilotMode.STATE_F:
+            self._f_ended_at = now
         commands: list[Command] = []
         if self._contactor_closed and not self.may_close():
             commands.append(OpenContactor())

@@ -101,7 +101,9 @@ PILOT_F = PilotOutput(PilotMode.STATE_F)
 
 def pwm(current_a: float) -> PilotOutput:
     """The PWM offering ``current_a``, or PWM off when that is below 6 A."""
-    return PilotOutput(PilotMode.PWM, current_a) if current_a >= MIN_OFFER_A else PILOT_OFF
+    if current_a < MIN_OFFER_A:
+        return PILOT_OFF
+    return PilotOutput(PilotMode.PWM, float(current_a))
 
 
 # --- faults -------------------------------------------------------------------------------

@@ -751,3 +751,15 @@ def test_changed_settings_apply_to_the_next_session(bench: Bench) -> None:
     assert bench.send(SettingsChanged(settings)) == []
     bench.plug_in_with_cable()
     assert bench.machine.transaction_id_tag == "FREE"
+
+
+def test_late_f_reading_just_after_our_state_f_is_not_a_cp_error(bench: Bench) -> None:
+    bench.charge()
+    bench.send(FaultRaised(FaultKind.METER_OFFLINE))
+    bench.send(FaultCleared(FaultKind.METER_OFFLINE), after_s=0.1)
+    assert bench.send(Tick(), after_s=0.2) == [OfferCurrent(0.0)]
+    assert bench.send(CpChanged(F), after_s=0.2) == []  # the sensor debounced our F late
+    assert bench.status() is S.SUSPENDED_EVSE
+    assert bench.send(CpChanged(C), after_s=0.1)[-1] == StatusChanged(S.CHARGING)
+    assert bench.send(CpChanged(F), after_s=5.0)[0] == OpenContactor()  # this F is not ours
+    assert bench.status() is S.FAULTED
