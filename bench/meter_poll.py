@@ -24,9 +24,9 @@ import logging
 import statistics
 import time
 
-from drivers.base import HardwareSeams
 from drivers.meter import from_config
 from drivers.register_map import ReadBlock
+from drivers.seams import HardwareSeams
 from hw_sim.meter_server import BITS_PER_BYTE_8N1, RTU_FRAME_GAP_CHARS, SimMeter
 
 MODEL = "sdm630"

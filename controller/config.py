@@ -75,7 +75,7 @@ def _get(table: Mapping[str, Any], prefix: str, key: str, kind: type, default: A
 
 
 def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
-    prefix = f"connector[{index}]"
+    prefix = f"connector.{index}"
     if not isinstance(table, Mapping):
         raise ConfigError(prefix, "must be a table ([[connector]])")
     max_a = _get(table, prefix, "max_current_a", float, 32.0)

@@ -12,11 +12,10 @@ driver, and callbacks given to a driver are invoked on the loop thread.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from drivers.errors import FaultKind
 
@@ -230,34 +229,3 @@ class SMBusLike(Protocol):
     def i2c_rdwr(self, *i2c_msgs: Any) -> None: ...
 
     def close(self) -> None: ...
-
-
-def open_smbus(bus: int) -> SMBusLike:
-    """Open ``/dev/i2c-<bus>`` with smbus2: the Pi's default I2C seam."""
-    from smbus2 import SMBus
-
-    smbus: SMBusLike = SMBus(bus)
-    return smbus
-
-
-@dataclass(frozen=True)
-class HardwareSeams:
-    """Everything that differs between a Pi and the simulator *below* the drivers.
-
-    The simulator replaces hardware, not drivers: it hands the same drivers a gpiozero
-    ``MockFactory``, an SMBus stand-in, pseudo-terminal paths (through configuration) and
-    temporary directories that look like sysfs.
-    """
-
-    pin_factory: Any = None  # a gpiozero pin Factory; None = gpiozero's own choice
-    open_i2c_bus: Callable[[int], SMBusLike] = open_smbus
-    pwm_sysfs_root: Path = Path("/sys/class/pwm")
-    w1_sysfs_root: Path = Path("/sys/bus/w1/devices")
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Closeable(Protocol):
-    """Drivers that hold OS resources (pins, ports, buses) release them in ``close``."""
-
-    def close(self) -> None | Awaitable[None]: ...

@@ -37,7 +37,6 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from drivers.base import HardwareSeams
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.gpio_bridge import (
     LoopBridge,
@@ -47,6 +46,7 @@ from drivers.gpio_bridge import (
     seconds_setting,
     wait_until,
 )
+from drivers.seams import HardwareSeams
 
 logger = logging.getLogger(__name__)
 

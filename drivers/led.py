@@ -13,8 +13,9 @@ from typing import Any
 
 from gpiozero import LED
 
-from drivers.base import HardwareSeams, LedPattern
+from drivers.base import LedPattern
 from drivers.gpio_bridge import flag_setting, pin_setting
+from drivers.seams import HardwareSeams
 
 #: Seconds on and off of the even blink patterns.
 BLINK_S: dict[LedPattern, tuple[float, float]] = {

@@ -60,7 +60,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, Modbu
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.base import DriverEvent, EventSink, HardwareSeams, MeterReading, ignore_events
+from drivers.base import DriverEvent, EventSink, MeterReading, ignore_events
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.register_map import (
     ReadBlock,
@@ -72,6 +72,7 @@ from drivers.register_map import (
     load_model,
     parse_register_map,
 )
+from drivers.seams import HardwareSeams
 
 DEVICE = "meter"
 TRANSPORTS = ("rtu", "tcp")

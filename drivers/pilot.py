@@ -20,13 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.ads1115 import ADDRESSES, DATA_RATE_SPS, PGA_FULL_SCALE_V, Ads1115
-from drivers.base import (
-    EventSink,
-    HardwareSeams,
-    ProximitySensor,
-    SMBusLike,
-    ignore_events,
-)
+from drivers.base import EventSink, ProximitySensor, SMBusLike, ignore_events
 from drivers.errors import ConfigurationError
 from drivers.pilot_levels import (
     DEFAULT_CP_GAIN,
@@ -38,6 +32,7 @@ from drivers.pilot_levels import (
 from drivers.pilot_pp import AdcProximitySensor, TetheredCable
 from drivers.pilot_sensor import AdcPilotSensor
 from drivers.pwm_sysfs import SysfsPwm
+from drivers.seams import HardwareSeams
 
 __all__ = ["PilotBoard", "PwmPilot", "duty_for_current", "from_config"]
 

@@ -34,7 +34,6 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from drivers.base import HardwareSeams
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.gpio_bridge import (
     LoopBridge,
@@ -44,6 +43,7 @@ from drivers.gpio_bridge import (
     seconds_setting,
     wait_until,
 )
+from drivers.seams import HardwareSeams
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from drivers.base import DriverEvent, EventSink, HardwareSeams
+from drivers.base import DriverEvent, EventSink
 from drivers.errors import FaultKind
 from drivers.rfid_common import (
     EVENT_DEVICE,
@@ -54,6 +54,7 @@ from drivers.rfid_pn532_transport import (
     Pn532Transport,
     Pn532UartTransport,
 )
+from drivers.seams import HardwareSeams
 
 PN532_IC: Final = 0x32
 SAM_NORMAL_MODE: Final = bytes([0x01, 0x14, 0x01])  # normal mode, 1 s timeout, use IRQ

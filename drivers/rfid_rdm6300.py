@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import serial
 
-from drivers.base import DriverEvent, EventSink, HardwareSeams
+from drivers.base import DriverEvent, EventSink
 from drivers.errors import FaultKind
 from drivers.rfid_common import (
     EVENT_DEVICE,
@@ -45,6 +45,7 @@ from drivers.rfid_common import (
     run_blocking,
     serial_errors,
 )
+from drivers.seams import HardwareSeams
 
 STX: Final = 0x02
 ETX: Final = 0x03

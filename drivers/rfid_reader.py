@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from drivers import rfid_pn532, rfid_rdm6300
-from drivers.base import CardReader, HardwareSeams
+from drivers.base import CardReader
 from drivers.rfid_common import SectionReader
+from drivers.seams import HardwareSeams
 
 READER_TYPES: Final = ("rdm6300", *rfid_pn532.TYPES)
 

@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from drivers.base import HardwareSeams
 from drivers.errors import ConfigurationError, TransientError
 from drivers.gpio_bridge import key_name
+from drivers.seams import HardwareSeams
 
 #: Family code of the DS18B20 in 1-wire device names; auto-detection looks for these.
 DS18B20_FAMILY = "28"

@@ -26,9 +26,9 @@ def test_connector_tables_keep_their_driver_settings() -> None:
 @pytest.mark.parametrize(
     ("doc", "key"),
     [
-        ({"connector": [{"max_current_a": 100}]}, "connector[1].max_current_a"),
-        ({"connector": [{}, {"phases": 2}]}, "connector[2].phases"),
-        ({"connector": [{"max_current_a": "16"}]}, "connector[1].max_current_a"),
+        ({"connector": [{"max_current_a": 100}]}, "connector.1.max_current_a"),
+        ({"connector": [{}, {"phases": 2}]}, "connector.2.phases"),
+        ({"connector": [{"max_current_a": "16"}]}, "connector.1.max_current_a"),
         ({"ocpp": {"version": "1.5"}}, "ocpp.version"),
         ({"ocpp": {"url": "http://x"}}, "ocpp.url"),
         ({"hardware": {"backend": "arduino"}}, "hardware.backend"),

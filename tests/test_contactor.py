@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from drivers.base import Contactor, HardwareSeams
+from drivers.base import Contactor
 from drivers.contactor import ContactorConfig, FeedbackType, GpioContactor, from_config
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
+from drivers.seams import HardwareSeams
 from hw_sim.pins import SimContactorPins
 
 FAST = {"close_settle_s": 0.05, "open_settle_s": 0.03}

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.base import HardwareSeams, LedPattern, StatusIndicator
+from drivers.base import LedPattern, StatusIndicator
 from drivers.errors import ConfigurationError
 from drivers.led import FLASH_STEP_S, GpioStatusLed, from_config
+from drivers.seams import HardwareSeams
 
 
 @pytest.fixture(autouse=True)

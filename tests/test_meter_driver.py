@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from drivers.base import DriverEvent, HardwareSeams, MeterReading
+from drivers.base import DriverEvent, MeterReading
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.meter import ModbusMeter, from_config
 from drivers.register_map import DataType, Quantity, RegisterMap, available_models
+from drivers.seams import HardwareSeams
 from hw_sim.meter_server import SimMeter
 
 MODELS = available_models()

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import HardwareSeams, MeterReading
+from drivers.base import MeterReading
 from drivers.meter import from_config
 from drivers.register_map import DataType, Quantity, available_models
+from drivers.seams import HardwareSeams
 from hw_sim.meter_server import SimMeter
 
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"

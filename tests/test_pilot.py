@@ -12,12 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.ads1115 import Ads1115
-from drivers.base import CpState, DriverEvent, HardwareSeams, PilotGenerator, SMBusLike
+from drivers.base import CpState, DriverEvent, PilotGenerator, SMBusLike
 from drivers.errors import ConfigurationError
 from drivers.pilot import PilotBoard, PwmPilot, duty_for_current, from_config
 from drivers.pilot_levels import FrontEndCalibration, classify_high, pp_rating_for_ohms
 from drivers.pilot_pp import AdcProximitySensor, TetheredCable
 from drivers.pwm_sysfs import SysfsPwm
+from drivers.seams import HardwareSeams
 from hw_sim.ads1115 import SimAds1115
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
 from hw_sim.pwm_sysfs import SimPwmSysfs

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from drivers.base import HardwareSeams, ResidualCurrentMonitor
+from drivers.base import ResidualCurrentMonitor
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.rcm import GpioRcm, RcmConfig, from_config
+from drivers.seams import HardwareSeams
 from hw_sim.pins import SimRcmPins
 
 FAST = {"rcm_test_pulse_s": 0.02, "rcm_selftest_timeout_s": 0.1}

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.base import DriverEvent, HardwareSeams, SMBusLike
+from drivers.base import DriverEvent, SMBusLike
 from drivers.errors import ConfigurationError, FaultKind
 from drivers.rfid_pn532 import (
     Pn532Reader,
@@ -47,6 +47,7 @@ from drivers.rfid_pn532_transport import (
     Pn532Transport,
     Pn532UartTransport,
 )
+from drivers.seams import HardwareSeams
 from hw_sim.rfid import Pn532Chip, SimPn532I2c, SimPn532Uart
 from hw_sim.smbus import SimSMBus
 

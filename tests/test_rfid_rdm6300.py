@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import rfid_reader
-from drivers.base import DriverEvent, HardwareSeams
+from drivers.base import DriverEvent
 from drivers.errors import ConfigurationError, FaultKind
 from drivers.rfid_pn532 import Pn532Reader
 from drivers.rfid_rdm6300 import (
@@ -29,6 +29,7 @@ from drivers.rfid_rdm6300 import (
     decode_frame,
     from_config,
 )
+from drivers.seams import HardwareSeams
 from hw_sim.rfid import SimRdm6300, rdm6300_frame
 
 CARD = bytes.fromhex("0a00c3d2e1")

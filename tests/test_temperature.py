@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import HardwareSeams, TemperatureSensor
+from drivers.base import TemperatureSensor
 from drivers.errors import ConfigurationError, TransientError
+from drivers.seams import HardwareSeams
 from drivers.temperature import W1Thermometer, from_config, parse_w1_slave
 from hw_sim.w1 import SimW1Thermometer, crc8_maxim
 

@@ -1,0 +1,131 @@
+"""The `picharge` command line: run, sim, demo.
+
+Exit codes are a contract (see ../shared/design.md): 0 success, 2 bad usage or
+configuration (the message names the key or flag), 1 a failure while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.config import DEFAULT_CONFIG_PATH, ConfigError
+from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_port, send
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "lock", "clear")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _connector_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"must be 1 to 8, got {text}")
+    return value
+
+
+def _host_port(text: str) -> str:
+    try:
+        parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picharge", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the charge point controller")
+    run.add_argument(
+        "--config", type=Path, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    run.add_argument("--sim", action="store_true", help="use simulated hardware (hw_sim)")
+    run.add_argument("--csms", help="CSMS websocket URL; the charge point id is appended")
+    run.add_argument("--id", dest="chargepoint_id", help="charge point id")
+    run.add_argument("--ocpp", choices=("1.6", "2.0.1"), help="OCPP version")
+    run.add_argument("--state-dir", type=Path, help="where the SQLite state lives")
+    run.add_argument("--sim-control", type=_host_port, default=DEFAULT_CONTROL)
+    run.add_argument("--sim-speed", type=_positive_float, default=1.0)
+    run.add_argument("--sim-connectors", type=_connector_count, default=1)
+    run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")
+
+    sim = commands.add_parser("sim", help="drive a running --sim controller")
+    sim.add_argument("--control", type=_host_port, default=DEFAULT_CONTROL)
+    sim.add_argument("--connector", type=int, default=1)
+    actions = sim.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("plug", "plug the car in (state B)"),
+        ("unplug", "unplug the car (state A)"),
+        ("charge", "the car asks for energy (state C)"),
+        ("pause", "the car stops asking (state B)"),
+        ("status", "print the simulation's state as JSON"),
+    ):
+        actions.add_parser(name, help=text)
+    tap = actions.add_parser("tap", help="present a card to the reader")
+    tap.add_argument("uid", help="card UID in hex (PN532: 4, 7 or 10 bytes; RDM6300: 5)")
+    fault = actions.add_parser("fault", help="inject or clear a hardware fault")
+    fault.add_argument("fault", choices=FAULTS)
+
+    commands.add_parser("demo", help="a full charging session on simulated hardware")
+    return parser
+
+
+def _sim_command(args: argparse.Namespace) -> int:
+    request: dict[str, object] = {"action": args.action, "connector": args.connector}
+    if args.action == "tap":
+        request["uid"] = args.uid
+    elif args.action == "fault":
+        request["fault"] = args.fault
+    try:
+        answer = send(args.control, request)
+    except SimControlError as exc:
+        print(f"picharge sim: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    answer.pop("ok", None)
+    if args.action == "status":
+        print(json.dumps(answer, indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if args.verbose
+        else (logging.WARNING if args.command == "demo" else logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "sim":
+        return _sim_command(args)
+    try:
+        if args.command == "run":
+            from controller.runner import run_controller
+
+            return asyncio.run(run_controller(args))
+        from controller.demo import run_demo
+
+        return asyncio.run(run_demo())
+    except ConfigError as exc:
+        print(f"picharge: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Build the charger's hardware from configuration: one set of drivers per connector.
+
+The same function builds a Pi's drivers and the simulation's: only the seams (pin factory,
+I2C bus opener, sysfs roots) and a few endpoint settings differ, and those come from the
+composition root (:mod:`controller.sim_root` for ``--sim``). Drivers are picked by type name
+through :mod:`drivers.registry`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.config import Config
+from drivers.base import (
+    CardReader,
+    EnergyMeter,
+    EventSink,
+    ResidualCurrentMonitor,
+    StatusIndicator,
+    TemperatureSensor,
+)
+from drivers.contactor import GpioContactor
+from drivers.errors import ConfigurationError
+from drivers.pilot import PilotBoard
+from drivers.registry import DEFAULT_TYPES, create
+from drivers.seams import HardwareSeams
+
+log = logging.getLogger(__name__)
+
+_TYPE_KEYS = ("contactor_type", "rcm_type", "pilot_type", "temperature_type", "meter")
+
+
+@dataclass
+class ConnectorHardware:
+    """The drivers of one connector."""
+
+    id: int
+    contactor: GpioContactor
+    pilot: PilotBoard
+    rcm: ResidualCurrentMonitor
+    meter: EnergyMeter
+    thermometer: TemperatureSensor | None = None
+
+
+@dataclass
+class Hardware:
+    """Every driver of the charger; :meth:`close` leaves it safe (contactors open, CP in F)."""
+
+    connectors: list[ConnectorHardware] = field(default_factory=list)
+    reader: CardReader | None = None
+    led: StatusIndicator | None = None
+
+    def connector(self, connector_id: int) -> ConnectorHardware:
+        for c in self.connectors:
+            if c.id == connector_id:
+                return c
+        raise LookupError(f"no connector {connector_id}")
+
+    def open_all_contactors(self) -> None:
+        """The safety path: de-energize every coil now (synchronous)."""
+        for c in self.connectors:
+            c.contactor.open()
+
+    async def close(self) -> None:
+        """Open every contactor first, then release everything; idempotent.
+
+        Never calls ``contactor.close()``: on a contactor that means *energize*.
+        """
+        self.open_all_contactors()
+        for c in self.connectors:
+            c.contactor.release()
+            c.pilot.close()
+            close_rcm = getattr(c.rcm, "close", None)
+            if close_rcm is not None:
+                close_rcm()
+            await c.meter.close()
+        close_reader = getattr(self.reader, "close", None)
+        if close_reader is not None:
+            close_reader()
+        close_led = getattr(self.led, "close", None)
+        if close_led is not None:
+            close_led()
+
+
+def _type(section: Mapping[str, Any], key: str, default: str | None, prefix: str) -> str | None:
+    value = section.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{prefix}.{key}", f"must be a string, got {value!r}")
+    return None if value == "none" else value
+
+
+def build_hardware(
+    config: Config,
+    seams: HardwareSeams,
+    on_event: EventSink,
+    *,
+    meter_overrides: Mapping[int, Mapping[str, Any]] | None = None,
+    rfid_overrides: Mapping[str, Any] | None = None,
+    connector_overrides: Mapping[int, Mapping[str, Any]] | None = None,
+) -> Hardware:
+    """Create every driver; on a configuration error, release what was already created."""
+    hardware = Hardware()
+    try:
+        for cc in config.connectors:
+            prefix = f"connector.{cc.id}"
+            section = {**cc.drivers, **(connector_overrides or {}).get(cc.id, {})}
+            driver_keys = {k: v for k, v in section.items() if k not in _TYPE_KEYS}
+            contactor = create(
+                "contactor",
+                _type(section, "contactor_type", DEFAULT_TYPES["contactor"], prefix) or "gpio",
+                driver_keys,
+                seams,
+                key_prefix=prefix,
+                on_event=on_event,
+                type_key="contactor_type",
+            )
+            pilot = create(
+                "pilot",
+                _type(section, "pilot_type", DEFAULT_TYPES["pilot"], prefix) or "",
+                driver_keys,
+                seams,
+                key_prefix=prefix,
+                on_event=on_event,
+                type_key="pilot_type",
+            )
+            rcm = create(
+                "rcm",
+                _type(section, "rcm_type", DEFAULT_TYPES["rcm"], prefix) or "",
+                driver_keys,
+                seams,
+                key_prefix=prefix,
+                on_event=on_event,
+                type_key="rcm_type",
+            )
+            temp_type = _type(section, "temperature_type", None, prefix)
+            thermometer = (
+                None
+                if temp_type is None
+                else create(
+                    "temperature",
+                    temp_type,
+                    driver_keys,
+                    seams,
+                    key_prefix=prefix,
+                    on_event=on_event,
+                    type_key="temperature_type",
+                )
+            )
+            meter_section = _meter_section(config, section, prefix)
+            meter_section.update((meter_overrides or {}).get(cc.id, {}))
+            meter_type = str(meter_section.pop("type", DEFAULT_TYPES["meter"]))
+            meter = create(
+                "meter", meter_type, meter_section, seams, key_prefix="meter", on_event=on_event
+            )
+            hardware.connectors.append(
+                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer)
+            )
+        rfid_section = {**config.rfid, **(rfid_overrides or {})}
+        rfid_type = _type(rfid_section, "type", None, "rfid")
+        if rfid_type is not None:
+            hardware.reader = create(
+                "rfid", rfid_type, rfid_section, seams, key_prefix="rfid", on_event=on_event
+            )
+        hw_section = config.raw.get("hardware", {})
+        led_type = _type(hw_section, "led_type", DEFAULT_TYPES["led"], "hardware")
+        if led_type is not None:
+            led_keys = {k: v for k, v in hw_section.items() if k.startswith("led_")}
+            led_keys.pop("led_type", None)
+            hardware.led = create(
+                "led",
+                led_type,
+                led_keys,
+                seams,
+                key_prefix="hardware",
+                on_event=on_event,
+                type_key="led_type",
+            )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            hardware.open_all_contactors()
+        raise
+    return hardware
+
+
+def _meter_section(config: Config, section: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The global ``[meter]`` table with the connector's own ``meter`` subtable on top."""
+    own = section.get("meter", {})
+    if not isinstance(own, Mapping):
+        raise ConfigurationError(f"{prefix}.meter", "must be a table ([connector.meter])")
+    return {**config.meter, **own}

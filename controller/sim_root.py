@@ -1,0 +1,67 @@
+"""The composition root of ``--sim``: the only place in the product that imports hw_sim.
+
+It starts the simulated hardware, then builds the *same* drivers as on a Pi with
+:func:`controller.hardware.build_hardware`, pointed at the simulation through seams (a
+MockFactory, the SMBus stand-in, fake sysfs trees) and endpoint settings (the meter's
+Modbus address, the reader's pseudo-terminal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from controller.config import Config, ConnectorConfig
+from controller.hardware import Hardware, build_hardware
+from drivers.base import EventSink
+from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
+from hw_sim.control import ControlServer
+
+__all__ = ["MAX_SIM_CONNECTORS", "ControlServer", "SimCharger", "start_simulation"]
+
+
+async def start_simulation(
+    config: Config,
+    state_dir: Path,
+    *,
+    connectors: int,
+    speed: float,
+    on_event: EventSink,
+) -> tuple[SimCharger, Hardware, Config]:
+    """Start the simulated charger and its drivers; returns the config as the drivers saw it."""
+    sections = []
+    for index in range(1, connectors + 1):
+        configured = config.connectors[index - 1] if index <= len(config.connectors) else None
+        section = sim_connector_section(index, configured.drivers if configured else {})
+        section.setdefault("temperature_type", "ds18b20")
+        sections.append(section)
+    sim_config = dataclasses.replace(
+        config,
+        connectors=tuple(
+            ConnectorConfig(
+                id=i,
+                max_current_a=config.connectors[i - 1].max_current_a
+                if i <= len(config.connectors)
+                else 32.0,
+                phases=config.connectors[i - 1].phases if i <= len(config.connectors) else 3,
+                drivers=section,
+            )
+            for i, section in enumerate(sections, start=1)
+        ),
+    )
+    sim = SimCharger(
+        state_dir, sections, meter_section=config.meter, rfid_section=config.rfid, speed=speed
+    )
+    seams, _, rfid_settings = await sim.start()
+    try:
+        hardware = build_hardware(
+            sim_config,
+            seams,
+            on_event,
+            meter_overrides={c.id: sim.meter_settings_for(c.id) for c in sim.connectors},
+            rfid_overrides=rfid_settings,
+        )
+    except BaseException:
+        await sim.stop()
+        raise
+    return sim, hardware, sim_config

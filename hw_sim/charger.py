@@ -1,0 +1,433 @@
+"""The simulated charger: cars, meters, pins, I2C chips, readers and faults, wired together.
+
+:class:`SimCharger` owns every simulated device of a `--sim` run and the physics between
+them: the PWM duty the driver writes into the fake sysfs tells each car what it may draw;
+the contactor's main contacts (MockFactory pins) power it; the car's current reaches its
+meter's registers (a real pymodbus server), whose energy integrates the car's power and is
+kept in the state directory across restarts, as a real meter keeps counting through a
+controller reboot. The CP voltage the car's resistors produce reaches the driver through
+the simulated ADS1115 on the SMBus stand-in. Faults are injected here.
+
+Everything a driver talks to is hardware-level; nothing here knows about the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory
+
+from drivers.base import CpState, SMBusLike
+from drivers.contactor import ContactorConfig
+from drivers.pilot_levels import FrontEndCalibration
+from drivers.rcm import RcmConfig
+from drivers.seams import HardwareSeams
+from hw_sim.ads1115 import SimAds1115
+from hw_sim.ev import EvSpec, SimEV
+from hw_sim.meter_server import SimMeter
+from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
+from hw_sim.pins import SimContactorPins, SimRcmPins
+from hw_sim.pwm_sysfs import SimPwmSysfs
+from hw_sim.rfid import SimRdm6300
+from hw_sim.rfid_pn532 import SimPn532I2c, SimPn532Uart
+from hw_sim.smbus import SimSMBus
+from hw_sim.w1 import SimW1Thermometer
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05  # physics step in wall-clock seconds
+SAVE_EVERY_S = 2.0  # how often the meters' energy registers are written to the state dir
+CABLE_PP_OHM = 220.0  # a 32 A Type 2 cable (PP resistor), as the design's default socket
+AMBIENT_C = 25.0
+OVERTEMP_C = 90.0
+
+#: BCM pins and I2C/PWM resources of simulated connectors 1-4 (connector 1 = the design's
+#: defaults). A Pi header has 28 GPIOs, so four connectors are the simulation's limit.
+SIM_CONNECTOR_DEFAULTS: tuple[dict[str, int], ...] = (
+    {"contactor_pin": 17, "feedback_pin": 27, "rcm_fault_pin": 22, "rcm_test_pin": 23},
+    {"contactor_pin": 5, "feedback_pin": 6, "rcm_fault_pin": 16, "rcm_test_pin": 20},
+    {"contactor_pin": 12, "feedback_pin": 13, "rcm_fault_pin": 21, "rcm_test_pin": 26},
+    {"contactor_pin": 8, "feedback_pin": 9, "rcm_fault_pin": 10, "rcm_test_pin": 11},
+)
+MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
+FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "clear")
+
+
+def sim_connector_section(index: int, configured: Mapping[str, Any]) -> dict[str, Any]:
+    """Connector ``index``'s driver keys: what is configured, else the simulation's defaults."""
+    defaults: dict[str, Any] = {
+        **SIM_CONNECTOR_DEFAULTS[index - 1],
+        "pwm_chip": 0,
+        "pwm_channel": index - 1,
+        "adc_bus": 1,
+        "adc_address": 0x47 + index,
+        "temperature_sensor": f"28-0000000000{index:02x}",
+    }
+    return {**defaults, **configured}
+
+
+@dataclass
+class SimConnector:
+    """One simulated connector: the car, its meter and the hardware around them."""
+
+    id: int
+    section: dict[str, Any]
+    ev: SimEV
+    meter: SimMeter
+    contactor: SimContactorPins
+    rcm: SimRcmPins
+    adc: SimAds1115
+    thermometer: SimW1Thermometer
+    pwm_channel: int
+    diode_ok: bool = True
+    cp_short: bool = False
+    meter_endpoint: str = ""
+    faults: set[str] = field(default_factory=set)
+
+
+class SimCharger:
+    """All simulated hardware of one `--sim` run.
+
+    Create it, ``await start()`` (which returns the seams and driver settings that point the
+    real drivers at it), then ``await stop()``. ``speed`` makes car and meter time run faster
+    than the wall clock; it never touches protocol timers (those belong to the controller).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        connector_sections: list[dict[str, Any]],
+        *,
+        meter_section: Mapping[str, Any] | None = None,
+        rfid_section: Mapping[str, Any] | None = None,
+        speed: float = 1.0,
+        ev_spec: EvSpec | None = None,
+    ) -> None:
+        if not 1 <= len(connector_sections) <= MAX_SIM_CONNECTORS:
+            raise ValueError(f"the simulation has 1 to {MAX_SIM_CONNECTORS} connectors")
+        self.state_dir = state_dir
+        self.speed = speed
+        self._meter_section = dict(meter_section or {})
+        self._rfid_type = str((rfid_section or {}).get("type", "pn532_uart"))
+        self._sections = connector_sections
+        self._ev_spec = ev_spec
+        self._tmp = tempfile.TemporaryDirectory(prefix="picharge-sim-")
+        self.factory = MockFactory()
+        self.bus = SimSMBus()
+        self.pwm = SimPwmSysfs(Path(self._tmp.name) / "pwm", channels=len(connector_sections))
+        self.w1_root = Path(self._tmp.name) / "w1"
+        self.calibration = FrontEndCalibration()
+        self.connectors: list[SimConnector] = []
+        self.reader: SimPn532Uart | SimPn532I2c | SimRdm6300 | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._energy_file = state_dir / "sim-meters.json"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> tuple[HardwareSeams, dict[str, Any], dict[str, Any]]:
+        """Start every device; return (seams, meter settings, rfid settings) for the drivers."""
+        saved = self._load_energy()
+        for index, section in enumerate(self._sections, start=1):
+            self.connectors.append(await self._start_connector(index, section, saved))
+        rfid_settings = self._start_reader()
+        meter_settings = self._meter_settings()
+        self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
+        seams = HardwareSeams(
+            pin_factory=self.factory,
+            open_i2c_bus=self._open_bus,
+            pwm_sysfs_root=self.pwm.root,
+            w1_sysfs_root=self.w1_root,
+        )
+        return seams, meter_settings, rfid_settings
+
+    async def stop(self) -> None:
+        """Stop the physics, save the meters' energy, and release every device; idempotent."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self.connectors:
+            self._save_energy()
+        for c in self.connectors:
+            await c.meter.stop()
+            c.contactor.close()
+            c.rcm.close()
+        self.connectors.clear()
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        self.pwm.close()
+        self.factory.close()
+        self._tmp.cleanup()
+
+    def _open_bus(self, number: int) -> SMBusLike:
+        # Every connector's ADC sits on this one bus; closing a driver's handle must not
+        # take the bus away from the others, so each driver gets a view that only it closes.
+        return _BusHandle(self.bus)
+
+    async def _start_connector(
+        self, index: int, section: dict[str, Any], saved: dict[str, float]
+    ) -> SimConnector:
+        prefix = f"connector.{index}"
+        ev = SimEV(EvSpec(**vars(self._ev_spec)) if self._ev_spec else EvSpec())
+        meter = SimMeter(
+            str(self._meter_section.get("model", "sdm630")),
+            unit_id=int(self._meter_section.get("unit_id", 1)),
+            energy_wh=saved.get(str(index), 0.0),
+        )
+        thermometer = SimW1Thermometer(self.w1_root, str(section["temperature_sensor"]))
+        thermometer.set_c(AMBIENT_C)
+        connector = SimConnector(
+            id=index,
+            section=section,
+            ev=ev,
+            meter=meter,
+            contactor=SimContactorPins.from_config(
+                self.factory, ContactorConfig.from_section(section, prefix)
+            ),
+            rcm=SimRcmPins.from_config(self.factory, RcmConfig.from_section(section, prefix)),
+            adc=SimAds1115(lambda channel: 0.0),
+            thermometer=thermometer,
+            pwm_channel=int(section["pwm_channel"]),
+        )
+        connector.adc = SimAds1115(lambda channel: self._adc_input(connector, channel))
+        self.bus.attach(int(section["adc_address"]), connector.adc)
+        if self._meter_section.get("transport", "tcp") == "rtu":
+            connector.meter_endpoint = await meter.start_rtu()
+        else:
+            host, port = await meter.start_tcp("127.0.0.1", 0)
+            connector.meter_endpoint = f"{host}:{port}"
+        return connector
+
+    def _start_reader(self) -> dict[str, Any]:
+        if self._rfid_type == "rdm6300":
+            rdm = SimRdm6300()
+            self.reader = rdm
+            return {"type": "rdm6300", "serial_port": rdm.port_path}
+        if self._rfid_type == "pn532_i2c":
+            i2c = SimPn532I2c()
+            i2c.attach(self.bus)
+            self.reader = i2c
+            return {"type": "pn532_i2c", "i2c_bus": 1}
+        uart = SimPn532Uart()
+        self.reader = uart
+        return {"type": "pn532_uart", "serial_port": uart.port_path}
+
+    def _meter_settings(self) -> dict[str, Any]:
+        """Meter driver settings for connector 1; :meth:`meter_settings_for` for the others."""
+        return self.meter_settings_for(1)
+
+    def meter_settings_for(self, connector_id: int) -> dict[str, Any]:
+        c = self.connector(connector_id)
+        settings = {**self._meter_section, "unit_id": c.meter.unit_id}
+        if self._meter_section.get("transport", "tcp") == "rtu":
+            settings.update(transport="rtu", serial_port=c.meter_endpoint, parity="N")
+        else:
+            host, _, port = c.meter_endpoint.rpartition(":")
+            settings.update(transport="tcp", host=host, port=int(port))
+        settings.setdefault("min_request_gap_s", 0.0)
+        return settings
+
+    # -- physics ----------------------------------------------------------------------------
+
+    def offered_a(self, c: SimConnector) -> float | None:
+        """What the car reads from the PWM (None: nothing offered)."""
+        return ev_current_limit_a(self.pwm.output_pct(c.pwm_channel))
+
+    def cp_state(self, c: SimConnector) -> CpState:
+        """The state on the CP line as a meter on the wire would classify it."""
+        duty = self.pwm.output_pct(c.pwm_channel)
+        if c.cp_short:
+            return CpState.E
+        if duty <= 0.0:
+            return CpState.F
+        return c.ev.cp_state(self.offered_a(c))
+
+    def _adc_input(self, c: SimConnector, channel: int) -> float:
+        """Called by the simulated ADS1115 (on the driver's sampling thread)."""
+        duty = self.pwm.output_pct(c.pwm_channel)
+        ev_state = CpState.E if c.cp_short else c.ev.cp_state(self.offered_a(c))
+        high_v, low_v = cp_levels(ev_state, duty, diode_ok=c.diode_ok, cp_short=c.cp_short)
+        pp_ohms = CABLE_PP_OHM if c.ev.plugged else None
+        return adc_inputs(high_v, low_v, pp_ohms, self.calibration)[channel]
+
+    def step(self, wall_dt_s: float) -> None:
+        """Advance every car and meter by ``wall_dt_s`` wall-clock seconds (times speed)."""
+        ev_dt = wall_dt_s * self.speed
+        for c in self.connectors:
+            powered = c.contactor.main_contacts_closed
+            c.ev.step(ev_dt, self.offered_a(c), powered)
+            volts = 230.0 if powered else 0.0
+            currents = c.ev.phase_currents_a
+            c.meter.set_measurements(
+                (volts, volts, volts),
+                currents,
+                (currents[0] * volts, currents[1] * volts, currents[2] * volts),
+                50.0,
+            )
+            c.meter.add_energy_wh(c.ev.power_w * ev_dt / 3600.0)
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        last_save = last
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            self.step(now - last)
+            last = now
+            if now - last_save >= SAVE_EVERY_S:
+                self._save_energy()
+                last_save = now
+
+    def _load_energy(self) -> dict[str, float]:
+        try:
+            data = json.loads(self._energy_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "simulated meter energy in %s unreadable (%s): starting at 0 Wh",
+                self._energy_file,
+                exc,
+            )
+            return {}
+        return {str(k): float(v) for k, v in data.items() if math.isfinite(float(v))}
+
+    def _save_energy(self) -> None:
+        data = {str(c.id): c.meter.energy_wh for c in self.connectors}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._energy_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self._energy_file)
+
+    # -- the control endpoint ---------------------------------------------------------------
+
+    def connector(self, connector_id: int) -> SimConnector:
+        for c in self.connectors:
+            if c.id == connector_id:
+                return c
+        raise LookupError(
+            f"no connector {connector_id} (the simulation has {len(self.connectors)})"
+        )
+
+    def tap(self, uid_hex: str) -> None:
+        try:
+            uid = bytes.fromhex(uid_hex)
+        except ValueError:
+            raise ValueError(f"card UID must be hex, got {uid_hex!r}") from None
+        if isinstance(self.reader, SimRdm6300):
+            self.reader.tap(uid)
+        elif self.reader is not None:
+            self.reader.present(uid)
+
+    def inject(self, connector_id: int, fault: str) -> None:
+        c = self.connector(connector_id)
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
+        if fault == "clear":
+            c.rcm.clear()
+            c.contactor.set_welded(False)
+            c.meter.set_fault(None)
+            c.cp_short = False
+            c.diode_ok = True
+            c.thermometer.set_c(AMBIENT_C)
+            c.faults.clear()
+            return
+        c.faults.add(fault)
+        if fault == "rcd":
+            c.rcm.trip()
+        elif fault == "weld":
+            c.contactor.set_welded(True)
+        elif fault == "meter":
+            c.meter.set_fault("offline")
+        elif fault == "meter-garbage":
+            c.meter.set_fault("garbage")
+        elif fault == "cp":
+            c.cp_short = True
+        elif fault == "diode":
+            c.diode_ok = False
+        elif fault == "overtemp":
+            c.thermometer.set_c(OVERTEMP_C)
+
+    def status(self) -> dict[str, Any]:
+        """The hardware's view, per connector (the controller adds OCPP fields)."""
+        connectors = []
+        for c in self.connectors:
+            offered = self.offered_a(c)
+            connectors.append(
+                {
+                    "id": c.id,
+                    "cp_state": str(self.cp_state(c)),
+                    "contactor_closed": c.contactor.main_contacts_closed,
+                    "offered_current_a": round(offered or 0.0, 2),
+                    "ev_current_a": round(c.ev.current_a, 2),
+                    "energy_wh": round(c.meter.energy_wh, 1),
+                    "power_w": round(c.ev.power_w, 1),
+                    "soc_pct": round(c.ev.soc_pct, 1),
+                    "ev_plugged": c.ev.plugged,
+                    "faults": sorted(c.faults),
+                    "meter_modbus": c.meter_endpoint,
+                }
+            )
+        first = self.connectors[0].meter_endpoint if self.connectors else ""
+        return {"connectors": connectors, "meter_modbus_tcp": first}
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control request (see :mod:`hw_sim.control`)."""
+        action = request["action"]
+        connector_id = int(request.get("connector", 1))
+        if action == "status":
+            return self.status()
+        if action == "tap":
+            self.tap(str(request.get("uid", "")))
+            return {}
+        if action == "fault":
+            self.inject(connector_id, str(request.get("fault", "")))
+            return {}
+        ev = self.connector(connector_id).ev
+        if action == "plug":
+            ev.plug()
+        elif action == "unplug":
+            ev.unplug()
+        elif action == "charge":
+            ev.charge()
+        elif action == "pause":
+            ev.pause()
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        return {}
+
+
+class _BusHandle:
+    """A driver's handle on the shared simulated bus: closing it closes only the handle."""
+
+    def __init__(self, bus: SimSMBus) -> None:
+        self._bus: SimSMBus | None = bus
+
+    def _open(self) -> SimSMBus:
+        if self._bus is None:
+            raise OSError("I2C bus handle closed")
+        return self._bus
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int) -> list[int]:
+        return self._open().read_i2c_block_data(i2c_addr, register, length)
+
+    def write_i2c_block_data(self, i2c_addr: int, register: int, data: Any) -> None:
+        self._open().write_i2c_block_data(i2c_addr, register, data)
+
+    def i2c_rdwr(self, *i2c_msgs: Any) -> None:
+        self._open().i2c_rdwr(*i2c_msgs)
+
+    def close(self) -> None:
+        self._bus = None
