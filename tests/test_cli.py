@@ -1,0 +1,224 @@
+"""`picharge run --sim` and `picharge sim` from the command line, as users and CI jobs use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PICHARGE = [sys.executable, "-m", "controller.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def picharge(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PICHARGE, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class Controller:
+    def __init__(self, state_dir: Path) -> None:
+        self.control = f"127.0.0.1:{free_port()}"
+        self.process = subprocess.Popen(
+            [
+                *PICHARGE,
+                "run",
+                "--sim",
+                "--state-dir",
+                str(state_dir),
+                "--sim-speed",
+                "60",
+                "--sim-control",
+                self.control,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def sim(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return picharge("sim", "--control", self.control, *args)
+
+    def status(self) -> dict[str, Any]:
+        result = self.sim("status")
+        assert result.returncode == 0, result.stderr
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
+
+    def wait_for(self, check: Any, timeout_s: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.status()
+            if check(status):
+                return status
+            assert time.monotonic() < deadline, f"timed out; last status {status}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[Controller]:
+    c = Controller(tmp_path)
+    deadline = time.monotonic() + 15
+    while c.sim("status").returncode != 0:
+        assert c.process.poll() is None, c.process.communicate()[1]
+        assert time.monotonic() < deadline, "the --sim controller did not open its control port"
+        time.sleep(0.1)
+    yield c
+    c.process.send_signal(signal.SIGTERM)
+    try:
+        c.process.wait(timeout=10)
+    finally:
+        if c.process.poll() is None:
+            c.process.kill()
+        c.process.communicate()
+
+
+def test_status_reports_every_connector_field_and_the_meter_endpoint(
+    controller: Controller,
+) -> None:
+    status = controller.status()
+    connector = status["connectors"][0]
+    for key in (
+        "id",
+        "cp_state",
+        "contactor_closed",
+        "offered_current_a",
+        "ev_current_a",
+        "energy_wh",
+        "power_w",
+    ):
+        assert key in connector
+    assert connector["cp_state"] == "A"
+    assert connector["contactor_closed"] is False
+    host, _, port = status["meter_modbus_tcp"].rpartition(":")
+    assert host == "127.0.0.1" and port.isdigit()
+    assert status["controller"][0]["ocpp_status"] is None  # no OCPP link in this build
+
+
+def test_plugging_the_car_in_is_seen_by_the_running_drivers(controller: Controller) -> None:
+    assert controller.sim("plug").returncode == 0
+    status = controller.wait_for(lambda s: s["controller"][0]["measured_cp_state"] == "B")
+    # nothing is offered without a charging session: the car waits in B, contactor open
+    assert status["connectors"][0]["cp_state"] == "B"
+    assert status["connectors"][0]["contactor_closed"] is False
+
+
+def test_card_tap_reaches_the_running_reader(controller: Controller) -> None:
+    assert controller.sim("tap", "04AABBCC").returncode == 0
+    controller.wait_for(lambda s: s["cards_seen"] == ["04AABBCC"])
+
+
+def test_rcd_fault_injected_from_the_command_line_is_reported(controller: Controller) -> None:
+    assert controller.sim("fault", "rcd").returncode == 0
+    assert controller.status()["connectors"][0]["faults"] == ["rcd"]
+    assert controller.sim("fault", "clear").returncode == 0
+    assert controller.status()["connectors"][0]["faults"] == []
+
+
+def test_mbpoll_reads_the_running_simulated_meter(controller: Controller) -> None:
+    host, _, port = controller.status()["meter_modbus_tcp"].rpartition(":")
+    # SDM630 frequency: input register 0x46, 1-based 71 for mbpoll, float32 big-endian
+    result = subprocess.run(
+        [
+            "mbpoll",
+            "-m",
+            "tcp",
+            "-p",
+            port,
+            "-a",
+            "1",
+            "-t",
+            "3:float",
+            "-B",
+            "-r",
+            "71",
+            "-c",
+            "1",
+            "-1",
+            host,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[71]: \t50" in result.stdout or "[71]:\t50" in result.stdout, result.stdout
+
+
+def test_bad_tap_is_refused_with_the_reason(controller: Controller) -> None:
+    result = controller.sim("tap", "0102")
+    assert result.returncode == 1
+    assert "4, 7 or 10" in result.stderr
+
+
+def test_sigterm_stops_the_controller_promptly(tmp_path: Path) -> None:
+    c = Controller(tmp_path)
+    deadline = time.monotonic() + 15
+    while c.sim("status").returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    c.process.send_signal(signal.SIGTERM)
+    assert c.process.wait(timeout=10) == 0
+    c.process.communicate()
+
+
+def test_sim_without_a_running_simulation_says_how_to_start_one() -> None:
+    result = picharge("sim", "--control", f"127.0.0.1:{free_port()}", "status")
+    assert result.returncode == 1
+    assert "picharge run --sim" in result.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[[connector]]\nmax_current_a = 100\n")
+    result = picharge("run", "--sim", "--config", str(config), "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "connector.1.max_current_a" in result.stderr
+
+
+def test_bad_driver_setting_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[meter]\nmodel = "sdm999"\n')
+    result = picharge("run", "--sim", "--config", str(config), "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "meter.model" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--sim-speed", "0"],
+        ["run", "--sim-control", "nohost"],
+        ["sim", "fault", "flood"],
+        ["fly"],
+    ],
+)
+def test_bad_flags_exit_2(args: list[str]) -> None:
+    result = picharge(*args)
+    assert result.returncode == 2
+    assert result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("picharge")
+    assert script.exists()
+    result = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, check=False, env={**os.environ}
+    )
+    assert result.returncode == 0
+    assert "demo" in result.stdout
