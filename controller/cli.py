@@ -19,7 +19,7 @@ from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_p
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "lock", "clear")
+FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "clear")
 
 
 def _positive_float(text: str) -> float:

@@ -29,8 +29,15 @@ Decisions worth knowing:
   sends :class:`StopRequested` if it wants to. A welded contactor latches: no
   :class:`FaultCleared` ends it, only a new machine (after a repair and a restart).
 - While the machine drives state F the car cannot be seen: the CP state becomes unknown
-  and readings are ignored until F ends. The pilot sensor reports the car's state when F
-  ends (its last reading was our own -12 V), and only then may the PWM resume.
+  and readings are ignored until F ends (and an F reading up to :data:`F_ECHO_S` later,
+  our own F debounced late). The pilot sensor reports the car's state when F ends (its
+  last reading was our own -12 V), and only then may the PWM resume.
+- Stopping, pausing (limit below 6 A) and faults open the contactor in the same call,
+  without the up to 6 s that IEC 61851-1 (seq. 10.2) lets the EV take to stop drawing
+  after the PWM stops: one invariant, no timer on the safety path; contactors are rated to
+  break their load current.
+- Timeouts (the F hold, ConnectionTimeOut) fire on any event; the supervisor sends
+  :class:`Tick` at :attr:`ConnectorMachine.next_timer_at` (or simply every 100 ms).
 - A card tapped during a transaction stops it when it is the same id (compared without
   case, as OCPP 1.6 CiStrings are). A different card is checked with
   :class:`RequestAuthorization` only when the session has a parent id, and stops it when
@@ -137,7 +144,10 @@ class ConnectorMachine:
         self._cp_fault = False  # the car showed E or F: a CP_ERROR of our own finding
         self._f_until = -math.inf  # state F lasts at least until then
         self._f_ended_at = -math.inf  # when we last stopped driving state F
-        self._pilot = PILOT_OFF
+        # The pilot generator starts in state F (drivers/pilot.py: the safe level), so the
+        # machine starts believing F: readings of that F are not the car's, and the first
+        # handle() (a Tick will do) switches to PWM off and lets the sensor see the car.
+        self._pilot = PILOT_F
         self._contactor_closed = False
         self._auth: _Authorization | None = None
         self._stop_check: str | None = None  # a different id tapped, checked for its parent

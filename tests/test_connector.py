@@ -64,6 +64,7 @@ class Bench:
     def __init__(self, settings: ConnectorSettings | None = None, **kwargs: bool) -> None:
         self.machine = ConnectorMachine(settings, **kwargs)
         self.now = 1000.0
+        assert self.send(Tick()) == [OfferCurrent(0.0)]  # leave the boot-time state F
 
     def send(self, event: Event, after_s: float = 0.0) -> list[Command]:
         self.now += after_s
@@ -172,9 +173,20 @@ def test_settings_and_events_refuse_impossible_values() -> None:
 # --- start-up -----------------------------------------------------------------------------
 
 
-def test_new_connector_is_available_with_contactor_open_and_pwm_off(bench: Bench) -> None:
-    assert bench.machine.status == StatusChanged(S.AVAILABLE)
-    assert not bench.machine.contactor_closed
+def test_new_connector_starts_in_state_f_like_the_pilot_driver_and_leaves_it_at_once() -> None:
+    machine = ConnectorMachine()
+    assert machine.status == StatusChanged(S.AVAILABLE)
+    assert machine.restate_outputs() == [
+        OpenContactor(),
+        SetStateF(),
+        StatusChanged(S.AVAILABLE),
+    ]
+    assert machine.handle(CpChanged(F), 5.0) == [OfferCurrent(0.0)]  # our F: no CP error
+    assert machine.handle(CpChanged(B), 5.1) == [StatusChanged(S.PREPARING)]
+    assert not machine.contactor_closed
+
+
+def test_idle_connector_restates_contactor_open_and_pwm_off(bench: Bench) -> None:
     assert bench.machine.restate_outputs() == [
         OpenContactor(),
         OfferCurrent(0.0),
@@ -622,7 +634,7 @@ def test_cp_state_e_from_the_car_is_a_cp_error_until_a_valid_state_returns(
 
 def test_state_f_we_did_not_generate_is_a_cp_error(bench: Bench) -> None:
     bench.plug_in_with_cable()
-    commands = bench.send(CpChanged(F))
+    commands = bench.send(CpChanged(F), after_s=5.0)
     assert commands[-1] == StatusChanged(S.FAULTED, FaultKind.CP_ERROR)
 
 

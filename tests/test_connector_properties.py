@@ -68,7 +68,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.now = 0.0
         # The model: what the hardware and the CSMS saw, from the commands alone.
         self.closed = False
-        self.pilot: OfferCurrent | SetStateF = OfferCurrent(0.0)
+        self.pilot: OfferCurrent | SetStateF = SetStateF()  # the pilot driver boots in F
         self.f_since: float | None = None
         self.f_ended_at = -1e9
         self.tx_id: str | None = None
