@@ -43,7 +43,7 @@ def may_close_contactor(
     enough.
     """
     ready = cp_state is CpState.C or (cp_state is CpState.D and state_d_allowed)
-    return ready and authorized and available and offered_a >= MIN_OFFER_A
+    return ready and authorized and available and not faults and offered_a >= MIN_OFFER_A
 
 
 def effective_offer_a(
