@@ -103,7 +103,6 @@ _EV_PRESENT_STATES = EV_CONNECTED_STATES | {CpState.E}
 #: A debounced F reading this soon after our own state F ended is our F seen late (the
 #: sensor debounces for up to a few hundred ms), not an F the car or a fault produced.
 F_ECHO_S = 1.0
-_OUTCOMES = {False: AvailabilityOutcome.ACCEPTED, True: AvailabilityOutcome.SCHEDULED}
 
 
 def same_id(a: str, b: str) -> bool:
