@@ -15,24 +15,6 @@ from drivers.led import FLASH_STEP_S, GpioStatusLed, from_config
 from drivers.seams import HardwareSeams
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=1.0)
-    leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert not leaked, f"threads left running: {leaked}"
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    factory.close()
-
-
 @pytest.fixture
 def led(factory: MockFactory) -> Iterator[GpioStatusLed]:
     led = GpioStatusLed(24, pin_factory=factory)

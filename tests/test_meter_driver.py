@@ -9,11 +9,9 @@ are shortened so the whole file runs in a few seconds.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,18 +43,6 @@ ENERGY_WH = 1_234_567.0
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads_or_fds() -> Iterator[None]:
-    """Every test closes its servers, links and clients: no thread or fd may outlive it."""
-    threads = set(threading.enumerate())
-    fds = set(Path("/proc/self/fd").iterdir())
-    yield
-    leaked_threads = [t.name for t in set(threading.enumerate()) - threads]
-    assert not leaked_threads, f"threads left running: {leaked_threads}"
-    leaked_fds = set(Path("/proc/self/fd").iterdir()) - fds
-    assert not leaked_fds, f"file descriptors left open: {sorted(leaked_fds)}"
 
 
 @pytest.fixture(autouse=True)

@@ -12,22 +12,12 @@ import select
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from drivers.register_map import parse_register_map
 from hw_sim.meter_server import PtyLink, SimMeter, flip_one_bit
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads_or_fds() -> Iterator[None]:
-    threads = set(threading.enumerate())
-    fds = set(Path("/proc/self/fd").iterdir())
-    yield
-    assert [t.name for t in set(threading.enumerate()) - threads] == []
-    assert set(Path("/proc/self/fd").iterdir()) - fds == set()
 
 
 @pytest.fixture

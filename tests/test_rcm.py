@@ -20,24 +20,6 @@ from hw_sim.pins import SimRcmPins
 FAST = {"rcm_test_pulse_s": 0.02, "rcm_selftest_timeout_s": 0.1}
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=1.0)
-    leaked = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert not leaked, f"threads left running: {leaked}"
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    factory.close()
-
-
 @pytest.fixture
 def rig(factory: MockFactory) -> Iterator[Callable[..., tuple[GpioRcm, SimRcmPins]]]:
     built: list[tuple[GpioRcm, SimRcmPins]] = []

@@ -1,0 +1,45 @@
+"""Fixtures every test shares.
+
+Every test must clean up after itself: a simulated device left running, a pseudo-terminal
+left open or a driver thread left behind would leak into the next test and, on a charger,
+into the next session. The autouse fixture fails any test that leaves a thread or a file
+descriptor behind (threads get a second to finish, as daemon helpers wind down).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+
+def _fds() -> set[str]:
+    return {p.name for p in Path("/proc/self/fd").iterdir()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_fds() -> Iterator[None]:
+    threads = set(threading.enumerate())
+    fds = _fds()
+    yield
+    for thread in set(threading.enumerate()) - threads:
+        thread.join(timeout=1.0)
+    leaked = [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+    deadline = time.monotonic() + 1.0
+    while (extra := _fds() - fds) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a closing transport may release its fd a moment later
+    assert not extra, f"file descriptors left open: {sorted(extra)}"
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """A fresh gpiozero MockFactory: the simulated Pi header for one test."""
+    mock = MockFactory()
+    yield mock
+    mock.reset()
+    mock.close()
