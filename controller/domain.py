@@ -1,0 +1,190 @@
+"""The version-neutral domain model between the supervisor and the OCPP adapters.
+
+The supervisor (:mod:`controller.supervisor`) owns the connectors, the hardware and the
+transactions; an OCPP adapter (``controller/ocpp16/``, later ``ocpp201/``) translates between
+these types and its protocol version. Neither side knows the other's internals:
+
+- :class:`CsmsLink` is what the supervisor tells the CSMS (status, transactions, meter
+  values) and asks of it (authorization). Standalone mode (no CSMS) uses
+  :class:`controller.standalone.StandaloneLink`.
+- :class:`ChargePointControl` is what the CSMS may ask of the charge point (remote start
+  and stop, reset, unlock, availability, current limits), implemented by the supervisor.
+
+Times are timezone-aware UTC datetimes; energies in Wh; currents in A; powers in W.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from controller.connector_types import ConnectorStatus, StopReason
+from drivers.base import MeterReading
+from drivers.errors import FaultKind
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AuthStatus(StrEnum):
+    """The answer to "may this id charge?" (OCPP 1.6 AuthorizationStatus spelling)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    status: AuthStatus
+    parent_id: str | None = None
+    expiry: dt.datetime | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is AuthStatus.ACCEPTED
+
+
+class ReadingContext(StrEnum):
+    """Why a meter sample was taken (OCPP ReadingContext spelling)."""
+
+    PERIODIC = "Sample.Periodic"
+    CLOCK = "Sample.Clock"
+    BEGIN = "Transaction.Begin"
+    END = "Transaction.End"
+    TRIGGER = "Trigger"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSample:
+    """One meter reading of one connector, with what the charger offered at the time."""
+
+    connector_id: int
+    timestamp: dt.datetime
+    reading: MeterReading
+    offered_a: float
+    context: ReadingContext = ReadingContext.PERIODIC
+
+
+@dataclass
+class Transaction:
+    """A charging session as the charge point knows it.
+
+    ``local_id`` is ours (unique across restarts); ``csms_id`` is the CSMS's transactionId,
+    known once StartTransaction was confirmed (None before, and forever in standalone mode).
+    """
+
+    local_id: str
+    connector_id: int
+    id_tag: str
+    meter_start_wh: float
+    started_at: dt.datetime
+    csms_id: int | None = None
+    parent_id: str | None = None
+    meter_stop_wh: float | None = None
+    stopped_at: dt.datetime | None = None
+    stop_reason: StopReason | None = None
+    stop_id_tag: str | None = None
+    samples: list[MeterSample] = field(default_factory=list)  # for StopTxn*Data
+
+    @property
+    def running(self) -> bool:
+        return self.stopped_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorView:
+    """What the CSMS side may read about a connector at any moment."""
+
+    connector_id: int
+    status: ConnectorStatus
+    fault: FaultKind | None
+    transaction: Transaction | None
+    reading: MeterReading | None
+    offered_a: float
+
+
+class CsmsLink(Protocol):
+    """What the supervisor tells the central system, and asks of it. Loop thread only.
+
+    The notification methods return at once: the adapter queues and sends (or drops, for
+    messages OCPP does not queue while offline).
+    """
+
+    async def authorize(self, id_tag: str) -> AuthResult:
+        """Authorize ``id_tag`` (local list, cache or the CSMS, as the version says)."""
+        ...
+
+    def status_changed(
+        self, connector_id: int, status: ConnectorStatus, fault: FaultKind | None
+    ) -> None: ...
+
+    def transaction_started(self, tx: Transaction) -> None: ...
+
+    def transaction_stopped(self, tx: Transaction) -> None: ...
+
+    def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
+        """A new meter reading (about once a second); the adapter decides what to send."""
+        ...
+
+
+class ResetKind(StrEnum):
+    SOFT = "Soft"
+    HARD = "Hard"
+
+
+class Answer(StrEnum):
+    """Outcomes of CSMS requests, in OCPP spelling."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    SCHEDULED = "Scheduled"
+    UNLOCKED = "Unlocked"
+    UNLOCK_FAILED = "UnlockFailed"
+    NOT_SUPPORTED = "NotSupported"
+
+
+class ChargePointControl(Protocol):
+    """What the CSMS may ask of the charge point; implemented by the supervisor."""
+
+    @property
+    def connector_ids(self) -> tuple[int, ...]: ...
+
+    def view(self, connector_id: int) -> ConnectorView: ...
+
+    def transaction_by_csms_id(self, csms_id: int) -> Transaction | None: ...
+
+    async def remote_start(self, id_tag: str, connector_id: int | None, authorized: bool) -> bool:
+        """Start a session for ``id_tag``; ``authorized`` False means authorize first."""
+        ...
+
+    async def remote_stop(self, tx: Transaction) -> bool: ...
+
+    async def deauthorize(self, tx: Transaction) -> None:
+        """The CSMS refused the id of a running transaction (StopTransactionOnInvalidId)."""
+        ...
+
+    async def reset(self, kind: ResetKind) -> Answer:
+        """Stop every transaction (SoftReset/HardReset) and restart the controller."""
+        ...
+
+    async def unlock(self, connector_id: int) -> Answer: ...
+
+    async def change_availability(self, connector_id: int, available: bool) -> Answer:
+        """``connector_id`` 0 means the whole charge point."""
+        ...
+
+    def set_current_limit(self, connector_id: int, current_a: float | None) -> None:
+        """The CSMS's limit for a connector (0 = all); None removes it."""
+        ...
+
+    def apply_setting(self, name: str, value: str) -> None:
+        """A setting changed by the CSMS. ``name`` is the OCPP 1.6 key (the supervisor maps
+        StopTransactionOnEVSideDisconnect and ConnectionTimeOut onto its connectors and
+        ignores keys it has no use for); ``value`` is the key's string form."""
+        ...
