@@ -1,0 +1,317 @@
+"""The charger's durable state: one SQLite file, ``<state_dir>/picharge.db``.
+
+What must survive a power cut lives here: OCPP configuration values, the authorization cache
+and (issue 5) transactions, the outbox of messages not yet confirmed by the CSMS, the local
+authorization list and charging profiles. The database runs in WAL mode with
+``synchronous=FULL``, so a change is on disk when the coroutine that made it returns: a
+value the CSMS was told is stored is stored.
+
+Threads: ``sqlite3`` connections belong to the thread that made them, and every call blocks
+on the SD card. All SQLite work therefore runs on one dedicated worker thread (a
+single-worker :class:`~concurrent.futures.ThreadPoolExecutor`) and the asyncio loop only
+awaits it. The worker runs jobs in the order they were submitted, so writes from the loop
+are applied in the order they were made.
+
+Schema: ``PRAGMA user_version`` counts the migrations applied; :data:`MIGRATIONS` lists them
+in order and :meth:`Storage.open` applies the missing ones, each in its own transaction.
+Adding tables is appending a migration, never editing an old one. A database written by a
+newer picharge (a higher version than this one knows) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "picharge.db"
+#: How long a statement waits for a lock held by another process (an operator's ``sqlite3``
+#: shell, say) before failing, in milliseconds.
+BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
+
+
+class StorageError(Exception):
+    """The state database cannot be used: unreadable, corrupt, too new, or closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAuth:
+    """One authorization cache entry (OCPP IdTagInfo as last received for ``id_tag``).
+
+    ``id_tag`` keeps the spelling last stored; lookups ignore case. ``status`` uses the OCPP
+    AuthorizationStatus spelling ("Accepted", "Blocked", ...). Times are aware UTC datetimes;
+    ``expiry`` None means the entry does not expire by date.
+    """
+
+    id_tag: str
+    status: str
+    parent_id: str | None
+    expiry: dt.datetime | None
+    updated_at: dt.datetime
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+def _v1_settings_and_auth_cache(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE settings ("
+        " namespace TEXT NOT NULL,"
+        " key TEXT NOT NULL,"
+        " value TEXT NOT NULL,"
+        " PRIMARY KEY (namespace, key))"
+    )
+    conn.execute(
+        "CREATE TABLE auth_cache ("
+        " id_tag_lower TEXT PRIMARY KEY,"
+        " id_tag TEXT NOT NULL,"
+        " status TEXT NOT NULL,"
+        " parent_id TEXT,"
+        " expiry TEXT,"  # ISO 8601 UTC, NULL = no expiry date
+        " updated_at TEXT NOT NULL)"
+    )
+
+
+#: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
+#: Append only: a released migration never changes.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_settings_and_auth_cache,)
+
+
+# --- helpers that run on the worker thread -------------------------------------------------
+
+
+def _utc_text(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"datetime must be timezone-aware, got naive {value!r}")
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _utc_parse(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+
+
+def _connect(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """Open (creating if need be) and migrate the database; returns (connection, is_new)."""
+    try:
+        # isolation_level=None: autocommit; transactions are explicit (see Storage._write).
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the state database: {exc}") from exc
+    try:
+        is_new = _prepare(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, is_new
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # The first statement that reads the file is where a non-database is noticed.
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        check = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"{path}: not a usable SQLite database ({exc}); move it aside to start afresh"
+        ) from exc
+    if [row[0] for row in check] != ["ok"]:
+        problems = "; ".join(str(row[0]) for row in check[:3])
+        raise StorageError(f"{path}: the state database is corrupt: {problems}")
+    if str(mode).lower() != "wal":
+        raise StorageError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StorageError(
+            f"{path}: schema version {version} was written by a newer picharge "
+            f"(this one knows up to {len(MIGRATIONS)})"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[number - 1](conn)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.info("%s: schema migrated to version %d", path, number)
+    return version == 0
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+class Storage:
+    """The state database. Create with :meth:`open`; loop-thread methods, one worker thread.
+
+    Every ``async`` method may be called from the loop thread only; the SQLite work runs on
+    the storage thread ("picharge-storage"). After :meth:`close`, every method raises
+    :class:`StorageError`.
+    """
+
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor, is_new: bool
+    ) -> None:
+        """Use :meth:`open`; this only adopts an already prepared connection."""
+        self._path = path
+        self._conn = conn
+        self._executor = executor
+        self._is_new = is_new
+        self._closed = False
+
+    @classmethod
+    async def open(cls, state_dir: Path) -> Storage:
+        """Open ``state_dir/picharge.db``, creating the directory, file and tables as needed.
+
+        Raises :class:`StorageError` naming the path when the directory cannot be made or
+        the file is not a usable SQLite database (the file is left where it is).
+        """
+        path = state_dir / DB_NAME
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picharge-storage")
+        loop = asyncio.get_running_loop()
+        try:
+            conn, is_new = await loop.run_in_executor(
+                executor, functools.partial(_open_file, state_dir, path)
+            )
+        except BaseException:
+            executor.shutdown(wait=True)  # the failed job is finished: this join is immediate
+            raise
+        log.info("state database %s opened%s", path, " (new)" if is_new else "")
+        return cls(path, conn, executor, is_new)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def is_new(self) -> bool:
+        """True when this :meth:`open` created the database (there was no schema before)."""
+        return self._is_new
+
+    async def close(self) -> None:
+        """Close the database and join the storage thread; idempotent.
+
+        Jobs already submitted finish first (the worker runs them in order), so a write that
+        was awaited elsewhere is never cut short.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._conn.close)
+        finally:
+            # Every job has run by now, so the worker is idle and the join returns at once.
+            self._executor.shutdown(wait=True)
+
+    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(connection)`` on the storage thread and return its result.
+
+        For the modules that add tables (issue 5); ``job`` runs in autocommit mode, so a
+        multi-statement change wraps itself in ``BEGIN IMMEDIATE`` / ``COMMIT``.
+        """
+        if self._closed:
+            raise StorageError(f"{self._path}: storage is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, job, self._conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self._path}: {exc}") from exc
+
+    async def _write(self, statement: str, params: tuple[object, ...] = ()) -> None:
+        """One durable write: committed (and fsynced, synchronous=FULL) when this returns."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(statement, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self.run(job)
+
+    # --- settings: namespaced key/value strings ------------------------------------------
+
+    async def load_settings(self, namespace: str) -> dict[str, str]:
+        """Every setting stored under ``namespace`` (keys exactly as saved)."""
+        rows = await self.run(
+            lambda conn: conn.execute(
+                "SELECT key, value FROM settings WHERE namespace = ? ORDER BY key", (namespace,)
+            ).fetchall()
+        )
+        return {str(key): str(value) for key, value in rows}
+
+    async def save_setting(self, namespace: str, key: str, value: str) -> None:
+        """Store ``value`` under (``namespace``, ``key``); durable when this returns."""
+        await self._write(
+            "INSERT INTO settings (namespace, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+            (namespace, key, value),
+        )
+
+    # --- authorization cache ---------------------------------------------------------------
+
+    async def cache_get(self, id_tag: str) -> CachedAuth | None:
+        """The cache entry for ``id_tag`` compared case-insensitively, or None."""
+        row = await self.run(
+            lambda conn: conn.execute(
+                "SELECT id_tag, status, parent_id, expiry, updated_at FROM auth_cache"
+                " WHERE id_tag_lower = ?",
+                (id_tag.lower(),),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        tag, status, parent_id, expiry, updated_at = row
+        return CachedAuth(
+            id_tag=tag,
+            status=status,
+            parent_id=parent_id,
+            expiry=None if expiry is None else _utc_parse(expiry),
+            updated_at=_utc_parse(updated_at),
+        )
+
+    async def cache_put(
+        self, id_tag: str, status: str, parent_id: str | None, expiry: dt.datetime | None
+    ) -> None:
+        """Store (or replace) the entry for ``id_tag``; ``expiry`` must be timezone-aware."""
+        expiry_text = None if expiry is None else _utc_text(expiry)
+        now = _utc_text(dt.datetime.now(dt.UTC))
+        await self._write(
+            "INSERT INTO auth_cache (id_tag_lower, id_tag, status, parent_id, expiry, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id_tag_lower) DO UPDATE SET id_tag = excluded.id_tag,"
+            " status = excluded.status, parent_id = excluded.parent_id,"
+            " expiry = excluded.expiry, updated_at = excluded.updated_at",
+            (id_tag.lower(), id_tag, status, parent_id, expiry_text, now),
+        )
+
+    async def cache_clear(self) -> None:
+        """Forget every cache entry (OCPP ClearCache)."""
+        await self._write("DELETE FROM auth_cache")
+
+
+def _open_file(state_dir: Path, path: Path) -> tuple[sqlite3.Connection, bool]:
+    """Storage-thread part of :meth:`Storage.open`."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{state_dir}: cannot create the state directory: {exc}") from exc
+    return _connect(path)
