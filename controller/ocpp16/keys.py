@@ -1,0 +1,627 @@
+"""OCPP 1.6 configuration keys: definitions, validation, persistence.
+
+The keys a CSMS reads with GetConfiguration and writes with ChangeConfiguration are data: one
+:class:`KeyDef` per key (OCPP 1.6 section 9), grouped by feature profile in
+:data:`PROFILE_KEYS`. Supporting another profile (issue 4) is adding its tuple of keys there;
+``SupportedFeatureProfiles`` lists the profiles an :class:`OcppConfig` was built with.
+
+Two layers:
+
+- :class:`KeyTable` is pure and synchronous: the definitions, the current values, validation
+  and normalisation, and reading a ``--ocpp-keys`` preset file. The CLI can use it to check a
+  preset file before anything is opened.
+- :class:`OcppConfig` adds :class:`~controller.storage.Storage`: values persist in namespace
+  :data:`NAMESPACE` before :meth:`OcppConfig.change` answers, and come back on
+  :meth:`OcppConfig.load` after a restart.
+
+Semantics (OCPP 1.6 section 5.3 ChangeConfiguration, 4.x GetConfiguration): keys are
+CiStrings and compare case-insensitively; answers use the canonical spelling. An unknown key
+is NotSupported; a read-only key or an invalid value is Rejected (nothing changes); a key
+whose change only takes effect on the next connection or boot is stored and answers
+RebootRequired. Values are normalised (``"TRUE"`` -> ``"true"``, ``" 060"`` -> ``"60"``,
+measurands in their canonical spelling without blanks), so what GetConfiguration shows is
+what the charger uses.
+
+Threads: everything runs on the loop thread; storage work is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from controller.config import ConfigError
+from controller.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+#: Storage namespace of the persisted values (key = canonical key name).
+NAMESPACE = "ocpp16"
+#: GetConfiguration and ChangeConfiguration carry values as CiString500.
+VALUE_MAX_CHARS = 500
+#: Seconds in a day: the upper bound of every interval key (asyncio timers need finite values
+#: and a CSMS asking for more than a day between heartbeats or samples has made a typo).
+DAY_S = 86_400
+INT32_MAX = 2**31 - 1
+
+#: Measurands this charger can produce from its meter (plus the PWM offer). Per-phase values
+#: are a property of sampling (the adapter adds phase L1-L3 where the meter has them), so the
+#: lists name measurands only.
+MEASURANDS: tuple[str, ...] = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Voltage",
+    "Current.Offered",
+    "Frequency",
+)
+#: OCPP 1.6 section 9.1.9 ConnectorPhaseRotation values (R = L1, S = L2, T = L3).
+PHASE_ROTATIONS: tuple[str, ...] = (
+    "NotApplicable",
+    "Unknown",
+    "RST",
+    "RTS",
+    "SRT",
+    "STR",
+    "TRS",
+    "TSR",
+)
+#: Every OCPP 1.6 feature profile name (the vocabulary of SupportedFeatureProfiles).
+FEATURE_PROFILES: tuple[str, ...] = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "SmartCharging",
+    "RemoteTrigger",
+)
+
+
+class ConfigStatus(StrEnum):
+    """ChangeConfiguration.conf status, in OCPP spelling."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    REBOOT_REQUIRED = "RebootRequired"
+    NOT_SUPPORTED = "NotSupported"
+
+
+class KeyKind(StrEnum):
+    """The value type of a key, which decides its validation."""
+
+    BOOL = "bool"  # "true" / "false"
+    INT = "int"  # decimal digits, KeyDef.minimum..KeyDef.maximum
+    CSL = "csl"  # comma-separated items from KeyDef.choices, no repeats
+    PHASE_ROTATION = "phase_rotation"  # CSL of "<connectorId>.<rotation>", 0..connectors
+    STRING = "string"  # printable ASCII (CiString500)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyContext:
+    """What a computed default or a validation needs to know about the charge point."""
+
+    number_of_connectors: int
+    profiles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDef:
+    """One configuration key.
+
+    ``default`` is the value string, or a function of the :class:`KeyContext` for values that
+    follow the hardware (NumberOfConnectors). ``minimum``/``maximum`` bound INT keys.
+    ``choices`` are the allowed CSL items in canonical spelling (matched case-insensitively).
+    ``max_items_key`` names the read-only ``*MaxLength`` key that bounds a list.
+    """
+
+    name: str
+    kind: KeyKind
+    readonly: bool
+    reboot_required: bool
+    default: str | Callable[[KeyContext], str]
+    minimum: int = 0
+    maximum: int = INT32_MAX
+    choices: tuple[str, ...] = ()
+    max_items_key: str | None = None
+
+    def default_for(self, ctx: KeyContext) -> str:
+        return self.default if isinstance(self.default, str) else self.default(ctx)
+
+
+class InvalidValue(ValueError):
+    """A value a key does not accept; ``problem`` says why (no key name in it)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _rw(
+    name: str,
+    kind: KeyKind,
+    default: str,
+    *,
+    minimum: int = 0,
+    maximum: int = INT32_MAX,
+    choices: tuple[str, ...] = (),
+    max_items_key: str | None = None,
+) -> KeyDef:
+    return KeyDef(name, kind, False, False, default, minimum, maximum, choices, max_items_key)
+
+
+def _ro(name: str, kind: KeyKind, default: str | Callable[[KeyContext], str]) -> KeyDef:
+    return KeyDef(name, kind, True, False, default)
+
+
+_B, _I = KeyKind.BOOL, KeyKind.INT
+_LIST_MAX = str(len(MEASURANDS))  # a list without repeats holds at most every measurand
+
+#: OCPP 1.6 section 9.1, the Core profile; units in the comments.
+CORE_KEYS: tuple[KeyDef, ...] = (
+    _rw("AllowOfflineTxForUnknownId", _B, "false"),
+    _rw("AuthorizationCacheEnabled", _B, "true"),
+    _rw("AuthorizeRemoteTxRequests", _B, "false"),
+    _rw("BlinkRepeat", _I, "3", maximum=1000),  # times
+    _rw("ClockAlignedDataInterval", _I, "900", maximum=DAY_S),  # s, 0 = off
+    _rw("ConnectionTimeOut", _I, "60", minimum=1, maximum=DAY_S),  # s
+    KeyDef(
+        "ConnectorPhaseRotation",
+        KeyKind.PHASE_ROTATION,
+        False,
+        False,
+        lambda ctx: ",".join(f"{c}.Unknown" for c in range(1, ctx.number_of_connectors + 1)),
+        choices=PHASE_ROTATIONS,
+        max_items_key="ConnectorPhaseRotationMaxLength",
+    ),
+    _ro("ConnectorPhaseRotationMaxLength", _I, lambda ctx: str(ctx.number_of_connectors + 1)),
+    _ro("GetConfigurationMaxKeys", _I, "50"),
+    _rw("HeartbeatInterval", _I, "300", minimum=1, maximum=DAY_S),  # s
+    _rw("LightIntensity", _I, "100", maximum=100),  # %
+    _rw("LocalAuthorizeOffline", _B, "true"),
+    _rw("LocalPreAuthorize", _B, "false"),
+    _rw("MaxEnergyOnInvalidId", _I, "0"),  # Wh
+    _rw(
+        "MeterValuesAlignedData",
+        KeyKind.CSL,
+        "Energy.Active.Import.Register",
+        choices=MEASURANDS,
+        max_items_key="MeterValuesAlignedDataMaxLength",
+    ),
+    _ro("MeterValuesAlignedDataMaxLength", _I, _LIST_MAX),
+    _rw(
+        "MeterValuesSampledData",
+        KeyKind.CSL,
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Current.Offered",
+        choices=MEASURANDS,
+        max_items_key="MeterValuesSampledDataMaxLength",
+    ),
+    _ro("MeterValuesSampledDataMaxLength", _I, _LIST_MAX),
+    _rw("MeterValueSampleInterval", _I, "60", maximum=DAY_S),  # s, 0 = off
+    _rw("MinimumStatusDuration", _I, "0", maximum=DAY_S),  # s
+    _ro("NumberOfConnectors", _I, lambda ctx: str(ctx.number_of_connectors)),
+    _rw("ResetRetries", _I, "3", maximum=1000),  # times
+    _rw("StopTransactionOnEVSideDisconnect", _B, "true"),
+    _rw("StopTransactionOnInvalidId", _B, "true"),
+    _rw(
+        "StopTxnAlignedData",
+        KeyKind.CSL,
+        "",
+        choices=MEASURANDS,
+        max_items_key="StopTxnAlignedDataMaxLength",
+    ),
+    _ro("StopTxnAlignedDataMaxLength", _I, _LIST_MAX),
+    _rw(
+        "StopTxnSampledData",
+        KeyKind.CSL,
+        "Energy.Active.Import.Register",
+        choices=MEASURANDS,
+        max_items_key="StopTxnSampledDataMaxLength",
+    ),
+    _ro("StopTxnSampledDataMaxLength", _I, _LIST_MAX),
+    KeyDef(
+        "SupportedFeatureProfiles",
+        KeyKind.CSL,
+        True,
+        False,
+        lambda ctx: ",".join(ctx.profiles),
+        choices=FEATURE_PROFILES,
+        max_items_key="SupportedFeatureProfilesMaxLength",
+    ),
+    _ro("SupportedFeatureProfilesMaxLength", _I, str(len(FEATURE_PROFILES))),
+    # times a transaction message is tried; 0 is accepted and means "send once, no retry"
+    _rw("TransactionMessageAttempts", _I, "3", maximum=100),
+    _rw("TransactionMessageRetryInterval", _I, "60", maximum=DAY_S),  # s
+    _rw("UnlockConnectorOnEVSideDisconnect", _B, "true"),
+    # s, 0 = no pings. The websocket takes its ping interval when it connects, so a change
+    # applies from the next connection: RebootRequired is the honest answer.
+    KeyDef("WebSocketPingInterval", _I, False, True, "30", maximum=DAY_S),
+)
+
+#: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
+PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {"Core": CORE_KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One GetConfiguration.conf configurationKey entry."""
+
+    key: str
+    readonly: bool
+    value: str
+
+
+# --- validation ---------------------------------------------------------------------------
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _normalise_int(defn: KeyDef, raw: str) -> str:
+    text = raw.strip()
+    if not _DIGITS.fullmatch(text):
+        raise InvalidValue(
+            f"must be a whole number from {defn.minimum} to {defn.maximum}, got {raw!r}"
+        )
+    number = int(text)
+    if not defn.minimum <= number <= defn.maximum:
+        raise InvalidValue(f"must be from {defn.minimum} to {defn.maximum}, got {number}")
+    return str(number)
+
+
+def _split(raw: str) -> list[str]:
+    """CSL items without surrounding blanks; "" is the empty list, an empty item an error."""
+    if not raw.strip():
+        return []
+    items = [item.strip() for item in raw.split(",")]
+    if "" in items:
+        raise InvalidValue(f"has an empty item in {raw!r}")
+    return items
+
+
+def _canonical(item: str, choices: Sequence[str], what: str) -> str:
+    for choice in choices:
+        if choice.lower() == item.lower():
+            return choice
+    raise InvalidValue(f"{item!r} is not {what} (one of {', '.join(choices)})")
+
+
+def _check_count(items: Sequence[str], max_items: int | None, bound_key: str | None) -> None:
+    if max_items is not None and len(items) > max_items:
+        raise InvalidValue(f"has {len(items)} items, at most {max_items} allowed ({bound_key})")
+
+
+def _normalise_csl(defn: KeyDef, raw: str, max_items: int | None) -> str:
+    what = "a measurand this charger measures" if defn.choices == MEASURANDS else "allowed"
+    items = [_canonical(item, defn.choices, what) for item in _split(raw)]
+    for item in items:
+        if items.count(item) > 1:
+            raise InvalidValue(f"lists {item!r} more than once")
+    _check_count(items, max_items, defn.max_items_key)
+    return ",".join(items)
+
+
+def _normalise_phase_rotation(
+    defn: KeyDef, raw: str, ctx: KeyContext, max_items: int | None
+) -> str:
+    items: list[str] = []
+    seen: set[int] = set()
+    for item in _split(raw):
+        connector, dot, rotation = item.partition(".")
+        if not dot or not _DIGITS.fullmatch(connector.strip()):
+            raise InvalidValue(f"{item!r} is not <connectorId>.<rotation>, e.g. 1.RST")
+        number = int(connector)
+        if number > ctx.number_of_connectors:
+            raise InvalidValue(
+                f"{item!r} names connector {number}; this charger has connectors 0 (grid) "
+                f"to {ctx.number_of_connectors}"
+            )
+        if number in seen:
+            raise InvalidValue(f"gives connector {number} more than once")
+        seen.add(number)
+        items.append(f"{number}.{_canonical(rotation.strip(), defn.choices, 'a phase rotation')}")
+    if not items:
+        raise InvalidValue("must give at least one <connectorId>.<rotation>")
+    _check_count(items, max_items, defn.max_items_key)
+    return ",".join(items)
+
+
+def normalise(defn: KeyDef, raw: str, ctx: KeyContext, max_items: int | None = None) -> str:
+    """The canonical form of ``raw`` for ``defn``, or :class:`InvalidValue` saying why not.
+
+    ``max_items`` is the current value of ``defn.max_items_key`` (None: no bound).
+    """
+    if len(raw) > VALUE_MAX_CHARS:
+        raise InvalidValue(f"is {len(raw)} characters long, at most {VALUE_MAX_CHARS} allowed")
+    if defn.kind is KeyKind.BOOL:
+        if raw.strip().lower() not in ("true", "false"):
+            raise InvalidValue(f"must be true or false, got {raw!r}")
+        return raw.strip().lower()
+    if defn.kind is KeyKind.INT:
+        return _normalise_int(defn, raw)
+    if defn.kind is KeyKind.CSL:
+        return _normalise_csl(defn, raw, max_items)
+    if defn.kind is KeyKind.PHASE_ROTATION:
+        return _normalise_phase_rotation(defn, raw, ctx, max_items)
+    if not (raw.isascii() and raw.isprintable()):
+        raise InvalidValue(f"must be printable ASCII, got {raw!r}")
+    return raw
+
+
+def _toml_to_ocpp(value: object) -> str:
+    """A preset file's TOML value as the OCPP string a CSMS would have sent."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    raise InvalidValue(
+        f"must be a boolean, an integer, a string or a list of strings, got {value!r}"
+    )
+
+
+# --- the table of keys and values ---------------------------------------------------------
+
+
+class KeyTable:
+    """The keys of a charge point and their current values; pure, no I/O.
+
+    ``defaults`` override the built-in defaults (by key, any case, read-only keys included)
+    and are validated like a ChangeConfiguration; a bad one raises :class:`ConfigError`
+    naming the key. That includes a list made too long by a lowered ``*MaxLength``: give
+    the list a default that fits too.
+    """
+
+    def __init__(
+        self,
+        *,
+        number_of_connectors: int,
+        defaults: Mapping[str, str] | None = None,
+        profiles: Sequence[str] = ("Core",),
+    ) -> None:
+        if number_of_connectors < 1:
+            raise ValueError(f"number_of_connectors must be >= 1, got {number_of_connectors}")
+        for profile in profiles:
+            if profile not in PROFILE_KEYS:
+                raise ValueError(f"no keys known for feature profile {profile!r}")
+        self.ctx = KeyContext(number_of_connectors, tuple(profiles))
+        self._defs: dict[str, KeyDef] = {
+            defn.name.lower(): defn for profile in profiles for defn in PROFILE_KEYS[profile]
+        }
+        initial = {defn.name: defn.default_for(self.ctx) for defn in self._defs.values()}
+        for key, value in (defaults or {}).items():
+            found = self.definition(key)
+            if found is None:
+                raise ConfigError(key, "unknown OCPP 1.6 configuration key")
+            initial[found.name] = value
+        self._values: dict[str, str] = {}
+        # Bounds (*MaxLength, all INT) first: the lists they bound are checked against them.
+        for defn in sorted(self._defs.values(), key=lambda d: d.kind is not KeyKind.INT):
+            try:
+                self._values[defn.name] = self.normalise(defn, initial[defn.name])
+            except InvalidValue as exc:
+                raise ConfigError(defn.name, exc.problem) from exc
+
+    def definitions(self) -> tuple[KeyDef, ...]:
+        return tuple(self._defs.values())
+
+    def definition(self, key: str) -> KeyDef | None:
+        """The definition of ``key`` (any case), or None for an unknown key."""
+        return self._defs.get(key.lower())
+
+    def normalise(self, defn: KeyDef, raw: str) -> str:
+        """Validate ``raw`` for ``defn`` with the current bounds; raises InvalidValue."""
+        max_items = None
+        if defn.max_items_key is not None:
+            max_items = int(self._values[defn.max_items_key])
+        return normalise(defn, raw, self.ctx, max_items)
+
+    def get(self, key: str) -> str | None:
+        defn = self.definition(key)
+        return None if defn is None else self._values[defn.name]
+
+    def set(self, defn: KeyDef, value: str) -> None:
+        """Set an already normalised value (no validation: use :meth:`normalise` first)."""
+        self._values[defn.name] = value
+
+    def entries(self, keys: Sequence[str] | None) -> tuple[list[KeyEntry], list[str]]:
+        """GetConfiguration: (known entries, unknown keys as asked); None asks for all.
+
+        Keys asked twice (in any case) are answered once.
+        """
+        if keys is None:
+            return [self._entry(d) for d in self._defs.values()], []
+        known: list[KeyEntry] = []
+        unknown: list[str] = []
+        for key in keys:
+            defn = self.definition(key)
+            if defn is None:
+                if key not in unknown:
+                    unknown.append(key)
+            elif all(entry.key != defn.name for entry in known):
+                known.append(self._entry(defn))
+        return known, unknown
+
+    def _entry(self, defn: KeyDef) -> KeyEntry:
+        return KeyEntry(defn.name, defn.readonly, self._values[defn.name])
+
+    def read_preset(self, path: Path) -> dict[str, str]:
+        """Read and validate a ``--ocpp-keys`` TOML file: {canonical key: normalised value}.
+
+        Values may be TOML booleans, integers, strings or lists of strings (joined with
+        commas). Read-only keys cannot be preset (they describe the charger). Raises
+        :class:`ConfigError` whose key names the flag and the offending configuration key.
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("--ocpp-keys", f"cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--ocpp-keys", f"{path} is not UTF-8 text: {exc}") from exc
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--ocpp-keys", f"{path} is not valid TOML: {exc}") from exc
+        preset: dict[str, str] = {}
+        for key, value in doc.items():
+            defn = self.definition(key)
+            if defn is None:
+                raise ConfigError(f"--ocpp-keys {key}", "unknown OCPP 1.6 configuration key")
+            flag = f"--ocpp-keys {defn.name}"
+            if defn.readonly:
+                raise ConfigError(flag, "is read-only: it describes the charger")
+            if defn.name in preset:
+                raise ConfigError(flag, "is given more than once (keys ignore case)")
+            try:
+                preset[defn.name] = self.normalise(defn, _toml_to_ocpp(value))
+            except InvalidValue as exc:
+                raise ConfigError(flag, exc.problem) from exc
+        return preset
+
+
+# --- persistence and change notification --------------------------------------------------
+
+
+class OcppConfig:
+    """The OCPP 1.6 configuration of a charge point, persisted in :class:`Storage`.
+
+    Built-in defaults, overridden by ``defaults``, overridden by persisted values after
+    :meth:`load`. Loop thread only.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        number_of_connectors: int,
+        defaults: Mapping[str, str] | None = None,
+        profiles: Sequence[str] = ("Core",),
+    ) -> None:
+        self._storage = storage
+        self.table = KeyTable(
+            number_of_connectors=number_of_connectors, defaults=defaults, profiles=profiles
+        )
+        self._callbacks: list[Callable[[str, str], None]] = []
+        self._lock = asyncio.Lock()  # one change at a time: storage order = memory order
+
+    async def load(self) -> None:
+        """Apply the persisted values over the defaults; fires no callbacks.
+
+        A stored value that is no longer valid (bounds changed in an update) or belongs to a
+        key that is gone or read-only is logged and ignored: the default applies.
+        """
+        stored = await self._storage.load_settings(NAMESPACE)
+        for name, value in stored.items():
+            defn = self.table.definition(name)
+            if defn is None or defn.readonly:
+                log.warning("ignoring stored OCPP key %s=%r: not a writable key", name, value)
+                continue
+            try:
+                self.table.set(defn, self.table.normalise(defn, value))
+            except InvalidValue as exc:
+                log.warning(
+                    "ignoring stored OCPP key %s=%r (%s); using %r",
+                    name,
+                    value,
+                    exc.problem,
+                    self.table.get(name),
+                )
+
+    async def preset(self, path: Path) -> None:
+        """Apply a ``--ocpp-keys`` file when the state directory is new (else log and skip).
+
+        The whole file is validated before anything is stored, so a bad file changes
+        nothing; it raises :class:`ConfigError` naming the key (see
+        :meth:`KeyTable.read_preset`, which the CLI may call earlier to fail fast).
+        """
+        if not self._storage.is_new:
+            log.info("state directory is not new: preset %s not applied", path)
+            return
+        values = self.table.read_preset(path)
+        async with self._lock:
+            for name, value in values.items():
+                defn = self.table.definition(name)
+                assert defn is not None  # read_preset returns known keys only
+                await self._store(defn, value)
+        log.info("preset %d OCPP keys from %s", len(values), path)
+
+    def definition(self, key: str) -> KeyDef | None:
+        return self.table.definition(key)
+
+    def get(self, key: str) -> str | None:
+        """The current value of ``key`` (any case); None for an unknown key."""
+        return self.table.get(key)
+
+    def _typed(self, key: str, kinds: tuple[KeyKind, ...]) -> str:
+        defn = self.table.definition(key)
+        if defn is None:
+            raise KeyError(key)
+        if defn.kind not in kinds:
+            raise TypeError(f"{defn.name} is a {defn.kind} key")
+        return self.table.get(key) or ""
+
+    def get_int(self, key: str) -> int:
+        """An INT key's value; KeyError for an unknown key, TypeError for another kind."""
+        return int(self._typed(key, (KeyKind.INT,)))
+
+    def get_bool(self, key: str) -> bool:
+        """A BOOL key's value; KeyError for an unknown key, TypeError for another kind."""
+        return self._typed(key, (KeyKind.BOOL,)) == "true"
+
+    def get_list(self, key: str) -> list[str]:
+        """A list key's items (measurands, profiles, "1.RST"); [] when empty."""
+        value = self._typed(key, (KeyKind.CSL, KeyKind.PHASE_ROTATION))
+        return value.split(",") if value else []
+
+    def entries(self, keys: Sequence[str] | None) -> tuple[list[KeyEntry], list[str]]:
+        """GetConfiguration: (known entries, unknown keys); None asks for every key."""
+        return self.table.entries(keys)
+
+    def on_change(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(canonical key, value)`` after each stored change, on the loop.
+
+        It fires for RebootRequired keys too (the new value is what the next connection or
+        boot uses). A callback that raises is logged; the change stands.
+        """
+        self._callbacks.append(callback)
+
+    async def change(self, key: str, value: str) -> ConfigStatus:
+        """ChangeConfiguration: validate, persist, then notify; the answer to send.
+
+        A value that cannot be stored (storage failure) is Rejected and left unchanged.
+        """
+        defn = self.table.definition(key)
+        if defn is None:
+            return ConfigStatus.NOT_SUPPORTED
+        if defn.readonly:
+            log.info("ChangeConfiguration %s rejected: read-only", defn.name)
+            return ConfigStatus.REJECTED
+        try:
+            normalised = self.table.normalise(defn, value)
+        except InvalidValue as exc:
+            log.info("ChangeConfiguration %s=%r rejected: %s", defn.name, value, exc.problem)
+            return ConfigStatus.REJECTED
+        async with self._lock:
+            try:
+                await self._store(defn, normalised)
+            except StorageError as exc:
+                log.error("ChangeConfiguration %s=%r not stored: %s", defn.name, value, exc)
+                return ConfigStatus.REJECTED
+        log.info("configuration %s = %r", defn.name, normalised)
+        return ConfigStatus.REBOOT_REQUIRED if defn.reboot_required else ConfigStatus.ACCEPTED
+
+    async def _store(self, defn: KeyDef, value: str) -> None:
+        await self._storage.save_setting(NAMESPACE, defn.name, value)
+        self.table.set(defn, value)
+        for callback in self._callbacks:
+            try:
+                callback(defn.name, value)
+            except Exception:
+                log.exception("on_change callback %r failed for %s=%r", callback, defn.name, value)
