@@ -387,6 +387,9 @@ class LocalCsms:
         await server.wait_closed()
 
     async def __aenter__(self) -> LocalCsms:
+        """``async with LocalCsms(...) as csms``: started on loopback (see :attr:`url`)."""
+        if self._server is None:
+            await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -637,9 +640,9 @@ class LocalCsms:
 
         A CALLERROR raises the library's OCPPError subclass (e.g. NotImplementedError), or
         with ``expect_error`` is returned as the :class:`ocpp.messages.CallError`; a result
-        then raises :class:`UnexpectedResult`. A result that breaks the schemas is a
-        violation and raises. ConnectionError if the charge point disconnects first;
-        TimeoutError after ``call_timeout_s``.
+        then raises :class:`UnexpectedResult`. A result that breaks the schemas, or an
+        error code OCPP does not define, is a violation and raises. ConnectionError if the
+        charge point disconnects first; TimeoutError after ``call_timeout_s``.
         """
         session = self._session(cp_id)
         unique_id = str(uuid.uuid4())
@@ -654,13 +657,15 @@ class LocalCsms:
                 raise  # we were cancelled, not the connection
             raise ConnectionError(f"{cp_id} disconnected before answering {payload}") from None
         except (OCPPError, UnknownCallErrorCodeError) as error:
-            raw = session.answers.get(unique_id, "")
-            message = unpack(raw) if raw else None
-            if not isinstance(message, CallError):
-                self._violation(cp_id, raw, f"invalid answer to {type(payload).__name__}: {error}")
+            raw = session.answers.get(unique_id)
+            if raw is None:
+                raise  # our own call broke the schemas: it was never sent
+            message = unpack(raw)
+            if isinstance(message, CallError) and isinstance(error, OCPPError):
+                if expect_error:
+                    return message
                 raise
-            if expect_error:
-                return message
+            self._violation(cp_id, raw, f"invalid answer to {type(payload).__name__}: {error}")
             raise
         finally:
             session.pending_calls.discard(task)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import OCPPError
 from ocpp.messages import CallError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
@@ -54,6 +55,10 @@ class MiniChargePoint(ChargePoint):
 
     async def route_message(self, raw_msg: str) -> None:
         self.frames.append(raw_msg)
+        message = json.loads(raw_msg) if raw_msg.startswith("[2,") else None
+        if message is not None and message[2] == "ChangeAvailability":
+            await self.ws.send(json.dumps([4, message[1], "Oops", "not an OCPP code", {}]))
+            return
         await super().route_message(raw_msg)
 
     @on(Action.reset)
@@ -284,6 +289,24 @@ async def test_a_result_that_breaks_the_schema_raises_and_is_a_violation(csms: L
     csms.violations.clear()
 
 
+async def test_an_unknown_error_code_in_the_answer_raises_and_is_a_violation(
+    csms: LocalCsms,
+) -> None:
+    async with charge_point(csms):
+        with pytest.raises(Exception, match="Oops"):
+            await csms.call("CP1", call.ChangeAvailability(connector_id=0, type="Inoperative"))
+    assert [json.loads(v.frame)[2] for v in csms.violations] == ["Oops"]
+    csms.violations.clear()
+
+
+async def test_a_csms_call_breaking_the_schema_is_never_sent(csms: LocalCsms) -> None:
+    async with charge_point(csms) as cp:
+        with pytest.raises(OCPPError):
+            await csms.call("CP1", call.Reset(type="Gentle"))
+        assert cp.frames == []
+    assert csms.violations == []
+
+
 async def test_a_call_to_an_unconnected_charge_point_names_the_connected_ones(
     csms: LocalCsms,
 ) -> None:
@@ -492,3 +515,13 @@ async def test_stop_closes_connections_going_away_and_is_idempotent(csms: LocalC
 )
 def test_the_charge_point_id_is_the_last_path_segment(path: str, cp_id: str) -> None:
     assert cp_id_from_path(path) == cp_id
+
+
+async def test_async_with_starts_the_csms_on_loopback_and_stops_it() -> None:
+    async with LocalCsms() as csms:
+        assert csms.url.startswith("ws://127.0.0.1:") and csms.url.endswith("/")
+        async with charge_point(csms):
+            assert csms.connected == ["CP1"]
+    assert csms.connected == []
+    with pytest.raises(OSError):
+        await connect(csms.url + "CP1", subprotocols=[OCPP16], open_timeout=1)
