@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +102,13 @@ def _sim_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _restart(argv: Sequence[str] | None) -> None:
+    """A CSMS Reset: start the controller again in a fresh process with the same arguments."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger(__name__).warning("reset requested by the CSMS: restarting")
+    os.execv(sys.executable, [sys.executable, "-m", "controller.cli", *args])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -116,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from controller.runner import run_controller
 
-            return asyncio.run(run_controller(args))
+            code, reset = asyncio.run(run_controller(args))
+            if reset is not None:
+                _restart(argv)
+            return code
         from controller.demo import run_demo
 
         return asyncio.run(run_demo())

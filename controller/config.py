@@ -52,10 +52,23 @@ class Config:
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
     meter: Mapping[str, Any] = field(default_factory=dict)
     rfid: Mapping[str, Any] = field(default_factory=dict)
+    # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
+    # under one id tag.
+    local_cards: tuple[str, ...] = ()
+    free_charging_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
-_TOP_LEVEL = {"chargepoint", "ocpp", "hardware", "connector", "meter", "rfid", "storage"}
+_TOP_LEVEL = {
+    "chargepoint",
+    "ocpp",
+    "hardware",
+    "connector",
+    "meter",
+    "rfid",
+    "storage",
+    "authorization",
+}
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -111,6 +124,16 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
     if backend not in ("pi", "sim"):
         raise ConfigError("hardware.backend", f"must be 'pi' or 'sim', got {backend!r}")
 
+    auth = _table(doc, "authorization")
+    cards = auth.get("cards", [])
+    if not isinstance(cards, list) or not all(
+        isinstance(c, str) and 1 <= len(c) <= 20 for c in cards
+    ):
+        raise ConfigError("authorization.cards", "must be a list of id tags of 1-20 characters")
+    free_id = auth.get("free_charging_id")
+    if free_id is not None and not (isinstance(free_id, str) and 1 <= len(free_id) <= 20):
+        raise ConfigError("authorization.free_charging_id", "must be an id tag of 1-20 characters")
+
     raw_connectors = doc.get("connector", [{}])
     if not isinstance(raw_connectors, list) or not raw_connectors:
         raise ConfigError("connector", "must be one or more [[connector]] tables")
@@ -128,6 +151,8 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         connectors=connectors,
         meter=_table(doc, "meter"),
         rfid=_table(doc, "rfid"),
+        local_cards=tuple(cards),
+        free_charging_id=free_id,
         raw=doc,
     )
 

@@ -1,152 +1,161 @@
-"""``picharge demo``: a charging session on simulated hardware, through the real drivers.
+"""``picharge demo``: a complete charging session against a bundled local CSMS.
 
-The script plays the car and the driver of the car through the simulation's control
-requests (the same ones ``picharge sim`` sends) and plays the charger through the drivers a
-Pi uses: the CP sensor sees the car arrive, the PN532 reader reads the card over a serial
-line, the RCM self-test runs, the PWM offers current, the contactor closes only with its
-feedback confirming, and every figure printed comes from the Modbus meter.
+Everything runs in this process and on loopback: a small OCPP 1.6J central system
+(:mod:`controller.local_csms`), the real controller (supervisor, connector state machine,
+OCPP adapter, drivers) on simulated hardware, and a script that plays the car and its
+driver: plug in, tap a card, charge with accelerated time, a limit imposed by the CSMS,
+unplug. Progress lines come from the controller's view and the simulated car; the summary
+comes from what the CSMS received.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ocpp.v16 import call
+
+from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
-from controller.hardware import ConnectorHardware
-from drivers.base import CpReading, CpState, DriverEvent, MeterReading
+from controller.local_csms import LocalCsms
 
 DEMO_SPEED = 60.0  # one wall-clock second is one minute for the car and the meter
 DEMO_CARD = "04A1B2C3"
+CHARGE_POINT_ID = "picharge-demo"
+DEMO_KEYS = "MeterValueSampleInterval = 2\nHeartbeatInterval = 60\n"
 
 
-class Demo:
-    def __init__(self, out: Callable[[str], None]) -> None:
+class _Session:
+    def __init__(self, app: ChargePointApp, csms: LocalCsms, out: Callable[[str], None]):
+        self.app = app
+        self.csms = csms
         self.out = out
-        self.cp_changed = asyncio.Condition()
-        self.cp: CpState | None = None
-        self.cards: asyncio.Queue[str] = asyncio.Queue()
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
         self.out(f"[{time.monotonic() - self.started:5.1f}s] {text}")
 
-    def on_cp(self, reading: CpReading) -> None:
-        self.cp = reading.state
-        self.say(f"CP: state {reading.state} ({reading.high_v:+.1f} V)")
+    def hw(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.app.sim.status()["connectors"][0]
+        return status
 
-        async def notify() -> None:
-            async with self.cp_changed:
-                self.cp_changed.notify_all()
+    def status(self) -> str:
+        assert self.app.supervisor is not None
+        return str(self.app.supervisor.view(1).status)
 
-        asyncio.get_running_loop().create_task(notify())
+    async def until(self, what: str, predicate: Callable[[], bool], timeout_s: float = 10) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not predicate():  # noqa: ASYNC110 - watching a simulation
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise RuntimeError(f"demo stuck waiting for {what}") from None
 
-    def on_event(self, event: DriverEvent) -> None:
-        if event.fault is not None:
-            self.say(f"FAULT {event.device} {event.kind}: {event.detail}")
+    def progress(self) -> None:
+        hw = self.hw()
+        self.say(
+            f"{self.status():13s} I {hw['ev_current_a']:5.1f} A  "
+            f"P {hw['power_w'] / 1000:5.2f} kW  E {hw['energy_wh'] / 1000:6.3f} kWh  "
+            f"car SoC {hw['soc_pct']:4.1f} % (simulated car)"
+        )
 
-    async def wait_cp(self, *states: CpState, timeout_s: float = 5.0) -> None:
-        async with asyncio.timeout(timeout_s), self.cp_changed:
-            await self.cp_changed.wait_for(lambda: self.cp in states)
+    async def play(self, charge_s: float) -> None:
+        await self.csms.wait_for("BootNotification", timeout_s=10)
+        await self.until("status Available", lambda: self.status() == "Available")
+        self.say("charge point booted at the CSMS; connector 1 Available")
 
+        await self.app.sim.handle({"action": "plug", "connector": 1})
+        await self.until("Preparing", lambda: self.status() == "Preparing")
+        self.say("car plugged in: Preparing (waiting for a card)")
 
-def _progress(reading: MeterReading, soc_pct: float) -> str:
-    currents = "/".join(f"{a or 0.0:4.1f}" for a in reading.current_a)
-    return (
-        f"charging: I {currents} A  P {(reading.total_power_w or 0) / 1000:5.2f} kW  "
-        f"E {reading.energy_import_wh / 1000:6.3f} kWh  car SoC {soc_pct:4.1f} %"
-    )
+        await self.app.sim.handle({"action": "tap", "uid": DEMO_CARD})
+        await self.csms.wait_for("Authorize", timeout_s=10)
+        self.say(f"card {DEMO_CARD} tapped: the CSMS authorized it")
+        start = await self.csms.wait_for("StartTransaction", timeout_s=10)
+        await self.until("Charging", lambda: self.status() == "Charging")
+        self.say(f"transaction started at {start['meterStart']} Wh: contactor closed, Charging")
 
+        for second in range(int(charge_s)):
+            if second == int(charge_s) // 2:
+                await self._impose_limit(10)
+            await asyncio.sleep(1.0)
+            self.progress()
 
-async def _session(demo: Demo, sim: Any, c: ConnectorHardware, charge_s: float) -> None:
-    say = demo.say
-    c.pilot.generator.offer_current(0)
-    await demo.wait_cp(CpState.A)
-    say("charger ready: CP +12 V, nothing offered, contactor open")
+        await self.app.sim.handle({"action": "unplug", "connector": 1})
+        stop = await self.csms.wait_for("StopTransaction", timeout_s=10)
+        await self.until("Available", lambda: self.status() == "Available")
+        self.say(f"car unplugged: transaction stopped ({stop.get('reason')}), contactor open")
 
-    await sim.handle({"action": "plug", "connector": 1})
-    await demo.wait_cp(CpState.B)
-    cable = await c.pilot.proximity.read_cable_rating_a()
-    say(f"car plugged in; the cable is rated {cable} A (PP resistor)")
+    async def _impose_limit(self, amps: int) -> None:
+        profile = {
+            "chargingProfileId": 1,
+            "stackLevel": 1,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}],
+            },
+        }
+        tx = self.app.supervisor.view(1).transaction if self.app.supervisor else None
+        if tx is not None and tx.csms_id is not None:
+            profile["transactionId"] = tx.csms_id
+        result = await self.csms.call(
+            CHARGE_POINT_ID,
+            call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile),
+        )
+        self.say(f"the CSMS limits the session to {amps} A: {result.status}")
 
-    await sim.handle({"action": "tap", "uid": DEMO_CARD})
-    uid = await asyncio.wait_for(demo.cards.get(), 5.0)
-    say(f"card {uid} read by the PN532 over its serial line: authorized (demo)")
-
-    await c.rcm.self_test()
-    say("RCM self-test passed")
-
-    offer_a = min(16.0, float(cable or 0))
-    c.pilot.generator.offer_current(offer_a)
-    say(f"offering {offer_a:.0f} A: PWM duty {c.pilot.generator.duty_pct:.1f} %")
-    await demo.wait_cp(CpState.C, CpState.D)
-    await c.contactor.close()
-    say("car asks for energy (state C): contactor closed, feedback contact confirms")
-
-    start = await c.meter.read()
-    last = start
-    for second in range(int(charge_s)):
-        if second == int(charge_s) // 2:
-            c.pilot.generator.offer_current(10.0)
-            say(f"load limit: offering 10 A (duty {c.pilot.generator.duty_pct:.1f} %)")
-        await asyncio.sleep(1.0)
-        last = await c.meter.read()
-        say(_progress(last, sim.connector(1).ev.soc_pct))
-
-    await sim.handle({"action": "pause", "connector": 1})
-    await demo.wait_cp(CpState.B)
-    c.contactor.open()
-    await c.contactor.verify_open()
-    say("car stopped asking (C -> B): contactor opened, feedback confirms it is open")
-    c.pilot.generator.offer_current(0)
-    await sim.handle({"action": "unplug", "connector": 1})
-    await demo.wait_cp(CpState.A)
-    say("car unplugged")
-
-    stop = await c.meter.read()
-    energy_kwh = (stop.energy_import_wh - start.energy_import_wh) / 1000
-    minutes = charge_s * sim.speed / 60
-    demo.out("")
-    demo.out("Session summary")
-    demo.out(f"  card             {uid}")
-    demo.out(f"  meter start/stop {start.energy_import_wh:.0f} / {stop.energy_import_wh:.0f} Wh")
-    demo.out(f"  energy           {energy_kwh:.3f} kWh in {minutes:.0f} simulated minutes")
-    demo.out(f"  car SoC          {sim.connector(1).ev.soc_pct:.1f} %")
+    def summary(self) -> None:
+        [record] = list(self.csms.transactions.values())[-1:]
+        self.out("")
+        self.out("Session summary (as the CSMS recorded it)")
+        self.out(f"  transaction      {record.transaction_id} on connector {record.connector_id}")
+        self.out(f"  card             {record.id_tag}")
+        self.out(f"  meter start/stop {record.meter_start_wh} / {record.meter_stop_wh} Wh")
+        self.out(f"  energy           {(record.energy_wh or 0) / 1000:.3f} kWh")
+        self.out(f"  duration         {record.duration_s or 0:.0f} s (wall clock)")
+        self.out(f"  stop reason      {record.stop_reason}")
+        self.out(f"  meter values     {len(record.meter_values)} sampled values received")
 
 
 async def run_demo(
     out: Callable[[str], None] = print, charge_s: float = 8.0, state_dir: Path | None = None
 ) -> int:
     """Play the session; returns 0 when it completed."""
-    from controller.sim_root import start_simulation
-
-    demo = Demo(out)
-    out("picharge demo: one charging session on simulated hardware (time x60 for the car)")
+    out("picharge demo: a charging session on simulated hardware with a local CSMS")
+    out("(car and meter time run x60; OCPP messages are real, over a loopback websocket)")
+    csms = LocalCsms(authorized_tags={DEMO_CARD: "Accepted"})
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        sim, hardware, _ = await start_simulation(
-            parse_config({}), state_dir, connectors=1, speed=DEMO_SPEED, on_event=demo.on_event
+        keys = state_dir / "demo-keys.toml"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        keys.write_text(DEMO_KEYS)
+        url = await csms.start()
+        config = parse_config({"chargepoint": {"id": CHARGE_POINT_ID}, "ocpp": {"url": url}})
+        app = ChargePointApp(
+            dataclasses.replace(config, state_dir=state_dir / "state"),
+            RunOptions(sim=True, sim_speed=DEMO_SPEED, ocpp_keys=keys),
         )
-        c = hardware.connectors[0]
+        stop = asyncio.Event()
         try:
-            async with asyncio.TaskGroup() as tasks:
-                sensor = tasks.create_task(c.pilot.sensor.run(demo.on_cp, demo.on_event))
-                assert hardware.reader is not None
-                reader = tasks.create_task(
-                    hardware.reader.run(demo.cards.put_nowait, demo.on_event)
-                )
-                try:
-                    await _session(demo, sim, c, charge_s)
-                finally:
-                    sensor.cancel()
-                    reader.cancel()
+            await app.start()
+            runner = asyncio.create_task(app.run(stop))
+            session = _Session(app, csms, out)
+            try:
+                await session.play(charge_s)
+            finally:
+                stop.set()
+                await asyncio.wait_for(runner, 10)
+            session.summary()
         finally:
-            await hardware.close()
-            await sim.stop()
+            await app.close()
+            await csms.stop()
     return 0

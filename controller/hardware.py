@@ -17,6 +17,7 @@ from typing import Any
 from controller.config import Config
 from drivers.base import (
     CardReader,
+    DriverEvent,
     EnergyMeter,
     EventSink,
     ResidualCurrentMonitor,
@@ -192,3 +193,9 @@ def _meter_section(config: Config, section: Mapping[str, Any], prefix: str) -> d
     if not isinstance(own, Mapping):
         raise ConfigurationError(f"{prefix}.meter", "must be a table ([connector.meter])")
     return {**config.meter, **own}
+
+
+def log_event(event: DriverEvent) -> None:
+    """The default event sink: faults as warnings, the rest at info level."""
+    level = logging.WARNING if event.fault else logging.INFO
+    log.log(level, "%s %s: %s", event.device, event.kind, event.detail)

@@ -1,21 +1,22 @@
-"""``picharge run``: compose the hardware (real or simulated) and run until told to stop."""
+"""``picharge run``: build the charge point from configuration and flags, run until stopped.
+
+SIGTERM and SIGINT stop every running transaction (reason Reboot: the controller is going
+down), open every contactor and exit 0. A CSMS Reset ends the run too; the CLI then starts
+the controller again in a fresh process.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import signal
 from typing import Any
 
-from controller.config import DEFAULT_CONFIG_PATH, Config, load_config
-from controller.hardware import Hardware, build_hardware
-from controller.monitor import HardwareMonitor, log_event
-from controller.sim_client import parse_host_port
-from drivers.errors import ConfigurationError
-from drivers.seams import HardwareSeams
+from controller.app import ChargePointApp, RunOptions
+from controller.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from controller.domain import ResetKind
 
 log = logging.getLogger(__name__)
 
@@ -33,71 +34,33 @@ def effective_config(args: argparse.Namespace) -> Config:
         changes["ocpp_version"] = args.ocpp
     if args.state_dir is not None:
         changes["state_dir"] = args.state_dir
+    if args.csms and not args.csms.startswith(("ws://", "wss://")):
+        raise ConfigError("--csms", f"must start with ws:// or wss://, got {args.csms!r}")
     return dataclasses.replace(config, **changes)
 
 
-async def run_controller(args: argparse.Namespace) -> int:
-    config = effective_config(args)
-    sim = control = None
-    try:
-        if args.sim:
-            from controller.sim_root import ControlServer, start_simulation
-
-            sim, hardware, config = await start_simulation(
-                config,
-                config.state_dir,
-                connectors=args.sim_connectors,
-                speed=args.sim_speed,
-                on_event=log_event,
-            )
-        else:
-            hardware = build_hardware(config, HardwareSeams(), log_event)
-    except ConfigurationError as exc:
-        from controller.config import ConfigError
-
-        raise ConfigError(exc.key, exc.problem) from exc
-    monitor = HardwareMonitor(hardware, log_event)
-    try:
-        if sim is not None:
-
-            async def handle(request: dict[str, Any]) -> dict[str, Any]:
-                answer = await sim.handle(request)
-                if request["action"] == "status":
-                    answer.update(monitor.status())
-                return answer
-
-            control = ControlServer(handle)
-            host, port = await control.start(*parse_host_port(args.sim_control))
-            log.info("simulation control on %s:%d (picharge sim --control ...)", host, port)
-        await _run_until_signalled(monitor, hardware)
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    finally:
-        await hardware.close()
-        if control is not None:
-            await control.stop()
-        if sim is not None:
-            await sim.stop()
-    return 0
-
-
-async def _run_until_signalled(monitor: HardwareMonitor, hardware: Hardware) -> None:
+async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | None]:
+    """Run; returns (exit code, the reset the CSMS asked for, if any)."""
+    options = RunOptions(
+        sim=args.sim,
+        sim_connectors=args.sim_connectors,
+        sim_speed=args.sim_speed,
+        sim_control=args.sim_control if args.sim else None,
+        ocpp_keys=args.ocpp_keys,
+    )
+    app = ChargePointApp(effective_config(args), options)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(monitor.run(), name="hardware-monitor")
-    waiter = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        await app.start()
+        reset = await app.run(stop)
+    except OSError as exc:
+        log.error("cannot run: %s", exc)
+        return 1, None
     finally:
-        hardware.open_all_contactors()
-        for t in (task, waiter):
-            t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await app.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+    return 0, reset

@@ -121,6 +121,12 @@ class CpSampleProcessor:
         if check_diode and low_v is not None and raw in _DIODE_STATES:
             diode_changed = self._debounce_diode(low_level_ok(low_v))
             diode_ok = not self._diode_fault
+        elif not check_diode or raw is CpState.A:
+            # Without PWM (or without a car) the diode cannot be judged: forget the verdict
+            # silently, so the next PWM period judges afresh and a still-shorted diode is
+            # reported again instead of hiding behind an unchanged verdict.
+            self._diode_fault = self._diode_candidate = False
+            self._diode_count = 0
         state_changed = self._debounce_state(raw)
         if state_changed or diode_changed:
             out.append(CpReading(self.state, high_v, low_v, diode_ok))

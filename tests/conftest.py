@@ -43,3 +43,7 @@ def factory() -> Iterator[MockFactory]:
     yield mock
     mock.reset()
     mock.close()
+
+
+# The loopback CSMS fixtures (`csms`, `make_csms`) for the end-to-end tests.
+pytest_plugins = ["tests.csms"]

@@ -33,11 +33,15 @@ def picharge(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[s
 class Controller:
     def __init__(self, state_dir: Path) -> None:
         self.control = f"127.0.0.1:{free_port()}"
+        config = state_dir / "config.toml"
+        config.write_text('[authorization]\ncards = ["04AABBCC"]\n')
         self.process = subprocess.Popen(
             [
                 *PICHARGE,
                 "run",
                 "--sim",
+                "--config",
+                str(config),
                 "--state-dir",
                 str(state_dir),
                 "--sim-speed",
@@ -106,20 +110,26 @@ def test_status_reports_every_connector_field_and_the_meter_endpoint(
     assert connector["contactor_closed"] is False
     host, _, port = status["meter_modbus_tcp"].rpartition(":")
     assert host == "127.0.0.1" and port.isdigit()
-    assert status["controller"][0]["ocpp_status"] is None  # no OCPP link in this build
+    assert connector["ocpp_status"] == "Available"
+    assert connector["transaction_id"] is None
 
 
 def test_plugging_the_car_in_is_seen_by_the_running_drivers(controller: Controller) -> None:
     assert controller.sim("plug").returncode == 0
-    status = controller.wait_for(lambda s: s["controller"][0]["measured_cp_state"] == "B")
-    # nothing is offered without a charging session: the car waits in B, contactor open
+    status = controller.wait_for(lambda s: s["connectors"][0]["ocpp_status"] == "Preparing")
+    # nothing is offered without an authorized session: the car waits in B, contactor open
     assert status["connectors"][0]["cp_state"] == "B"
     assert status["connectors"][0]["contactor_closed"] is False
 
 
-def test_card_tap_reaches_the_running_reader(controller: Controller) -> None:
-    assert controller.sim("tap", "04AABBCC").returncode == 0
-    controller.wait_for(lambda s: s["cards_seen"] == ["04AABBCC"])
+def test_card_from_the_configured_list_starts_charging(controller: Controller) -> None:
+    assert controller.sim("plug").returncode == 0
+    controller.wait_for(lambda s: s["connectors"][0]["ocpp_status"] == "Preparing")
+    assert controller.sim("tap", "04aabbcc").returncode == 0
+    status = controller.wait_for(lambda s: s["connectors"][0]["ocpp_status"] == "Charging")
+    assert status["connectors"][0]["transaction_id"] is not None
+    status = controller.wait_for(lambda s: s["connectors"][0]["ev_current_a"] > 15)
+    assert status["connectors"][0]["contactor_closed"] is True
 
 
 def test_rcd_fault_injected_from_the_command_line_is_reported(controller: Controller) -> None:

@@ -139,6 +139,19 @@ def test_shorted_diode_is_reported_after_its_count_and_clears() -> None:
     assert (feeder.events[-1].kind, feeder.events[-1].fault) == ("diode_ok", None)
 
 
+def test_still_shorted_diode_is_reported_again_after_the_pwm_was_off() -> None:
+    feeder = Feeder(debounce_diode_samples=2)
+    for _ in range(10):
+        feeder.feed(6.0, -6.0, diode=True)
+    assert [e.kind for e in feeder.events] == ["diode_fault"]
+    for _ in range(3):
+        feeder.feed(9.0, 9.0, diode=False)  # the fault switched the PWM off
+    assert [e.kind for e in feeder.events] == ["diode_fault"]  # no false "diode_ok"
+    for _ in range(3):
+        feeder.feed(9.0, -9.0, diode=True)  # PWM back on, diode still shorted
+    assert [e.kind for e in feeder.events] == ["diode_fault", "diode_fault"]
+
+
 def test_diode_is_not_judged_without_pwm_or_outside_b_c_d() -> None:
     feeder = Feeder(debounce_diode_samples=1)
     for _ in range(3):

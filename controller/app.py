@@ -1,0 +1,184 @@
+"""The charge point as one object: storage, hardware, supervisor and CSMS link, composed.
+
+``picharge run`` and ``picharge demo`` both build a :class:`ChargePointApp`; tests do too.
+Composition happens here and only here: with ``sim`` set, the hardware comes from
+:mod:`controller.sim_root`; with an OCPP URL, the link is the OCPP 1.6J adapter; without
+one, the charger runs standalone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.config import Config, ConfigError
+from controller.connector_types import ConnectorSettings, StopReason
+from controller.domain import ResetKind
+from controller.hardware import Hardware, build_hardware, log_event
+from controller.sim_client import parse_host_port
+from controller.standalone import StandaloneLink
+from controller.storage import Storage
+from controller.supervisor import Supervisor
+from drivers.errors import ConfigurationError
+from drivers.seams import HardwareSeams
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = "picharge-0.1.0"
+SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction messages to go out
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sim: bool = False
+    sim_connectors: int = 1
+    sim_speed: float = 1.0
+    sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
+    ocpp_keys: Path | None = None
+
+
+class ChargePointApp:
+    """Start with :meth:`start`, run with :meth:`run`, always finish with :meth:`close`."""
+
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.storage: Storage | None = None
+        self.hardware: Hardware | None = None
+        self.supervisor: Supervisor | None = None
+        self.adapter: Any = None
+        self.sim: Any = None
+        self.control_address: tuple[str, int] | None = None
+        self._control: Any = None
+
+    async def start(self) -> None:
+        config = self.config
+        if config.ocpp_version != "1.6":
+            raise ConfigError("ocpp.version", "OCPP 2.0.1 is not implemented yet; use 1.6")
+        self.storage = await Storage.open(config.state_dir)
+        try:
+            if self.options.sim:
+                from controller.sim_root import start_simulation
+
+                self.sim, self.hardware, config = await start_simulation(
+                    config,
+                    config.state_dir,
+                    connectors=self.options.sim_connectors,
+                    speed=self.options.sim_speed,
+                    on_event=log_event,
+                )
+                self.config = config
+            else:
+                self.hardware = build_hardware(config, HardwareSeams(), log_event)
+        except ConfigurationError as exc:
+            raise ConfigError(exc.key, exc.problem) from exc
+        settings = {
+            c.id: ConnectorSettings(
+                max_current_a=c.max_current_a,
+                free_charging_id=config.free_charging_id,
+                cable_rating_required="tethered_cable_a" not in c.drivers,
+            )
+            for c in config.connectors
+        }
+        self.supervisor = Supervisor(self.hardware, settings)
+        if config.ocpp_url:
+            await self._start_ocpp()
+        else:
+            if self.options.ocpp_keys is not None:
+                log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
+            self.supervisor.link = StandaloneLink(config.local_cards)
+            log.info("standalone mode: no CSMS; %d card(s) allowed", len(config.local_cards))
+        if self.sim is not None and self.options.sim_control is not None:
+            from controller.sim_root import ControlServer
+
+            self._control = ControlServer(self._sim_request)
+            self.control_address = await self._control.start(
+                *parse_host_port(self.options.sim_control)
+            )
+            log.info("simulation control on %s:%d", *self.control_address)
+
+    async def _start_ocpp(self) -> None:
+        from controller.ocpp16 import Ocpp16Adapter
+        from controller.ocpp16.keys import OcppConfig
+
+        assert self.storage is not None and self.supervisor is not None
+        ocpp_config = OcppConfig(self.storage, number_of_connectors=len(self.config.connectors))
+        await ocpp_config.load()
+        if self.options.ocpp_keys is not None:
+            await ocpp_config.preset(self.options.ocpp_keys)
+        for key in ("StopTransactionOnEVSideDisconnect", "ConnectionTimeOut"):
+            value = ocpp_config.get(key)
+            if value is not None:
+                self.supervisor.apply_setting(key, value)
+        self.adapter = Ocpp16Adapter(
+            url=self.config.ocpp_url,
+            chargepoint_id=self.config.chargepoint_id,
+            vendor=self.config.vendor,
+            model=self.config.model,
+            serial=self.config.serial,
+            firmware_version=FIRMWARE_VERSION,
+            control=self.supervisor,
+            config=ocpp_config,
+            storage=self.storage,
+        )
+        self.supervisor.link = self.adapter
+
+    async def run(self, stop: asyncio.Event) -> ResetKind | None:
+        """Run until ``stop`` is set or the CSMS asks for a reset; returns that reset."""
+        assert self.supervisor is not None
+        supervisor = self.supervisor
+        tasks = [asyncio.create_task(supervisor.run(), name="supervisor")]
+        if self.adapter is not None:
+            tasks.append(asyncio.create_task(self.adapter.run(), name="ocpp"))
+        stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                await supervisor.shutdown(StopReason.REBOOT)
+            await self._flush()
+        finally:
+            supervisor.hardware.open_all_contactors()
+            for task in [*tasks, stopper]:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return supervisor.restart_requested
+
+    async def _flush(self) -> None:
+        """Let the link send what the shutdown produced (StopTransaction), briefly."""
+        flush = getattr(self.adapter, "flush", None)
+        if flush is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flush(), SHUTDOWN_FLUSH_S)
+
+    async def _sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.sim.handle(request)
+        if request["action"] == "status":
+            assert self.supervisor is not None
+            for entry in answer["connectors"]:
+                view = self.supervisor.view(entry["id"])
+                entry["ocpp_status"] = str(view.status)
+                entry["fault"] = str(view.fault) if view.fault else None
+                tx = view.transaction
+                entry["transaction_id"] = None if tx is None else (tx.csms_id or tx.local_id)
+        return answer
+
+    async def close(self) -> None:
+        """Release everything, contactors open first; safe to call after a failed start."""
+        if self.hardware is not None:
+            self.hardware.open_all_contactors()
+            await self.hardware.close()
+        if self._control is not None:
+            await self._control.stop()
+        if self.sim is not None:
+            await self.sim.stop()
+        if self.storage is not None:
+            await self.storage.close()

@@ -1,0 +1,552 @@
+"""The supervisor: owns the asyncio loop's work, wires drivers to connectors and the CSMS.
+
+Drivers produce readings and events; the supervisor turns them into events for each
+connector's pure state machine (:mod:`controller.connector`) and executes the commands it
+returns on the drivers (contactor, PWM) and on the CSMS link (status, transactions). It
+implements :class:`controller.domain.ChargePointControl` for the OCPP adapter and knows no
+OCPP version and no GPIO number.
+
+Everything here runs on the loop thread. The safety path is synchronous: a driver callback
+(CP change, RCM trip) feeds the machine, and an ``OpenContactor`` it returns de-energizes
+the coil before the callback returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.connector import ConnectorMachine
+from controller.connector_types import (
+    AuthorizationDropped,
+    Authorized,
+    AvailabilityAnswered,
+    AvailabilityChanged,
+    CableRatingChanged,
+    CloseContactor,
+    Command,
+    ConnectorSettings,
+    CpChanged,
+    Event,
+    FaultCleared,
+    FaultRaised,
+    IdPresented,
+    LimitChanged,
+    OfferCurrent,
+    OpenContactor,
+    RemoteStart,
+    RemoteStartAnswered,
+    RequestAuthorization,
+    SetStateF,
+    SettingsChanged,
+    StartTransaction,
+    StatusChanged,
+    StopReason,
+    StopRequested,
+    StopTransaction,
+    Tick,
+)
+from controller.domain import (
+    Answer,
+    ConnectorView,
+    CsmsLink,
+    MeterSample,
+    ResetKind,
+    Transaction,
+    utc_now,
+)
+from controller.hardware import ConnectorHardware, Hardware
+from drivers.base import CpReading, CpState, DriverEvent, LedPattern, MeterReading
+from drivers.errors import DriverError, FaultKind, PermanentFault
+
+log = logging.getLogger(__name__)
+
+METER_POLL_S = 1.0
+TICK_S = 0.1
+TEMPERATURE_POLL_S = 10.0
+OVERTEMP_HYSTERESIS_C = 5.0
+#: After a diode fault the PWM stays off; the charger tries again this much later (the
+#: sensor judges the diode afresh each time the PWM runs, so a still-shorted diode is
+#: caught again before the car can be seen in C). Unplugging also clears it.
+DIODE_RETRY_S = 30.0
+
+#: Driver events that raise or clear a fault on the connector they belong to.
+_FAULT_EVENTS: dict[tuple[str, str], tuple[FaultKind, bool]] = {
+    ("cp", "diode_fault"): (FaultKind.DIODE_FAULT, True),
+    ("cp", "diode_ok"): (FaultKind.DIODE_FAULT, False),
+    ("cp", "cp_unreadable"): (FaultKind.CP_ERROR, True),
+    ("cp", "cp_readable"): (FaultKind.CP_ERROR, False),
+}
+_READER_EVENTS = {"reader_failure": True, "recovered": False}
+
+
+@dataclass
+class ConnectorRuntime:
+    """One connector: its machine, its drivers and what the supervisor last saw."""
+
+    hw: ConnectorHardware
+    machine: ConnectorMachine
+    overtemp_c: float
+    reading: MeterReading | None = None
+    offered_a: float = 0.0
+    transaction: Transaction | None = None
+    status: StatusChanged | None = None
+    pending: dict[type, asyncio.Future[object]] = field(default_factory=dict)
+    diode_retry: asyncio.TimerHandle | None = None
+
+
+class Supervisor:
+    """Runs the charger. Create it, set :attr:`link`, then ``await run()`` in a task."""
+
+    def __init__(
+        self,
+        hardware: Hardware,
+        settings: dict[int, ConnectorSettings],
+        *,
+        overtemp_c: float = 80.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hardware = hardware
+        self.link: CsmsLink | None = None
+        self._clock = clock
+        self.connectors = {
+            c.id: ConnectorRuntime(c, ConnectorMachine(settings[c.id]), overtemp_c)
+            for c in hardware.connectors
+        }
+        self._reader_faulty = False
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.restart_requested: ResetKind | None = None
+        self.diode_retry_s = DIODE_RETRY_S
+        self._stop = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run every driver loop and the timers until cancelled or a reset is requested."""
+        for rt in self.connectors.values():
+            self._execute(rt, rt.machine.restate_outputs())
+            self._feed(rt, Tick())
+            rt.hw.rcm.watch(functools.partial(self._rcm_changed, rt))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for rt in self.connectors.values():
+                    cid = rt.hw.id
+                    tasks.create_task(
+                        rt.hw.pilot.sensor.run(
+                            functools.partial(self._cp_changed, rt),
+                            functools.partial(self._driver_event, rt),
+                        ),
+                        name=f"cp-{cid}",
+                    )
+                    tasks.create_task(self._poll_meter(rt), name=f"meter-{cid}")
+                    if rt.hw.thermometer is not None:
+                        tasks.create_task(self._poll_temperature(rt), name=f"temp-{cid}")
+                if self.hardware.reader is not None:
+                    tasks.create_task(
+                        self.hardware.reader.run(self._card, self._reader_event), name="rfid"
+                    )
+                tasks.create_task(self._tick(), name="timers")
+                await self._stop.wait()
+                raise _Stopped
+        except* _Stopped:
+            pass
+        finally:
+            self.hardware.open_all_contactors()
+            for task in list(self._tasks):
+                task.cancel()
+            for rt in self.connectors.values():
+                if rt.diode_retry is not None:
+                    rt.diode_retry.cancel()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self, reason: StopReason) -> None:
+        """Stop every running transaction with ``reason`` and open every contactor."""
+        for rt in self.connectors.values():
+            if rt.transaction is not None and rt.transaction.running:
+                self._feed(rt, StopRequested(reason))
+        self.hardware.open_all_contactors()
+
+    # --- feeding the machines -------------------------------------------------------------
+
+    def _feed(self, rt: ConnectorRuntime, event: Event) -> list[Command]:
+        commands = rt.machine.handle(event, self._clock())
+        self._execute(rt, commands)
+        return commands
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for rt in self.connectors.values():
+                due = rt.machine.next_timer_at
+                if due is not None and due <= self._clock():
+                    self._feed(rt, Tick())
+
+    def _cp_changed(self, rt: ConnectorRuntime, reading: CpReading) -> None:
+        previous = rt.machine.cp_state
+        if reading.state is not None:
+            self._feed(rt, CpChanged(reading.state))
+        if reading.state is CpState.B and previous in (None, CpState.A):
+            self._spawn(self._read_cable(rt), f"pp-{rt.hw.id}")
+        elif reading.state is CpState.A:
+            self._feed(rt, CableRatingChanged(None))
+
+    async def _read_cable(self, rt: ConnectorRuntime) -> None:
+        try:
+            rating = await rt.hw.pilot.proximity.read_cable_rating_a()
+        except DriverError as exc:
+            log.warning("connector %d: cable rating unreadable: %s", rt.hw.id, exc)
+            rating = None
+        self._feed(rt, CableRatingChanged(None if rating is None else float(rating)))
+
+    def _rcm_changed(self, rt: ConnectorRuntime, tripped: bool) -> None:
+        event = FaultRaised(FaultKind.RCD_TRIP) if tripped else FaultCleared(FaultKind.RCD_TRIP)
+        self._feed(rt, event)
+
+    def _driver_event(self, rt: ConnectorRuntime, event: DriverEvent) -> None:
+        level = logging.WARNING if event.fault else logging.INFO
+        log.log(level, "connector %d: %s %s: %s", rt.hw.id, event.device, event.kind, event.detail)
+        mapped = _FAULT_EVENTS.get((event.device, event.kind))
+        if mapped is not None:
+            kind, raised = mapped
+            self._feed(rt, FaultRaised(kind) if raised else FaultCleared(kind))
+            if kind is FaultKind.DIODE_FAULT and raised:
+                if rt.diode_retry is not None:
+                    rt.diode_retry.cancel()
+                rt.diode_retry = asyncio.get_running_loop().call_later(
+                    self.diode_retry_s, self._feed, rt, FaultCleared(FaultKind.DIODE_FAULT)
+                )
+
+    def _reader_event(self, event: DriverEvent) -> None:
+        log.log(
+            logging.WARNING if event.fault else logging.INFO,
+            "rfid %s: %s",
+            event.kind,
+            event.detail,
+        )
+        raised = _READER_EVENTS.get(event.kind)
+        if raised is None or raised == self._reader_faulty:
+            return
+        self._reader_faulty = raised
+        # A broken reader does not stop a running session (cards are only needed to start
+        # one); it is reported on every connector, so the CSMS sees ReaderFailure.
+        for rt in self.connectors.values():
+            if rt.transaction is None:
+                self._feed(
+                    rt,
+                    FaultRaised(FaultKind.READER_FAILURE)
+                    if raised
+                    else FaultCleared(FaultKind.READER_FAILURE),
+                )
+
+    def _card(self, uid: str) -> None:
+        rt = self._connector_for_card(uid)
+        log.info("card %s presented (connector %d)", uid, rt.hw.id)
+        self._feed(rt, IdPresented(uid))
+
+    def _connector_for_card(self, uid: str) -> ConnectorRuntime:
+        """One reader serves every connector: the card's own session, else a car waiting."""
+        runtimes = list(self.connectors.values())
+        for rt in runtimes:
+            tag = rt.machine.transaction_id_tag
+            if tag is not None and tag.casefold() == uid.casefold():
+                return rt
+        for rt in runtimes:
+            if rt.machine.cp_state in (CpState.B, CpState.C, CpState.D) and (
+                rt.machine.transaction_id_tag is None
+            ):
+                return rt
+        for rt in runtimes:
+            if rt.machine.transaction_id_tag is None:
+                return rt
+        return runtimes[0]
+
+    async def _poll_meter(self, rt: ConnectorRuntime) -> None:
+        offline = False
+        while True:
+            try:
+                rt.reading = await rt.hw.meter.read()
+            except PermanentFault as fault:
+                if not offline:
+                    offline = True
+                    self._feed(rt, FaultRaised(fault.kind))
+            except DriverError as exc:
+                log.warning("connector %d: meter: %s", rt.hw.id, exc)
+            else:
+                if offline:
+                    offline = False
+                    self._feed(rt, FaultCleared(FaultKind.METER_OFFLINE))
+                if self.link is not None:
+                    sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
+                    self.link.meter_sampled(sample, rt.transaction)
+            await asyncio.sleep(METER_POLL_S)
+
+    async def _poll_temperature(self, rt: ConnectorRuntime) -> None:
+        assert rt.hw.thermometer is not None
+        hot = False
+        while True:
+            try:
+                celsius = await rt.hw.thermometer.read_c()
+            except DriverError as exc:
+                log.warning("connector %d: temperature: %s", rt.hw.id, exc)
+            else:
+                if not hot and celsius >= rt.overtemp_c:
+                    hot = True
+                    log.warning("connector %d: %.1f °C: overtemperature", rt.hw.id, celsius)
+                    self._feed(rt, FaultRaised(FaultKind.OVERTEMPERATURE))
+                elif hot and celsius <= rt.overtemp_c - OVERTEMP_HYSTERESIS_C:
+                    hot = False
+                    self._feed(rt, FaultCleared(FaultKind.OVERTEMPERATURE))
+            await asyncio.sleep(TEMPERATURE_POLL_S if not hot else METER_POLL_S)
+
+    # --- executing commands ---------------------------------------------------------------
+
+    def _execute(self, rt: ConnectorRuntime, commands: Iterable[Command]) -> None:
+        for command in commands:
+            match command:
+                case OpenContactor():
+                    rt.hw.contactor.open()
+                    self._spawn(self._verify_open(rt), f"verify-open-{rt.hw.id}")
+                case CloseContactor():
+                    self._spawn(self._close_contactor(rt), f"close-{rt.hw.id}")
+                case OfferCurrent(current_a=current_a):
+                    rt.offered_a = current_a if current_a >= 6.0 else 0.0
+                    rt.hw.pilot.generator.offer_current(current_a)
+                case SetStateF():
+                    rt.offered_a = 0.0
+                    rt.hw.pilot.generator.set_state_f()
+                case RequestAuthorization(id_tag=id_tag):
+                    self._spawn(self._authorize(rt, id_tag), f"authorize-{rt.hw.id}")
+                case StartTransaction(id_tag=id_tag):
+                    self._start_transaction(rt, id_tag)
+                case StopTransaction(reason=reason, id_tag=id_tag):
+                    self._stop_transaction(rt, reason, id_tag)
+                case StatusChanged():
+                    self._status_changed(rt, command)
+                case AuthorizationDropped(id_tag=id_tag, reason=reason):
+                    log.info("connector %d: id %s dropped: %s", rt.hw.id, id_tag, reason)
+                case AvailabilityAnswered() | RemoteStartAnswered():
+                    future = rt.pending.pop(type(command), None)
+                    if future is not None and not future.done():
+                        future.set_result(command)
+
+    async def _close_contactor(self, rt: ConnectorRuntime) -> None:
+        try:
+            await rt.hw.contactor.close()
+        except PermanentFault as fault:
+            log.error("connector %d: %s", rt.hw.id, fault)
+            self._feed(rt, FaultRaised(fault.kind))
+
+    async def _verify_open(self, rt: ConnectorRuntime) -> None:
+        try:
+            await rt.hw.contactor.verify_open()
+        except PermanentFault as fault:
+            log.critical("connector %d: %s", rt.hw.id, fault)
+            self._feed(rt, FaultRaised(fault.kind))
+
+    async def _authorize(self, rt: ConnectorRuntime, id_tag: str) -> None:
+        if self.link is None:
+            self._feed(rt, Authorized(id_tag, False))
+            return
+        result = await self.link.authorize(id_tag)
+        self._feed(rt, Authorized(id_tag, result.accepted, result.parent_id))
+
+    def _start_transaction(self, rt: ConnectorRuntime, id_tag: str) -> None:
+        energy = rt.reading.energy_import_wh if rt.reading is not None else 0.0
+        tx = Transaction(
+            local_id=uuid.uuid4().hex,
+            connector_id=rt.hw.id,
+            id_tag=id_tag,
+            meter_start_wh=energy,
+            started_at=utc_now(),
+        )
+        rt.transaction = tx
+        log.info(
+            "connector %d: transaction %s started for %s at %.0f Wh",
+            rt.hw.id,
+            tx.local_id,
+            id_tag,
+            energy,
+        )
+        if self.link is not None:
+            self.link.transaction_started(tx)
+
+    def _stop_transaction(self, rt: ConnectorRuntime, reason: StopReason, id_tag: str) -> None:
+        tx = rt.transaction
+        if tx is None:
+            return
+        tx.meter_stop_wh = (
+            rt.reading.energy_import_wh if rt.reading is not None else tx.meter_start_wh
+        )
+        tx.stopped_at = utc_now()
+        tx.stop_reason = reason
+        tx.stop_id_tag = id_tag if reason is StopReason.LOCAL else None
+        rt.transaction = None
+        log.info(
+            "connector %d: transaction %s stopped (%s) at %.0f Wh, %.0f Wh charged",
+            rt.hw.id,
+            tx.local_id,
+            reason,
+            tx.meter_stop_wh,
+            tx.meter_stop_wh - tx.meter_start_wh,
+        )
+        if self.link is not None:
+            self.link.transaction_stopped(tx)
+
+    def _status_changed(self, rt: ConnectorRuntime, command: StatusChanged) -> None:
+        if rt.status == command:
+            return
+        rt.status = command
+        log.info(
+            "connector %d: %s%s",
+            rt.hw.id,
+            command.status,
+            f" ({command.fault})" if command.fault else "",
+        )
+        if self.link is not None:
+            self.link.status_changed(rt.hw.id, command.status, command.fault)
+        if self.hardware.led is not None:
+            self.hardware.led.show(self._led_pattern())
+
+    def _led_pattern(self) -> LedPattern:
+        statuses = {rt.status.status if rt.status else None for rt in self.connectors.values()}
+        if any(rt.machine.active_faults for rt in self.connectors.values()):
+            return LedPattern.FAULT
+        if "Charging" in statuses:
+            return LedPattern.CHARGING
+        if statuses & {"Preparing", "SuspendedEV", "SuspendedEVSE", "Finishing"}:
+            return LedPattern.WAITING
+        return LedPattern.IDLE
+
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # --- ChargePointControl ---------------------------------------------------------------
+
+    @property
+    def connector_ids(self) -> tuple[int, ...]:
+        return tuple(self.connectors)
+
+    def _runtime(self, connector_id: int) -> ConnectorRuntime:
+        try:
+            return self.connectors[connector_id]
+        except KeyError:
+            raise LookupError(f"no connector {connector_id}") from None
+
+    def view(self, connector_id: int) -> ConnectorView:
+        rt = self._runtime(connector_id)
+        status = rt.status or rt.machine.status
+        return ConnectorView(
+            connector_id, status.status, status.fault, rt.transaction, rt.reading, rt.offered_a
+        )
+
+    def transaction_by_csms_id(self, csms_id: int) -> Transaction | None:
+        for rt in self.connectors.values():
+            if rt.transaction is not None and rt.transaction.csms_id == csms_id:
+                return rt.transaction
+        return None
+
+    async def _ask(self, rt: ConnectorRuntime, event: Event, answer: type) -> object:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        rt.pending[answer] = future
+        self._feed(rt, event)
+        try:
+            return await asyncio.wait_for(future, 1.0)
+        finally:
+            rt.pending.pop(answer, None)
+
+    async def remote_start(self, id_tag: str, connector_id: int | None, authorized: bool) -> bool:
+        if connector_id is None:
+            candidates = [rt for rt in self.connectors.values() if rt.transaction is None]
+            waiting = [rt for rt in candidates if rt.machine.cp_state in (CpState.B, CpState.C)]
+            if not (waiting or candidates):
+                return False
+            rt = (waiting or candidates)[0]
+        else:
+            rt = self._runtime(connector_id)
+        answer = await self._ask(rt, RemoteStart(id_tag, authorized), RemoteStartAnswered)
+        assert isinstance(answer, RemoteStartAnswered)
+        return answer.accepted
+
+    async def remote_stop(self, tx: Transaction) -> bool:
+        rt = self._runtime(tx.connector_id)
+        if rt.transaction is not tx:
+            return False
+        self._feed(rt, StopRequested(StopReason.REMOTE))
+        return True
+
+    async def deauthorize(self, tx: Transaction) -> None:
+        rt = self._runtime(tx.connector_id)
+        if rt.transaction is tx:
+            self._feed(rt, StopRequested(StopReason.DE_AUTHORIZED))
+
+    async def reset(self, kind: ResetKind) -> Answer:
+        reason = StopReason.HARD_RESET if kind is ResetKind.HARD else StopReason.SOFT_RESET
+        await self.shutdown(reason)
+        self.restart_requested = kind
+        # Give the link a moment to send the StopTransactions before the restart.
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5 if kind is ResetKind.SOFT else 0.1, self.request_stop)
+        return Answer.ACCEPTED
+
+    async def unlock(self, connector_id: int) -> Answer:
+        rt = self._runtime(connector_id)
+        if rt.transaction is not None:
+            self._feed(rt, StopRequested(StopReason.UNLOCK_COMMAND))
+        # This hardware has no lock actuator: nothing to unlock.
+        return Answer.NOT_SUPPORTED
+
+    async def change_availability(self, connector_id: int, available: bool) -> Answer:
+        runtimes = (
+            list(self.connectors.values()) if connector_id == 0 else [self._runtime(connector_id)]
+        )
+        outcomes = []
+        for rt in runtimes:
+            answer = await self._ask(rt, AvailabilityChanged(available), AvailabilityAnswered)
+            assert isinstance(answer, AvailabilityAnswered)
+            outcomes.append(str(answer.outcome))
+        if "Scheduled" in outcomes:
+            return Answer.SCHEDULED
+        return Answer.ACCEPTED
+
+    def set_current_limit(self, connector_id: int, current_a: float | None) -> None:
+        runtimes = (
+            list(self.connectors.values()) if connector_id == 0 else [self._runtime(connector_id)]
+        )
+        for rt in runtimes:
+            self._feed(rt, LimitChanged(current_a))
+
+    def apply_setting(self, name: str, value: str) -> None:
+        key = name.casefold()
+        change: dict[str, object]
+        if key == "stoptransactiononevsidedisconnect":
+            change = {"stop_on_ev_disconnect": value.strip().lower() == "true"}
+        elif key == "connectiontimeout":
+            seconds = float(value)
+            if seconds <= 0:
+                return
+            change = {"connection_timeout_s": seconds}
+        else:
+            return
+        for rt in self.connectors.values():
+            settings = dataclasses.replace(rt.machine.settings, **change)  # type: ignore[arg-type]
+            self._feed(rt, SettingsChanged(settings))
+
+
+class _Stopped(Exception):
+    """Raised inside the task group to end :meth:`Supervisor.run` on request."""

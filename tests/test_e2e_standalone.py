@@ -1,0 +1,216 @@
+"""The charger on its own (no CSMS), on simulated hardware through the real drivers.
+
+Each test runs the whole controller — supervisor, connector state machine, drivers — as
+`picharge run --sim` does, drives the simulated car and devices, and checks what a user of
+a home charger would see: the contactor, the car's current, the connector's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.app import ChargePointApp, RunOptions
+from controller.config import parse_config
+from controller.connector_types import ConnectorStatus, StopReason
+from controller.domain import Answer, Transaction
+from drivers.errors import FaultKind
+
+CARD = "04A1B2C3"
+
+
+class Charger:
+    def __init__(self, app: ChargePointApp) -> None:
+        self.app = app
+
+    @property
+    def supervisor(self) -> Any:
+        return self.app.supervisor
+
+    async def act(self, action: str, **extra: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.app.sim.handle(
+            {"action": action, "connector": 1, **extra}
+        )
+        return answer
+
+    def hw(self, key: str, connector: int = 1) -> Any:
+        return self.app.sim.status()["connectors"][connector - 1][key]
+
+    def status(self, connector: int = 1) -> ConnectorStatus:
+        return self.supervisor.view(connector).status  # type: ignore[no-any-return]
+
+    def fault(self, connector: int = 1) -> FaultKind | None:
+        return self.supervisor.view(connector).fault  # type: ignore[no-any-return]
+
+    def transactions(self) -> list[Transaction]:
+        return self.supervisor.link.transactions  # type: ignore[no-any-return]
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - polls simulated physics
+                await asyncio.sleep(0.02)
+
+    async def charging(self) -> None:
+        await self.act("plug")
+        await self.act("tap", uid=CARD)
+        await self.until(lambda: self.status() is ConnectorStatus.CHARGING)
+        await self.until(lambda: self.hw("ev_current_a") > 15.0)
+
+
+@contextlib.asynccontextmanager
+async def running(state_dir: Path, **doc: Any) -> AsyncIterator[Charger]:
+    base: dict[str, Any] = {"authorization": {"cards": [CARD]}}
+    base.update(doc)
+    config = dataclasses.replace(parse_config(base), state_dir=state_dir)
+    app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0))
+    stop = asyncio.Event()
+    await app.start()
+    task = asyncio.create_task(app.run(stop))
+    charger = Charger(app)
+    try:
+        await charger.until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
+        yield charger
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
+
+
+@pytest.fixture
+async def charger(tmp_path: Path) -> AsyncIterator[Charger]:
+    async with running(tmp_path) as c:
+        yield c
+
+
+async def test_card_from_the_local_list_starts_charging(charger: Charger) -> None:
+    await charger.charging()
+    assert charger.hw("contactor_closed") is True
+    assert charger.hw("offered_current_a") == pytest.approx(32.0, abs=0.5)
+    [tx] = charger.transactions()
+    assert tx.id_tag == CARD and tx.running
+
+
+async def test_card_tapped_before_the_car_arrives_starts_when_it_plugs_in(
+    charger: Charger,
+) -> None:
+    await charger.act("tap", uid=CARD)
+    await asyncio.sleep(0.3)
+    await charger.act("plug")
+    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+
+
+async def test_unknown_card_does_not_charge(charger: Charger) -> None:
+    await charger.act("plug")
+    await charger.act("tap", uid="DEADBEEF")
+    await asyncio.sleep(1.0)
+    assert charger.status() is ConnectorStatus.PREPARING
+    assert charger.hw("contactor_closed") is False
+    assert charger.transactions() == []
+
+
+async def test_free_charging_needs_no_card(tmp_path: Path) -> None:
+    async with running(tmp_path, authorization={"free_charging_id": "FREE"}) as charger:
+        await charger.act("plug")
+        await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+        assert charger.transactions()[0].id_tag == "FREE"
+
+
+async def test_contactor_opens_when_ev_stops_requesting(charger: Charger) -> None:
+    await charger.charging()
+    await charger.act("pause")
+    await charger.until(lambda: charger.hw("contactor_closed") is False, 1.0)
+    await charger.until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EV)
+    await charger.act("charge")
+    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await charger.until(lambda: charger.hw("contactor_closed") is True, 1.0)
+
+
+async def test_unplugging_ends_the_session_with_the_meter_energy(charger: Charger) -> None:
+    await charger.charging()
+    await asyncio.sleep(2.0)
+    await charger.act("unplug")
+    await charger.until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
+    [tx] = charger.transactions()
+    assert tx.stop_reason is StopReason.EV_DISCONNECTED
+    assert tx.meter_stop_wh is not None and tx.meter_stop_wh > tx.meter_start_wh
+    assert charger.hw("contactor_closed") is False
+
+
+async def test_same_card_again_stops_the_session(charger: Charger) -> None:
+    await charger.charging()
+    await asyncio.sleep(1.5)  # the reader collapses repeats of one presentation
+    await charger.act("tap", uid=CARD)
+    await charger.until(lambda: charger.status() is ConnectorStatus.FINISHING)
+    assert charger.transactions()[0].stop_reason is StopReason.LOCAL
+    assert charger.hw("contactor_closed") is False
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ("rcd", FaultKind.RCD_TRIP),
+        ("meter", FaultKind.METER_OFFLINE),
+        ("cp", FaultKind.CP_ERROR),
+        ("diode", FaultKind.DIODE_FAULT),
+        ("overtemp", FaultKind.OVERTEMPERATURE),
+    ],
+)
+async def test_fault_opens_the_contactor_and_clearing_it_recovers(
+    tmp_path: Path, fault: str, kind: FaultKind
+) -> None:
+    async with running(tmp_path) as charger:
+        for rt in charger.supervisor.connectors.values():
+            rt.overtemp_c = 60.0
+        charger.supervisor.diode_retry_s = 2.0
+        await charger.charging()
+        await charger.act("fault", fault=fault)
+        timeout = {"overtemp": 15.0, "meter": 10.0}.get(fault, 5.0)
+        await charger.until(lambda: charger.status() is ConnectorStatus.FAULTED, timeout)
+        assert charger.fault() is kind
+        await charger.until(lambda: charger.hw("contactor_closed") is False, 1.0)
+        await charger.act("fault", fault="clear")
+        await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING, 20.0)
+        await charger.until(lambda: charger.hw("contactor_closed") is True, 1.0)
+
+
+async def test_welded_contactor_latches_a_fault(charger: Charger) -> None:
+    await charger.charging()
+    await charger.act("fault", fault="weld")
+    await charger.act("pause")
+    await charger.until(lambda: charger.fault() is FaultKind.CONTACTOR_WELDED)
+    await charger.act("fault", fault="clear")
+    await asyncio.sleep(0.5)
+    assert charger.fault() is FaultKind.CONTACTOR_WELDED
+
+
+async def test_limit_of_zero_suspends_and_a_higher_limit_resumes(charger: Charger) -> None:
+    await charger.charging()
+    charger.supervisor.set_current_limit(1, 0.0)
+    await charger.until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE)
+    await charger.until(lambda: charger.hw("ev_current_a") == 0.0)
+    charger.supervisor.set_current_limit(1, 10.0)
+    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await charger.until(lambda: charger.hw("ev_current_a") == pytest.approx(10.0, abs=0.1))
+
+
+async def test_availability_change_during_a_session_is_scheduled(charger: Charger) -> None:
+    await charger.charging()
+    assert await charger.supervisor.change_availability(1, False) is Answer.SCHEDULED
+    assert charger.status() is ConnectorStatus.CHARGING
+    await charger.act("unplug")
+    await charger.until(lambda: charger.status() is ConnectorStatus.UNAVAILABLE)
+
+
+async def test_shutdown_stops_the_session_and_opens_the_contactor(tmp_path: Path) -> None:
+    async with running(tmp_path) as charger:
+        await charger.charging()
+        transactions = charger.transactions()
+    assert transactions[0].stop_reason is StopReason.REBOOT
