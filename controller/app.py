@@ -154,10 +154,8 @@ class ChargePointApp:
 
     async def _flush(self) -> None:
         """Let the link send what the shutdown produced (StopTransaction), briefly."""
-        flush = getattr(self.adapter, "flush", None)
-        if flush is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flush(), SHUTDOWN_FLUSH_S)
+        if self.adapter is not None and not await self.adapter.flush(SHUTDOWN_FLUSH_S):
+            log.warning("transaction messages still unsent at shutdown")
 
     async def _sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = await self.sim.handle(request)

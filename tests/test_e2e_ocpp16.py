@@ -1,0 +1,356 @@
+"""The charge point end to end: `picharge run --sim` against a CSMS speaking OCPP 1.6J.
+
+Each test runs the real controller (supervisor, connector state machine, OCPP adapter,
+drivers on simulated hardware) against the loopback CSMS of `controller.local_csms`, and
+checks what the CSMS receives and what the hardware does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ocpp.v16 import call
+
+from controller.app import ChargePointApp, RunOptions
+from controller.config import parse_config
+from controller.domain import ResetKind
+from controller.local_csms import LocalCsms
+from tests.csms import ACCEPTED_TAG, BLOCKED_TAG
+
+CP_ID = "cp-e2e"
+FAST_KEYS = {
+    "HeartbeatInterval": 2,
+    "MeterValueSampleInterval": 1,
+    "ClockAlignedDataInterval": 0,
+    "ConnectionTimeOut": 30,
+    "WebSocketPingInterval": 0,
+}
+
+
+class Rig:
+    def __init__(self, app: ChargePointApp, csms: LocalCsms) -> None:
+        self.app = app
+        self.csms = csms
+
+    async def act(self, action: str, **extra: Any) -> None:
+        await self.app.sim.handle({"action": action, "connector": 1, **extra})
+
+    def hw(self, key: str) -> Any:
+        return self.app.sim.status()["connectors"][0][key]
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - polls simulated physics
+                await asyncio.sleep(0.02)
+
+    async def status(self, status: str, *, connector: int = 1, after: int = 0) -> dict[str, Any]:
+        return await self.csms.wait_for(
+            "StatusNotification",
+            lambda p: p["connectorId"] == connector and p["status"] == status,
+            after=after,
+        )
+
+    def mark(self) -> int:
+        return len(self.csms.received)
+
+    async def charging(self) -> dict[str, Any]:
+        await self.act("plug")
+        await self.status("Preparing")
+        await self.act("tap", uid=ACCEPTED_TAG)
+        start = await self.csms.wait_for("StartTransaction")
+        await self.status("Charging")
+        await self.until(lambda: self.hw("ev_current_a") > 15.0)
+        return start
+
+    async def cp_call(self, payload: Any, **kwargs: Any) -> Any:
+        return await self.csms.call(CP_ID, payload, **kwargs)
+
+
+def _write_keys(state_dir: Path, keys: dict[str, Any]) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "keys.toml"
+    lines = [f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in keys.items()]
+    path.write_text("".join(lines))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def controller(
+    csms: LocalCsms, state_dir: Path, keys: dict[str, Any] | None = None
+) -> AsyncIterator[Rig]:
+    key_file = _write_keys(state_dir, {**FAST_KEYS, **(keys or {})})
+    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
+    app = ChargePointApp(
+        dataclasses.replace(config, state_dir=state_dir / "state"),
+        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=key_file),
+    )
+    stop = asyncio.Event()
+    rig = Rig(app, csms)
+    mark = rig.mark()
+    await app.start()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        await rig.status("Available", after=mark)
+        yield rig
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
+
+
+@pytest.fixture
+async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with controller(csms, tmp_path) as r:
+        yield r
+
+
+async def test_boot_then_status_of_connector_0_and_each_connector(rig: Rig) -> None:
+    boot = await rig.csms.wait_for("BootNotification")
+    assert boot["chargePointVendor"] == "picharge"
+    await rig.status("Available", connector=0)
+    await rig.status("Available", connector=1)
+
+
+async def test_heartbeat_follows_the_interval_the_csms_gave(
+    make_csms: Callable[..., Any], tmp_path: Path
+) -> None:
+    csms = await make_csms(heartbeat_interval_s=1)
+    async with controller(csms, tmp_path) as rig:
+        first = await rig.csms.wait_for("Heartbeat", timeout_s=3)
+        del first
+        count = len([r for r in rig.csms.received if r.action == "Heartbeat"])
+        await asyncio.sleep(2.2)
+        later = len([r for r in rig.csms.received if r.action == "Heartbeat"])
+        assert later - count >= 2
+
+
+async def test_card_tap_authorizes_and_starts_a_transaction_with_the_meter(rig: Rig) -> None:
+    start = await rig.charging()
+    authorize = await rig.csms.wait_for("Authorize")
+    assert authorize["idTag"] == ACCEPTED_TAG
+    assert start["connectorId"] == 1 and start["idTag"] == ACCEPTED_TAG
+    assert (
+        start["meterStart"] == round(rig.app.sim.connector(1).meter.energy_wh)
+        or start["meterStart"] <= rig.app.sim.connector(1).meter.energy_wh
+    )
+    assert rig.hw("contactor_closed") is True
+
+
+@pytest.mark.parametrize("status", ["Invalid", "Blocked", "Expired"])
+async def test_invalid_blocked_and_expired_cards_do_not_charge(rig: Rig, status: str) -> None:
+    tag = "0BAD0C4D"
+    if status != "Invalid":
+        rig.csms.set_tag(tag, status)
+    await rig.act("plug")
+    await rig.status("Preparing")
+    await rig.act("tap", uid=tag)
+    await rig.csms.wait_for("Authorize", lambda p: p["idTag"] == tag)
+    await asyncio.sleep(1.0)
+    assert not [r for r in rig.csms.received if r.action == "StartTransaction"]
+    assert rig.hw("contactor_closed") is False
+
+
+async def test_meter_values_carry_the_configured_measurands_from_the_meter(rig: Rig) -> None:
+    start = await rig.charging()
+    del start
+    values = await rig.csms.wait_for("MeterValues", lambda p: "transactionId" in p, timeout_s=5)
+    sampled = values["meterValue"][0]["sampledValue"]
+    measurands = {v.get("measurand", "Energy.Active.Import.Register") for v in sampled}
+    assert {"Energy.Active.Import.Register", "Power.Active.Import", "Current.Import"} <= measurands
+    power = next(v for v in sampled if v.get("measurand") == "Power.Active.Import")
+    assert float(power["value"]) > 10000  # 16 A x 3 x 230 V from the simulated meter
+
+
+async def test_unplug_stops_with_ev_disconnected_and_transaction_data(rig: Rig) -> None:
+    start_conf_id = None
+    await rig.charging()
+    await asyncio.sleep(1.5)
+    await rig.act("unplug")
+    stop = await rig.csms.wait_for("StopTransaction")
+    [record] = rig.csms.transactions.values()
+    start_conf_id = record.transaction_id
+    assert stop["transactionId"] == start_conf_id
+    assert stop["reason"] == "EVDisconnected"
+    assert stop["meterStop"] > record.meter_start_wh
+    assert stop.get("transactionData")
+    await rig.status("Available", after=0)
+
+
+async def test_remote_start_and_remote_stop(rig: Rig) -> None:
+    await rig.act("plug")
+    await rig.status("Preparing")
+    result = await rig.cp_call(call.RemoteStartTransaction(id_tag=ACCEPTED_TAG, connector_id=1))
+    assert result.status == "Accepted"
+    start = await rig.csms.wait_for("StartTransaction")
+    assert start["idTag"] == ACCEPTED_TAG
+    await rig.status("Charging")
+    [record] = rig.csms.transactions.values()
+    result = await rig.cp_call(call.RemoteStopTransaction(transaction_id=record.transaction_id))
+    assert result.status == "Accepted"
+    stop = await rig.csms.wait_for("StopTransaction")
+    assert stop["reason"] == "Remote"
+    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+
+
+async def test_remote_start_is_rejected_for_an_unknown_connector(rig: Rig) -> None:
+    result = await rig.cp_call(call.RemoteStartTransaction(id_tag=ACCEPTED_TAG, connector_id=7))
+    assert result.status == "Rejected"
+
+
+async def test_remote_stop_of_an_unknown_transaction_is_rejected(rig: Rig) -> None:
+    result = await rig.cp_call(call.RemoteStopTransaction(transaction_id=999))
+    assert result.status == "Rejected"
+
+
+async def test_remote_start_authorizes_first_when_configured(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, {"AuthorizeRemoteTxRequests": True}) as rig:
+        await rig.act("plug")
+        result = await rig.cp_call(call.RemoteStartTransaction(id_tag=BLOCKED_TAG, connector_id=1))
+        assert result.status == "Accepted"
+        await rig.csms.wait_for("Authorize", lambda p: p["idTag"] == BLOCKED_TAG)
+        await asyncio.sleep(0.5)
+        assert not [r for r in rig.csms.received if r.action == "StartTransaction"]
+
+
+async def test_connection_loss_during_a_transaction_loses_nothing(rig: Rig) -> None:
+    await rig.charging()
+    [record] = rig.csms.transactions.values()
+    await rig.csms.drop_connections()
+    await asyncio.sleep(0.3)
+    await rig.act("unplug")  # the session ends while the link is down
+    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    stop = await rig.csms.wait_for("StopTransaction", timeout_s=15)
+    assert stop["transactionId"] == record.transaction_id
+    assert stop["reason"] == "EVDisconnected"
+    boots = [r for r in rig.csms.received if r.action == "BootNotification"]
+    assert len(boots) >= 2  # it reconnected and booted again
+
+
+async def test_configuration_keys_read_change_and_reject(rig: Rig) -> None:
+    conf = await rig.cp_call(call.GetConfiguration(key=["HeartbeatInterval", "NoSuchKey"]))
+    assert conf.configuration_key[0]["key"] == "HeartbeatInterval"
+    assert conf.unknown_key == ["NoSuchKey"]
+    ok = await rig.cp_call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="5"))
+    assert ok.status == "Accepted"
+    bad = await rig.cp_call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="-1"))
+    assert bad.status == "Rejected"
+    unknown = await rig.cp_call(call.ChangeConfiguration(key="NoSuchKey", value="1"))
+    assert unknown.status == "NotSupported"
+    readonly = await rig.cp_call(call.ChangeConfiguration(key="NumberOfConnectors", value="3"))
+    assert readonly.status == "Rejected"
+
+
+async def test_configuration_survives_a_restart(csms: LocalCsms, tmp_path: Path) -> None:
+    async with controller(csms, tmp_path) as rig:
+        ok = await rig.cp_call(call.ChangeConfiguration(key="ConnectionTimeOut", value="45"))
+        assert ok.status == "Accepted"
+    async with controller(csms, tmp_path) as rig:
+        conf = await rig.cp_call(call.GetConfiguration(key=["connectiontimeout"]))
+        assert conf.configuration_key[0]["value"] == "45"
+
+
+async def test_malformed_frame_gets_a_callerror_and_changes_nothing(rig: Rig) -> None:
+    await rig.charging()
+    before = len(rig.csms.raw_received)
+    await rig.csms.send_raw(CP_ID, '[2, "abc", "RemoteStopTransaction", {"transactionId": "x"}]')
+    frame = await rig.csms.wait_for_raw(CP_ID, lambda t: t.startswith("[4"), after=before)
+    assert '"abc"' in frame
+    assert any(code in frame for code in ("TypeConstraintViolation", "FormationViolation"))
+    await rig.csms.send_raw(CP_ID, "this is not json")
+    await rig.csms.wait_for_raw(
+        CP_ID, lambda t: t.startswith("[4") and "FormationViolation" in t, after=before
+    )
+    await asyncio.sleep(0.3)
+    assert rig.hw("contactor_closed") is True  # still charging
+    rig.csms.violations.clear()
+
+
+async def test_fault_is_reported_with_its_ocpp_error_code(rig: Rig) -> None:
+    await rig.charging()
+    await rig.act("fault", fault="rcd")
+    faulted = await rig.status("Faulted")
+    assert faulted["errorCode"] == "GroundFailure"
+    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    mark = rig.mark()
+    await rig.act("fault", fault="clear")
+    await rig.status("Charging", after=mark)
+
+
+async def test_soft_reset_stops_the_transaction_and_restarts(rig: Rig) -> None:
+    await rig.charging()
+    result = await rig.cp_call(call.Reset(type="Soft"))
+    assert result.status == "Accepted"
+    stop = await rig.csms.wait_for("StopTransaction")
+    assert stop["reason"] == "SoftReset"
+    await rig.until(
+        lambda: (
+            rig.app.supervisor is not None
+            and (rig.app.supervisor.restart_requested is ResetKind.SOFT)
+        )
+    )
+
+
+async def test_availability_change_during_a_transaction_is_scheduled(rig: Rig) -> None:
+    await rig.charging()
+    result = await rig.cp_call(call.ChangeAvailability(connector_id=1, type="Inoperative"))
+    assert result.status == "Scheduled"
+    await rig.act("unplug")
+    await rig.status("Unavailable")
+
+
+async def test_unlock_connector_stops_the_session(rig: Rig) -> None:
+    await rig.charging()
+    result = await rig.cp_call(call.UnlockConnector(connector_id=1))
+    assert result.status in ("Unlocked", "NotSupported")
+    stop = await rig.csms.wait_for("StopTransaction")
+    assert stop["reason"] == "UnlockCommand"
+
+
+async def test_csms_limit_reaches_the_car_through_the_pwm(rig: Rig) -> None:
+    await rig.charging()
+    [record] = rig.csms.transactions.values()
+    profile = {
+        "chargingProfileId": 7,
+        "transactionId": record.transaction_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}],
+        },
+    }
+    result = await rig.cp_call(
+        call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
+    )
+    assert result.status == "Accepted"
+    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(10.0, abs=0.2))
+
+
+async def test_clear_cache_and_data_transfer_are_answered(rig: Rig) -> None:
+    assert (await rig.cp_call(call.ClearCache())).status == "Accepted"
+    unknown = await rig.cp_call(call.DataTransfer(vendor_id="someone-else"))
+    assert unknown.status == "UnknownVendorId"
+
+
+async def test_invalid_id_at_start_stops_the_transaction(rig: Rig) -> None:
+    rig.csms.set_response(
+        "StartTransaction",
+        lambda request: {"transactionId": 77, "idTagInfo": {"status": "Invalid"}},
+    )
+    await rig.act("plug")
+    await rig.act("tap", uid=ACCEPTED_TAG)
+    stop = await rig.csms.wait_for("StopTransaction")
+    assert stop["transactionId"] == 77
+    assert stop["reason"] == "DeAuthorized"
+    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
