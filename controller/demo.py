@@ -122,7 +122,7 @@ class _Session:
         self.out(f"  energy           {(record.energy_wh or 0) / 1000:.3f} kWh")
         self.out(f"  duration         {record.duration_s or 0:.0f} s (wall clock)")
         self.out(f"  stop reason      {record.stop_reason}")
-        self.out(f"  meter values     {len(record.meter_values)} sampled values received")
+        self.out(f"  meter values     {len(record.meter_values)} readings sent during the session")
 
 
 async def run_demo(
