@@ -30,6 +30,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/meter_poll.py
 	$(BIN)/python bench/cp_latency.py
+	$(BIN)/python bench/session_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
