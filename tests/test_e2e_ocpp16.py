@@ -354,3 +354,75 @@ async def test_invalid_id_at_start_stops_the_transaction(rig: Rig) -> None:
     assert stop["transactionId"] == 77
     assert stop["reason"] == "DeAuthorized"
     await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_code"),
+    [
+        ("weld", "PowerSwitchFailure"),
+        ("meter", "PowerMeterFailure"),
+        ("cp", "EVCommunicationError"),
+        ("diode", "EVCommunicationError"),
+        ("overtemp", "HighTemperature"),
+    ],
+)
+async def test_each_fault_reaches_the_csms_with_its_error_code(
+    csms: LocalCsms, tmp_path: Path, fault: str, error_code: str
+) -> None:
+    async with controller(csms, tmp_path) as rig:
+        assert rig.app.supervisor is not None
+        for rt in rig.app.supervisor.connectors.values():
+            rt.overtemp_c = 60.0
+        await rig.charging()
+        await rig.act("fault", fault=fault)
+        if fault == "weld":
+            await rig.act("pause")  # the weld shows when the contactor should have opened
+        faulted = await rig.status("Faulted")
+        assert faulted["errorCode"] == error_code
+        await rig.until(
+            lambda: (
+                rig.app.supervisor is not None
+                and not (rig.app.supervisor.connectors[1].machine.contactor_closed)
+            ),
+            1.0,
+        )
+
+
+async def test_reader_failure_is_reported_as_reader_failure(rig: Rig) -> None:
+    rig.app.sim.reader.set_silent(True)
+    faulted = await rig.csms.wait_for(
+        "StatusNotification", lambda p: p["errorCode"] == "ReaderFailure", timeout_s=15
+    )
+    assert faulted["connectorId"] in (0, 1)
+    rig.app.sim.reader.set_silent(False)
+    await rig.csms.wait_for(
+        "StatusNotification",
+        lambda p: p["errorCode"] == "NoError" and p["status"] == "Available",
+        after=rig.mark(),
+        timeout_s=15,
+    )
+
+
+async def test_session_continues_after_unplug_when_configured_so(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, {"StopTransactionOnEVSideDisconnect": False}) as rig:
+        await rig.charging()
+        await rig.act("unplug")
+        await rig.status("SuspendedEV")
+        await asyncio.sleep(0.5)
+        assert not [r for r in rig.csms.received if r.action == "StopTransaction"]
+        assert rig.hw("contactor_closed") is False
+
+
+async def test_authorization_without_a_car_expires_after_connection_timeout(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, {"ConnectionTimeOut": 1}) as rig:
+        await rig.act("tap", uid=ACCEPTED_TAG)
+        await rig.status("Preparing")
+        await rig.status("Available", after=rig.mark())
+        await asyncio.sleep(0.3)
+        await rig.act("plug")
+        await asyncio.sleep(0.8)
+        assert not [r for r in rig.csms.received if r.action == "StartTransaction"]
