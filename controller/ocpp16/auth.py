@@ -1,0 +1,104 @@
+"""The authorization cache and the local authorization rules of OCPP 1.6.
+
+Keys (read at each decision, so a ChangeConfiguration applies at once):
+
+- ``AuthorizationCacheEnabled``: every IdTagInfo the CSMS sends (Authorize, StartTransaction,
+  StopTransaction) is remembered, with its expiry.
+- ``LocalPreAuthorize``: online, a valid Accepted cache entry starts a session at once,
+  without an Authorize.req.
+- ``LocalAuthorizeOffline``: offline, the cache decides for the ids it knows.
+- ``AllowOfflineTxForUnknownId``: offline, an id the cache does not know is accepted.
+
+An Accepted entry whose expiry has passed is changed to Expired in the cache (1.6 §3.5.2).
+The cache lives in :class:`controller.storage.Storage` (case-insensitive, durable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from controller.domain import AuthResult, AuthStatus
+from controller.ocpp16.wire import parse_iso
+
+if TYPE_CHECKING:
+    from controller.ocpp16.keys import OcppConfig
+    from controller.storage import CachedAuth, Storage
+
+log = logging.getLogger(__name__)
+
+
+def result_from_info(info: Mapping[str, Any]) -> AuthResult:
+    """An IdTagInfo (as the ocpp library hands it over: snake_case keys) as a domain result."""
+    expiry: dt.datetime | None = None
+    raw_expiry = info.get("expiry_date")
+    if raw_expiry is not None:
+        try:
+            expiry = parse_iso(str(raw_expiry))
+        except ValueError:
+            log.warning("ignoring an unreadable expiryDate %r", raw_expiry)
+    return AuthResult(AuthStatus(info["status"]), info.get("parent_id_tag"), expiry)
+
+
+class Authorizer:
+    """Decides locally what the cache and the keys allow; remembers what the CSMS said."""
+
+    def __init__(
+        self, config: OcppConfig, storage: Storage, clock: Callable[[], dt.datetime]
+    ) -> None:
+        self._config = config
+        self._storage = storage
+        self._clock = clock
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self._config.get_bool("AuthorizationCacheEnabled")
+
+    async def remember(self, id_tag: str, info: Mapping[str, Any]) -> AuthResult:
+        """Take the CSMS's IdTagInfo for ``id_tag``: cache it (when enabled) and return it."""
+        result = result_from_info(info)
+        if self.cache_enabled:
+            await self._storage.cache_put(
+                id_tag, result.status.value, result.parent_id, result.expiry
+            )
+        return result
+
+    async def _cached(self, id_tag: str) -> AuthResult | None:
+        entry: CachedAuth | None = await self._storage.cache_get(id_tag)
+        if entry is None:
+            return None
+        status = AuthStatus(entry.status)
+        if (
+            status is AuthStatus.ACCEPTED
+            and entry.expiry is not None
+            and entry.expiry <= self._clock()
+        ):
+            status = AuthStatus.EXPIRED
+            await self._storage.cache_put(entry.id_tag, status.value, entry.parent_id, entry.expiry)
+            log.info("cached authorization of %s expired at %s", id_tag, entry.expiry)
+        return AuthResult(status, entry.parent_id, entry.expiry)
+
+    async def pre_authorized(self, id_tag: str) -> AuthResult | None:
+        """Online: a valid Accepted cache entry when LocalPreAuthorize allows skipping the CSMS."""
+        if not (self.cache_enabled and self._config.get_bool("LocalPreAuthorize")):
+            return None
+        cached = await self._cached(id_tag)
+        if cached is not None and cached.accepted:
+            return cached
+        return None
+
+    async def offline(self, id_tag: str) -> AuthResult:
+        """The answer without a CSMS (offline, or it did not answer in time)."""
+        if self.cache_enabled and self._config.get_bool("LocalAuthorizeOffline"):
+            cached = await self._cached(id_tag)
+            if cached is not None:
+                return cached
+        if self._config.get_bool("AllowOfflineTxForUnknownId"):
+            return AuthResult(AuthStatus.ACCEPTED)
+        return AuthResult(AuthStatus.INVALID)
+
+    async def clear(self) -> None:
+        """ClearCache."""
+        await self._storage.cache_clear()

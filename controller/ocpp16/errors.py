@@ -1,0 +1,159 @@
+"""CALLERRORs: checking raw frames from the CSMS, and mapping failures to 1.6 error codes.
+
+The ocpp library drops a frame it cannot parse without answering, and names a few errors in
+OCPP 2.0.1 spelling. :func:`check_frame` inspects every frame before the library sees it:
+anything that is not a well-formed OCPP-J message gets a CALLERROR here (FormationViolation,
+with the frame's unique id when one can be recovered, else ``"-1"``), so the CSMS always
+hears back and nothing reaches the charge point. :func:`call_error_for` turns the library's
+exceptions for well-formed CALLs into the 1.6 codes:
+
+- an action 1.6 knows without a handler: NotImplemented; an unknown action: NotSupported;
+- a missing required field: ProtocolError ("payload for action is incomplete");
+- a field of the wrong JSON type or too long: TypeConstraintViolation;
+- a value outside its enumeration or range: PropertyConstraintViolation;
+- an unknown field or another structural problem: FormationViolation.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ocpp.exceptions import (
+    FormationViolationError,
+    FormatViolationError,
+    InternalError,
+    NotImplementedError,
+    NotSupportedError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    ProtocolError,
+    TypeConstraintViolationError,
+    UnknownCallErrorCodeError,
+)
+from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
+
+log = logging.getLogger(__name__)
+
+#: The unique id for a CALLERROR about a frame whose own id cannot be recovered.
+UNKNOWN_ID = "-1"
+#: OCPP-J: "the message ID ... maximum length of 36 characters".
+MAX_UNIQUE_ID = 36
+#: Actions whose schemas hold decimals (the library validates them with Decimal floats).
+_DECIMAL_ACTIONS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
+_ARITY = {MessageType.Call: 4, MessageType.CallResult: 3, MessageType.CallError: 5}
+
+
+class CallFailed(Exception):
+    """An outgoing call got no usable answer: a CALLERROR, an invalid response or a timeout."""
+
+
+#: What ``ChargePoint.call(..., suppress=False)`` raises for a call the CSMS did not serve.
+#: (TypeError: a response that passed validation but not the library's dataclass.)
+CALL_FAILURES: tuple[type[BaseException], ...] = (
+    OCPPError,
+    UnknownCallErrorCodeError,
+    TimeoutError,
+    TypeError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameProblem:
+    """A frame that gets a CALLERROR instead of being routed."""
+
+    unique_id: str
+    error: OCPPError
+
+    def to_json(self) -> str:
+        return CallError(
+            self.unique_id, self.error.code, self.error.description, self.error.details
+        ).to_json()
+
+
+def _formation(unique_id: str, cause: str) -> FrameProblem:
+    return FrameProblem(unique_id, FormationViolationError(details={"cause": cause}))
+
+
+def check_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameProblem:
+    """Parse one websocket frame into a message, or say which CALLERROR it deserves."""
+    if isinstance(raw, bytes):
+        return _formation(UNKNOWN_ID, "OCPP-J frames are text frames, got a binary frame")
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return _formation(UNKNOWN_ID, "frame is not valid JSON")
+    if not isinstance(frame, list) or not frame:
+        return _formation(UNKNOWN_ID, "frame is not a non-empty JSON array")
+    raw_id = frame[1] if len(frame) > 1 else None
+    unique_id = (
+        raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_UNIQUE_ID else UNKNOWN_ID
+    )
+    type_id = frame[0]
+    if isinstance(type_id, bool) or type_id not in _ARITY:
+        return _formation(unique_id, f"unknown MessageTypeId {type_id!r}")
+    if len(frame) != _ARITY[type_id]:
+        return _formation(
+            unique_id, f"MessageTypeId {type_id} takes {_ARITY[type_id]} elements, got {len(frame)}"
+        )
+    if unique_id == UNKNOWN_ID:
+        return _formation(unique_id, "UniqueId must be a string of 1-36 characters")
+    if type_id == MessageType.Call:
+        action, payload = frame[2], frame[3]
+        if not isinstance(action, str) or not isinstance(payload, dict):
+            return _formation(unique_id, "a CALL is [2, id, action string, payload object]")
+        return Call(unique_id, action, payload)
+    if type_id == MessageType.CallResult:
+        if not isinstance(frame[2], dict):
+            return _formation(unique_id, "a CALLRESULT payload must be an object")
+        return CallResult(unique_id, frame[2])
+    code, description, details = frame[2], frame[3], frame[4]
+    if not (isinstance(code, str) and isinstance(description, str) and isinstance(details, dict)):
+        return _formation(unique_id, "a CALLERROR is [4, id, code, description, details object]")
+    return CallError(unique_id, code, description, details)
+
+
+def _schema_error(call: Call) -> Any:
+    """The most relevant schema violation of ``call``'s payload (a jsonschema
+    ``ValidationError``: the shallowest one), or None when the payload is valid."""
+    try:
+        if call.action in _DECIMAL_ACTIONS:
+            validator = get_validator(MessageType.Call, call.action, "1.6", decimal.Decimal)
+            payload: Any = json.loads(json.dumps(call.payload), parse_float=decimal.Decimal)
+        else:
+            validator = get_validator(MessageType.Call, call.action, "1.6")
+            payload = call.payload
+    except (OSError, ValueError, TypeError):
+        return None  # no schema for this action: the library's own error stands
+    errors = list(validator.iter_errors(payload))
+    return min(errors, key=lambda e: len(e.absolute_path), default=None)
+
+
+def _code_for(error: Any) -> OCPPError:
+    details = {"cause": error.message, "path": "/".join(str(p) for p in error.absolute_path)}
+    match error.validator:
+        case "required":
+            return ProtocolError(details=details)
+        case "type" | "maxLength":
+            return TypeConstraintViolationError(details=details)
+        case "enum" | "minimum" | "maximum" | "minLength" | "pattern" | "multipleOf":
+            return PropertyConstraintViolationError(details=details)
+        case _:
+            return FormationViolationError(details=details)
+
+
+def call_error_for(call: Call, error: OCPPError) -> OCPPError:
+    """The 1.6 error to answer ``call`` with, given what the library raised for it."""
+    if isinstance(error, NotImplementedError | NotSupportedError):
+        return error
+    problem = _schema_error(call)
+    if problem is not None:
+        return _code_for(problem)
+    if isinstance(error, FormatViolationError):
+        return FormationViolationError(description=error.description, details=error.details)
+    # The request was valid: our own answer failed validation. That is our bug, not theirs.
+    log.error("answer to %s %s was invalid: %r", call.action, call.unique_id, error)
+    return InternalError(details={"cause": "the charge point could not form a valid answer"})

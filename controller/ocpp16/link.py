@@ -1,0 +1,137 @@
+"""The websocket link to the CSMS: URL, subprotocol, timing, backoff and keepalive pings.
+
+OCPP-J 1.6 runs over one websocket with the subprotocol ``ocpp1.6``. The link may drop at
+any time (mobile networks, CSMS restarts); the adapter reconnects forever with a capped,
+jittered exponential backoff, so that a fleet of chargers does not reconnect in lockstep
+after a CSMS outage. A half-open TCP connection is noticed by websocket pings every
+WebSocketPingInterval seconds (0 = off): no pong within the interval and the link is
+dropped and reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from controller.ocpp16.timers import Retimer
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp1.6"
+
+
+class LinkState(StrEnum):
+    """Where the link to the CSMS stands; every change is logged."""
+
+    STOPPED = "stopped"  # run() is not running
+    CONNECTING = "connecting"  # opening the websocket
+    BOOTING = "booting"  # websocket open, BootNotification sent, no answer yet
+    PENDING = "pending"  # the CSMS answered Pending: Boot again after its interval
+    REJECTED = "rejected"  # the CSMS answered Rejected: silent until the retry
+    REGISTERED = "registered"  # Boot accepted: the CSMS hears everything
+    BACKOFF = "backoff"  # the link is down; waiting before the next attempt
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTiming:
+    """The link's timing; tests shrink it, production keeps the defaults.
+
+    ``interval_scale`` converts the integer OCPP intervals (HeartbeatInterval,
+    MeterValueSampleInterval, ClockAlignedDataInterval, WebSocketPingInterval,
+    TransactionMessageRetryInterval, the Boot retry interval) into seconds: 1.0 on a charger.
+    ``boot_retry_s`` is used when the CSMS gives a 0 interval or does not answer Boot.
+    ``max_frame_bytes`` bounds an incoming frame (websockets closes the link with 1009 and
+    we reconnect) so a broken CSMS cannot exhaust the Pi's memory.
+    """
+
+    response_timeout_s: float = 30.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    backoff_jitter: float = 0.2
+    open_timeout_s: float = 10.0
+    close_timeout_s: float = 5.0
+    boot_retry_s: float = 60.0
+    interval_scale: float = 1.0
+    max_frame_bytes: int = 64 * 1024
+
+
+class Backoff:
+    """Capped exponential backoff with ±``jitter`` spread: 1, 2, 4, ... ``max_s`` seconds."""
+
+    def __init__(
+        self,
+        initial_s: float,
+        max_s: float,
+        jitter: float,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if not (0 < initial_s <= max_s) or not 0 <= jitter < 1:
+            raise ValueError(f"bad backoff {initial_s=} {max_s=} {jitter=}")
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._jitter = jitter
+        self._rng = rng
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        """The wait before the next attempt; each call doubles the base up to the cap."""
+        base = min(self._max_s, self._initial_s * 2 ** min(self._failures, 32))
+        self._failures += 1
+        return base * (1 + self._jitter * (2 * self._rng() - 1))
+
+    def reset(self) -> None:
+        """The link works again: the next failure starts from ``initial_s``."""
+        self._failures = 0
+
+
+class LinkRefused(Exception):
+    """The CSMS completed the handshake without agreeing to ``ocpp1.6``."""
+
+
+class LinkDead(Exception):
+    """A keepalive ping got no pong in time."""
+
+
+def endpoint_url(base_url: str, chargepoint_id: str) -> str:
+    """The CSMS URL with the charge point id as its last path segment (percent-encoded)."""
+    return f"{base_url.rstrip('/')}/{quote(chargepoint_id, safe='')}"
+
+
+async def open_link(url: str, timing: LinkTiming) -> ClientConnection:
+    """Open the websocket; raises OSError, websockets' InvalidHandshake/InvalidURI,
+    TimeoutError or :class:`LinkRefused`. Pings are ours (:func:`keepalive`), not websockets'."""
+    ws = await connect(
+        url,
+        subprotocols=[Subprotocol(SUBPROTOCOL)],
+        ping_interval=None,
+        open_timeout=timing.open_timeout_s,
+        close_timeout=timing.close_timeout_s,
+        max_size=timing.max_frame_bytes,
+    )
+    if ws.subprotocol != SUBPROTOCOL:
+        await ws.close()
+        raise LinkRefused(f"the CSMS did not agree to {SUBPROTOCOL} (got {ws.subprotocol!r})")
+    return ws
+
+
+async def keepalive(ws: ClientConnection, timer: Retimer, timeout_s: Callable[[], float]) -> None:
+    """Ping every interval of ``timer``; raise :class:`LinkDead` (after aborting the TCP
+    connection) when a pong does not come within ``timeout_s()``. Runs until cancelled."""
+    while True:
+        await timer.wait()
+        pong = await ws.ping()
+        timeout = timeout_s()
+        try:
+            async with asyncio.timeout(timeout):
+                await pong
+        except TimeoutError:
+            ws.transport.abort()
+            raise LinkDead(f"no pong within {timeout:.1f} s") from None
