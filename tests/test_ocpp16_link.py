@@ -3,7 +3,6 @@ sweep after each boot, reconnecting with backoff, websocket pings and oversized 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import itertools
@@ -57,7 +56,7 @@ async def test_boot_interval_becomes_the_heartbeat_interval_and_heartbeats_keep_
     await rig.csms.wait_for("Heartbeat", after=len(rig.csms.received), timeout_s=2)
     beats = [r.monotonic_s for r in rig.csms.received if r.action == "Heartbeat"]
     gaps = [b - a for a, b in itertools.pairwise(beats)]
-    assert all(0.17 <= gap <= 0.35 for gap in gaps), gaps
+    assert all(0.17 <= gap <= 0.45 for gap in gaps), gaps
 
 
 async def test_a_changed_heartbeat_interval_applies_at_once(make_rig: MakeRig) -> None:
@@ -67,21 +66,20 @@ async def test_a_changed_heartbeat_interval_applies_at_once(make_rig: MakeRig) -
     assert result.status == "Accepted"
     changed = time.monotonic()
     await rig.csms.wait_for("Heartbeat", timeout_s=1)
-    assert time.monotonic() - changed < 0.3
+    assert time.monotonic() - changed < 0.5
 
 
 async def test_pending_boot_is_retried_after_its_interval_and_csms_calls_are_answered_meanwhile(
     make_rig: MakeRig,
 ) -> None:
     rig = await make_rig(boot_status="Pending", heartbeat_interval_s=3)  # retry after 0.3 s
-    await rig.csms.wait_for("BootNotification")
-    await asyncio.sleep(0.05)
-    assert rig.adapter.state is LinkState.PENDING and not rig.adapter.registered
+    await until(lambda: rig.adapter.state is LinkState.PENDING)
+    assert not rig.adapter.registered
     result = await rig.csms.call(CP_ID, call.GetConfiguration(key=["HeartbeatInterval"]))
     assert result.configuration_key[0]["key"] == "HeartbeatInterval"
     await rig.csms.wait_for("BootNotification", after=1)
     boots = [r.monotonic_s for r in rig.csms.received if r.action == "BootNotification"]
-    assert 0.28 <= boots[1] - boots[0] <= 0.6
+    assert 0.28 <= boots[1] - boots[0] <= 0.7
     assert rig.actions() == ["BootNotification", "BootNotification"]  # nothing else yet
     rig.csms.boot_status = "Accepted"
     await rig.registered()
@@ -94,15 +92,14 @@ async def test_rejected_boot_sends_nothing_else_and_retries_after_the_interval(
     # The CSMS checks the retry against its interval in real seconds: no time scaling here.
     timing = dataclasses.replace(FAST, interval_scale=1.0)
     rig = await make_rig(boot_status="Rejected", heartbeat_interval_s=1, timing=timing)
-    await rig.csms.wait_for("BootNotification")
+    await until(lambda: rig.adapter.state is LinkState.REJECTED)
     rig.control.report(1, ConnectorStatus.PREPARING)  # must not be sent while Rejected
-    assert await rig.adapter.authorize("04A1B2C3") is not None  # decided offline
-    await rig.csms.wait_for("BootNotification", after=1, timeout_s=2)
-    assert rig.actions() == ["BootNotification", "BootNotification"]
-    boots = [r.monotonic_s for r in rig.csms.received]
-    assert boots[1] - boots[0] >= 0.95
+    assert not (await rig.adapter.authorize("04A1B2C3")).accepted  # decided offline
     rig.csms.boot_status = "Accepted"
     await rig.registered(timeout_s=3)
+    assert rig.actions()[:3] == ["BootNotification", "BootNotification", "StatusNotification"]
+    boots = [r.monotonic_s for r in rig.csms.received]
+    assert boots[1] - boots[0] >= 0.95
 
 
 async def test_after_boot_the_status_of_connector_0_and_every_connector_is_sent(
@@ -192,8 +189,8 @@ async def test_refused_connections_are_retried_with_growing_jittered_backoff(
         times = [a.monotonic_s for a in csms.connection_attempts]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         # 0.05, 0.1, 0.2, 0.4 s (capped) with +-20 % jitter, plus the handshake itself
-        assert 0.03 <= gaps[0] <= 0.12 and 0.07 <= gaps[1] <= 0.18, gaps
-        assert gaps[3] <= 0.6, gaps
+        assert 0.035 <= gaps[0] <= 0.2 and 0.075 <= gaps[1] <= 0.3, gaps
+        assert 0.3 <= gaps[3] <= 0.8, gaps
         assert not rig.adapter.online
         csms.refuse_connections = False
         await rig.registered()
@@ -209,7 +206,7 @@ async def test_a_frozen_link_is_noticed_by_pings_and_replaced(make_rig: MakeRig)
     frozen = time.monotonic()
     after = len(rig.csms.received)
     await rig.csms.wait_for("BootNotification", after=after, timeout_s=3)
-    assert time.monotonic() - frozen < 1.2  # at most interval + pong timeout + backoff
+    assert time.monotonic() - frozen < 1.5  # interval + pong timeout + backoff
     await rig.registered(after=after)
 
 
