@@ -154,3 +154,16 @@ async def test_an_id_longer_than_ocpp_allows_is_invalid_without_asking(make_rig:
     await rig.registered()
     assert (await rig.adapter.authorize("0123456789ABCDEF01234")).status is AuthStatus.INVALID
     assert authorize_calls(rig) == []
+
+
+async def test_a_failing_cache_database_stops_neither_authorization_nor_the_link(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig()
+    await rig.registered()
+    await rig.storage.close()  # every storage call fails from now on
+    assert (await rig.adapter.authorize(TAG)).accepted  # the CSMS still answers
+    assert (await rig.csms.call(CP_ID, call.ClearCache())).status == "Rejected"
+    tx = rig.control.start(1, TAG, 0)
+    await until(lambda: tx.csms_id is not None)  # the StartTransaction answer went uncached
+    assert rig.adapter.registered

@@ -97,6 +97,8 @@ class _StatusItem:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CallFailed):
+        return str(exc)
     if isinstance(exc, OCPPError):
         return f"{exc.code}: {exc.description}"
     if isinstance(exc, TimeoutError):
@@ -460,9 +462,13 @@ class Ocpp16Adapter:
             return pre
         if self._registered:
             try:
-                conf = await self._call_now(call.Authorize(id_tag=id_tag))
-            except CallFailed as exc:
-                log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, exc)
+                # one response timeout in all, however long other calls hold the link
+                async with asyncio.timeout(self.timing.response_timeout_s):
+                    conf = await self._call_now(call.Authorize(id_tag=id_tag))
+            except (CallFailed, TimeoutError) as exc:
+                log.warning(
+                    "Authorize %s unanswered (%s): deciding offline", id_tag, _describe(exc)
+                )
             else:
                 return await self._authorizer.remember(id_tag, conf.id_tag_info)
         result = await self._authorizer.offline(id_tag)
@@ -595,7 +601,10 @@ class Ocpp16Adapter:
         if interval is None:
             return None
         now = self._clock()
-        since = max(now, self._aligned_fired) if self._aligned_fired else now
+        fired = self._aligned_fired
+        if fired is not None and fired > now + dt.timedelta(seconds=interval):
+            fired = None  # the wall clock was set back (NTP on a Pi without RTC): start afresh
+        since = max(now, fired) if fired is not None else now
         self._aligned_target = next_boundary(since, interval)
         return max((self._aligned_target - now).total_seconds(), 0.001)
 

@@ -10,7 +10,9 @@ Keys (read at each decision, so a ChangeConfiguration applies at once):
 - ``AllowOfflineTxForUnknownId``: offline, an id the cache does not know is accepted.
 
 An Accepted entry whose expiry has passed is changed to Expired in the cache (1.6 §3.5.2).
-The cache lives in :class:`controller.storage.Storage` (case-insensitive, durable).
+The cache lives in :class:`controller.storage.Storage` (case-insensitive, durable). It only
+saves round trips: when the database fails, the failure is logged and the decision is made as
+if the cache were empty, so a storage fault never stops authorization or the link.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.domain import AuthResult, AuthStatus
 from controller.ocpp16.wire import parse_iso
+from controller.storage import StorageError
 
 if TYPE_CHECKING:
     from controller.ocpp16.keys import OcppConfig
@@ -60,13 +63,23 @@ class Authorizer:
         """Take the CSMS's IdTagInfo for ``id_tag``: cache it (when enabled) and return it."""
         result = result_from_info(info)
         if self.cache_enabled:
-            await self._storage.cache_put(
-                id_tag, result.status.value, result.parent_id, result.expiry
-            )
+            await self._put(id_tag, result.status, result.parent_id, result.expiry)
         return result
 
+    async def _put(
+        self, id_tag: str, status: AuthStatus, parent_id: str | None, expiry: dt.datetime | None
+    ) -> None:
+        try:
+            await self._storage.cache_put(id_tag, status.value, parent_id, expiry)
+        except StorageError as exc:
+            log.error("authorization cache: %s not stored: %s", id_tag, exc)
+
     async def _cached(self, id_tag: str) -> AuthResult | None:
-        entry: CachedAuth | None = await self._storage.cache_get(id_tag)
+        try:
+            entry: CachedAuth | None = await self._storage.cache_get(id_tag)
+        except StorageError as exc:
+            log.error("authorization cache: %s not read: %s", id_tag, exc)
+            return None
         if entry is None:
             return None
         status = AuthStatus(entry.status)
@@ -76,7 +89,7 @@ class Authorizer:
             and entry.expiry <= self._clock()
         ):
             status = AuthStatus.EXPIRED
-            await self._storage.cache_put(entry.id_tag, status.value, entry.parent_id, entry.expiry)
+            await self._put(entry.id_tag, status, entry.parent_id, entry.expiry)
             log.info("cached authorization of %s expired at %s", id_tag, entry.expiry)
         return AuthResult(status, entry.parent_id, entry.expiry)
 
@@ -99,6 +112,11 @@ class Authorizer:
             return AuthResult(AuthStatus.ACCEPTED)
         return AuthResult(AuthStatus.INVALID)
 
-    async def clear(self) -> None:
-        """ClearCache."""
-        await self._storage.cache_clear()
+    async def clear(self) -> bool:
+        """ClearCache; False when the database could not do it."""
+        try:
+            await self._storage.cache_clear()
+        except StorageError as exc:
+            log.error("authorization cache not cleared: %s", exc)
+            return False
+        return True

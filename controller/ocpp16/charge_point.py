@@ -189,8 +189,10 @@ class OcppChargePoint(ChargePoint):
 
     @on(Action.clear_cache)
     async def on_clear_cache(self, **kwargs: Any) -> Any:
-        await self._s.authorizer.clear()
-        return call_result.ClearCache(ClearCacheStatus.accepted)
+        cleared = await self._s.authorizer.clear()
+        return call_result.ClearCache(
+            ClearCacheStatus.accepted if cleared else ClearCacheStatus.rejected
+        )
 
     @on(Action.data_transfer)
     def on_data_transfer(
