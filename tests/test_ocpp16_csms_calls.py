@@ -13,7 +13,7 @@ import pytest
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.v16 import call
 
-from controller.connector_types import StopReason
+from controller.connector_types import ConnectorStatus, StopReason
 from controller.domain import Answer, ResetKind
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -99,6 +99,19 @@ async def test_remote_start_with_a_constant_tx_profile_sets_the_current_limit(
     assert rig.control.named("set_current_limit") == [(1, 13.5)]
     tx = rig.control.start(1, TAG, 0)
     rig.control.stop(tx, 1, StopReason.LOCAL, id_tag=TAG)  # a TxProfile ends with its session
+    assert rig.control.named("set_current_limit") == [(1, 13.5), (1, None)]
+
+
+async def test_a_remote_start_profile_goes_when_its_session_never_began(
+    make_rig: MakeRig,
+) -> None:
+    rig = await ready(make_rig)
+    profile = constant_profile("TxProfile", 13.5)
+    await rig.csms.call(
+        CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=profile)
+    )
+    rig.control.report(1, ConnectorStatus.PREPARING)
+    rig.control.report(1, ConnectorStatus.AVAILABLE)  # ConnectionTimeOut: no EV came
     assert rig.control.named("set_current_limit") == [(1, 13.5), (1, None)]
 
 

@@ -398,6 +398,12 @@ class Ocpp16Adapter:
         """Send now when registered; offline it is dropped (the reconnect sends the latest)."""
         if connector_id == 0:
             self._zero_reported = status
+        elif (
+            status is ConnectorStatus.AVAILABLE
+            and self._running(connector_id) is None
+            and self._profiles.end_transaction(connector_id)
+        ):
+            self._apply_limits()  # a remote start's TxProfile whose session never began
         items = [_StatusItem(connector_id, status, fault, self._clock())]
         if connector_id != 0 and self._zero_reported is None:
             zero = self._derived_zero()
