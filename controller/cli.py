@@ -1,4 +1,4 @@
-"""The `picharge` command line: run, sim, demo.
+"""The `picharge` command line: run, sim, demo, check-hw.
 
 Exit codes are a contract (see ../shared/design.md): 0 success, 2 bad usage or
 configuration (the message names the key or flag), 1 a failure while running.
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.config import DEFAULT_CONFIG_PATH, ConfigError
+from controller.logging_setup import configure_logging
 from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_port, send
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -82,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("fault", choices=FAULTS)
 
     commands.add_parser("demo", help="a full charging session on simulated hardware")
+
+    check_hw = commands.add_parser(
+        "check-hw",
+        help="wiring self-test: meter, CP, contactor, RCM, card (stop the service first)",
+    )
+    check_hw.add_argument(
+        "--config", type=Path, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    check_hw.add_argument(
+        "--card-timeout",
+        type=_positive_float,
+        default=20.0,
+        help="seconds to wait for a card (default 20)",
+    )
+    check_hw.add_argument(
+        "--sim",
+        action="store_true",
+        help="check the simulated charger (hw_sim) instead of the Pi's pins, to try check-hw",
+    )
     return parser
 
 
@@ -111,13 +131,7 @@ def _restart(argv: Sequence[str] | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose
-        else (logging.WARNING if args.command == "demo" else logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose, quiet=args.command in ("demo", "check-hw"))
     if args.command == "sim":
         return _sim_command(args)
     try:
@@ -128,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reset is not None:
                 _restart(argv)
             return code
+        if args.command == "check-hw":
+            from controller.check_hw import main as check_hw
+
+            return check_hw(args)
         from controller.demo import run_demo
 
         return asyncio.run(run_demo())

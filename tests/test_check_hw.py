@@ -1,0 +1,325 @@
+"""`picharge check-hw` on the simulated charger: it passes on good wiring and names each fault.
+
+The drivers are the real ones, built by ``build_hardware`` against ``hw_sim`` through
+``start_simulation``; each failure is injected into the simulated hardware (a welded
+contactor, a silent meter, a tripped or untestable RCM, a shorted CP, a missing ADC, a car
+plugged in, a dead reader), and the card is tapped on the simulated reader while check-hw
+waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.check_hw import (
+    CpWatch,
+    Outcome,
+    StepResult,
+    check_contactor,
+    check_hardware,
+    run_check_hw,
+    with_sim_reader_type,
+)
+from controller.config import Config, parse_config
+from controller.hardware import Hardware
+from controller.sim_root import SimCharger, start_simulation
+from drivers.base import ignore_events
+
+# A silent meter must fail fast in tests: one retry of 0.2 s requests.
+FAST_METER = {"timeout_s": 0.2, "retries": 1, "backoff_s": 0.05}
+CLICK_HOLD_S = 0.05
+
+
+@asynccontextmanager
+async def simulated(
+    state_dir: Path, doc: Mapping[str, Any] | None = None
+) -> AsyncIterator[tuple[SimCharger, Hardware, Config]]:
+    config = parse_config({"meter": FAST_METER, **(doc or {})})
+    sim, hardware, config = await start_simulation(
+        config, state_dir, connectors=len(config.connectors), speed=1.0, on_event=ignore_events
+    )
+    try:
+        yield sim, hardware, with_sim_reader_type(config)
+    finally:
+        await hardware.close()
+        await sim.stop()
+
+
+async def _tap_when_asked(sim: SimCharger, out: io.StringIO, uid: str) -> None:
+    """A person reading the screen: taps the card once check-hw asks for it."""
+    while "hold a card" not in out.getvalue():  # noqa: ASYNC110 - polling what a human reads
+        await asyncio.sleep(0.01)
+    sim.tap(uid)
+
+
+async def run_checks(
+    sim: SimCharger,
+    hardware: Hardware,
+    config: Config,
+    *,
+    tap: str | None = "04A1B2C3",
+    card_timeout_s: float = 3.0,
+) -> tuple[dict[str, StepResult], str]:
+    out = io.StringIO()
+    tapper = asyncio.create_task(_tap_when_asked(sim, out, tap)) if tap else None
+    try:
+        results = await check_hardware(
+            hardware, config, out, card_timeout_s=card_timeout_s, click_hold_s=CLICK_HOLD_S
+        )
+    finally:
+        if tapper is not None:
+            tapper.cancel()
+    return {r.step: r for r in results}, out.getvalue()
+
+
+def outcomes(results: dict[str, StepResult]) -> dict[str, Outcome]:
+    return {step: r.outcome for step, r in results.items()}
+
+
+ALL_PASS = {
+    "meter": Outcome.PASS,
+    "cp": Outcome.PASS,
+    "contactor": Outcome.PASS,
+    "rcm": Outcome.PASS,
+    "temperature": Outcome.PASS,
+    "card": Outcome.PASS,
+}
+
+
+async def test_good_wiring_passes_every_step_and_prints_the_values(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.connector(1).meter.add_energy_wh(1234.0)
+        results, text = await run_checks(sim, hardware, config)
+    assert outcomes(results) == ALL_PASS
+    assert "1.234 kWh" in results["meter"].detail
+    assert results["cp"].detail == "+12.0 V with the PWM off: state A (no EV connected)"
+    assert results["card"].detail == "UID 04A1B2C3"
+    assert "result: no step failed (6 steps)" in text
+    assert "FAIL" not in text
+
+
+async def test_a_welded_contactor_fails_and_says_do_not_charge(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "weld")
+        results, text = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.1)
+        assert hardware.connector(1).contactor.welded
+    contactor = results["contactor"]
+    assert contactor.outcome is Outcome.FAIL
+    assert "still closed" in contactor.detail
+    assert "WELDED" in contactor.fix and "do not charge" in contactor.fix
+    assert "feedback GPIO27" in contactor.detail
+    assert "2 of 6 steps FAILED (contactor, card)" in text
+
+
+async def test_a_silent_meter_fails_with_the_rs485_hints(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "meter")
+        results, _ = await run_checks(sim, hardware, config)
+    meter = results["meter"]
+    assert meter.outcome is Outcome.FAIL
+    assert "no reply" in meter.detail
+    assert "RS485 A/B" in meter.fix and "unit_id" in meter.fix
+    assert outcomes(results) == {**ALL_PASS, "meter": Outcome.FAIL}
+
+
+async def test_a_meter_talking_garbage_points_at_the_line_settings(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "meter-garbage")
+        results, _ = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.1)
+    assert results["meter"].outcome is Outcome.FAIL
+    assert "implausible value" in results["meter"].detail  # the simulated garbage is NaN
+    assert "[meter] model" in results["meter"].fix
+
+
+async def test_a_tripped_rcm_fails_before_any_test_pulse(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "rcd")
+        results, _ = await run_checks(sim, hardware, config)
+        test_pin_used = sim.connector(1).rcm.test_pin.states[1:]
+    rcm = results["rcm"]
+    assert rcm.outcome is Outcome.FAIL
+    assert rcm.detail == "the fault output is active before any test (fault GPIO22, TEST GPIO23)"
+    assert "residual current" in rcm.fix
+    assert not [s for s in test_pin_used if s.state]  # TEST was never raised
+
+
+async def test_a_broken_rcm_self_test_fails_with_the_test_wiring_hint(tmp_path: Path) -> None:
+    doc = {"connector": [{"rcm_selftest_timeout_s": 0.2}]}
+    async with simulated(tmp_path, doc) as (sim, hardware, config):
+        sim.connector(1).rcm.set_selftest_broken(True)
+        results, _ = await run_checks(sim, hardware, config)
+    rcm = results["rcm"]
+    assert rcm.outcome is Outcome.FAIL
+    assert rcm.detail.startswith(
+        "self-test failed: rcm: fault output did not go active within 200 ms"
+    )
+    assert "TEST input" in rcm.fix
+    assert outcomes(results) == {**ALL_PASS, "rcm": Outcome.FAIL}
+
+
+async def test_a_car_plugged_in_means_the_contactor_is_not_touched(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        await sim.handle({"action": "plug"})
+        energized: list[bool] = []
+        sim.connector(1).contactor.add_coil_listener(energized.append)
+        results, _ = await run_checks(sim, hardware, config)
+    assert results["cp"].outcome is Outcome.PASS
+    assert results["cp"].detail == "+9.0 V with the PWM off: state B (an EV is connected)"
+    contactor = results["contactor"]
+    assert contactor.outcome is Outcome.FAIL
+    assert contactor.detail == ("refused to switch: the CP says an EV is connected (state B)")
+    assert contactor.fix == "unplug the car and run check-hw again"
+    assert True not in energized
+
+
+async def test_a_shorted_cp_is_named_state_e_and_the_contactor_stays_off(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "cp")
+        energized: list[bool] = []
+        sim.connector(1).contactor.add_coil_listener(energized.append)
+        results, _ = await run_checks(sim, hardware, config)
+    assert results["cp"].outcome is Outcome.FAIL
+    assert "state E" in results["cp"].detail
+    assert "shorted to PE" in results["cp"].fix
+    assert results["contactor"].outcome is Outcome.FAIL
+    assert "refused" in results["contactor"].detail
+    assert True not in energized
+
+
+async def test_a_missing_cp_adc_is_reported_with_the_i2c_wiring(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.bus.detach(0x48)
+        results, _ = await run_checks(sim, hardware, config)
+    cp = results["cp"]
+    assert cp.outcome is Outcome.FAIL
+    assert cp.detail.startswith("CP unreadable: ")
+    assert "ADS1115 at 0x48" in cp.fix and "SDA (GPIO2, pin 3)" in cp.fix
+    assert results["contactor"].outcome is Outcome.FAIL
+
+
+async def test_the_contactor_opens_at_once_when_a_car_arrives_during_the_click(
+    tmp_path: Path,
+) -> None:
+    async with simulated(tmp_path) as (sim, hardware, _config):
+        loop = asyncio.get_running_loop()
+        coil: list[tuple[bool, float]] = []
+        plugged_at: list[float] = []
+
+        def on_coil(energized: bool) -> None:  # the driver's thread
+            coil.append((energized, loop.time()))
+            if energized:
+                loop.call_soon_threadsafe(plug)
+
+        def plug() -> None:
+            plugged_at.append(loop.time())
+            sim.connector(1).ev.plug()
+
+        sim.connector(1).contactor.add_coil_listener(on_coil)
+        c = hardware.connector(1)
+        async with CpWatch(c.pilot) as cp:
+            await cp.settle(2.0)
+            started = loop.time()
+            result = await check_contactor(c, cp, hold_s=2.0)
+            elapsed = loop.time() - started
+    assert result.outcome is Outcome.FAIL
+    assert "left state A (now B)" in result.detail
+    dropped_at = next(t for energized, t in coil if not energized)
+    assert dropped_at - plugged_at[0] < 0.2  # far inside the 2 s hold
+    assert elapsed < 1.5  # and the step did not sit out the hold either
+
+
+async def test_no_card_within_the_timeout_fails_with_the_reader_hints(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        results, text = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.3)
+    card = results["card"]
+    assert card.outcome is Outcome.FAIL
+    assert card.detail == "no card within 0.3 s"
+    assert "HSU" in card.fix  # the simulated reader is a PN532 on the UART
+    assert "hold a card to the reader (waiting up to 0.3 s)" in text
+
+
+async def test_a_dead_reader_fails_without_waiting_out_the_timeout(tmp_path: Path) -> None:
+    rfid = {"type": "pn532_i2c", "response_timeout_s": 0.05, "failure_threshold": 1}
+    async with simulated(tmp_path, {"rfid": rfid}) as (sim, hardware, config):
+        sim.bus.detach(0x24)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results, _ = await run_checks(sim, hardware, config, tap=None, card_timeout_s=10.0)
+        assert loop.time() - started < 5.0
+    card = results["card"]
+    assert card.outcome is Outcome.FAIL
+    assert card.detail.startswith("reader failure: ")
+    assert "0x24" in card.fix
+
+
+async def test_a_contactor_without_feedback_is_clicked_but_not_claimed_checked(
+    tmp_path: Path,
+) -> None:
+    doc = {"connector": [{"feedback_type": "none"}]}
+    async with simulated(tmp_path, doc) as (sim, hardware, config):
+        results, text = await run_checks(sim, hardware, config)
+    assert results["contactor"].outcome is Outcome.SKIP
+    assert "no feedback contact" in results["contactor"].detail
+    assert "result: no step failed" in text
+
+
+async def test_run_check_hw_exit_codes_on_the_simulation(tmp_path: Path) -> None:
+    out = io.StringIO()
+    config = parse_config({"meter": FAST_METER})
+    code = await run_check_hw(config, out, sim=True, card_timeout_s=0.1, click_hold_s=0.01)
+    assert code == 1  # nobody tapped a card
+    assert "card        FAIL  no card within 0.1 s" in out.getvalue()
+
+
+def picharge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_check_hw_command_line_runs_on_the_simulation(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[meter]\ntimeout_s = 0.2\nretries = 0\n")
+    result = picharge("check-hw", "--sim", "--config", str(config), "--card-timeout", "0.2")
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("picharge check-hw: 1 connector(s) on simulated hardware")
+    for step in ("meter", "cp", "contactor", "rcm", "temperature"):
+        assert any(line.split()[:2] == [step, "PASS"] for line in lines), result.stdout
+    assert "result: 1 of 6 steps FAILED (card)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "sim", "message"),
+    [
+        ("[[connector]]\nmax_current_a = 100\n", False, "connector.1.max_current_a"),
+        (None, False, "--config: cannot read"),
+        # Driver keys are validated as the drivers are built: on the simulation here.
+        ("[[connector]]\nfeedback_pin = 'GPIO27'\n", True, "connector.1.feedback_pin"),
+        ("[meter]\nbaudrate = 'fast'\n", True, "meter.baudrate"),
+        ("[[connector]]\nadc_address = 0x50\n", True, "connector.1.adc_address"),
+    ],
+)
+def test_a_bad_configuration_exits_2_naming_the_key(
+    tmp_path: Path, content: str | None, sim: bool, message: str
+) -> None:
+    config = tmp_path / "config.toml"
+    if content is not None:
+        config.write_text(content)
+    result = picharge("check-hw", "--config", str(config), *(["--sim"] if sim else []))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "PASS" not in result.stdout
