@@ -209,6 +209,12 @@ def test_bad_driver_setting_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "meter.model" in result.stderr
 
 
+def test_ocpp_201_is_refused_until_it_is_implemented(tmp_path: Path) -> None:
+    result = picharge("run", "--sim", "--ocpp", "2.0.1", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "ocpp.version" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -82,13 +82,13 @@ def _write_keys(state_dir: Path, keys: dict[str, Any]) -> Path:
 
 @contextlib.asynccontextmanager
 async def controller(
-    csms: LocalCsms, state_dir: Path, keys: dict[str, Any] | None = None
+    csms: LocalCsms, state_dir: Path, keys: dict[str, Any] | None = None, connectors: int = 1
 ) -> AsyncIterator[Rig]:
     key_file = _write_keys(state_dir, {**FAST_KEYS, **(keys or {})})
     config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
     app = ChargePointApp(
         dataclasses.replace(config, state_dir=state_dir / "state"),
-        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=key_file),
+        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=key_file, sim_connectors=connectors),
     )
     stop = asyncio.Event()
     rig = Rig(app, csms)
@@ -426,3 +426,22 @@ async def test_authorization_without_a_car_expires_after_connection_timeout(
         await rig.act("plug")
         await asyncio.sleep(0.8)
         assert not [r for r in rig.csms.received if r.action == "StartTransaction"]
+
+
+async def test_two_connectors_report_and_charge_independently(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, connectors=2) as rig:
+        await rig.status("Available", connector=2)
+        await rig.app.sim.handle({"action": "plug", "connector": 2})
+        await rig.status("Preparing", connector=2)
+        await rig.act("tap", uid=ACCEPTED_TAG)
+        start = await rig.csms.wait_for("StartTransaction")
+        assert start["connectorId"] == 2
+        await rig.status("Charging", connector=2)
+        statuses = [
+            r.payload["status"]
+            for r in rig.csms.received
+            if r.action == "StatusNotification" and r.payload["connectorId"] == 1
+        ]
+        assert statuses == ["Available"]
