@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.cli import build_parser
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "install.sh"
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
@@ -237,3 +239,20 @@ def test_scripts_are_valid_bash() -> None:
     for script in (INSTALL, UNINSTALL):
         assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
         assert os.access(script, os.X_OK)
+
+
+def test_the_install_guide_matches_what_is_installed() -> None:
+    guide = (REPO / "docs/install.md").read_text()
+    assert "mains voltage kills" in guide.lower()
+    assert "qualified electrician" in guide and "RCD" in guide
+    for name in ("single-phase-sdm120-rdm6300", "three-phase-sdm630-pn532-i2c"):
+        assert name in guide
+        assert (REPO / "deploy/examples" / f"{name}.toml").exists()
+    check_hw = build_parser().parse_args(["check-hw", "--config", "x", "--card-timeout", "5"])
+    assert (check_hw.command, check_hw.card_timeout) == ("check-hw", 5.0)
+    assert "--card-timeout" in guide and "check-hw --sim" in guide
+    unit = (REPO / "systemd/picharge.service").read_text()
+    assert "WatchdogSec=10\n" in unit and "TimeoutStopSec=15\n" in unit
+    assert "stall for 10 s" in guide and "15 s stop timeout" in guide
+    for field in ("CONNECTOR", "TRANSACTION_ID", "OCPP_ACTION", "OCPP_MESSAGE_ID"):
+        assert field in guide
