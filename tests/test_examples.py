@@ -156,7 +156,9 @@ def test_every_key_of_the_example_is_read_and_validated(
     for path, key in leaf_keys(doc):
         with pytest.raises((ConfigError, ConfigurationError)) as caught:
             build(with_value(doc, path, NO_SETTING_ACCEPTS), pwm, tmp_path)
-        assert caught.value.key == key, f"{key}: the error named {caught.value.key!r}"
+        error = caught.value
+        assert isinstance(error, ConfigError | ConfigurationError)
+        assert error.key == key, f"{key}: the error named {error.key!r}"
         checked.append(key)
     assert len(checked) >= 25
 
