@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -322,4 +323,25 @@ def test_a_bad_configuration_exits_2_naming_the_key(
     result = picharge("check-hw", "--config", str(config), *(["--sim"] if sim else []))
     assert result.returncode == 2
     assert message in result.stderr
+    assert "PASS" not in result.stdout
+
+
+def test_hardware_that_cannot_be_opened_fails_with_a_hint_to_stop_the_service(
+    tmp_path: Path,
+) -> None:
+    # A pin factory that cannot load stands for GPIO lines held by the running service; it
+    # also guarantees that this test never touches real pins, whatever machine runs it.
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "check-hw", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "GPIOZERO_PIN_FACTORY": "no-such-factory"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot set up the hardware" in result.stdout
+    assert "sudo systemctl stop picharge" in result.stdout
     assert "PASS" not in result.stdout
