@@ -96,7 +96,8 @@ class ServiceNotifier:
         had stretched it."""
         lines = ["READY=1"]
         if status is not None:
-            lines.append(self._status_line(status))
+            self._last_status = self._status_line(status)
+            lines.append(self._last_status)
         interval = self.watchdog_interval_s()
         if interval is not None:
             lines.append(f"WATCHDOG_USEC={round(interval * 1_000_000)}")

@@ -91,6 +91,7 @@ def test_ready_status_and_stopping_reach_systemd_as_sd_notify_datagrams(
     notifier = ServiceNotifier()
     assert notifier.active
     assert notifier.ready("hardware up; CSMS connecting")
+    assert not notifier.status("hardware up; CSMS connecting")  # READY carried it
     assert notifier.status("CSMS registered; connector 1: Available")
     assert not notifier.status("CSMS registered;  connector 1:\nAvailable")  # same line
     assert notifier.status("CSMS registered; connector 1: Charging at 16 A")
