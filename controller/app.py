@@ -19,6 +19,15 @@ from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.domain import ResetKind
 from controller.hardware import Hardware, build_hardware, log_event
+from controller.service import (
+    METER_STALL_S,
+    SUPERVISOR_STALL_S,
+    Heartbeats,
+    ServiceNotifier,
+    run_status,
+    run_watchdog,
+    status_text,
+)
 from controller.sim_client import parse_host_port
 from controller.standalone import StandaloneLink
 from controller.storage import Storage
@@ -54,6 +63,8 @@ class ChargePointApp:
         self.sim: Any = None
         self.control_address: tuple[str, int] | None = None
         self._control: Any = None
+        self.notifier = ServiceNotifier()
+        self.heartbeats = Heartbeats()
 
     async def start(self) -> None:
         config = self.config
@@ -85,6 +96,7 @@ class ChargePointApp:
             for c in config.connectors
         }
         self.supervisor = Supervisor(self.hardware, settings)
+        self.supervisor.beat = self.heartbeats.beat
         if config.ocpp_url:
             await self._start_ocpp()
         else:
@@ -134,10 +146,23 @@ class ChargePointApp:
         tasks = [asyncio.create_task(supervisor.run(), name="supervisor")]
         if self.adapter is not None:
             tasks.append(asyncio.create_task(self.adapter.run(), name="ocpp"))
+        self.heartbeats.expect("supervisor", SUPERVISOR_STALL_S)
+        for connector_id in supervisor.connector_ids:
+            self.heartbeats.expect(f"meter-{connector_id}", METER_STALL_S)
+        tasks.append(
+            asyncio.create_task(
+                run_watchdog(self.notifier, self.heartbeats.healthy), name="watchdog"
+            )
+        )
+        tasks.append(
+            asyncio.create_task(run_status(self.notifier, self.status_line), name="status")
+        )
+        self.notifier.ready(self.status_line())
         stopper = asyncio.create_task(stop.wait(), name="stop-signal")
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
+                self.notifier.stopping()
                 await supervisor.shutdown(StopReason.REBOOT)
             await self._flush()
         finally:
@@ -151,6 +176,13 @@ class ChargePointApp:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         return supervisor.restart_requested
+
+    def status_line(self) -> str:
+        """What ``systemctl status`` shows: the link, then each connector."""
+        assert self.supervisor is not None
+        link = "standalone" if self.adapter is None else f"CSMS {self.adapter.state}"
+        views = [self.supervisor.view(i) for i in self.supervisor.connector_ids]
+        return status_text(views, link)
 
     async def _flush(self) -> None:
         """Let the link send what the shutdown produced (StopTransaction), briefly."""

@@ -126,6 +126,9 @@ def _restart(argv: Sequence[str] | None) -> None:
     """A CSMS Reset: start the controller again in a fresh process with the same arguments."""
     args = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger(__name__).warning("reset requested by the CSMS: restarting")
+    from controller.service import ServiceNotifier
+
+    ServiceNotifier().before_restart()  # systemd: stretch the watchdog over the restart
     os.execv(sys.executable, [sys.executable, "-m", "controller.cli", *args])
 
 

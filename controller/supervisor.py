@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import functools
 import logging
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.connector import ConnectorMachine
+from controller.connector import ConnectorMachine, reservation_allows, same_id
 from controller.connector_types import (
     AuthorizationDropped,
     Authorized,
@@ -33,6 +34,7 @@ from controller.connector_types import (
     CloseContactor,
     Command,
     ConnectorSettings,
+    ConnectorStatus,
     CpChanged,
     Event,
     FaultCleared,
@@ -44,6 +46,12 @@ from controller.connector_types import (
     RemoteStart,
     RemoteStartAnswered,
     RequestAuthorization,
+    ReservationAnswered,
+    ReservationCancelled,
+    ReservationEnd,
+    ReservationEnded,
+    ReservationOutcome,
+    Reserved,
     SetStateF,
     SettingsChanged,
     StartTransaction,
@@ -58,6 +66,7 @@ from controller.domain import (
     ConnectorView,
     CsmsLink,
     MeterSample,
+    ReservationListener,
     ResetKind,
     Transaction,
     utc_now,
@@ -121,10 +130,16 @@ class Supervisor:
             for c in hardware.connectors
         }
         self._reader_faulty = False
+        #: Reservations made for connector 0 ("any connector"): each sits on one free
+        #: connector, and a transaction of its id on any connector uses it up.
+        self._zero_reservations: set[int] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self.restart_requested: ResetKind | None = None
         self.diode_retry_s = DIODE_RETRY_S
         self._stop = asyncio.Event()
+        #: Called with "supervisor" at each timer tick and "meter-<id>" after each finished
+        #: meter read; the app feeds controller.service.Heartbeats with it.
+        self.beat: Callable[[str], None] = lambda name: None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -185,6 +200,7 @@ class Supervisor:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            self.beat("supervisor")
             for rt in self.connectors.values():
                 due = rt.machine.next_timer_at
                 if due is not None and due <= self._clock():
@@ -253,20 +269,40 @@ class Supervisor:
         self._feed(rt, IdPresented(uid))
 
     def _connector_for_card(self, uid: str) -> ConnectorRuntime:
-        """One reader serves every connector: the card's own session, else a car waiting."""
+        """One reader serves every connector: the card's own session, else a car waiting
+        (on a connector reserved for the card first, on one reserved for another last)."""
         runtimes = list(self.connectors.values())
-        for rt in runtimes:
+
+        def free(rt: ConnectorRuntime) -> bool:
+            return rt.machine.transaction_id_tag is None
+
+        def waiting(rt: ConnectorRuntime) -> bool:
+            return free(rt) and rt.machine.cp_state in (CpState.B, CpState.C, CpState.D)
+
+        def mine(rt: ConnectorRuntime) -> bool:
+            res = rt.machine.reservation
+            return res is not None and same_id(res.id_tag, uid)
+
+        def others(rt: ConnectorRuntime) -> bool:
+            return rt.machine.reservation is not None and not mine(rt)
+
+        def own_session(rt: ConnectorRuntime) -> bool:
             tag = rt.machine.transaction_id_tag
-            if tag is not None and tag.casefold() == uid.casefold():
-                return rt
-        for rt in runtimes:
-            if rt.machine.cp_state in (CpState.B, CpState.C, CpState.D) and (
-                rt.machine.transaction_id_tag is None
-            ):
-                return rt
-        for rt in runtimes:
-            if rt.machine.transaction_id_tag is None:
-                return rt
+            return tag is not None and same_id(tag, uid)
+
+        preferences: list[Callable[[ConnectorRuntime], bool]] = [
+            own_session,
+            lambda rt: waiting(rt) and mine(rt),
+            lambda rt: waiting(rt) and not others(rt),
+            lambda rt: free(rt) and mine(rt),
+            waiting,
+            lambda rt: free(rt) and not others(rt),
+            free,
+        ]
+        for wanted in preferences:
+            for rt in runtimes:
+                if wanted(rt):
+                    return rt
         return runtimes[0]
 
     async def _poll_meter(self, rt: ConnectorRuntime) -> None:
@@ -287,6 +323,7 @@ class Supervisor:
                 if self.link is not None:
                     sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
                     self.link.meter_sampled(sample, rt.transaction)
+            self.beat(f"meter-{rt.hw.id}")
             await asyncio.sleep(METER_POLL_S)
 
     async def _poll_temperature(self, rt: ConnectorRuntime) -> None:
@@ -325,18 +362,20 @@ class Supervisor:
                     rt.hw.pilot.generator.set_state_f()
                 case RequestAuthorization(id_tag=id_tag):
                     self._spawn(self._authorize(rt, id_tag), f"authorize-{rt.hw.id}")
-                case StartTransaction(id_tag=id_tag):
-                    self._start_transaction(rt, id_tag)
+                case StartTransaction():
+                    self._start_transaction(rt, command)
                 case StopTransaction(reason=reason, id_tag=id_tag):
                     self._stop_transaction(rt, reason, id_tag)
                 case StatusChanged():
                     self._status_changed(rt, command)
                 case AuthorizationDropped(id_tag=id_tag, reason=reason):
                     log.info("connector %d: id %s dropped: %s", rt.hw.id, id_tag, reason)
-                case AvailabilityAnswered() | RemoteStartAnswered():
+                case AvailabilityAnswered() | RemoteStartAnswered() | ReservationAnswered():
                     future = rt.pending.pop(type(command), None)
                     if future is not None and not future.done():
                         future.set_result(command)
+                case ReservationEnded():
+                    self._reservation_ended(rt, command)
 
     async def _close_contactor(self, rt: ConnectorRuntime) -> None:
         try:
@@ -359,14 +398,20 @@ class Supervisor:
         result = await self.link.authorize(id_tag)
         self._feed(rt, Authorized(id_tag, result.accepted, result.parent_id))
 
-    def _start_transaction(self, rt: ConnectorRuntime, id_tag: str) -> None:
+    def _start_transaction(self, rt: ConnectorRuntime, command: StartTransaction) -> None:
+        id_tag = command.id_tag
         energy = rt.reading.energy_import_wh if rt.reading is not None else 0.0
+        reservation_id = command.reservation_id
+        if reservation_id is None:
+            reservation_id = self._use_zero_reservation(rt, id_tag, command.parent_id)
         tx = Transaction(
             local_id=uuid.uuid4().hex,
             connector_id=rt.hw.id,
             id_tag=id_tag,
             meter_start_wh=energy,
             started_at=utc_now(),
+            parent_id=command.parent_id,
+            reservation_id=reservation_id,
         )
         rt.transaction = tx
         log.info(
@@ -400,6 +445,35 @@ class Supervisor:
         )
         if self.link is not None:
             self.link.transaction_stopped(tx)
+
+    def _use_zero_reservation(
+        self, rt: ConnectorRuntime, id_tag: str, parent_id: str | None
+    ) -> int | None:
+        """A connector-0 reservation of this id held by another connector: used up now."""
+        for other in self.connectors.values():
+            res = other.machine.reservation
+            if (
+                other is not rt
+                and res is not None
+                and res.reservation_id in self._zero_reservations
+                and reservation_allows(res, id_tag, parent_id)
+            ):
+                self._feed(other, ReservationCancelled(res.reservation_id, ReservationEnd.USED))
+                return res.reservation_id
+        return None
+
+    def _reservation_ended(self, rt: ConnectorRuntime, command: ReservationEnded) -> None:
+        log.info(
+            "connector %d: reservation %d ended: %s",
+            rt.hw.id,
+            command.reservation_id,
+            command.reason,
+        )
+        if command.reason is ReservationEnd.REPLACED:
+            return  # it lives on, on another connector
+        self._zero_reservations.discard(command.reservation_id)
+        if isinstance(self.link, ReservationListener):
+            self.link.reservation_ended(command.reservation_id, command.reason)
 
     def _status_changed(self, rt: ConnectorRuntime, command: StatusChanged) -> None:
         if rt.status == command:
@@ -473,6 +547,12 @@ class Supervisor:
     async def remote_start(self, id_tag: str, connector_id: int | None, authorized: bool) -> bool:
         if connector_id is None:
             candidates = [rt for rt in self.connectors.values() if rt.transaction is None]
+            fitting = [
+                rt
+                for rt in candidates
+                if reservation_allows(rt.machine.reservation, id_tag, None)
+            ]
+            candidates = fitting or candidates
             waiting = [rt for rt in candidates if rt.machine.cp_state in (CpState.B, CpState.C)]
             if not (waiting or candidates):
                 return False
@@ -523,6 +603,77 @@ class Supervisor:
         if "Scheduled" in outcomes:
             return Answer.SCHEDULED
         return Answer.ACCEPTED
+
+    async def reserve(
+        self,
+        connector_id: int,
+        id_tag: str,
+        parent_id: str | None,
+        expiry: dt.datetime,
+        reservation_id: int,
+    ) -> Answer:
+        if connector_id == 0:
+            target = self._zero_target(reservation_id)
+            if target is None:
+                return self._zero_refusal()
+            rt = target
+        else:
+            rt = self._runtime(connector_id)
+        previous = [
+            other
+            for other in self.connectors.values()
+            if other is not rt
+            and other.machine.reservation is not None
+            and other.machine.reservation.reservation_id == reservation_id
+        ]
+        expires_at = self._clock() + (expiry - utc_now()).total_seconds()
+        event = Reserved(reservation_id, id_tag, parent_id, expires_at)
+        answer = await self._ask(rt, event, ReservationAnswered)
+        assert isinstance(answer, ReservationAnswered)
+        if answer.outcome is ReservationOutcome.ACCEPTED:
+            for other in previous:
+                self._feed(other, ReservationCancelled(reservation_id, ReservationEnd.REPLACED))
+            if connector_id == 0:
+                self._zero_reservations.add(reservation_id)
+            else:
+                self._zero_reservations.discard(reservation_id)
+            log.info(
+                "connector %d reserved for %s until %s (reservation %d%s)",
+                rt.hw.id,
+                id_tag,
+                expiry.isoformat(),
+                reservation_id,
+                ", any connector" if connector_id == 0 else "",
+            )
+        return Answer(answer.outcome.value)
+
+    def _zero_target(self, reservation_id: int) -> ConnectorRuntime | None:
+        """Where a connector-0 reservation goes: where it is already, else a free connector."""
+        runtimes = list(self.connectors.values())
+        for rt in runtimes:
+            res = rt.machine.reservation
+            if res is not None and res.reservation_id == reservation_id:
+                return rt
+        for rt in runtimes:
+            if rt.machine.status.status is ConnectorStatus.AVAILABLE:
+                return rt
+        return None
+
+    def _zero_refusal(self) -> Answer:
+        statuses = {rt.machine.status.status for rt in self.connectors.values()}
+        if statuses <= {ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE}:
+            if ConnectorStatus.FAULTED in statuses:
+                return Answer.FAULTED
+            return Answer.UNAVAILABLE
+        return Answer.OCCUPIED
+
+    async def cancel_reservation(self, reservation_id: int) -> Answer:
+        for rt in self.connectors.values():
+            res = rt.machine.reservation
+            if res is not None and res.reservation_id == reservation_id:
+                self._feed(rt, ReservationCancelled(reservation_id))
+                return Answer.ACCEPTED
+        return Answer.REJECTED
 
     def set_current_limit(self, connector_id: int, current_a: float | None) -> None:
         runtimes = (
