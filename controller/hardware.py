@@ -9,6 +9,7 @@ through :mod:`drivers.registry`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,86 +106,95 @@ def build_hardware(
 ) -> Hardware:
     """Create every driver; on a configuration error, release what was already created."""
     hardware = Hardware()
+    created: list[Any] = []
+
+    def make(kind: str, type_name: str, section: Mapping[str, Any], **kw: Any) -> Any:
+        driver = create(kind, type_name, section, seams, on_event=on_event, **kw)
+        created.append(driver)
+        return driver
+
     try:
         for cc in config.connectors:
             prefix = f"connector.{cc.id}"
             section = {**cc.drivers, **(connector_overrides or {}).get(cc.id, {})}
-            driver_keys = {k: v for k, v in section.items() if k not in _TYPE_KEYS}
-            contactor = create(
+            keys = {k: v for k, v in section.items() if k not in _TYPE_KEYS}
+
+            def typed(
+                kind: str,
+                default: str | None,
+                section: Mapping[str, Any] = section,
+                prefix: str = prefix,
+            ) -> str | None:
+                return _type(section, f"{kind}_type", default, prefix)
+
+            contactor = make(
                 "contactor",
-                _type(section, "contactor_type", DEFAULT_TYPES["contactor"], prefix) or "gpio",
-                driver_keys,
-                seams,
+                typed("contactor", DEFAULT_TYPES["contactor"]) or "",
+                keys,
                 key_prefix=prefix,
-                on_event=on_event,
                 type_key="contactor_type",
             )
-            pilot = create(
+            pilot = make(
                 "pilot",
-                _type(section, "pilot_type", DEFAULT_TYPES["pilot"], prefix) or "",
-                driver_keys,
-                seams,
+                typed("pilot", DEFAULT_TYPES["pilot"]) or "",
+                keys,
                 key_prefix=prefix,
-                on_event=on_event,
                 type_key="pilot_type",
             )
-            rcm = create(
+            rcm = make(
                 "rcm",
-                _type(section, "rcm_type", DEFAULT_TYPES["rcm"], prefix) or "",
-                driver_keys,
-                seams,
+                typed("rcm", DEFAULT_TYPES["rcm"]) or "",
+                keys,
                 key_prefix=prefix,
-                on_event=on_event,
                 type_key="rcm_type",
             )
-            temp_type = _type(section, "temperature_type", None, prefix)
+            temp_type = typed("temperature", None)
             thermometer = (
                 None
                 if temp_type is None
-                else create(
-                    "temperature",
-                    temp_type,
-                    driver_keys,
-                    seams,
-                    key_prefix=prefix,
-                    on_event=on_event,
-                    type_key="temperature_type",
+                else make(
+                    "temperature", temp_type, keys, key_prefix=prefix, type_key="temperature_type"
                 )
             )
             meter_section = _meter_section(config, section, prefix)
             meter_section.update((meter_overrides or {}).get(cc.id, {}))
             meter_type = str(meter_section.pop("type", DEFAULT_TYPES["meter"]))
-            meter = create(
-                "meter", meter_type, meter_section, seams, key_prefix="meter", on_event=on_event
-            )
+            meter = make("meter", meter_type, meter_section, key_prefix="meter")
             hardware.connectors.append(
                 ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer)
             )
         rfid_section = {**config.rfid, **(rfid_overrides or {})}
         rfid_type = _type(rfid_section, "type", None, "rfid")
         if rfid_type is not None:
-            hardware.reader = create(
-                "rfid", rfid_type, rfid_section, seams, key_prefix="rfid", on_event=on_event
-            )
+            hardware.reader = make("rfid", rfid_type, rfid_section, key_prefix="rfid")
         hw_section = config.raw.get("hardware", {})
         led_type = _type(hw_section, "led_type", DEFAULT_TYPES["led"], "hardware")
         if led_type is not None:
             led_keys = {k: v for k, v in hw_section.items() if k.startswith("led_")}
             led_keys.pop("led_type", None)
-            hardware.led = create(
-                "led",
-                led_type,
-                led_keys,
-                seams,
-                key_prefix="hardware",
-                on_event=on_event,
-                type_key="led_type",
+            hardware.led = make(
+                "led", led_type, led_keys, key_prefix="hardware", type_key="led_type"
             )
     except BaseException:
-        with contextlib.suppress(Exception):
-            hardware.open_all_contactors()
+        _release_partial(hardware, created)
         raise
     return hardware
+
+
+def _release_partial(hardware: Hardware, created: list[Any]) -> None:
+    """Undo a half-built :func:`build_hardware`: contactors open first, then every pin,
+    bus and port that was claimed, so a configuration error leaks nothing."""
+    with contextlib.suppress(Exception):
+        hardware.open_all_contactors()
+    for driver in reversed(created):
+        if isinstance(driver, GpioContactor):
+            driver.open()
+            driver.release()  # never close(): on a contactor that means energize
+            continue
+        close = getattr(driver, "close", None)
+        if close is not None and not inspect.iscoroutinefunction(close):
+            with contextlib.suppress(Exception):
+                close()
 
 
 def _meter_section(config: Config, section: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from controller.config import Config, ConnectorConfig
 from controller.hardware import Hardware, build_hardware
 from drivers.base import EventSink
+from drivers.errors import ConfigurationError
+from drivers.rfid_reader import READER_TYPES
 from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
 from hw_sim.control import ControlServer
 
@@ -49,11 +51,16 @@ async def start_simulation(
             for i, section in enumerate(sections, start=1)
         ),
     )
+    reader_type = config.rfid.get("type", "pn532_uart")
+    if reader_type not in READER_TYPES:
+        raise ConfigurationError(
+            "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
+        )
     sim = SimCharger(
         state_dir, sections, meter_section=config.meter, rfid_section=config.rfid, speed=speed
     )
-    seams, _, rfid_settings = await sim.start()
     try:
+        seams, _, rfid_settings = await sim.start()
         hardware = build_hardware(
             sim_config,
             seams,
