@@ -445,3 +445,12 @@ async def test_two_connectors_report_and_charge_independently(
             if r.action == "StatusNotification" and r.payload["connectorId"] == 1
         ]
         assert statuses == ["Available"]
+
+
+async def test_stopping_the_controller_ends_the_session_at_the_csms(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path) as rig:
+        await rig.charging()
+    stop = await csms.wait_for("StopTransaction", timeout_s=1)
+    assert stop["reason"] == "Reboot"
