@@ -144,6 +144,8 @@ class StructuredFields(logging.Filter):
     and renders them for text output as ``picharge_context`` (`` [connector=1 ...]``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "ocpp" and "ocpp_action" not in record.__dict__:
+            _fields_from_frame(record)
         context = []
         for key, field in FIELDS.items():
             value = record.__dict__.get(key)
@@ -153,6 +155,23 @@ class StructuredFields(logging.Filter):
             context.append(f"{key}={value}")
         record.__dict__["picharge_context"] = f" [{' '.join(context)}]" if context else ""
         return True
+
+
+_FRAME = re.compile(r'\[\s*([234])\s*,\s*"([^"]{1,36})"\s*(?:,\s*"([A-Za-z]+)")?')
+
+
+def _fields_from_frame(record: logging.LogRecord) -> None:
+    """The ocpp library logs every frame it sends or receives ("%s: send %s"): take the
+    message id and, for a CALL, the action from it, so ``journalctl OCPP_ACTION=...`` finds
+    both the call and (by OCPP_MESSAGE_ID) its answer."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    for arg in args:
+        match = _FRAME.match(arg) if isinstance(arg, str) else None
+        if match is not None:
+            record.__dict__["message_id"] = match.group(2)
+            if match.group(1) == "2" and match.group(3):
+                record.__dict__["ocpp_action"] = match.group(3)
+            return
 
 
 def stderr_is_journal(environ: dict[str, str] | None = None, stream: TextIO | None = None) -> bool:

@@ -111,6 +111,27 @@ def test_log_context_becomes_journal_fields_that_journalctl_can_match(
     assert "MESSAGE_ID" not in fields  # journald's catalog id stays free
 
 
+def test_frames_the_ocpp_library_logs_carry_their_action_and_message_id(
+    journal: JournalLines,
+) -> None:
+    ocpp_log = logging.getLogger("ocpp")
+    handler = journal_handler()
+    ocpp_log.addHandler(handler)
+    level = ocpp_log.level
+    ocpp_log.setLevel(logging.INFO)
+    try:
+        ocpp_log.info("%s: send %s", "cp-1", '[2,"m-17","StartTransaction",{"connectorId":1}]')
+        ocpp_log.info("%s: receive message %s", "cp-1", '[3,"m-17",{"transactionId":5}]')
+    finally:
+        ocpp_log.setLevel(level)
+        ocpp_log.removeHandler(handler)
+        handler.close()
+    call, result = (_journal_fields(entry) for entry in journal.entries)
+    assert call["OCPP_ACTION"] == "StartTransaction"
+    assert call["OCPP_MESSAGE_ID"] == result["OCPP_MESSAGE_ID"] == "m-17"
+    assert "OCPP_ACTION" not in result
+
+
 def test_a_record_without_context_has_no_context_fields(
     journal: JournalLines, logger: logging.Logger
 ) -> None:
