@@ -164,14 +164,11 @@ def _fields_from_frame(record: logging.LogRecord) -> None:
     """The ocpp library logs every frame it sends or receives ("%s: send %s"): take the
     message id and, for a CALL, the action from it, so ``journalctl OCPP_ACTION=...`` finds
     both the call and (by OCPP_MESSAGE_ID) its answer."""
-    args = record.args if isinstance(record.args, tuple) else ()
-    for arg in args:
-        match = _FRAME.match(arg) if isinstance(arg, str) else None
-        if match is not None:
-            record.__dict__["message_id"] = match.group(2)
-            if match.group(1) == "2" and match.group(3):
-                record.__dict__["ocpp_action"] = match.group(3)
-            return
+    match = _FRAME.search(record.getMessage())
+    if match is not None:
+        record.__dict__["message_id"] = match.group(2)
+        if match.group(1) == "2" and match.group(3):
+            record.__dict__["ocpp_action"] = match.group(3)
 
 
 def stderr_is_journal(environ: dict[str, str] | None = None, stream: TextIO | None = None) -> bool:
