@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.charging_schedule import ConnectorRating
 from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.domain import ResetKind
@@ -136,6 +137,9 @@ class ChargePointApp:
             control=self.supervisor,
             config=ocpp_config,
             storage=self.storage,
+            connector_ratings={
+                c.id: ConnectorRating(c.phases, c.max_current_a) for c in self.config.connectors
+            },
         )
         self.supervisor.link = self.adapter
 

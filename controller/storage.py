@@ -83,9 +83,26 @@ def _v1_settings_and_auth_cache(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2_charging_profiles(conn: sqlite3.Connection) -> None:
+    """Installed OCPP charging profiles (controller.ocpp16.profile_store)."""
+    conn.execute(
+        "CREATE TABLE charging_profiles ("
+        " key TEXT PRIMARY KEY,"  # this installation; a replacement gets a new key
+        " profile_id INTEGER NOT NULL,"  # the CSMS's chargingProfileId
+        " connector_id INTEGER,"  # NULL: a remote start's profile, connector not known yet
+        " transaction_key TEXT,"  # local id of the transaction a TxProfile belongs to
+        " id_tag TEXT,"  # a remote start's idTag its TxProfile waits for
+        " body TEXT NOT NULL,"  # the profile as the CSMS sent it (JSON)
+        " installed_at TEXT NOT NULL)"  # ISO 8601 UTC
+    )
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_settings_and_auth_cache,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _v1_settings_and_auth_cache,
+    _v2_charging_profiles,
+)
 
 
 # --- helpers that run on the worker thread -------------------------------------------------

@@ -5,7 +5,6 @@ awaited inside a handler; actions we do not serve get NotImplemented or NotSuppo
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.v16 import call
 
-from controller.connector_types import ConnectorStatus, StopReason
 from controller.domain import Answer, ResetKind
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -85,45 +83,6 @@ async def test_remote_start_on_an_unknown_connector_or_refused_is_rejected(
     rig.control.remote_start_answer = False
     result = await rig.csms.call(CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1))
     assert result.status == "Rejected"
-
-
-async def test_remote_start_with_a_constant_tx_profile_sets_the_current_limit(
-    make_rig: MakeRig,
-) -> None:
-    rig = await ready(make_rig)
-    profile = constant_profile("TxProfile", 13.5)
-    result = await rig.csms.call(
-        CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=profile)
-    )
-    assert result.status == "Accepted"
-    assert rig.control.named("set_current_limit") == [(1, 13.5)]
-    tx = rig.control.start(1, TAG, 0)
-    rig.control.stop(tx, 1, StopReason.LOCAL, id_tag=TAG)  # a TxProfile ends with its session
-    assert rig.control.named("set_current_limit") == [(1, 13.5), (1, None)]
-
-
-async def test_a_remote_start_profile_goes_when_its_session_never_began(
-    make_rig: MakeRig,
-) -> None:
-    rig = await ready(make_rig)
-    profile = constant_profile("TxProfile", 13.5)
-    await rig.csms.call(
-        CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=profile)
-    )
-    rig.control.report(1, ConnectorStatus.PREPARING)
-    rig.control.report(1, ConnectorStatus.AVAILABLE)  # ConnectionTimeOut: no EV came
-    assert rig.control.named("set_current_limit") == [(1, 13.5), (1, None)]
-
-
-async def test_remote_start_with_a_profile_we_cannot_follow_yet_starts_without_it(
-    make_rig: MakeRig,
-) -> None:
-    rig = await ready(make_rig)
-    profile = constant_profile("TxProfile", 10, periods=2)
-    result = await rig.csms.call(
-        CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=profile)
-    )
-    assert result.status == "Accepted" and rig.control.named("set_current_limit") == []
 
 
 async def test_remote_stop_of_a_known_transaction_is_accepted_and_unknown_rejected(
@@ -294,42 +253,12 @@ async def test_a_tx_profile_needs_the_running_transaction(make_rig: MakeRig) -> 
 
 
 @pytest.mark.parametrize(
-    "profile",
-    [
-        constant_profile(unit="W"),
-        constant_profile(periods=2),
-        constant_profile("ChargePointMaxProfile"),
-        constant_profile(charging_profile_kind="Recurring", recurrency_kind="Daily"),
-        constant_profile(valid_to="2030-01-01T00:00:00Z"),
-        constant_profile(limit=-1),
-    ],
-    ids=["watts", "two-periods", "charge-point-max", "recurring", "valid-to", "negative"],
-)
-async def test_profiles_beyond_a_constant_current_limit_are_rejected_for_now(
-    make_rig: MakeRig, profile: dict[str, Any]
-) -> None:
-    rig = await ready(make_rig)
-    result = await rig.csms.call(CP_ID, call.SetChargingProfile(0, profile))
-    assert result.status == "Rejected" and rig.control.named("set_current_limit") == []
-
-
-async def test_a_profile_starting_in_the_future_is_rejected(make_rig: MakeRig) -> None:
-    rig = await ready(make_rig)
-    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
-    profile = constant_profile(charging_profile_kind="Absolute")
-    profile["charging_schedule"]["start_schedule"] = later
-    result = await rig.csms.call(CP_ID, call.SetChargingProfile(1, profile))
-    assert result.status == "Rejected"
-
-
-@pytest.mark.parametrize(
     "request_",
     [
         call.ReserveNow(1, "2030-01-01T00:00:00Z", TAG, 1),
         call.TriggerMessage(requested_message="Heartbeat"),
         call.GetDiagnostics(location="ftp://example.com/"),
         call.SendLocalList(list_version=1, update_type="Full"),
-        call.GetCompositeSchedule(connector_id=1, duration=60),
     ],
     ids=lambda r: type(r).__name__,
 )

@@ -16,6 +16,8 @@ from controller.ocpp16.keys import (
     CORE_KEYS,
     MEASURANDS,
     NAMESPACE,
+    PROFILE_KEYS,
+    SUPPORTED_PROFILES,
     ConfigStatus,
     InvalidValue,
     KeyContext,
@@ -115,7 +117,7 @@ def test_the_table_describes_the_charger() -> None:
     assert table.get("NumberOfConnectors") == "3"
     assert table.get("ConnectorPhaseRotation") == "1.Unknown,2.Unknown,3.Unknown"
     assert table.get("ConnectorPhaseRotationMaxLength") == "4"
-    assert table.get("SupportedFeatureProfiles") == "Core"
+    assert table.get("SupportedFeatureProfiles") == ",".join(SUPPORTED_PROFILES)
     assert table.get("HeartbeatInterval") == "300"
     assert table.get("MeterValuesSampledData") == (
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Current.Offered"
@@ -123,8 +125,8 @@ def test_the_table_describes_the_charger() -> None:
 
 
 def test_a_feature_profile_without_keys_is_refused() -> None:
-    with pytest.raises(ValueError, match="SmartCharging"):
-        KeyTable(number_of_connectors=1, profiles=("Core", "SmartCharging"))
+    with pytest.raises(ValueError, match="Teleportation"):
+        KeyTable(number_of_connectors=1, profiles=("Core", "Teleportation"))
     with pytest.raises(ValueError, match="number_of_connectors"):
         KeyTable(number_of_connectors=0)
 
@@ -178,8 +180,9 @@ async def test_keys_compare_case_insensitively(config: OcppConfig) -> None:
 async def test_get_configuration_without_keys_lists_every_key(config: OcppConfig) -> None:
     entries, unknown = config.entries(None)
     assert unknown == []
-    assert [e.key for e in entries] == [d.name for d in CORE_KEYS]
-    assert {e.key for e in entries if e.readonly} == set(READ_ONLY)
+    served = [d for profile in SUPPORTED_PROFILES for d in PROFILE_KEYS[profile]]
+    assert [e.key for e in entries] == [d.name for d in served]
+    assert {e.key for e in entries if e.readonly} == {d.name for d in served if d.readonly}
     assert KeyEntry("NumberOfConnectors", True, "2") in entries
 
 

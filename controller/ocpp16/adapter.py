@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus
 from controller.domain import (
     AuthResult,
@@ -51,7 +52,7 @@ from controller.ocpp16.link import (
     open_link,
 )
 from controller.ocpp16.meter_values import WireDict, meter_value, parse_measurands
-from controller.ocpp16.profiles import ProfileBook
+from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.timers import Retimer, next_boundary
@@ -126,6 +127,8 @@ class Ocpp16Adapter:
 
     ``url`` is the CSMS base URL; ``chargepoint_id`` is appended as the last path segment.
     ``timing`` lets tests shrink every protocol timer (see :class:`LinkTiming`).
+    ``connector_ratings`` (phases, maximum current) serve smart charging; a connector
+    missing from it counts as three-phase 32 A.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class Ocpp16Adapter:
         storage: Storage,
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
+        connector_ratings: Mapping[int, ConnectorRating] | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.url = endpoint_url(url, chargepoint_id)
@@ -156,8 +160,14 @@ class Ocpp16Adapter:
         self._config = config
         self._clock = clock
         self._authorizer = Authorizer(config, storage, clock)
-        self._profiles = ProfileBook()
-        self._limits: dict[int, float | None] = {}
+        self._profiles = SmartCharging(
+            control=control,
+            config=config,
+            storage=storage,
+            spawn=self._spawn,
+            clock=clock,
+            ratings=connector_ratings,
+        )
         self._queue = TransactionQueue()
         self._state = LinkState.STOPPED
         self._cp: OcppChargePoint | None = None
@@ -179,7 +189,6 @@ class Ocpp16Adapter:
             config=config,
             authorizer=self._authorizer,
             profiles=self._profiles,
-            apply_limits=self._apply_limits,
             clock=clock,
             spawn=self._spawn,
         )
@@ -232,6 +241,7 @@ class Ocpp16Adapter:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link_loop(), name="ocpp16-link")
                 group.create_task(self._clock_aligned_loop(), name="ocpp16-clock-aligned")
+                group.create_task(self._profiles.run(), name="ocpp16-smart-charging")
         finally:
             self._set_state(LinkState.STOPPED)
             tasks = list(self._tasks)
@@ -398,12 +408,8 @@ class Ocpp16Adapter:
         """Send now when registered; offline it is dropped (the reconnect sends the latest)."""
         if connector_id == 0:
             self._zero_reported = status
-        elif (
-            status is ConnectorStatus.AVAILABLE
-            and self._running(connector_id) is None
-            and self._profiles.end_transaction(connector_id)
-        ):
-            self._apply_limits()  # a remote start's TxProfile whose session never began
+        elif status is ConnectorStatus.AVAILABLE and self._running(connector_id) is None:
+            self._profiles.connector_idle(connector_id)  # a remote start that never began
         items = [_StatusItem(connector_id, status, fault, self._clock())]
         if connector_id != 0 and self._zero_reported is None:
             zero = self._derived_zero()
@@ -498,6 +504,7 @@ class Ocpp16Adapter:
                 "timestamp": iso_utc(tx.started_at),
             }
             self._queue.put(TxMessage(TxKind.START, tx.local_id, body))
+        self._profiles.transaction_started(tx)
         task = asyncio.create_task(
             self._sample_periodically(tx), name=f"ocpp16-sample-{tx.local_id}"
         )
@@ -523,8 +530,7 @@ class Ocpp16Adapter:
             "transaction_data": self._transaction_data(tx) or None,
         }
         self._queue.put(TxMessage(TxKind.STOP, tx.local_id, body))
-        if self._profiles.end_transaction(tx.connector_id):
-            self._apply_limits()
+        self._profiles.transaction_stopped(tx)
 
     async def _tx_confirmed(self, message: TxMessage, conf: Any) -> None:
         tx = self._transactions.get(message.local_id)
@@ -666,13 +672,6 @@ class Ocpp16Adapter:
         for timer in self._retimers.get(key.casefold(), ()):
             timer.retime()
         self._control.apply_setting(key, value)
-
-    def _apply_limits(self) -> None:
-        for connector_id in self._control.connector_ids:
-            limit = self._profiles.limit_a(connector_id)
-            if self._limits.get(connector_id) != limit:
-                self._limits[connector_id] = limit
-                self._control.set_current_limit(connector_id, limit)
 
     # --- tasks ------------------------------------------------------------------------------
 

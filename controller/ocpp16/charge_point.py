@@ -29,10 +29,7 @@ from ocpp.v16.enums import (
     Action,
     AvailabilityStatus,
     AvailabilityType,
-    ChargingProfilePurposeType,
-    ChargingProfileStatus,
     ClearCacheStatus,
-    ClearChargingProfileStatus,
     ConfigurationStatus,
     DataTransferStatus,
     RemoteStartStopStatus,
@@ -44,10 +41,11 @@ from websockets.exceptions import ConnectionClosed
 from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
-from controller.ocpp16.profiles import ProfileBook, Unsupported, parse_profile
+from controller.ocpp16.smart_charging import SmartChargingHandlers
 
 if TYPE_CHECKING:
     from controller.ocpp16.keys import OcppConfig
+    from controller.ocpp16.profile_service import SmartCharging
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +63,7 @@ class Services:
     control: ChargePointControl
     config: OcppConfig
     authorizer: Authorizer
-    profiles: ProfileBook
-    apply_limits: Callable[[], None]  # push the profiles' limits to the control
+    profiles: SmartCharging
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
 
@@ -81,7 +78,7 @@ _UNLOCK = {
 }
 
 
-class OcppChargePoint(ChargePoint):
+class OcppChargePoint(SmartChargingHandlers, ChargePoint):
     def __init__(
         self, chargepoint_id: str, connection: Any, services: Services, response_timeout: float
     ) -> None:
@@ -132,26 +129,16 @@ class OcppChargePoint(ChargePoint):
             log.info("RemoteStartTransaction for unknown connector %s: Rejected", connector_id)
             return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
         authorized = not self._s.config.get_bool("AuthorizeRemoteTxRequests")
+        held = None
+        if charging_profile is not None:
+            held = await self._hold_remote_start_profile(connector_id, id_tag, charging_profile)
+            if held is None:
+                return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
         accepted = await control.remote_start(id_tag, connector_id, authorized)
-        if accepted and charging_profile is not None:
-            self._remote_start_profile(connector_id, charging_profile)
+        if held is not None and not accepted:
+            self._release_remote_start_profile(held)
         status = RemoteStartStopStatus.accepted if accepted else RemoteStartStopStatus.rejected
         return call_result.RemoteStartTransaction(status)
-
-    def _remote_start_profile(self, connector_id: int | None, profile: dict[str, Any]) -> None:
-        ids = self._s.control.connector_ids
-        target = connector_id if connector_id is not None else (ids[0] if len(ids) == 1 else None)
-        try:
-            if target is None:
-                raise Unsupported("a profile without a connector on a multi-connector charger")
-            parsed = parse_profile(target, profile, self._s.clock())
-            if parsed.purpose is not ChargingProfilePurposeType.tx_profile:
-                raise Unsupported(f"{parsed.purpose} in RemoteStartTransaction")
-        except (Unsupported, ValueError) as exc:
-            log.info("RemoteStartTransaction profile ignored (issue 4): %s", exc)
-            return
-        self._s.profiles.install(parsed)
-        self._s.apply_limits()
 
     @on(Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int, **kwargs: Any) -> Any:
@@ -239,47 +226,3 @@ class OcppChargePoint(ChargePoint):
     async def on_change_configuration(self, key: str, value: str, **kwargs: Any) -> Any:
         status = await self._s.config.change(key, value)
         return call_result.ChangeConfiguration(ConfigurationStatus(status.value))
-
-    # --- charging profiles (constant limits only until issue 4) -----------------------------
-
-    @on(Action.set_charging_profile)
-    def on_set_charging_profile(
-        self, connector_id: int, cs_charging_profiles: dict[str, Any], **kwargs: Any
-    ) -> Any:
-        control = self._s.control
-        try:
-            if connector_id != 0 and connector_id not in control.connector_ids:
-                raise Unsupported(f"unknown connector {connector_id}")
-            profile = parse_profile(connector_id, cs_charging_profiles, self._s.clock())
-            if profile.purpose is ChargingProfilePurposeType.tx_profile:
-                if connector_id == 0:
-                    raise Unsupported("a TxProfile on connector 0")
-                tx = control.view(connector_id).transaction
-                wanted = cs_charging_profiles.get("transaction_id")
-                if tx is None or (wanted is not None and wanted != tx.csms_id):
-                    raise Unsupported("a TxProfile without its transaction")
-        except (Unsupported, ValueError) as exc:
-            log.info("SetChargingProfile rejected: %s", exc)
-            return call_result.SetChargingProfile(ChargingProfileStatus.rejected)
-        self._s.profiles.install(profile)
-        self._s.apply_limits()
-        return call_result.SetChargingProfile(ChargingProfileStatus.accepted)
-
-    @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(
-        self,
-        id: int | None = None,
-        connector_id: int | None = None,
-        charging_profile_purpose: str | None = None,
-        stack_level: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        purpose = (
-            ChargingProfilePurposeType(charging_profile_purpose)
-            if charging_profile_purpose is not None
-            else None
-        )
-        if not self._s.profiles.clear(id, connector_id, purpose, stack_level):
-            return call_result.ClearChargingProfile(ClearChargingProfileStatus.unknown)
-        self._s.apply_limits()
-        return call_result.ClearChargingProfile(ClearChargingProfileStatus.accepted)

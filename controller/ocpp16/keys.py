@@ -243,8 +243,33 @@ CORE_KEYS: tuple[KeyDef, ...] = (
     KeyDef("WebSocketPingInterval", _I, False, True, "30", maximum=DAY_S),
 )
 
+#: ChargingScheduleAllowedChargingRateUnit items: limits in A and in W.
+RATE_UNITS: tuple[str, ...] = ("Current", "Power")
+
+#: OCPP 1.6 section 9.4, the SmartCharging profile; all read-only (they describe what the
+#: charger's profile book holds), but a controller may give other defaults.
+SMART_CHARGING_KEYS: tuple[KeyDef, ...] = (
+    _ro("ChargeProfileMaxStackLevel", _I, "8"),
+    KeyDef(
+        "ChargingScheduleAllowedChargingRateUnit",
+        KeyKind.CSL,
+        True,
+        False,
+        ",".join(RATE_UNITS),
+        choices=RATE_UNITS,
+    ),
+    _ro("ChargingScheduleMaxPeriods", _I, "48"),  # a day in half hours
+    _ro("ConnectorSwitch3to1PhaseSupported", _B, "false"),
+    _ro("MaxChargingProfilesInstalled", _I, "16"),
+)
+
 #: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
-PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {"Core": CORE_KEYS}
+PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {
+    "Core": CORE_KEYS,
+    "SmartCharging": SMART_CHARGING_KEYS,
+}
+#: The feature profiles this charger supports (SupportedFeatureProfiles by default).
+SUPPORTED_PROFILES: tuple[str, ...] = tuple(PROFILE_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +409,7 @@ class KeyTable:
         *,
         number_of_connectors: int,
         defaults: Mapping[str, str] | None = None,
-        profiles: Sequence[str] = ("Core",),
+        profiles: Sequence[str] = SUPPORTED_PROFILES,
     ) -> None:
         if number_of_connectors < 1:
             raise ValueError(f"number_of_connectors must be >= 1, got {number_of_connectors}")
@@ -502,7 +527,7 @@ class OcppConfig:
         *,
         number_of_connectors: int,
         defaults: Mapping[str, str] | None = None,
-        profiles: Sequence[str] = ("Core",),
+        profiles: Sequence[str] = SUPPORTED_PROFILES,
     ) -> None:
         self._storage = storage
         self.table = KeyTable(

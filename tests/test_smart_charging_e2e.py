@@ -1,0 +1,204 @@
+"""Smart charging end to end: the controller on simulated hardware (`picharge run --sim`, EV
+time 30x) against the loopback CSMS. A charging profile becomes the PWM offer and the
+simulated car's drawn current follows it from schedule period to period; a limit below 6 A
+suspends charging (SuspendedEVSE, contactor open) and a higher one resumes it; installed
+profiles hold again after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ocpp.v16 import call
+
+from controller.app import ChargePointApp, RunOptions
+from controller.config import parse_config
+from controller.domain import utc_now
+from controller.local_csms import LocalCsms
+from tests.csms import ACCEPTED_TAG
+
+CP_ID = "cp-smart"
+FAST_KEYS = {
+    "HeartbeatInterval": 30,
+    "MeterValueSampleInterval": 0,
+    "ClockAlignedDataInterval": 0,
+    "WebSocketPingInterval": 0,
+}
+#: The simulated car draws at most this (hw_sim EvSpec default), on three phases.
+CAR_MAX_A = 16.0
+
+
+@dataclasses.dataclass
+class Rig:
+    app: ChargePointApp
+    csms: LocalCsms
+
+    def hw(self, key: str) -> Any:
+        return self.app.sim.status()["connectors"][0][key]
+
+    async def act(self, action: str, **extra: Any) -> None:
+        await self.app.sim.handle({"action": action, "connector": 1, **extra})
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - polls simulated physics
+                await asyncio.sleep(0.02)
+
+    async def status(self, status: str, after: int = 0) -> None:
+        await self.csms.wait_for(
+            "StatusNotification",
+            lambda p: p["connectorId"] == 1 and p["status"] == status,
+            after=after,
+        )
+
+    def mark(self) -> int:
+        return len(self.csms.received)
+
+    async def charging(self) -> None:
+        await self.act("plug")
+        await self.act("tap", uid=ACCEPTED_TAG)
+        await self.csms.wait_for("StartTransaction")
+
+    async def set_profile(self, connector_id: int, body: dict[str, Any]) -> str:
+        result = await self.csms.call(
+            CP_ID, call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=body)
+        )
+        return str(result.status)
+
+
+def _write_keys(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    keys = path / "keys.toml"
+    keys.write_text("".join(f"{k} = {v}\n" for k, v in FAST_KEYS.items()))
+    return keys
+
+
+@contextlib.asynccontextmanager
+async def controller(csms: LocalCsms, state_dir: Path) -> AsyncIterator[Rig]:
+    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
+    app = ChargePointApp(
+        dataclasses.replace(config, state_dir=state_dir / "state"),
+        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=_write_keys(state_dir)),
+    )
+    stop = asyncio.Event()
+    rig = Rig(app, csms)
+    mark = rig.mark()
+    await app.start()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        await rig.status("Available", after=mark)
+        yield rig
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
+
+
+@pytest.fixture
+async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with controller(csms, tmp_path) as r:
+        yield r
+
+
+def limit_profile(
+    purpose: str, *periods: tuple[int, float], profile_id: int = 1, **extra: Any
+) -> dict[str, Any]:
+    """A chargingProfile as a CSMS writes it (camelCase); periods (start s, limit A)."""
+    return {
+        "chargingProfileId": profile_id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": s, "limit": a} for s, a in periods],
+        },
+        **extra,
+    }
+
+
+async def test_the_cars_current_follows_the_profile_from_period_to_period(rig: Rig) -> None:
+    await rig.charging()
+    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(CAR_MAX_A, abs=0.1))
+    [record] = rig.csms.transactions.values()
+    start = utc_now() + dt.timedelta(seconds=0.3)
+    plan = [(0, 10.0), (1, 6.0), (2, 0.0), (3, 13.0)]  # 1 s each (30 s of EV time)
+    body = limit_profile("TxProfile", *plan, transactionId=record.transaction_id)
+    body["chargingSchedule"].update(startSchedule=start.isoformat(), duration=4)
+    assert await rig.set_profile(1, body) == "Accepted"
+
+    expected = [*plan, (4, CAR_MAX_A)]  # after the duration the car may draw its maximum
+    samples: list[tuple[float, float, bool]] = []  # (s since start, EV current A, contactor)
+    t0 = time.monotonic() + (start - utc_now()).total_seconds()
+    while (now := time.monotonic() - t0) < 5.0:
+        samples.append((now, rig.hw("ev_current_a"), rig.hw("contactor_closed")))
+        await asyncio.sleep(0.02)
+
+    follow_s = []
+    for (begin, target), (end, _) in zip(expected, [*expected[1:], (5.0, 0.0)], strict=True):
+        period = [(t, a, closed) for t, a, closed in samples if begin <= t < end - 0.05]
+        settled = [(t, a, closed) for t, a, closed in period if t >= begin + 0.5]
+        assert settled, f"no samples in period from {begin} s"
+        assert all(a == pytest.approx(target, abs=0.3) for _, a, _ in settled), (begin, settled)
+        assert all(closed is (target >= 6.0) for _, _, closed in settled), (begin, settled)
+        first = next(t for t, a, _ in period if abs(a - target) <= max(0.05 * target, 0.3))
+        follow_s.append(round(first - begin, 2))
+    print(f"the car followed each period after {follow_s} s (wall clock)")
+    assert all(delay < 0.5 for delay in follow_s), follow_s
+
+
+async def test_a_zero_amp_default_profile_pauses_and_a_higher_one_resumes(rig: Rig) -> None:
+    await rig.charging()
+    await rig.until(lambda: rig.hw("ev_current_a") > CAR_MAX_A - 0.5)
+    mark = rig.mark()
+    pause = limit_profile("TxDefaultProfile", (0, 0.0), stackLevel=1)
+    assert await rig.set_profile(0, pause) == "Accepted"
+    await rig.status("SuspendedEVSE", after=mark)
+    await rig.until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
+    assert rig.hw("offered_current_a") == 0.0
+    await asyncio.sleep(0.3)
+    assert rig.hw("ev_current_a") == 0.0  # paused, not stopped
+    assert not [r for r in rig.csms.received[mark:] if r.action == "StopTransaction"]
+    mark = rig.mark()
+    resume = limit_profile("TxDefaultProfile", (0, 11.0), stackLevel=1)
+    assert await rig.set_profile(0, resume) == "Accepted"
+    await rig.status("Charging", after=mark)
+    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(11.0, abs=0.2), 2.0)
+
+
+async def test_a_limit_below_6_amps_suspends_rather_than_offering_an_invalid_duty(
+    rig: Rig,
+) -> None:
+    await rig.charging()
+    await rig.until(lambda: rig.hw("contactor_closed"))
+    mark = rig.mark()
+    assert await rig.set_profile(1, limit_profile("TxDefaultProfile", (0, 5.9))) == "Accepted"
+    await rig.status("SuspendedEVSE", after=mark)
+    await rig.until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
+    assert rig.hw("offered_current_a") == 0.0
+
+
+async def test_a_charge_point_maximum_holds_again_after_a_restart(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path) as first:
+        cap = limit_profile("ChargePointMaxProfile", (0, 8.0))
+        assert await first.set_profile(0, cap) == "Accepted"
+    async with controller(csms, tmp_path) as again:
+        composite = await csms.call(CP_ID, call.GetCompositeSchedule(connector_id=1, duration=60))
+        assert composite.charging_schedule["charging_schedule_period"] == [
+            {"start_period": 0, "limit": 8.0}
+        ]
+        await again.charging()
+        await again.until(lambda: again.hw("ev_current_a") == pytest.approx(8.0, abs=0.2))
+        await asyncio.sleep(0.2)
+        assert again.hw("ev_current_a") == pytest.approx(8.0, abs=0.2)
