@@ -317,6 +317,7 @@ async def test_each_schedule_boundary_reaches_the_supervisor_on_time(make_rig: M
         (moment - (start + dt.timedelta(seconds=n))).total_seconds()
         for n, (_, _, moment) in enumerate(timed.calls)
     ]
+    print(f"limits pushed {[round(lag * 1000, 1) for lag in lags]} ms after their boundaries")
     assert all(0 <= lag < 0.1 for lag in lags), lags
 
 
@@ -436,6 +437,21 @@ async def test_a_remote_start_with_a_profile_it_cannot_follow_is_rejected(
         )
         assert result.status == "Rejected"
     assert rig.control.named("remote_start") == [] and limits(rig) == []
+
+
+async def test_a_remote_start_on_a_busy_connector_leaves_its_sessions_profile_alone(
+    make_rig: MakeRig,
+) -> None:
+    rig = await ready(make_rig)
+    rig.control.start(1, "SOMEONE", 0)
+    assert await set_profile(rig, 1, profile("TxProfile", (0, 9.0))) == "Accepted"
+    body = profile("TxProfile", (0, 20.0), profile_id=2)
+    result = await rig.csms.call(
+        CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=body)
+    )
+    assert result.status == "Rejected"
+    assert [p.profile_id for p in rig.adapter._profiles.book] == [1]
+    assert limits(rig) == [(1, 9.0)]
 
 
 async def test_a_refused_remote_start_takes_its_profile_back(make_rig: MakeRig) -> None:

@@ -187,6 +187,29 @@ async def test_a_limit_below_6_amps_suspends_rather_than_offering_an_invalid_dut
     assert rig.hw("offered_current_a") == 0.0
 
 
+async def test_a_remote_starts_profile_limits_the_session_it_starts_and_ends_with_it(
+    rig: Rig,
+) -> None:
+    await rig.act("plug")
+    body = {
+        **limit_profile("TxProfile", (0, 8.0)),
+        "chargingProfileKind": "Relative",
+    }
+    result = await rig.csms.call(
+        CP_ID,
+        call.RemoteStartTransaction(id_tag=ACCEPTED_TAG, connector_id=1, charging_profile=body),
+    )
+    assert result.status == "Accepted"
+    await rig.csms.wait_for("StartTransaction")
+    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(8.0, abs=0.2), 2.0)
+    assert rig.hw("offered_current_a") == pytest.approx(8.0)
+    [record] = rig.csms.transactions.values()
+    stopped = await rig.csms.call(CP_ID, call.RemoteStopTransaction(record.transaction_id))
+    assert stopped.status == "Accepted"
+    await rig.csms.wait_for("StopTransaction")
+    await rig.until(lambda: len(rig.app.adapter._profiles.book) == 0, 1.0)
+
+
 async def test_a_charge_point_maximum_holds_again_after_a_restart(
     csms: LocalCsms, tmp_path: Path
 ) -> None:

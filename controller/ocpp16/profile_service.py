@@ -155,7 +155,11 @@ class SmartCharging:
         try:
             while True:
                 self._wake.clear()
-                delay = self._apply()
+                try:
+                    delay = self._apply()
+                except Exception:  # a bug here must not take the CSMS link down with it
+                    log.exception("charging limits not applied; trying again in %s s", MAX_SLEEP_S)
+                    delay = MAX_SLEEP_S
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -343,6 +347,9 @@ class SmartCharging:
             profile = parse_profile(body, target, self._clock(), self.rules(), key=uuid.uuid4().hex)
             if profile.purpose is not Purpose.tx_profile:
                 raise ProfileRejected(f"a {profile.purpose} in RemoteStartTransaction")
+            if target is not None and self._running_tx(target) is not None:
+                # it would replace the running session's TxProfile at its stack level
+                raise ProfileRejected(f"a transaction runs on connector {target}")
         except ProfileRejected as exc:
             log.info("RemoteStartTransaction rejected: its charging profile: %s", exc)
             return None
