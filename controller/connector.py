@@ -44,6 +44,12 @@ Decisions worth knowing:
   the answer names the same parent; otherwise it is dropped (``NOT_OWNER``).
 - A stopped transaction leaves the connector Finishing until the EV is unplugged; a new
   card or remote start may begin another transaction meanwhile, free charging does not.
+- A reservation (:class:`Reserved`) is taken only by an Available connector (or replaces
+  itself). While it holds, only its id, or an id whose authorization names the
+  reservation's parent id, may start a transaction (free charging waits); that transaction
+  uses it up and carries its id. It ends at ``expires_at``, on a cancel, and when the
+  connector faults or becomes unavailable; each end is reported with
+  :class:`ReservationEnded`.
 """
 
 from __future__ import annotations
@@ -87,6 +93,12 @@ from controller.connector_types import (
     RemoteStart,
     RemoteStartAnswered,
     RequestAuthorization,
+    ReservationAnswered,
+    ReservationCancelled,
+    ReservationEnd,
+    ReservationEnded,
+    ReservationOutcome,
+    Reserved,
     SettingsChanged,
     StartTransaction,
     StatusChanged,
@@ -108,6 +120,16 @@ F_ECHO_S = 1.0
 def same_id(a: str, b: str) -> bool:
     """OCPP 1.6 id tags are CiStrings: they compare without regard to case."""
     return a.casefold() == b.casefold()
+
+
+def reservation_allows(res: Reserved | None, id_tag: str, parent_id: str | None) -> bool:
+    """Whether ``id_tag`` (whose authorization named ``parent_id``) may use ``res``.
+
+    OCPP 1.6 ReserveNow: the reserved id itself, or any id with the reservation's parent.
+    """
+    if res is None or same_id(id_tag, res.id_tag):
+        return True
+    return res.parent_id is not None and parent_id is not None and same_id(parent_id, res.parent_id)
 
 
 @dataclass(slots=True)
@@ -152,6 +174,7 @@ class ConnectorMachine:
         self._stop_check: str | None = None  # a different id tapped, checked for its parent
         self._tx: _Transaction | None = None
         self._finishing = False  # a transaction ended and the EV is still plugged in
+        self._reservation: Reserved | None = None
         self._now = -math.inf
         self._log: list[Command] = []  # transaction and answer commands of one handle()
         self._status = self._compute_status()
@@ -193,6 +216,11 @@ class ConnectorMachine:
         return None if self._tx is None else self._tx.id_tag
 
     @property
+    def reservation(self) -> Reserved | None:
+        """The reservation holding the connector, None when there is none."""
+        return self._reservation
+
+    @property
     def status(self) -> StatusChanged:
         """The current status, as last reported."""
         return StatusChanged(*self._status)
@@ -203,6 +231,8 @@ class ConnectorMachine:
         times = [self._f_until] if self._pilot.mode is PilotMode.STATE_F else []
         if self._auth is not None and self._cp not in _EV_PRESENT_STATES:
             times.append(self._auth.expires_at)
+        if self._reservation is not None:
+            times.append(self._reservation.expires_at)
         return min((t for t in times if t > self._now), default=None)
 
     def may_close(self) -> bool:
@@ -252,10 +282,15 @@ class ConnectorMachine:
             case Authorized():
                 self._on_authorized(event)
             case RemoteStart(id_tag, authorized):
-                accepted = self._accepts_new_session()
+                accepted = self._accepts_new_session() and not self._reserved_for_other(id_tag)
                 self._log.append(RemoteStartAnswered(accepted))
                 if accepted:
-                    self._begin_authorization(id_tag, authorized, now)
+                    # An id that may use the reservation only through its parent is
+                    # authorized even so: the answer names the parent.
+                    by_parent = self._reservation is not None and not same_id(
+                        id_tag, self._reservation.id_tag
+                    )
+                    self._begin_authorization(id_tag, authorized and not by_parent, now)
             case StopRequested(reason):
                 if self._tx is not None:
                     self._stop_transaction(reason)
@@ -277,6 +312,11 @@ class ConnectorMachine:
                 self._limit_a = current_a
             case SettingsChanged(settings):
                 self._settings = settings
+            case Reserved():
+                self._on_reserved(event)
+            case ReservationCancelled(reservation_id, reason):
+                if self._reservation and self._reservation.reservation_id == reservation_id:
+                    self._end_reservation(reason)
             case Tick():
                 pass
 
@@ -312,6 +352,8 @@ class ConnectorMachine:
                 self._log.append(AuthorizationDropped(id_tag, DropReason.NOT_OWNER))
         elif not self._accepts_new_session():
             self._log.append(AuthorizationDropped(id_tag, DropReason.NOT_ACCEPTING))
+        elif self._reserved_for_other(id_tag):
+            self._log.append(AuthorizationDropped(id_tag, DropReason.RESERVED))
         elif self._auth is None or not same_id(id_tag, self._auth.id_tag):
             self._begin_authorization(id_tag, False, now)
         # else: the same card again while it is being authorized or waits for the EV.
@@ -322,23 +364,56 @@ class ConnectorMachine:
             self._stop_check = None
             shared = answer.parent_id is not None and tx.parent_id is not None
             if shared and same_id(answer.parent_id or "", tx.parent_id or ""):
-                self._stop_transaction(StopReason.LOCAL)
+                self._stop_transaction(StopReason.LOCAL, answer.id_tag)
             else:
                 self._log.append(AuthorizationDropped(answer.id_tag, DropReason.NOT_OWNER))
             return
         auth = self._auth
         if auth is None or auth.accepted or not same_id(answer.id_tag, auth.id_tag):
             return  # a late answer to an id that no longer waits for one
-        if answer.accepted:
+        if not answer.accepted:
+            self._drop_authorization(DropReason.REJECTED)
+        elif not self._reservation_allows(auth.id_tag, answer.parent_id):
+            self._drop_authorization(DropReason.RESERVED)
+        else:
             auth.accepted = True
             auth.parent_id = answer.parent_id
-        else:
-            self._drop_authorization(DropReason.REJECTED)
 
     # --- sessions -----------------------------------------------------------------------
 
     def _accepts_new_session(self) -> bool:
         return self._tx is None and self._available and not self.active_faults
+
+    # --- reservations -------------------------------------------------------------------
+
+    def _reservation_allows(self, id_tag: str, parent_id: str | None) -> bool:
+        return reservation_allows(self._reservation, id_tag, parent_id)
+
+    def _reserved_for_other(self, id_tag: str) -> bool:
+        """True when ``id_tag`` cannot use the reservation, whatever its parent may be."""
+        res = self._reservation
+        return res is not None and res.parent_id is None and not same_id(id_tag, res.id_tag)
+
+    def _on_reserved(self, event: Reserved) -> None:
+        res = self._reservation
+        if self.active_faults:
+            outcome = ReservationOutcome.FAULTED
+        elif not self._available:
+            outcome = ReservationOutcome.UNAVAILABLE
+        elif res is not None and res.reservation_id == event.reservation_id:
+            outcome = ReservationOutcome.ACCEPTED  # OCPP: the same id replaces it
+        elif self._compute_status()[0] is ConnectorStatus.AVAILABLE:
+            outcome = ReservationOutcome.ACCEPTED
+        else:
+            outcome = ReservationOutcome.OCCUPIED
+        if outcome is ReservationOutcome.ACCEPTED:
+            self._reservation = event
+        self._log.append(ReservationAnswered(event.reservation_id, outcome))
+
+    def _end_reservation(self, reason: ReservationEnd) -> None:
+        if self._reservation is not None:
+            self._log.append(ReservationEnded(self._reservation.reservation_id, reason))
+            self._reservation = None
 
     def _begin_authorization(self, id_tag: str, accepted: bool, now: float) -> None:
         if self._auth is not None and not same_id(self._auth.id_tag, id_tag):
@@ -353,10 +428,11 @@ class ConnectorMachine:
             self._log.append(AuthorizationDropped(self._auth.id_tag, reason))
             self._auth = None
 
-    def _stop_transaction(self, reason: StopReason) -> None:
+    def _stop_transaction(self, reason: StopReason, by: str | None = None) -> None:
+        """End the transaction; ``by`` is the card of the same parent that stopped it."""
         if self._tx is None:
             return
-        self._log.append(StopTransaction(reason, self._tx.id_tag))
+        self._log.append(StopTransaction(reason, by or self._tx.id_tag))
         self._tx = None
         self._stop_check = None
         self._finishing = self._cp is not CpState.A
@@ -372,6 +448,18 @@ class ConnectorMachine:
             self._drop_authorization(DropReason.CANCELLED)
         elif auth is not None and self._cp not in _EV_PRESENT_STATES and now >= auth.expires_at:
             self._drop_authorization(DropReason.TIMED_OUT)
+        res = self._reservation
+        if res is not None and (self.active_faults or not self._available):
+            self._end_reservation(ReservationEnd.TERMINATED)
+        elif res is not None and now >= res.expires_at:
+            self._end_reservation(ReservationEnd.EXPIRED)
+        auth = self._auth
+        if (
+            auth is not None
+            and auth.accepted
+            and not self._reservation_allows(auth.id_tag, auth.parent_id)
+        ):
+            self._drop_authorization(DropReason.RESERVED)  # the reservation was replaced
         if self._tx is None:
             self._maybe_start_transaction()
 
@@ -379,15 +467,19 @@ class ConnectorMachine:
         if self._cp not in EV_CONNECTED_STATES or not self._available or self.active_faults:
             return
         auth, free_id = self._auth, self._settings.free_charging_id
+        res = self._reservation
         if auth is not None and auth.accepted:
+            # _housekeeping dropped an accepted id the reservation does not allow.
             self._tx = _Transaction(auth.id_tag, auth.parent_id)
             self._auth = None
-        elif auth is None and free_id is not None and not self._finishing:
+        elif auth is None and free_id is not None and not self._finishing and res is None:
             self._tx = _Transaction(free_id, None)
         else:
             return
         self._finishing = False
-        self._log.append(StartTransaction(self._tx.id_tag))
+        reservation_id = None if res is None else res.reservation_id
+        self._log.append(StartTransaction(self._tx.id_tag, self._tx.parent_id, reservation_id))
+        self._end_reservation(ReservationEnd.USED)
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -458,6 +550,8 @@ class ConnectorMachine:
             return ConnectorStatus.UNAVAILABLE, None
         if self._finishing:
             return ConnectorStatus.FINISHING, None
+        if self._reservation is not None and (self._auth is None or not self._auth.accepted):
+            return ConnectorStatus.RESERVED, None
         if self._cp in _EV_PRESENT_STATES or self._auth is not None:
             return ConnectorStatus.PREPARING, None
         return ConnectorStatus.AVAILABLE, None

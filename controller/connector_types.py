@@ -98,7 +98,8 @@ class StopReason(StrEnum):
 class ConnectorStatus(StrEnum):
     """The connector's status as the CSMS sees it (OCPP 1.6 spelling).
 
-    Reservations are not modelled by the machine, so it never reports ``Reserved``.
+    ``Reserved``: a reservation holds the connector for one id (or its parent) and that id
+    has not yet been accepted on it (then it is Preparing).
     """
 
     AVAILABLE = "Available"
@@ -107,6 +108,7 @@ class ConnectorStatus(StrEnum):
     SUSPENDED_EV = "SuspendedEV"
     SUSPENDED_EVSE = "SuspendedEVSE"
     FINISHING = "Finishing"
+    RESERVED = "Reserved"
     UNAVAILABLE = "Unavailable"
     FAULTED = "Faulted"
 
@@ -120,6 +122,26 @@ class DropReason(StrEnum):
     CANCELLED = "cancelled"  # a stop request, or the connector became unavailable
     NOT_ACCEPTING = "not_accepting"  # faulted, unavailable or occupied by a transaction
     NOT_OWNER = "not_owner"  # tapped during someone else's transaction (no shared parent)
+    RESERVED = "reserved"  # the connector is reserved for another id (and parent)
+
+
+class ReservationOutcome(StrEnum):
+    """The machine's answer to :class:`Reserved` (OCPP 1.6 ReservationStatus spelling)."""
+
+    ACCEPTED = "Accepted"
+    OCCUPIED = "Occupied"  # an EV, an id, a transaction or another reservation is there
+    FAULTED = "Faulted"
+    UNAVAILABLE = "Unavailable"
+
+
+class ReservationEnd(StrEnum):
+    """Why a reservation ended."""
+
+    USED = "used"  # its id started a transaction (the reservation id goes with the start)
+    EXPIRED = "expired"  # its expiry time came
+    CANCELLED = "cancelled"  # the CSMS cancelled it
+    TERMINATED = "terminated"  # the connector became faulted or unavailable
+    REPLACED = "replaced"  # the same reservation id was made again on another connector
 
 
 class AvailabilityOutcome(StrEnum):
@@ -222,6 +244,27 @@ class SettingsChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserved:
+    """Reserve the connector for ``id_tag`` (or an id of the same ``parent_id``) until
+    ``expires_at`` (monotonic seconds, the clock of ``now``); answered with
+    :class:`ReservationAnswered`. The same ``reservation_id`` again replaces the reservation.
+    """
+
+    reservation_id: int
+    id_tag: str
+    parent_id: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationCancelled:
+    """End reservation ``reservation_id`` (nothing happens when it is not this connector's)."""
+
+    reservation_id: int
+    reason: ReservationEnd = ReservationEnd.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: lets timeouts (F hold, ConnectionTimeOut) fire; ``now`` says when."""
 
@@ -238,6 +281,8 @@ Event = (
     | AvailabilityChanged
     | LimitChanged
     | SettingsChanged
+    | Reserved
+    | ReservationCancelled
     | Tick
 )
 
@@ -284,14 +329,23 @@ class AuthorizationDropped:
 
 @dataclass(frozen=True, slots=True)
 class StartTransaction:
-    """Begin a transaction: read the meter, store it, send it to the CSMS."""
+    """Begin a transaction: read the meter, store it, send it to the CSMS.
+
+    ``parent_id`` is what the authorization said; ``reservation_id`` names the reservation
+    this transaction used up (it goes to the CSMS with the start).
+    """
 
     id_tag: str
+    parent_id: str | None = None
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StopTransaction:
-    """End the transaction: read the meter, store it, send it to the CSMS."""
+    """End the transaction: read the meter, store it, send it to the CSMS.
+
+    ``id_tag`` is the session's own id, or the card of the same parent that stopped it.
+    """
 
     reason: StopReason
     id_tag: str
@@ -319,6 +373,22 @@ class RemoteStartAnswered:
     accepted: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReservationAnswered:
+    """The answer to :class:`Reserved`."""
+
+    reservation_id: int
+    outcome: ReservationOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationEnded:
+    """A reservation this connector held is over (forget it, report it)."""
+
+    reservation_id: int
+    reason: ReservationEnd
+
+
 Command = (
     OpenContactor
     | CloseContactor
@@ -331,4 +401,6 @@ Command = (
     | StatusChanged
     | AvailabilityAnswered
     | RemoteStartAnswered
+    | ReservationAnswered
+    | ReservationEnded
 )

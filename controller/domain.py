@@ -8,7 +8,10 @@ these types and its protocol version. Neither side knows the other's internals:
   values) and asks of it (authorization). Standalone mode (no CSMS) uses
   :class:`controller.standalone.StandaloneLink`.
 - :class:`ChargePointControl` is what the CSMS may ask of the charge point (remote start
-  and stop, reset, unlock, availability, current limits), implemented by the supervisor.
+  and stop, reset, unlock, availability, current limits, reservations), implemented by the
+  supervisor.
+- :class:`ReservationListener` is an optional extra of a link: told when a reservation
+  ends (used, expired, terminated), so a link that persists reservations can forget it.
 
 Times are timezone-aware UTC datetimes; energies in Wh; currents in A; powers in W.
 """
@@ -18,9 +21,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from controller.connector_types import ConnectorStatus, StopReason
+from controller.connector_types import ConnectorStatus, ReservationEnd, StopReason
 from drivers.base import MeterReading
 from drivers.errors import FaultKind
 
@@ -91,6 +94,7 @@ class Transaction:
     stop_reason: StopReason | None = None
     stop_id_tag: str | None = None
     samples: list[MeterSample] = field(default_factory=list)  # for StopTxn*Data
+    reservation_id: int | None = None  # the reservation this transaction used up
 
     @property
     def running(self) -> bool:
@@ -147,6 +151,9 @@ class Answer(StrEnum):
     UNLOCKED = "Unlocked"
     UNLOCK_FAILED = "UnlockFailed"
     NOT_SUPPORTED = "NotSupported"
+    OCCUPIED = "Occupied"
+    FAULTED = "Faulted"
+    UNAVAILABLE = "Unavailable"
 
 
 class ChargePointControl(Protocol):
@@ -187,4 +194,30 @@ class ChargePointControl(Protocol):
         """A setting changed by the CSMS. ``name`` is the OCPP 1.6 key (the supervisor maps
         StopTransactionOnEVSideDisconnect and ConnectionTimeOut onto its connectors and
         ignores keys it has no use for); ``value`` is the key's string form."""
+        ...
+
+    async def reserve(
+        self,
+        connector_id: int,
+        id_tag: str,
+        parent_id: str | None,
+        expiry: dt.datetime,
+        reservation_id: int,
+    ) -> Answer:
+        """Reserve a connector (0: any one) for ``id_tag`` or ids of ``parent_id`` until
+        ``expiry``: Accepted, Occupied, Faulted or Unavailable. The same ``reservation_id``
+        again replaces that reservation."""
+        ...
+
+    async def cancel_reservation(self, reservation_id: int) -> Answer:
+        """Accepted when the reservation was held (and is now gone), else Rejected."""
+        ...
+
+
+@runtime_checkable
+class ReservationListener(Protocol):
+    """An optional extra of a :class:`CsmsLink`, probed with ``isinstance``."""
+
+    def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
+        """A reservation ended in the charge point; returns at once. Loop thread only."""
         ...

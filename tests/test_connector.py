@@ -386,7 +386,7 @@ def test_different_card_with_the_same_parent_stops_the_transaction(bench: Bench)
     assert bench.send(IdPresented("BB")) == [RequestAuthorization("BB")]
     commands = bench.send(Authorized("BB", True, "family"))
     assert commands[0] == OpenContactor()
-    assert StopTransaction(StopReason.LOCAL, "AA") in commands
+    assert StopTransaction(StopReason.LOCAL, "BB") in commands  # OCPP: the id that stopped it
 
 
 def test_different_card_with_another_parent_does_not_stop_the_transaction(bench: Bench) -> None:

@@ -33,6 +33,12 @@ from controller.connector_types import (
     OpenContactor,
     RemoteStart,
     RequestAuthorization,
+    ReservationAnswered,
+    ReservationCancelled,
+    ReservationEnd,
+    ReservationEnded,
+    ReservationOutcome,
+    Reserved,
     SetStateF,
     SettingsChanged,
     StartTransaction,
@@ -58,6 +64,11 @@ STEP_S = st.one_of(
 # The weld latches for good, so it is drawn rarely to leave room for everything else.
 NON_LATCHING = [kind for kind in FaultKind if not FAULT_POLICY[kind].latches]
 CURRENTS = st.one_of(st.none(), st.floats(0.0, 80.0, allow_nan=False))
+RESERVATION_S = st.sampled_from([0.0, 0.3, 30.0, 60.0, 600.0])
+
+
+def _fold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
 
 
 class RandomConnectorLife(RuleBasedStateMachine):
@@ -72,12 +83,16 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.f_since: float | None = None
         self.f_ended_at = -1e9
         self.tx_id: str | None = None
+        self.tx_parent: str | None = None
         self.last_cp: CpState | None = None  # the last reading that could see the car
         self.raised: set[FaultKind] = set()
         self.welded = False
         self.requested: list[str] = []
         self.status = self.machine.status
         self.commands: list[Command] = []
+        self.reservation: Reserved | None = None  # accepted and not yet ended
+        self.said: set[tuple[str, str | None]] = set()  # (id, parent) the world accepted
+        self.named: set[tuple[str, str | None]] = set()  # (id, parent) in any answer
 
     # --- sending events and checking the commands ---------------------------------------
 
@@ -85,10 +100,16 @@ class RandomConnectorLife(RuleBasedStateMachine):
         closed_before = self.closed
         pilot_was_f = isinstance(self.pilot, SetStateF)
         self.now += step_s
+        if isinstance(event, Authorized):
+            pair = (event.id_tag.casefold(), _fold(event.parent_id))
+            self.named.add(pair)
+            if event.accepted:
+                self.said.add(pair)
         self.commands = self.machine.handle(event, self.now)
         self.check_order(self.commands)
         for command in self.commands:
             self.follow(command)
+            self.follow_reservation(command, event)
         self.learn(event, pilot_was_f)
         if isinstance(self.pilot, SetStateF):
             self.last_cp = None
@@ -142,17 +163,54 @@ class RandomConnectorLife(RuleBasedStateMachine):
                 assert not self.closed, "state F with the contactor closed"
                 self.f_since = self.now
                 self.pilot = command
-            case StartTransaction(id_tag):
+            case StartTransaction(id_tag, parent_id):
                 assert self.tx_id is None, "two starts without a stop"
-                self.tx_id = id_tag
+                if parent_id is not None:
+                    assert (id_tag.casefold(), parent_id.casefold()) in self.said
+                self.tx_id, self.tx_parent = id_tag, parent_id
             case StopTransaction(_, id_tag):
-                assert self.tx_id is not None and id_tag == self.tx_id, "stop without a start"
+                assert self.tx_id is not None, "stop without a start"
+                if id_tag != self.tx_id:  # a card of the same parent, as an answer said
+                    parent = self.tx_parent
+                    assert parent is not None and (id_tag.casefold(), parent.casefold()) in (
+                        self.named
+                    ), f"{id_tag} stopped the session of {self.tx_id} ({parent})"
                 self.tx_id = None
             case RequestAuthorization(id_tag):
                 self.requested.append(id_tag)
             case StatusChanged():
                 assert command != self.status, "a status reported twice"
                 self.status = command
+
+    def follow_reservation(self, command: Command, event: Event) -> None:
+        """A reserved connector starts a session only for its id or an id of its parent."""
+        res = self.reservation
+        match command:
+            case ReservationAnswered(reservation_id, outcome):
+                assert isinstance(event, Reserved) and event.reservation_id == reservation_id
+                if outcome is ReservationOutcome.ACCEPTED:
+                    assert res is None or res.reservation_id == reservation_id, "two reservations"
+                    self.reservation = event
+            case ReservationEnded(reservation_id, reason):
+                assert res is not None and res.reservation_id == reservation_id
+                if reason is ReservationEnd.EXPIRED:
+                    assert self.now >= res.expires_at, "a reservation ended early"
+                self.reservation = None
+            case StartTransaction(id_tag, parent_id, reservation_id):
+                if res is None:
+                    assert reservation_id is None, "a reservation id out of nowhere"
+                    return
+                assert self.now < res.expires_at, "an expired reservation was used"
+                by_id = id_tag.casefold() == res.id_tag.casefold()
+                by_parent = (
+                    res.parent_id is not None
+                    and parent_id is not None
+                    and parent_id.casefold() == res.parent_id.casefold()
+                    and (id_tag.casefold(), parent_id.casefold()) in self.said
+                )
+                assert by_id or by_parent, f"{id_tag} ({parent_id}) started on {res}"
+                assert reservation_id == res.reservation_id
+                assert ReservationEnded(reservation_id, ReservationEnd.USED) in self.commands
 
     def learn(self, event: Event, pilot_was_f: bool) -> None:
         """Track the inputs the way a reviewer would, without the machine's code."""
@@ -200,6 +258,28 @@ class RandomConnectorLife(RuleBasedStateMachine):
     def remote_start(self, id_tag: str, authorized: bool, step_s: float) -> None:
         self.send(RemoteStart(id_tag, authorized), step_s)
 
+    @rule(
+        reservation_id=st.sampled_from([1, 2]),
+        id_tag=IDS,
+        parent_id=PARENTS,
+        duration_s=RESERVATION_S,
+        step_s=STEP_S,
+    )
+    def reserve(
+        self,
+        reservation_id: int,
+        id_tag: str,
+        parent_id: str | None,
+        duration_s: float,
+        step_s: float,
+    ) -> None:
+        expires_at = self.now + step_s + duration_s
+        self.send(Reserved(reservation_id, id_tag, parent_id, expires_at), step_s)
+
+    @rule(reservation_id=st.sampled_from([1, 2]), step_s=STEP_S)
+    def cancel_reservation(self, reservation_id: int, step_s: float) -> None:
+        self.send(ReservationCancelled(reservation_id), step_s)
+
     @rule(reason=st.sampled_from(StopReason), step_s=STEP_S)
     def stop(self, reason: StopReason, step_s: float) -> None:
         self.send(StopRequested(reason), step_s)
@@ -234,6 +314,31 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.send(Authorized(id_tag, True, parent_id), 0.2)
         if requesting:
             self.send(CpChanged(CpState.C), 0.5)
+
+    @rule(
+        reserved_for=IDS,
+        reserved_parent=PARENTS,
+        id_tag=IDS,
+        parent_id=PARENTS,
+        remote=st.booleans(),
+        step_s=STEP_S,
+    )
+    def someone_arrives_at_a_reserved_connector(
+        self,
+        reserved_for: str,
+        reserved_parent: str | None,
+        id_tag: str,
+        parent_id: str | None,
+        remote: bool,
+        step_s: float,
+    ) -> None:
+        """A reservation on a free connector, then a car and a card (or a remote start)."""
+        self.send(CpChanged(CpState.A), step_s)
+        self.send(Reserved(2, reserved_for, reserved_parent, self.now + 600.0), 0.1)
+        self.send(CableRatingChanged(32.0), 0.1)
+        self.send(CpChanged(CpState.B), 0.1)
+        self.send(RemoteStart(id_tag, True) if remote else IdPresented(id_tag), 0.5)
+        self.send(Authorized(id_tag, True, parent_id), 0.2)
 
     @rule(available=st.booleans(), step_s=STEP_S)
     def availability(self, available: bool, step_s: float) -> None:
@@ -294,6 +399,16 @@ class RandomConnectorLife(RuleBasedStateMachine):
     def no_current_is_offered_while_a_fault_is_active(self) -> None:
         if self.machine.active_faults or self.raised:
             assert self.pilot in (OfferCurrent(0.0), SetStateF())
+
+    @invariant()
+    def a_reservation_holds_until_it_expires_and_shows(self) -> None:
+        machine = self.machine
+        assert machine.reservation == self.reservation
+        if self.reservation is not None:
+            assert self.now < self.reservation.expires_at, "an expired reservation holds"
+            assert machine.transaction_id_tag is None
+        if machine.status.status is ConnectorStatus.RESERVED:
+            assert self.reservation is not None and not machine.active_faults
 
     @invariant()
     def model_and_machine_agree(self) -> None:
