@@ -97,11 +97,38 @@ def _v2_charging_profiles(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_local_auth_list(conn: sqlite3.Connection) -> None:
+    """The OCPP local authorization list (controller.ocpp16.local_list); its version is
+    the setting (``ocpp16.local_list``, ``version``), written in the same transaction."""
+    conn.execute(
+        "CREATE TABLE local_auth_list ("
+        " id_tag_lower TEXT PRIMARY KEY,"
+        " id_tag TEXT NOT NULL,"
+        " status TEXT NOT NULL,"  # OCPP AuthorizationStatus spelling
+        " parent_id TEXT,"
+        " expiry TEXT)"  # ISO 8601 UTC, NULL = no expiry date
+    )
+
+
+def _v4_reservations(conn: sqlite3.Connection) -> None:
+    """Reservations the CSMS made (controller.ocpp16.reservations)."""
+    conn.execute(
+        "CREATE TABLE reservations ("
+        " reservation_id INTEGER PRIMARY KEY,"
+        " connector_id INTEGER NOT NULL,"  # 0 = any connector
+        " id_tag TEXT NOT NULL,"
+        " parent_id TEXT,"
+        " expiry TEXT NOT NULL)"  # ISO 8601 UTC
+    )
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_settings_and_auth_cache,
     _v2_charging_profiles,
+    _v3_local_auth_list,
+    _v4_reservations,
 )
 
 

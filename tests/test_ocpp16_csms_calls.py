@@ -255,10 +255,7 @@ async def test_a_tx_profile_needs_the_running_transaction(make_rig: MakeRig) -> 
 @pytest.mark.parametrize(
     "request_",
     [
-        call.ReserveNow(1, "2030-01-01T00:00:00Z", TAG, 1),
-        call.TriggerMessage(requested_message="Heartbeat"),
         call.GetDiagnostics(location="ftp://example.com/"),
-        call.SendLocalList(list_version=1, update_type="Full"),
     ],
     ids=lambda r: type(r).__name__,
 )

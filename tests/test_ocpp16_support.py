@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.connector_types import ConnectorStatus, StopReason
+from controller.connector_types import ConnectorStatus, ReservationEnd, StopReason
 from controller.domain import (
     Answer,
     ConnectorView,
@@ -108,6 +108,8 @@ class FakeControl:
     remote_start_answer: bool = True
     unlock_answer: Answer = Answer.UNLOCKED
     availability_answer: Answer = Answer.ACCEPTED
+    reserve_answer: Answer = Answer.ACCEPTED
+    reservations: dict[int, tuple[int, str, str | None, dt.datetime]] = field(default_factory=dict)
     link: Ocpp16Adapter | None = None
 
     def __post_init__(self) -> None:
@@ -164,6 +166,28 @@ class FakeControl:
 
     def apply_setting(self, name: str, value: str) -> None:
         self.calls.append(("apply_setting", (name, value)))
+
+    async def reserve(
+        self,
+        connector_id: int,
+        id_tag: str,
+        parent_id: str | None,
+        expiry: dt.datetime,
+        reservation_id: int,
+    ) -> Answer:
+        """Holds what it accepts in ``reservations`` (id -> connector, tag, parent, expiry)."""
+        self.calls.append(("reserve", (connector_id, id_tag, parent_id, expiry, reservation_id)))
+        if self.reserve_answer is Answer.ACCEPTED:
+            self.reservations[reservation_id] = (connector_id, id_tag, parent_id, expiry)
+        return self.reserve_answer
+
+    async def cancel_reservation(self, reservation_id: int) -> Answer:
+        self.calls.append(("cancel_reservation", (reservation_id,)))
+        if self.reservations.pop(reservation_id, None) is None:
+            return Answer.REJECTED
+        if self.link is not None:
+            self.link.reservation_ended(reservation_id, ReservationEnd.CANCELLED)
+        return Answer.ACCEPTED
 
     # the supervisor's side of the CsmsLink
     def start(self, connector_id: int, id_tag: str, meter_wh: float) -> Transaction:

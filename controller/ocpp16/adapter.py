@@ -28,7 +28,7 @@ from ocpp.v16.enums import RegistrationStatus
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from controller.charging_schedule import ConnectorRating
-from controller.connector_types import ConnectorStatus
+from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.domain import (
     AuthResult,
     AuthStatus,
@@ -54,8 +54,10 @@ from controller.ocpp16.link import (
 from controller.ocpp16.meter_values import WireDict, meter_value, parse_measurands
 from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
+from controller.ocpp16.reservations import ReservationBook
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.timers import Retimer, next_boundary
+from controller.ocpp16.triggers import TriggerSender
 from controller.ocpp16.wire import iso_utc
 from drivers.errors import FaultKind
 
@@ -184,10 +186,21 @@ class Ocpp16Adapter:
         self._aligned_target: dt.datetime | None = None
         self._retimers: defaultdict[str, set[Retimer]] = defaultdict(set)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reservations = ReservationBook(control, config, storage, clock, self._spawn)
+        self._triggers = TriggerSender(
+            control=control,
+            config=config,
+            boot_request=self._boot_request,
+            latest_sample=self._latest.get,
+            clock=clock,
+            spawn=self._spawn,
+        )
         self._services = Services(
             control=control,
             config=config,
             authorizer=self._authorizer,
+            reservations=self._reservations,
+            triggers=self._triggers,
             profiles=self._profiles,
             clock=clock,
             spawn=self._spawn,
@@ -237,6 +250,7 @@ class Ocpp16Adapter:
             value = self._config.get(key)
             if value is not None:
                 self._control.apply_setting(key, value)
+        await self._reservations.restore()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link_loop(), name="ocpp16-link")
@@ -503,6 +517,8 @@ class Ocpp16Adapter:
                 "meter_start": round(tx.meter_start_wh),
                 "timestamp": iso_utc(tx.started_at),
             }
+            if tx.reservation_id is not None:  # OCPP: this ends the reservation at the CSMS
+                body["reservation_id"] = tx.reservation_id
             self._queue.put(TxMessage(TxKind.START, tx.local_id, body))
         self._profiles.transaction_started(tx)
         task = asyncio.create_task(
@@ -531,6 +547,10 @@ class Ocpp16Adapter:
         }
         self._queue.put(TxMessage(TxKind.STOP, tx.local_id, body))
         self._profiles.transaction_stopped(tx)
+
+    def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
+        """:class:`~controller.domain.ReservationListener`: forget a stored reservation."""
+        self._reservations.ended(reservation_id, reason)
 
     async def _tx_confirmed(self, message: TxMessage, conf: Any) -> None:
         tx = self._transactions.get(message.local_id)

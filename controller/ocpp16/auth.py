@@ -3,13 +3,19 @@
 Keys (read at each decision, so a ChangeConfiguration applies at once):
 
 - ``AuthorizationCacheEnabled``: every IdTagInfo the CSMS sends (Authorize, StartTransaction,
-  StopTransaction) is remembered, with its expiry.
-- ``LocalPreAuthorize``: online, a valid Accepted cache entry starts a session at once,
-  without an Authorize.req.
-- ``LocalAuthorizeOffline``: offline, the cache decides for the ids it knows.
-- ``AllowOfflineTxForUnknownId``: offline, an id the cache does not know is accepted.
+  StopTransaction) is remembered, with its expiry, except for ids the local authorization
+  list holds (1.6 §3.5.3: they stay out of the cache).
+- ``LocalAuthListEnabled``: the local list (:mod:`.local_list`) is consulted; it takes
+  precedence over the cache for the ids it holds.
+- ``LocalPreAuthorize``: online, a valid Accepted entry of the list (or else the cache)
+  starts a session at once, without an Authorize.req.
+- ``LocalAuthorizeOffline``: offline, the list and the cache decide for the ids they know.
+- ``AllowOfflineTxForUnknownId``: offline, an id neither knows is accepted; an id the list
+  holds with another status than Accepted (or an expired one) is refused even so (§3.5.4).
 
-An Accepted entry whose expiry has passed is changed to Expired in the cache (1.6 §3.5.2).
+Every answer carries the parentIdTag the list, the cache or the CSMS gave, so a card of the
+same parent may stop a session. An Accepted cache entry whose expiry has passed is changed
+to Expired in the cache (1.6 §3.5.2); an expired list entry answers Expired.
 The cache lives in :class:`controller.storage.Storage` (case-insensitive, durable). It only
 saves round trips: when the database fails, the failure is logged and the decision is made as
 if the cache were empty, so a storage fault never stops authorization or the link.
@@ -23,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from controller.domain import AuthResult, AuthStatus
+from controller.ocpp16.local_list import LocalAuthList
 from controller.ocpp16.wire import parse_iso
 from controller.storage import StorageError
 
@@ -54,15 +61,17 @@ class Authorizer:
         self._config = config
         self._storage = storage
         self._clock = clock
+        self.local_list = LocalAuthList(config, storage, clock)
 
     @property
     def cache_enabled(self) -> bool:
         return self._config.get_bool("AuthorizationCacheEnabled")
 
     async def remember(self, id_tag: str, info: Mapping[str, Any]) -> AuthResult:
-        """Take the CSMS's IdTagInfo for ``id_tag``: cache it (when enabled) and return it."""
+        """Take the CSMS's IdTagInfo for ``id_tag``: cache it (when enabled and the local
+        list does not hold it) and return it."""
         result = result_from_info(info)
-        if self.cache_enabled:
+        if self.cache_enabled and not await self.local_list.knows(id_tag):
             await self._put(id_tag, result.status, result.parent_id, result.expiry)
         return result
 
@@ -94,8 +103,14 @@ class Authorizer:
         return AuthResult(status, entry.parent_id, entry.expiry)
 
     async def pre_authorized(self, id_tag: str) -> AuthResult | None:
-        """Online: a valid Accepted cache entry when LocalPreAuthorize allows skipping the CSMS."""
-        if not (self.cache_enabled and self._config.get_bool("LocalPreAuthorize")):
+        """Online: a valid Accepted entry of the local list, else of the cache, when
+        LocalPreAuthorize allows skipping the CSMS; None means "ask the CSMS"."""
+        if not self._config.get_bool("LocalPreAuthorize"):
+            return None
+        listed = await self.local_list.lookup(id_tag)
+        if listed is not None:
+            return listed if listed.accepted else None
+        if not self.cache_enabled:
             return None
         cached = await self._cached(id_tag)
         if cached is not None and cached.accepted:
@@ -104,7 +119,11 @@ class Authorizer:
 
     async def offline(self, id_tag: str) -> AuthResult:
         """The answer without a CSMS (offline, or it did not answer in time)."""
-        if self.cache_enabled and self._config.get_bool("LocalAuthorizeOffline"):
+        local = self._config.get_bool("LocalAuthorizeOffline")
+        listed = await self.local_list.lookup(id_tag)
+        if listed is not None and (local or not listed.accepted):
+            return listed
+        if local and self.cache_enabled:
             cached = await self._cached(id_tag)
             if cached is not None:
                 return cached

@@ -41,11 +41,16 @@ from websockets.exceptions import ConnectionClosed
 from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
+from controller.ocpp16.local_list import LocalListHandlers
+from controller.ocpp16.reservations import ReservationHandlers
 from controller.ocpp16.smart_charging import SmartChargingHandlers
+from controller.ocpp16.triggers import TriggerHandlers
 
 if TYPE_CHECKING:
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.profile_service import SmartCharging
+    from controller.ocpp16.reservations import ReservationBook
+    from controller.ocpp16.triggers import TriggerSender
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,9 @@ class Services:
 
     control: ChargePointControl
     config: OcppConfig
-    authorizer: Authorizer
+    authorizer: Authorizer  # with the local authorization list (authorizer.local_list)
+    reservations: ReservationBook
+    triggers: TriggerSender
     profiles: SmartCharging
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
@@ -78,7 +85,13 @@ _UNLOCK = {
 }
 
 
-class OcppChargePoint(SmartChargingHandlers, ChargePoint):
+class OcppChargePoint(
+    LocalListHandlers,
+    ReservationHandlers,
+    SmartChargingHandlers,
+    TriggerHandlers,
+    ChargePoint,
+):
     def __init__(
         self, chargepoint_id: str, connection: Any, services: Services, response_timeout: float
     ) -> None:

@@ -263,10 +263,27 @@ SMART_CHARGING_KEYS: tuple[KeyDef, ...] = (
     _ro("MaxChargingProfilesInstalled", _I, "16"),
 )
 
+#: Entries the local authorization list holds at most, and a SendLocalList may carry. A home
+#: or fleet charger knows tens to hundreds of cards; 1000 entries are about 100 kB of SQLite.
+LOCAL_AUTH_LIST_MAX = 1000
+SEND_LOCAL_LIST_MAX = 500
+
+#: OCPP 1.6 section 9.2, the LocalAuthListManagement profile.
+LOCAL_AUTH_LIST_KEYS: tuple[KeyDef, ...] = (
+    _rw("LocalAuthListEnabled", _B, "true"),
+    _ro("LocalAuthListMaxLength", _I, str(LOCAL_AUTH_LIST_MAX)),  # entries
+    _ro("SendLocalListMaxLength", _I, str(SEND_LOCAL_LIST_MAX)),  # entries per request
+)
+#: OCPP 1.6 section 9.3, the Reservation profile.
+RESERVATION_KEYS: tuple[KeyDef, ...] = (_ro("ReserveConnectorZeroSupported", _B, "true"),)
+
 #: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
 PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {
     "Core": CORE_KEYS,
+    "LocalAuthListManagement": LOCAL_AUTH_LIST_KEYS,
+    "Reservation": RESERVATION_KEYS,
     "SmartCharging": SMART_CHARGING_KEYS,
+    "RemoteTrigger": (),  # TriggerMessage has no configuration keys
 }
 #: The feature profiles this charger supports (SupportedFeatureProfiles by default).
 SUPPORTED_PROFILES: tuple[str, ...] = tuple(PROFILE_KEYS)

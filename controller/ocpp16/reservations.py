@@ -1,0 +1,273 @@
+"""OCPP 1.6 reservations: ReserveNow and CancelReservation, kept across restarts.
+
+The connector state machines hold the reservations and enforce them (only the reserved id,
+or an id of the same parent, may start; expiry; Reserved status; see
+:mod:`controller.connector`); the supervisor places connector-0 reservations ("any
+connector") on a free connector. :class:`ReservationBook` is the OCPP side (1.6 §5.13,
+§5.3):
+
+- It checks what only OCPP knows before asking the charge point: the Reservation profile is
+  configured (else Rejected), ``ReserveConnectorZeroSupported`` for connector 0, the
+  connector exists, the expiryDate is readable and in the future (else Rejected). The charge
+  point answers Accepted, Occupied, Faulted or Unavailable.
+- An accepted reservation is stored (table ``reservations``) before the answer goes out,
+  and re-made on the charge point at the next start (:meth:`ReservationBook.restore`) when
+  it has not expired; one that cannot be stored is withdrawn and answered Rejected.
+- The supervisor tells the link when a reservation ends (used by its transaction, expired,
+  cancelled, ended by a fault or unavailability): it is forgotten then.
+
+Loop thread only; storage work is awaited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, CancelReservationStatus, ReservationStatus
+
+from controller.connector_types import ReservationEnd
+from controller.domain import Answer, ChargePointControl
+from controller.ocpp16.wire import parse_iso
+from controller.storage import StorageError
+
+if TYPE_CHECKING:
+    from controller.ocpp16.charge_point import Services
+    from controller.ocpp16.keys import OcppConfig
+    from controller.storage import Storage
+
+log = logging.getLogger(__name__)
+
+PROFILE = "Reservation"
+_OUTCOMES = {
+    Answer.ACCEPTED: ReservationStatus.accepted,
+    Answer.OCCUPIED: ReservationStatus.occupied,
+    Answer.FAULTED: ReservationStatus.faulted,
+    Answer.UNAVAILABLE: ReservationStatus.unavailable,
+}
+
+Spawn = Callable[[Coroutine[Any, Any, object], str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reservation as the CSMS made it; ``connector_id`` 0 = any connector."""
+
+    reservation_id: int
+    connector_id: int
+    id_tag: str
+    parent_id: str | None
+    expiry: dt.datetime  # aware UTC
+
+
+class ReservationBook:
+    """The reservations the CSMS made, as stored; the charge point holds the live ones."""
+
+    def __init__(
+        self,
+        control: ChargePointControl,
+        config: OcppConfig,
+        storage: Storage,
+        clock: Callable[[], dt.datetime],
+        spawn: Spawn,
+    ) -> None:
+        self._control = control
+        self._config = config
+        self._storage = storage
+        self._clock = clock
+        self._spawn = spawn
+        self._held: dict[int, Reservation] = {}
+
+    @property
+    def held(self) -> dict[int, Reservation]:
+        """The stored reservations by id (a copy)."""
+        return dict(self._held)
+
+    @property
+    def supported(self) -> bool:
+        return PROFILE in self._config.table.ctx.profiles
+
+    # --- ReserveNow, CancelReservation ------------------------------------------------------
+
+    async def reserve(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id: str | None,
+    ) -> ReservationStatus:
+        """ReserveNow: the answer, after the reservation is made and stored."""
+        problem = self._refusal(connector_id)
+        try:
+            expiry = parse_iso(expiry_date)
+        except ValueError:
+            problem = problem or f"unreadable expiryDate {expiry_date!r}"
+            expiry = self._clock()
+        if problem is None and expiry <= self._clock():
+            problem = f"expiryDate {expiry_date} has passed"
+        if problem is not None:
+            log.info("ReserveNow %d rejected: %s", reservation_id, problem)
+            return ReservationStatus.rejected
+        wanted = Reservation(reservation_id, connector_id, id_tag, parent_id, expiry)
+        answer = await self._control.reserve(
+            connector_id, id_tag, parent_id, expiry, reservation_id
+        )
+        status = _OUTCOMES.get(answer, ReservationStatus.rejected)
+        if status is not ReservationStatus.accepted:
+            log.info("ReserveNow %d on connector %d: %s", reservation_id, connector_id, status)
+            return status
+        try:
+            await self._storage.run(_save_job(wanted))
+        except StorageError as exc:
+            log.error("reservation %d not stored, withdrawn: %s", reservation_id, exc)
+            await self._control.cancel_reservation(reservation_id)
+            return ReservationStatus.rejected
+        self._held[reservation_id] = wanted
+        return status
+
+    def _refusal(self, connector_id: int) -> str | None:
+        if not self.supported:
+            return "the Reservation profile is not configured"
+        if connector_id == 0:
+            if self._config.get("ReserveConnectorZeroSupported") != "true":
+                return "ReserveConnectorZeroSupported is false"
+        elif connector_id not in self._control.connector_ids:
+            return f"no connector {connector_id}"
+        return None
+
+    async def cancel(self, reservation_id: int) -> bool:
+        """CancelReservation: True when the charge point held it (it is gone now)."""
+        answer = await self._control.cancel_reservation(reservation_id)
+        stale = self._held.get(reservation_id)
+        if answer is not Answer.ACCEPTED and stale is not None:
+            self.ended(reservation_id, ReservationEnd.CANCELLED)  # stored, no longer held
+        return answer is Answer.ACCEPTED
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def ended(self, reservation_id: int, reason: ReservationEnd) -> None:
+        """The charge point no longer holds ``reservation_id``: forget it (in a task)."""
+        gone = self._held.pop(reservation_id, None)
+        if gone is None:
+            return
+        log.info("reservation %d ended (%s)", reservation_id, reason)
+        self._spawn(self._forget(gone), f"ocpp16-forget-reservation-{reservation_id}")
+
+    async def _forget(self, gone: Reservation) -> None:
+        try:
+            await self._storage.run(_delete_job(gone))
+        except StorageError as exc:
+            log.error("reservation %d not deleted: %s", gone.reservation_id, exc)
+
+    async def restore(self) -> None:
+        """Re-make the stored reservations that have not expired (at start, before the link).
+
+        One the charge point no longer takes (expired, its connector gone, occupied) is
+        deleted. A database that cannot be read is logged: no reservation is restored.
+        """
+        try:
+            stored = await self._storage.run(_load_job)
+        except StorageError as exc:
+            log.error("reservations unreadable, none restored: %s", exc)
+            return
+        for reservation in stored:
+            rid = reservation.reservation_id
+            expired = reservation.expiry <= self._clock()
+            problem = "expired" if expired else self._refusal(reservation.connector_id)
+            if problem is None:
+                answer = await self._control.reserve(
+                    reservation.connector_id,
+                    reservation.id_tag,
+                    reservation.parent_id,
+                    reservation.expiry,
+                    rid,
+                )
+                problem = None if answer is Answer.ACCEPTED else f"the charge point said {answer}"
+            if problem is None:
+                self._held[rid] = reservation
+                log.info("reservation %d restored until %s", rid, reservation.expiry)
+            else:
+                log.info("stored reservation %d dropped: %s", rid, problem)
+                await self._forget(reservation)
+
+
+# --- storage jobs (run on the storage thread) -----------------------------------------------
+
+
+def _save_job(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO reservations (reservation_id, connector_id, id_tag, parent_id, expiry)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reservation_id) DO UPDATE SET"
+            " connector_id = excluded.connector_id, id_tag = excluded.id_tag,"
+            " parent_id = excluded.parent_id, expiry = excluded.expiry",
+            _row(reservation),
+        )
+
+    return job
+
+
+def _delete_job(reservation: Reservation) -> Callable[[sqlite3.Connection], None]:
+    """Delete exactly this reservation: a newer one with the same id is left alone."""
+
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "DELETE FROM reservations WHERE reservation_id = ? AND connector_id = ?"
+            " AND id_tag = ? AND parent_id IS ? AND expiry = ?",
+            _row(reservation),
+        )
+
+    return job
+
+
+def _row(r: Reservation) -> tuple[int, int, str, str | None, str]:
+    return (r.reservation_id, r.connector_id, r.id_tag, r.parent_id, r.expiry.isoformat())
+
+
+def _load_job(conn: sqlite3.Connection) -> list[Reservation]:
+    rows = conn.execute(
+        "SELECT reservation_id, connector_id, id_tag, parent_id, expiry FROM reservations"
+        " ORDER BY reservation_id"
+    ).fetchall()
+    return [
+        Reservation(rid, cid, tag, parent, dt.datetime.fromisoformat(expiry))
+        for rid, cid, tag, parent, expiry in rows
+    ]
+
+
+# --- the CSMS's requests --------------------------------------------------------------------
+
+
+class ReservationHandlers:
+    """ReserveNow and CancelReservation, mixed into the OCPP 1.6 ChargePoint."""
+
+    _s: Services
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        status = await self._s.reservations.reserve(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        return call_result.ReserveNow(status)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int, **kwargs: Any) -> Any:
+        cancelled = await self._s.reservations.cancel(reservation_id)
+        return call_result.CancelReservation(
+            CancelReservationStatus.accepted if cancelled else CancelReservationStatus.rejected
+        )
