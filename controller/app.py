@@ -20,6 +20,7 @@ from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.domain import ResetKind
 from controller.hardware import Hardware, build_hardware, log_event
+from controller.logging_setup import LOGS_DIR, add_log_file, remove_log_file, under_systemd
 from controller.service import (
     METER_STALL_S,
     SUPERVISOR_STALL_S,
@@ -66,12 +67,15 @@ class ChargePointApp:
         self._control: Any = None
         self.notifier = ServiceNotifier()
         self.heartbeats = Heartbeats()
+        self._log_file: logging.Handler | None = None
 
     async def start(self) -> None:
         config = self.config
         if config.ocpp_version != "1.6":
             raise ConfigError("ocpp.version", "OCPP 2.0.1 is not implemented yet; use 1.6")
         self.storage = await Storage.open(config.state_dir)
+        if not under_systemd():  # under systemd the journal is the log (GetDiagnostics)
+            self._log_file = add_log_file(config.state_dir / LOGS_DIR)
         try:
             if self.options.sim:
                 from controller.sim_root import start_simulation
@@ -216,3 +220,6 @@ class ChargePointApp:
             await self.sim.stop()
         if self.storage is not None:
             await self.storage.close()
+        if self._log_file is not None:
+            remove_log_file(self._log_file)
+            self._log_file = None

@@ -26,16 +26,23 @@ every library (the ``ocpp`` library logs whole frames, including ChangeConfigura
 ``password=...``-style pairs, HTTP Basic credentials and passwords in URLs, in the message,
 its arguments and its exception text.
 
-Outside systemd the same records go to stderr, with the fields appended in brackets.
+Outside systemd the same records go to stderr, with the fields appended in brackets, and
+(:func:`add_log_file`, once the state directory is known) to a rotating file
+``<state_dir>/logs/picharge.log`` (1 MB, 5 old files) with UTC ISO timestamps, which
+GetDiagnostics collects (:mod:`controller.ocpp16.diagnostics`); under systemd the journal is
+the log and that file is not written.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 #: ``extra`` keys that become journal fields, and the field each becomes.
@@ -50,6 +57,14 @@ SYSLOG_IDENTIFIER = "picharge"
 REDACTED = "***"
 STDERR_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(picharge_context)s"
 JOURNAL_FORMAT = "%(name)s: %(message)s"
+#: The log file outside systemd: UTC timestamps (``2026-11-23T15:56:16.123Z``) so that a
+#: diagnostics time window can be cut from it whatever the Pi's time zone.
+LOGS_DIR = "logs"  # under the state directory
+LOG_FILE_NAME = "picharge.log"
+LOG_FILE_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s%(picharge_context)s"
+LOG_FILE_DATEFMT = "%Y-%m-%dT%H:%M:%S"
+LOG_FILE_BYTES = 1_000_000
+LOG_FILE_BACKUPS = 5
 
 _SECRET_KEYS = r"(?:password|passwd|pass|secret|token|authorization_?key|auth_?key)"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -264,3 +279,45 @@ def add_secret(value: str | None) -> None:
         for flt in handler.filters:
             if isinstance(flt, RedactSecrets):
                 flt.add_secret(value)
+
+
+def under_systemd(environ: dict[str, str] | None = None) -> bool:
+    """True when systemd started this process (``INVOCATION_ID``) or stderr is the journal."""
+    env = dict(os.environ) if environ is None else environ
+    return bool(env.get("INVOCATION_ID")) or stderr_is_journal(env)
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file (a class of its own so that it can be found and replaced)."""
+
+
+def add_log_file(directory: Path, secrets: Iterable[str] = ()) -> logging.Handler:
+    """Also log to ``directory/picharge.log`` (rotating, UTC timestamps, secrets redacted).
+
+    Replaces a log file added before (a re-exec, another state directory in tests); the
+    caller removes it with :func:`remove_log_file` when it stops. Blocking file I/O on each
+    record, as with stderr: lines are short and the file is local.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    handler = _LogFile(
+        directory / LOG_FILE_NAME,
+        maxBytes=LOG_FILE_BYTES,
+        backupCount=LOG_FILE_BACKUPS,
+        encoding="utf-8",
+    )
+    handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(StructuredFields())
+    formatter = logging.Formatter(LOG_FILE_FORMAT, LOG_FILE_DATEFMT)
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LogFile)]:
+        remove_log_file(old)
+    root.addHandler(handler)
+    return handler
+
+
+def remove_log_file(handler: logging.Handler) -> None:
+    """Stop logging to a file :func:`add_log_file` opened; idempotent."""
+    logging.getLogger().removeHandler(handler)
+    handler.close()

@@ -40,6 +40,7 @@ from controller.domain import (
 )
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.charge_point import OcppChargePoint, Services
+from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
 from controller.ocpp16.link import (
     Backoff,
@@ -130,7 +131,8 @@ class Ocpp16Adapter:
     ``url`` is the CSMS base URL; ``chargepoint_id`` is appended as the last path segment.
     ``timing`` lets tests shrink every protocol timer (see :class:`LinkTiming`).
     ``connector_ratings`` (phases, maximum current) serve smart charging; a connector
-    missing from it counts as three-phase 32 A.
+    missing from it counts as three-phase 32 A. ``diagnostics_logs`` is where GetDiagnostics
+    reads the log (default: the journal under systemd, else ``<state_dir>/logs``).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Ocpp16Adapter:
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
         connector_ratings: Mapping[int, ConnectorRating] | None = None,
+        diagnostics_logs: LogSource | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.url = endpoint_url(url, chargepoint_id)
@@ -194,6 +197,7 @@ class Ocpp16Adapter:
             latest_sample=self._latest.get,
             clock=clock,
             spawn=self._spawn,
+            diagnostics_status=lambda: self._services.diagnostics.status,
         )
         self._services = Services(
             control=control,
@@ -202,6 +206,15 @@ class Ocpp16Adapter:
             reservations=self._reservations,
             triggers=self._triggers,
             profiles=self._profiles,
+            diagnostics=Diagnostics(
+                chargepoint_id=chargepoint_id,
+                logs=diagnostics_logs or default_log_source(storage.path.parent),
+                secrets=lambda: [v for k in SECRET_KEYS if (v := config.get(k))],
+                send=self._call_now,
+                spawn=self._spawn,
+                clock=clock,
+                interval_scale=self.timing.interval_scale,
+            ),
             clock=clock,
             spawn=self._spawn,
         )

@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 
 from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
+from controller.ocpp16.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
 from controller.ocpp16.local_list import LocalListHandlers
 from controller.ocpp16.reservations import ReservationHandlers
@@ -47,6 +48,7 @@ from controller.ocpp16.smart_charging import SmartChargingHandlers
 from controller.ocpp16.triggers import TriggerHandlers
 
 if TYPE_CHECKING:
+    from controller.ocpp16.diagnostics import Diagnostics
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.profile_service import SmartCharging
     from controller.ocpp16.reservations import ReservationBook
@@ -71,6 +73,7 @@ class Services:
     reservations: ReservationBook
     triggers: TriggerSender
     profiles: SmartCharging
+    diagnostics: Diagnostics
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
 
@@ -86,6 +89,7 @@ _UNLOCK = {
 
 
 class OcppChargePoint(
+    DiagnosticsHandlers,
     LocalListHandlers,
     ReservationHandlers,
     SmartChargingHandlers,

@@ -1,0 +1,150 @@
+"""Moving one file to or from a server named by a URL: HTTP, HTTPS or FTP.
+
+Used by diagnostics uploads and firmware downloads (OCPP GetDiagnostics, UpdateFirmware), and
+free of OCPP. Every function here blocks (sockets): call it through ``asyncio.to_thread``.
+
+- Download: ``GET`` over HTTP(S) (urllib, redirects followed, the system's CA store for
+  HTTPS) or ``RETR`` over FTP (ftplib, passive mode, anonymous unless the URL carries
+  ``user:password@``). Anything but a 2xx answer is a :class:`TransferError`.
+- Upload over HTTP(S): ``POST`` of ``multipart/form-data`` with one part, field ``file``,
+  whose filename is the file's name (the form most upload endpoints and CSMS back ends
+  accept). Any 2xx answer counts as uploaded.
+- Upload over FTP: ``STOR`` of the file under its own name into the URL's path, which is a
+  directory (OCPP GetDiagnostics.location names a directory).
+
+Credentials in a URL never reach a log or an exception text: :func:`safe_url` strips them.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+#: Schemes this module moves files over.
+SCHEMES = ("http", "https", "ftp")
+#: Seconds a connect or a read may stall before the attempt fails.
+DEFAULT_TIMEOUT_S = 30.0
+#: Bytes copied per read.
+CHUNK = 64 * 1024
+
+
+class TransferError(Exception):
+    """One attempt failed (refused, timed out, 4xx/5xx, FTP error); the text says why."""
+
+
+def scheme_of(url: str) -> str | None:
+    """The URL's scheme in lower case when this module can use it, else None."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    return scheme if scheme in SCHEMES else None
+
+
+def safe_url(url: str) -> str:
+    """``url`` without ``user:password@`` (for logs)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def download(url: str, dest: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
+    """Fetch ``url`` into ``dest`` (created or replaced); returns the bytes written."""
+    scheme = scheme_of(url)
+    if scheme is None:
+        raise TransferError(f"{safe_url(url)}: unsupported scheme")
+    try:
+        if scheme == "ftp":
+            return _ftp_download(url, dest, timeout_s)
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer, dest.open("wb") as out:
+            shutil.copyfileobj(answer, out, CHUNK)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the answer, and with it the socket
+        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise TransferError(f"{safe_url(url)}: {exc.reason}") from None
+    except (OSError, ftplib.Error, EOFError) as exc:
+        raise TransferError(f"{safe_url(url)}: {type(exc).__name__}: {exc}") from None
+    return dest.stat().st_size
+
+
+def upload(url: str, path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Send the file at ``path`` to ``url`` (see the module text for the forms used)."""
+    scheme = scheme_of(url)
+    if scheme is None:
+        raise TransferError(f"{safe_url(url)}: unsupported scheme")
+    try:
+        if scheme == "ftp":
+            _ftp_upload(url, path, timeout_s)
+        else:
+            _http_upload(url, path, timeout_s)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the answer, and with it the socket
+        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise TransferError(f"{safe_url(url)}: {exc.reason}") from None
+    except (OSError, ftplib.Error, EOFError) as exc:
+        raise TransferError(f"{safe_url(url)}: {type(exc).__name__}: {exc}") from None
+
+
+def _http_upload(url: str, path: Path, timeout_s: float) -> None:
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    body = head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        answer.read()
+
+
+def _ftp_login(url: str, timeout_s: float) -> tuple[ftplib.FTP, str]:
+    parts = urllib.parse.urlsplit(url)
+    ftp = ftplib.FTP(timeout=timeout_s)
+    try:
+        ftp.connect(parts.hostname or "", parts.port or 21)
+        ftp.login(
+            urllib.parse.unquote(parts.username or "anonymous"),
+            urllib.parse.unquote(parts.password or ""),
+        )
+        ftp.set_pasv(True)
+    except BaseException:
+        ftp.close()
+        raise
+    return ftp, urllib.parse.unquote(parts.path)
+
+
+def _ftp_download(url: str, dest: Path, timeout_s: float) -> int:
+    ftp, remote = _ftp_login(url, timeout_s)
+    try:
+        with dest.open("wb") as out:
+            ftp.retrbinary(f"RETR {remote}", out.write, CHUNK)
+        ftp.quit()
+    finally:
+        ftp.close()
+    return dest.stat().st_size
+
+
+def _ftp_upload(url: str, path: Path, timeout_s: float) -> None:
+    ftp, directory = _ftp_login(url, timeout_s)
+    try:
+        if directory not in ("", "/"):
+            ftp.cwd(directory)
+        with path.open("rb") as source:
+            ftp.storbinary(f"STOR {path.name}", source, CHUNK)
+        ftp.quit()
+    finally:
+        ftp.close()

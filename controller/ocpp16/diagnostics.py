@@ -1,0 +1,290 @@
+"""OCPP 1.6 GetDiagnostics (§5.7) and DiagnosticsStatusNotification (§4.4).
+
+The CSMS names a location (a directory URL: http, https or ftp), optionally a time window
+(startTime, stopTime), retries and retryInterval. The answer names the file at once; then,
+in a task of its own:
+
+1. the controller's log for the window is collected (:class:`LogSource`): from the journal
+   (``journalctl -u picharge --since @<epoch> --until @<epoch> -o short-iso``) when the
+   controller runs under systemd, otherwise from its rotating log file
+   ``<state_dir>/logs/picharge.log*`` (:func:`controller.logging_setup.add_log_file`);
+2. every secret is scrubbed (:func:`controller.logging_setup.redact`, plus the values of
+   secret configuration keys such as AuthorizationKey);
+3. it is packed as ``<file name>.tar.gz`` holding ``picharge.log``;
+4. it is uploaded (:mod:`controller.file_transfer`: HTTP(S) POST multipart, field ``file``,
+   or FTP STOR into the directory), tried ``1 + retries`` times (retries absent: 2)
+   ``retryInterval`` seconds apart (absent: 30 s; scaled like every OCPP interval).
+
+DiagnosticsStatusNotification reports Uploading, then Uploaded or UploadFailed; while nothing
+runs the status is Idle (what a TriggerMessage gets). One upload at a time: a request while
+one runs gets an answer without a file name. Collecting, packing and uploading block, so
+they run in a worker thread; everything else on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import logging
+import re
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ocpp.routing import after, on
+from ocpp.v16 import call, call_result
+from ocpp.v16.enums import Action, DiagnosticsStatus
+
+from controller.file_transfer import TransferError, safe_url, scheme_of, upload
+from controller.logging_setup import LOG_FILE_NAME, redact, under_systemd
+from controller.ocpp16.errors import CallFailed
+
+if TYPE_CHECKING:
+    from controller.ocpp16.charge_point import Services, Spawn
+
+log = logging.getLogger(__name__)
+
+#: Tries after the first when the request gives no retries, and seconds between them.
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_INTERVAL_S = 30
+#: Name of the log inside the archive; the systemd unit whose journal is collected.
+ARCHIVE_MEMBER = "picharge.log"
+SYSTEMD_UNIT = "picharge"
+#: Configuration keys whose values never leave the charger.
+SECRET_KEYS = ("AuthorizationKey",)
+#: Seconds journalctl may take before collection fails.
+JOURNAL_TIMEOUT_S = 60.0
+
+_FILE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z ")
+
+SendCall = Callable[[Any], Awaitable[Any]]
+
+
+class LogSource(Protocol):
+    """The controller's log between two instants (None: open end); blocking."""
+
+    def collect(self, since: dt.datetime | None, until: dt.datetime | None) -> str: ...
+
+
+class JournalLogs:
+    """The systemd journal of the unit, through journalctl (short-iso lines)."""
+
+    def __init__(
+        self,
+        unit: str = SYSTEMD_UNIT,
+        run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+    ) -> None:
+        self._unit = unit
+        self._run = run
+
+    def command(self, since: dt.datetime | None, until: dt.datetime | None) -> list[str]:
+        """The journalctl command line (epoch seconds: free of time zones)."""
+        args = ["journalctl", "-u", self._unit, "-o", "short-iso", "--no-pager"]
+        if since is not None:
+            args.append(f"--since=@{int(since.timestamp())}")
+        if until is not None:
+            args.append(f"--until=@{int(until.timestamp()) + 1}")
+        return args
+
+    def collect(self, since: dt.datetime | None, until: dt.datetime | None) -> str:
+        try:
+            done = self._run(
+                self.command(since, until),
+                capture_output=True,
+                text=True,
+                timeout=JOURNAL_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OSError(f"journalctl failed: {exc}") from exc
+        if done.returncode != 0:
+            raise OSError(f"journalctl exited {done.returncode}: {done.stderr.strip()[:200]}")
+        return done.stdout
+
+
+class FileLogs:
+    """The rotating log file in ``directory`` (oldest rotation first), cut to the window.
+
+    A line without a timestamp (a traceback) belongs to the record before it.
+    """
+
+    def __init__(self, directory: Path, name: str = LOG_FILE_NAME) -> None:
+        self._directory = directory
+        self._name = name
+
+    def files(self) -> list[Path]:
+        """picharge.log.5 ... picharge.log.1, picharge.log: those that exist."""
+        rotated = sorted(
+            self._directory.glob(f"{self._name}.*"),
+            key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+            reverse=True,
+        )
+        current = self._directory / self._name
+        return [*rotated, *([current] if current.exists() else [])]
+
+    def collect(self, since: dt.datetime | None, until: dt.datetime | None) -> str:
+        kept: list[str] = []
+        keep = False
+        for path in self.files():
+            with path.open(encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    stamp = _FILE_TIME.match(line)
+                    if stamp is not None:
+                        at = dt.datetime.fromisoformat(stamp.group(1)).replace(tzinfo=dt.UTC)
+                        keep = (since is None or at >= since) and (until is None or at <= until)
+                    if keep:
+                        kept.append(line)
+        return "".join(kept)
+
+
+def default_log_source(state_dir: Path) -> LogSource:
+    """The journal under systemd, else the log file in ``<state_dir>/logs``."""
+    if under_systemd():
+        return JournalLogs()
+    return FileLogs(state_dir / "logs")
+
+
+def pack(text: str, archive: Path) -> None:
+    """Write ``text`` as :data:`ARCHIVE_MEMBER` into the gzip tar ``archive``."""
+    data = text.encode()
+    info = tarfile.TarInfo(ARCHIVE_MEMBER)
+    info.size = len(data)
+    info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
+    info.mode = 0o644
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.addfile(info, io.BytesIO(data))
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+class Diagnostics:
+    """One GetDiagnostics upload at a time, and the status a trigger reports."""
+
+    def __init__(
+        self,
+        *,
+        chargepoint_id: str,
+        logs: LogSource,
+        secrets: Callable[[], Iterable[str]],
+        send: SendCall,
+        spawn: Spawn,
+        clock: Callable[[], dt.datetime],
+        interval_scale: float = 1.0,
+    ) -> None:
+        self._cp_id = chargepoint_id
+        self._logs = logs
+        self._secrets = secrets
+        self._send = send
+        self._spawn = spawn
+        self._clock = clock
+        self._scale = interval_scale
+        self._status = DiagnosticsStatus.idle
+        self._planned: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    @property
+    def status(self) -> DiagnosticsStatus:
+        """Uploading while an upload runs, else Idle."""
+        return self._status
+
+    def plan(self, unique_id: str, location: str, **request: Any) -> Any:
+        """@on: the answer with the file name; the upload starts in :meth:`start_planned`."""
+        if scheme_of(location) is None:
+            log.warning("GetDiagnostics to %s: unsupported location", safe_url(location))
+            return call_result.GetDiagnostics()
+        if self._status is DiagnosticsStatus.uploading:
+            log.warning("GetDiagnostics while an upload runs: no file")
+            return call_result.GetDiagnostics()
+        try:
+            _parse_time(request.get("start_time"))
+            _parse_time(request.get("stop_time"))
+        except ValueError:
+            log.warning("GetDiagnostics with an unreadable time window: no file")
+            return call_result.GetDiagnostics()
+        stamp = self._clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self._cp_id)
+        file_name = f"{safe_id}-diagnostics-{stamp}.tar.gz"
+        self._planned = {unique_id: (file_name, {"location": location, **request})}
+        return call_result.GetDiagnostics(file_name=file_name)
+
+    def start_planned(self, unique_id: str) -> None:
+        """@after: collect and upload what :meth:`plan` accepted, in a task."""
+        planned = self._planned.pop(unique_id, None)
+        if planned is not None:
+            file_name, request = planned
+            self._status = DiagnosticsStatus.uploading
+            self._spawn(self._run(file_name, request), "ocpp16-diagnostics")
+
+    async def _run(self, file_name: str, request: dict[str, Any]) -> None:
+        try:
+            await self._notify(DiagnosticsStatus.uploading)
+            ok = await self._collect_and_upload(file_name, request)
+            self._status = DiagnosticsStatus.idle
+            await self._notify(
+                DiagnosticsStatus.uploaded if ok else DiagnosticsStatus.upload_failed
+            )
+        finally:
+            self._status = DiagnosticsStatus.idle
+
+    async def _collect_and_upload(self, file_name: str, request: dict[str, Any]) -> bool:
+        location: str = request["location"]
+        retries = request.get("retries")
+        attempts = 1 + (DEFAULT_RETRIES if retries is None else max(0, int(retries)))
+        interval = request.get("retry_interval")
+        pause = (DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))) * (
+            self._scale
+        )
+        since = _parse_time(request.get("start_time"))
+        until = _parse_time(request.get("stop_time"))
+        with tempfile.TemporaryDirectory(prefix="picharge-diag-") as tmp:
+            archive = Path(tmp) / file_name
+            try:
+                await asyncio.to_thread(self._prepare, since, until, archive)
+            except OSError as exc:
+                log.error("diagnostics: collecting the log failed: %s", exc)
+                return False
+            for attempt in range(1, attempts + 1):
+                try:
+                    await asyncio.to_thread(upload, location, archive)
+                except TransferError as exc:
+                    log.warning("diagnostics upload %d/%d failed: %s", attempt, attempts, exc)
+                    if attempt < attempts:
+                        await asyncio.sleep(pause)
+                    continue
+                log.info("diagnostics %s uploaded to %s", file_name, safe_url(location))
+                return True
+        return False
+
+    def _prepare(self, since: dt.datetime | None, until: dt.datetime | None, to: Path) -> None:
+        """Worker thread: the log for the window, redacted, packed into ``to``."""
+        text = redact(self._logs.collect(since, until), self._secrets())
+        pack(text, to)
+        to.chmod(0o600)
+
+    async def _notify(self, status: DiagnosticsStatus) -> None:
+        try:
+            await self._send(call.DiagnosticsStatusNotification(status=status))
+        except CallFailed as exc:
+            log.warning("DiagnosticsStatusNotification %s not sent: %s", status, exc)
+
+
+class DiagnosticsHandlers:
+    """GetDiagnostics, mixed into the OCPP 1.6 ChargePoint."""
+
+    _s: Services
+
+    @on(Action.get_diagnostics)
+    def on_get_diagnostics(self, location: str, call_unique_id: str, **kwargs: Any) -> Any:
+        return self._s.diagnostics.plan(call_unique_id, location, **kwargs)
+
+    @after(Action.get_diagnostics)
+    def after_get_diagnostics(self, call_unique_id: str, **kwargs: Any) -> None:
+        self._s.diagnostics.start_planned(call_unique_id)
