@@ -121,12 +121,28 @@ class ChargePointApp:
     async def _start_ocpp(self) -> None:
         from controller.ocpp16 import Ocpp16Adapter
         from controller.ocpp16.keys import OcppConfig
+        from controller.ocpp16.security import LinkSecurity, TlsFiles
 
         assert self.storage is not None and self.supervisor is not None
-        ocpp_config = OcppConfig(self.storage, number_of_connectors=len(self.config.connectors))
+        config = self.config
+        ocpp_config = OcppConfig(
+            self.storage,
+            number_of_connectors=len(config.connectors),
+            defaults={
+                "SecurityProfile": str(config.ocpp_security_profile),
+                "AuthorizationKey": config.ocpp_password,
+            },
+        )
         await ocpp_config.load()
         if self.options.ocpp_keys is not None:
             await ocpp_config.preset(self.options.ocpp_keys)
+        security = LinkSecurity(
+            ocpp_config,
+            chargepoint_id=config.chargepoint_id,
+            url=config.ocpp_url,
+            files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
+        )
+        await security.require(config.ocpp_security_profile)
         for key in ("StopTransactionOnEVSideDisconnect", "ConnectionTimeOut"):
             value = ocpp_config.get(key)
             if value is not None:
@@ -144,6 +160,7 @@ class ChargePointApp:
             connector_ratings={
                 c.id: ConnectorRating(c.phases, c.max_current_a) for c in self.config.connectors
             },
+            security=security,
         )
         self.supervisor.link = self.adapter
 

@@ -47,6 +47,13 @@ class Config:
     serial: str = ""
     ocpp_url: str = ""  # empty: standalone, no CSMS
     ocpp_version: str = "1.6"
+    # OCPP 1.6 security whitepaper: profile 0-3, the initial AuthorizationKey (Basic auth
+    # password), the CA of the CSMS certificate and the client certificate and key (PEM).
+    ocpp_security_profile: int = 0
+    ocpp_password: str = field(default="", repr=False)
+    ocpp_ca_file: Path | None = None
+    ocpp_cert_file: Path | None = None
+    ocpp_key_file: Path | None = None
     backend: str = "pi"
     state_dir: Path = DEFAULT_STATE_DIR
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
@@ -56,7 +63,7 @@ class Config:
     # under one id tag.
     local_cards: tuple[str, ...] = ()
     free_charging_id: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
 _TOP_LEVEL = {
@@ -99,6 +106,42 @@ def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
         raise ConfigError(f"{prefix}.phases", f"must be 1 or 3, got {phases}")
     drivers = {k: v for k, v in table.items() if k not in ("max_current_a", "phases")}
     return ConnectorConfig(id=index, max_current_a=max_a, phases=phases, drivers=drivers)
+
+
+def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
+    value = _get(ocpp, "ocpp", key, str, "")
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"ocpp.{key}", f"no such file: {value}")
+    return path
+
+
+def _security(ocpp: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """The ``[ocpp]`` security keys, checked together: a profile gets what it needs."""
+    password = _get(ocpp, "ocpp", "password", str, "")
+    if password and not (16 <= len(password) <= 40 and password.isascii()):
+        raise ConfigError("ocpp.password", "must be 16 to 40 ASCII characters (AuthorizationKey)")
+    profile = _get(ocpp, "ocpp", "security_profile", int, 1 if password else 0)
+    if not 0 <= profile <= 3:
+        raise ConfigError("ocpp.security_profile", f"must be 0, 1, 2 or 3, got {profile}")
+    if profile in (1, 2) and not password:
+        raise ConfigError("ocpp.password", f"security profile {profile} needs a password")
+    if profile >= 2 and url and not url.startswith("wss://"):
+        raise ConfigError("ocpp.url", f"security profile {profile} needs wss://, got {url!r}")
+    files = {key: _pem_file(ocpp, key) for key in ("ca_file", "cert_file", "key_file")}
+    if profile == 3:
+        for key in ("cert_file", "key_file"):
+            if files[key] is None:
+                raise ConfigError(f"ocpp.{key}", "security profile 3 needs it")
+    return {
+        "ocpp_security_profile": profile,
+        "ocpp_password": password,
+        "ocpp_ca_file": files["ca_file"],
+        "ocpp_cert_file": files["cert_file"],
+        "ocpp_key_file": files["key_file"],
+    }
 
 
 def parse_config(doc: Mapping[str, Any]) -> Config:
@@ -146,6 +189,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         serial=_get(cp, "chargepoint", "serial", str, ""),
         ocpp_url=url,
         ocpp_version=version,
+        **_security(ocpp, url),
         backend=backend,
         state_dir=Path(_get(storage, "storage", "state_dir", str, str(DEFAULT_STATE_DIR))),
         connectors=connectors,

@@ -27,12 +27,16 @@ timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime as dt
+import hmac
 import http
 import inspect
 import itertools
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -318,6 +322,7 @@ class LocalCsms:
     interval for Pending and Rejected). ``boot_status``: what BootNotification answers.
     Both may be changed at run time. ``on_message(cp_id, action, payload)`` is called for
     every recorded call (live printing); ``call_timeout_s`` bounds :meth:`call`.
+    ``basic_auth`` (cp id -> password) and ``ssl_context`` serve the security profiles.
     """
 
     def __init__(
@@ -328,8 +333,14 @@ class LocalCsms:
         boot_status: str = "Accepted",
         on_message: Callable[[str, str, Payload], None] | None = None,
         call_timeout_s: float = 30.0,
+        basic_auth: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._tags: dict[str, str] = {}
+        #: cp_id -> password: handshakes without those HTTP Basic credentials get 401
+        #: (None: no check). ``ssl_context`` makes the server wss:// (security profiles 2/3).
+        self.basic_auth = dict(basic_auth) if basic_auth is not None else None
+        self._ssl_context = ssl_context
         for tag, status in (authorized_tags or {}).items():
             self.set_tag(tag, status)
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -369,10 +380,12 @@ class LocalCsms:
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             process_request=self._process_request,
             close_timeout=2.0,
+            ssl=self._ssl_context,
         )
         bound_port = self._server.sockets[0].getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        self._url = f"ws://{shown}:{bound_port}/"
+        scheme = "ws" if self._ssl_context is None else "wss"
+        self._url = f"{scheme}://{shown}:{bound_port}/"
         return self._url
 
     async def stop(self) -> None:
@@ -703,10 +716,16 @@ class LocalCsms:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         cp_id = cp_id_from_path(request.path)
+        authorized = self._credentials_ok(cp_id, request.headers.get("Authorization"))
         self.connection_attempts.append(
-            ConnectionAttempt(cp_id, time.monotonic(), self.refuse_connections)
+            ConnectionAttempt(cp_id, time.monotonic(), self.refuse_connections or not authorized)
         )
         self._notify()
+        if not authorized:
+            log.warning("%s: HTTP Basic credentials missing or wrong: 401", cp_id)
+            response = ws.respond(http.HTTPStatus.UNAUTHORIZED, "credentials required\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+            return response
         if self.refuse_connections:
             return ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "refused (test knob)\n")
         if not cp_id:
@@ -714,6 +733,20 @@ class LocalCsms:
                 http.HTTPStatus.NOT_FOUND, "the URL must end in the charge point id\n"
             )
         return None
+
+    def _credentials_ok(self, cp_id: str, header: str | None) -> bool:
+        """HTTP Basic (RFC 7617) with the charge point id as user, when checked at all."""
+        if self.basic_auth is None:
+            return True
+        password = self.basic_auth.get(cp_id)
+        scheme, _, token = (header or "").partition(" ")
+        if password is None or scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, given = base64.b64decode(token, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return bool(sep) and hmac.compare_digest(f"{user}:{given}", f"{cp_id}:{password}")
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         cp_id = cp_id_from_path(ws.request.path if ws.request is not None else "")

@@ -17,6 +17,7 @@ from controller.ocpp16.keys import (
     MEASURANDS,
     NAMESPACE,
     PROFILE_KEYS,
+    SECURITY_KEYS,
     SUPPORTED_PROFILES,
     ConfigStatus,
     InvalidValue,
@@ -181,6 +182,7 @@ async def test_get_configuration_without_keys_lists_every_key(config: OcppConfig
     entries, unknown = config.entries(None)
     assert unknown == []
     served = [d for profile in SUPPORTED_PROFILES for d in PROFILE_KEYS[profile]]
+    served += [d for d in SECURITY_KEYS if not d.secret]  # AuthorizationKey is write-only
     assert [e.key for e in entries] == [d.name for d in served]
     assert {e.key for e in entries if e.readonly} == {d.name for d in served if d.readonly}
     assert KeyEntry("NumberOfConnectors", True, "2") in entries

@@ -56,6 +56,7 @@ from controller.ocpp16.meter_values import WireDict, meter_value, parse_measuran
 from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
 from controller.ocpp16.reservations import ReservationBook
+from controller.ocpp16.security import LinkSecurity, LinkSecurityError
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.timers import Retimer, next_boundary
 from controller.ocpp16.triggers import TriggerSender
@@ -78,6 +79,7 @@ LINK_ERRORS: tuple[type[Exception], ...] = (
     ConnectionClosed,
     LinkDead,
     LinkRefused,
+    LinkSecurityError,  # TLS or credentials refused, or a profile the URL cannot give
 )
 CALL_OR_LINK_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
 #: Keys the supervisor maps onto its connectors; pushed once at start, then on each change.
@@ -151,10 +153,12 @@ class Ocpp16Adapter:
         timing: LinkTiming | None = None,
         connector_ratings: Mapping[int, ConnectorRating] | None = None,
         diagnostics_logs: LogSource | None = None,
+        security: LinkSecurity | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.url = endpoint_url(url, chargepoint_id)
         self.timing = timing or LinkTiming()
+        self._security = security  # None: no credentials, system CAs for wss://
         self._boot_request = call.BootNotification(
             charge_point_model=model,
             charge_point_vendor=vendor,
@@ -293,7 +297,10 @@ class Ocpp16Adapter:
             await asyncio.sleep(delay)
 
     async def _connect_once(self, backoff: Backoff) -> None:
-        ws = await open_link(self.url, self.timing)
+        if self._security is not None:
+            ws = await self._security.open(self.url, self.timing)
+        else:
+            ws = await open_link(self.url, self.timing)
         try:
             await self._session(ws, backoff)
         finally:

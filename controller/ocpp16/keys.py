@@ -129,6 +129,9 @@ class KeyDef:
     maximum: int = INT32_MAX
     choices: tuple[str, ...] = ()
     max_items_key: str | None = None
+    #: Write-only (the security whitepaper's AuthorizationKey): never in a GetConfiguration
+    #: answer or a log line.
+    secret: bool = False
 
     def default_for(self, ctx: KeyContext) -> str:
         return self.default if isinstance(self.default, str) else self.default(ctx)
@@ -276,6 +279,17 @@ LOCAL_AUTH_LIST_KEYS: tuple[KeyDef, ...] = (
 )
 #: OCPP 1.6 section 9.3, the Reservation profile.
 RESERVATION_KEYS: tuple[KeyDef, ...] = (_ro("ReserveConnectorZeroSupported", _B, "true"),)
+
+#: Security profiles of the OCPP 1.6 security whitepaper: 0 = none (plain ws, no
+#: credentials), 1 = HTTP Basic, 2 = TLS + Basic, 3 = TLS with a client certificate.
+SECURITY_PROFILE_MAX = 3
+#: The security whitepaper's keys (section "Configuration Keys"); not a feature profile, so
+#: every OcppConfig serves them. SecurityProfile and AuthorizationKey apply from the next
+#: connection; the adapter's LinkSecurity checks a change (only upwards, prerequisites).
+SECURITY_KEYS: tuple[KeyDef, ...] = (
+    KeyDef("SecurityProfile", _I, False, True, "0", maximum=SECURITY_PROFILE_MAX),
+    KeyDef("AuthorizationKey", KeyKind.STRING, False, True, "", secret=True),
+)
 
 #: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
 PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {
@@ -437,6 +451,7 @@ class KeyTable:
         self._defs: dict[str, KeyDef] = {
             defn.name.lower(): defn for profile in profiles for defn in PROFILE_KEYS[profile]
         }
+        self._defs.update((defn.name.lower(), defn) for defn in SECURITY_KEYS)
         initial = {defn.name: defn.default_for(self.ctx) for defn in self._defs.values()}
         for key, value in (defaults or {}).items():
             found = self.definition(key)
@@ -479,7 +494,7 @@ class KeyTable:
         Keys asked twice (in any case) are answered once.
         """
         if keys is None:
-            return [self._entry(d) for d in self._defs.values()], []
+            return [self._entry(d) for d in self._defs.values() if not d.secret], []
         known: list[KeyEntry] = []
         unknown: list[str] = []
         for key in keys:
@@ -492,7 +507,8 @@ class KeyTable:
         return known, unknown
 
     def _entry(self, defn: KeyDef) -> KeyEntry:
-        return KeyEntry(defn.name, defn.readonly, self._values[defn.name])
+        value = "" if defn.secret else self._values[defn.name]  # write-only: asked, not told
+        return KeyEntry(defn.name, defn.readonly, value)
 
     def read_preset(self, path: Path) -> dict[str, str]:
         """Read and validate a ``--ocpp-keys`` TOML file: {canonical key: normalised value}.
@@ -551,6 +567,7 @@ class OcppConfig:
             number_of_connectors=number_of_connectors, defaults=defaults, profiles=profiles
         )
         self._callbacks: list[Callable[[str, str], None]] = []
+        self._checks: dict[str, Callable[[str], str | None]] = {}
         self._lock = asyncio.Lock()  # one change at a time: storage order = memory order
 
     async def load(self) -> None:
@@ -634,6 +651,14 @@ class OcppConfig:
         """
         self._callbacks.append(callback)
 
+    def add_check(self, key: str, check: Callable[[str], str | None]) -> None:
+        """Let ``check(normalised value)`` veto a ChangeConfiguration of ``key``: it returns
+        the problem (the change is Rejected and logged) or None. Presets are not checked."""
+        defn = self.table.definition(key)
+        if defn is None:
+            raise KeyError(key)
+        self._checks[defn.name] = check
+
     async def change(self, key: str, value: str) -> ConfigStatus:
         """ChangeConfiguration: validate, persist, then notify; the answer to send.
 
@@ -645,18 +670,25 @@ class OcppConfig:
         if defn.readonly:
             log.info("ChangeConfiguration %s rejected: read-only", defn.name)
             return ConfigStatus.REJECTED
+        shown = "(secret)" if defn.secret else repr(value)
         try:
             normalised = self.table.normalise(defn, value)
+            check = self._checks.get(defn.name)
+            problem = None if check is None else check(normalised)
+            if problem is not None:
+                raise InvalidValue(problem)
         except InvalidValue as exc:
-            log.info("ChangeConfiguration %s=%r rejected: %s", defn.name, value, exc.problem)
+            log.info("ChangeConfiguration %s=%s rejected: %s", defn.name, shown, exc.problem)
             return ConfigStatus.REJECTED
         async with self._lock:
             try:
                 await self._store(defn, normalised)
             except StorageError as exc:
-                log.error("ChangeConfiguration %s=%r not stored: %s", defn.name, value, exc)
+                log.error("ChangeConfiguration %s=%s not stored: %s", defn.name, shown, exc)
                 return ConfigStatus.REJECTED
-        log.info("configuration %s = %r", defn.name, normalised)
+        log.info(
+            "configuration %s = %s", defn.name, "(secret)" if defn.secret else repr(normalised)
+        )
         return ConfigStatus.REBOOT_REQUIRED if defn.reboot_required else ConfigStatus.ACCEPTED
 
     async def _store(self, defn: KeyDef, value: str) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -105,9 +107,22 @@ def endpoint_url(base_url: str, chargepoint_id: str) -> str:
     return f"{base_url.rstrip('/')}/{quote(chargepoint_id, safe='')}"
 
 
-async def open_link(url: str, timing: LinkTiming) -> ClientConnection:
+async def open_link(
+    url: str,
+    timing: LinkTiming,
+    *,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> ClientConnection:
     """Open the websocket; raises OSError, websockets' InvalidHandshake/InvalidURI,
-    TimeoutError or :class:`LinkRefused`. Pings are ours (:func:`keepalive`), not websockets'."""
+    TimeoutError or :class:`LinkRefused`. Pings are ours (:func:`keepalive`), not websockets'.
+
+    ``headers`` go with the handshake (the security profiles' ``Authorization``);
+    ``ssl_context`` is used for a ``wss://`` URL (None: websockets' default, the system CAs).
+    """
+    tls: dict[str, Any] = {}
+    if ssl_context is not None and url.startswith("wss://"):
+        tls["ssl"] = ssl_context  # websockets refuses ssl=None for wss and any ssl for ws
     ws = await connect(
         url,
         subprotocols=[Subprotocol(SUBPROTOCOL)],
@@ -115,6 +130,8 @@ async def open_link(url: str, timing: LinkTiming) -> ClientConnection:
         open_timeout=timing.open_timeout_s,
         close_timeout=timing.close_timeout_s,
         max_size=timing.max_frame_bytes,
+        additional_headers=dict(headers) if headers else None,
+        **tls,
     )
     if ws.subprotocol != SUBPROTOCOL:
         await ws.close()

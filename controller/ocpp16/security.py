@@ -1,0 +1,213 @@
+"""Link security after the OCPP 1.6 security whitepaper: security profiles 0 to 3.
+
+========  ===========================  ==============================================
+profile   transport                    the charge point proves itself by
+========  ===========================  ==============================================
+0         ws:// or wss://              nothing (no whitepaper profile: trusted networks)
+1         ws:// (or wss://)            HTTP Basic: charge point id + AuthorizationKey
+2         wss://, CSMS cert verified   HTTP Basic, as profile 1
+3         wss://, CSMS cert verified   its TLS client certificate (no Basic)
+========  ===========================  ==============================================
+
+The CSMS certificate is verified against ``[ocpp] ca_file`` (else the system's CAs), with
+its host name, over TLS 1.2 or newer. Nothing is downgraded silently: profile 2 or 3 with a
+``ws://`` URL, a client certificate that cannot be loaded, a CSMS certificate that does not
+verify or credentials the CSMS refuses each end the attempt with one log line that names
+the reason (:class:`LinkSecurityError`), and the adapter tries again after its backoff.
+
+``SecurityProfile`` can only be raised (whitepaper), and only when its prerequisites are
+there; it and ``AuthorizationKey`` apply from the next connection. The AuthorizationKey is
+registered with :func:`controller.logging_setup.add_secret` whenever it is loaded or
+changed, so no log line carries it; GetConfiguration never shows it (see ``KeyDef.secret``).
+
+Loop thread only; building an SSL context reads the certificate files (small, local).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from controller.logging_setup import add_secret
+from controller.ocpp16.link import LinkTiming, open_link
+
+if TYPE_CHECKING:
+    from controller.ocpp16.keys import OcppConfig
+
+log = logging.getLogger(__name__)
+
+#: The whitepaper's AuthorizationKey: at least 16 bytes; at most 40 characters (20 bytes
+#: written as hexadecimal digits).
+AUTHORIZATION_KEY_MIN = 16
+AUTHORIZATION_KEY_MAX = 40
+PROFILE_KEY = "SecurityProfile"
+PASSWORD_KEY = "AuthorizationKey"
+
+
+class LinkSecurityError(Exception):
+    """A connection attempt refused for a security reason; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files from ``[ocpp]``: the CA that signs the CSMS certificate (None: the system's
+    CAs) and the charge point's client certificate and key (profile 3)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+def authorization_key_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an AuthorizationKey, or None."""
+    if not AUTHORIZATION_KEY_MIN <= len(value) <= AUTHORIZATION_KEY_MAX:
+        return (
+            f"must be {AUTHORIZATION_KEY_MIN} to {AUTHORIZATION_KEY_MAX} characters, "
+            f"got {len(value)}"
+        )
+    if not (value.isascii() and value.isprintable()):
+        return "must be printable ASCII"
+    return None
+
+
+def basic_authorization(chargepoint_id: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP Basic (RFC 7617) for the charge point."""
+    token = base64.b64encode(f"{chargepoint_id}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def client_ssl_context(profile: int, files: TlsFiles) -> ssl.SSLContext:
+    """TLS 1.2+ context verifying the CSMS (CA file or system CAs, host name); for profile
+    3 it also carries the client certificate. Raises :class:`LinkSecurityError`."""
+    try:
+        context = ssl.create_default_context(
+            cafile=str(files.ca_file) if files.ca_file is not None else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkSecurityError(f"cannot load the CA file {files.ca_file}: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if profile >= 3:
+        if files.cert_file is None or files.key_file is None:
+            raise LinkSecurityError("security profile 3 needs [ocpp] cert_file and key_file")
+        try:
+            context.load_cert_chain(files.cert_file, files.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise LinkSecurityError(
+                f"cannot load the client certificate {files.cert_file} with its key: "
+                f"{type(exc).__name__}"  # never the key file's content
+            ) from exc
+    return context
+
+
+def explain(exc: BaseException, tls: bool) -> LinkSecurityError | None:
+    """A security reason for a failed handshake (``tls``: over wss://), or None."""
+    if isinstance(exc, InvalidMessage) and exc.__cause__ is not None:
+        if tls and isinstance(exc.__cause__, EOFError):
+            # TLS 1.3: a server that wants (or refuses) our client certificate says so only
+            # after the handshake, by closing the connection before its HTTP answer.
+            return LinkSecurityError(
+                "TLS: the CSMS closed the connection before answering the handshake "
+                "(it may require a client certificate, or refuse ours)"
+            )
+        exc = exc.__cause__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return LinkSecurityError(
+            f"TLS: the CSMS certificate was refused ({exc.verify_message or exc.reason})"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return LinkSecurityError(f"TLS handshake failed ({exc.reason or exc})")
+    if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+        return LinkSecurityError(
+            f"the CSMS refused our credentials (HTTP {exc.response.status_code})"
+        )
+    return None
+
+
+class LinkSecurity:
+    """The charge point's security profile and credentials, from the OCPP keys.
+
+    ``url`` is the CSMS URL (its scheme decides what profiles can work); ``files`` the
+    ``[ocpp]`` TLS files.
+    """
+
+    def __init__(
+        self, config: OcppConfig, *, chargepoint_id: str, url: str, files: TlsFiles
+    ) -> None:
+        self._config = config
+        self._chargepoint_id = chargepoint_id
+        self._secure_url = url.startswith("wss://")
+        self._files = files
+        config.add_check(PROFILE_KEY, self._profile_problem)
+        config.add_check(PASSWORD_KEY, authorization_key_problem)
+        config.on_change(self._changed)
+        add_secret(self.password)
+
+    @property
+    def profile(self) -> int:
+        return self._config.get_int(PROFILE_KEY)
+
+    @property
+    def password(self) -> str:
+        return self._config.get(PASSWORD_KEY) or ""
+
+    async def require(self, configured: int) -> None:
+        """Raise SecurityProfile to the configured profile when a stored one is lower (the
+        installer raised ``[ocpp] security_profile``): never run below the configuration."""
+        if self.profile < configured:
+            log.warning(
+                "SecurityProfile %d is below [ocpp] security_profile %d: raising it",
+                self.profile,
+                configured,
+            )
+            await self._config.change(PROFILE_KEY, str(configured))
+
+    def _changed(self, key: str, value: str) -> None:
+        if key == PASSWORD_KEY:
+            add_secret(value)
+
+    def _profile_problem(self, value: str) -> str | None:
+        wanted, now = int(value), self.profile
+        if wanted < now:
+            return f"can only be raised (it is {now})"
+        if wanted in (1, 2) and authorization_key_problem(self.password) is not None:
+            return f"profile {wanted} needs an AuthorizationKey first"
+        if wanted >= 2 and not self._secure_url:
+            return f"profile {wanted} needs a wss:// CSMS URL"
+        if wanted == 3 and (self._files.cert_file is None or self._files.key_file is None):
+            return "profile 3 needs [ocpp] cert_file and key_file"
+        return None
+
+    def options(self, url: str) -> tuple[dict[str, str], ssl.SSLContext | None]:
+        """Handshake headers and TLS context for ``url`` under the current profile; raises
+        :class:`LinkSecurityError` rather than connect with less than the profile asks."""
+        profile = self.profile
+        secure = url.startswith("wss://")
+        if profile >= 2 and not secure:
+            raise LinkSecurityError(
+                f"security profile {profile} needs wss://; refusing to connect to {url}"
+            )
+        headers: dict[str, str] = {}
+        if profile in (1, 2):
+            if not self.password:
+                raise LinkSecurityError(f"security profile {profile} needs an AuthorizationKey")
+            headers["Authorization"] = basic_authorization(self._chargepoint_id, self.password)
+        context = client_ssl_context(profile, self._files) if secure else None
+        return headers, context
+
+    async def open(self, url: str, timing: LinkTiming) -> ClientConnection:
+        """:func:`~controller.ocpp16.link.open_link` with this profile's credentials."""
+        headers, context = self.options(url)
+        try:
+            return await open_link(url, timing, headers=headers, ssl_context=context)
+        except (OSError, InvalidStatus, InvalidMessage) as exc:
+            reason = explain(exc, context is not None)
+            if reason is None:
+                raise
+            raise reason from exc

@@ -1,0 +1,429 @@
+"""Security profiles of the OCPP 1.6 security whitepaper against real TLS servers.
+
+Certificates are made here with ``cryptography`` (EC P-256, so generating them is quick):
+a CA that signs the CSMS certificate for 127.0.0.1, a second unrelated CA, an expired CSMS
+certificate and a client certificate. The CSMS is :class:`LocalCsms` with HTTP Basic
+checking and a server SSL context; the charge point side is the production
+:class:`LinkSecurity` (unit tests) or the whole controller on simulated hardware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import io
+import ipaddress
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from ocpp.v16 import call
+
+from controller.app import ChargePointApp, RunOptions
+from controller.config import ConfigError, parse_config
+from controller.local_csms import LocalCsms
+from controller.logging_setup import stderr_handler
+from controller.ocpp16.keys import ConfigStatus, OcppConfig
+from controller.ocpp16.link import LinkTiming, endpoint_url
+from controller.ocpp16.security import LinkSecurity, LinkSecurityError, TlsFiles
+from controller.storage import Storage
+
+CP_ID = "cp-sec"
+PASSWORD = "0123456789abcdef0123"  # 20 characters: a whitepaper AuthorizationKey
+NO_FILES = TlsFiles()
+TIMING = LinkTiming(open_timeout_s=3.0, close_timeout_s=1.0)
+
+
+# --- certificates -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Pem:
+    cert: Path
+    key: Path
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _issue(
+    directory: Path,
+    stem: str,
+    subject: str,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    expired: bool = False,
+    server: bool = False,
+) -> tuple[Pem, x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+        if expired
+        else (
+            now - dt.timedelta(minutes=5),
+            now + dt.timedelta(days=1),
+        )
+    )
+    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_cert.subject if issuer_cert is not None else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
+        )
+    if issuer_cert is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+        )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    pem = Pem(directory / f"{stem}.crt", directory / f"{stem}.key")
+    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return pem, cert, key
+
+
+@dataclasses.dataclass(frozen=True)
+class Pki:
+    ca: Pem
+    other_ca: Pem
+    server: Pem
+    expired_server: Pem
+    client: Pem
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca, ca_cert, ca_key = _issue(d, "ca", "picharge test CA", None, ca=True)
+    other, _, _ = _issue(d, "other-ca", "someone else's CA", None, ca=True)
+    server, _, _ = _issue(d, "server", "csms", (ca_cert, ca_key), server=True)
+    expired, _, _ = _issue(d, "expired", "csms", (ca_cert, ca_key), server=True, expired=True)
+    client, _, _ = _issue(d, "client", CP_ID, (ca_cert, ca_key))
+    return Pki(ca, other, server, expired, client)
+
+
+def server_context(server: Pem, *, client_ca: Pem | None = None) -> ssl.SSLContext:
+    """The CSMS's TLS: its certificate; with ``client_ca`` a client certificate is required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server.cert, server.key)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca.cert)
+    return context
+
+
+# --- the charge point's link, alone -------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def security_for(
+    tmp_path: Path, url: str, profile: int, files: TlsFiles = NO_FILES, password: str = PASSWORD
+) -> AsyncIterator[tuple[LinkSecurity, OcppConfig]]:
+    storage = await Storage.open(tmp_path / "state")
+    try:
+        config = OcppConfig(
+            storage,
+            number_of_connectors=1,
+            defaults={"SecurityProfile": str(profile), "AuthorizationKey": password},
+        )
+        await config.load()
+        yield LinkSecurity(config, chargepoint_id=CP_ID, url=url, files=files), config
+    finally:
+        await storage.close()
+
+
+async def open_and_close(security: LinkSecurity, csms: LocalCsms) -> None:
+    ws = await security.open(endpoint_url(csms.url, CP_ID), TIMING)
+    await csms.wait_connected(CP_ID, timeout_s=3)
+    await ws.close()
+
+
+async def test_profile_1_sends_the_charge_point_id_and_authorization_key_as_basic_auth(
+    tmp_path: Path,
+) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}) as csms,
+        security_for(tmp_path, csms.url, 1) as (security, _),
+    ):
+        await open_and_close(security, csms)
+        assert [a.refused for a in csms.connection_attempts] == [False]
+
+
+async def test_a_wrong_authorization_key_is_refused_with_the_reason(tmp_path: Path) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: "another-password-0000"}) as csms,
+        security_for(tmp_path, csms.url, 1) as (security, _),
+    ):
+        with pytest.raises(LinkSecurityError, match="refused our credentials \\(HTTP 401\\)"):
+            await open_and_close(security, csms)
+        assert csms.connected == [] and [a.refused for a in csms.connection_attempts] == [True]
+
+
+async def test_profile_0_sends_no_credentials_and_a_checking_csms_refuses_it(
+    tmp_path: Path,
+) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}) as csms,
+        security_for(tmp_path, csms.url, 0) as (security, _),
+    ):
+        assert security.options(csms.url) == ({}, None)
+        with pytest.raises(LinkSecurityError, match="HTTP 401"):
+            await open_and_close(security, csms)
+
+
+async def test_profile_2_verifies_the_csms_certificate_against_the_configured_ca(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=server_context(pki.server)) as csms,
+        security_for(tmp_path, csms.url, 2, TlsFiles(ca_file=pki.ca.cert)) as (security, _),
+    ):
+        assert csms.url.startswith("wss://127.0.0.1:")
+        await open_and_close(security, csms)
+
+
+async def test_a_csms_certificate_from_another_ca_is_refused(tmp_path: Path, pki: Pki) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=server_context(pki.server)) as csms,
+        security_for(tmp_path, csms.url, 2, TlsFiles(ca_file=pki.other_ca.cert)) as (sec, _),
+    ):
+        with pytest.raises(LinkSecurityError, match=r"CSMS certificate was refused.*issuer"):
+            await open_and_close(sec, csms)
+        assert csms.connection_attempts == []  # no HTTP: the password never left
+
+
+async def test_an_expired_csms_certificate_is_refused(tmp_path: Path, pki: Pki) -> None:
+    context = server_context(pki.expired_server)
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
+        security_for(tmp_path, csms.url, 2, TlsFiles(ca_file=pki.ca.cert)) as (security, _),
+    ):
+        with pytest.raises(LinkSecurityError, match=r"certificate was refused.*expired"):
+            await open_and_close(security, csms)
+
+
+async def test_profile_3_connects_with_its_client_certificate(tmp_path: Path, pki: Pki) -> None:
+    files = TlsFiles(pki.ca.cert, pki.client.cert, pki.client.key)
+    async with (
+        LocalCsms(ssl_context=server_context(pki.server, client_ca=pki.ca)) as csms,
+        security_for(tmp_path, csms.url, 3, files) as (security, _),
+    ):
+        headers, _context = security.options(csms.url)
+        assert headers == {}  # profile 3 proves itself by its certificate, not Basic auth
+        await open_and_close(security, csms)
+
+
+async def test_a_csms_requiring_a_client_certificate_refuses_a_charger_without_one(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with (
+        LocalCsms(ssl_context=server_context(pki.server, client_ca=pki.ca)) as csms,
+        security_for(tmp_path, csms.url, 2, TlsFiles(ca_file=pki.ca.cert)) as (security, _),
+    ):
+        with pytest.raises(LinkSecurityError, match="may require a client certificate"):
+            await open_and_close(security, csms)
+        assert csms.connected == []
+
+
+async def test_profile_3_with_an_unreadable_client_key_never_connects(
+    tmp_path: Path, pki: Pki
+) -> None:
+    files = TlsFiles(pki.ca.cert, pki.client.cert, pki.other_ca.key)  # key of another cert
+    async with (
+        LocalCsms(ssl_context=server_context(pki.server, client_ca=pki.ca)) as csms,
+        security_for(tmp_path, csms.url, 3, files) as (security, _),
+    ):
+        with pytest.raises(LinkSecurityError, match="cannot load the client certificate"):
+            await open_and_close(security, csms)
+        assert csms.connection_attempts == []
+
+
+async def test_profile_2_never_downgrades_to_ws(tmp_path: Path) -> None:
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}) as csms,
+        security_for(tmp_path, csms.url, 2) as (security, _),
+    ):
+        with pytest.raises(LinkSecurityError, match="needs wss://; refusing"):
+            await open_and_close(security, csms)
+        assert csms.connection_attempts == []
+
+
+# --- the keys -----------------------------------------------------------------------------
+
+
+async def test_security_profile_can_only_be_raised_and_only_when_it_can_work(
+    tmp_path: Path, pki: Pki
+) -> None:
+    files = TlsFiles(ca_file=pki.ca.cert)
+    async with security_for(tmp_path, "wss://csms.example/ocpp", 1, files) as (_, config):
+        assert await config.change("SecurityProfile", "0") is ConfigStatus.REJECTED
+        assert await config.change("SecurityProfile", "3") is ConfigStatus.REJECTED  # no cert
+        assert await config.change("SecurityProfile", "2") is ConfigStatus.REBOOT_REQUIRED
+        assert config.get_int("SecurityProfile") == 2
+        assert await config.change("SecurityProfile", "1") is ConfigStatus.REJECTED
+    async with security_for(tmp_path / "b", "ws://csms.example/", 1) as (_, config):
+        assert await config.change("SecurityProfile", "2") is ConfigStatus.REJECTED  # ws://
+
+
+async def test_authorization_key_is_write_only_and_checked(tmp_path: Path) -> None:
+    async with security_for(tmp_path, "ws://csms.example/", 1) as (security, config):
+        entries, unknown = config.entries(None)
+        assert "AuthorizationKey" not in [e.key for e in entries] and unknown == []
+        assert {e.key: e.value for e in entries}["SecurityProfile"] == "1"
+        asked, _ = config.entries(["AuthorizationKey"])
+        assert [(e.key, e.value) for e in asked] == [("AuthorizationKey", "")]
+        assert await config.change("AuthorizationKey", "short") is ConfigStatus.REJECTED
+        new_key = "fedcba9876543210fedcba98"
+        assert await config.change("AuthorizationKey", new_key) is ConfigStatus.REBOOT_REQUIRED
+        assert security.password == new_key
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ocpp", "key"),
+    [
+        ({"url": "ws://h/", "security_profile": 2, "password": PASSWORD}, "ocpp.url"),
+        ({"url": "ws://h/", "security_profile": 1}, "ocpp.password"),
+        ({"url": "ws://h/", "password": "short"}, "ocpp.password"),
+        ({"url": "wss://h/", "security_profile": 4}, "ocpp.security_profile"),
+        ({"url": "wss://h/", "security_profile": 3}, "ocpp.cert_file"),
+        ({"url": "wss://h/", "ca_file": "/nonexistent/ca.pem"}, "ocpp.ca_file"),
+    ],
+)
+def test_security_configuration_errors_name_the_key(ocpp: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"ocpp": ocpp})
+    assert caught.value.key == key
+
+
+def test_a_password_alone_means_profile_1() -> None:
+    config = parse_config({"ocpp": {"url": "ws://h/", "password": PASSWORD}})
+    assert config.ocpp_security_profile == 1 and PASSWORD not in repr(config)
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """The production handler (with its secret redaction) on the root logger, into a buffer."""
+    stream = io.StringIO()
+    handler = stderr_handler(stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@contextlib.asynccontextmanager
+async def charger(csms: LocalCsms, state_dir: Path, ocpp: dict[str, Any]) -> AsyncIterator[Any]:
+    keys = state_dir / "keys.toml"  # pytest's tmp_path exists already
+    keys.write_text("HeartbeatInterval = 30\nWebSocketPingInterval = 0\n")
+    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url, **ocpp}})
+    app = ChargePointApp(
+        dataclasses.replace(config, state_dir=state_dir / "state"),
+        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=keys),
+    )
+    stop = asyncio.Event()
+    await app.start()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        yield app
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
+
+
+async def test_profile_2_charger_boots_and_never_shows_or_logs_its_authorization_key(
+    tmp_path: Path, pki: Pki
+) -> None:
+    context = server_context(pki.server)
+    ocpp = {"security_profile": 2, "password": PASSWORD, "ca_file": str(pki.ca.cert)}
+    new_key = "9f8e7d6c5b4a39281706f5e4"
+    with captured_log() as log_text:
+        async with (
+            LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
+            charger(csms, tmp_path, ocpp),
+        ):
+            await csms.wait_for("BootNotification", timeout_s=5)
+            conf = await csms.call(CP_ID, call.GetConfiguration())
+            shown = {k["key"]: k.get("value") for k in conf.configuration_key}
+            assert shown["SecurityProfile"] == "2" and "AuthorizationKey" not in shown
+            changed = await csms.call(
+                CP_ID, call.ChangeConfiguration(key="AuthorizationKey", value=new_key)
+            )
+            assert changed.status == "RebootRequired"
+            # the next connection uses the new key
+            csms.basic_auth = {CP_ID: new_key}
+            mark = len(csms.received)
+            await csms.drop_connections()
+            await csms.wait_for("BootNotification", after=mark, timeout_s=8)
+            lowered = await csms.call(
+                CP_ID, call.ChangeConfiguration(key="SecurityProfile", value="1")
+            )
+            assert lowered.status == "Rejected"
+    text = log_text.getvalue()
+    assert "ChangeConfiguration" in text  # the frames were logged, redacted
+    assert PASSWORD not in text and new_key not in text
+
+
+async def test_profile_2_charger_with_the_wrong_ca_logs_one_clear_reason_and_retries(
+    tmp_path: Path, pki: Pki
+) -> None:
+    context = server_context(pki.server)
+    ocpp = {"security_profile": 2, "password": PASSWORD, "ca_file": str(pki.other_ca.cert)}
+    with captured_log() as log_text:
+        async with (
+            LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
+            charger(csms, tmp_path, ocpp),
+        ):
+            async with asyncio.timeout(5):
+                while "certificate was refused" not in log_text.getvalue():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert csms.connected == [] and csms.received == []
+    lines = [line for line in log_text.getvalue().splitlines() if "certificate" in line]
+    assert lines and "WARNING" in lines[0] and "unable to get local issuer" in lines[0]
