@@ -85,7 +85,8 @@ async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIte
 
 async def get_diagnostics(rig: Rig, location: str, **kwargs: Any) -> str | None:
     answer = await rig.csms.call(CP_ID, call.GetDiagnostics(location=location, **kwargs))
-    return answer.file_name  # type: ignore[no-any-return]
+    name: str | None = answer.file_name
+    return name
 
 
 async def statuses(rig: Rig, after: int, final: set[str], timeout_s: float = 5.0) -> list[str]:

@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer
+from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
 
 
 @dataclass

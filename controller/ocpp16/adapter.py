@@ -38,10 +38,12 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
+from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
+from controller.ocpp16.firmware import FirmwareUpdater, installed_version
 from controller.ocpp16.link import (
     Backoff,
     LinkDead,
@@ -134,7 +136,9 @@ class Ocpp16Adapter:
     ``timing`` lets tests shrink every protocol timer (see :class:`LinkTiming`).
     ``connector_ratings`` (phases, maximum current) serve smart charging; a connector
     missing from it counts as three-phase 32 A. ``diagnostics_logs`` is where GetDiagnostics
-    reads the log (default: the journal under systemd, else ``<state_dir>/logs``).
+    reads the log (default: the journal under systemd, else ``<state_dir>/logs``);
+    ``firmware_installer`` installs UpdateFirmware's package (default: pip into
+    ``<state_dir>/firmware/<version>``).
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class Ocpp16Adapter:
         timing: LinkTiming | None = None,
         connector_ratings: Mapping[int, ConnectorRating] | None = None,
         diagnostics_logs: LogSource | None = None,
+        firmware_installer: Installer | None = None,
         security: LinkSecurity | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
@@ -202,6 +207,7 @@ class Ocpp16Adapter:
             clock=clock,
             spawn=self._spawn,
             diagnostics_status=lambda: self._services.diagnostics.status,
+            firmware_status=lambda: self._services.firmware.status,
         )
         self._services = Services(
             control=control,
@@ -214,6 +220,16 @@ class Ocpp16Adapter:
                 chargepoint_id=chargepoint_id,
                 logs=diagnostics_logs or default_log_source(storage.path.parent),
                 secrets=lambda: [v for k in SECRET_KEYS if (v := config.get(k))],
+                send=self._call_now,
+                spawn=self._spawn,
+                clock=clock,
+                interval_scale=self.timing.interval_scale,
+            ),
+            firmware=FirmwareUpdater(
+                control=control,
+                installer=firmware_installer
+                or PipTargetInstaller(storage.path.parent / FIRMWARE_DIR),
+                current_version=installed_version(),
                 send=self._call_now,
                 spawn=self._spawn,
                 clock=clock,

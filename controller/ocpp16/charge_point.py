@@ -42,6 +42,7 @@ from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
+from controller.ocpp16.firmware import FirmwareHandlers
 from controller.ocpp16.local_list import LocalListHandlers
 from controller.ocpp16.reservations import ReservationHandlers
 from controller.ocpp16.smart_charging import SmartChargingHandlers
@@ -49,6 +50,7 @@ from controller.ocpp16.triggers import TriggerHandlers
 
 if TYPE_CHECKING:
     from controller.ocpp16.diagnostics import Diagnostics
+    from controller.ocpp16.firmware import FirmwareUpdater
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.profile_service import SmartCharging
     from controller.ocpp16.reservations import ReservationBook
@@ -74,6 +76,7 @@ class Services:
     triggers: TriggerSender
     profiles: SmartCharging
     diagnostics: Diagnostics
+    firmware: FirmwareUpdater
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
 
@@ -90,6 +93,7 @@ _UNLOCK = {
 
 class OcppChargePoint(
     DiagnosticsHandlers,
+    FirmwareHandlers,
     LocalListHandlers,
     ReservationHandlers,
     SmartChargingHandlers,

@@ -294,6 +294,7 @@ SECURITY_KEYS: tuple[KeyDef, ...] = (
 #: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
 PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {
     "Core": CORE_KEYS,
+    "FirmwareManagement": (),  # UpdateFirmware and GetDiagnostics have no keys of their own
     "LocalAuthListManagement": LOCAL_AUTH_LIST_KEYS,
     "Reservation": RESERVATION_KEYS,
     "SmartCharging": SMART_CHARGING_KEYS,

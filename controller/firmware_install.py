@@ -1,0 +1,287 @@
+"""Firmware packages of picharge: checking one, installing it beside the running one, switching.
+
+Free of OCPP (:mod:`controller.ocpp16.firmware` drives it). On a Pi the firmware is a Python
+distribution of picharge, a wheel (``.whl``) or an sdist (``.tar.gz``).
+
+Layout under the state directory (:data:`FIRMWARE_DIR`)::
+
+    <state_dir>/firmware/0.2.0/      pip install --target of that version (controller, drivers,
+    <state_dir>/firmware/0.3.0/      hw_sim and the picharge-X.dist-info)
+    <state_dir>/firmware/current  -> 0.3.0      (symlink, switched atomically)
+    <state_dir>/firmware/previous -> 0.2.0      (what ``current`` was: the fall-back)
+
+The running controller is never touched: a version is installed into a directory of its own,
+checked by importing the controller from it in a fresh interpreter, and only then is
+``current`` switched (a new symlink renamed over the old one: atomic), ``previous`` kept, and
+older versions removed. :func:`rollback` puts ``previous`` back.
+
+How the new version is started: ``PYTHONPATH=<state_dir>/firmware/current`` puts it ahead of
+the venv's site-packages. :meth:`PipTargetInstaller.prepare_restart` sets it for the re-exec
+of the CSMS reset path (``python -m controller.cli`` with the same arguments); the systemd
+unit carries ``Environment=PYTHONPATH=/var/lib/picharge/firmware/current`` so that a boot
+starts it too (a missing ``current`` is skipped by Python: the venv's version runs).
+Installing uses ``--no-deps``: the new version runs on the venv's libraries, and the import
+check refuses one that needs others. Every function here blocks: run it in a thread.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.parse
+import zipfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+DIST_NAME = "picharge"
+FIRMWARE_DIR = "firmware"
+CURRENT = "current"
+PREVIOUS = "previous"
+#: Modules imported from the new version before it is switched to (most of the controller:
+#: a missing dependency or a syntax error shows here, not after the restart).
+SMOKE_IMPORTS = "import controller.cli, controller.app, controller.ocpp16.adapter, drivers.base"
+PIP_TIMEOUT_S = 600.0
+SMOKE_TIMEOUT_S = 120.0
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
+
+
+class FirmwareRejected(Exception):
+    """The file is not a picharge package we may install (the text says why)."""
+
+
+class InstallFailed(Exception):
+    """Installing or checking the new version failed; the running one is still current."""
+
+
+class PackageKind(StrEnum):
+    WHEEL = "wheel"
+    SDIST = "sdist"
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwarePackage:
+    """A checked package: its distribution name and version, and the file under its proper
+    name (pip requires a wheel's file name to match its metadata)."""
+
+    name: str
+    version: str
+    kind: PackageKind
+    path: Path
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def expected_sha256(url: str) -> str | None:
+    """The checksum a URL carries: ``#sha256=<hex>`` (pip's convention) or ``?sha256=<hex>``."""
+    parts = urllib.parse.urlsplit(url)
+    for text in (parts.fragment, parts.query):
+        value = urllib.parse.parse_qs(text).get("sha256")
+        if value:
+            return value[0].lower()
+    return None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(65536), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _metadata(text: str) -> tuple[str, str]:
+    message = email.parser.Parser().parsestr(text, headersonly=True)
+    name, version = message.get("Name"), message.get("Version")
+    if not name or not version:
+        raise FirmwareRejected("package metadata without Name or Version")
+    return str(name).strip(), str(version).strip()
+
+
+def inspect_package(
+    download: Path, current_version: str, url: str = "", dist_name: str = DIST_NAME
+) -> FirmwarePackage:
+    """Check a downloaded file and give it its proper name beside it.
+
+    Refused: a checksum mismatch (when ``url`` carries one), anything but a wheel or sdist,
+    another project than ``dist_name``, an unreadable version, the version running now.
+    """
+    wanted = expected_sha256(url)
+    if wanted is not None and sha256_of(download) != wanted:
+        raise FirmwareRejected("sha256 of the download does not match the URL's")
+    if zipfile.is_zipfile(download):
+        kind = PackageKind.WHEEL
+        with zipfile.ZipFile(download) as wheel:
+            names = wheel.namelist()
+            meta = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+            tags = [n for n in names if re.fullmatch(r"[^/]+\.dist-info/WHEEL", n)]
+            if len(meta) != 1 or len(tags) != 1:
+                raise FirmwareRejected("a zip file that is not a wheel")
+            name, version = _metadata(wheel.read(meta[0]).decode("utf-8", "replace"))
+            wheel_info = _metadata_tags(wheel.read(tags[0]).decode("utf-8", "replace"))
+        stem = meta[0].split("/")[0].removesuffix(".dist-info")
+        proper = f"{stem}-{wheel_info}.whl"
+    elif tarfile.is_tarfile(download):
+        kind = PackageKind.SDIST
+        with tarfile.open(download) as sdist:
+            infos = [m for m in sdist.getmembers() if re.fullmatch(r"[^/]+/PKG-INFO", m.name)]
+            if len(infos) != 1:
+                raise FirmwareRejected("a tar file that is not an sdist")
+            member = sdist.extractfile(infos[0])
+            if member is None:
+                raise FirmwareRejected("an sdist whose PKG-INFO is not a file")
+            name, version = _metadata(member.read().decode("utf-8", "replace"))
+        proper = f"{infos[0].name.split('/')[0]}.tar.gz"
+    else:
+        raise FirmwareRejected("neither a wheel nor an sdist")
+    if canonical(name) != canonical(dist_name):
+        raise FirmwareRejected(f"a package of {name!r}, not of {dist_name}")
+    if not _VERSION.fullmatch(version):
+        raise FirmwareRejected(f"unusable version {version!r}")
+    if version == current_version:
+        raise FirmwareRejected(f"version {version} is the one running")
+    if "/" in proper or proper.startswith("."):
+        raise FirmwareRejected("an unusable file name")
+    target = download.with_name(proper)
+    if target != download:
+        download.replace(target)
+    return FirmwarePackage(name, version, kind, target)
+
+
+def _metadata_tags(text: str) -> str:
+    message = email.parser.Parser().parsestr(text, headersonly=True)
+    tags = message.get_all("Tag") or []
+    if not tags:
+        raise FirmwareRejected("a wheel without tags")
+    # one tag is enough for pip's file-name check; several compress to "py2.py3-none-any"
+    pythons = sorted({t.split("-")[0] for t in tags})
+    rest = str(tags[0]).split("-", 1)[1]
+    return f"{'.'.join(pythons)}-{rest}"
+
+
+class Installer(Protocol):
+    """Installs a checked package beside the running version (blocking, worker thread)."""
+
+    def install(self, package: FirmwarePackage) -> Path:
+        """Install, check and make it current; returns where it went. Raises InstallFailed
+        leaving the running version current."""
+        ...
+
+    def prepare_restart(self) -> None:
+        """Make the coming re-exec start the current version."""
+        ...
+
+
+def switch_link(root: Path, name: str, target: str) -> None:
+    """Point ``root/name`` at ``target`` atomically (a new link renamed over the old)."""
+    temporary = root / f".{name}.new"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    temporary.replace(root / name)
+
+
+def rollback(root: Path) -> str | None:
+    """Make ``previous`` current again; returns that version, or None without one."""
+    previous = root / PREVIOUS
+    if not previous.is_symlink():
+        return None
+    version = str(previous.readlink())
+    switch_link(root, CURRENT, version)
+    previous.unlink()
+    return version
+
+
+class PipTargetInstaller:
+    """``pip install --no-deps --target <root>/<version>`` with this interpreter."""
+
+    def __init__(self, root: Path, python: str = sys.executable) -> None:
+        self.root = root
+        self._python = python
+
+    def install(self, package: FirmwarePackage) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / package.version
+        staging = self.root / f".{package.version}.installing"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            self._install_into(staging, package)
+        except InstallFailed:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        current = self.root / CURRENT
+        if current.is_symlink() and str(current.readlink()) != package.version:
+            switch_link(self.root, PREVIOUS, str(current.readlink()))
+        switch_link(self.root, CURRENT, package.version)
+        self._prune()
+        return final
+
+    def _install_into(self, staging: Path, package: FirmwarePackage) -> None:
+        self._run(
+            [
+                self._python,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--target",
+                str(staging),
+                str(package.path),
+            ],
+            "pip install",
+            PIP_TIMEOUT_S,
+            None,
+        )
+        check = (
+            f"{SMOKE_IMPORTS}; import controller, pathlib, sys; "
+            f"sys.exit(0 if pathlib.Path(controller.__file__).resolve()"
+            f".is_relative_to(pathlib.Path({str(staging.resolve())!r})) else 3)"
+        )
+        # -P: not the working directory first on sys.path, which could hold another controller
+        self._run([self._python, "-P", "-c", check], "import check", SMOKE_TIMEOUT_S, staging)
+
+    def _run(self, args: list[str], what: str, timeout_s: float, path: Path | None) -> None:
+        env = dict(os.environ)
+        if path is not None:
+            env["PYTHONPATH"] = str(path)
+        env.pop("PYTHONHOME", None)
+        try:
+            done = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InstallFailed(f"{what}: {exc}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise InstallFailed(f"{what} exited {done.returncode}: {' | '.join(tail)}")
+
+    def _prune(self) -> None:
+        """Remove versions that are neither current nor previous (and failed stagings)."""
+        keep = {
+            str((self.root / link).readlink())
+            for link in (CURRENT, PREVIOUS)
+            if (self.root / link).is_symlink()
+        }
+        for entry in self.root.iterdir():
+            if entry.is_dir() and not entry.is_symlink() and entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def prepare_restart(self) -> None:
+        """``PYTHONPATH`` of this process (inherited by the re-exec) starts with current."""
+        current = str(self.root / CURRENT)
+        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join([current, *(p for p in parts if p != current)])

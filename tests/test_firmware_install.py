@@ -1,0 +1,107 @@
+"""Installing a firmware package for real: pip into <state>/firmware/<version>, an import check
+from a fresh interpreter, an atomic switch of ``current`` with ``previous`` kept, and a broken
+package that never becomes current. Offline: the wheels are built by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from controller.firmware_install import (
+    FirmwareRejected,
+    InstallFailed,
+    PackageKind,
+    PipTargetInstaller,
+    expected_sha256,
+    inspect_package,
+    rollback,
+)
+from tests.test_firmware import build_wheel
+
+
+def downloaded(tmp_path: Path, data: bytes) -> Path:
+    """The wheel as the downloader leaves it: under a name that says nothing."""
+    path = tmp_path / "download"
+    path.write_bytes(data)
+    return path
+
+
+def current_of(root: Path) -> str:
+    return str((root / "current").readlink())
+
+
+def test_versions_are_installed_beside_each_other_and_switched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "state" / "firmware"
+    installer = PipTargetInstaller(root)
+    first = inspect_package(downloaded(tmp_path, build_wheel("9.9.1")[1]), "0.1.0")
+    assert first.path.name == "picharge-9.9.1-py3-none-any.whl"
+    assert installer.install(first) == root / "9.9.1"
+    assert current_of(root) == "9.9.1" and not (root / "previous").exists()
+
+    second = inspect_package(downloaded(tmp_path, build_wheel("9.9.2")[1]), "9.9.1")
+    installer.install(second)
+    assert (current_of(root), str((root / "previous").readlink())) == ("9.9.2", "9.9.1")
+
+    broken = inspect_package(downloaded(tmp_path, build_wheel("9.9.3", broken=True)[1]), "9.9.2")
+    with pytest.raises(InstallFailed, match="import check"):
+        installer.install(broken)
+    assert current_of(root) == "9.9.2"  # the working version stays
+    assert sorted(p.name for p in root.iterdir()) == ["9.9.1", "9.9.2", "current", "previous"]
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    installer.prepare_restart()
+    assert os.environ["PYTHONPATH"] == f"{root / 'current'}{os.pathsep}/elsewhere"
+    started = subprocess.run(
+        [sys.executable, "-c", "import controller.cli; print(controller.cli.VERSION)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
+    assert started.stdout.strip() == "9.9.2"  # a re-exec starts the current version
+
+    assert rollback(root) == "9.9.1"
+    assert current_of(root) == "9.9.1" and not (root / "previous").exists()
+
+
+def test_an_sdist_is_recognised_by_its_pkg_info(tmp_path: Path) -> None:
+    info = tmp_path / "PKG-INFO"
+    info.write_text("Metadata-Version: 2.1\nName: picharge\nVersion: 0.2.0\n")
+    archive = tmp_path / "download"
+    with tarfile.open(archive, "w:gz") as sdist:
+        sdist.add(info, "picharge-0.2.0/PKG-INFO")
+    package = inspect_package(archive, "0.1.0")
+    assert (package.kind, package.version, package.path.name) == (
+        PackageKind.SDIST,
+        "0.2.0",
+        "picharge-0.2.0.tar.gz",
+    )
+
+
+def test_a_checksum_rides_in_the_fragment_or_the_query() -> None:
+    assert expected_sha256("https://h/p.whl#sha256=ABC") == "abc"
+    assert expected_sha256("ftp://h/p.whl?sha256=def") == "def"
+    assert expected_sha256("https://h/p.whl") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"just text", "neither a wheel nor an sdist"),
+        (build_wheel(name="evil")[1], "not of picharge"),
+        (build_wheel("0.1.0")[1], "is the one running"),
+    ],
+)
+def test_packages_that_are_not_a_new_picharge_are_refused(
+    tmp_path: Path, data: bytes, problem: str
+) -> None:
+    with pytest.raises(FirmwareRejected, match=problem):
+        inspect_package(downloaded(tmp_path, data), "0.1.0")
