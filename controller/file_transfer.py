@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ftplib
 import shutil
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,15 +55,25 @@ def safe_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
-def download(url: str, dest: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
-    """Fetch ``url`` into ``dest`` (created or replaced); returns the bytes written."""
+def download(
+    url: str,
+    dest: Path,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    context: ssl.SSLContext | None = None,
+) -> int:
+    """Fetch ``url`` into ``dest`` (created or replaced); returns the bytes written.
+
+    ``context`` verifies an HTTPS server (None: the system's CA store)."""
     scheme = scheme_of(url)
     if scheme is None:
         raise TransferError(f"{safe_url(url)}: unsupported scheme")
     try:
         if scheme == "ftp":
             return _ftp_download(url, dest, timeout_s)
-        with urllib.request.urlopen(url, timeout=timeout_s) as answer, dest.open("wb") as out:
+        with (
+            urllib.request.urlopen(url, timeout=timeout_s, context=context) as answer,
+            dest.open("wb") as out,
+        ):
             shutil.copyfileobj(answer, out, CHUNK)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the answer, and with it the socket
@@ -74,8 +85,14 @@ def download(url: str, dest: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
     return dest.stat().st_size
 
 
-def upload(url: str, path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-    """Send the file at ``path`` to ``url`` (see the module text for the forms used)."""
+def upload(
+    url: str,
+    path: Path,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Send the file at ``path`` to ``url`` (see the module text for the forms used);
+    ``context`` verifies an HTTPS server (None: the system's CA store)."""
     scheme = scheme_of(url)
     if scheme is None:
         raise TransferError(f"{safe_url(url)}: unsupported scheme")
@@ -83,7 +100,7 @@ def upload(url: str, path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         if scheme == "ftp":
             _ftp_upload(url, path, timeout_s)
         else:
-            _http_upload(url, path, timeout_s)
+            _http_upload(url, path, timeout_s, context)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the answer, and with it the socket
         raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}") from None
@@ -93,7 +110,7 @@ def upload(url: str, path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         raise TransferError(f"{safe_url(url)}: {type(exc).__name__}: {exc}") from None
 
 
-def _http_upload(url: str, path: Path, timeout_s: float) -> None:
+def _http_upload(url: str, path: Path, timeout_s: float, context: ssl.SSLContext | None) -> None:
     boundary = uuid.uuid4().hex
     head = (
         f"--{boundary}\r\n"
@@ -107,7 +124,7 @@ def _http_upload(url: str, path: Path, timeout_s: float) -> None:
         method="POST",
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
-    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+    with urllib.request.urlopen(request, timeout=timeout_s, context=context) as answer:
         answer.read()
 
 

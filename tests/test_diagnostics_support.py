@@ -3,7 +3,7 @@
 - :class:`HttpFiles`: ``http.server`` in a thread on 127.0.0.1 (an ephemeral port). GET
   serves :attr:`HttpFiles.files`; POST and PUT record the body in :attr:`HttpFiles.uploads`.
   ``fail_next`` answers that many requests with ``fail_status``; ``gate`` holds requests
-  until it is set (to watch a transfer in progress).
+  until it is set (to watch a transfer in progress); ``tls`` serves HTTPS.
 - :class:`FtpFiles`: pyftpdlib in a thread serving a directory, user ``user``/``pw`` (read and
   write) and anonymous (read only).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,13 +54,15 @@ class HttpFiles:
     fail_next: int = 0
     fail_status: int = 500
     gate: threading.Event | None = None
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     @property
     def base(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> HttpFiles:
         state = self
@@ -107,6 +110,8 @@ class HttpFiles:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
         self._thread.start()
         return self
