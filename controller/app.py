@@ -39,7 +39,6 @@ from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_VERSION = "picharge-0.1.0"
 SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction messages to go out
 
 
@@ -120,6 +119,7 @@ class ChargePointApp:
 
     async def _start_ocpp(self) -> None:
         from controller.ocpp16 import Ocpp16Adapter
+        from controller.ocpp16.firmware import installed_version
         from controller.ocpp16.keys import OcppConfig
         from controller.ocpp16.security import LinkSecurity, TlsFiles
 
@@ -153,7 +153,7 @@ class ChargePointApp:
             vendor=self.config.vendor,
             model=self.config.model,
             serial=self.config.serial,
-            firmware_version=FIRMWARE_VERSION,
+            firmware_version=f"picharge-{installed_version()}",  # the current firmware's
             control=self.supervisor,
             config=ocpp_config,
             storage=self.storage,

@@ -1,0 +1,81 @@
+"""Firmware and diagnostics end to end: the real controller (`picharge run --sim`) against the
+loopback CSMS. GetDiagnostics uploads the controller's own log file from its state directory;
+UpdateFirmware installs a real wheel with pip beside the running version, switches to it
+and asks for the restart that re-execs into it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from ocpp.v16 import call
+
+from controller.domain import ResetKind
+from controller.local_csms import LocalCsms
+from tests.test_diagnostics_support import HttpFiles
+from tests.test_e2e_ocpp16 import controller
+from tests.test_firmware import build_wheel, now_iso
+
+
+@pytest.fixture(autouse=True)
+def outside_systemd(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The controller logs to its file (not the journal), INFO and up; PYTHONPATH restored."""
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    caplog.set_level(logging.INFO)
+
+
+async def test_get_diagnostics_uploads_the_controllers_own_log(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path) as rig:
+        with HttpFiles() as server:
+            mark = rig.mark()
+            answer = await rig.cp_call(call.GetDiagnostics(location=f"{server.base}/diag/"))
+            await csms.wait_for(
+                "DiagnosticsStatusNotification", lambda p: p["status"] == "Uploaded", after=mark
+            )
+    [sent] = server.uploads
+    name, archive = sent.form_file()
+    assert name == answer.file_name
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        member = tar.extractfile("picharge.log")
+        assert member is not None
+        text = member.read().decode()
+    assert "BootNotification accepted" in text
+    assert (tmp_path / "state" / "logs" / "picharge.log").exists()
+
+
+async def test_update_firmware_installs_beside_and_restarts_into_the_new_version(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path) as rig:
+        with HttpFiles(files={"/picharge.whl": build_wheel("9.9.9")[1]}) as server:
+            mark = rig.mark()
+            request = call.UpdateFirmware(
+                location=f"{server.base}/picharge.whl", retrieve_date=now_iso()
+            )
+            await rig.cp_call(request)
+            await csms.wait_for(
+                "FirmwareStatusNotification",
+                lambda p: p["status"] in ("Installed", "InstallationFailed", "DownloadFailed"),
+                after=mark,
+                timeout_s=30,
+            )
+        sent = [r.payload["status"] for r in csms.received[mark:] if r.action.startswith("Firm")]
+        assert sent == ["Downloading", "Downloaded", "Installing", "Installed"]
+        await rig.until(
+            lambda: (
+                rig.app.supervisor is not None
+                and rig.app.supervisor.restart_requested is ResetKind.HARD
+            )
+        )
+    firmware = tmp_path / "state" / "firmware"
+    assert str((firmware / "current").readlink()) == "9.9.9"
+    assert (firmware / "9.9.9" / "picharge-9.9.9.dist-info" / "METADATA").exists()
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(firmware / "current")
