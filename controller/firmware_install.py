@@ -13,7 +13,16 @@ Layout under the state directory (:data:`FIRMWARE_DIR`)::
 The running controller is never touched: a version is installed into a directory of its own,
 checked by importing the controller from it in a fresh interpreter, and only then is
 ``current`` switched (a new symlink renamed over the old one: atomic), ``previous`` kept, and
-older versions removed. :func:`rollback` puts ``previous`` back.
+older versions removed. :func:`rollback` puts ``previous`` back (or, after the first update,
+removes ``current`` so that the venv's own version runs).
+
+A new version is on trial (``<state_dir>/firmware/trial``) until it registers with the CSMS
+(:func:`confirm`, from the OCPP adapter). The unit's
+``ExecStartPre=/usr/bin/env -u PYTHONPATH <venv>/bin/python -m controller.firmware_install
+guard <state_dir>/firmware`` (:func:`guard`, the venv's own code) counts the starts of a
+version on trial and rolls back after :data:`MAX_TRIAL_STARTS` starts without registering,
+or at once when the controller no longer imports from it: a broken update that crashes
+(systemd ``Restart=``) ends with the previous version running again.
 
 How the new version is started: ``PYTHONPATH=<state_dir>/firmware/current`` puts it ahead of
 the venv's site-packages. :meth:`PipTargetInstaller.prepare_restart` sets it for the re-exec
@@ -49,6 +58,9 @@ PREVIOUS = "previous"
 #: a missing dependency or a syntax error shows here, not after the restart).
 SMOKE_IMPORTS = "import controller.cli, controller.app, controller.ocpp16.adapter, drivers.base"
 PIP_TIMEOUT_S = 600.0
+#: A new version on trial; starts it may take without registering before the fall-back.
+TRIAL = "trial"
+MAX_TRIAL_STARTS = 3
 SMOKE_TIMEOUT_S = 120.0
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 
@@ -181,6 +193,11 @@ class Installer(Protocol):
         """Make the coming re-exec start the current version."""
         ...
 
+    def confirm(self) -> str | None:
+        """The running version works (it registered with the CSMS): end its trial; returns
+        the version confirmed, None when none was on trial."""
+        ...
+
 
 def switch_link(root: Path, name: str, target: str) -> None:
     """Point ``root/name`` at ``target`` atomically (a new link renamed over the old)."""
@@ -191,14 +208,102 @@ def switch_link(root: Path, name: str, target: str) -> None:
 
 
 def rollback(root: Path) -> str | None:
-    """Make ``previous`` current again; returns that version, or None without one."""
+    """Make ``previous`` current again and return it; without one, remove ``current`` so the
+    venv's own version runs ("venv"); None when there was nothing to roll back."""
     previous = root / PREVIOUS
-    if not previous.is_symlink():
+    current = root / CURRENT
+    if previous.is_symlink():
+        version = str(previous.readlink())
+        switch_link(root, CURRENT, version)
+        previous.unlink()
+        return version
+    if current.is_symlink():
+        current.unlink()
+        return "venv"
+    return None
+
+
+def start_trial(root: Path, version: str) -> None:
+    """``version`` has just become current: on trial until :func:`confirm`."""
+    _write_trial(root, version, 0)
+
+
+def _write_trial(root: Path, version: str, starts: int) -> None:
+    temporary = root / f".{TRIAL}.new"
+    temporary.write_text(f"{version} {starts}\n")
+    temporary.replace(root / TRIAL)
+
+
+def confirm(root: Path) -> str | None:
+    """End the trial of the current version (it works); returns it, None without a trial."""
+    trial = root / TRIAL
+    try:
+        version = trial.read_text().split()[0]
+    except (OSError, IndexError):
         return None
-    version = str(previous.readlink())
-    switch_link(root, CURRENT, version)
-    previous.unlink()
+    trial.unlink(missing_ok=True)
     return version
+
+
+def guard(root: Path, python: str = sys.executable, max_starts: int = MAX_TRIAL_STARTS) -> str:
+    """Before each start of the service (``ExecStartPre``): count a start of a version on
+    trial; roll back when it started ``max_starts`` times without confirming, or when the
+    controller no longer imports from it. Returns what it did (one line for the journal)."""
+    trial = root / TRIAL
+    try:
+        version, starts_text = trial.read_text().split()[:2]
+        starts = int(starts_text)
+    except (OSError, ValueError):
+        return "no firmware on trial"
+    current = root / CURRENT
+    if not current.is_symlink() or str(current.readlink()) != version:
+        trial.unlink(missing_ok=True)
+        return f"trial of {version} is stale: ended"
+    starts += 1
+    problem = None
+    if starts > max_starts:
+        problem = f"{max_starts} starts without registering"
+    else:
+        try:
+            import_check(current, python)
+        except InstallFailed as exc:
+            problem = str(exc)
+    if problem is not None:
+        back = rollback(root)
+        trial.unlink(missing_ok=True)
+        return f"firmware {version} rolled back to {back}: {problem}"
+    _write_trial(root, version, starts)
+    return f"firmware {version} on trial: start {starts} of {max_starts}"
+
+
+def run_checked(args: list[str], what: str, timeout_s: float, path: Path | None) -> None:
+    """Run a command (``PYTHONPATH=path`` when given); InstallFailed unless it exits 0."""
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    env.pop("PYTHONHOME", None)
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InstallFailed(f"{what}: {exc}") from None
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise InstallFailed(f"{what} exited {done.returncode}: {' | '.join(tail)}")
+
+
+def import_check(path: Path, python: str = sys.executable) -> None:
+    """The controller imports from ``path`` in a fresh interpreter (InstallFailed if not).
+
+    ``-P``: the working directory does not go first on sys.path (it could hold another
+    controller)."""
+    check = (
+        f"{SMOKE_IMPORTS}; import controller, pathlib, sys; "
+        f"sys.exit(0 if pathlib.Path(controller.__file__).resolve()"
+        f".is_relative_to(pathlib.Path({str(path.resolve())!r})) else 3)"
+    )
+    run_checked([python, "-P", "-c", check], "import check", SMOKE_TIMEOUT_S, path)
 
 
 class PipTargetInstaller:
@@ -224,11 +329,15 @@ class PipTargetInstaller:
         if current.is_symlink() and str(current.readlink()) != package.version:
             switch_link(self.root, PREVIOUS, str(current.readlink()))
         switch_link(self.root, CURRENT, package.version)
+        start_trial(self.root, package.version)
         self._prune()
         return final
 
+    def confirm(self) -> str | None:
+        return confirm(self.root) if self.root.is_dir() else None
+
     def _install_into(self, staging: Path, package: FirmwarePackage) -> None:
-        self._run(
+        run_checked(
             [
                 self._python,
                 "-m",
@@ -246,28 +355,7 @@ class PipTargetInstaller:
             PIP_TIMEOUT_S,
             None,
         )
-        check = (
-            f"{SMOKE_IMPORTS}; import controller, pathlib, sys; "
-            f"sys.exit(0 if pathlib.Path(controller.__file__).resolve()"
-            f".is_relative_to(pathlib.Path({str(staging.resolve())!r})) else 3)"
-        )
-        # -P: not the working directory first on sys.path, which could hold another controller
-        self._run([self._python, "-P", "-c", check], "import check", SMOKE_TIMEOUT_S, staging)
-
-    def _run(self, args: list[str], what: str, timeout_s: float, path: Path | None) -> None:
-        env = dict(os.environ)
-        if path is not None:
-            env["PYTHONPATH"] = str(path)
-        env.pop("PYTHONHOME", None)
-        try:
-            done = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise InstallFailed(f"{what}: {exc}") from None
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise InstallFailed(f"{what} exited {done.returncode}: {' | '.join(tail)}")
+        import_check(staging, self._python)
 
     def _prune(self) -> None:
         """Remove versions that are neither current nor previous (and failed stagings)."""
@@ -285,3 +373,22 @@ class PipTargetInstaller:
         current = str(self.root / CURRENT)
         parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         os.environ["PYTHONPATH"] = os.pathsep.join([current, *(p for p in parts if p != current)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m controller.firmware_install guard <state_dir>/firmware``: for the systemd
+    unit's ``ExecStartPre`` (run with the venv's own code: ``env -u PYTHONPATH``). Prints what
+    it did; always exits 0 so that a start is never blocked by it."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "guard":
+        print("usage: python -m controller.firmware_install guard FIRMWARE_DIR", file=sys.stderr)
+        return 2
+    try:
+        print(guard(Path(args[1])))
+    except OSError as exc:
+        print(f"firmware guard: {exc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,6 +79,7 @@ HANDLED_ACTIONS = frozenset(
         Action.firmware_status_notification,
         Action.heartbeat,
         Action.meter_values,
+        Action.security_event_notification,
         Action.start_transaction,
         Action.status_notification,
         Action.stop_transaction,
@@ -308,6 +309,10 @@ class _ChargePointSession(ChargePoint):
     @on(Action.firmware_status_notification)
     async def _on_firmware_status_notification(self, **_: Any) -> Any:
         return await self._reply(Action.firmware_status_notification)
+
+    @on(Action.security_event_notification)
+    async def _on_security_event_notification(self, **_: Any) -> Any:
+        return await self._reply(Action.security_event_notification)
 
 
 # --- the central system -------------------------------------------------------------------

@@ -70,6 +70,7 @@ class FakeInstaller:
     installed: list[FirmwarePackage] = field(default_factory=list)
     failure: str | None = None
     restarts: int = 0
+    confirmed: int = 0
 
     def install(self, package: FirmwarePackage) -> Path:
         if self.failure is not None:
@@ -80,6 +81,10 @@ class FakeInstaller:
 
     def prepare_restart(self) -> None:
         self.restarts += 1
+
+    def confirm(self) -> str | None:
+        self.confirmed += 1
+        return None
 
 
 @dataclass
@@ -165,6 +170,7 @@ async def test_a_wheel_over_http_is_installed_and_the_charger_restarts_into_it(
     assert (package.name, package.version, package.path.name) == ("picharge", "9.9.9", name)
     await until(lambda: rig.control.named("reset") == [(ResetKind.HARD,)])
     assert fw.installer.restarts == 1
+    assert fw.installer.confirmed == 1  # at the first registration, once
     after = len(rig.csms.received)
     trigger = call.TriggerMessage(requested_message="FirmwareStatusNotification")
     assert (await rig.csms.call(CP_ID, trigger)).status == "Accepted"

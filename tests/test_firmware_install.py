@@ -18,7 +18,9 @@ from controller.firmware_install import (
     PackageKind,
     PipTargetInstaller,
     expected_sha256,
+    guard,
     inspect_package,
+    main,
     rollback,
 )
 from tests.test_firmware import build_wheel
@@ -53,7 +55,13 @@ def test_versions_are_installed_beside_each_other_and_switched(
     with pytest.raises(InstallFailed, match="import check"):
         installer.install(broken)
     assert current_of(root) == "9.9.2"  # the working version stays
-    assert sorted(p.name for p in root.iterdir()) == ["9.9.1", "9.9.2", "current", "previous"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "9.9.1",
+        "9.9.2",
+        "current",
+        "previous",
+        "trial",
+    ]
 
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     installer.prepare_restart()
@@ -105,3 +113,44 @@ def test_packages_that_are_not_a_new_picharge_are_refused(
 ) -> None:
     with pytest.raises(FirmwareRejected, match=problem):
         inspect_package(downloaded(tmp_path, data), "0.1.0")
+
+
+def test_a_new_version_is_on_trial_until_it_registers(tmp_path: Path) -> None:
+    root = tmp_path / "firmware"
+    installer = PipTargetInstaller(root)
+    installer.install(inspect_package(downloaded(tmp_path, build_wheel("9.9.1")[1]), "0.1.0"))
+    assert (root / "trial").read_text() == "9.9.1 0\n"
+    assert installer.confirm() == "9.9.1"
+    assert not (root / "trial").exists() and installer.confirm() is None
+    assert guard(root) == "no firmware on trial"
+
+
+def test_a_version_that_never_registers_is_rolled_back_after_three_starts(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "firmware"
+    installer = PipTargetInstaller(root)
+    installer.install(inspect_package(downloaded(tmp_path, build_wheel("9.9.1")[1]), "0.1.0"))
+    installer.confirm()
+    installer.install(inspect_package(downloaded(tmp_path, build_wheel("9.9.2")[1]), "9.9.1"))
+    assert [guard(root, max_starts=2) for _ in range(2)] == [
+        "firmware 9.9.2 on trial: start 1 of 2",
+        "firmware 9.9.2 on trial: start 2 of 2",
+    ]
+    assert guard(root, max_starts=2) == (
+        "firmware 9.9.2 rolled back to 9.9.1: 2 starts without registering"
+    )
+    assert current_of(root) == "9.9.1" and not (root / "trial").exists()
+
+
+def test_a_current_version_that_no_longer_imports_is_rolled_back_to_the_venv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "firmware"
+    installer = PipTargetInstaller(root)
+    installer.install(inspect_package(downloaded(tmp_path, build_wheel("9.9.1")[1]), "0.1.0"))
+    (root / "9.9.1" / "controller" / "app.py").write_text("raise SystemExit(5)\n")
+    assert main(["guard", str(root)]) == 0
+    assert "firmware 9.9.1 rolled back to venv: import check exited 5" in capsys.readouterr().out
+    assert not (root / "current").exists()  # the venv's own version runs again
+    assert rollback(root) is None

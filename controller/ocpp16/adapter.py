@@ -349,6 +349,7 @@ class Ocpp16Adapter:
         await self._boot(cp)
         backoff.reset()
         self._registered = True
+        self._services.firmware.booted()  # the running firmware works: its trial ends
         self._set_state(LinkState.REGISTERED)
         statuses: asyncio.Queue[_StatusItem] = asyncio.Queue()
         self._statuses = statuses

@@ -45,6 +45,7 @@ from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
 from controller.ocpp16.firmware import FirmwareHandlers
 from controller.ocpp16.local_list import LocalListHandlers
 from controller.ocpp16.reservations import ReservationHandlers
+from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
 from controller.ocpp16.smart_charging import SmartChargingHandlers
 from controller.ocpp16.triggers import TriggerHandlers
 
@@ -79,6 +80,7 @@ class Services:
     firmware: FirmwareUpdater
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
+    security_events: SecurityEvents  # the whitepaper's security log, pushed to the CSMS
 
 
 _AVAILABILITY = {
@@ -176,6 +178,8 @@ class OcppChargePoint(
 
     @after(Action.reset)
     def after_reset(self, type: str, **kwargs: Any) -> None:
+        event = SecurityEvent.RESET_OR_REBOOT
+        self._s.security_events.record(event, f"{type} reset requested by the CSMS")
         self._s.spawn(self._s.control.reset(ResetKind(type)), f"ocpp16-reset-{type}")
 
     @on(Action.unlock_connector)

@@ -15,7 +15,9 @@ then, in a task of its own:
 4. Installing: the :class:`~controller.firmware_install.Installer` installs it beside the
    running version and switches to it (default :class:`PipTargetInstaller` under
    ``<state_dir>/firmware``); InstallationFailed leaves the running version current;
-5. Installed, then a Hard reset: the controller re-execs into the new version.
+5. Installed, then a Hard reset: the controller re-execs into the new version, which is on
+   trial until its first BootNotification is accepted (:meth:`FirmwareUpdater.booted`; see
+   :func:`controller.firmware_install.guard` for the fall-back).
 
 While nothing runs the status is Idle (what a TriggerMessage gets). One update at a time:
 a request while one runs is answered and ignored (logged). Loop thread; downloads and
@@ -93,11 +95,27 @@ class FirmwareUpdater:
         self._status = FirmwareStatus.idle
         self._busy = False
         self._planned: dict[str, dict[str, Any]] = {}
+        self._confirmed = False
 
     @property
     def status(self) -> FirmwareStatus:
         """The step under way; Idle when nothing runs or the last update ended."""
         return self._status
+
+    def booted(self) -> None:
+        """The link registered: the running version works, its trial ends (once a process)."""
+        if not self._confirmed:
+            self._confirmed = True
+            self._spawn(self._confirm(), "ocpp16-firmware-confirm")
+
+    async def _confirm(self) -> None:
+        try:
+            version = await asyncio.to_thread(self._installer.confirm)
+        except OSError as exc:
+            log.warning("could not end the firmware trial: %s", exc)
+            return
+        if version is not None:
+            log.info("firmware %s registered with the CSMS: trial over", version)
 
     def plan(self, unique_id: str, location: str, retrieve_date: str, **request: Any) -> Any:
         """@on: the (empty) answer; the update starts in :meth:`start_planned`."""

@@ -37,6 +37,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from controller.logging_setup import add_secret
 from controller.ocpp16.link import LinkTiming, open_link
+from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
 
 if TYPE_CHECKING:
     from controller.ocpp16.keys import OcppConfig
@@ -52,7 +53,12 @@ PASSWORD_KEY = "AuthorizationKey"
 
 
 class LinkSecurityError(Exception):
-    """A connection attempt refused for a security reason; the message says which."""
+    """A connection attempt refused for a security reason; the message says which, and
+    ``event`` the security event it is (None: a local problem, e.g. a ws:// URL)."""
+
+    def __init__(self, message: str, event: SecurityEvent | None = None) -> None:
+        super().__init__(message)
+        self.event = event
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +120,23 @@ def explain(exc: BaseException, tls: bool) -> LinkSecurityError | None:
             # after the handshake, by closing the connection before its HTTP answer.
             return LinkSecurityError(
                 "TLS: the CSMS closed the connection before answering the handshake "
-                "(it may require a client certificate, or refuse ours)"
+                "(it may require a client certificate, or refuse ours)",
+                SecurityEvent.FAILED_TO_AUTHENTICATE,
             )
         exc = exc.__cause__
     if isinstance(exc, ssl.SSLCertVerificationError):
         return LinkSecurityError(
-            f"TLS: the CSMS certificate was refused ({exc.verify_message or exc.reason})"
+            f"TLS: the CSMS certificate was refused ({exc.verify_message or exc.reason})",
+            SecurityEvent.INVALID_CSMS_CERTIFICATE,
         )
     if isinstance(exc, ssl.SSLError):
-        return LinkSecurityError(f"TLS handshake failed ({exc.reason or exc})")
+        return LinkSecurityError(
+            f"TLS handshake failed ({exc.reason or exc})", SecurityEvent.FAILED_TO_AUTHENTICATE
+        )
     if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
         return LinkSecurityError(
-            f"the CSMS refused our credentials (HTTP {exc.response.status_code})"
+            f"the CSMS refused our credentials (HTTP {exc.response.status_code})",
+            SecurityEvent.FAILED_TO_AUTHENTICATE,
         )
     return None
 
@@ -144,6 +155,7 @@ class LinkSecurity:
         self._chargepoint_id = chargepoint_id
         self._secure_url = url.startswith("wss://")
         self._files = files
+        self._events: SecurityEvents | None = None
         config.add_check(PROFILE_KEY, self._profile_problem)
         config.add_check(PASSWORD_KEY, authorization_key_problem)
         config.on_change(self._changed)
@@ -168,9 +180,16 @@ class LinkSecurity:
             )
             await self._config.change(PROFILE_KEY, str(configured))
 
+    def report_to(self, events: SecurityEvents) -> None:
+        """Record refused connections and security key changes in ``events``."""
+        self._events = events
+
     def _changed(self, key: str, value: str) -> None:
         if key == PASSWORD_KEY:
             add_secret(value)
+        if key in (PASSWORD_KEY, PROFILE_KEY) and self._events is not None:
+            shown = "changed" if key == PASSWORD_KEY else f"now {value}"
+            self._events.record(SecurityEvent.RECONFIGURATION, f"{key} {shown}")
 
     def _profile_problem(self, value: str) -> str | None:
         wanted, now = int(value), self.profile
@@ -210,4 +229,6 @@ class LinkSecurity:
             reason = explain(exc, context is not None)
             if reason is None:
                 raise
+            if reason.event is not None and self._events is not None:
+                self._events.record(reason.event, f"{url}: {reason}", logged=True)
             raise reason from exc

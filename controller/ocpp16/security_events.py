@@ -1,0 +1,147 @@
+"""SecurityEventNotification (OCPP 1.6 security whitepaper): the charger's security log.
+
+Events are recorded where they happen (a refused connection, a reset, a changed security
+key) and pushed to the CSMS in order once the link is registered: a failed
+connection attempt can only be told afterwards. The pending events are kept in
+:class:`~controller.storage.Storage` (namespace :data:`NAMESPACE`), so a reset's
+ResetOrReboot still reaches the CSMS when the restart came before the link could send it.
+At most :data:`MAX_PENDING` wait (a charger retrying a refused CSMS for days would
+otherwise grow without end); the oldest go first.
+
+Every event is also logged (INFO; a refused connection is logged once, by the link), so
+the local log is the security log as well. Loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from ocpp.v16 import call
+
+from controller.ocpp16.wire import iso_utc
+from controller.storage import StorageError
+
+if TYPE_CHECKING:
+    from controller.storage import Storage
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "ocpp16-security-events"
+PENDING_KEY = "pending"
+MAX_PENDING = 50
+#: SecurityEventNotification.req techInfo is a CiString255.
+TECH_INFO_MAX = 255
+
+
+class SecurityEvent(StrEnum):
+    """The whitepaper's security event types this charger records."""
+
+    FAILED_TO_AUTHENTICATE = "FailedToAuthenticateAtCentralSystem"  # CSMS refused us
+    INVALID_CSMS_CERTIFICATE = "InvalidCentralSystemCertificate"  # we refused the CSMS
+    RESET_OR_REBOOT = "ResetOrReboot"
+    RECONFIGURATION = "ReconfigurationOfSecurityParameters"
+
+
+class SecurityEvents:
+    """The pending security events and their sending."""
+
+    def __init__(self, storage: Storage, clock: Callable[[], dt.datetime]) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._pending: list[dict[str, str]] = []
+        self._added = asyncio.Event()
+        self._saving: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> list[dict[str, str]]:
+        """Copies of the events not yet answered by the CSMS (wire camelCase)."""
+        return [dict(event) for event in self._pending]
+
+    async def restore(self) -> None:
+        """Take back what the last run could not send (a corrupt record is logged, dropped)."""
+        stored = (await self._storage.load_settings(NAMESPACE)).get(PENDING_KEY)
+        if not stored:
+            return
+        try:
+            events = json.loads(stored)
+            restored = [
+                {str(k): str(v) for k, v in event.items()}
+                for event in events
+                if isinstance(event, dict) and "type" in event and "timestamp" in event
+            ]
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.warning("stored security events unreadable (%s): dropped", exc)
+            return
+        self._pending[:0] = restored[-MAX_PENDING:]
+        del self._pending[:-MAX_PENDING]
+        if self._pending:
+            self._added.set()
+
+    def record(
+        self, event: SecurityEvent, tech_info: str | None = None, *, logged: bool = False
+    ) -> None:
+        """Log the event and queue it for the CSMS (persisted in the background).
+        ``logged``: the caller has logged it already (one line per failure): DEBUG here."""
+        level = logging.DEBUG if logged else logging.INFO
+        log.log(level, "security event %s%s", event, f": {tech_info}" if tech_info else "")
+        entry = {"type": event.value, "timestamp": iso_utc(self._clock())}
+        if tech_info:
+            entry["techInfo"] = tech_info[:TECH_INFO_MAX]
+        self._pending.append(entry)
+        del self._pending[:-MAX_PENDING]
+        self._added.set()
+        self._save()
+
+    def _save(self) -> None:
+        """Write the pending list; one write at a time, the newest state last."""
+        previous = self._saving
+        snapshot = json.dumps(self._pending, separators=(",", ":"))
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self._storage.save_setting(NAMESPACE, PENDING_KEY, snapshot)
+            except StorageError as exc:
+                log.error("security events not stored: %s", exc)
+
+        self._saving = asyncio.get_running_loop().create_task(write(), name="security-events")
+
+    async def flush(self) -> None:
+        """Wait until the last recorded state is stored (tests, shutdown)."""
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
+
+    async def drain(
+        self,
+        send: Callable[[Any], Awaitable[Any]],
+        failures: tuple[type[BaseException], ...],
+    ) -> None:
+        """Send the pending events in order while registered; runs until cancelled.
+
+        An event the CSMS answers (even with a CALLERROR, e.g. a CSMS without the
+        whitepaper) is done; ``failures`` raised by ``send`` are logged and the event goes.
+        A cancellation (the link closed) leaves the event pending for the next connection.
+        """
+        while True:
+            if not self._pending:
+                self._added.clear()
+                await self._added.wait()
+                continue
+            event = self._pending[0]
+            request = call.SecurityEventNotification(
+                type=event["type"], timestamp=event["timestamp"], tech_info=event.get("techInfo")
+            )
+            try:
+                await send(request)
+            except failures as exc:
+                log.warning("SecurityEventNotification %s not delivered: %s", event["type"], exc)
+            if self._pending and self._pending[0] is event:
+                self._pending.pop(0)
+            self._save()

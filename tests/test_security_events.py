@@ -1,0 +1,121 @@
+"""SecurityEventNotification: refused connections, resets and changed security keys reach
+the CSMS in order, survive a restart, and never carry the AuthorizationKey."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16 import call
+
+from controller.local_csms import LocalCsms
+from controller.ocpp16.security_events import MAX_PENDING, SecurityEvent, SecurityEvents
+from controller.storage import Storage
+from tests.test_security import CP_ID, PASSWORD, captured_log, charger
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+class Boom(Exception):
+    """A call failure as the adapter's CALL_FAILURES would raise."""
+
+
+async def test_pending_events_survive_a_restart_in_order_and_bounded(tmp_path: Path) -> None:
+    storage = await Storage.open(tmp_path)
+    try:
+        events = SecurityEvents(storage, lambda: NOW)
+        events.record(SecurityEvent.RESET_OR_REBOOT, "Soft reset requested by the CSMS")
+        for n in range(MAX_PENDING):
+            events.record(SecurityEvent.FAILED_TO_AUTHENTICATE, f"attempt {n}")
+        await events.flush()
+        again = SecurityEvents(storage, lambda: NOW)
+        await again.restore()
+    finally:
+        await storage.close()
+    pending = again.pending
+    assert len(pending) == MAX_PENDING  # the oldest (the reset) made room
+    assert pending[0] == {
+        "type": "FailedToAuthenticateAtCentralSystem",
+        "timestamp": "2026-11-23T12:00:00.000Z",
+        "techInfo": "attempt 0",
+    }
+    assert pending[-1]["techInfo"] == f"attempt {MAX_PENDING - 1}"
+
+
+async def test_drain_sends_in_order_drops_a_refused_event_and_keeps_one_cut_off(
+    tmp_path: Path,
+) -> None:
+    storage = await Storage.open(tmp_path)
+    try:
+        events = SecurityEvents(storage, lambda: NOW)
+        events.record(SecurityEvent.INVALID_CSMS_CERTIFICATE, "unknown issuer")
+        events.record(SecurityEvent.RECONFIGURATION, "SecurityProfile now 2")
+        events.record(SecurityEvent.RESET_OR_REBOOT)
+        sent: list[str] = []
+        hang = asyncio.Event()
+
+        async def send(request: Any) -> None:
+            sent.append(request.type)
+            if request.type == "ReconfigurationOfSecurityParameters":
+                raise Boom("NotImplemented")
+            if request.type == "ResetOrReboot":
+                await hang.wait()  # the link closes while it is being sent
+
+        task = asyncio.create_task(events.drain(send, (Boom,)))
+        async with asyncio.timeout(2):
+            while len(sent) < 3:  # noqa: ASYNC110 - the drain is the only actor
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await events.flush()
+    finally:
+        await storage.close()
+    assert sent == [
+        "InvalidCentralSystemCertificate",
+        "ReconfigurationOfSecurityParameters",
+        "ResetOrReboot",
+    ]
+    assert [e["type"] for e in events.pending] == ["ResetOrReboot"]
+
+
+async def test_a_refused_charger_reports_it_once_in_then_resets_and_key_changes(
+    tmp_path: Path,
+) -> None:
+    new_key = "00112233445566778899aabb"
+    with captured_log() as log_text:
+        async with (
+            LocalCsms(basic_auth={CP_ID: "not-the-chargers-password"}) as csms,
+            charger(csms, tmp_path, {"password": PASSWORD}),
+        ):
+            async with asyncio.timeout(5):
+                while not any(a.refused for a in csms.connection_attempts):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            csms.basic_auth = {CP_ID: PASSWORD}
+            refused = await csms.wait_for(
+                "SecurityEventNotification",
+                lambda p: p["type"] == "FailedToAuthenticateAtCentralSystem",
+                timeout_s=8,
+            )
+            assert "HTTP 401" in refused["techInfo"]
+            await csms.call(CP_ID, call.ChangeConfiguration(key="AuthorizationKey", value=new_key))
+            changed = await csms.wait_for(
+                "SecurityEventNotification",
+                lambda p: p["type"] == "ReconfigurationOfSecurityParameters",
+            )
+            assert changed["techInfo"] == "AuthorizationKey changed"
+            reset = await csms.call(CP_ID, call.Reset(type="Soft"))
+            assert reset.status == "Accepted"
+            await csms.wait_for(
+                "SecurityEventNotification", lambda p: p["type"] == "ResetOrReboot", timeout_s=3
+            )
+            frames = "".join(f.text for f in csms.raw_received)
+    text = log_text.getvalue()
+    assert new_key not in frames  # nothing the charger sent carries the key
+    assert new_key not in text and PASSWORD not in text
+    told = [line for line in text.splitlines() if "refused our credentials (HTTP 401)" in line]
+    link_lines = [line for line in told if "SecurityEventNotification" not in line]
+    # one WARNING per refused attempt, from the link; the rest is the event going out
+    assert len(link_lines) == sum(a.refused for a in csms.connection_attempts) >= 1
+    assert all(" WARNING controller.ocpp16.adapter: " in line for line in link_lines)
