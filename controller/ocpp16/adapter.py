@@ -59,10 +59,12 @@ from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
 from controller.ocpp16.reservations import ReservationBook
 from controller.ocpp16.security import LinkSecurity, LinkSecurityError
+from controller.ocpp16.security_events import SecurityEvents
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.timers import Retimer, next_boundary
 from controller.ocpp16.triggers import TriggerSender
 from controller.ocpp16.wire import iso_utc
+from controller.outbox import Outbox
 from drivers.errors import FaultKind
 
 if TYPE_CHECKING:
@@ -164,6 +166,9 @@ class Ocpp16Adapter:
         self.url = endpoint_url(url, chargepoint_id)
         self.timing = timing or LinkTiming()
         self._security = security  # None: no credentials, system CAs for wss://
+        self._security_events = SecurityEvents(storage, clock)
+        if security is not None:
+            security.report_to(self._security_events)
         self._boot_request = call.BootNotification(
             charge_point_model=model,
             charge_point_vendor=vendor,
@@ -182,7 +187,7 @@ class Ocpp16Adapter:
             clock=clock,
             ratings=connector_ratings,
         )
-        self._queue = TransactionQueue()
+        self._queue = TransactionQueue(store=Outbox(storage))
         self._state = LinkState.STOPPED
         self._cp: OcppChargePoint | None = None
         self._closed: asyncio.Event | None = None
@@ -237,6 +242,7 @@ class Ocpp16Adapter:
             ),
             clock=clock,
             spawn=self._spawn,
+            security_events=self._security_events,
         )
         config.on_change(self._config_changed)
 
@@ -261,6 +267,10 @@ class Ocpp16Adapter:
         """Transaction messages waiting to be sent (or being sent)."""
         return len(self._queue)
 
+    async def resync(self) -> None:
+        """Write the transaction queue to the database again (it failed and works again)."""
+        await self._queue.resync()
+
     async def flush(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
         try:
@@ -284,6 +294,8 @@ class Ocpp16Adapter:
             if value is not None:
                 self._control.apply_setting(key, value)
         await self._reservations.restore()
+        await self._security_events.restore()
+        await self._queue.restore()  # what the last run left unsent goes first
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link_loop(), name="ocpp16-link")
@@ -369,6 +381,10 @@ class Ocpp16Adapter:
                     ),
                 ),
                 name="ocpp16-transactions",
+            )
+            group.create_task(
+                self._security_events.drain(lambda request: _call(cp, request), CALL_FAILURES),
+                name="ocpp16-security-events",
             )
 
     async def _boot(self, cp: OcppChargePoint) -> None:
