@@ -14,6 +14,11 @@ back, since a plain file cannot refuse the write the kernel would refuse.
 
 The pipes are opened read-write by the server, so a driver's write never blocks; after
 :meth:`SimPwmSysfs.close` nobody reads them and a non-blocking write fails with ENXIO.
+
+:meth:`SimPwmSysfs.output_pct` is what the simulated car and ADC read on every conversion
+(hundreds of times a second from the CP sampling thread), so it reads the attribute files
+through descriptors kept open per export (``pread``, one system call each) instead of
+opening every file each time: the simulator must not dominate the controller's CPU figures.
 """
 
 from __future__ import annotations
@@ -54,6 +59,12 @@ class SimPwmSysfs:
             self._pipes[os.open(path, os.O_RDWR | os.O_NONBLOCK)] = name
         self._wake_r, self._wake_w = os.pipe()
         self._closed = False
+        # Descriptors on each exported channel's attribute files, for output_pct. A channel
+        # directory is only ever created or removed by _handle, which bumps the generation:
+        # descriptors of an older generation point at files of a removed directory.
+        self._fd_lock = threading.Lock()
+        self._generation = 0
+        self._fds: dict[int, tuple[int, dict[str, int]]] = {}
         self._thread = threading.Thread(target=self._serve, name=f"sim-pwmchip{chip}", daemon=True)
         self._thread.start()
 
@@ -90,11 +101,18 @@ class SimPwmSysfs:
     def output_pct(self, channel: int) -> float:
         """What the pin actually does: high-time % while enabled; 0 % (low) when the channel
         is disabled or not exported, as the BCM PWM idles low. Behind an inverting driver
-        stage the CP duty is ``100 - output_pct``."""
-        if not self.exported(channel) or not self.enabled(channel):
-            return 0.0
-        pct = self.duty_pct(channel)
-        return 100.0 - pct if self.polarity(channel) == "inversed" else pct
+        stage the CP duty is ``100 - output_pct``. Any thread; cheap (see the module doc)."""
+        with self._fd_lock:
+            fds = self._channel_fds(channel)
+            if fds is None or self._pread_int(fds, "enable") != 1:
+                return 0.0
+            period = self._pread_int(fds, "period")
+            duty = self._pread_int(fds, "duty_cycle")
+            inversed = os.pread(fds["polarity"], 16, 0).strip() == b"inversed"
+        if duty > period:
+            raise ValueError(f"pwm{channel}: duty_cycle {duty} > period {period}: kernel refuses")
+        pct = 100.0 * duty / period if period else 0.0
+        return 100.0 - pct if inversed else pct
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -107,6 +125,11 @@ class SimPwmSysfs:
         self._thread.join()
         for fd in (*self._pipes, self._wake_r, self._wake_w):
             os.close(fd)
+        with self._fd_lock:
+            for _, fds in self._fds.values():
+                for fd in fds.values():
+                    os.close(fd)
+            self._fds.clear()
 
     def __enter__(self) -> SimPwmSysfs:
         return self
@@ -127,6 +150,13 @@ class SimPwmSysfs:
                     self._handle(self._pipes[fd], token.decode(errors="replace"))
 
     def _handle(self, action: str, token: str) -> None:
+        try:
+            self._change_export(action, token)
+        finally:
+            with self._fd_lock:
+                self._generation += 1
+
+    def _change_export(self, action: str, token: str) -> None:
         if not token.isdigit() or int(token) >= self.channels:
             log.warning(
                 "%s/%s: invalid channel %r (the kernel says EINVAL)", self.chip_dir, action, token
@@ -149,6 +179,36 @@ class SimPwmSysfs:
             (staging / name).write_text(f"{value}\n")
         (staging / "polarity").write_text("normal\n")
         staging.rename(target)
+
+    def _channel_fds(self, channel: int) -> dict[str, int] | None:
+        """Open descriptors on pwmC's attributes (None: not exported); call with _fd_lock."""
+        cached = self._fds.get(channel)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        if cached is not None:
+            for fd in cached[1].values():
+                os.close(fd)
+            del self._fds[channel]
+        fds: dict[str, int] = {}
+        try:
+            for name in ("enable", "period", "duty_cycle", "polarity"):
+                fds[name] = os.open(self.channel_dir(channel) / name, os.O_RDONLY)
+        except FileNotFoundError:
+            for fd in fds.values():
+                os.close(fd)
+            return None
+        self._fds[channel] = (self._generation, fds)
+        return fds
+
+    @staticmethod
+    def _pread_int(fds: dict[str, int], name: str) -> int:
+        # Same race as in _read_int: the driver's write truncates first, then writes.
+        for _ in range(_READ_RETRIES):
+            text = os.pread(fds[name], 32, 0).strip()
+            if text:
+                return int(text)
+            time.sleep(0.0001)
+        raise ValueError(f"pwm attribute {name} stays empty")
 
     def _read_int(self, channel: int, name: str) -> int:
         # A driver's write is open(O_TRUNC) then write(): a reader on another thread can land
