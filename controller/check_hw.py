@@ -303,6 +303,7 @@ async def check_contactor(c: ConnectorHardware, cp: CpWatch, hold_s: float) -> S
         left_a.set()
 
     cp.guard = cp_left_a
+    c.pilot.sensor.set_vigilant(True)  # sample fast while the contactor may be closed
     try:
         try:
             await contactor.close()
@@ -331,6 +332,7 @@ async def check_contactor(c: ConnectorHardware, cp: CpWatch, hold_s: float) -> S
     finally:
         cp.guard = None
         contactor.open()
+        c.pilot.sensor.set_vigilant(False)
     if interrupted:
         return StepResult(
             "contactor",

@@ -15,7 +15,7 @@ Pieces (each its own module):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,13 @@ class PwmPilot:
 
     def __init__(self, pwm: SysfsPwm) -> None:
         self._pwm = pwm
+        self._listeners: list[Callable[[], None]] = []
         pwm.set_duty_pct(DUTY_STATE_F_PCT)
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every duty change (on the caller's thread): the CP sensor
+        samples at once, at the rate the new waveform calls for."""
+        self._listeners.append(listener)
 
     @property
     def duty_pct(self) -> float:
@@ -60,15 +66,22 @@ class PwmPilot:
 
     def offer_current(self, current_a: float) -> None:
         """Offer ``current_a`` by the IEC 61851 formula; below 6 A nothing (100 %, x1)."""
-        self._pwm.set_duty_pct(duty_for_current(current_a))
+        self._set(duty_for_current(current_a))
 
     def set_duty_pct(self, duty_pct: float) -> None:
         """Generate a raw duty, e.g. 5 % (digital communication required)."""
-        self._pwm.set_duty_pct(duty_pct)
+        self._set(duty_pct)
 
     def set_state_f(self) -> None:
         """Steady -12 V: 0 % positive phase (state F, EVSE not available)."""
-        self._pwm.set_duty_pct(DUTY_STATE_F_PCT)
+        self._set(DUTY_STATE_F_PCT)
+
+    def _set(self, duty_pct: float) -> None:
+        before = self._pwm.duty_pct
+        self._pwm.set_duty_pct(duty_pct)
+        if self._pwm.duty_pct != before:
+            for listener in self._listeners:
+                listener()
 
     def close(self) -> None:
         """Leave the CP in state F and release the channel; idempotent."""
@@ -115,10 +128,13 @@ def from_config(
     chip), ``pwm_channel`` (0 = GPIO18 on a Pi 1-4), ``pwm_inverted`` (false), ``adc_bus`` (1),
     ``adc_address`` (0x48), ``adc_full_scale_v`` (4.096), ``adc_data_rate_sps`` (860),
     ``cp_adc_gain`` (30/3.3), ``cp_adc_offset_v`` (-15.0), ``cp_low_adc_gain`` and
-    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.01),
+    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0015: PWM on,
+    car in C/D), ``waiting_sample_period_s`` (0.01: PWM on, car not in C/D),
+    ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
     ``debounce_fast_samples`` (2), ``debounce_slow_samples`` (10), ``debounce_diode_samples``
     (5), ``duty_settle_s`` (0.02), ``pp_pullup_ohm`` (1000), ``pp_supply_v`` (3.3),
     ``tethered_cable_a`` (unset: read PP). Other keys are left to other parts of the section.
+    :mod:`drivers.pilot_sensor` says why the sampling rates differ.
 
     Bad values raise :class:`ConfigurationError` naming ``<key_prefix>.<key>``. Blocks
     briefly on first export of the PWM channel: call at start-up. ``on_event`` receives PP
@@ -139,7 +155,10 @@ def from_config(
     if rate_sps not in DATA_RATE_SPS.values():
         raise cfg.error("adc_data_rate_sps", f"must be one of {sorted(DATA_RATE_SPS.values())}")
     calibration = _calibration(cfg, full_scale_v)
-    period_s = cfg.number("sample_period_s", 0.01, minimum=0.001, maximum=0.05)
+    period_s = cfg.number("sample_period_s", 0.0015, minimum=0.001, maximum=0.05)
+    waiting_s = cfg.number("waiting_sample_period_s", 0.01, minimum=period_s, maximum=0.05)
+    idle_s = cfg.number("idle_sample_period_s", 0.2, minimum=period_s, maximum=0.5)
+    diode_check_s = cfg.number("diode_check_period_s", 0.5, minimum=0.0, maximum=5.0)
     fast = cfg.integer("debounce_fast_samples", 2, minimum=1)
     slow = cfg.integer("debounce_slow_samples", 10, minimum=1)
     diode = cfg.integer("debounce_diode_samples", 5, minimum=1)
@@ -168,11 +187,15 @@ def from_config(
         lambda: generator.duty_pct,
         calibration=calibration,
         sample_period_s=period_s,
+        waiting_sample_period_s=waiting_s,
+        idle_sample_period_s=idle_s,
+        diode_check_period_s=diode_check_s,
         debounce_fast_samples=fast,
         debounce_slow_samples=slow,
         debounce_diode_samples=diode,
         duty_settle_s=settle_s,
     )
+    generator.add_listener(sensor.wake)
     proximity: ProximitySensor
     if tethered_a is not None:
         proximity = TetheredCable(tethered_a)

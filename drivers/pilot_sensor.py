@@ -23,28 +23,47 @@ E down to -1.5 V, F at or below -10 V, anything else fits no state (None). Level
 
 Debouncing: a new state must be seen in N consecutive samples. Towards A, B, E, F or None
 (the EV stopped drawing, left, or something is wrong) N is small: the contactor must open
-within 100 ms of C->B (reference 1.5), so 2 samples of 10 ms. Towards C or D (the EV wants
-power) nothing is urgent (3 s to close), so N is larger: 10 samples = 100 ms, as SmartEVSE
-waits 100 ms at 6 V. The diode check (negative level -12 V +- 1 V in B/C/D while PWM runs)
-has its own count.
+within 100 ms of C->B (reference 1.5), and the controller's share should be a small part of
+that, so 2 samples. Towards C or D (the EV wants power) nothing is urgent (3 s to close), so
+N is larger: 10 samples. The diode check (negative level -12 V +- 1 V in B/C/D while PWM
+runs) has its own count.
+
+Sampling rate follows what is at stake (the contactor can only be closed while the PWM
+offers current and the car is in C or D):
+
+- PWM on, car in C or D: every ``sample_period_s`` (1.5 ms from configuration: the ADS1115
+  converts in 1.2 ms at 860 SPS, so this is about back to back), AIN0 only, so C->B is seen
+  within three conversions. AIN1 (the diode check) is read on every sample for the first
+  verdict after the PWM starts, then every ``diode_check_period_s``: each AIN1 read delays
+  AIN0 by one conversion;
+- PWM on, car not in C or D (B2: waiting for the car, SuspendedEV): every
+  ``waiting_sample_period_s`` (10 ms): B->C is a slow transition anyway;
+- no PWM (x1 or F: the contactor is open): every ``idle_sample_period_s`` (200 ms): only a
+  plug-in or unplug to notice. The generator wakes the sampler when the duty changes, so a
+  new PWM is sampled at once at the new rate; after an unusable sample the next comes
+  after ``waiting_sample_period_s``, so ``blind_fault_s`` still means several samples.
+
+Whoever closes a contactor also calls :meth:`AdcPilotSensor.set_vigilant`: fast sampling
+then holds whatever the waveform (the supervisor only closes with the PWM on, check-hw
+clicks the contactor with it off).
 
 Threading: :meth:`AdcPilotSensor.run` starts one thread (``cp-sampler``) that does the blocking
-ADS1115 reads, paced by ``sample_period_s``, and hands results to the loop with
+ADS1115 reads, paced as above, and hands results to the loop with
 ``loop.call_soon_threadsafe``; ``on_state``/``on_event`` and the ``state`` property live on
-the loop thread. A dedicated thread rather than ``asyncio.to_thread`` per sample: it sleeps
-through conversions and pacing without waking the loop, which hears from it only on changes.
-Cost per sample: one conversion in x1/F, two while PWM runs (about 1.4 ms each, sleeping).
-Measured by ``tests/test_pilot_latency.py`` on a 2-core x86 VM with the simulated bus:
-1.5 % of a core in x1, 2.6 % with PWM on (mostly the two timed sleeps per conversion and
-sample); C->B reaches ``on_state`` in 18 ms median, 23 ms p99. A Pi Zero 2 (Cortex-A53) runs
-Python several times slower and adds the kernel's I2C work: expect around 10 % of a core
-(an estimate, not yet measured on the device).
+the loop thread; :meth:`AdcPilotSensor.wake` may be called from any thread. A dedicated
+thread rather than ``asyncio.to_thread`` per sample: it sleeps through conversions and
+pacing without waking the loop, which hears from it only on changes. Costs and reaction
+times, measured: ``bench/cp_latency.py`` and ``bench/safety_reaction.py``, recorded in
+``docs/benchmarks.md`` (with what to expect on a Pi).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -67,8 +86,27 @@ DEVICE = "cp"
 _SLOW_STATES = frozenset({CpState.C, CpState.D})
 _DIODE_STATES = frozenset({CpState.B, CpState.C, CpState.D})
 _UNSET = object()
+_PR_SET_TIMERSLACK = 29  # linux/prctl.h
 
 Output = CpReading | DriverEvent
+
+
+def _tight_timer_slack() -> None:
+    """Let this thread's sleeps end on time (Linux: ``PR_SET_TIMERSLACK`` to 1 ns).
+
+    The kernel may stretch a normal thread's sleep by up to 50 us to batch wake-ups. The
+    sampler sleeps once per conversion (1.2 ms) and C->B needs about three conversions, so
+    the slack would add a measurable part of the reaction time; for this one thread it is
+    not worth the saving. Elsewhere (or if the call fails) the default slack stays.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0) != 0:
+            log.debug("PR_SET_TIMERSLACK failed: errno %d", ctypes.get_errno())
+    except (OSError, AttributeError) as exc:
+        log.debug("PR_SET_TIMERSLACK unavailable: %s", exc)
 
 
 class CpSampleProcessor:
@@ -138,6 +176,11 @@ class CpSampleProcessor:
         if diode_changed:
             out.append(self._diode_event(high_v, low_v))
         return out
+
+    @property
+    def blind(self) -> bool:
+        """True while the last sample (or samples) could not be used."""
+        return self._unusable_since is not None
 
     def unusable(self, kind: str, detail: str, *, now: float) -> list[Output]:
         """A sample that could not be used (``out_of_range``, ``adc_error``): dropped.
@@ -214,7 +257,9 @@ class AdcPilotSensor:
 
     ``duty_pct`` returns the duty the generator currently drives (read from the sampling
     thread; a float read is atomic): the negative peak is only read and checked while PWM
-    runs, and a duty change starts a ``duty_settle_s`` pause.
+    runs, and a duty change starts a ``duty_settle_s`` pause. Periods in seconds (see the
+    module docstring); ``waiting_sample_period_s`` and ``idle_sample_period_s`` default to
+    ``sample_period_s``, ``diode_check_period_s`` = 0 reads AIN1 on every PWM sample.
     """
 
     def __init__(
@@ -224,6 +269,9 @@ class AdcPilotSensor:
         *,
         calibration: FrontEndCalibration | None = None,
         sample_period_s: float = 0.01,
+        waiting_sample_period_s: float | None = None,
+        idle_sample_period_s: float | None = None,
+        diode_check_period_s: float = 0.0,
         debounce_fast_samples: int = 2,
         debounce_slow_samples: int = 10,
         debounce_diode_samples: int = 5,
@@ -236,6 +284,15 @@ class AdcPilotSensor:
         self._duty_pct = duty_pct
         self._calibration = calibration or FrontEndCalibration()
         self._period_s = sample_period_s
+        self._waiting_period_s = (
+            sample_period_s if waiting_sample_period_s is None else waiting_sample_period_s
+        )
+        self._idle_period_s = (
+            sample_period_s if idle_sample_period_s is None else idle_sample_period_s
+        )
+        self._diode_period_s = diode_check_period_s
+        self._wake = threading.Event()
+        self._vigilant = False
         self._debounce = (debounce_fast_samples, debounce_slow_samples, debounce_diode_samples)
         self._settle_s = duty_settle_s
         self._blind_fault_s = blind_fault_s
@@ -248,6 +305,19 @@ class AdcPilotSensor:
     def state(self) -> CpState | None:
         """The last debounced state (loop thread); None until the first one settles."""
         return self._state
+
+    def wake(self) -> None:
+        """Sample now rather than at the end of the current pause (any thread): the generator
+        calls this when the duty changes, so a new PWM is watched at its rate at once."""
+        self._wake.set()
+
+    def set_vigilant(self, vigilant: bool) -> None:
+        """While ``vigilant``, sample every ``sample_period_s`` whatever the waveform (any
+        thread): for whenever a contactor is closed, also with the PWM off (check-hw's
+        click in state A), so a car arriving is seen as fast as a car leaving."""
+        self._vigilant = vigilant
+        if vigilant:
+            self._wake.set()
 
     async def run(self, on_state: Callable[[CpReading], None], on_event: EventSink) -> None:
         """Sample on the ``cp-sampler`` thread until cancelled; the thread is joined on exit.
@@ -284,6 +354,7 @@ class AdcPilotSensor:
         def body() -> None:
             error: BaseException | None = None
             try:
+                _tight_timer_slack()
                 self._sample_loop(post, stop)
             except BaseException as exc:  # handed to run() on the loop, which raises it there
                 log.exception("CP sampler stopped")
@@ -297,6 +368,7 @@ class AdcPilotSensor:
             await asyncio.shield(done)
         finally:
             stop.set()
+            self._wake.set()
             try:
                 if not done.done():
                     await asyncio.wait({done})
@@ -317,21 +389,42 @@ class AdcPilotSensor:
         last_wave = waveform(self._duty_pct())
         settle_until = 0.0
         prev_pwm = False
-        next_at = time.monotonic()
+        low_reads = 0  # AIN1 reads since the PWM started
+        low_read_at = -math.inf
         while not stop.is_set():
+            started = time.monotonic()
             wave = waveform(self._duty_pct())
             if wave is not last_wave:
                 last_wave = wave
-                settle_until = time.monotonic() + self._settle_s
-            outputs = self._sample(processor, wave, prev_pwm, settle_until)
-            prev_pwm = wave is Waveform.PWM and waveform(self._duty_pct()) is Waveform.PWM
+                settle_until = started + self._settle_s
+            pwm = wave is Waveform.PWM
+            if not pwm:
+                low_reads = 0
+            # The first verdict after the PWM starts at full rate, then a check now and then;
+            # none while the detectors settle after our own change (those samples are dropped).
+            read_low = (
+                pwm
+                and started >= settle_until
+                and (low_reads <= diode or started - low_read_at >= self._diode_period_s)
+            )
+            if read_low:
+                low_reads += 1
+                low_read_at = started
+            outputs = self._sample(processor, wave, prev_pwm, settle_until, read_low)
+            prev_pwm = pwm and waveform(self._duty_pct()) is Waveform.PWM
             for item in outputs:
                 post(item)
-            next_at += self._period_s
-            now = time.monotonic()
-            if next_at < now:  # fell behind (slow bus): carry on from now, no burst
-                next_at = now
-            stop.wait(next_at - now)
+            period_s = self._idle_period_s
+            if self._vigilant:
+                period_s = self._period_s
+            elif processor.blind:
+                period_s = min(period_s, self._waiting_period_s)
+            elif pwm:
+                slow = processor.state in _SLOW_STATES  # C or D: the contactor may be closed
+                period_s = self._period_s if slow else self._waiting_period_s
+            pause_s = started + period_s - time.monotonic()
+            if pause_s > 0 and self._wake.wait(pause_s):
+                self._wake.clear()
 
     def _sample(
         self,
@@ -339,13 +432,14 @@ class AdcPilotSensor:
         wave: Waveform,
         prev_pwm: bool,
         settle_until: float,
+        read_low: bool,
     ) -> list[Output]:
-        """One sample: AIN0, and AIN1 while PWM runs. ``prev_pwm``: PWM ran through the
-        previous sample too, so the negative peak detector has had time to charge."""
+        """One sample: AIN0, and AIN1 when ``read_low`` (only while PWM runs). ``prev_pwm``:
+        PWM ran through the previous sample too, so the negative peak detector is charged."""
         pwm = wave is Waveform.PWM
         try:
             raw_high = self._adc.read_raw(self._high_channel)
-            raw_low = self._adc.read_raw(self._low_channel) if pwm else None
+            raw_low = self._adc.read_raw(self._low_channel) if pwm and read_low else None
         except TransientError as exc:
             return processor.unusable("adc_error", str(exc), now=time.monotonic())
         now = time.monotonic()

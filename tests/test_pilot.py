@@ -351,7 +351,7 @@ def test_configured_values_reach_the_drivers(seams: Seams) -> None:
         ({"cp_low_adc_offset_v": -5.0}, "pilot.cp_low_adc_gain"),
         ({"sample_period_s": 0.2}, "pilot.sample_period_s"),
         ({"debounce_fast_samples": 0}, "pilot.debounce_fast_samples"),
-        ({"debounce_fast_samples": 6}, "pilot.debounce_fast_samples"),
+        ({"debounce_fast_samples": 6, "sample_period_s": 0.01}, "pilot.debounce_fast_samples"),
         ({"adc_data_rate_sps": 8}, "pilot.debounce_fast_samples"),
         ({"debounce_slow_samples": 1.5}, "pilot.debounce_slow_samples"),
         ({"debounce_diode_samples": 0}, "pilot.debounce_diode_samples"),
