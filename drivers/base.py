@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from drivers.errors import FaultKind
 
@@ -170,6 +170,19 @@ class CardReader(Protocol):
 
     async def run(self, on_card: Callable[[str], None], on_event: EventSink) -> None:
         """Read until cancelled; ``on_card`` gets the UID as uppercase hex, byte 0 first."""
+        ...
+
+
+@runtime_checkable
+class PollingCardReader(CardReader, Protocol):
+    """A reader that must ask for cards (a PN532 polls; an RDM6300 just sends frames).
+
+    Polling fast costs CPU all day; polling slowly makes a waiting driver wait. The
+    controller says when a card is likely (a car is plugged in and waits for one).
+    """
+
+    def expect_card(self, expected: bool) -> None:
+        """Poll at the reader's fast rate while ``expected``, else at its idle rate."""
         ...
 
 

@@ -11,10 +11,18 @@ Start-up, repeated after any lost contact:
    InListPassiveTarget answers NbTg = 0 at once when no card is there instead of waiting for
    one (the power-on value 0xFF retries forever).
 
-Then InListPassiveTarget ``01 00`` every ``poll_interval_s``. The UID is
+Then InListPassiveTarget ``01 00`` every ``poll_interval_s``, or every
+``expected_poll_interval_s`` while the charger expects a card (:meth:`Pn532Reader.expect_card`:
+a car is plugged in and waits for one, so a tap must start the session at once). The UID is
 ``data[6 : 6 + data[5]]`` (4, 7 or 10 bytes) as uppercase hex, byte 0 first. A card seen in
 consecutive polls is one presentation; after ``removal_polls`` polls without it, it counts
 again.
+
+Threading: polling is the only thing the reader does, and it blocks (serial or I2C), so
+``run`` does it on a thread of its own (``rfid-pn532``) that sleeps between polls; the loop
+only hears of cards and events (``loop.call_soon_threadsafe``). Polling through
+``asyncio.to_thread`` woke the event loop twice per poll: of an idle charger's CPU, that was
+the largest part (docs/benchmarks.md).
 
 Failures: a garbled frame is a ``bad_frame`` event and the poll is retried; a timeout or an
 I/O error is a ``timeout``/``io_error`` event and the chip is re-initialised before the next
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -37,7 +46,6 @@ from drivers.rfid_common import (
     Backoff,
     SectionReader,
     read_backoff,
-    run_blocking,
     uid_hex,
 )
 from drivers.rfid_pn532_frame import (
@@ -113,7 +121,8 @@ class Pn532Reader:
     """:class:`drivers.base.CardReader` for a PN532 behind ``transport``.
 
     ``run`` owns the transport and closes it when cancelled; :meth:`close` is idempotent.
-    Callbacks run on the loop thread. Times are in seconds.
+    Callbacks run on the loop thread. Times are in seconds; ``expected_poll_interval_s``
+    defaults to ``poll_interval_s``.
     """
 
     def __init__(
@@ -121,6 +130,7 @@ class Pn532Reader:
         transport: Pn532Transport,
         *,
         poll_interval_s: float = 0.2,
+        expected_poll_interval_s: float | None = None,
         removal_polls: int = 2,
         response_timeout_s: float = 0.5,
         failure_threshold: int = 3,
@@ -129,6 +139,11 @@ class Pn532Reader:
     ) -> None:
         self._transport = transport
         self._poll_interval_s = poll_interval_s
+        self._expected_poll_interval_s = (
+            poll_interval_s if expected_poll_interval_s is None else expected_poll_interval_s
+        )
+        self._expecting = False
+        self._wake = threading.Event()
         self._removal_polls = removal_polls
         self._timeout_s = response_timeout_s
         self._failure_threshold = failure_threshold
@@ -147,6 +162,23 @@ class Pn532Reader:
         return self._poll_interval_s
 
     @property
+    def expected_poll_interval_s(self) -> float:
+        return self._expected_poll_interval_s
+
+    @property
+    def card_expected(self) -> bool:
+        """What :meth:`expect_card` last said: True while polling at the fast rate."""
+        return self._expecting
+
+    def expect_card(self, expected: bool) -> None:
+        """Poll every ``expected_poll_interval_s`` while ``expected`` (a car waits for a card),
+        else every ``poll_interval_s``. Any thread; a faster rate starts at once."""
+        faster = expected and not self._expecting
+        self._expecting = expected
+        if faster:
+            self._wake.set()
+
+    @property
     def removal_polls(self) -> int:
         return self._removal_polls
 
@@ -159,10 +191,67 @@ class Pn532Reader:
         return self._failure_threshold
 
     async def run(self, on_card: Callable[[str], None], on_event: EventSink) -> None:
-        """Poll until cancelled; ``on_card`` gets each presentation's UID once."""
+        """Poll until cancelled; ``on_card`` gets each presentation's UID once.
+
+        Polls on the ``rfid-pn532`` thread; ``on_card`` and ``on_event`` are called on the
+        loop thread. When cancelled, waits for the poll in progress (bounded by
+        ``response_timeout_s``), joins the thread and closes the transport. An unexpected
+        error on the thread ends ``run`` with that error.
+        """
         if self._running:
             raise RuntimeError("Pn532Reader.run is already running")
         self._running = True
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        def post_card(uid: str) -> None:
+            loop.call_soon_threadsafe(on_card, uid)
+
+        def post_event(event: DriverEvent) -> None:
+            loop.call_soon_threadsafe(on_event, event)
+
+        def body() -> None:
+            error: BaseException | None = None
+            try:
+                self._poll_loop(post_card, post_event, stop)
+            except BaseException as exc:  # handed to run() on the loop, which raises it there
+                _log.exception("PN532 polling stopped")
+                error = exc
+            finally:
+                loop.call_soon_threadsafe(finish, error)
+
+        self._wake.clear()
+        thread = threading.Thread(target=body, name="rfid-pn532", daemon=True)
+        thread.start()
+        try:
+            await asyncio.shield(done)
+        finally:
+            stop.set()
+            self._wake.set()
+            try:
+                if not done.done():
+                    await asyncio.wait({done})
+            finally:
+                thread.join()  # normally already finished: at most one bounded poll
+                self._transport.close()
+                self._running = False
+
+    def _poll_loop(
+        self,
+        on_card: Callable[[str], None],
+        on_event: EventSink,
+        stop: threading.Event,
+    ) -> None:
+        """The polling thread: initialise, poll, back off; returns once ``stop`` is set."""
         presence = PresenceTracker(self._removal_polls)
         health = _Health(
             self._failure_threshold,
@@ -171,30 +260,33 @@ class Pn532Reader:
             self._detail,
         )
         needs_init = True
-        try:
-            while True:
-                try:
-                    if needs_init:
-                        await run_blocking(self._initialise)
-                        needs_init = False
-                    uid = await run_blocking(self._poll_once)
-                except (Pn532Timeout, Pn532FrameError, OSError) as exc:
-                    # A garbled answer is retried as is; silence or a wrong chip may mean
-                    # the chip reset (or was swapped), so it is initialised again.
-                    if not isinstance(exc, Pn532FrameError) or isinstance(exc, ChipIdentityError):
-                        needs_init = True
-                    if isinstance(exc, OSError):
-                        self._transport.drop_link()
-                    delay_s = health.attempt_failed(exc)
-                    await asyncio.sleep(delay_s if delay_s is not None else self._poll_interval_s)
-                    continue
+        while not stop.is_set():
+            delay_s: float | None = None
+            try:
+                if needs_init:
+                    self._initialise()
+                    needs_init = False
+                uid = self._poll_once()
+            except (Pn532Timeout, Pn532FrameError, OSError) as exc:
+                # A garbled answer is retried as is; silence or a wrong chip may mean the
+                # chip reset (or was swapped), so it is initialised again.
+                if not isinstance(exc, Pn532FrameError) or isinstance(exc, ChipIdentityError):
+                    needs_init = True
+                if isinstance(exc, OSError):
+                    self._transport.drop_link()
+                delay_s = health.attempt_failed(exc)
+            else:
                 health.attempt_succeeded()
                 if presence.update(uid) and uid is not None:
                     on_card(uid)
-                await asyncio.sleep(self._poll_interval_s)
-        finally:
-            self._transport.close()
-            self._running = False
+            if stop.is_set():
+                return
+            if delay_s is None:
+                delay_s = (
+                    self._expected_poll_interval_s if self._expecting else self._poll_interval_s
+                )
+            if self._wake.wait(delay_s):
+                self._wake.clear()
 
     def close(self) -> None:
         """Release the port or bus; idempotent. ``run`` does this too when cancelled."""
@@ -208,7 +300,7 @@ class Pn532Reader:
         return f"PN532 {self._where}: {what}"
 
     def _initialise(self) -> None:
-        """Worker thread: wake, SAMConfiguration, firmware check, RFConfiguration."""
+        """Polling thread: wake, SAMConfiguration, firmware check, RFConfiguration."""
         transport = self._transport
         transport.wake()
         transport.call(CMD_SAM_CONFIGURATION, SAM_NORMAL_MODE, self._timeout_s)
@@ -220,7 +312,7 @@ class Pn532Reader:
         _log.info("PN532 %s ready, firmware %d.%d", self._where, version[1], version[2])
 
     def _poll_once(self) -> str | None:
-        """Worker thread: one InListPassiveTarget; the UID as hex or None."""
+        """Polling thread: one InListPassiveTarget; the UID as hex or None."""
         params = self._transport.call(CMD_IN_LIST_PASSIVE_TARGET, LIST_ONE_TYPE_A, self._timeout_s)
         uid = uid_from_target_list(params)
         return None if uid is None else uid_hex(uid)
@@ -284,6 +376,7 @@ def _event_kind(exc: Exception) -> str:
 _COMMON_KEYS: Final = (
     "type",
     "poll_interval_s",
+    "expected_poll_interval_s",
     "removal_polls",
     "response_timeout_s",
     "failure_threshold",
@@ -302,7 +395,9 @@ def from_config(
 
     UART keys: ``serial_port = "/dev/serial0"``, ``baudrate = 115200``. I2C keys:
     ``i2c_bus = 1`` (opened through ``seams.open_i2c_bus`` when ``run`` starts),
-    ``i2c_address = 0x24``. Both: ``poll_interval_s = 0.2``, ``removal_polls = 2``,
+    ``i2c_address = 0x24``. Both: ``poll_interval_s = 0.2``, ``expected_poll_interval_s =
+    0.03`` (while a car waits for a card: a tap starts the session within about that),
+    ``removal_polls = 2``,
     ``response_timeout_s = 0.5``, ``failure_threshold = 3``, ``retry_backoff_s = 0.5``,
     ``retry_backoff_max_s = 10.0``. Raises ConfigurationError naming the key.
     """
@@ -325,6 +420,9 @@ def from_config(
     return Pn532Reader(
         transport,
         poll_interval_s=cfg.number("poll_interval_s", 0.2, above=0.0, maximum=10.0),
+        expected_poll_interval_s=cfg.number(
+            "expected_poll_interval_s", 0.03, above=0.0, maximum=10.0
+        ),
         removal_polls=cfg.integer("removal_polls", 2, minimum=1, maximum=100),
         response_timeout_s=cfg.number("response_timeout_s", 0.5, above=0.0, maximum=10.0),
         failure_threshold=cfg.integer("failure_threshold", 3, minimum=1, maximum=100),

@@ -6,7 +6,7 @@ for the chip, read the 6-byte ACK, wait again, read the response frame. They dif
 status byte (0x01 = ready) and the host polls it.
 
 Threading: every method blocks (bounded by ``timeout_s``); call them from a worker thread
-(:func:`drivers.rfid_common.run_blocking`), never on the loop. One owner at a time.
+(the reader's polling thread), never on the loop. One owner at a time.
 """
 
 from __future__ import annotations
