@@ -267,9 +267,11 @@ async def test_profile_3_with_an_unreadable_client_key_never_connects(
         LocalCsms(ssl_context=server_context(pki.server, client_ca=pki.ca)) as csms,
         security_for(tmp_path, csms.url, 3, files) as (security, _),
     ):
-        with pytest.raises(LinkSecurityError, match="cannot load the client certificate"):
+        with pytest.raises(LinkSecurityError, match="cannot load the client certificate") as err:
             await open_and_close(security, csms)
         assert csms.connection_attempts == []
+    key_text = pki.other_ca.key.read_text()
+    assert "PRIVATE KEY" not in str(err.value) and key_text not in str(err.value)
 
 
 async def test_profile_2_never_downgrades_to_ws(tmp_path: Path) -> None:
@@ -427,3 +429,24 @@ async def test_profile_2_charger_with_the_wrong_ca_logs_one_clear_reason_and_ret
             assert csms.connected == [] and csms.received == []
     lines = [line for line in log_text.getvalue().splitlines() if "certificate" in line]
     assert lines and "WARNING" in lines[0] and "unable to get local issuer" in lines[0]
+
+
+async def test_profile_3_charger_boots_with_its_client_certificate_from_the_configuration(
+    tmp_path: Path, pki: Pki
+) -> None:
+    context = server_context(pki.server, client_ca=pki.ca)
+    ocpp = {
+        "security_profile": 3,
+        "ca_file": str(pki.ca.cert),
+        "cert_file": str(pki.client.cert),
+        "key_file": str(pki.client.key),
+    }
+    with captured_log() as log_text:
+        async with LocalCsms(ssl_context=context) as csms, charger(csms, tmp_path, ocpp):
+            await csms.wait_for("BootNotification", timeout_s=5)
+            conf = await csms.call(
+                CP_ID, call.GetConfiguration(key=["SecurityProfile", "AuthorizationKey"])
+            )
+            shown = {k["key"]: k.get("value") for k in conf.configuration_key}
+            assert shown == {"SecurityProfile": "3", "AuthorizationKey": ""}
+    assert pki.client.key.read_text().splitlines()[1] not in log_text.getvalue()
