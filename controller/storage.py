@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ T = TypeVar("T")
 
 class StorageError(Exception):
     """The state database cannot be used: unreadable, corrupt, too new, or closed."""
+
+
+class StorageCorrupt(StorageError):
+    """The file is not a SQLite database, or its integrity check fails (see
+    :func:`controller.recovery.open_state`, which moves such a file aside)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,41 @@ def _v4_reservations(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v5_transactions_and_outbox(conn: sqlite3.Connection) -> None:
+    """Transaction records and the outbox of transaction messages (issue 5:
+    controller.journal, controller.outbox)."""
+    conn.execute(
+        "CREATE TABLE transactions ("
+        " local_id TEXT PRIMARY KEY,"
+        " connector_id INTEGER NOT NULL,"
+        " id_tag TEXT NOT NULL,"
+        " parent_id TEXT,"
+        " meter_start_wh REAL NOT NULL,"
+        " started_at TEXT NOT NULL,"  # ISO 8601 UTC, as every time below
+        " last_meter_wh REAL NOT NULL,"  # the last reading persisted while it ran
+        " last_meter_at TEXT NOT NULL,"
+        " meter_stop_wh REAL,"  # NULL while running
+        " stopped_at TEXT,"
+        " stop_reason TEXT)"
+    )
+    conn.execute("CREATE INDEX transactions_running ON transactions (stopped_at)")
+    conn.execute(
+        "CREATE TABLE outbox ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"  # send order
+        " local_id TEXT NOT NULL,"  # the transaction it belongs to
+        " kind TEXT NOT NULL,"  # e.g. StartTransaction
+        " body TEXT NOT NULL,"  # JSON
+        " ends_transaction INTEGER NOT NULL,"  # 1: a StopTransaction (or its equivalent)
+        " boot TEXT NOT NULL)"  # which run of the controller queued it
+    )
+    conn.execute("CREATE INDEX outbox_local_id ON outbox (local_id)")
+    conn.execute(
+        "CREATE TABLE outbox_ids ("  # our transaction id -> the CSMS's, once confirmed
+        " local_id TEXT PRIMARY KEY,"
+        " csms_id INTEGER NOT NULL)"
+    )
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -129,6 +169,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v2_charging_profiles,
     _v3_local_auth_list,
     _v4_reservations,
+    _v5_transactions_and_outbox,
 )
 
 
@@ -145,35 +186,35 @@ def _utc_parse(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
 
 
-def _connect(path: Path) -> tuple[sqlite3.Connection, bool]:
+def _connect(path: Path, *, in_memory: bool = False) -> tuple[sqlite3.Connection, bool]:
     """Open (creating if need be) and migrate the database; returns (connection, is_new)."""
     try:
         # isolation_level=None: autocommit; transactions are explicit (see Storage._write).
-        conn = sqlite3.connect(path, isolation_level=None)
+        conn = sqlite3.connect(":memory:" if in_memory else path, isolation_level=None)
     except sqlite3.Error as exc:
         raise StorageError(f"{path}: cannot open the state database: {exc}") from exc
     try:
-        is_new = _prepare(conn, path)
+        is_new = _prepare(conn, path, in_memory=in_memory)
     except BaseException:
         conn.close()
         raise
     return conn, is_new
 
 
-def _prepare(conn: sqlite3.Connection, path: Path) -> bool:
+def _prepare(conn: sqlite3.Connection, path: Path, *, in_memory: bool = False) -> bool:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # The first statement that reads the file is where a non-database is noticed.
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         check = conn.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
-        raise StorageError(
+        raise StorageCorrupt(
             f"{path}: not a usable SQLite database ({exc}); move it aside to start afresh"
         ) from exc
     if [row[0] for row in check] != ["ok"]:
         problems = "; ".join(str(row[0]) for row in check[:3])
-        raise StorageError(f"{path}: the state database is corrupt: {problems}")
-    if str(mode).lower() != "wal":
+        raise StorageCorrupt(f"{path}: the state database is corrupt: {problems}")
+    if str(mode).lower() != "wal" and not in_memory:
         raise StorageError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -217,6 +258,9 @@ class Storage:
         self._executor = executor
         self._is_new = is_new
         self._closed = False
+        #: Called on the loop thread with every failed job's error (not after close): the
+        #: charge point turns a failing database into a fault (controller.recovery).
+        self.on_failure: Callable[[StorageError], None] | None = None
 
     @classmethod
     async def open(cls, state_dir: Path) -> Storage:
@@ -237,6 +281,23 @@ class Storage:
             raise
         log.info("state database %s opened%s", path, " (new)" if is_new else "")
         return cls(path, conn, executor, is_new)
+
+    @classmethod
+    async def open_in_memory(cls, state_dir: Path) -> Storage:
+        """A database in RAM with every table, for when ``state_dir`` cannot hold one (see
+        :func:`controller.recovery.open_state`); nothing in it survives the process."""
+        path = state_dir / DB_NAME
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picharge-storage")
+        loop = asyncio.get_running_loop()
+        try:
+            conn, _ = await loop.run_in_executor(
+                executor, functools.partial(_connect, path, in_memory=True)
+            )
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        log.warning("state database in memory only: nothing is kept across a restart")
+        return cls(path, conn, executor, True)
 
     @property
     def path(self) -> Path:
@@ -269,13 +330,36 @@ class Storage:
         For the modules that add tables (issue 5); ``job`` runs in autocommit mode, so a
         multi-statement change wraps itself in ``BEGIN IMMEDIATE`` / ``COMMIT``.
         """
+        return await self.submit(job)
+
+    def submit(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``job`` on the storage thread now and return its future (loop thread).
+
+        For synchronous callers that must fix the order of writes (a transaction record
+        before the message that announces it): jobs run in the order they were submitted,
+        and :meth:`run` submits when it is called. The future fails with
+        :class:`StorageError`; :attr:`on_failure` hears of it whether or not it is awaited.
+        """
         if self._closed:
             raise StorageError(f"{self._path}: storage is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, job, self._conn)
-        except sqlite3.Error as exc:
-            raise StorageError(f"{self._path}: {exc}") from exc
+        path = self._path
+
+        def guarded(conn: sqlite3.Connection) -> T:
+            try:
+                return job(conn)
+            except sqlite3.Error as exc:
+                raise StorageError(f"{path}: {exc}") from exc
+
+        future = asyncio.get_running_loop().run_in_executor(self._executor, guarded, self._conn)
+        future.add_done_callback(self._job_done)
+        return future
+
+    def _job_done(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, StorageError) and self.on_failure is not None and not self._closed:
+            self.on_failure(error)
 
     async def _write(self, statement: str, params: tuple[object, ...] = ()) -> None:
         """One durable write: committed (and fsynced, synchronous=FULL) when this returns."""
