@@ -64,6 +64,7 @@ from controller.ocpp16.status import charge_point_status, error_code, wire_statu
 from controller.ocpp16.timers import Retimer, next_boundary
 from controller.ocpp16.triggers import TriggerSender
 from controller.ocpp16.wire import iso_utc
+from controller.outbox import Outbox
 from drivers.errors import FaultKind
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class Ocpp16Adapter:
             clock=clock,
             ratings=connector_ratings,
         )
-        self._queue = TransactionQueue()
+        self._queue = TransactionQueue(store=Outbox(storage))
         self._state = LinkState.STOPPED
         self._cp: OcppChargePoint | None = None
         self._closed: asyncio.Event | None = None
@@ -266,6 +267,10 @@ class Ocpp16Adapter:
         """Transaction messages waiting to be sent (or being sent)."""
         return len(self._queue)
 
+    async def resync(self) -> None:
+        """Write the transaction queue to the database again (it failed and works again)."""
+        await self._queue.resync()
+
     async def flush(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
         try:
@@ -290,6 +295,7 @@ class Ocpp16Adapter:
                 self._control.apply_setting(key, value)
         await self._reservations.restore()
         await self._security_events.restore()
+        await self._queue.restore()  # what the last run left unsent goes first
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link_loop(), name="ocpp16-link")
