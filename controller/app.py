@@ -21,6 +21,7 @@ from controller.connector_types import ConnectorSettings, StopReason
 from controller.domain import ResetKind
 from controller.hardware import Hardware, build_hardware, log_event
 from controller.logging_setup import LOGS_DIR, add_log_file, remove_log_file, under_systemd
+from controller.recovery import Durability, StateProblem, open_state, start_durability
 from controller.service import (
     METER_STALL_S,
     SUPERVISOR_STALL_S,
@@ -64,6 +65,8 @@ class ChargePointApp:
         self.sim: Any = None
         self.control_address: tuple[str, int] | None = None
         self._control: Any = None
+        self.state_problem: StateProblem | None = None
+        self.durability: Durability | None = None
         self.notifier = ServiceNotifier()
         self.heartbeats = Heartbeats()
         self._log_file: logging.Handler | None = None
@@ -72,9 +75,14 @@ class ChargePointApp:
         config = self.config
         if config.ocpp_version != "1.6":
             raise ConfigError("ocpp.version", "OCPP 2.0.1 is not implemented yet; use 1.6")
-        self.storage = await Storage.open(config.state_dir)
+        # A corrupt database is moved aside, an unusable one replaced by memory (and
+        # InternalError): see controller.recovery.
+        self.storage, self.state_problem = await open_state(config.state_dir)
         if not under_systemd():  # under systemd the journal is the log (GetDiagnostics)
-            self._log_file = add_log_file(config.state_dir / LOGS_DIR)
+            try:
+                self._log_file = add_log_file(config.state_dir / LOGS_DIR)
+            except OSError as exc:  # an unusable state dir: run (Faulted), log to stderr only
+                log.error("no log file in %s: %s", config.state_dir / LOGS_DIR, exc)
         try:
             if self.options.sim:
                 from controller.sim_root import start_simulation
@@ -108,6 +116,14 @@ class ChargePointApp:
                 log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
             self.supervisor.link = StandaloneLink(config.local_cards)
             log.info("standalone mode: no CSMS; %d card(s) allowed", len(config.local_cards))
+        # Journal, power-loss recovery (interrupted transactions closed) and the watch.
+        self.durability = await start_durability(
+            self.storage,
+            self.state_problem,
+            self.supervisor,
+            state_dir=config.state_dir,
+            resync_link=None if self.adapter is None else self.adapter.resync,
+        )
         if self.sim is not None and self.options.sim_control is not None:
             from controller.sim_root import ControlServer
 
@@ -171,6 +187,8 @@ class ChargePointApp:
         tasks = [asyncio.create_task(supervisor.run(), name="supervisor")]
         if self.adapter is not None:
             tasks.append(asyncio.create_task(self.adapter.run(), name="ocpp"))
+        if self.durability is not None:
+            tasks.append(asyncio.create_task(self.durability.run(), name="durability"))
         self.heartbeats.expect("supervisor", SUPERVISOR_STALL_S)
         for connector_id in supervisor.connector_ids:
             self.heartbeats.expect(f"meter-{connector_id}", METER_STALL_S)

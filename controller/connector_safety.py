@@ -161,6 +161,9 @@ FAULT_POLICY: Mapping[FaultKind, FaultPolicy] = MappingProxyType(
         # Shared by all connectors and harmless to a running charge: the supervisor may
         # report it at charge-point level instead of feeding it to connectors.
         FaultKind.READER_FAILURE: FaultPolicy(FaultResponse.PWM_OFF),
+        # The state database failed (issue 5): a session could not be recorded, so none may
+        # run. No hazard at the car: PWM off; it clears when the database works again.
+        FaultKind.INTERNAL_ERROR: FaultPolicy(FaultResponse.PWM_OFF),
     }
 )
 
@@ -177,6 +180,7 @@ FAULT_PRIORITY: tuple[FaultKind, ...] = (
     FaultKind.OVERTEMPERATURE,
     FaultKind.LOCK_FAILURE,
     FaultKind.METER_OFFLINE,
+    FaultKind.INTERNAL_ERROR,
     FaultKind.READER_FAILURE,
 )
 

@@ -14,6 +14,7 @@ the coil before the callback returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -72,13 +73,22 @@ from controller.domain import (
     utc_now,
 )
 from controller.hardware import ConnectorHardware, Hardware
-from drivers.base import CpReading, CpState, DriverEvent, LedPattern, MeterReading
+from controller.journal import TransactionJournal
+from drivers.base import (
+    CpReading,
+    CpState,
+    DriverEvent,
+    LedPattern,
+    MeterReading,
+    PollingCardReader,
+)
 from drivers.errors import DriverError, FaultKind, PermanentFault
 
 log = logging.getLogger(__name__)
 
 METER_POLL_S = 1.0
-TICK_S = 0.1
+#: Longest sleep of the timer task (it sleeps until the next machine timer, at most this).
+TICK_S = 1.0
 TEMPERATURE_POLL_S = 10.0
 OVERTEMP_HYSTERESIS_C = 5.0
 #: After a diode fault the PWM stays off; the charger tries again this much later (the
@@ -94,6 +104,8 @@ _FAULT_EVENTS: dict[tuple[str, str], tuple[FaultKind, bool]] = {
     ("cp", "cp_readable"): (FaultKind.CP_ERROR, False),
 }
 _READER_EVENTS = {"reader_failure": True, "recovered": False}
+#: CP states with a car on the cable.
+_CAR_STATES = frozenset({CpState.B, CpState.C, CpState.D})
 
 
 @dataclass
@@ -109,6 +121,15 @@ class ConnectorRuntime:
     status: StatusChanged | None = None
     pending: dict[type, asyncio.Future[object]] = field(default_factory=dict)
     diode_retry: asyncio.TimerHandle | None = None
+
+    def log_fields(self) -> dict[str, object]:
+        """Structured log fields (journal: CONNECTOR=, TRANSACTION_ID=) for this connector."""
+        fields: dict[str, object] = {"connector": self.hw.id}
+        if self.transaction is not None:
+            tx = self.transaction
+            fields["transaction_id"] = tx.csms_id if tx.csms_id is not None else tx.local_id
+            fields["id_tag"] = tx.id_tag
+        return fields
 
 
 class Supervisor:
@@ -137,6 +158,10 @@ class Supervisor:
         self.restart_requested: ResetKind | None = None
         self.diode_retry_s = DIODE_RETRY_S
         self._stop = asyncio.Event()
+        #: Records transactions in the state database (issue 5: power-loss recovery);
+        #: set by the app. Without one, transactions live in memory only.
+        self.journal: TransactionJournal | None = None
+        self._timers_changed = asyncio.Event()
         #: Called with "supervisor" at each timer tick and "meter-<id>" after each finished
         #: meter read; the app feeds controller.service.Heartbeats with it.
         self.beat: Callable[[str], None] = lambda name: None
@@ -183,8 +208,16 @@ class Supervisor:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def set_fault(self, kind: FaultKind, active: bool) -> None:
+        """Raise or clear a fault of the whole charge point on every connector (the state
+        database failing is InternalError: see controller.recovery)."""
+        for rt in self.connectors.values():
+            self._feed(rt, FaultRaised(kind) if active else FaultCleared(kind))
+
     async def shutdown(self, reason: StopReason) -> None:
         """Stop every running transaction with ``reason`` and open every contactor."""
+        if self.journal is not None:
+            self.journal.note_shutdown(reason)  # dying before the stops are recorded: Reboot
         for rt in self.connectors.values():
             if rt.transaction is not None and rt.transaction.running:
                 self._feed(rt, StopRequested(reason))
@@ -195,11 +228,24 @@ class Supervisor:
     def _feed(self, rt: ConnectorRuntime, event: Event) -> list[Command]:
         commands = rt.machine.handle(event, self._clock())
         self._execute(rt, commands)
+        if rt.machine.next_timer_at is not None:
+            self._timers_changed.set()  # _tick sleeps until the earliest timer: recompute
         return commands
 
     async def _tick(self) -> None:
+        """Feed :class:`Tick` to each machine whose timer is due. Sleeps until the earliest
+        timer (at most ``TICK_S``: each wake-up is also the watchdog's "supervisor" beat);
+        :meth:`_feed` wakes it when a timer may have come forward. No polling: every wake-up
+        of the loop costs CPU, which an idle charger should not spend (docs/benchmarks.md).
+        """
         while True:
-            await asyncio.sleep(TICK_S)
+            self._timers_changed.clear()
+            times = [rt.machine.next_timer_at for rt in self.connectors.values()]
+            due = min((t for t in times if t is not None), default=None)
+            delay_s = TICK_S if due is None else min(TICK_S, max(0.0, due - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay_s):
+                    await self._timers_changed.wait()
             self.beat("supervisor")
             for rt in self.connectors.values():
                 due = rt.machine.next_timer_at
@@ -210,7 +256,9 @@ class Supervisor:
         previous = rt.machine.cp_state
         if reading.state is not None:
             self._feed(rt, CpChanged(reading.state))
-        if reading.state is CpState.B and previous in (None, CpState.A):
+        # A car may arrive in C or D straight away (S2 already closed: C1, "EV ready"); its
+        # cable is read as for one arriving in B, or no current could ever be offered.
+        if reading.state in _CAR_STATES and previous in (None, CpState.A):
             self._spawn(self._read_cable(rt), f"pp-{rt.hw.id}")
         elif reading.state is CpState.A:
             self._feed(rt, CableRatingChanged(None))
@@ -219,7 +267,9 @@ class Supervisor:
         try:
             rating = await rt.hw.pilot.proximity.read_cable_rating_a()
         except DriverError as exc:
-            log.warning("connector %d: cable rating unreadable: %s", rt.hw.id, exc)
+            log.warning(
+                "connector %d: cable rating unreadable: %s", rt.hw.id, exc, extra=rt.log_fields()
+            )
             rating = None
         self._feed(rt, CableRatingChanged(None if rating is None else float(rating)))
 
@@ -229,7 +279,15 @@ class Supervisor:
 
     def _driver_event(self, rt: ConnectorRuntime, event: DriverEvent) -> None:
         level = logging.WARNING if event.fault else logging.INFO
-        log.log(level, "connector %d: %s %s: %s", rt.hw.id, event.device, event.kind, event.detail)
+        log.log(
+            level,
+            "connector %d: %s %s: %s",
+            rt.hw.id,
+            event.device,
+            event.kind,
+            event.detail,
+            extra=rt.log_fields(),
+        )
         mapped = _FAULT_EVENTS.get((event.device, event.kind))
         if mapped is not None:
             kind, raised = mapped
@@ -315,11 +373,13 @@ class Supervisor:
                     offline = True
                     self._feed(rt, FaultRaised(fault.kind))
             except DriverError as exc:
-                log.warning("connector %d: meter: %s", rt.hw.id, exc)
+                log.warning("connector %d: meter: %s", rt.hw.id, exc, extra=rt.log_fields())
             else:
                 if offline:
                     offline = False
                     self._feed(rt, FaultCleared(FaultKind.METER_OFFLINE))
+                if self.journal is not None and rt.transaction is not None:
+                    self.journal.reading(rt.transaction, rt.reading.energy_import_wh)
                 if self.link is not None:
                     sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
                     self.link.meter_sampled(sample, rt.transaction)
@@ -333,11 +393,16 @@ class Supervisor:
             try:
                 celsius = await rt.hw.thermometer.read_c()
             except DriverError as exc:
-                log.warning("connector %d: temperature: %s", rt.hw.id, exc)
+                log.warning("connector %d: temperature: %s", rt.hw.id, exc, extra=rt.log_fields())
             else:
                 if not hot and celsius >= rt.overtemp_c:
                     hot = True
-                    log.warning("connector %d: %.1f °C: overtemperature", rt.hw.id, celsius)
+                    log.warning(
+                        "connector %d: %.1f °C: overtemperature",
+                        rt.hw.id,
+                        celsius,
+                        extra=rt.log_fields(),
+                    )
                     self._feed(rt, FaultRaised(FaultKind.OVERTEMPERATURE))
                 elif hot and celsius <= rt.overtemp_c - OVERTEMP_HYSTERESIS_C:
                     hot = False
@@ -351,8 +416,10 @@ class Supervisor:
             match command:
                 case OpenContactor():
                     rt.hw.contactor.open()
+                    rt.hw.pilot.sensor.set_vigilant(False)
                     self._spawn(self._verify_open(rt), f"verify-open-{rt.hw.id}")
                 case CloseContactor():
+                    rt.hw.pilot.sensor.set_vigilant(True)  # CP sampled fast while closed
                     self._spawn(self._close_contactor(rt), f"close-{rt.hw.id}")
                 case OfferCurrent(current_a=current_a):
                     rt.offered_a = current_a if current_a >= 6.0 else 0.0
@@ -369,7 +436,13 @@ class Supervisor:
                 case StatusChanged():
                     self._status_changed(rt, command)
                 case AuthorizationDropped(id_tag=id_tag, reason=reason):
-                    log.info("connector %d: id %s dropped: %s", rt.hw.id, id_tag, reason)
+                    log.info(
+                        "connector %d: id %s dropped: %s",
+                        rt.hw.id,
+                        id_tag,
+                        reason,
+                        extra=rt.log_fields(),
+                    )
                 case AvailabilityAnswered() | RemoteStartAnswered() | ReservationAnswered():
                     future = rt.pending.pop(type(command), None)
                     if future is not None and not future.done():
@@ -378,17 +451,23 @@ class Supervisor:
                     self._reservation_ended(rt, command)
 
     async def _close_contactor(self, rt: ConnectorRuntime) -> None:
+        tx = rt.transaction
+        if self.journal is not None and tx is not None:
+            # No energy flows before the session is on disk (its StartTransaction queued).
+            recorded = await self.journal.committed(tx.local_id)
+            if not recorded or not rt.machine.contactor_closed:
+                return  # InternalError opens it, or the machine changed its mind meanwhile
         try:
             await rt.hw.contactor.close()
         except PermanentFault as fault:
-            log.error("connector %d: %s", rt.hw.id, fault)
+            log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
             self._feed(rt, FaultRaised(fault.kind))
 
     async def _verify_open(self, rt: ConnectorRuntime) -> None:
         try:
             await rt.hw.contactor.verify_open()
         except PermanentFault as fault:
-            log.critical("connector %d: %s", rt.hw.id, fault)
+            log.critical("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
             self._feed(rt, FaultRaised(fault.kind))
 
     async def _authorize(self, rt: ConnectorRuntime, id_tag: str) -> None:
@@ -420,7 +499,10 @@ class Supervisor:
             tx.local_id,
             id_tag,
             energy,
+            extra=rt.log_fields(),
         )
+        if self.journal is not None:
+            self.journal.started(tx)  # recorded before the link queues StartTransaction
         if self.link is not None:
             self.link.transaction_started(tx)
 
@@ -442,9 +524,12 @@ class Supervisor:
             reason,
             tx.meter_stop_wh,
             tx.meter_stop_wh - tx.meter_start_wh,
+            extra={**rt.log_fields(), "transaction_id": tx.csms_id or tx.local_id},
         )
         if self.link is not None:
             self.link.transaction_stopped(tx)
+        if self.journal is not None:
+            self.journal.stopped(tx)  # after StopTransaction is queued (controller.recovery)
 
     def _use_zero_reservation(
         self, rt: ConnectorRuntime, id_tag: str, parent_id: str | None
@@ -468,6 +553,7 @@ class Supervisor:
             rt.hw.id,
             command.reservation_id,
             command.reason,
+            extra=rt.log_fields(),
         )
         if command.reason is ReservationEnd.REPLACED:
             return  # it lives on, on another connector
@@ -484,11 +570,22 @@ class Supervisor:
             rt.hw.id,
             command.status,
             f" ({command.fault})" if command.fault else "",
+            extra=rt.log_fields(),
         )
         if self.link is not None:
             self.link.status_changed(rt.hw.id, command.status, command.fault)
         if self.hardware.led is not None:
             self.hardware.led.show(self._led_pattern())
+        reader = self.hardware.reader
+        if isinstance(reader, PollingCardReader):
+            # A car plugged in and waiting for a card: poll fast, a tap must start the session
+            # at once; otherwise poll at the idle rate, which costs less CPU all day long.
+            reader.expect_card(
+                any(
+                    r.status is not None and r.status.status == "Preparing"
+                    for r in self.connectors.values()
+                )
+            )
 
     def _led_pattern(self) -> LedPattern:
         statuses = {rt.status.status if rt.status else None for rt in self.connectors.values()}
@@ -548,9 +645,7 @@ class Supervisor:
         if connector_id is None:
             candidates = [rt for rt in self.connectors.values() if rt.transaction is None]
             fitting = [
-                rt
-                for rt in candidates
-                if reservation_allows(rt.machine.reservation, id_tag, None)
+                rt for rt in candidates if reservation_allows(rt.machine.reservation, id_tag, None)
             ]
             candidates = fitting or candidates
             waiting = [rt for rt in candidates if rt.machine.cp_state in (CpState.B, CpState.C)]
@@ -644,6 +739,7 @@ class Supervisor:
                 expiry.isoformat(),
                 reservation_id,
                 ", any connector" if connector_id == 0 else "",
+                extra=rt.log_fields(),
             )
         return Answer(answer.outcome.value)
 

@@ -25,6 +25,9 @@ class FaultKind(StrEnum):
     DIODE_FAULT = "diode_fault"
     OVERTEMPERATURE = "overtemperature"
     LOCK_FAILURE = "lock_failure"
+    #: The controller itself cannot work safely: its state database is corrupt, unwritable
+    #: or the disk is full (transactions could not be recorded). Not raised by drivers.
+    INTERNAL_ERROR = "internal_error"
 
 
 class DriverError(Exception):

@@ -26,6 +26,7 @@ ERROR_CODES: dict[FaultKind, ChargePointErrorCode] = {
     FaultKind.DIODE_FAULT: ChargePointErrorCode.ev_communication_error,
     FaultKind.OVERTEMPERATURE: ChargePointErrorCode.high_temperature,
     FaultKind.LOCK_FAILURE: ChargePointErrorCode.connector_lock_failure,
+    FaultKind.INTERNAL_ERROR: ChargePointErrorCode.internal_error,
 }
 
 
