@@ -45,7 +45,10 @@ from hw_sim.w1 import SimW1Thermometer
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05  # physics step in wall-clock seconds
-SAVE_EVERY_S = 2.0  # how often the meters' energy registers are written to the state dir
+#: How often the meters' energy registers are written to the state dir (when they moved): a
+#: real meter's register is non-volatile, so a controller killed with SIGKILL (which takes
+#: the simulation with it) loses at most this much of the simulated count.
+SAVE_EVERY_S = 0.2
 CABLE_PP_OHM = 220.0  # a 32 A Type 2 cable (PP resistor), as the design's default socket
 AMBIENT_C = 25.0
 OVERTEMP_C = 90.0
@@ -130,6 +133,8 @@ class SimCharger:
         self.reader: SimPn532Uart | SimPn532I2c | SimRdm6300 | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._energy_file = state_dir / "sim-meters.json"
+        self._saved_energy: dict[str, float] | None = None
+        self._save_failed = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -255,8 +260,8 @@ class SimCharger:
 
     def _adc_input(self, c: SimConnector, channel: int) -> float:
         """Called by the simulated ADS1115 (on the driver's sampling thread)."""
-        duty = self.pwm.output_pct(c.pwm_channel)
-        ev_state = CpState.E if c.cp_short else c.ev.cp_state(self.offered_a(c))
+        duty = self.pwm.output_pct(c.pwm_channel)  # read once: this runs on every conversion
+        ev_state = CpState.E if c.cp_short else c.ev.cp_state(ev_current_limit_a(duty))
         high_v, low_v = cp_levels(ev_state, duty, diode_ok=c.diode_ok, cp_short=c.cp_short)
         pp_ohms = CABLE_PP_OHM if c.ev.plugged else None
         return adc_inputs(high_v, low_v, pp_ohms, self.calibration)[channel]
@@ -306,10 +311,21 @@ class SimCharger:
 
     def _save_energy(self) -> None:
         data = {str(c.id): c.meter.energy_wh for c in self.connectors}
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._energy_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self._energy_file)
+        if data == self._saved_energy:
+            return  # unchanged: an idle charger writes nothing
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._energy_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self._energy_file)
+        except OSError as exc:  # the state directory is broken (a test of exactly that)
+            if self._saved_energy is not None or not self._save_failed:
+                log.warning("simulated meter energy not saved to %s: %s", self._energy_file, exc)
+            self._save_failed = True
+            self._saved_energy = None
+            return
+        self._saved_energy = data
+        self._save_failed = False
 
     # -- the control endpoint ---------------------------------------------------------------
 

@@ -93,7 +93,8 @@ def check_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameProble
         raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_UNIQUE_ID else UNKNOWN_ID
     )
     type_id = frame[0]
-    if isinstance(type_id, bool) or type_id not in _ARITY:
+    # an int (not a bool, not a float, never a list or object: those are unhashable)
+    if isinstance(type_id, bool) or not isinstance(type_id, int) or type_id not in _ARITY:
         return _formation(unique_id, f"unknown MessageTypeId {type_id!r}")
     if len(frame) != _ARITY[type_id]:
         return _formation(

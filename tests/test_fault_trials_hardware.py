@@ -1,0 +1,150 @@
+"""Every hardware fault the simulation can inject, during one charging session: the contactor
+opens, the CSMS gets the fault's OCPP error code, the transaction is suspended (not ended:
+OCPP 1.6 leaves that to the charge point, and a suspended session resumes where it was),
+and clearing the fault resumes charging. The welded contactor comes last: it latches, the
+session ends with the card (an unplugged car cannot be seen behind the state F a weld
+holds), and the single transaction is closed once, with meterStop at the meter's register.
+
+tests/test_e2e_ocpp16.py checks each fault's error code on its own; this adds the garbled
+meter, the recovery after clearing, and what happens to the transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import controller.supervisor
+from controller.app import ChargePointApp, RunOptions
+from controller.config import parse_config
+from controller.local_csms import LocalCsms
+from tests.csms import ACCEPTED_TAG
+
+CP_ID = "cp-faults"
+KEYS = {
+    "HeartbeatInterval": 300,
+    "MeterValueSampleInterval": 1,
+    "ClockAlignedDataInterval": 0,
+    "WebSocketPingInterval": 0,
+}
+#: fault -> the errorCode of its StatusNotification
+FAULTS = [
+    ("rcd", "GroundFailure"),
+    ("meter", "PowerMeterFailure"),
+    ("meter-garbage", "PowerMeterFailure"),
+    ("cp", "EVCommunicationError"),
+    ("diode", "EVCommunicationError"),
+    ("overtemp", "HighTemperature"),
+]
+
+
+class Rig:
+    def __init__(self, app: ChargePointApp, csms: LocalCsms) -> None:
+        self.app = app
+        self.csms = csms
+
+    async def act(self, action: str, **extra: Any) -> None:
+        await self.app.sim.handle({"action": action, "connector": 1, **extra})
+
+    def hw(self, key: str) -> Any:
+        return self.app.sim.status()["connectors"][0][key]
+
+    async def until(self, predicate: Callable[[], bool], timeout_s: float = 8.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - polls simulated physics
+                await asyncio.sleep(0.02)
+
+    async def status(self, status: str, after: int, **match: Any) -> dict[str, Any]:
+        return await self.csms.wait_for(
+            "StatusNotification",
+            lambda p: (
+                p["connectorId"] == 1
+                and p["status"] == status
+                and all(p.get(k) == v for k, v in match.items())
+            ),
+            after=after,
+            timeout_s=10,
+        )
+
+    def sent(self, action: str, after: int = 0) -> list[dict[str, Any]]:
+        return [r.payload for r in self.csms.received[after:] if r.action == action]
+
+
+@pytest.fixture
+async def rig(
+    csms: LocalCsms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Rig]:
+    monkeypatch.setattr(controller.supervisor, "TEMPERATURE_POLL_S", 0.2)
+    keys = tmp_path / "keys.toml"
+    keys.write_text("".join(f"{k} = {v}\n" for k, v in KEYS.items()))
+    config = parse_config(
+        {
+            "chargepoint": {"id": CP_ID},
+            "ocpp": {"url": csms.url},
+            # a silent meter is declared offline after one retry instead of 3 s of them
+            "meter": {"timeout_s": 0.3, "retries": 1, "backoff_s": 0.05},
+        }
+    )
+    app = ChargePointApp(
+        dataclasses.replace(config, state_dir=tmp_path / "state"),
+        RunOptions(sim=True, sim_speed=20.0, ocpp_keys=keys),
+    )
+    stop = asyncio.Event()
+    await app.start()
+    assert app.supervisor is not None
+    app.supervisor.diode_retry_s = 0.5
+    task = asyncio.create_task(app.run(stop))
+    r = Rig(app, csms)
+    try:
+        await r.status("Available", 0)
+        yield r
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
+
+
+async def test_every_fault_opens_the_contactor_suspends_the_session_and_clears(rig: Rig) -> None:
+    await rig.act("plug")
+    await rig.act("charge")
+    await rig.act("tap", uid=ACCEPTED_TAG)
+    start = await rig.csms.wait_for("StartTransaction")
+    await rig.until(lambda: rig.hw("contactor_closed") and rig.hw("ev_current_a") > 10)
+    for fault, error_code in FAULTS:
+        mark = len(rig.csms.received)
+        await rig.act("fault", fault=fault)
+        faulted = await rig.status("Faulted", mark, errorCode=error_code)
+        assert faulted["errorCode"] == error_code, fault
+        await rig.until(lambda: not rig.hw("contactor_closed"), 2.0)
+        energy = rig.hw("energy_wh")
+        await asyncio.sleep(0.15)
+        assert rig.hw("energy_wh") == energy, fault  # nothing flows while faulted
+        await rig.act("fault", fault="clear")
+        await rig.status("Charging", mark)
+        await rig.until(lambda: rig.hw("contactor_closed"), 5.0)
+        assert rig.sent("StopTransaction") == [], f"{fault} ended the transaction"
+    # A weld shows when the contactor should open (the car pauses): it latches.
+    mark = len(rig.csms.received)
+    await rig.act("fault", fault="weld")
+    await rig.act("pause")
+    await rig.status("Faulted", mark, errorCode="PowerSwitchFailure")
+    await rig.act("fault", fault="clear")
+    await asyncio.sleep(0.5)
+    assert rig.app.supervisor is not None
+    assert rig.app.supervisor.view(1).status == "Faulted"  # a human must look at it
+    # Behind the held state F an unplugged car cannot be seen: the card ends the session.
+    await rig.act("tap", uid=ACCEPTED_TAG)
+    stop = await rig.csms.wait_for("StopTransaction")
+    [record] = rig.csms.transactions.values()
+    assert stop["transactionId"] == record.transaction_id
+    assert stop["reason"] == "Local"
+    assert len(rig.sent("StartTransaction")) == 1 and len(rig.sent("StopTransaction")) == 1
+    reading_wh = 3 * 16 * 230 * 20.0 / 3600  # one 1 s meter reading at 20x
+    assert start["meterStart"] <= stop["meterStop"]
+    assert abs(stop["meterStop"] - rig.hw("energy_wh")) <= reading_wh
