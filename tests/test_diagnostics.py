@@ -289,3 +289,17 @@ def test_transfers_name_the_problem_without_the_password(tmp_path: Path) -> None
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(TransferError, match="unsupported scheme"):
         upload("file:///etc/passwd", tmp_path / "f")
+
+
+async def test_the_authorization_key_never_leaves_in_an_upload(
+    make_diag_rig: MakeDiagRig,
+) -> None:
+    key = "0123456789abcdef0123"  # a whitepaper AuthorizationKey, logged bare by some library
+    rig = await make_diag_rig(f"2026-11-23T10:05:00.000Z DEBUG lib: handshake with {key}\n")
+    assert await rig.config.change("AuthorizationKey", key) in ("Accepted", "RebootRequired")
+    with HttpFiles() as server:
+        mark = len(rig.csms.received)
+        await get_diagnostics(rig, f"{server.base}/u")
+        await statuses(rig, mark, {"Uploaded", "UploadFailed"})
+    text = unpack(server.uploads[0].form_file()[1])
+    assert "handshake with ***" in text and key not in text
