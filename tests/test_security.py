@@ -294,7 +294,7 @@ async def test_security_profile_can_only_be_raised_and_only_when_it_can_work(
     async with security_for(tmp_path, "wss://csms.example/ocpp", 1, files) as (_, config):
         assert await config.change("SecurityProfile", "0") is ConfigStatus.REJECTED
         assert await config.change("SecurityProfile", "3") is ConfigStatus.REJECTED  # no cert
-        assert await config.change("SecurityProfile", "2") is ConfigStatus.REBOOT_REQUIRED
+        assert await config.change("SecurityProfile", "2") is ConfigStatus.ACCEPTED
         assert config.get_int("SecurityProfile") == 2
         assert await config.change("SecurityProfile", "1") is ConfigStatus.REJECTED
     async with security_for(tmp_path / "b", "ws://csms.example/", 1) as (_, config):
@@ -450,3 +450,48 @@ async def test_profile_3_charger_boots_with_its_client_certificate_from_the_conf
             shown = {k["key"]: k.get("value") for k in conf.configuration_key}
             assert shown == {"SecurityProfile": "3", "AuthorizationKey": ""}
     assert pki.client.key.read_text().splitlines()[1] not in log_text.getvalue()
+
+
+# --- raising SecurityProfile --------------------------------------------------------------
+
+
+async def test_a_raised_profile_that_cannot_connect_falls_back_to_the_previous_one(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # The CSMS checks a client certificate only when one is sent, and trusts another CA:
+    # profile 2 (Basic, no certificate) works, profile 3 with our certificate cannot.
+    context = server_context(pki.server, client_ca=pki.other_ca)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    files = TlsFiles(pki.ca.cert, pki.client.cert, pki.client.key)
+    relinks: list[int] = []
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
+        security_for(tmp_path, csms.url, 2, files) as (security, config),
+    ):
+        security.on_upgrade(lambda: relinks.append(security.profile))
+        await open_and_close(security, csms)
+        assert await config.change("SecurityProfile", "3") is ConfigStatus.ACCEPTED
+        assert relinks == [3]
+        with pytest.raises(LinkSecurityError):
+            await open_and_close(security, csms)
+        assert config.get_int("SecurityProfile") == 2  # undone, and stored so
+        await open_and_close(security, csms)
+        assert relinks == [3]  # falling back is no upgrade
+
+
+async def test_a_raised_profile_reconnects_at_once_and_stays_once_it_works(
+    tmp_path: Path, pki: Pki
+) -> None:
+    context = server_context(pki.server)
+    ocpp = {"security_profile": 1, "password": PASSWORD, "ca_file": str(pki.ca.cert)}
+    async with (
+        LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
+        charger(csms, tmp_path, ocpp),
+    ):
+        await csms.wait_for("BootNotification", timeout_s=5)
+        mark = len(csms.received)
+        raised = await csms.call(CP_ID, call.ChangeConfiguration(key="SecurityProfile", value="2"))
+        assert raised.status == "Accepted"
+        await csms.wait_for("BootNotification", after=mark, timeout_s=8)
+        conf = await csms.call(CP_ID, call.GetConfiguration(key=["SecurityProfile"]))
+        assert conf.configuration_key[0]["value"] == "2"

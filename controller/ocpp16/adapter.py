@@ -92,6 +92,8 @@ DOMAIN_KEYS = (
     "UnlockConnectorOnEVSideDisconnect",
     "ConnectionTimeOut",
 )
+#: Seconds between a raised SecurityProfile's answer and closing the link to use it.
+RELINK_DELAY_S = 0.2
 #: OCPP 1.6 IdToken: CiString20.
 MAX_ID_TAG = 20
 #: Meter samples kept per transaction for StopTxn*Data; beyond it every other one goes.
@@ -169,6 +171,7 @@ class Ocpp16Adapter:
         self._security_events = SecurityEvents(storage, clock)
         if security is not None:
             security.report_to(self._security_events)
+            security.on_upgrade(self._relink)
         self._boot_request = call.BootNotification(
             charge_point_model=model,
             charge_point_vendor=vendor,
@@ -333,6 +336,18 @@ class Ocpp16Adapter:
             await self._session(ws, backoff)
         finally:
             await ws.close()  # 1000 normal closure, also on shutdown; at once when already down
+
+    def _relink(self) -> None:
+        """SecurityProfile was raised: close the link so the next connection uses it."""
+        cp = self._cp
+        if cp is not None:
+            self._spawn(self._close_after_answer(cp), "ocpp16-relink")
+
+    async def _close_after_answer(self, cp: OcppChargePoint) -> None:
+        await asyncio.sleep(RELINK_DELAY_S)  # the ChangeConfiguration answer goes out first
+        if self._cp is cp:
+            log.info("closing the CSMS link to reconnect with the new SecurityProfile")
+            await cp._connection.close()
 
     async def _session(self, ws: ClientConnection, backoff: Backoff) -> None:
         cp = OcppChargePoint(

@@ -284,10 +284,11 @@ RESERVATION_KEYS: tuple[KeyDef, ...] = (_ro("ReserveConnectorZeroSupported", _B,
 #: credentials), 1 = HTTP Basic, 2 = TLS + Basic, 3 = TLS with a client certificate.
 SECURITY_PROFILE_MAX = 3
 #: The security whitepaper's keys (section "Configuration Keys"); not a feature profile, so
-#: every OcppConfig serves them. SecurityProfile and AuthorizationKey apply from the next
-#: connection; the adapter's LinkSecurity checks a change (only upwards, prerequisites).
+#: every OcppConfig serves them. A raised SecurityProfile reconnects at once (and falls back
+#: when it cannot connect); AuthorizationKey applies from the next connection. LinkSecurity
+#: checks a change (SecurityProfile only upwards, and only with its prerequisites).
 SECURITY_KEYS: tuple[KeyDef, ...] = (
-    KeyDef("SecurityProfile", _I, False, True, "0", maximum=SECURITY_PROFILE_MAX),
+    KeyDef("SecurityProfile", _I, False, False, "0", maximum=SECURITY_PROFILE_MAX),
     KeyDef("AuthorizationKey", KeyKind.STRING, False, True, "", secret=True),
 )
 

@@ -16,7 +16,9 @@ verify or credentials the CSMS refuses each end the attempt with one log line th
 the reason (:class:`LinkSecurityError`), and the adapter tries again after its backoff.
 
 ``SecurityProfile`` can only be raised (whitepaper), and only when its prerequisites are
-there; it and ``AuthorizationKey`` apply from the next connection. The AuthorizationKey is
+there; a raise closes the link so that the next connection uses it, and if that connection
+is refused for a security reason the previous profile comes back. ``AuthorizationKey``
+applies from the next connection. The AuthorizationKey is
 registered with :func:`controller.logging_setup.add_secret` whenever it is loaded or
 changed, so no log line carries it; GetConfiguration never shows it (see ``KeyDef.secret``).
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,6 +159,10 @@ class LinkSecurity:
         self._secure_url = url.startswith("wss://")
         self._files = files
         self._events: SecurityEvents | None = None
+        self._relink: Callable[[], None] | None = None
+        self._known_profile = self.profile  # the value before a change
+        self._fallback: int | None = None  # profile to return to if an upgrade cannot connect
+        self._reverting = False
         config.add_check(PROFILE_KEY, self._profile_problem)
         config.add_check(PASSWORD_KEY, authorization_key_problem)
         config.on_change(self._changed)
@@ -180,6 +187,11 @@ class LinkSecurity:
             )
             await self._config.change(PROFILE_KEY, str(configured))
 
+    def on_upgrade(self, relink: Callable[[], None]) -> None:
+        """``relink()`` closes the link after a raised SecurityProfile, so the next connection
+        uses it (the ChangeConfiguration answer must still go out first)."""
+        self._relink = relink
+
     def report_to(self, events: SecurityEvents) -> None:
         """Record refused connections and security key changes in ``events``."""
         self._events = events
@@ -187,13 +199,19 @@ class LinkSecurity:
     def _changed(self, key: str, value: str) -> None:
         if key == PASSWORD_KEY:
             add_secret(value)
+        if key == PROFILE_KEY:
+            previous, self._known_profile = self._known_profile, int(value)
+            if not self._reverting and int(value) > previous:
+                self._fallback = previous
+                if self._relink is not None:
+                    self._relink()
         if key in (PASSWORD_KEY, PROFILE_KEY) and self._events is not None:
             shown = "changed" if key == PASSWORD_KEY else f"now {value}"
             self._events.record(SecurityEvent.RECONFIGURATION, f"{key} {shown}")
 
     def _profile_problem(self, value: str) -> str | None:
         wanted, now = int(value), self.profile
-        if wanted < now:
+        if wanted < now and not self._reverting:
             return f"can only be raised (it is {now})"
         if wanted in (1, 2) and authorization_key_problem(self.password) is not None:
             return f"profile {wanted} needs an AuthorizationKey first"
@@ -221,14 +239,36 @@ class LinkSecurity:
         return headers, context
 
     async def open(self, url: str, timing: LinkTiming) -> ClientConnection:
-        """:func:`~controller.ocpp16.link.open_link` with this profile's credentials."""
-        headers, context = self.options(url)
+        """:func:`~controller.ocpp16.link.open_link` with this profile's credentials.
+
+        After a raised SecurityProfile, the first attempt refused for a security reason
+        returns to the previous profile (whitepaper: an upgrade that cannot connect is
+        undone); the next attempt uses it.
+        """
         try:
-            return await open_link(url, timing, headers=headers, ssl_context=context)
+            headers, context = self.options(url)
+            ws = await open_link(url, timing, headers=headers, ssl_context=context)
+        except LinkSecurityError:
+            await self._fall_back()
+            raise
         except (OSError, InvalidStatus, InvalidMessage) as exc:
-            reason = explain(exc, context is not None)
+            reason = explain(exc, url.startswith("wss://"))
             if reason is None:
                 raise
             if reason.event is not None and self._events is not None:
                 self._events.record(reason.event, f"{url}: {reason}", logged=True)
+            await self._fall_back()
             raise reason from exc
+        self._fallback = None  # the profile works: it stays
+        return ws
+
+    async def _fall_back(self) -> None:
+        fallback, self._fallback = self._fallback, None
+        if fallback is None:
+            return
+        log.warning("SecurityProfile %d cannot connect: back to %d", self.profile, fallback)
+        self._reverting = True
+        try:
+            await self._config.change(PROFILE_KEY, str(fallback))
+        finally:
+            self._reverting = False
