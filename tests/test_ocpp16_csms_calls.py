@@ -255,7 +255,7 @@ async def test_a_tx_profile_needs_the_running_transaction(make_rig: MakeRig) -> 
 @pytest.mark.parametrize(
     "request_",
     [
-        call.GetDiagnostics(location="ftp://example.com/"),
+        call.Heartbeat(),  # a charge point's own call: no CSMS asks it of the charger
     ],
     ids=lambda r: type(r).__name__,
 )
