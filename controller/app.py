@@ -20,7 +20,13 @@ from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.domain import ResetKind
 from controller.hardware import Hardware, build_hardware, log_event
-from controller.logging_setup import LOGS_DIR, add_log_file, remove_log_file, under_systemd
+from controller.logging_setup import (
+    LOGS_DIR,
+    add_log_file,
+    add_secret,
+    remove_log_file,
+    under_systemd,
+)
 from controller.recovery import Durability, StateProblem, open_state, start_durability
 from controller.service import (
     METER_STALL_S,
@@ -159,6 +165,7 @@ class ChargePointApp:
             files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
         )
         await security.require(config.ocpp_security_profile)
+        add_secret(config.ocpp_password)  # also once the CSMS has changed AuthorizationKey
         for key in ("StopTransactionOnEVSideDisconnect", "ConnectionTimeOut"):
             value = ocpp_config.get(key)
             if value is not None:

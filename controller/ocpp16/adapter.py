@@ -143,6 +143,8 @@ class Ocpp16Adapter:
     reads the log (default: the journal under systemd, else ``<state_dir>/logs``);
     ``firmware_installer`` installs UpdateFirmware's package (default: pip into
     ``<state_dir>/firmware/<version>``).
+    ``security`` gives the link its security profile (credentials, TLS: see
+    :mod:`.security`); None connects without credentials.
     """
 
     def __init__(
