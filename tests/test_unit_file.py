@@ -40,10 +40,15 @@ def unit_settings(text: str) -> dict[str, list[str]]:
 def install_root(root: Path, unit_text: str) -> None:
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/picharge.service").write_text(unit_text)
-    binary = root / "opt/picharge/venv/bin/picharge"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
+    for stand_in in (
+        "opt/picharge/venv/bin/picharge",
+        "opt/picharge/venv/bin/python",
+        "usr/bin/env",
+    ):
+        binary = root / stand_in
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        binary.write_text("#!/bin/sh\nexit 0\n")
+        binary.chmod(0o755)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
 
 
@@ -138,7 +143,13 @@ def test_it_runs_the_installed_controller_as_the_service_user(
         "--state-dir /var/lib/picharge"
     ]
     assert settings["Service.User"] == ["picharge"]
-    assert settings["Service.SupplementaryGroups"] == ["gpio i2c dialout"]
+    assert settings["Service.SupplementaryGroups"] == ["gpio i2c dialout systemd-journal"]
+    # the firmware guard runs first and may roll back an update that never registered
+    assert settings["Service.ExecStartPre"] == [
+        "/usr/bin/env -u PYTHONPATH /opt/picharge/venv/bin/python -m controller.firmware_install "
+        "guard /var/lib/picharge/firmware"
+    ]
+    assert "PYTHONPATH=/var/lib/picharge/firmware/current" in settings["Service.Environment"]
     assert settings["Service.StateDirectory"] == ["picharge"]
     assert settings["Service.ConfigurationDirectory"] == ["picharge"]
 
