@@ -40,8 +40,10 @@ offers current and the car is in C or D):
   ``waiting_sample_period_s`` (10 ms): B->C is a slow transition anyway;
 - no PWM (x1 or F: the contactor is open): every ``idle_sample_period_s`` (200 ms): only a
   plug-in or unplug to notice. The generator wakes the sampler when the duty changes, so a
-  new PWM is sampled at once at the new rate; after an unusable sample the next comes
-  after ``waiting_sample_period_s``, so ``blind_fault_s`` still means several samples.
+  new PWM is sampled at once at the new rate; for a second after any change of our own
+  waveform (the end of a state-F pulse: the controller waits for the car's state before the
+  PWM resumes) and after an unusable sample, the pause is ``waiting_sample_period_s`` at
+  most, so ``blind_fault_s`` still means several samples.
 
 Whoever closes a contactor also calls :meth:`AdcPilotSensor.set_vigilant`: fast sampling
 then holds whatever the waveform (the supervisor only closes with the PWM on, check-hw
@@ -87,6 +89,9 @@ _SLOW_STATES = frozenset({CpState.C, CpState.D})
 _DIODE_STATES = frozenset({CpState.B, CpState.C, CpState.D})
 _UNSET = object()
 _PR_SET_TIMERSLACK = 29  # linux/prctl.h
+#: After our own waveform changes, the car's answer is awaited at the waiting rate at least
+#: this long (e.g. the state seen after a state-F pulse, before the PWM may resume).
+_ANSWER_WINDOW_S = 1.0
 
 Output = CpReading | DriverEvent
 
@@ -390,6 +395,7 @@ class AdcPilotSensor:
         settle_until = 0.0
         prev_pwm = False
         low_reads = 0  # AIN1 reads since the PWM started
+        changed_at = -math.inf  # when our own waveform last changed
         low_read_at = -math.inf
         while not stop.is_set():
             started = time.monotonic()
@@ -397,6 +403,7 @@ class AdcPilotSensor:
             if wave is not last_wave:
                 last_wave = wave
                 settle_until = started + self._settle_s
+                changed_at = started
             pwm = wave is Waveform.PWM
             if not pwm:
                 low_reads = 0
@@ -415,13 +422,10 @@ class AdcPilotSensor:
             for item in outputs:
                 post(item)
             period_s = self._idle_period_s
-            if self._vigilant:
-                period_s = self._period_s
-            elif processor.blind:
+            if self._vigilant or (pwm and processor.state in _SLOW_STATES):
+                period_s = self._period_s  # a contactor is, or may be, closed
+            elif pwm or processor.blind or started - changed_at < _ANSWER_WINDOW_S:
                 period_s = min(period_s, self._waiting_period_s)
-            elif pwm:
-                slow = processor.state in _SLOW_STATES  # C or D: the contactor may be closed
-                period_s = self._period_s if slow else self._waiting_period_s
             pause_s = started + period_s - time.monotonic()
             if pause_s > 0 and self._wake.wait(pause_s):
                 self._wake.clear()

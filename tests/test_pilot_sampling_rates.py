@@ -108,6 +108,7 @@ async def test_without_pwm_the_cp_is_sampled_slowly_with_a_car_in_c_and_pwm_back
 ) -> None:
     board = make_board(idle_sample_period_s=0.05)  # x1: nothing offered, the contactor is open
     await board.state(CpState.A)
+    await asyncio.sleep(1.0)  # past the answer window of our own F -> x1 at the start
     assert 10 <= await rate(board, 0) <= 30  # every 50 ms
     board.ev_state = CpState.C
     board.board.generator.offer_current(16.0)
@@ -136,6 +137,19 @@ async def test_a_new_pwm_is_sampled_at_once_not_after_the_idle_pause(
     offered = time.monotonic()
     board.board.generator.offer_current(16.0)
     await board.until(lambda: board.count(0, offered) >= 5, timeout_s=0.1)
+
+
+async def test_after_a_state_f_pulse_the_car_is_read_at_the_waiting_rate(
+    make_board: Callable[..., Board],
+) -> None:
+    board = make_board(idle_sample_period_s=0.5)
+    board.ev_state = CpState.C
+    board.board.generator.set_state_f()  # a fault: F, the car cannot be seen behind it
+    await board.state(CpState.F)
+    ended = time.monotonic()
+    board.board.generator.offer_current(0.0)  # F over: x1 until the car's state is known
+    await board.state(CpState.C)  # ten samples: 10 ms apart, not 500 ms
+    assert time.monotonic() - ended < 0.4
 
 
 async def test_while_a_contactor_is_closed_the_cp_is_sampled_fast_even_without_pwm(
