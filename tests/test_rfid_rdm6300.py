@@ -315,7 +315,8 @@ async def test_rdm6300_vanished_port_is_a_reader_failure_then_reopened_with_back
         await played(first)
         assert harness.cards == [CARD_HEX]
 
-        first.close()  # the adapter is unplugged
+        first.close()  # the adapter is unplugged: its by-id link goes with it (and the pty
+        link.unlink()  # number may be reused at once by any other process on the machine)
         await eventually(lambda: "reader_failure" in harness.kinds(), "a reader failure")
         failure = harness.events[harness.kinds().index("reader_failure")]
         assert failure.fault is FaultKind.READER_FAILURE
@@ -323,7 +324,6 @@ async def test_rdm6300_vanished_port_is_a_reader_failure_then_reopened_with_back
         assert harness.kinds() == ["reader_failure"]
 
         second = SimRdm6300()  # plugged back in
-        link.unlink()
         link.symlink_to(second.port_path)
         await eventually(lambda: "recovered" in harness.kinds(), "recovery", timeout_s=2.0)
         await listening(second)
