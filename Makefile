@@ -27,10 +27,22 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# Every figure of docs/benchmarks.md, in about six minutes (each script's --help for longer runs).
 bench: $(STAMP)
-	$(BIN)/python bench/meter_poll.py
-	$(BIN)/python bench/cp_latency.py
-	$(BIN)/python bench/session_latency.py
+	@echo "== meter poll cycle (bench/meter_poll.py)"
+	@$(BIN)/python bench/meter_poll.py
+	@echo "== control pilot: reaction at the driver and sampling CPU (bench/cp_latency.py)"
+	@$(BIN)/python bench/cp_latency.py --changes 100
+	@echo "== safety reaction: hazard to contactor coil low (bench/safety_reaction.py)"
+	@$(BIN)/python bench/safety_reaction.py
+	@echo "== card tap to contactor, remote stop (bench/session_latency.py)"
+	@$(BIN)/python bench/session_latency.py
+	@echo "== CPU and memory of the controller (bench/footprint.py)"
+	@$(BIN)/python bench/footprint.py
+	@echo "== start-up to BootNotification (bench/startup.py)"
+	@$(BIN)/python bench/startup.py
+	@echo "== fault trials: SIGKILLs and CSMS outages (bench/fault_trials.py)"
+	@$(BIN)/python bench/fault_trials.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
