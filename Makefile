@@ -27,7 +27,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# Every figure of docs/benchmarks.md, in about six minutes (each script's --help for longer runs).
+# Every figure of docs/benchmarks.md (each script's --help for longer runs; the first six take ~6 min).
 bench: $(STAMP)
 	@echo "== meter poll cycle (bench/meter_poll.py)"
 	@$(BIN)/python bench/meter_poll.py
