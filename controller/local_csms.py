@@ -78,8 +78,11 @@ HANDLED_ACTIONS = frozenset(
         Action.diagnostics_status_notification,
         Action.firmware_status_notification,
         Action.heartbeat,
+        Action.log_status_notification,
         Action.meter_values,
         Action.security_event_notification,
+        Action.sign_certificate,
+        Action.signed_firmware_status_notification,
         Action.start_transaction,
         Action.status_notification,
         Action.stop_transaction,
@@ -314,6 +317,18 @@ class _ChargePointSession(ChargePoint):
     async def _on_security_event_notification(self, **_: Any) -> Any:
         return await self._reply(Action.security_event_notification)
 
+    @on(Action.log_status_notification)
+    async def _on_log_status_notification(self, **_: Any) -> Any:
+        return await self._reply(Action.log_status_notification)
+
+    @on(Action.signed_firmware_status_notification)
+    async def _on_signed_firmware_status_notification(self, **_: Any) -> Any:
+        return await self._reply(Action.signed_firmware_status_notification)
+
+    @on(Action.sign_certificate)
+    async def _on_sign_certificate(self, **_: Any) -> Any:
+        return await self._reply(Action.sign_certificate)
+
 
 # --- the central system -------------------------------------------------------------------
 
@@ -487,6 +502,9 @@ class LocalCsms:
         if action == Action.data_transfer:
             known = str(request["vendorId"]).casefold() == VENDOR_ID
             return {"status": "Accepted" if known else "UnknownVendorId"}
+        if action == Action.sign_certificate:
+            # Accepted: the CSR goes to a CA; a test answers with CertificateSigned itself.
+            return {"status": "Accepted"}
         return {}  # StatusNotification, MeterValues, *StatusNotification, tagless Stop
 
     def _remember(self, cp_id: str, action: str, request: Payload, answer: Payload) -> None:
