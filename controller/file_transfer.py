@@ -35,7 +35,20 @@ CHUNK = 64 * 1024
 
 
 class TransferError(Exception):
-    """One attempt failed (refused, timed out, 4xx/5xx, FTP error); the text says why."""
+    """One attempt failed (refused, timed out, 4xx/5xx, FTP error); the text says why.
+
+    ``code`` is the server's answer when it gave one: the HTTP status or the FTP reply code
+    (530: not logged in); None for a failure without an answer (refused, timed out)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _ftp_code(error: BaseException) -> int | None:
+    """The reply code an ftplib error starts with ("530 Login incorrect.")."""
+    head = str(error)[:3]
+    return int(head) if isinstance(error, ftplib.Error) and head.isdigit() else None
 
 
 def scheme_of(url: str) -> str | None:
@@ -77,11 +90,12 @@ def download(
             shutil.copyfileobj(answer, out, CHUNK)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the answer, and with it the socket
-        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}") from None
+        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}", exc.code) from None
     except urllib.error.URLError as exc:
         raise TransferError(f"{safe_url(url)}: {exc.reason}") from None
     except (OSError, ftplib.Error, EOFError) as exc:
-        raise TransferError(f"{safe_url(url)}: {type(exc).__name__}: {exc}") from None
+        message = f"{safe_url(url)}: {type(exc).__name__}: {exc}"
+        raise TransferError(message, _ftp_code(exc)) from None
     return dest.stat().st_size
 
 
@@ -103,11 +117,12 @@ def upload(
             _http_upload(url, path, timeout_s, context)
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the answer, and with it the socket
-        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}") from None
+        raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}", exc.code) from None
     except urllib.error.URLError as exc:
         raise TransferError(f"{safe_url(url)}: {exc.reason}") from None
     except (OSError, ftplib.Error, EOFError) as exc:
-        raise TransferError(f"{safe_url(url)}: {type(exc).__name__}: {exc}") from None
+        message = f"{safe_url(url)}: {type(exc).__name__}: {exc}"
+        raise TransferError(message, _ftp_code(exc)) from None
 
 
 def _http_upload(url: str, path: Path, timeout_s: float, context: ssl.SSLContext | None) -> None:

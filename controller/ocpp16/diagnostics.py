@@ -15,6 +15,9 @@ in a task of its own:
    or FTP STOR into the directory), tried ``1 + retries`` times (retries absent: 2)
    ``retryInterval`` seconds apart (absent: 30 s; scaled like every OCPP interval).
 
+Steps 3 and 4 are :mod:`.log_upload`'s, shared with GetLog, whose DiagnosticsLog is steps
+1 and 2 here (:meth:`Diagnostics.prepare`).
+
 DiagnosticsStatusNotification reports Uploading, then Uploaded or UploadFailed; while nothing
 runs the status is Idle (what a TriggerMessage gets). One upload at a time: a request while
 one runs gets an answer without a file name. Collecting, packing and uploading block, so
@@ -23,15 +26,11 @@ they run in a worker thread; everything else on the loop thread.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import io
 import logging
 import re
 import subprocess
-import tarfile
-import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,18 +38,23 @@ from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, DiagnosticsStatus
 
-from controller.file_transfer import TransferError, safe_url, scheme_of, upload
+from controller.file_transfer import safe_url, scheme_of
 from controller.logging_setup import LOG_FILE_NAME, redact, under_systemd
-from controller.ocpp16.errors import CallFailed
+from controller.ocpp16.log_upload import (
+    SendCall,
+    UploadOutcome,
+    UploadPlan,
+    archive_name,
+    collect_and_upload,
+    notify,
+    pack,
+)
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import Services, Spawn
 
 log = logging.getLogger(__name__)
 
-#: Tries after the first when the request gives no retries, and seconds between them.
-DEFAULT_RETRIES = 2
-DEFAULT_RETRY_INTERVAL_S = 30
 #: Name of the log inside the archive; the systemd unit whose journal is collected.
 ARCHIVE_MEMBER = "picharge.log"
 SYSTEMD_UNIT = "picharge"
@@ -60,8 +64,6 @@ SECRET_KEYS = ("AuthorizationKey",)
 JOURNAL_TIMEOUT_S = 60.0
 
 _FILE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z ")
-
-SendCall = Callable[[Any], Awaitable[Any]]
 
 
 class LogSource(Protocol):
@@ -148,24 +150,6 @@ def default_log_source(state_dir: Path) -> LogSource:
     return FileLogs(state_dir / "logs")
 
 
-def pack(text: str, archive: Path) -> None:
-    """Write ``text`` as :data:`ARCHIVE_MEMBER` into the gzip tar ``archive``."""
-    data = text.encode()
-    info = tarfile.TarInfo(ARCHIVE_MEMBER)
-    info.size = len(data)
-    info.mtime = int(dt.datetime.now(dt.UTC).timestamp())
-    info.mode = 0o644
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.addfile(info, io.BytesIO(data))
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-
-
 class Diagnostics:
     """One GetDiagnostics upload at a time, and the status a trigger reports."""
 
@@ -188,7 +172,7 @@ class Diagnostics:
         self._clock = clock
         self._scale = interval_scale
         self._status = DiagnosticsStatus.idle
-        self._planned: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._planned: dict[str, UploadPlan] = {}
 
     @property
     def status(self) -> DiagnosticsStatus:
@@ -204,76 +188,47 @@ class Diagnostics:
             log.warning("GetDiagnostics while an upload runs: no file")
             return call_result.GetDiagnostics()
         try:
-            _parse_time(request.get("start_time"))
-            _parse_time(request.get("stop_time"))
+            plan = UploadPlan.read(
+                location,
+                archive_name(self._cp_id, "diagnostics", self._clock()),
+                since=request.get("start_time"),
+                until=request.get("stop_time"),
+                retries=request.get("retries"),
+                retry_interval=request.get("retry_interval"),
+                interval_scale=self._scale,
+            )
         except ValueError:
             log.warning("GetDiagnostics with an unreadable time window: no file")
             return call_result.GetDiagnostics()
-        stamp = self._clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", self._cp_id)
-        file_name = f"{safe_id}-diagnostics-{stamp}.tar.gz"
-        self._planned = {unique_id: (file_name, {"location": location, **request})}
-        return call_result.GetDiagnostics(file_name=file_name)
+        self._planned = {unique_id: plan}
+        return call_result.GetDiagnostics(file_name=plan.file_name)
 
     def start_planned(self, unique_id: str) -> None:
         """@after: collect and upload what :meth:`plan` accepted, in a task."""
-        planned = self._planned.pop(unique_id, None)
-        if planned is not None:
-            file_name, request = planned
+        plan = self._planned.pop(unique_id, None)
+        if plan is not None:
             self._status = DiagnosticsStatus.uploading
-            self._spawn(self._run(file_name, request), "ocpp16-diagnostics")
+            self._spawn(self._run(plan), "ocpp16-diagnostics")
 
-    async def _run(self, file_name: str, request: dict[str, Any]) -> None:
+    async def _run(self, plan: UploadPlan) -> None:
         try:
             await self._notify(DiagnosticsStatus.uploading)
-            ok = await self._collect_and_upload(file_name, request)
+            outcome = await collect_and_upload(plan, self.prepare, "diagnostics")
             self._status = DiagnosticsStatus.idle
             await self._notify(
-                DiagnosticsStatus.uploaded if ok else DiagnosticsStatus.upload_failed
+                DiagnosticsStatus.uploaded
+                if outcome is UploadOutcome.UPLOADED
+                else DiagnosticsStatus.upload_failed
             )
         finally:
             self._status = DiagnosticsStatus.idle
 
-    async def _collect_and_upload(self, file_name: str, request: dict[str, Any]) -> bool:
-        location: str = request["location"]
-        retries = request.get("retries")
-        attempts = 1 + (DEFAULT_RETRIES if retries is None else max(0, int(retries)))
-        interval = request.get("retry_interval")
-        pause = (DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))) * (
-            self._scale
-        )
-        since = _parse_time(request.get("start_time"))
-        until = _parse_time(request.get("stop_time"))
-        with tempfile.TemporaryDirectory(prefix="picharge-diag-") as tmp:
-            archive = Path(tmp) / file_name
-            try:
-                await asyncio.to_thread(self._prepare, since, until, archive)
-            except OSError as exc:
-                log.error("diagnostics: collecting the log failed: %s", exc)
-                return False
-            for attempt in range(1, attempts + 1):
-                try:
-                    await asyncio.to_thread(upload, location, archive)
-                except TransferError as exc:
-                    log.warning("diagnostics upload %d/%d failed: %s", attempt, attempts, exc)
-                    if attempt < attempts:
-                        await asyncio.sleep(pause)
-                    continue
-                log.info("diagnostics %s uploaded to %s", file_name, safe_url(location))
-                return True
-        return False
-
-    def _prepare(self, since: dt.datetime | None, until: dt.datetime | None, to: Path) -> None:
+    def prepare(self, since: dt.datetime | None, until: dt.datetime | None, to: Path) -> None:
         """Worker thread: the log for the window, redacted, packed into ``to``."""
-        text = redact(self._logs.collect(since, until), self._secrets())
-        pack(text, to)
-        to.chmod(0o600)
+        pack(redact(self._logs.collect(since, until), self._secrets()), to, ARCHIVE_MEMBER)
 
     async def _notify(self, status: DiagnosticsStatus) -> None:
-        try:
-            await self._send(call.DiagnosticsStatusNotification(status=status))
-        except CallFailed as exc:
-            log.warning("DiagnosticsStatusNotification %s not sent: %s", status, exc)
+        await notify(self._send, call.DiagnosticsStatusNotification(status=status))
 
 
 class DiagnosticsHandlers:

@@ -9,7 +9,12 @@ At most :data:`MAX_PENDING` wait (a charger retrying a refused CSMS for days wou
 otherwise grow without end); the oldest go first.
 
 Every event is also logged (INFO; a refused connection is logged once, by the link), so
-the local log is the security log as well. Loop thread only.
+the local log is the security log as well.
+
+Besides the pending list, every event goes into a bounded history (the last
+:data:`MAX_HISTORY`, also stored) that sending does not empty: GetLog SecurityLog uploads it,
+so the CSMS can fetch events it was told already, and events from before a restart.
+Loop thread only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocpp.v16 import call
 
-from controller.ocpp16.wire import iso_utc
+from controller.ocpp16.wire import iso_utc, parse_iso
 from controller.storage import StorageError
 
 if TYPE_CHECKING:
@@ -34,7 +39,10 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "ocpp16-security-events"
 PENDING_KEY = "pending"
+HISTORY_KEY = "history"
 MAX_PENDING = 50
+#: Events kept for GetLog SecurityLog (about 150 bytes each stored).
+MAX_HISTORY = 1000
 #: SecurityEventNotification.req techInfo is a CiString255.
 TECH_INFO_MAX = 255
 
@@ -55,6 +63,7 @@ class SecurityEvents:
         self._storage = storage
         self._clock = clock
         self._pending: list[dict[str, str]] = []
+        self._history: list[dict[str, str]] = []
         self._added = asyncio.Event()
         self._saving: asyncio.Task[None] | None = None
 
@@ -63,25 +72,29 @@ class SecurityEvents:
         """Copies of the events not yet answered by the CSMS (wire camelCase)."""
         return [dict(event) for event in self._pending]
 
+    def history(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> list[dict[str, str]]:
+        """Copies of the remembered events (oldest first) recorded between ``since`` and
+        ``until`` (inclusive; None: open end), sent or not."""
+        return [
+            dict(event)
+            for event in self._history
+            if (since is None or since <= _recorded_at(event))
+            and (until is None or _recorded_at(event) <= until)
+        ]
+
     async def restore(self) -> None:
-        """Take back what the last run could not send (a corrupt record is logged, dropped)."""
-        stored = (await self._storage.load_settings(NAMESPACE)).get(PENDING_KEY)
-        if not stored:
-            return
-        try:
-            events = json.loads(stored)
-            restored = [
-                {str(k): str(v) for k, v in event.items()}
-                for event in events
-                if isinstance(event, dict) and "type" in event and "timestamp" in event
-            ]
-        except (ValueError, AttributeError, TypeError) as exc:
-            log.warning("stored security events unreadable (%s): dropped", exc)
-            return
-        self._pending[:0] = restored[-MAX_PENDING:]
+        """Take back what the last run could not send and its history (a corrupt record is
+        logged, dropped); events recorded in this run stay after them."""
+        stored = await self._storage.load_settings(NAMESPACE)
+        pending = _events(stored.get(PENDING_KEY), "pending")
+        self._pending[:0] = pending[-MAX_PENDING:]
         del self._pending[:-MAX_PENDING]
         if self._pending:
             self._added.set()
+        self._history[:0] = _events(stored.get(HISTORY_KEY), "history")
+        del self._history[:-MAX_HISTORY]
 
     def record(
         self, event: SecurityEvent, tech_info: str | None = None, *, logged: bool = False
@@ -95,19 +108,25 @@ class SecurityEvents:
             entry["techInfo"] = tech_info[:TECH_INFO_MAX]
         self._pending.append(entry)
         del self._pending[:-MAX_PENDING]
+        self._history.append(dict(entry))
+        del self._history[:-MAX_HISTORY]
         self._added.set()
-        self._save()
+        self._save(with_history=True)
 
-    def _save(self) -> None:
-        """Write the pending list; one write at a time, the newest state last."""
+    def _save(self, *, with_history: bool = False) -> None:
+        """Write the pending list (and the history when it changed); one write at a time,
+        the newest state last."""
         previous = self._saving
-        snapshot = json.dumps(self._pending, separators=(",", ":"))
+        snapshots = {PENDING_KEY: json.dumps(self._pending, separators=(",", ":"))}
+        if with_history:
+            snapshots[HISTORY_KEY] = json.dumps(self._history, separators=(",", ":"))
 
         async def write() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
             try:
-                await self._storage.save_setting(NAMESPACE, PENDING_KEY, snapshot)
+                for key, snapshot in snapshots.items():
+                    await self._storage.save_setting(NAMESPACE, key, snapshot)
             except StorageError as exc:
                 log.error("security events not stored: %s", exc)
 
@@ -145,3 +164,26 @@ class SecurityEvents:
             if self._pending and self._pending[0] is event:
                 self._pending.pop(0)
             self._save()
+
+
+def _events(stored: str | None, what: str) -> list[dict[str, str]]:
+    """The events of a stored JSON list; an unreadable one is logged and gives none."""
+    if not stored:
+        return []
+    try:
+        events = [
+            {str(k): str(v) for k, v in event.items()}
+            for event in json.loads(stored)
+            if isinstance(event, dict) and "type" in event and "timestamp" in event
+        ]
+        for event in events:
+            _recorded_at(event)  # a timestamp that does not read spoils the record
+        return events
+    except (ValueError, AttributeError, TypeError) as exc:
+        log.warning("stored security events (%s) unreadable (%s): dropped", what, exc)
+        return []
+
+
+def _recorded_at(event: dict[str, str]) -> dt.datetime:
+    """When an event was recorded (its wire timestamp, UTC)."""
+    return parse_iso(event["timestamp"])
