@@ -184,6 +184,7 @@ class ChargePointApp:
                 c.id: ConnectorRating(c.phases, c.max_current_a) for c in self.config.connectors
             },
             security=security,
+            firmware_signing_ca=config.ocpp_firmware_signing_ca,
         )
         self.supervisor.link = self.adapter
 

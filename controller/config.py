@@ -54,6 +54,9 @@ class Config:
     ocpp_ca_file: Path | None = None
     ocpp_cert_file: Path | None = None
     ocpp_key_file: Path | None = None
+    # SignedUpdateFirmware: roots (PEM) a firmware signing certificate must chain to, besides
+    # the ManufacturerRootCertificates installed by the CSMS.
+    ocpp_firmware_signing_ca: Path | None = None
     backend: str = "pi"
     state_dir: Path = DEFAULT_STATE_DIR
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
@@ -118,6 +121,19 @@ def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
     return path
 
 
+def _certificate_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
+    """A PEM file of certificates (checked for one; the parse comes where it is used)."""
+    path = _pem_file(ocpp, key)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"ocpp.{key}", f"unreadable: {exc}") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(f"ocpp.{key}", f"no PEM certificate in {path}")
+    return path
+
+
 def _security(ocpp: Mapping[str, Any], url: str) -> dict[str, Any]:
     """The ``[ocpp]`` security keys, checked together: a profile gets what it needs."""
     password = _get(ocpp, "ocpp", "password", str, "")
@@ -141,6 +157,7 @@ def _security(ocpp: Mapping[str, Any], url: str) -> dict[str, Any]:
         "ocpp_ca_file": files["ca_file"],
         "ocpp_cert_file": files["cert_file"],
         "ocpp_key_file": files["key_file"],
+        "ocpp_firmware_signing_ca": _certificate_file(ocpp, "firmware_signing_ca"),
     }
 
 

@@ -73,6 +73,11 @@ class InstallFailed(Exception):
     """Installing or checking the new version failed; the running one is still current."""
 
 
+class VerificationFailed(InstallFailed):
+    """The package installed, but the installed controller fails its check (it does not
+    import from where it went): OCPP's InstallVerificationFailed."""
+
+
 class PackageKind(StrEnum):
     WHEEL = "wheel"
     SDIST = "sdist"
@@ -303,7 +308,10 @@ def import_check(path: Path, python: str = sys.executable) -> None:
         f"sys.exit(0 if pathlib.Path(controller.__file__).resolve()"
         f".is_relative_to(pathlib.Path({str(path.resolve())!r})) else 3)"
     )
-    run_checked([python, "-P", "-c", check], "import check", SMOKE_TIMEOUT_S, path)
+    try:
+        run_checked([python, "-P", "-c", check], "import check", SMOKE_TIMEOUT_S, path)
+    except InstallFailed as exc:
+        raise VerificationFailed(str(exc)) from None
 
 
 class PipTargetInstaller:

@@ -1,7 +1,9 @@
 """UpdateFirmware over the OCPP 1.6 adapter: a picharge package fetched from real local HTTP
 and FTP servers at retrieveDate, with retries, checked, installed by a pluggable installer and
-restarted into, with each FirmwareStatusNotification; failures end in DownloadFailed or
-InstallationFailed and leave the running version alone."""
+restarted into, with each FirmwareStatusNotification; Installed only once the restarted
+charger (a new adapter on the same storage) registers; failures end in DownloadFailed or
+InstallationFailed and leave the running version alone; a scheduled or interrupted update
+survives a restart."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import io
+import threading
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from ocpp.v16 import call
 
 from controller.connector_types import StopReason
 from controller.domain import ResetKind
-from controller.firmware_install import FirmwarePackage, InstallFailed
+from controller.firmware_install import FirmwarePackage, InstallFailed, VerificationFailed
 from controller.ocpp16 import Ocpp16Adapter
 from controller.ocpp16.firmware import installed_version
 from controller.ocpp16.keys import OcppConfig
@@ -30,7 +33,8 @@ from tests.test_diagnostics_support import FtpFiles, HttpFiles, closed_port
 from tests.test_ocpp16_support import CP_ID, FAST, FakeControl, Rig, until
 
 FINAL = {"DownloadFailed", "Installed", "InstallationFailed"}
-OK = ["Downloading", "Downloaded", "Installing", "Installed"]
+#: Before the restart into the new version; Installed comes from the restarted charger.
+OK = ["Downloading", "Downloaded", "Installing"]
 #: Modules the installer's import check loads from a new version.
 MODULES = (
     "controller/__init__.py",
@@ -65,18 +69,22 @@ def build_wheel(
 
 @dataclass
 class FakeInstaller:
-    """Records what it is given; fails with ``failure`` when set."""
+    """Records what it is given; fails with ``failure`` when set. Like the real one it puts
+    an installed version on trial, which the next :meth:`confirm` ends (and returns); a test
+    plays the fall-back of ``firmware_install.guard`` by setting ``trial`` to None."""
 
     installed: list[FirmwarePackage] = field(default_factory=list)
-    failure: str | None = None
+    failure: InstallFailed | None = None
     restarts: int = 0
     confirmed: int = 0
+    trial: str | None = None
 
     def install(self, package: FirmwarePackage) -> Path:
         if self.failure is not None:
-            raise InstallFailed(self.failure)
+            raise self.failure
         assert package.path.exists()
         self.installed.append(package)
+        self.trial = package.version
         return package.path.parent
 
     def prepare_restart(self) -> None:
@@ -84,13 +92,15 @@ class FakeInstaller:
 
     def confirm(self) -> str | None:
         self.confirmed += 1
-        return None
+        version, self.trial = self.trial, None
+        return version
 
 
 @dataclass
 class FwRig:
     rig: Rig
     installer: FakeInstaller
+    signing_ca: Path | None = None
 
 
 MakeFwRig = Callable[..., Awaitable[FwRig]]
@@ -98,15 +108,25 @@ MakeFwRig = Callable[..., Awaitable[FwRig]]
 
 @pytest.fixture(name="make_fw_rig")
 async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeFwRig]:
+    """``make()`` starts a registered charger; ``make(restart=fw)`` stops ``fw``'s adapter and
+    starts a new one on the same storage, installer and CSMS: the charger after a restart."""
     rigs: list[Rig] = []
 
-    async def make() -> FwRig:
-        csms = await make_csms()
+    async def make(
+        *, restart: FwRig | None = None, signing_ca: Path | None = None, wait: bool = True
+    ) -> FwRig:
+        if restart is not None:
+            await restart.rig.stop_adapter()
+            await restart.rig.storage.close()
+            csms, installer = restart.rig.csms, restart.installer
+            signing_ca = restart.signing_ca
+        else:
+            csms, installer = await make_csms(), FakeInstaller()
+        mark = len(csms.received)
         storage = await Storage.open(tmp_path / "state")
         config = OcppConfig(storage, number_of_connectors=1)
         await config.load()
         control = FakeControl((1,))
-        installer = FakeInstaller()
         adapter = Ocpp16Adapter(
             url=csms.url,
             chargepoint_id=CP_ID,
@@ -119,13 +139,15 @@ async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncItera
             storage=storage,
             timing=FAST,
             firmware_installer=installer,
+            firmware_signing_ca=signing_ca,
         )
         control.link = adapter
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = Rig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
-        await rig.registered()
-        return FwRig(rig, installer)
+        if wait:
+            await rig.registered(after=mark)
+        return FwRig(rig, installer, signing_ca)
 
     yield make
     for rig in rigs:
@@ -146,13 +168,21 @@ async def update(rig: Rig, location: str, offset_s: float = 0.0, **kwargs: Any) 
     return mark
 
 
-async def statuses(rig: Rig, after: int, final: set[str] = FINAL) -> list[str]:
-    await rig.csms.wait_for(
-        "FirmwareStatusNotification", lambda p: p["status"] in final, after=after, timeout_s=8
-    )
+async def statuses(
+    rig: Rig, after: int, final: set[str] = FINAL, action: str = "FirmwareStatusNotification"
+) -> list[str]:
+    """The firmware statuses from ``after`` on, once one of ``final`` arrived."""
+    await rig.csms.wait_for(action, lambda p: p["status"] in final, after=after, timeout_s=8)
+    return [r.payload["status"] for r in rig.csms.received[after:] if r.action == action]
+
+
+async def restarting(fw: FwRig, after: int) -> list[str]:
+    """The statuses sent until the charger asked for the restart into the new version."""
+    await until(lambda: fw.rig.control.named("reset") == [(ResetKind.HARD,)], 8)
+    await asyncio.sleep(0.05)  # nothing more comes before the restart
     return [
         r.payload["status"]
-        for r in rig.csms.received[after:]
+        for r in fw.rig.csms.received[after:]
         if r.action == "FirmwareStatusNotification"
     ]
 
@@ -165,16 +195,42 @@ async def test_a_wheel_over_http_is_installed_and_the_charger_restarts_into_it(
     name, wheel = build_wheel()
     with HttpFiles(files={"/fw/latest": wheel}) as server:
         mark = await update(rig, f"{server.base}/fw/latest")
-        assert await statuses(rig, mark) == OK
+        assert await restarting(fw, mark) == OK  # Installed is not claimed before the restart
     [package] = fw.installer.installed
     assert (package.name, package.version, package.path.name) == ("picharge", "9.9.9", name)
-    await until(lambda: rig.control.named("reset") == [(ResetKind.HARD,)])
     assert fw.installer.restarts == 1
     assert fw.installer.confirmed == 1  # at the first registration, once
+
+    restarted = await make_fw_rig(restart=fw, wait=False)
+    rig = restarted.rig
+    assert await statuses(rig, mark) == [*OK, "Installed"]
+    actions = rig.actions(mark)
+    assert actions.index("FirmwareStatusNotification", actions.index("BootNotification")) > 0
+    assert fw.installer.confirmed == 2 and fw.installer.trial is None  # the trial ended
+    await rig.csms.wait_for(
+        "SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", after=mark
+    )
     after = len(rig.csms.received)
     trigger = call.TriggerMessage(requested_message="FirmwareStatusNotification")
     assert (await rig.csms.call(CP_ID, trigger)).status == "Accepted"
     assert await statuses(rig, after, {"Idle"}) == ["Idle"]
+
+
+async def test_a_version_the_fall_back_replaced_is_reported_as_installation_failed(
+    make_fw_rig: MakeFwRig,
+) -> None:
+    fw = await make_fw_rig()
+    with HttpFiles(files={"/w": build_wheel()[1]}) as server:
+        mark = await update(fw.rig, f"{server.base}/w")
+        assert await restarting(fw, mark) == OK
+    fw.installer.trial = None  # the new version never registered: guard rolled it back
+    restarted = await make_fw_rig(restart=fw)
+    assert await statuses(restarted.rig, mark) == [*OK, "InstallationFailed"]
+    assert "FirmwareUpdated" not in [
+        r.payload["type"]
+        for r in restarted.rig.csms.received
+        if r.action == "SecurityEventNotification"
+    ]
 
 
 async def test_a_wheel_over_ftp_with_a_matching_checksum_is_installed(
@@ -188,7 +244,7 @@ async def test_a_wheel_over_ftp_with_a_matching_checksum_is_installed(
     digest = hashlib.sha256(wheel).hexdigest()
     with FtpFiles(root) as ftp:
         mark = await update(fw.rig, ftp.url(f"/{name}#sha256={digest}"))
-        assert await statuses(fw.rig, mark) == OK
+        assert await restarting(fw, mark) == OK
     assert [p.version for p in fw.installer.installed] == ["9.9.10"]
 
 
@@ -199,7 +255,33 @@ async def test_the_download_waits_for_the_retrieve_date(make_fw_rig: MakeFwRig) 
         mark = await update(fw.rig, f"{server.base}/w", offset_s=0.6)
         await asyncio.sleep(0.3)
         assert server.requests == [] and "FirmwareStatusNotification" not in fw.rig.actions(mark)
-        assert await statuses(fw.rig, mark) == OK
+        assert await restarting(fw, mark) == OK
+
+
+async def test_a_scheduled_update_survives_a_restart_and_runs_at_its_date(
+    make_fw_rig: MakeFwRig,
+) -> None:
+    fw = await make_fw_rig()
+    with HttpFiles(files={"/w": build_wheel()[1]}) as server:
+        mark = await update(fw.rig, f"{server.base}/w", offset_s=1.0)
+        await asyncio.sleep(0.2)  # the update is stored
+        restarted = await make_fw_rig(restart=fw)
+        assert server.requests == []
+        assert await restarting(restarted, mark) == OK
+    assert len(server.requests) == 1 and [p.version for p in fw.installer.installed] == ["9.9.9"]
+
+
+async def test_a_download_interrupted_by_a_restart_starts_again(make_fw_rig: MakeFwRig) -> None:
+    fw = await make_fw_rig()
+    gate = threading.Event()
+    with HttpFiles(files={"/w": build_wheel()[1]}, gate=gate) as server:
+        mark = await update(fw.rig, f"{server.base}/w")
+        await until(lambda: len(server.requests) == 1)  # the download hangs in the middle
+        restarted = await make_fw_rig(restart=fw)
+        await until(lambda: len(server.requests) == 2)
+        gate.set()
+        assert await restarting(restarted, mark) == ["Downloading", *OK]
+    assert [p.version for p in fw.installer.installed] == ["9.9.9"]
 
 
 async def test_a_failing_server_is_retried_at_the_retry_interval(make_fw_rig: MakeFwRig) -> None:
@@ -207,7 +289,7 @@ async def test_a_failing_server_is_retried_at_the_retry_interval(make_fw_rig: Ma
     _, wheel = build_wheel()
     with HttpFiles(files={"/w": wheel}, fail_next=2) as server:
         mark = await update(fw.rig, f"{server.base}/w", retries=2, retry_interval=1)
-        assert await statuses(fw.rig, mark) == OK
+        assert await restarting(fw, mark) == OK
     assert len(server.requests) == 3
 
 
@@ -243,17 +325,21 @@ async def test_a_failed_installation_reports_it_and_does_not_restart(
     make_fw_rig: MakeFwRig,
 ) -> None:
     fw = await make_fw_rig()
-    fw.installer.failure = "import check exited 1"
+    fw.installer.failure = VerificationFailed("import check exited 1")
     with HttpFiles(files={"/w": build_wheel()[1]}) as server:
         mark = await update(fw.rig, f"{server.base}/w")
         assert await statuses(fw.rig, mark) == [
             "Downloading",
             "Downloaded",
             "Installing",
-            "InstallationFailed",
+            "InstallationFailed",  # the core word for the whitepaper's InstallVerificationFailed
         ]
     await asyncio.sleep(0.1)
     assert fw.rig.control.named("reset") == [] and fw.installer.restarts == 0
+    again = len(fw.rig.csms.received)
+    restarted = await make_fw_rig(restart=fw)  # nothing is left to report after a restart
+    await asyncio.sleep(0.2)
+    assert "FirmwareStatusNotification" not in restarted.rig.actions(again)
 
 
 async def test_installing_waits_until_the_running_transaction_ends(
@@ -268,7 +354,7 @@ async def test_installing_waits_until_the_running_transaction_ends(
         await asyncio.sleep(0.3)
         assert "Installing" not in await statuses(rig, mark, {"Downloaded"})
         rig.control.stop(tx, 200.0, StopReason.LOCAL)
-        assert await statuses(rig, mark) == OK
+        assert await restarting(fw, mark) == OK
 
 
 def test_firmware_management_is_a_supported_profile() -> None:

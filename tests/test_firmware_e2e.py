@@ -63,19 +63,26 @@ async def test_update_firmware_installs_beside_and_restarts_into_the_new_version
             await rig.cp_call(request)
             await csms.wait_for(
                 "FirmwareStatusNotification",
-                lambda p: p["status"] in ("Installed", "InstallationFailed", "DownloadFailed"),
+                lambda p: p["status"] in ("Installing", "InstallationFailed", "DownloadFailed"),
                 after=mark,
                 timeout_s=30,
             )
-        sent = [r.payload["status"] for r in csms.received[mark:] if r.action.startswith("Firm")]
-        assert sent == ["Downloading", "Downloaded", "Installing", "Installed"]
         await rig.until(
             lambda: (
                 rig.app.supervisor is not None
                 and rig.app.supervisor.restart_requested is ResetKind.HARD
-            )
+            ),
+            timeout_s=30,
         )
+        sent = [r.payload["status"] for r in csms.received[mark:] if r.action.startswith("Firm")]
+        assert sent == ["Downloading", "Downloaded", "Installing"]  # Installed: after restart
     firmware = tmp_path / "state" / "firmware"
     assert str((firmware / "current").readlink()) == "9.9.9"
     assert (firmware / "9.9.9" / "picharge-9.9.9.dist-info" / "METADATA").exists()
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(firmware / "current")
+    assert (firmware / "trial").read_text() == "9.9.9 0\n"
+    async with controller(csms, tmp_path):  # the restarted charger registers: trial over
+        await csms.wait_for(
+            "FirmwareStatusNotification", lambda p: p["status"] == "Installed", after=mark
+        )
+    assert not (firmware / "trial").exists()

@@ -44,6 +44,7 @@ from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
+from controller.ocpp16.firmware_signature import file_roots
 from controller.ocpp16.link import (
     Backoff,
     LinkDead,
@@ -68,6 +69,8 @@ from controller.outbox import Outbox
 from drivers.errors import FaultKind
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from websockets.asyncio.client import ClientConnection
 
     from controller.ocpp16.keys import OcppConfig
@@ -144,7 +147,8 @@ class Ocpp16Adapter:
     ``firmware_installer`` installs UpdateFirmware's package (default: pip into
     ``<state_dir>/firmware/<version>``).
     ``security`` gives the link its security profile (credentials, TLS: see
-    :mod:`.security`); None connects without credentials.
+    :mod:`.security`); None connects without credentials. ``firmware_signing_ca`` (PEM) holds
+    the roots SignedUpdateFirmware's signing certificates must chain to.
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class Ocpp16Adapter:
         diagnostics_logs: LogSource | None = None,
         firmware_installer: Installer | None = None,
         security: LinkSecurity | None = None,
+        firmware_signing_ca: Path | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.url = endpoint_url(url, chargepoint_id)
@@ -243,6 +248,9 @@ class Ocpp16Adapter:
                 send=self._call_now,
                 spawn=self._spawn,
                 clock=clock,
+                storage=storage,
+                record_event=self._security_events.record,
+                signing_roots=lambda: file_roots(firmware_signing_ca),
                 interval_scale=self.timing.interval_scale,
             ),
             clock=clock,
@@ -300,6 +308,7 @@ class Ocpp16Adapter:
                 self._control.apply_setting(key, value)
         await self._reservations.restore()
         await self._security_events.restore()
+        await self._services.firmware.restore()  # a scheduled or installed update goes on
         await self._queue.restore()  # what the last run left unsent goes first
         try:
             async with asyncio.TaskGroup() as group:

@@ -1,57 +1,86 @@
-"""OCPP 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5).
+"""OCPP 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), and the security
+whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification.
 
-The CSMS names a location (http, https or ftp URL of a picharge wheel or sdist), a
-retrieveDate, and optionally retries and retryInterval. The answer (empty) goes at once;
-then, in a task of its own:
+The CSMS names a location (http, https or ftp URL of a picharge wheel or sdist), a retrieve
+time, and optionally retries and retryInterval; a signed update adds a requestId, an install
+time, the signing certificate (PEM) and the signature (base64). The answer goes at once
+(signed: Accepted; Rejected for an unsupported location, an unreadable time, or while an
+update installs; InvalidCertificate for a signing certificate that is unreadable, not valid
+now or not issued by a trusted firmware-signing root, recorded as the security event
+InvalidFirmwareSigningCertificate; AcceptedCanceled when it replaces an update that has not
+begun installing). Then, in a task of its own (:class:`~.firmware_job.FirmwareJob`, stored so
+that a restart resumes it):
 
-1. wait until retrieveDate;
+1. DownloadScheduled (signed) and wait until the retrieve time;
 2. Downloading: fetch the file (:mod:`controller.file_transfer`), tried ``1 + retries``
    times (retries absent: 2) ``retryInterval`` s apart (absent: 30 s, scaled like every OCPP
-   interval); DownloadFailed when no attempt succeeded or the file is refused by the check
-   (:func:`controller.firmware_install.inspect_package`: a picharge wheel or sdist of another
-   version than the running one; a URL ending in ``#sha256=<hex>`` or carrying
-   ``?sha256=<hex>`` must match the file), else Downloaded;
-3. wait until no transaction runs (a session is never cut short by an update);
-4. Installing: the :class:`~controller.firmware_install.Installer` installs it beside the
+   interval); DownloadFailed when no attempt succeeded, else Downloaded. A plain update also
+   counts a file refused by :func:`controller.firmware_install.inspect_package` as a failed
+   attempt (a picharge wheel or sdist of another version than the running one; a URL ending
+   in ``#sha256=<hex>`` or carrying ``?sha256=<hex>`` must match);
+3. signed: the signature of the file is checked (:mod:`.firmware_signature`):
+   SignatureVerified, or InvalidSignature, the security event InvalidFirmwareSignature and
+   nothing installed; then the package check (refused: InstallationFailed);
+4. InstallScheduled (signed) and wait until the install time; wait until no transaction runs
+   (a session is never cut short by an update);
+5. Installing: the :class:`~controller.firmware_install.Installer` installs it beside the
    running version and switches to it (default :class:`PipTargetInstaller` under
-   ``<state_dir>/firmware``); InstallationFailed leaves the running version current;
-5. Installed, then a Hard reset: the controller re-execs into the new version, which is on
-   trial until its first BootNotification is accepted (:meth:`FirmwareUpdater.booted`; see
-   :func:`controller.firmware_install.guard` for the fall-back).
+   ``<state_dir>/firmware``); InstallationFailed (signed: InstallVerificationFailed when the
+   installed controller fails its import check) leaves the running version current;
+6. InstallRebooting (signed), then a Hard reset: the controller re-execs into the new
+   version, which is on trial until its first BootNotification is accepted. Only then,
+   in the new process, is the update Installed (signed: with its requestId, and the security
+   event FirmwareUpdated); when the fall-back (:func:`controller.firmware_install.guard`)
+   put the previous version back, the next registration reports InstallationFailed instead.
 
-While nothing runs the status is Idle (what a TriggerMessage gets). One update at a time:
-a request while one runs is answered and ignored (logged). Loop thread; downloads and
+While nothing runs the status is Idle. Plain UpdateFirmware reports the 1.6 core statuses
+(FirmwareStatusNotification; the whitepaper's extra steps are not sent), signed updates the
+whitepaper's (SignedFirmwareStatusNotification with the requestId). A plain request while
+an update runs is answered and ignored (logged). Loop thread; downloads, signature checks and
 installs run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from cryptography import x509
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, FirmwareStatus
+from ocpp.v16.enums import Action, FirmwareStatus, UpdateFirmwareStatus
 
 from controller.domain import ChargePointControl, ResetKind
 from controller.file_transfer import TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
     DIST_NAME,
+    FirmwarePackage,
     FirmwareRejected,
     Installer,
     InstallFailed,
+    VerificationFailed,
     inspect_package,
 )
 from controller.ocpp16.errors import CallFailed
+from controller.ocpp16.firmware_job import FirmwareJob, JobStore, Stage
+from controller.ocpp16.firmware_signature import (
+    CertificateRefused,
+    SignatureRefused,
+    trusted_signing_certificate,
+    verify_file,
+)
+from controller.ocpp16.security_events import SecurityEvent
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import Services, Spawn
+    from controller.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +88,43 @@ DEFAULT_RETRIES = 2
 DEFAULT_RETRY_INTERVAL_S = 30
 #: OCPP seconds between looks at whether the transactions have ended (before installing).
 TRANSACTION_POLL_S = 10
+#: OCPP seconds a resumed update waits for the link to register before it goes on without
+#: (its statuses are only sent while registered).
+RESUME_WAIT_S = 60
 
 SendCall = Callable[[Any], Awaitable[Any]]
+
+
+class RecordEvent(Protocol):
+    """:meth:`controller.ocpp16.security_events.SecurityEvents.record`."""
+
+    def __call__(
+        self, event: SecurityEvent, tech_info: str | None = None, *, logged: bool = False
+    ) -> None: ...
+
+
+SigningRoots = Callable[[], list[x509.Certificate]]
+
+#: What the 1.6 core FirmwareStatusNotification says for each step of a signed update.
+_CORE = {
+    FirmwareStatus.download_scheduled: FirmwareStatus.idle,
+    FirmwareStatus.download_paused: FirmwareStatus.downloading,
+    FirmwareStatus.signature_verified: FirmwareStatus.downloaded,
+    FirmwareStatus.install_scheduled: FirmwareStatus.downloaded,
+    FirmwareStatus.install_rebooting: FirmwareStatus.installing,
+    FirmwareStatus.invalid_signature: FirmwareStatus.installation_failed,
+    FirmwareStatus.install_verification_failed: FirmwareStatus.installation_failed,
+}
+#: Statuses that end an update.
+_FINAL = frozenset(
+    {
+        FirmwareStatus.download_failed,
+        FirmwareStatus.invalid_signature,
+        FirmwareStatus.installation_failed,
+        FirmwareStatus.install_verification_failed,
+        FirmwareStatus.installed,
+    }
+)
 
 
 def installed_version(dist_name: str = DIST_NAME) -> str:
@@ -71,8 +135,30 @@ def installed_version(dist_name: str = DIST_NAME) -> str:
         return "0"
 
 
+def core_status(status: FirmwareStatus) -> FirmwareStatus:
+    """``status`` in the words of 1.6 core FirmwareStatusNotification."""
+    return _CORE.get(status, status)
+
+
+def _parse_time(value: str) -> dt.datetime:
+    at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def _attempts(retries: int | None) -> int:
+    return DEFAULT_RETRIES if retries is None else max(0, int(retries))
+
+
+def _interval(value: int | None) -> int:
+    return DEFAULT_RETRY_INTERVAL_S if value is None else max(0, int(value))
+
+
 class FirmwareUpdater:
-    """One UpdateFirmware at a time, and the status a trigger reports."""
+    """One firmware update at a time, kept across restarts, and the status triggers report.
+
+    ``signing_roots`` gives the trusted firmware-signing roots; it is called in a worker
+    thread (it may read files). ``record_event`` records a security event (loop thread).
+    """
 
     def __init__(
         self,
@@ -83,6 +169,9 @@ class FirmwareUpdater:
         send: SendCall,
         spawn: Spawn,
         clock: Callable[[], dt.datetime],
+        storage: Storage,
+        record_event: RecordEvent,
+        signing_roots: SigningRoots = list,
         interval_scale: float = 1.0,
     ) -> None:
         self._control = control
@@ -91,19 +180,52 @@ class FirmwareUpdater:
         self._send = send
         self._spawn = spawn
         self._clock = clock
+        self._store = JobStore(storage)
+        self._record = record_event
+        self._roots = signing_roots
         self._scale = interval_scale
         self._status = FirmwareStatus.idle
-        self._busy = False
-        self._planned: dict[str, dict[str, Any]] = {}
+        self._job: FirmwareJob | None = None  # running, or awaiting its verdict
+        self._task: asyncio.Task[Any] | None = None
+        self._installing = False  # the installer has been called: no cancelling now
+        self._installed_here = False  # this process installed it: the verdict is the next's
+        self._last_request_id: int | None = None
+        self._planned: dict[str, FirmwareJob] = {}
+        self._registered = asyncio.Event()
         self._confirmed = False
 
     @property
     def status(self) -> FirmwareStatus:
-        """The step under way; Idle when nothing runs or the last update ended."""
+        """The step under way in 1.6 core words; Idle when nothing runs."""
+        return core_status(self._status)
+
+    @property
+    def detailed_status(self) -> FirmwareStatus:
+        """The step under way in the whitepaper's words (SignedFirmwareStatusNotification)."""
         return self._status
 
+    # --- restarts -----------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Take up the stored update (before the link starts): a scheduled or interrupted one
+        runs again; an installed one waits for the verdict of :meth:`booted`."""
+        job, self._last_request_id = await self._store.load()
+        if job is None:
+            return
+        self._job = job
+        if job.stage is Stage.SCHEDULED:
+            log.info("resuming the firmware update from %s", safe_url(job.location))
+            self._spawn(self._run(job, resumed=True), "ocpp16-firmware")
+        else:
+            log.info("firmware %s was being installed: verdict at registration", job.version)
+            self._status = (
+                FirmwareStatus.install_rebooting if job.signed else FirmwareStatus.installing
+            )
+
     def booted(self) -> None:
-        """The link registered: the running version works, its trial ends (once a process)."""
+        """The link registered: the running version works, its trial ends (once a process),
+        and an update installed before the restart gets its verdict."""
+        self._registered.set()
         if not self._confirmed:
             self._confirmed = True
             self._spawn(self._confirm(), "ocpp16-firmware-confirm")
@@ -116,10 +238,23 @@ class FirmwareUpdater:
             return
         if version is not None:
             log.info("firmware %s registered with the CSMS: trial over", version)
+        job = self._job
+        if job is None or job.stage is Stage.SCHEDULED or self._installed_here:
+            return
+        if version is not None and version == job.version:
+            self._record(SecurityEvent.FIRMWARE_UPDATED, f"firmware {version} installed")
+            await self._end(job, FirmwareStatus.installed)
+        else:
+            log.error("firmware %s is not running after the restart: fell back", job.version)
+            await self._end(job, FirmwareStatus.installation_failed)
+        self._job = None
+        self._status = FirmwareStatus.idle
+
+    # --- requests -----------------------------------------------------------------------------
 
     def plan(self, unique_id: str, location: str, retrieve_date: str, **request: Any) -> Any:
-        """@on: the (empty) answer; the update starts in :meth:`start_planned`."""
-        if self._busy:
+        """@on UpdateFirmware: the (empty) answer; the update starts in :meth:`start_planned`."""
+        if self._job is not None:
             log.warning("UpdateFirmware while an update runs: ignored")
         elif scheme_of(location) is None:
             log.warning("UpdateFirmware from %s: unsupported location", safe_url(location))
@@ -129,65 +264,197 @@ class FirmwareUpdater:
             except ValueError:
                 log.warning("UpdateFirmware with unreadable retrieveDate %r", retrieve_date)
             else:
-                self._planned = {unique_id: {"location": location, "when": when, **request}}
+                self._planned = {
+                    unique_id: FirmwareJob(
+                        location=location,
+                        retrieve_at=when,
+                        retries=_attempts(request.get("retries")),
+                        retry_interval_s=_interval(request.get("retry_interval")),
+                    )
+                }
         return call_result.UpdateFirmware()
 
-    def start_planned(self, unique_id: str) -> None:
-        """@after: run what :meth:`plan` accepted, in a task."""
-        request = self._planned.pop(unique_id, None)
-        if request is not None:
-            self._busy = True
-            self._spawn(self._run(request), "ocpp16-firmware")
-
-    async def _run(self, request: dict[str, Any]) -> None:
+    async def plan_signed(
+        self,
+        unique_id: str,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        """@on SignedUpdateFirmware: check the request and its signing certificate; the
+        update starts in :meth:`start_planned` (replacing one that has not begun installing)."""
+        location = str(firmware["location"])
+        if self._installing or (self._job is not None and self._job.stage is not Stage.SCHEDULED):
+            log.warning("SignedUpdateFirmware %d while an update installs: Rejected", request_id)
+            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
+        if scheme_of(location) is None:
+            log.warning("SignedUpdateFirmware from %s: unsupported location", safe_url(location))
+            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
         try:
-            await self._update(request)
-        finally:
-            self._busy = False
-            self._status = FirmwareStatus.idle
+            retrieve_at = _parse_time(str(firmware["retrieve_date_time"]))
+            install_text = firmware.get("install_date_time")
+            install_at = _parse_time(str(install_text)) if install_text else None
+        except ValueError:
+            log.warning("SignedUpdateFirmware %d with an unreadable time: Rejected", request_id)
+            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
+        pem = str(firmware["signing_certificate"])
+        try:
+            await asyncio.to_thread(self._trusted, pem)
+        except CertificateRefused as exc:
+            log.warning("SignedUpdateFirmware %d: %s", request_id, exc)
+            self._record(SecurityEvent.INVALID_FIRMWARE_SIGNING_CERTIFICATE, str(exc), logged=True)
+            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.invalid_certificate)
+        self._planned = {
+            unique_id: FirmwareJob(
+                location=location,
+                retrieve_at=retrieve_at,
+                retries=_attempts(retries),
+                retry_interval_s=_interval(retry_interval),
+                request_id=request_id,
+                install_at=install_at,
+                signing_certificate=pem,
+                signature=str(firmware["signature"]),
+            )
+        }
+        if self._job is not None:
+            log.info("SignedUpdateFirmware %d replaces the update under way", request_id)
+            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.accepted_canceled)
+        return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.accepted)
 
-    async def _update(self, request: dict[str, Any]) -> None:
-        location: str = request["location"]
-        delay = (request["when"] - self._clock()).total_seconds()
-        if delay > 0:
-            log.info("firmware from %s at %s", safe_url(location), request["when"])
-            await asyncio.sleep(delay)
-        retries = request.get("retries")
-        attempts = 1 + (DEFAULT_RETRIES if retries is None else max(0, int(retries)))
-        interval = request.get("retry_interval")
-        seconds = DEFAULT_RETRY_INTERVAL_S if interval is None else max(0, int(interval))
-        with tempfile.TemporaryDirectory(prefix="picharge-firmware-") as tmp:
-            await self._notify(FirmwareStatus.downloading)
-            fetched = Path(tmp) / "download"
-            for attempt in range(1, attempts + 1):
+    def _trusted(self, pem: str) -> x509.Certificate:
+        """Worker thread: the signing certificate, checked against the roots of now."""
+        return trusted_signing_certificate(pem, self._roots(), self._clock())
+
+    def start_planned(self, unique_id: str) -> None:
+        """@after: run what :meth:`plan` or :meth:`plan_signed` accepted, in a task."""
+        job = self._planned.pop(unique_id, None)
+        if job is None:
+            return
+        if self._installing:
+            log.warning("the update under way began installing: the new one is dropped")
+            return
+        running, self._task = self._task, None
+        self._job = job
+        self._spawn(self._replace(running, job), "ocpp16-firmware")
+
+    async def _replace(self, running: asyncio.Task[Any] | None, job: FirmwareJob) -> None:
+        if running is not None and not running.done():
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await self._run(job, resumed=False)
+
+    # --- the update ---------------------------------------------------------------------------
+
+    async def _run(self, job: FirmwareJob, *, resumed: bool) -> None:
+        self._task = asyncio.current_task()
+        self._job = job
+        if job.signed:
+            self._last_request_id = job.request_id
+        try:
+            if resumed:
                 try:
-                    size = await asyncio.to_thread(download, location, fetched)
-                    package = await asyncio.to_thread(
-                        inspect_package, fetched, self._current, location
-                    )
-                except (TransferError, FirmwareRejected, OSError) as exc:
-                    log.warning("firmware download %d/%d failed: %s", attempt, attempts, exc)
-                    if attempt < attempts:
-                        await asyncio.sleep(seconds * self._scale)
-                    continue
-                break
+                    async with asyncio.timeout(RESUME_WAIT_S * self._scale):
+                        await self._registered.wait()
+                except TimeoutError:
+                    log.info("resuming the firmware update before the link registered")
             else:
-                await self._notify(FirmwareStatus.download_failed)
+                await self._store.save(job)
+            await self._update(job)
+        finally:
+            if self._task is asyncio.current_task():  # not replaced by a newer update
+                self._task = None
+                self._installing = False
+                if self._job is not None and self._job.stage is not Stage.REBOOTING:
+                    self._job = None
+                    self._status = FirmwareStatus.idle
+
+    async def _update(self, job: FirmwareJob) -> None:
+        await self._until(job, job.retrieve_at, FirmwareStatus.download_scheduled)
+        with tempfile.TemporaryDirectory(
+            prefix="picharge-firmware-", ignore_cleanup_errors=True
+        ) as tmp:
+            package = await self._obtain(job, Path(tmp) / "download")
+            if package is None:
                 return
-            log.info("firmware %s %s downloaded (%d bytes)", package.name, package.version, size)
-            await self._notify(FirmwareStatus.downloaded)
+            if job.install_at is not None:
+                await self._until(job, job.install_at, FirmwareStatus.install_scheduled)
             await self._until_no_transaction()
-            await self._notify(FirmwareStatus.installing)
+            await self._notify(job, FirmwareStatus.installing)
+            self._installing = True
+            job = dataclasses.replace(job, stage=Stage.INSTALLING, version=package.version)
+            self._job = job
+            await self._store.save(job)
             try:
                 where = await asyncio.to_thread(self._installer.install, package)
+            except VerificationFailed as exc:
+                log.error("firmware %s installed but fails its check: %s", package.version, exc)
+                failed = FirmwareStatus.install_verification_failed
+                await self._end(job, failed if job.signed else FirmwareStatus.installation_failed)
+                return
             except (InstallFailed, OSError) as exc:
                 log.error("firmware %s not installed: %s", package.version, exc)
-                await self._notify(FirmwareStatus.installation_failed)
+                await self._end(job, FirmwareStatus.installation_failed)
                 return
+        job = dataclasses.replace(job, stage=Stage.REBOOTING)
+        self._job = job
+        await self._store.save(job)
+        self._installed_here = True
         log.warning("firmware %s installed in %s: restarting into it", package.version, where)
-        await self._notify(FirmwareStatus.installed)
+        await self._notify(job, FirmwareStatus.install_rebooting)
         self._installer.prepare_restart()
         await self._control.reset(ResetKind.HARD)
+
+    async def _obtain(self, job: FirmwareJob, fetched: Path) -> FirmwarePackage | None:
+        """Download, (signed) verify, and check the package; None when the update ended."""
+        await self._notify(job, FirmwareStatus.downloading)
+        attempts = 1 + job.retries
+        for attempt in range(1, attempts + 1):
+            try:
+                size = await asyncio.to_thread(download, job.location, fetched)
+                package = None
+                if not job.signed:  # a signed file is only opened once its signature is good
+                    package = await asyncio.to_thread(
+                        inspect_package, fetched, self._current, job.location
+                    )
+            except (TransferError, FirmwareRejected, OSError) as exc:
+                log.warning("firmware download %d/%d failed: %s", attempt, attempts, exc)
+                if attempt < attempts:
+                    await asyncio.sleep(job.retry_interval_s * self._scale)
+                continue
+            break
+        else:
+            await self._end(job, FirmwareStatus.download_failed)
+            return None
+        log.info("firmware from %s downloaded (%d bytes)", safe_url(job.location), size)
+        await self._notify(job, FirmwareStatus.downloaded)
+        if package is not None:
+            return package
+        return await self._verified(job, fetched)
+
+    async def _verified(self, job: FirmwareJob, fetched: Path) -> FirmwarePackage | None:
+        try:
+            signer = await asyncio.to_thread(self._trusted, job.signing_certificate)
+            await asyncio.to_thread(verify_file, fetched, signer, job.signature)
+        except (CertificateRefused, SignatureRefused) as exc:
+            log.error("firmware update %s: %s: not installed", job.request_id, exc)
+            self._record(SecurityEvent.INVALID_FIRMWARE_SIGNATURE, str(exc), logged=True)
+            await self._end(job, FirmwareStatus.invalid_signature)
+            return None
+        await self._notify(job, FirmwareStatus.signature_verified)
+        try:
+            return await asyncio.to_thread(inspect_package, fetched, self._current, job.location)
+        except (FirmwareRejected, OSError) as exc:
+            log.error("firmware update %s refused: %s", job.request_id, exc)
+            await self._end(job, FirmwareStatus.installation_failed)
+            return None
+
+    async def _until(self, job: FirmwareJob, at: dt.datetime, status: FirmwareStatus) -> None:
+        delay = (at - self._clock()).total_seconds()
+        if delay > 0:
+            log.info("firmware from %s: %s until %s", safe_url(job.location), status, at)
+            await self._notify(job, status)
+            await asyncio.sleep(delay)
 
     async def _until_no_transaction(self) -> None:
         while any(
@@ -197,21 +464,51 @@ class FirmwareUpdater:
             log.info("firmware waits for the running transactions to end")
             await asyncio.sleep(TRANSACTION_POLL_S * self._scale)
 
-    async def _notify(self, status: FirmwareStatus) -> None:
-        self._status = status
+    async def _end(self, job: FirmwareJob, status: FirmwareStatus) -> None:
+        """A final status: reported, and the stored job is gone."""
+        await self._store.clear()
+        await self._notify(job, status)
+
+    async def _notify(self, job: FirmwareJob, status: FirmwareStatus) -> None:
+        self._status = status if status not in _FINAL else FirmwareStatus.idle
+        if job.request_id is not None:
+            request: Any = call.SignedFirmwareStatusNotification(
+                status=status, request_id=job.request_id
+            )
+        elif core_status(status) == status:
+            request = call.FirmwareStatusNotification(status=status)
+        else:
+            return  # a whitepaper step a core CSMS has no word for
         try:
-            await self._send(call.FirmwareStatusNotification(status=status))
+            await self._send(request)
         except CallFailed as exc:
-            log.warning("FirmwareStatusNotification %s not sent: %s", status, exc)
+            log.warning("firmware status %s not sent: %s", status, exc)
 
+    # --- triggers -----------------------------------------------------------------------------
 
-def _parse_time(value: str) -> dt.datetime:
-    at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    async def report_status(self, *, extended: bool) -> None:
+        """Send the status a trigger asks for: TriggerMessage (``extended`` False) gets a
+        FirmwareStatusNotification in core words, ExtendedTriggerMessage a
+        SignedFirmwareStatusNotification with the requestId of the current or last signed
+        update (none when no signed update ran, nor for a plain update under way)."""
+        request: Any
+        if extended:
+            job = self._job
+            request_id = job.request_id if job is not None else self._last_request_id
+            request = call.SignedFirmwareStatusNotification(
+                status=self._status,
+                request_id=request_id,  # optional on the wire: None is left out
+            )
+        else:
+            request = call.FirmwareStatusNotification(status=self.status)
+        try:
+            await self._send(request)
+        except CallFailed as exc:
+            log.warning("triggered %s not sent: %s", type(request).__name__, exc)
 
 
 class FirmwareHandlers:
-    """UpdateFirmware, mixed into the OCPP 1.6 ChargePoint."""
+    """UpdateFirmware and SignedUpdateFirmware, mixed into the OCPP 1.6 ChargePoint."""
 
     _s: Services
 
@@ -223,4 +520,22 @@ class FirmwareHandlers:
 
     @after(Action.update_firmware)
     def after_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:
+        self._s.firmware.start_planned(call_unique_id)
+
+    @on(Action.signed_update_firmware)
+    async def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        call_unique_id: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return await self._s.firmware.plan_signed(
+            call_unique_id, request_id, firmware, retries, retry_interval
+        )
+
+    @after(Action.signed_update_firmware)
+    def after_signed_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:
         self._s.firmware.start_planned(call_unique_id)

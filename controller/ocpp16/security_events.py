@@ -54,6 +54,9 @@ class SecurityEvent(StrEnum):
     INVALID_CSMS_CERTIFICATE = "InvalidCentralSystemCertificate"  # we refused the CSMS
     RESET_OR_REBOOT = "ResetOrReboot"
     RECONFIGURATION = "ReconfigurationOfSecurityParameters"
+    FIRMWARE_UPDATED = "FirmwareUpdated"  # a new version registered after its install
+    INVALID_FIRMWARE_SIGNATURE = "InvalidFirmwareSignature"
+    INVALID_FIRMWARE_SIGNING_CERTIFICATE = "InvalidFirmwareSigningCertificate"
 
 
 class SecurityEvents:
