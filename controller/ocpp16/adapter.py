@@ -40,6 +40,7 @@ from controller.domain import (
 )
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.auth import Authorizer
+from controller.ocpp16.certificates import CertificateManager
 from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
@@ -256,7 +257,18 @@ class Ocpp16Adapter:
             clock=clock,
             spawn=self._spawn,
             security_events=self._security_events,
+            certificates=CertificateManager(
+                state_dir=storage.path.parent,
+                config=config,
+                chargepoint_id=chargepoint_id,
+                ca_file=security.files.ca_file if security is not None else None,
+                send=self._call_now,
+                events=self._security_events,
+                clock=clock,
+            ),
         )
+        if security is not None:  # installed roots and a signed client certificate
+            security.use_certificates(self._services.certificates)
         config.on_change(self._config_changed)
 
     # --- state ------------------------------------------------------------------------------
@@ -308,6 +320,7 @@ class Ocpp16Adapter:
                 self._control.apply_setting(key, value)
         await self._reservations.restore()
         await self._security_events.restore()
+        await self._services.certificates.load()  # before the first connection uses them
         await self._services.firmware.restore()  # a scheduled or installed update goes on
         await self._queue.restore()  # what the last run left unsent goes first
         try:

@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 
 from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
+from controller.ocpp16.certificates import CertificateHandlers
 from controller.ocpp16.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
 from controller.ocpp16.firmware import FirmwareHandlers
@@ -50,6 +51,7 @@ from controller.ocpp16.smart_charging import SmartChargingHandlers
 from controller.ocpp16.triggers import TriggerHandlers
 
 if TYPE_CHECKING:
+    from controller.ocpp16.certificates import CertificateManager
     from controller.ocpp16.diagnostics import Diagnostics
     from controller.ocpp16.firmware import FirmwareUpdater
     from controller.ocpp16.keys import OcppConfig
@@ -81,6 +83,7 @@ class Services:
     clock: Callable[[], dt.datetime]
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
     security_events: SecurityEvents  # the whitepaper's security log, pushed to the CSMS
+    certificates: CertificateManager  # CA store and client certificate (whitepaper)
 
 
 _AVAILABILITY = {
@@ -94,6 +97,7 @@ _UNLOCK = {
 
 
 class OcppChargePoint(
+    CertificateHandlers,
     DiagnosticsHandlers,
     FirmwareHandlers,
     LocalListHandlers,

@@ -9,8 +9,13 @@ profile   transport                    the charge point proves itself by
 3         wss://, CSMS cert verified   its TLS client certificate (no Basic)
 ========  ===========================  ==============================================
 
-The CSMS certificate is verified against ``[ocpp] ca_file`` (else the system's CAs), with
-its host name, over TLS 1.2 or newer. Nothing is downgraded silently: profile 2 or 3 with a
+The CSMS certificate is verified against ``[ocpp] ca_file`` (else the system's CAs) plus
+every CentralSystemRootCertificate installed with InstallCertificate, with its host name,
+over TLS 1.2 or newer. At profile 3 the client certificate is the one signed through the
+CSMS (CertificateSigned) once there is one, else ``[ocpp] cert_file``/``key_file``; a new
+one the CSMS refuses is dropped for the previous one (see :mod:`.certificates`, the
+:class:`CertificateSource`). Installed roots and new certificates apply from the next
+connection. Nothing is downgraded silently: profile 2 or 3 with a
 ``ws://`` URL, a client certificate that cannot be loaded, a CSMS certificate that does not
 verify or credentials the CSMS refuses each end the attempt with one log line that names
 the reason (:class:`LinkSecurityError`), and the adapter tries again after its backoff.
@@ -31,9 +36,9 @@ import base64
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidMessage, InvalidStatus
@@ -74,6 +79,28 @@ class TlsFiles:
     key_file: Path | None = None
 
 
+class CertificateSource(Protocol):
+    """What the link takes from certificate management (:class:`.certificates.
+    CertificateManager`): more CSMS roots, a signed client certificate, and what became of
+    a connection."""
+
+    def csms_roots_pem(self) -> str:
+        """PEM text of further CSMS trust anchors ("" for none)."""
+        ...
+
+    def client_pem(self) -> Path | None:
+        """A file with the client certificate chain and its key, or None."""
+        ...
+
+    async def link_opened(self, csms_leaf_der: bytes | None) -> None:
+        """A connection succeeded; the CSMS certificate (DER) when over TLS."""
+        ...
+
+    async def client_refused(self) -> None:
+        """The CSMS refused us at profile 3."""
+        ...
+
+
 def authorization_key_problem(value: str) -> str | None:
     """Why ``value`` cannot be an AuthorizationKey, or None."""
     if not AUTHORIZATION_KEY_MIN <= len(value) <= AUTHORIZATION_KEY_MAX:
@@ -92,15 +119,21 @@ def basic_authorization(chargepoint_id: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def client_ssl_context(profile: int, files: TlsFiles) -> ssl.SSLContext:
-    """TLS 1.2+ context verifying the CSMS (CA file or system CAs, host name); for profile
-    3 it also carries the client certificate. Raises :class:`LinkSecurityError`."""
+def client_ssl_context(profile: int, files: TlsFiles, extra_roots_pem: str = "") -> ssl.SSLContext:
+    """TLS 1.2+ context verifying the CSMS (CA file or system CAs, plus ``extra_roots_pem``,
+    host name); for profile 3 it also carries the client certificate. Raises
+    :class:`LinkSecurityError`."""
     try:
         context = ssl.create_default_context(
             cafile=str(files.ca_file) if files.ca_file is not None else None
         )
     except (OSError, ssl.SSLError) as exc:
         raise LinkSecurityError(f"cannot load the CA file {files.ca_file}: {exc}") from exc
+    if extra_roots_pem:
+        try:
+            context.load_verify_locations(cadata=extra_roots_pem)
+        except ssl.SSLError as exc:
+            raise LinkSecurityError(f"cannot load the installed CSMS roots: {exc}") from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if profile >= 3:
         if files.cert_file is None or files.key_file is None:
@@ -159,6 +192,7 @@ class LinkSecurity:
         self._secure_url = url.startswith("wss://")
         self._files = files
         self._events: SecurityEvents | None = None
+        self._certificates: CertificateSource | None = None
         self._relink: Callable[[], None] | None = None
         self._known_profile = self.profile  # the value before a change
         self._fallback: int | None = None  # profile to return to if an upgrade cannot connect
@@ -171,6 +205,11 @@ class LinkSecurity:
     @property
     def profile(self) -> int:
         return self._config.get_int(PROFILE_KEY)
+
+    @property
+    def files(self) -> TlsFiles:
+        """The ``[ocpp]`` TLS files (before a signed client certificate replaces any)."""
+        return self._files
 
     @property
     def password(self) -> str:
@@ -191,6 +230,24 @@ class LinkSecurity:
         """``relink()`` closes the link after a raised SecurityProfile, so the next connection
         uses it (the ChangeConfiguration answer must still go out first)."""
         self._relink = relink
+
+    def use_certificates(self, source: CertificateSource) -> None:
+        """Take installed CSMS roots and a signed client certificate from ``source``."""
+        self._certificates = source
+
+    def _tls_files(self) -> tuple[TlsFiles, str]:
+        """The TLS files for the next connection (a signed client certificate replaces
+        ``[ocpp] cert_file``) and the installed CSMS roots' PEM."""
+        source = self._certificates
+        if source is None:
+            return self._files, ""
+        signed = source.client_pem()
+        files = (
+            self._files
+            if signed is None
+            else replace(self._files, cert_file=signed, key_file=signed)
+        )
+        return files, source.csms_roots_pem()
 
     def report_to(self, events: SecurityEvents) -> None:
         """Record refused connections and security key changes in ``events``."""
@@ -217,8 +274,9 @@ class LinkSecurity:
             return f"profile {wanted} needs an AuthorizationKey first"
         if wanted >= 2 and not self._secure_url:
             return f"profile {wanted} needs a wss:// CSMS URL"
-        if wanted == 3 and (self._files.cert_file is None or self._files.key_file is None):
-            return "profile 3 needs [ocpp] cert_file and key_file"
+        files, _ = self._tls_files()
+        if wanted == 3 and (files.cert_file is None or files.key_file is None):
+            return "profile 3 needs [ocpp] cert_file and key_file (or a signed certificate)"
         return None
 
     def options(self, url: str) -> tuple[dict[str, str], ssl.SSLContext | None]:
@@ -235,8 +293,10 @@ class LinkSecurity:
             if not self.password:
                 raise LinkSecurityError(f"security profile {profile} needs an AuthorizationKey")
             headers["Authorization"] = basic_authorization(self._chargepoint_id, self.password)
-        context = client_ssl_context(profile, self._files) if secure else None
-        return headers, context
+        if not secure:
+            return headers, None
+        files, roots = self._tls_files()
+        return headers, client_ssl_context(profile, files, roots)
 
     async def open(self, url: str, timing: LinkTiming) -> ClientConnection:
         """:func:`~controller.ocpp16.link.open_link` with this profile's credentials.
@@ -245,10 +305,12 @@ class LinkSecurity:
         returns to the previous profile (whitepaper: an upgrade that cannot connect is
         undone); the next attempt uses it.
         """
+        profile = self.profile
         try:
             headers, context = self.options(url)
             ws = await open_link(url, timing, headers=headers, ssl_context=context)
         except LinkSecurityError:
+            await self._client_refused(profile)  # e.g. a client certificate that cannot load
             await self._fall_back()
             raise
         except (OSError, InvalidStatus, InvalidMessage) as exc:
@@ -257,10 +319,18 @@ class LinkSecurity:
                 raise
             if reason.event is not None and self._events is not None:
                 self._events.record(reason.event, f"{url}: {reason}", logged=True)
+            if reason.event is SecurityEvent.FAILED_TO_AUTHENTICATE:
+                await self._client_refused(profile)
             await self._fall_back()
             raise reason from exc
         self._fallback = None  # the profile works: it stays
+        if self._certificates is not None:
+            await self._certificates.link_opened(_peer_certificate(ws))
         return ws
+
+    async def _client_refused(self, profile: int) -> None:
+        if profile >= 3 and self._certificates is not None:
+            await self._certificates.client_refused()
 
     async def _fall_back(self) -> None:
         fallback, self._fallback = self._fallback, None
@@ -272,3 +342,12 @@ class LinkSecurity:
             await self._config.change(PROFILE_KEY, str(fallback))
         finally:
             self._reverting = False
+
+
+def _peer_certificate(ws: ClientConnection) -> bytes | None:
+    """The CSMS certificate (DER) of a wss:// connection; None over ws://."""
+    ssl_object = ws.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der: bytes | None = ssl_object.getpeercert(binary_form=True)
+    return der

@@ -56,6 +56,7 @@ class SecurityEvent(StrEnum):
     RECONFIGURATION = "ReconfigurationOfSecurityParameters"
     FIRMWARE_UPDATED = "FirmwareUpdated"  # a new version registered after its install
     INVALID_FIRMWARE_SIGNATURE = "InvalidFirmwareSignature"
+    INVALID_CHARGE_POINT_CERTIFICATE = "InvalidChargePointCertificate"  # CertificateSigned
     INVALID_FIRMWARE_SIGNING_CERTIFICATE = "InvalidFirmwareSigningCertificate"
 
 

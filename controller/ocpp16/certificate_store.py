@@ -1,0 +1,381 @@
+"""The charge point's CA store (OCPP 1.6 security whitepaper, use cases M03-M05): the
+installed CentralSystemRootCertificate and ManufacturerRootCertificate PEMs, and the X.509
+helpers the certificate messages need (parsing, OCSP-style hash data, chain checks).
+
+On disk (under the state directory, see :class:`CaStore`)::
+
+    certs/                                   0700
+      CentralSystemRootCertificate/<sha256 of the DER>.pem   0644
+      ManufacturerRootCertificate/<sha256 of the DER>.pem    0644
+      fallback/<sha256>.pem     the CSMS root replaced under AdditionalRootCertificateCheck
+
+Every file is written atomically (temporary file, fsync, rename, fsync of the directory), so
+a power cut leaves the old file or the new one. A file that does not parse is logged and
+skipped when the store loads; it stays on disk for someone to look at.
+
+Threads: the file work runs in :func:`asyncio.to_thread`; the in-memory view is changed on
+the loop thread only, after the disk says yes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+
+log = logging.getLogger(__name__)
+
+#: The store's directory below the state directory.
+CERTS_DIR = "certs"
+FALLBACK_DIR = "fallback"
+#: Hash algorithms of CertificateHashDataType (wire name -> hashlib name).
+HASH_ALGORITHMS: Mapping[str, str] = {"SHA256": "sha256", "SHA384": "sha384", "SHA512": "sha512"}
+#: Certificates a chain may have between the leaf and the trust anchor.
+MAX_CHAIN_DEPTH = 5
+
+
+class CertificateUse(StrEnum):
+    """CertificateUseEnumType: what an installed root certificate is trusted for."""
+
+    CENTRAL_SYSTEM_ROOT = "CentralSystemRootCertificate"  # verifies the CSMS (TLS)
+    MANUFACTURER_ROOT = "ManufacturerRootCertificate"  # verifies signed firmware
+
+
+# --- X.509 helpers ------------------------------------------------------------------------
+
+
+def parse_pem_chain(text: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM text, in order; ValueError when there is none or one is
+    malformed."""
+    certs = x509.load_pem_x509_certificates(text.encode("ascii", errors="replace"))
+    if not certs:
+        raise ValueError("no certificate in the PEM text")
+    return certs
+
+
+def pem_of(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER encoding, hex: a certificate's identity (and file name)."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """True when basicConstraints says CA (a certificate without it is no CA)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def validity_problem(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (expired, not yet valid), or None."""
+    if now > cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer`` signed ``cert`` (names match and the signature verifies)."""
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def chain_problem(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Iterable[x509.Certificate],
+    now: dt.datetime,
+) -> str | None:
+    """Why ``leaf`` does not chain (through CA ``intermediates`` valid at ``now``) to one of
+    the ``anchors`` (valid at ``now``), or None. Name constraints and policies are not
+    checked: the anchors are the operator's own roots, not the web's."""
+    trusted = [a for a in anchors if validity_problem(a, now) is None]
+    current = leaf
+    for _ in range(MAX_CHAIN_DEPTH + 1):
+        if any(current == a or issued_by(current, a) for a in trusted):
+            return None
+        step = next(
+            (
+                c
+                for c in intermediates
+                if c != current
+                and is_ca(c)
+                and validity_problem(c, now) is None
+                and issued_by(current, c)
+            ),
+            None,
+        )
+        if step is None:
+            return f"{current.subject.rfc4514_string()} does not chain to a trusted root"
+        current = step
+    return f"the chain is longer than {MAX_CHAIN_DEPTH} certificates"
+
+
+def _der_item(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER item at ``at``."""
+    tag, first = data[at], data[at + 1]
+    at += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        length = int.from_bytes(data[at : at + count], "big")
+        at += count
+    return tag, at, at + length
+
+
+def public_key_bits(cert: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING's bytes (unused-bits octet dropped), which OCSP's
+    CertID hashes (RFC 6960 4.1.1): the EC point, the PKCS#1 RSAPublicKey, ..."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _, body, _ = _der_item(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
+    _, _, algorithm_end = _der_item(spki, body)  # AlgorithmIdentifier
+    tag, start, end = _der_item(spki, algorithm_end)
+    if tag != 0x03:
+        raise ValueError("SubjectPublicKeyInfo without a BIT STRING")
+    return spki[start + 1 : end]
+
+
+@dataclass(frozen=True, slots=True)
+class HashData:
+    """CertificateHashDataType: a certificate named the way OCSP's CertID names it."""
+
+    hash_algorithm: str
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+
+    def wire(self) -> dict[str, str]:
+        """The snake_case dict the ocpp library turns into the wire's camelCase."""
+        return {
+            "hash_algorithm": self.hash_algorithm,
+            "issuer_name_hash": self.issuer_name_hash,
+            "issuer_key_hash": self.issuer_key_hash,
+            "serial_number": self.serial_number,
+        }
+
+    def matches(self, asked: Mapping[str, str]) -> bool:
+        """Compare with a DeleteCertificate's hash data (snake_case keys; hex in any case,
+        a serial number's leading zeros ignored)."""
+        try:
+            return (
+                asked["hash_algorithm"] == self.hash_algorithm
+                and asked["issuer_name_hash"].lower() == self.issuer_name_hash
+                and asked["issuer_key_hash"].lower() == self.issuer_key_hash
+                and asked["serial_number"].lower().lstrip("0") == self.serial_number.lstrip("0")
+            )
+        except (KeyError, AttributeError):
+            return False
+
+
+def hash_data(
+    cert: x509.Certificate, issuer: x509.Certificate | None, algorithm: str = "SHA256"
+) -> HashData:
+    """``cert``'s hash data: the hash of its DER issuer name, the hash of its issuer's
+    public key bits (``issuer`` None: its own, right for a self-signed root) and its serial
+    number in hex without leading zeros."""
+    name = HASH_ALGORITHMS[algorithm]
+    key_owner = issuer if issuer is not None else cert
+    return HashData(
+        hash_algorithm=algorithm,
+        issuer_name_hash=hashlib.new(name, cert.issuer.public_bytes()).hexdigest(),
+        issuer_key_hash=hashlib.new(name, public_key_bits(key_owner)).hexdigest(),
+        serial_number=format(cert.serial_number, "x"),
+    )
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with permission ``mode``: a reader (or a power cut) sees
+    the old file or the whole new one, never a part. Blocking: call in a worker thread."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)  # before any byte is written: a key is never readable by others
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory so a rename or unlink in it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) and make it 0700."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def _read_certs(
+    directory: Path, issuers: dict[str, x509.Certificate]
+) -> dict[str, x509.Certificate]:
+    """The certificates of ``directory``; the issuer a file holds after its certificate
+    goes into ``issuers``."""
+    found: dict[str, x509.Certificate] = {}
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.pem")):
+        try:
+            cert, *rest = parse_pem_chain(path.read_text(encoding="ascii"))
+        except (OSError, ValueError) as exc:
+            log.warning("certificate %s unreadable, skipped: %s", path, exc)
+            continue
+        found[fingerprint(cert)] = cert
+        if rest:
+            issuers[fingerprint(cert)] = rest[0]
+    return found
+
+
+class CaStore:
+    """The installed root certificates, by use; files under ``directory`` (``<state>/certs``).
+
+    :meth:`load` first; then the other methods keep disk and memory in step (a failed write
+    raises OSError and changes nothing in memory). Loop thread only.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._certs: dict[CertificateUse, dict[str, x509.Certificate]] = {
+            u: {} for u in CertificateUse
+        }
+        self._fallback: dict[str, x509.Certificate] = {}
+        self._issuers: dict[str, x509.Certificate] = {}  # by fingerprint of the issued
+
+    async def load(self) -> None:
+        """Read the store (missing: empty); an unreadable file is logged and skipped."""
+
+        issuers: dict[str, x509.Certificate] = {}
+
+        def read() -> tuple[
+            dict[CertificateUse, dict[str, x509.Certificate]], dict[str, x509.Certificate]
+        ]:
+            return (
+                {use: _read_certs(self.directory / use.value, issuers) for use in CertificateUse},
+                _read_certs(self.directory / FALLBACK_DIR, issuers),
+            )
+
+        self._certs, self._fallback = await asyncio.to_thread(read)
+        self._issuers = issuers
+        count = sum(len(c) for c in self._certs.values())
+        if count:
+            log.info("CA store %s: %d certificate(s) installed", self.directory, count)
+
+    def installed(self, use: CertificateUse) -> list[x509.Certificate]:
+        return list(self._certs[use].values())
+
+    @property
+    def fallback(self) -> list[x509.Certificate]:
+        """The CSMS root kept aside after a replacement (AdditionalRootCertificateCheck)."""
+        return list(self._fallback.values())
+
+    @property
+    def count(self) -> int:
+        """Installed certificates of both uses (the fallback not counted)."""
+        return sum(len(c) for c in self._certs.values())
+
+    def contains(self, use: CertificateUse, cert: x509.Certificate) -> bool:
+        return fingerprint(cert) in self._certs[use]
+
+    def every(self) -> list[x509.Certificate]:
+        """Every certificate the store knows (issuer lookups)."""
+        return [c for certs in self._certs.values() for c in certs.values()] + self.fallback
+
+    def issuer_of(self, cert: x509.Certificate) -> x509.Certificate | None:
+        """The issuer known when ``cert`` was installed (None: self-signed or unknown). It
+        is stored with the certificate, so its hash data never changes while installed."""
+        return self._issuers.get(fingerprint(cert))
+
+    async def add(
+        self, use: CertificateUse, cert: x509.Certificate, issuer: x509.Certificate | None = None
+    ) -> None:
+        """Install ``cert`` (with the ``issuer`` that names it in hash data); OSError."""
+        name = fingerprint(cert)
+        await asyncio.to_thread(self._write, self.directory / use.value, name, cert, issuer)
+        self._certs[use][name] = cert
+        if issuer is not None:
+            self._issuers[name] = issuer
+
+    async def remove(self, use: CertificateUse, cert: x509.Certificate) -> None:
+        name = fingerprint(cert)
+        await asyncio.to_thread(self._unlink, self.directory / use.value / f"{name}.pem")
+        self._certs[use].pop(name, None)
+
+    async def replace_csms_root(
+        self, new: x509.Certificate, issuer: x509.Certificate | None = None
+    ) -> None:
+        """AdditionalRootCertificateCheck: ``new`` becomes the only CSMS root; the ones it
+        replaces become the fallback (an older fallback goes)."""
+        use = CertificateUse.CENTRAL_SYSTEM_ROOT
+        old = self.installed(use)
+        for cert in self.fallback:
+            await asyncio.to_thread(
+                self._unlink, self.directory / FALLBACK_DIR / f"{fingerprint(cert)}.pem"
+            )
+            self._fallback.pop(fingerprint(cert), None)
+        for cert in old:
+            name = fingerprint(cert)
+            await asyncio.to_thread(
+                self._write, self.directory / FALLBACK_DIR, name, cert, self.issuer_of(cert)
+            )
+            self._fallback[name] = cert
+            await self.remove(use, cert)
+        await self.add(use, new, issuer)
+
+    async def drop_fallback(self) -> None:
+        for cert in self.fallback:
+            await asyncio.to_thread(
+                self._unlink, self.directory / FALLBACK_DIR / f"{fingerprint(cert)}.pem"
+            )
+            self._fallback.pop(fingerprint(cert), None)
+
+    def _write(
+        self, directory: Path, name: str, cert: x509.Certificate, issuer: x509.Certificate | None
+    ) -> None:
+        make_private_dir(self.directory)
+        directory.mkdir(mode=0o755, exist_ok=True)
+        text = pem_of(cert) + (pem_of(issuer) if issuer is not None else "")
+        write_atomically(directory / f"{name}.pem", text.encode("ascii"), 0o644)
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        if path.parent.is_dir():
+            path.unlink(missing_ok=True)
+            sync_directory(path.parent)
