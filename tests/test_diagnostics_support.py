@@ -5,7 +5,7 @@
   ``fail_next`` answers that many requests with ``fail_status``; ``gate`` holds requests
   until it is set (to watch a transfer in progress); ``tls`` serves HTTPS.
 - :class:`FtpFiles`: pyftpdlib in a thread serving a directory, user ``user``/``pw`` (read and
-  write) and anonymous (read only).
+  write) and anonymous (read only); a wrong password is refused (530) at once.
 
 Both are context managers that stop their thread and close their sockets.
 """
@@ -138,7 +138,10 @@ class FtpFiles:
         authorizer = DummyAuthorizer()
         authorizer.add_user("user", "pw", str(root), perm="elradfmwMT")
         authorizer.add_anonymous(str(root))
-        handler = type("Handler", (FTPHandler,), {"authorizer": authorizer})
+        # a refused login is answered at once (the server's default waits 3 s against guessing)
+        handler = type(
+            "Handler", (FTPHandler,), {"authorizer": authorizer, "auth_failed_timeout": 0}
+        )
         self._server = FTPServer(("127.0.0.1", 0), handler)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve)

@@ -40,12 +40,14 @@ from controller.domain import (
 )
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.auth import Authorizer
+from controller.ocpp16.certificate_store import CertificateUse
 from controller.ocpp16.certificates import CertificateManager
 from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
 from controller.ocpp16.firmware_signature import file_roots
+from controller.ocpp16.get_log import LogUploads
 from controller.ocpp16.link import (
     Backoff,
     LinkDead,
@@ -251,7 +253,10 @@ class Ocpp16Adapter:
                 clock=clock,
                 storage=storage,
                 record_event=self._security_events.record,
-                signing_roots=lambda: file_roots(firmware_signing_ca),
+                signing_roots=lambda: (
+                    file_roots(firmware_signing_ca)
+                    + self._services.certificates.roots(CertificateUse.MANUFACTURER_ROOT)
+                ),
                 interval_scale=self.timing.interval_scale,
             ),
             clock=clock,
@@ -265,6 +270,16 @@ class Ocpp16Adapter:
                 send=self._call_now,
                 events=self._security_events,
                 clock=clock,
+            ),
+            logs=LogUploads(
+                chargepoint_id=chargepoint_id,
+                diagnostics_log=lambda *window: self._services.diagnostics.prepare(*window),
+                security_history=self._security_events.history,
+                secrets=lambda: [v for k in SECRET_KEYS if (v := config.get(k))],
+                send=self._call_now,
+                spawn=self._spawn,
+                clock=clock,
+                interval_scale=self.timing.interval_scale,
             ),
         )
         if security is not None:  # installed roots and a signed client certificate
@@ -334,6 +349,7 @@ class Ocpp16Adapter:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._security_events.flush()  # stored before the storage closes
 
     async def _link_loop(self) -> None:
         timing = self.timing

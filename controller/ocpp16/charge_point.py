@@ -44,6 +44,7 @@ from controller.ocpp16.certificates import CertificateHandlers
 from controller.ocpp16.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
 from controller.ocpp16.firmware import FirmwareHandlers
+from controller.ocpp16.get_log import GetLogHandlers
 from controller.ocpp16.local_list import LocalListHandlers
 from controller.ocpp16.reservations import ReservationHandlers
 from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from controller.ocpp16.certificates import CertificateManager
     from controller.ocpp16.diagnostics import Diagnostics
     from controller.ocpp16.firmware import FirmwareUpdater
+    from controller.ocpp16.get_log import LogUploads
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.profile_service import SmartCharging
     from controller.ocpp16.reservations import ReservationBook
@@ -84,6 +86,7 @@ class Services:
     spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
     security_events: SecurityEvents  # the whitepaper's security log, pushed to the CSMS
     certificates: CertificateManager  # CA store and client certificate (whitepaper)
+    logs: LogUploads  # GetLog: diagnostics and security log uploads
 
 
 _AVAILABILITY = {
@@ -100,6 +103,7 @@ class OcppChargePoint(
     CertificateHandlers,
     DiagnosticsHandlers,
     FirmwareHandlers,
+    GetLogHandlers,
     LocalListHandlers,
     ReservationHandlers,
     SmartChargingHandlers,

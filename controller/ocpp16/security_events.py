@@ -68,6 +68,7 @@ class SecurityEvents:
         self._clock = clock
         self._pending: list[dict[str, str]] = []
         self._history: list[dict[str, str]] = []
+        self._history_changed = False
         self._added = asyncio.Event()
         self._saving: asyncio.Task[None] | None = None
 
@@ -119,15 +120,21 @@ class SecurityEvents:
 
     def _save(self, *, with_history: bool = False) -> None:
         """Write the pending list (and the history when it changed); one write at a time,
-        the newest state last."""
+        the newest state last. A write that a later one overtakes while it waits is left to
+        that one (a burst of events is stored once, not once an event: 1000 kept events are
+        about 150 kB)."""
         previous = self._saving
-        snapshots = {PENDING_KEY: json.dumps(self._pending, separators=(",", ":"))}
-        if with_history:
-            snapshots[HISTORY_KEY] = json.dumps(self._history, separators=(",", ":"))
+        self._history_changed |= with_history
 
         async def write() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
+            if self._saving is not asyncio.current_task():
+                return  # a later write stores the newer state
+            snapshots = {PENDING_KEY: _dump(self._pending)}
+            if self._history_changed:
+                snapshots[HISTORY_KEY] = _dump(self._history)
+                self._history_changed = False
             try:
                 for key, snapshot in snapshots.items():
                     await self._storage.save_setting(NAMESPACE, key, snapshot)
@@ -191,3 +198,7 @@ def _events(stored: str | None, what: str) -> list[dict[str, str]]:
 def _recorded_at(event: dict[str, str]) -> dt.datetime:
     """When an event was recorded (its wire timestamp, UTC)."""
     return parse_iso(event["timestamp"])
+
+
+def _dump(events: list[dict[str, str]]) -> str:
+    return json.dumps(events, separators=(",", ":"))
