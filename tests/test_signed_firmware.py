@@ -286,6 +286,21 @@ async def test_without_a_configured_signing_root_every_signed_update_is_refused(
     assert status == "InvalidCertificate"
 
 
+async def test_a_manufacturer_root_installed_by_the_csms_is_trusted_for_firmware(
+    make_fw_rig: MakeFwRig, pki: Pki
+) -> None:
+    fw = await make_fw_rig()  # no configured signing CA
+    install = call.InstallCertificate(
+        certificate_type="ManufacturerRootCertificate", certificate=pki.ca_file.read_text()
+    )
+    assert (await fw.rig.csms.call(CP_ID, install)).status == "Accepted"
+    _, wheel = build_wheel()
+    with HttpFiles(files={"/fw.whl": wheel}) as server:
+        status, mark = await signed_update(fw.rig, f"{server.base}/fw.whl", pki.ec, wheel)
+        assert status == "Accepted"
+        assert await rebooting(fw, mark) == OK
+
+
 async def test_an_unsupported_location_is_rejected(make_fw_rig: MakeFwRig, pki: Pki) -> None:
     fw = await make_fw_rig(signing_ca=pki.ca_file)
     status, mark = await signed_update(fw.rig, "file:///etc/passwd", pki.rsa, b"x")
