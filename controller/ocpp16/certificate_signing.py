@@ -34,14 +34,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.ocpp16.certificate_store import (
+from controller.ocpp16.certificate_store import make_private_dir, sync_directory, write_atomically
+from controller.ocpp16.certificate_x509 import (
     chain_problem,
-    make_private_dir,
     parse_pem_chain,
     pem_of,
-    sync_directory,
     validity_problem,
-    write_atomically,
 )
 
 log = logging.getLogger(__name__)

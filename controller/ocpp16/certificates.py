@@ -53,11 +53,9 @@ from ocpp.v16.enums import (
 )
 
 from controller.ocpp16.certificate_signing import CLIENT_DIR, ClientCredentials
-from controller.ocpp16.certificate_store import (
-    CERTS_DIR,
+from controller.ocpp16.certificate_store import CERTS_DIR, CaStore, CertificateUse
+from controller.ocpp16.certificate_x509 import (
     HASH_ALGORITHMS,
-    CaStore,
-    CertificateUse,
     HashData,
     fingerprint,
     hash_data,
@@ -258,9 +256,13 @@ class CertificateManager:
 
     async def link_opened(self, csms_leaf_der: bytes | None) -> None:
         """A connection succeeded (``csms_leaf_der``: the CSMS certificate over TLS)."""
-        self._csms_leaf = (
-            None if csms_leaf_der is None else x509.load_der_x509_certificate(csms_leaf_der)
-        )
+        try:
+            self._csms_leaf = (
+                None if csms_leaf_der is None else x509.load_der_x509_certificate(csms_leaf_der)
+            )
+        except ValueError as exc:  # OpenSSL took it; keep going without knowing the root
+            log.warning("cannot read the CSMS certificate: %s", exc)
+            self._csms_leaf = None
         leaf = self._csms_leaf
         try:
             await self.client.proven()
