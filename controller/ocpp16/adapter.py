@@ -45,6 +45,7 @@ from controller.ocpp16.certificates import CertificateManager
 from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES, CallFailed
+from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
 from controller.ocpp16.firmware_signature import file_roots
 from controller.ocpp16.get_log import LogUploads
@@ -280,6 +281,12 @@ class Ocpp16Adapter:
                 spawn=self._spawn,
                 clock=clock,
                 interval_scale=self.timing.interval_scale,
+            ),
+            extended_triggers=ExtendedTriggers(
+                triggers=self._triggers,
+                log_status=lambda: self._services.logs.status_notification(),
+                report_firmware=lambda: self._services.firmware.report_status(extended=True),
+                request_signing=lambda: self._services.certificates.request_signing(),
             ),
         )
         if security is not None:  # installed roots and a signed client certificate

@@ -43,6 +43,7 @@ from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.certificates import CertificateHandlers
 from controller.ocpp16.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
+from controller.ocpp16.extended_trigger import ExtendedTriggerHandlers
 from controller.ocpp16.firmware import FirmwareHandlers
 from controller.ocpp16.get_log import GetLogHandlers
 from controller.ocpp16.local_list import LocalListHandlers
@@ -54,6 +55,7 @@ from controller.ocpp16.triggers import TriggerHandlers
 if TYPE_CHECKING:
     from controller.ocpp16.certificates import CertificateManager
     from controller.ocpp16.diagnostics import Diagnostics
+    from controller.ocpp16.extended_trigger import ExtendedTriggers
     from controller.ocpp16.firmware import FirmwareUpdater
     from controller.ocpp16.get_log import LogUploads
     from controller.ocpp16.keys import OcppConfig
@@ -87,6 +89,7 @@ class Services:
     security_events: SecurityEvents  # the whitepaper's security log, pushed to the CSMS
     certificates: CertificateManager  # CA store and client certificate (whitepaper)
     logs: LogUploads  # GetLog: diagnostics and security log uploads
+    extended_triggers: ExtendedTriggers  # ExtendedTriggerMessage, sent through `triggers`
 
 
 _AVAILABILITY = {
@@ -102,6 +105,7 @@ _UNLOCK = {
 class OcppChargePoint(
     CertificateHandlers,
     DiagnosticsHandlers,
+    ExtendedTriggerHandlers,
     FirmwareHandlers,
     GetLogHandlers,
     LocalListHandlers,

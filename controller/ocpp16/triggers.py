@@ -16,7 +16,9 @@ awaited inside a handler. What is sent is current information, never history:
   Rejected when there is no sample yet, and for connector 0 (no main meter here).
 
 A connectorId the charger does not have is Rejected; a message it cannot send is
-NotImplemented. Loop thread only.
+NotImplemented. ExtendedTriggerMessage (:mod:`.extended_trigger`) plans its triggers here too
+(:meth:`TriggerSender.accept`), so both are answered, remembered and sent alike. Loop thread
+only.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ MAX_PLANNED = 32
 _SEND_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
 
 Spawn = Callable[[Coroutine[Any, Any, object], str], None]
+#: Sends an accepted trigger's message(s) on the connection that asked.
+Send = Callable[[ChargePoint], Coroutine[Any, Any, None]]
 
 
 def decide(
@@ -82,6 +86,17 @@ def decide(
     """The TriggerMessage.conf status for ``requested`` (pure)."""
     if PROFILE not in profiles or requested not in TRIGGERABLE:
         return TriggerMessageStatus.not_implemented
+    return connector_decision(requested, connector_id, connector_ids, has_sample)
+
+
+def connector_decision(
+    requested: str,
+    connector_id: int | None,
+    connector_ids: Sequence[int],
+    has_sample: Callable[[int], bool],
+) -> TriggerMessageStatus:
+    """Accepted, or Rejected for a connector the charger lacks and for MeterValues without a
+    sample to send (pure; ``requested`` is one the charger can send)."""
     if connector_id is not None and connector_id != 0 and connector_id not in connector_ids:
         return TriggerMessageStatus.rejected
     if requested == MessageTrigger.meter_values:
@@ -116,33 +131,56 @@ class TriggerSender:
         self._spawn = spawn
         self.firmware_status = firmware_status
         self.diagnostics_status = diagnostics_status
-        self._planned: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
+        self._planned: OrderedDict[str, tuple[str, Send]] = OrderedDict()
+
+    @property
+    def connector_ids(self) -> Sequence[int]:
+        return self._control.connector_ids
+
+    def has_sample(self, connector_id: int) -> bool:
+        """True once the connector has a meter sample to send."""
+        return self._latest(connector_id) is not None
 
     def plan(self, unique_id: str, requested: str, connector_id: int | None) -> Any:
         """@on: the answer; an accepted trigger is remembered for :meth:`send_planned`."""
         status = decide(
             requested,
             connector_id,
-            self._control.connector_ids,
-            lambda c: self._latest(c) is not None,
+            self.connector_ids,
+            self.has_sample,
             self._config.table.ctx.profiles,
         )
         log.info("TriggerMessage %s (connector %s): %s", requested, connector_id, status)
         if status is TriggerMessageStatus.accepted:
-            self._planned[unique_id] = (requested, connector_id)
-            while len(self._planned) > MAX_PLANNED:
-                self._planned.popitem(last=False)
+            self.accept(unique_id, requested, connector_id)
         return call_result.TriggerMessage(status)
 
+    def accept(
+        self, unique_id: str, requested: str, connector_id: int | None, send: Send | None = None
+    ) -> None:
+        """Remember an accepted trigger for :meth:`send_planned`; ``send`` sends it (default:
+        the message as TriggerMessage sends it)."""
+
+        async def send_default(cp: ChargePoint) -> None:
+            await self._send(cp, requested, connector_id)
+
+        self._planned[unique_id] = (requested, send or send_default)
+        while len(self._planned) > MAX_PLANNED:
+            self._planned.popitem(last=False)
+
     def send_planned(self, cp: ChargePoint, unique_id: str) -> None:
-        """@after: send what :meth:`plan` accepted, in a task (the answer has gone out)."""
+        """@after: send what was accepted, in a task (the answer has gone out)."""
         planned = self._planned.pop(unique_id, None)
         if planned is not None:
-            requested, connector_id = planned
-            self._spawn(self._send(cp, requested, connector_id), f"ocpp16-trigger-{requested}")
+            requested, send = planned
+            self._spawn(send(cp), f"ocpp16-trigger-{requested}")
 
     async def _send(self, cp: ChargePoint, requested: str, connector_id: int | None) -> None:
-        for payload in self._payloads(requested, connector_id):
+        await self.send_payloads(cp, self._payloads(requested, connector_id))
+
+    async def send_payloads(self, cp: ChargePoint, payloads: Sequence[Any]) -> None:
+        """Call each in turn on ``cp``; a failure is logged and ends the sending."""
+        for payload in payloads:
             try:
                 answer = await cp.call(payload, suppress=False)
             except _SEND_FAILURES as exc:
