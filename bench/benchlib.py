@@ -26,8 +26,7 @@ from typing import Any
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.local_csms import LocalCsms
-from drivers.base import CpState
-from hw_sim.ev import SimEV
+from hw_sim.ev import EvSpec, SimEV
 
 CARD = "04A1B2C3"
 CP_ID = "bench"
@@ -117,14 +116,13 @@ class EagerEv(SimEV):
     """A car that closes S2 as soon as it wants energy, before any current is offered.
 
     IEC 61851-1 calls this C1 (x1 with S2 closed): "EV ready, EVSE not ready". Plugged in
-    and waiting for the card, it already shows state C; the charger closes the contactor as
-    soon as the PWM offers current. This is the "EV already in C" of the tap benchmark.
+    and waiting for the card, it already shows state C; the charger closes the contactor
+    once the PWM offers current and the car's diode was checked. This is the "EV already in
+    C" of the tap benchmark.
     """
 
-    def cp_state(self, offered_a: float | None) -> CpState:
-        if self.plugged and self.requesting and not self.full:
-            return CpState.D if self.spec.needs_ventilation else CpState.C
-        return super().cp_state(offered_a)
+    def __init__(self, spec: EvSpec | None = None) -> None:
+        super().__init__(dataclasses.replace(spec or EvSpec(), closes_s2_early=True))
 
 
 @dataclasses.dataclass

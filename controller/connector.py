@@ -32,6 +32,9 @@ Decisions worth knowing:
   and readings are ignored until F ends (and an F reading up to :data:`F_ECHO_S` later,
   our own F debounced late). The pilot sensor reports the car's state when F ends (its
   last reading was our own -12 V), and only then may the PWM resume.
+- The contactor waits for the pilot sensor's diode verdict (:class:`PilotVerified`) after
+  the car arrived: a car already in C when the PWM starts gets mains only once its diode
+  was seen, never on the PWM alone.
 - Stopping, pausing (limit below 6 A) and faults open the contactor in the same call,
   without the up to 6 s that IEC 61851-1 (seq. 10.2) lets the EV take to stop drawing
   after the PWM stops: one invariant, no timer on the safety path; contactors are rated to
@@ -90,6 +93,7 @@ from controller.connector_types import (
     IdPresented,
     LimitChanged,
     OpenContactor,
+    PilotVerified,
     RemoteStart,
     RemoteStartAnswered,
     RequestAuthorization,
@@ -163,6 +167,7 @@ class ConnectorMachine:
         self._available = available  # what applies now: a change waits for the transaction
         self._faults: set[FaultKind] = set()  # raised by drivers
         self._cp_fault = False  # the car showed E or F: a CP_ERROR of our own finding
+        self._pilot_verified = False  # the EV's diode judged good since it arrived (B/C/D)
         self._f_until = -math.inf  # state F lasts at least until then
         self._f_ended_at = -math.inf  # when we last stopped driving state F
         # The pilot generator starts in state F (drivers/pilot.py: the safe level), so the
@@ -243,6 +248,7 @@ class ConnectorMachine:
             self._available,
             self.active_faults,
             self._pilot.offered_a,
+            pilot_verified=self._pilot_verified,
             state_d_allowed=self._settings.ventilation,
         )
 
@@ -275,6 +281,11 @@ class ConnectorMachine:
         match event:
             case CpChanged(state):
                 self._on_cp(state, now)
+            case PilotVerified():
+                # A verdict can only be of the car now seen (readings arrive in order), and
+                # none is taken while our own state F hides it.
+                if self._cp in EV_CONNECTED_STATES and self._pilot.mode is not PilotMode.STATE_F:
+                    self._pilot_verified = True
             case CableRatingChanged(current_a):
                 self._cable_a = current_a
             case IdPresented(id_tag):
@@ -298,6 +309,8 @@ class ConnectorMachine:
                     self._drop_authorization(DropReason.CANCELLED)
             case FaultRaised(kind):
                 self._faults.add(kind)
+                if kind is FaultKind.DIODE_FAULT:
+                    self._pilot_verified = False  # judged afresh when the PWM runs again
             case FaultCleared(kind):
                 if not policy_for(kind).latches:
                     self._faults.discard(kind)
@@ -328,9 +341,12 @@ class ConnectorMachine:
             # Behind our own -12 V the car cannot be seen (the sensor reads our F, or a
             # reading from before F arrives late): wait for the first reading after F.
             self._cp = None
+            self._pilot_verified = False
             return
         self._cp = state
         self._cp_fault = state in (CpState.E, CpState.F)
+        if state not in EV_CONNECTED_STATES:
+            self._pilot_verified = False  # gone (A) or broken (E, F): check the next car
         if state is CpState.A:
             self._finishing = False
             self._faults = {
@@ -514,6 +530,7 @@ class ConnectorMachine:
         pilot = self._desired_pilot(now)
         if pilot.mode is PilotMode.STATE_F and self._pilot.mode is not PilotMode.STATE_F:
             self._cp = None  # from now on the car is hidden behind our -12 V
+            self._pilot_verified = False
         previous, self._pilot = self._pilot, pilot
         if previous.mode is PilotMode.STATE_F and pilot.mode is not PilotMode.STATE_F:
             self._f_ended_at = now

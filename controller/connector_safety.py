@@ -32,18 +32,22 @@ def may_close_contactor(
     faults: Collection[FaultKind],
     offered_a: float,
     *,
+    pilot_verified: bool,
     state_d_allowed: bool = True,
 ) -> bool:
     """True only when mains may be switched to the car (design.md, "State machines").
 
     All must hold: the EV asks for energy (C, or D when ``state_d_allowed``: the site
     ventilates), a transaction of an authorized session runs (``authorized``), the connector
-    is operative (``available``), no fault is active and the PWM offers at least 6 A.
+    is operative (``available``), no fault is active, the PWM offers at least 6 A and the
+    EV's diode was judged good with the PWM running since the car arrived
+    (``pilot_verified``: :class:`~controller.connector_types.PilotVerified`).
     ``cp_state`` None (unknown: no reading yet, or our own state F hides the car) is never
     enough.
     """
     ready = cp_state is CpState.C or (cp_state is CpState.D and state_d_allowed)
-    return ready and authorized and available and not faults and offered_a >= MIN_OFFER_A
+    offering = offered_a >= MIN_OFFER_A
+    return ready and authorized and available and not faults and offering and pilot_verified
 
 
 def effective_offer_a(

@@ -162,6 +162,15 @@ class CpChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PilotVerified:
+    """The pilot sensor judged the EV's diode good while the PWM ran (negative level at
+    -12 V). IEC 61851-1 wants that check before mains reaches the car; a car that arrives
+    already in C (S2 closed: C1) would otherwise get the contactor the instant the PWM
+    starts, before any verdict. The verdict lasts until the car leaves B/C/D, the machine
+    drives state F or a diode fault is raised."""
+
+
+@dataclass(frozen=True, slots=True)
 class CableRatingChanged:
     """The PP reading: the plugged cable's rating, or None for no / an invalid cable."""
 
@@ -271,6 +280,7 @@ class Tick:
 
 Event = (
     CpChanged
+    | PilotVerified
     | CableRatingChanged
     | IdPresented
     | Authorized

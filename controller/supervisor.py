@@ -44,6 +44,7 @@ from controller.connector_types import (
     LimitChanged,
     OfferCurrent,
     OpenContactor,
+    PilotVerified,
     RemoteStart,
     RemoteStartAnswered,
     RequestAuthorization,
@@ -256,6 +257,8 @@ class Supervisor:
         previous = rt.machine.cp_state
         if reading.state is not None:
             self._feed(rt, CpChanged(reading.state))
+        if reading.diode_ok:
+            self._feed(rt, PilotVerified())
         # A car may arrive in C or D straight away (S2 already closed: C1, "EV ready"); its
         # cable is read as for one arriving in B, or no current could ever be offered.
         if reading.state in _CAR_STATES and previous in (None, CpState.A):

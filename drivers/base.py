@@ -136,7 +136,9 @@ class PilotGenerator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CpReading:
-    """One classified CP sample; ``state`` is None when the voltages fit no state."""
+    """One classified CP sample; ``state`` is None when the voltages fit no state.
+    ``diode_ok``: the diode verdict since the PWM (re)started, None while none was reached
+    (no PWM, or too few samples yet); a first verdict is reported as a reading of its own."""
 
     state: CpState | None
     high_v: float

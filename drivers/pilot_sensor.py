@@ -138,6 +138,7 @@ class CpSampleProcessor:
         self._candidate: object = _UNSET
         self._count = 0
         self._diode_fault = False
+        self._diode_judged = False  # a verdict since the PWM (re)started with a car present
         self._diode_candidate = False
         self._diode_count = 0
         self._unusable_since: float | None = None
@@ -159,19 +160,20 @@ class CpSampleProcessor:
             return self.unusable("out_of_range", f"CP high {high_v:+.2f} V{low}", now=now)
         out = self._recovered(now)
         raw = classify_high(high_v)
-        diode_changed = False
-        diode_ok: bool | None = None
+        state_changed = self._debounce_state(raw)
+        verdict_new = diode_changed = False
         if check_diode and low_v is not None and raw in _DIODE_STATES:
-            diode_changed = self._debounce_diode(low_level_ok(low_v))
-            diode_ok = not self._diode_fault
-        elif not check_diode or raw is CpState.A:
+            verdict_new, diode_changed = self._debounce_diode(low_level_ok(low_v))
+        elif not check_diode or self.state is CpState.A:
             # Without PWM (or without a car) the diode cannot be judged: forget the verdict
             # silently, so the next PWM period judges afresh and a still-shorted diode is
-            # reported again instead of hiding behind an unchanged verdict.
-            self._diode_fault = self._diode_candidate = False
+            # reported again instead of hiding behind an unchanged verdict. (A single A-like
+            # glitch is no unplug: only the debounced A forgets.)
+            self._diode_fault = self._diode_candidate = self._diode_judged = False
             self._diode_count = 0
-        state_changed = self._debounce_state(raw)
-        if state_changed or diode_changed:
+        diode_ok = (not self._diode_fault) if self._diode_judged else None
+        # A verdict reached before the state settled rides on the state's own reading.
+        if state_changed or (verdict_new and self.state is not None):
             out.append(CpReading(self.state, high_v, low_v, diode_ok))
         if state_changed and raw in (CpState.E, None):
             what = "CP shorted to PE or no supply (E)" if raw is CpState.E else "fits no state"
@@ -233,17 +235,25 @@ class CpSampleProcessor:
             return True
         return False
 
-    def _debounce_diode(self, ok: bool) -> bool:
+    def _debounce_diode(self, ok: bool) -> tuple[bool, bool]:
+        """(a first or a changed verdict: worth a reading, the fault came or went: an event).
+        The first good verdict after the PWM starts is reported too: the controller closes
+        the contactor only after it (a car already in C would otherwise get mains unchecked).
+        """
         bad = not ok
         if bad == self._diode_candidate:
             self._diode_count += 1
         else:
             self._diode_candidate = bad
             self._diode_count = 1
-        if self._diode_count >= self._diode_needed and bad != self._diode_fault:
-            self._diode_fault = bad
-            return True
-        return False
+        if self._diode_count < self._diode_needed:
+            return False, False
+        if self._diode_judged and bad == self._diode_fault:
+            return False, False
+        fault_changed = bad != self._diode_fault
+        self._diode_fault = bad
+        self._diode_judged = True
+        return True, fault_changed
 
     def _diode_event(self, high_v: float, low_v: float | None) -> DriverEvent:
         levels = f"high {high_v:+.2f} V, low {low_v:+.2f} V" if low_v is not None else ""

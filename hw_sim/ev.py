@@ -31,6 +31,9 @@ class EvSpec:
     # offer is followed to within 5 % after three time constants.
     response_tau_s: float = 0.8
     needs_ventilation: bool = False
+    # Close S2 as soon as it wants energy, before any current is offered (IEC 61851-1 C1,
+    # "EV ready, EVSE not ready"): such a car shows C while it waits for the card.
+    closes_s2_early: bool = False
 
 
 class SimEV:
@@ -75,12 +78,13 @@ class SimEV:
         """The state the car's resistors put on the CP, given the current the PWM offers.
 
         ``offered_a`` is what the car decoded from the duty (None: nothing offered, as with
-        a steady +12 V). A car closes S2 only while current is offered: when the charger
-        stops the PWM (C2 -> C1) the car goes back to B.
+        a steady +12 V). A car closes S2 only while current is offered (when the charger
+        stops the PWM, C2 -> C1, it goes back to B), unless ``spec.closes_s2_early``.
         """
         if not self.plugged:
             return CpState.A
-        if self.requesting and not self.full and offered_a is not None:
+        wants = self.requesting and not self.full
+        if wants and (offered_a is not None or self.spec.closes_s2_early):
             return CpState.D if self.spec.needs_ventilation else CpState.C
         return CpState.B
 

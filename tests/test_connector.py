@@ -39,6 +39,7 @@ from controller.connector_types import (
     LimitChanged,
     OfferCurrent,
     OpenContactor,
+    PilotVerified,
     RemoteStart,
     RemoteStartAnswered,
     RequestAuthorization,
@@ -83,6 +84,7 @@ class Bench:
         self.send(IdPresented(id_tag))
         self.send(Authorized(id_tag, True, parent_id))
         assert self.machine.transaction_id_tag == id_tag
+        self.send(PilotVerified())  # the sensor's diode verdict once the PWM runs in B
 
     def charge(self, id_tag: str = "04A1B2C3", parent_id: str | None = None) -> None:
         self.start_session(id_tag, parent_id)
@@ -97,9 +99,10 @@ def bench() -> Bench:
 # --- the safety function and the fault table ----------------------------------------------
 
 
-def test_contactor_may_close_in_c_or_d_with_session_availability_no_fault_and_6a() -> None:
-    assert may_close_contactor(C, True, True, (), 6.0)
-    assert may_close_contactor(D, True, True, frozenset(), 32.0)
+def test_contactor_may_close_in_c_or_d_with_session_availability_no_fault_6a_and_diode() -> None:
+    assert may_close_contactor(C, True, True, (), 6.0, pilot_verified=True)
+    assert may_close_contactor(D, True, True, frozenset(), 32.0, pilot_verified=True)
+    assert not may_close_contactor(C, True, True, (), 16.0, pilot_verified=False)
 
 
 @pytest.mark.parametrize(
@@ -124,12 +127,16 @@ def test_contactor_may_not_close_when_any_condition_is_missing(
     faults: tuple[FaultKind, ...],
     offered_a: float,
 ) -> None:
-    assert not may_close_contactor(cp, authorized, available, faults, offered_a)
+    assert not may_close_contactor(
+        cp, authorized, available, faults, offered_a, pilot_verified=True
+    )
 
 
 def test_contactor_may_close_in_state_d_only_where_ventilation_is_allowed() -> None:
-    assert not may_close_contactor(D, True, True, (), 16.0, state_d_allowed=False)
-    assert may_close_contactor(C, True, True, (), 16.0, state_d_allowed=False)
+    assert not may_close_contactor(
+        D, True, True, (), 16.0, pilot_verified=True, state_d_allowed=False
+    )
+    assert may_close_contactor(C, True, True, (), 16.0, pilot_verified=True, state_d_allowed=False)
 
 
 def test_every_fault_kind_has_a_policy_and_a_priority() -> None:
@@ -239,16 +246,47 @@ def test_contactor_closes_when_ev_requests_energy(bench: Bench) -> None:
     assert bench.machine.contactor_closed
 
 
-def test_car_already_in_c_gets_meter_start_before_current_before_contactor(bench: Bench) -> None:
+def test_car_already_in_c_gets_meter_start_then_current_then_contactor_after_diode_check(
+    bench: Bench,
+) -> None:
     bench.send(CableRatingChanged(32.0))
     bench.send(CpChanged(C))
     bench.send(IdPresented("AA"))
     assert bench.send(Authorized("AA", True)) == [
         StartTransaction("AA"),
         OfferCurrent(32.0),
+        StatusChanged(S.SUSPENDED_EV),
+    ]
+    assert not bench.machine.contactor_closed  # the PWM alone is no proof of a car's diode
+    assert bench.send(PilotVerified(), after_s=0.03) == [
         CloseContactor(),
         StatusChanged(S.CHARGING),
     ]
+
+
+def test_diode_verdict_from_before_the_pwm_or_for_a_gone_car_does_not_count(bench: Bench) -> None:
+    bench.send(CableRatingChanged(32.0))
+    bench.send(PilotVerified())  # no car seen yet: nothing to vouch for
+    bench.send(CpChanged(C))
+    bench.send(IdPresented("AA"))
+    assert CloseContactor() not in bench.send(Authorized("AA", True))
+    bench.send(PilotVerified())
+    assert bench.machine.contactor_closed
+    bench.send(CpChanged(A))  # unplugged: the next car is checked afresh
+    bench.send(CpChanged(C))
+    bench.send(IdPresented("BB"))
+    assert CloseContactor() not in bench.send(Authorized("BB", True))
+
+
+def test_diode_fault_needs_a_fresh_verdict_before_the_contactor_closes_again(
+    bench: Bench,
+) -> None:
+    bench.charge()
+    assert bench.send(FaultRaised(FaultKind.DIODE_FAULT))[0] == OpenContactor()
+    bench.send(CpChanged(F), after_s=0.1)
+    bench.send(FaultCleared(FaultKind.DIODE_FAULT), after_s=30.0)
+    assert CloseContactor() not in bench.send(CpChanged(C), after_s=0.1)
+    assert bench.send(PilotVerified(), after_s=0.03)[0] == CloseContactor()
 
 
 def test_contactor_opens_when_ev_stops_requesting(bench: Bench) -> None:
@@ -277,7 +315,8 @@ def test_unplug_keeps_transaction_when_stop_on_ev_disconnect_is_off() -> None:
     ]
     assert bench.machine.transaction_id_tag == "04A1B2C3"
     assert bench.send(CpChanged(B)) == [OfferCurrent(32.0)]
-    assert bench.send(CpChanged(C)) == [CloseContactor(), StatusChanged(S.CHARGING)]
+    assert bench.send(CpChanged(C)) == []  # a car came back: its diode is checked again
+    assert bench.send(PilotVerified()) == [CloseContactor(), StatusChanged(S.CHARGING)]
 
 
 def test_enabling_stop_on_ev_disconnect_ends_a_transaction_kept_after_unplug() -> None:
@@ -543,6 +582,9 @@ def test_fault_suspends_the_transaction_and_charging_resumes_after_it_clears(
     assert bench.status() is S.SUSPENDED_EVSE
     assert bench.send(CpChanged(C), after_s=0.1) == [
         OfferCurrent(32.0),
+        StatusChanged(S.SUSPENDED_EV),
+    ]
+    assert bench.send(PilotVerified(), after_s=0.03) == [  # checked again after our F
         CloseContactor(),
         StatusChanged(S.CHARGING),
     ]
@@ -772,6 +814,7 @@ def test_late_f_reading_just_after_our_state_f_is_not_a_cp_error(bench: Bench) -
     assert bench.send(Tick(), after_s=0.2) == [OfferCurrent(0.0)]
     assert bench.send(CpChanged(F), after_s=0.2) == []  # the sensor debounced our F late
     assert bench.status() is S.SUSPENDED_EVSE
-    assert bench.send(CpChanged(C), after_s=0.1)[-1] == StatusChanged(S.CHARGING)
+    bench.send(CpChanged(C), after_s=0.1)
+    assert bench.send(PilotVerified(), after_s=0.03)[-1] == StatusChanged(S.CHARGING)
     assert bench.send(CpChanged(F), after_s=5.0)[0] == OpenContactor()  # this F is not ours
     assert bench.status() is S.FAULTED

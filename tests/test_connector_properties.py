@@ -31,6 +31,7 @@ from controller.connector_types import (
     LimitChanged,
     OfferCurrent,
     OpenContactor,
+    PilotVerified,
     RemoteStart,
     RequestAuthorization,
     ReservationAnswered,
@@ -85,6 +86,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.tx_id: str | None = None
         self.tx_parent: str | None = None
         self.last_cp: CpState | None = None  # the last reading that could see the car
+        self.verified = False  # a diode verdict for the car now seen (PilotVerified)
         self.raised: set[FaultKind] = set()
         self.welded = False
         self.requested: list[str] = []
@@ -113,9 +115,11 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.learn(event, pilot_was_f)
         if isinstance(self.pilot, SetStateF):
             self.last_cp = None
+            self.verified = False
         if isinstance(event, FaultRaised) and closed_before:
             assert self.commands[0] == OpenContactor(), "a fault must open the contactor first"
         if CloseContactor() in self.commands:
+            assert self.verified, "contactor closed before the EV's diode was checked"
             assert not isinstance(event, FaultRaised)
             assert not self.machine.active_faults and not self.raised
 
@@ -220,11 +224,18 @@ class RandomConnectorLife(RuleBasedStateMachine):
                 # after it is our own F seen late: neither says where the car is.
                 echo = state is CpState.F and self.now - self.f_ended_at < 1.0
                 self.last_cp = None if pilot_was_f or echo else state
+                if self.last_cp not in (CpState.B, CpState.C, CpState.D):
+                    self.verified = False
                 if state is CpState.A:  # sound: the machine may clear less, never more
                     self.raised = {k for k in self.raised if not FAULT_POLICY[k].clears_on_unplug}
+            case PilotVerified():
+                if self.last_cp in (CpState.B, CpState.C, CpState.D) and not pilot_was_f:
+                    self.verified = True
             case FaultRaised(kind):
                 self.raised.add(kind)
                 self.welded |= kind is FaultKind.CONTACTOR_WELDED
+                if kind is FaultKind.DIODE_FAULT:
+                    self.verified = False
             case FaultCleared(kind):
                 if kind is not FaultKind.CONTACTOR_WELDED:
                     self.raised.discard(kind)
@@ -234,6 +245,10 @@ class RandomConnectorLife(RuleBasedStateMachine):
     @rule(state=st.sampled_from(CpState), step_s=STEP_S)
     def car(self, state: CpState, step_s: float) -> None:
         self.send(CpChanged(state), step_s)
+
+    @rule(step_s=STEP_S)
+    def diode_checked(self, step_s: float) -> None:
+        self.send(PilotVerified(), step_s)
 
     @rule(rating_a=st.sampled_from([None, 13.0, 20.0, 32.0, 63.0]), step_s=STEP_S)
     def cable(self, rating_a: float | None, step_s: float) -> None:
@@ -312,6 +327,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.send(CpChanged(CpState.B), 0.1)
         self.send(IdPresented(id_tag), 0.5)
         self.send(Authorized(id_tag, True, parent_id), 0.2)
+        self.send(PilotVerified(), 0.03)
         if requesting:
             self.send(CpChanged(CpState.C), 0.5)
 
@@ -391,6 +407,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
             assert machine.may_close()
             assert self.last_cp in (CpState.C, CpState.D)
             assert self.tx_id is not None and not self.raised and not self.welded
+            assert self.verified
             assert isinstance(self.pilot, OfferCurrent)
             assert self.pilot.current_a >= MIN_OFFER_A
             assert machine.status.status is ConnectorStatus.CHARGING

@@ -20,7 +20,9 @@ from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.connector_types import ConnectorStatus, StopReason
 from controller.domain import Answer, Transaction
+from drivers.base import CpState
 from drivers.errors import FaultKind
+from hw_sim.ev import EvSpec, SimEV
 
 CARD = "04A1B2C3"
 
@@ -214,3 +216,30 @@ async def test_shutdown_stops_the_session_and_opens_the_contactor(tmp_path: Path
         await charger.charging()
         transactions = charger.transactions()
     assert transactions[0].stop_reason is StopReason.REBOOT
+
+
+async def test_car_already_in_c_with_a_shorted_diode_never_gets_mains(charger: Charger) -> None:
+    """A car that closes S2 before any current is offered (IEC C1) shows C from the start:
+    the PWM alone must not close the contactor; its diode is checked first."""
+    energized: list[bool] = []
+    sim_connector = charger.app.sim.connector(1)
+    sim_connector.contactor.add_coil_listener(energized.append)
+    sim_connector.ev = SimEV(EvSpec(closes_s2_early=True))
+    await charger.act("fault", fault="diode")
+    await charger.act("charge")
+    await charger.until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
+    await charger.act("tap", uid=CARD)
+    await charger.until(lambda: charger.fault() is FaultKind.DIODE_FAULT)
+    await asyncio.sleep(0.2)
+    assert True not in energized
+    assert charger.hw("contactor_closed") is False
+
+
+async def test_car_already_in_c_with_a_good_diode_charges_at_once(charger: Charger) -> None:
+    sim_connector = charger.app.sim.connector(1)
+    sim_connector.ev = SimEV(EvSpec(closes_s2_early=True))
+    await charger.act("charge")
+    await charger.until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
+    await charger.act("tap", uid=CARD)
+    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    assert charger.hw("contactor_closed") is True

@@ -122,7 +122,9 @@ def test_shorted_diode_is_reported_after_its_count_and_clears() -> None:
     feeder = Feeder(debounce_diode_samples=3)
     for _ in range(10):
         feeder.feed(6.0, -12.0, diode=True)
-    assert [r.diode_ok for r in feeder.readings] == [True]
+    # The verdict (3 samples) comes before C settles (10): it rides on C's reading.
+    assert [(r.state, r.diode_ok) for r in feeder.readings] == [(CpState.C, True)]
+    assert not feeder.events  # a good first verdict is no event: nothing came or went
     for _ in range(2):
         feeder.feed(6.0, -6.0, diode=True)
     assert len(feeder.readings) == 1
@@ -322,6 +324,7 @@ async def test_one_glitch_conversion_does_not_change_the_state(bench: CpBench) -
     bench.generator.offer_current(16.0)
     bench.ev_state = CpState.B
     await bench.wait_state(CpState.B)
+    await bench.wait_for(lambda: bench.readings[-1].diode_ok is True)  # the first verdict
     count = len(bench.readings)
     for glitch_v in (bench.calibration.adc_for_high(12.0), bench.calibration.adc_for_high(0.0)):
         bench.glitches.append(glitch_v)
@@ -442,3 +445,21 @@ async def test_levels_right_after_our_own_waveform_change_are_ignored(
         assert any(e.kind == "cp_error" for e in bench.events) is fooled
     finally:
         await bench.stop()
+
+
+def test_first_good_diode_verdict_after_the_pwm_starts_is_reported_for_the_settled_state() -> None:
+    feeder = Feeder(debounce_diode_samples=3)
+    for _ in range(12):
+        feeder.feed(6.0, 6.0, diode=False)  # a car already in C, PWM off (x1)
+    assert [(r.state, r.diode_ok) for r in feeder.readings] == [(CpState.C, None)]
+    for _ in range(2):
+        feeder.feed(6.0, -12.0, diode=True)
+    assert len(feeder.readings) == 1  # the PWM alone proves nothing yet
+    feeder.feed(6.0, -12.0, diode=True)
+    assert [(r.state, r.diode_ok) for r in feeder.readings[1:]] == [(CpState.C, True)]
+    for _ in range(3):
+        feeder.feed(6.0, 6.0, diode=False)  # PWM off (a pause): the verdict is forgotten
+    for _ in range(3):
+        feeder.feed(6.0, -12.0, diode=True)
+    assert [(r.state, r.diode_ok) for r in feeder.readings[2:]] == [(CpState.C, True)]
+    assert not feeder.events

@@ -463,12 +463,12 @@ async def test_pn532_uart_port_that_vanished_is_reopened(
         link.symlink_to(first.port_path)
         harness = start(Pn532UartTransport(str(link)))
         await eventually(lambda: bool(first.chip.received_commands), "the first command")
-        first.close()  # the USB adapter is unplugged
+        first.close()  # the USB adapter is unplugged: its by-id link goes with it (and the
+        link.unlink()  # pty number may be reused at once by any other process on the machine)
         await eventually(lambda: "reader_failure" in harness.kinds(), "the reader failure")
         assert harness.kinds() == ["io_error", "io_error", "io_error", "reader_failure"]
         assert harness.events[-1].fault is FaultKind.READER_FAILURE
-        second = SimPn532Uart()
-        link.unlink()
+        second = SimPn532Uart()  # plugged back in
         link.symlink_to(second.port_path)
         await eventually(lambda: "recovered" in harness.kinds(), "recovery")
         second.present(UIDS[7], hold_s=0.2)
