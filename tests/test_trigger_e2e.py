@@ -76,3 +76,28 @@ async def test_status_and_meter_values_of_a_charging_connector_are_current(
         assert float(power["value"]) > 10000  # 16 A x 3 x 230 V from the simulated meter
         assert await trigger(rig, "MeterValues", 0) == "Rejected"
         assert await trigger(rig, "StatusNotification", 7) == "Rejected"
+
+
+async def test_extended_triggers_reach_the_csms_from_the_running_controller(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path) as rig:
+
+        async def extended(message: str, sent: str, connector_id: int | None = None) -> Any:
+            mark = rig.mark()
+            request = call.ExtendedTriggerMessage(
+                requested_message=message, connector_id=connector_id
+            )
+            assert (await rig.cp_call(request)).status == "Accepted"
+            return await rig.csms.wait_for(sent, after=mark, timeout_s=3)
+
+        status = await extended("StatusNotification", "StatusNotification", 1)
+        assert (status["connectorId"], status["status"]) == (1, "Available")
+        assert await extended("LogStatusNotification", "LogStatusNotification") == {
+            "status": "Idle"
+        }
+        assert await extended("FirmwareStatusNotification", "SignedFirmwareStatusNotification") == {
+            "status": "Idle"
+        }
+        refused = call.ExtendedTriggerMessage(requested_message="Heartbeat", connector_id=1)
+        assert (await rig.cp_call(refused)).status == "Rejected"
