@@ -123,14 +123,23 @@ def _schema_error(call: Call) -> Any:
     try:
         if call.action in _DECIMAL_ACTIONS:
             validator = get_validator(MessageType.Call, call.action, "1.6", decimal.Decimal)
-            payload: Any = json.loads(json.dumps(call.payload), parse_float=decimal.Decimal)
         else:
             validator = get_validator(MessageType.Call, call.action, "1.6")
-            payload = call.payload
     except (OSError, ValueError, TypeError):
         return None  # no schema for this action: the library's own error stands
+    payload: Any = call.payload
+    if call.action in _DECIMAL_ACTIONS:
+        # The library's own validation may already have put Decimals into the payload.
+        text = json.dumps(payload, default=_decimal_as_float)
+        payload = json.loads(text, parse_float=decimal.Decimal)
     errors = list(validator.iter_errors(payload))
     return min(errors, key=lambda e: len(e.absolute_path), default=None)
+
+
+def _decimal_as_float(value: object) -> float:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _code_for(error: Any) -> OCPPError:
