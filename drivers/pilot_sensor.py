@@ -12,8 +12,10 @@ ADC's range; :class:`drivers.pilot_levels.FrontEndCalibration` holds the mapping
 its bleed resistor; the time-critical transitions (C->B, anything->A) *raise* the positive
 level, so they show up on the next conversion, while a falling one (B->C, a short to E) shows
 after the detector's decay (the board's RC, a few ms). After the EVSE changes its own
-waveform (x1 <-> PWM <-> F) samples are ignored for ``duty_settle_s`` so a decaying detector
-cannot fake a state; a new duty within PWM moves neither peak and needs no pause.
+waveform into F or x1 samples are ignored for ``duty_settle_s`` so a decaying detector
+cannot fake a state (into F the positive peak falls; out of PWM the negative one rises); a
+change into PWM, and a new duty within PWM, makes no detector decay and needs no pause of
+its own (a pause still running from the last change is kept).
 
 Classification (reference 1.2): cut points 10.5 / 7.5 / 4.5 / 1.5 V on the positive level,
 E down to -1.5 V, F at or below -10 V, anything else fits no state (None). Levels beyond
@@ -412,7 +414,14 @@ class AdcPilotSensor:
             wave = waveform(self._duty_pct())
             if wave is not last_wave:
                 last_wave = wave
-                settle_until = started + self._settle_s
+                if wave is not Waveform.PWM:
+                    # Into F (the positive peak decays) or x1 (the negative one does).
+                    # Into PWM nothing decays: each detector follows a level it had, or
+                    # charges at once; a decay still under way from the last change (PWM
+                    # stopped and resumed within the settle time) keeps its pause, so a
+                    # stale -12 V cannot vouch for a diode. This keeps the diode verdict,
+                    # which the contactor waits for, off a needless 20 ms.
+                    settle_until = started + self._settle_s
                 changed_at = started
             pwm = wave is Waveform.PWM
             if not pwm:

@@ -8,6 +8,7 @@ simulated chip on the simulated I2C bus from the sensor's own thread.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -213,6 +214,7 @@ class CpBench:
         self.diode_ok = True
         self.cp_short = False
         self.glitches: list[float] = []  # AIN0 volts for the next conversions, one each
+        self.stale_low_until = -math.inf  # AIN1 reads -12 V until then: a decaying detector
         self.inverted = inverted
         self.calibration = FrontEndCalibration()
         self.sim_pwm = SimPwmSysfs(root)
@@ -233,6 +235,8 @@ class CpBench:
     def input_v(self, channel: int) -> float:
         if channel == 0 and self.glitches:
             return self.glitches.pop(0)
+        if channel == 1 and time.monotonic() < self.stale_low_until:
+            return adc_inputs(12.0, -12.0, None, self.calibration)[1]
         pin_pct = self.sim_pwm.output_pct(0)
         duty = 100.0 - pin_pct if self.inverted else pin_pct
         high, low = cp_levels(self.ev_state, duty, self.diode_ok, self.cp_short)
@@ -463,3 +467,47 @@ def test_first_good_diode_verdict_after_the_pwm_starts_is_reported_for_the_settl
         feeder.feed(6.0, -12.0, diode=True)
     assert [(r.state, r.diode_ok) for r in feeder.readings[2:]] == [(CpState.C, True)]
     assert not feeder.events
+
+
+async def test_diode_verdict_after_the_pwm_starts_needs_no_settle_pause(tmp_path: Path) -> None:
+    """Into PWM no detector decays: a car waiting in C gets its verdict within a few
+    samples, not after ``duty_settle_s`` (the contactor waits for that verdict)."""
+    bench = CpBench(tmp_path, duty_settle_s=0.3)
+    bench.start()
+    try:
+        bench.ev_state = CpState.C
+        await bench.wait_state(CpState.C)
+        await asyncio.sleep(0.35)  # the x1 of start-up has long settled
+        started = time.monotonic()
+        bench.generator.offer_current(16.0)
+        await bench.wait_for(lambda: bench.readings[-1].diode_ok is True)
+        assert time.monotonic() - started < 0.2
+    finally:
+        await bench.stop()
+
+
+async def test_pwm_resumed_within_the_settle_time_cannot_borrow_the_old_diode_level(
+    tmp_path: Path,
+) -> None:
+    """PWM off and on again at once: the negative peak detector still holds the -12 V of
+    the last PWM for a while. The pause started by the change to x1 is kept, so a diode
+    that shorted meanwhile is judged on fresh levels, never on the stale -12 V."""
+    bench = CpBench(tmp_path, duty_settle_s=0.3)
+    bench.start()
+    try:
+        bench.ev_state = CpState.C
+        await bench.wait_state(CpState.C)
+        bench.generator.offer_current(16.0)
+        await bench.wait_for(lambda: bench.readings[-1].diode_ok is True)
+        count = len(bench.readings)
+        bench.diode_ok = False
+        bench.stale_low_until = time.monotonic() + 0.2
+        bench.generator.offer_current(0.0)  # a pause the sampler sees...
+        bench.sensor.wake()
+        await asyncio.sleep(0.03)
+        bench.generator.offer_current(16.0)  # ...and current again well within the pause
+        bench.sensor.wake()
+        await bench.wait_for(lambda: any(e.kind == "diode_fault" for e in bench.events))
+        assert not [r for r in bench.readings[count:] if r.diode_ok is True]
+    finally:
+        await bench.stop()
