@@ -27,13 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
-from controller.ocpp16 import Ocpp16Adapter
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.security import LinkSecurity, TlsFiles
 from controller.storage import Storage
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_certificates import pem
-from tests.test_ocpp16_support import CP_ID, FAST, FakeControl, Rig, until
+from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
 from tests.test_security import PASSWORD, Pem, _issue
 
 CPO = "Test CPO"
@@ -134,20 +133,7 @@ async def make_tls_rig_fixture(
             config, chargepoint_id=CP_ID, url=csms.url, files=TlsFiles(ca_file=pki.ca.pem.cert)
         )
         control = FakeControl((1,))
-        adapter = Ocpp16Adapter(
-            url=csms.url,
-            chargepoint_id=CP_ID,
-            vendor="picharge",
-            model="picharge-pi",
-            serial="SN-1",
-            firmware_version="0.1.0",
-            control=control,
-            config=config,
-            storage=storage,
-            timing=FAST,
-            security=security,
-        )
-        control.link = adapter
+        adapter = build_adapter(csms, control, config, storage, security=security)
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = Rig(csms, adapter, control, config, storage, task)
         rigs.append(rig)

@@ -20,13 +20,12 @@ from ocpp.v16 import call
 
 from controller.file_transfer import TransferError, download, safe_url, upload
 from controller.logging_setup import add_log_file, remove_log_file, under_systemd
-from controller.ocpp16 import Ocpp16Adapter
 from controller.ocpp16.diagnostics import FileLogs, JournalLogs
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_diagnostics_support import FtpFiles, HttpFiles, closed_port
-from tests.test_ocpp16_support import CP_ID, FAST, FakeControl, Rig, until
+from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
 
 SECRET = "s3cr3t-AuthKey-value"
 LOG = (
@@ -57,20 +56,7 @@ async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIte
         config = OcppConfig(storage, number_of_connectors=1)
         await config.load()
         control = FakeControl((1,))
-        adapter = Ocpp16Adapter(
-            url=csms.url,
-            chargepoint_id=CP_ID,
-            vendor="picharge",
-            model="picharge-pi",
-            serial="SN-1",
-            firmware_version="0.1.0",
-            control=control,
-            config=config,
-            storage=storage,
-            timing=FAST,
-            diagnostics_logs=FileLogs(logs),
-        )
-        control.link = adapter
+        adapter = build_adapter(csms, control, config, storage, diagnostics_logs=FileLogs(logs))
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = Rig(csms, adapter, control, config, storage, task)
         rigs.append(rig)

@@ -24,13 +24,12 @@ from ocpp.v16 import call
 from controller.connector_types import StopReason
 from controller.domain import ResetKind
 from controller.firmware_install import FirmwarePackage, InstallFailed, VerificationFailed
-from controller.ocpp16 import Ocpp16Adapter
 from controller.ocpp16.firmware import installed_version
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from tests.csms import ACCEPTED_TAG, MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_diagnostics_support import FtpFiles, HttpFiles, closed_port
-from tests.test_ocpp16_support import CP_ID, FAST, FakeControl, Rig, until
+from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
 
 FINAL = {"DownloadFailed", "Installed", "InstallationFailed"}
 #: Before the restart into the new version; Installed comes from the restarted charger.
@@ -127,21 +126,14 @@ async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncItera
         config = OcppConfig(storage, number_of_connectors=1)
         await config.load()
         control = FakeControl((1,))
-        adapter = Ocpp16Adapter(
-            url=csms.url,
-            chargepoint_id=CP_ID,
-            vendor="picharge",
-            model="picharge-pi",
-            serial="SN-1",
-            firmware_version="0.1.0",
-            control=control,
-            config=config,
-            storage=storage,
-            timing=FAST,
+        adapter = build_adapter(
+            csms,
+            control,
+            config,
+            storage,
             firmware_installer=installer,
             firmware_signing_ca=signing_ca,
         )
-        control.link = adapter
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = Rig(csms, adapter, control, config, storage, task)
         rigs.append(rig)

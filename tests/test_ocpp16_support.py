@@ -249,6 +249,32 @@ class Rig:
 MakeRig = Callable[..., Awaitable[Rig]]
 
 
+def build_adapter(
+    csms: LocalCsms,
+    control: FakeControl,
+    config: OcppConfig,
+    storage: Storage,
+    **extra: Any,
+) -> Ocpp16Adapter:
+    """The adapter every rig uses (test identity, FAST timing unless ``extra`` says
+    otherwise), linked to ``control``; ``extra`` adds constructor arguments."""
+    extra.setdefault("timing", FAST)
+    adapter = Ocpp16Adapter(
+        url=csms.url,
+        chargepoint_id=CP_ID,
+        vendor="picharge",
+        model="picharge-pi",
+        serial="SN-1",
+        firmware_version="0.1.0",
+        control=control,
+        config=config,
+        storage=storage,
+        **extra,
+    )
+    control.link = adapter
+    return adapter
+
+
 @pytest.fixture(name="make_rig")
 async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeRig]:
     rigs: list[Rig] = []
@@ -268,20 +294,7 @@ async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator
         config = OcppConfig(storage, number_of_connectors=len(connectors), defaults=keys)
         await config.load()
         control = FakeControl(tuple(connectors))
-        adapter = Ocpp16Adapter(
-            url=csms.url,
-            chargepoint_id=CP_ID,
-            vendor="picharge",
-            model="picharge-pi",
-            serial="SN-1",
-            firmware_version="0.1.0",
-            control=control,
-            config=config,
-            storage=storage,
-            clock=clock,
-            timing=timing,
-        )
-        control.link = adapter
+        adapter = build_adapter(csms, control, config, storage, clock=clock, timing=timing)
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = Rig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
