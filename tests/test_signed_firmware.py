@@ -439,6 +439,34 @@ def test_a_signing_certificate_may_chain_through_an_intermediate_it_carries() ->
         trusted_signing_certificate(pem(leaf) + pem(middle), [root], now + dt.timedelta(days=60))
 
 
+def test_a_certificate_that_is_no_ca_cannot_vouch_for_a_signing_certificate() -> None:
+    """Anyone holding an ordinary certificate of the manufacturer's (a signing certificate,
+    not a CA) could otherwise mint signing certificates of their own."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _certificate("chain root", root_key, None, ca=True)
+    ordinary_key = ec.generate_private_key(ec.SECP256R1())
+    ordinary = _certificate("an ordinary signer", ordinary_key, (root, root_key), ca=False)
+    minted_key = ec.generate_private_key(ec.SECP256R1())
+    minted = _certificate("minted", minted_key, (ordinary, ordinary_key), ca=False)
+    now = dt.datetime.now(dt.UTC)
+    assert trusted_signing_certificate(pem(ordinary), [root], now) == ordinary
+    with pytest.raises(CertificateRefused, match="does not chain"):
+        trusted_signing_certificate(pem(minted) + pem(ordinary), [root], now)
+    with pytest.raises(CertificateRefused, match="does not chain"):
+        trusted_signing_certificate(pem(minted), [ordinary], now)  # configured, but no CA
+
+
+def test_the_configured_certificate_may_be_the_signing_certificate_itself() -> None:
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = _certificate("chain root", root_key, None, ca=True)
+    signer_key = ec.generate_private_key(ec.SECP256R1())
+    signer = _certificate("signer", signer_key, (root, root_key), ca=False)
+    now = dt.datetime.now(dt.UTC)
+    assert trusted_signing_certificate(pem(signer), [signer], now) == signer
+    with pytest.raises(CertificateRefused, match="valid from"):
+        trusted_signing_certificate(pem(signer), [signer], now + dt.timedelta(days=60))
+
+
 def test_the_signing_ca_setting_names_the_key_when_it_is_unusable(tmp_path: Path, pki: Pki) -> None:
     def parsed(value: str) -> Path | None:
         return parse_config({"ocpp": {"firmware_signing_ca": value}}).ocpp_firmware_signing_ca

@@ -4,8 +4,12 @@ certificate one we trust, and is the downloaded file signed by it?
 - The signing certificate (PEM; intermediates may follow it in the same text) must parse, be
   valid now, and chain to one of the trusted firmware-signing roots (the configured
   ``[ocpp] firmware_signing_ca`` file and the installed ManufacturerRootCertificates):
-  each certificate's signature is checked against its issuer's key, and every certificate
-  of the chain, root included, must be valid now.
+  each certificate's signature is checked against its issuer's key, every issuer on the way
+  must be a CA (basicConstraints CA, and keyCertSign when it states its key usage: a
+  manufacturer's ordinary signing certificate cannot mint others), and every certificate
+  of the chain, root included, must be valid now. A signing certificate that is itself one
+  of the trusted ones (the configured file may hold the signing certificate rather than its
+  CA) is trusted as it is. Path-length limits and name constraints are not checked.
 - The signature is base64 of the signature over the file's SHA-256 digest with the signing
   certificate's key: RSA PKCS#1 v1.5 or ECDSA (DER), the forms the whitepaper's CSMSs send.
 
@@ -57,7 +61,24 @@ def _valid_now(cert: x509.Certificate, now: dt.datetime, what: str) -> None:
         )
 
 
+def _may_issue(cert: x509.Certificate) -> bool:
+    """A CA certificate (basicConstraints CA) whose key usage, if stated, allows signing
+    certificates."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_cert_sign
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if not _may_issue(issuer):
+        return False
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -78,6 +99,8 @@ def trusted_signing_certificate(
     _valid_now(signer, now, "signing certificate")
     if not roots:
         raise CertificateRefused("no firmware signing root is installed or configured")
+    if signer in roots:
+        return signer  # the trusted certificate itself, not one it vouches for
     intermediates = chain[1:]
     cert = signer
     for _ in range(MAX_CHAIN + 1):
