@@ -82,8 +82,14 @@ def _write_keys(state_dir: Path, keys: dict[str, Any]) -> Path:
 
 @contextlib.asynccontextmanager
 async def controller(
-    csms: LocalCsms, state_dir: Path, keys: dict[str, Any] | None = None, connectors: int = 1
+    csms: LocalCsms,
+    state_dir: Path,
+    keys: dict[str, Any] | None = None,
+    connectors: int = 1,
+    rig_type: type[Rig] = Rig,
 ) -> AsyncIterator[Rig]:
+    """The controller on simulated hardware (x30) against ``csms``, connector 1 Available;
+    ``keys`` override :data:`FAST_KEYS`, ``rig_type`` may add a test file's own helpers."""
     key_file = _write_keys(state_dir, {**FAST_KEYS, **(keys or {})})
     config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
     app = ChargePointApp(
@@ -91,7 +97,7 @@ async def controller(
         RunOptions(sim=True, sim_speed=30.0, ocpp_keys=key_file, sim_connectors=connectors),
     )
     stop = asyncio.Event()
-    rig = Rig(app, csms)
+    rig = rig_type(app, csms)
     mark = rig.mark()
     await app.start()
     task = asyncio.create_task(app.run(stop))

@@ -8,99 +8,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ocpp.v16 import call
 
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.csms import ACCEPTED_TAG
+from tests.test_e2e_ocpp16 import CP_ID
+from tests.test_e2e_ocpp16 import Rig as E2eRig
+from tests.test_e2e_ocpp16 import controller as e2e_controller
 
-CP_ID = "cp-smart"
-FAST_KEYS = {
-    "HeartbeatInterval": 30,
-    "MeterValueSampleInterval": 0,
-    "ClockAlignedDataInterval": 0,
-    "WebSocketPingInterval": 0,
-}
+#: Heartbeats and sampled meter values would only add frames to wait through here.
+QUIET_KEYS = {"HeartbeatInterval": 30, "MeterValueSampleInterval": 0}
 #: The simulated car draws at most this (hw_sim EvSpec default), on three phases.
 CAR_MAX_A = 16.0
 
 
-@dataclasses.dataclass
-class Rig:
-    app: ChargePointApp
-    csms: LocalCsms
-
-    def hw(self, key: str) -> Any:
-        return self.app.sim.status()["connectors"][0][key]
-
-    async def act(self, action: str, **extra: Any) -> None:
-        await self.app.sim.handle({"action": action, "connector": 1, **extra})
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
-    async def status(self, status: str, after: int = 0) -> None:
-        await self.csms.wait_for(
-            "StatusNotification",
-            lambda p: p["connectorId"] == 1 and p["status"] == status,
-            after=after,
-        )
-
-    def mark(self) -> int:
-        return len(self.csms.received)
-
-    async def charging(self) -> None:
+class Rig(E2eRig):
+    async def charging(self) -> dict[str, Any]:
+        """Plug in and tap; a profile may already hold the current down, so only the start
+        is awaited."""
         await self.act("plug")
         await self.act("tap", uid=ACCEPTED_TAG)
-        await self.csms.wait_for("StartTransaction")
+        return await self.csms.wait_for("StartTransaction")
 
     async def set_profile(self, connector_id: int, body: dict[str, Any]) -> str:
-        result = await self.csms.call(
-            CP_ID, call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=body)
+        result = await self.cp_call(
+            call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=body)
         )
         return str(result.status)
 
 
-def _write_keys(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    keys = path / "keys.toml"
-    keys.write_text("".join(f"{k} = {v}\n" for k, v in FAST_KEYS.items()))
-    return keys
-
-
 @contextlib.asynccontextmanager
 async def controller(csms: LocalCsms, state_dir: Path) -> AsyncIterator[Rig]:
-    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
-    app = ChargePointApp(
-        dataclasses.replace(config, state_dir=state_dir / "state"),
-        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=_write_keys(state_dir)),
-    )
-    stop = asyncio.Event()
-    rig = Rig(app, csms)
-    mark = rig.mark()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        await rig.status("Available", after=mark)
+    async with e2e_controller(csms, state_dir, keys=QUIET_KEYS, rig_type=Rig) as rig:
+        assert isinstance(rig, Rig)
         yield rig
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
 
 
 @pytest.fixture
