@@ -45,5 +45,6 @@ def factory() -> Iterator[MockFactory]:
     mock.close()
 
 
-# The loopback CSMS fixtures (`csms`, `make_csms`) for the end-to-end tests.
-pytest_plugins = ["tests.csms"]
+# The loopback CSMS fixtures (`csms`, `make_csms`) for the end-to-end tests, and the card
+# reader tests' `no_leaks`.
+pytest_plugins = ["tests.csms", "tests.rfid_support"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.base import DriverEvent, SMBusLike
+from drivers.base import SMBusLike
 from drivers.errors import ConfigurationError, FaultKind
 from drivers.rfid_pn532 import (
     Pn532Reader,
@@ -50,6 +48,7 @@ from drivers.rfid_pn532_transport import (
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import Pn532Chip, SimPn532I2c, SimPn532Uart
 from hw_sim.smbus import SimSMBus
+from tests.rfid_support import Harness, eventually
 
 UIDS = {
     4: bytes.fromhex("de ad be ef"),
@@ -59,25 +58,6 @@ UIDS = {
 
 
 # ---- fixtures and helpers ----------------------------------------------------------------
-
-
-def _pty_fds() -> Counter[str]:
-    targets: Counter[str] = Counter()
-    for fd in Path("/proc/self/fd").iterdir():
-        with suppress(OSError):  # the fd the listing itself used is gone by now
-            target = str(fd.readlink())
-            if target.startswith(("/dev/pts", "/dev/ptmx")):
-                targets[target] += 1
-    return targets
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fail a test that leaves a simulator thread or a pty open behind it."""
-    before = _pty_fds()
-    yield
-    assert [t.name for t in threading.enumerate() if t.name.startswith("sim-")] == []
-    assert _pty_fds() == before
 
 
 @dataclass
@@ -119,25 +99,6 @@ def i2c_rig(no_leaks: None) -> Iterator[Rig]:
     made.sim.close()
 
 
-class Harness:
-    """Runs a reader's ``run`` as a task and records what it reports."""
-
-    def __init__(self, reader: Pn532Reader) -> None:
-        self.reader = reader
-        self.cards: list[str] = []
-        self.events: list[DriverEvent] = []
-        self.task = asyncio.create_task(reader.run(self.cards.append, self.events.append))
-
-    def kinds(self) -> list[str]:
-        return [event.kind for event in self.events]
-
-    async def stop(self) -> None:
-        assert not self.task.done(), "the reader stopped by itself"
-        self.task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self.task
-
-
 @pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Harness]]:
     harnesses: list[Harness] = []
@@ -158,15 +119,6 @@ async def start() -> AsyncIterator[Callable[..., Harness]]:
         if not harness.task.done():
             await harness.stop()
         harness.reader.close()
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def polling(rig: Rig) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import rfid_reader
-from drivers.base import DriverEvent
 from drivers.errors import ConfigurationError, FaultKind
 from drivers.rfid_pn532 import Pn532Reader
 from drivers.rfid_rdm6300 import (
@@ -31,6 +27,7 @@ from drivers.rfid_rdm6300 import (
 )
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import SimRdm6300, rdm6300_frame
+from tests.rfid_support import Harness, eventually
 
 CARD = bytes.fromhex("0a00c3d2e1")
 CARD_HEX = "0A00C3D2E1"
@@ -41,48 +38,10 @@ OTHER_HEX = "1F2E3D4C5B"
 # ---- fixtures and helpers ----------------------------------------------------------------
 
 
-def _pty_fds() -> Counter[str]:
-    targets: Counter[str] = Counter()
-    for fd in Path("/proc/self/fd").iterdir():
-        with suppress(OSError):  # the fd the listing itself used is gone by now
-            target = str(fd.readlink())
-            if target.startswith(("/dev/pts", "/dev/ptmx")):
-                targets[target] += 1
-    return targets
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Fail a test that leaves a simulator thread or a pty open behind it."""
-    before = _pty_fds()
-    yield
-    assert [t.name for t in threading.enumerate() if t.name.startswith("sim-")] == []
-    assert _pty_fds() == before
-
-
 @pytest.fixture
 def sim(no_leaks: None) -> Iterator[SimRdm6300]:
     with SimRdm6300() as reader:
         yield reader
-
-
-class Harness:
-    """Runs a reader's ``run`` as a task and records what it reports."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self.cards: list[str] = []
-        self.events: list[DriverEvent] = []
-        self.task = asyncio.create_task(reader.run(self.cards.append, self.events.append))
-
-    def kinds(self) -> list[str]:
-        return [event.kind for event in self.events]
-
-    async def stop(self) -> None:
-        assert not self.task.done(), "the reader stopped by itself"
-        self.task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self.task
 
 
 @pytest.fixture
@@ -98,15 +57,6 @@ async def start() -> AsyncIterator[Callable[[Any], Harness]]:
         if not harness.task.done():
             await harness.stop()
         harness.reader.close()
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def listening(sim: SimRdm6300) -> None:

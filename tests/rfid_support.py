@@ -1,0 +1,64 @@
+"""What the card reader tests share: a stricter leak check for the simulated readers (their
+``sim-`` threads and pseudo-terminals), a harness that runs a reader and records what it
+reports, and a polling wait. ``no_leaks`` is a fixture (registered in ``conftest``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.base import DriverEvent
+
+
+def _pty_fds() -> Counter[str]:
+    targets: Counter[str] = Counter()
+    for fd in Path("/proc/self/fd").iterdir():
+        with suppress(OSError):  # the fd the listing itself used is gone by now
+            target = str(fd.readlink())
+            if target.startswith(("/dev/pts", "/dev/ptmx")):
+                targets[target] += 1
+    return targets
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a simulator thread or a pty open behind it."""
+    before = _pty_fds()
+    yield
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sim-")] == []
+    assert _pty_fds() == before
+
+
+class Harness:
+    """Runs a reader's ``run`` as a task and records what it reports."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.cards: list[str] = []
+        self.events: list[DriverEvent] = []
+        self.task = asyncio.create_task(reader.run(self.cards.append, self.events.append))
+
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events]
+
+    async def stop(self) -> None:
+        assert not self.task.done(), "the reader stopped by itself"
+        self.task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
