@@ -200,9 +200,10 @@ async def test_a_correctly_signed_wheel_is_verified_installed_and_reported_after
         "SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", after=mark
     )
 
-    # ExtendedTriggerMessage's view (the logs helper wires it): Idle, with the last requestId
+    # ExtendedTriggerMessage's view: Idle, with the last requestId
     after = len(rig.csms.received)
-    await rig.adapter._services.firmware.report_status(extended=True)
+    trigger = call.ExtendedTriggerMessage(requested_message="FirmwareStatusNotification")
+    assert (await rig.csms.call(CP_ID, trigger)).status == "Accepted"
     last = await rig.csms.wait_for(SIGNED, lambda p: True, after=after)
     assert last == {"status": "Idle", "requestId": 7}
 

@@ -285,7 +285,7 @@ class Ocpp16Adapter:
             extended_triggers=ExtendedTriggers(
                 triggers=self._triggers,
                 log_status=lambda: self._services.logs.status_notification(),
-                report_firmware=lambda: self._services.firmware.report_status(extended=True),
+                report_firmware=lambda: self._services.firmware.report_signed_status(),
                 request_signing=lambda: self._services.certificates.request_signing(),
             ),
         )

@@ -6,7 +6,7 @@ What each requestedMessage sends:
 - BootNotification, Heartbeat, MeterValues, StatusNotification: exactly what TriggerMessage
   sends (:mod:`.triggers`), with its connector rules.
 - FirmwareStatusNotification: a SignedFirmwareStatusNotification from the firmware updater
-  (``report_status(extended=True)``: the requestId of the current or last signed update, or
+  (``report_signed_status()``: the requestId of the current or last signed update, or
   Idle without one).
 - LogStatusNotification: the GetLog status now (:meth:`.LogUploads.status_notification`:
   Uploading with the running requestId, or Idle without one).

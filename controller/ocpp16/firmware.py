@@ -199,11 +199,6 @@ class FirmwareUpdater:
         """The step under way in 1.6 core words; Idle when nothing runs."""
         return core_status(self._status)
 
-    @property
-    def detailed_status(self) -> FirmwareStatus:
-        """The step under way in the whitepaper's words (SignedFirmwareStatusNotification)."""
-        return self._status
-
     # --- restarts -----------------------------------------------------------------------------
 
     async def restore(self) -> None:
@@ -486,25 +481,20 @@ class FirmwareUpdater:
 
     # --- triggers -----------------------------------------------------------------------------
 
-    async def report_status(self, *, extended: bool) -> None:
-        """Send the status a trigger asks for: TriggerMessage (``extended`` False) gets a
-        FirmwareStatusNotification in core words, ExtendedTriggerMessage a
-        SignedFirmwareStatusNotification with the requestId of the current or last signed
-        update (none when no signed update ran, nor for a plain update under way)."""
-        request: Any
-        if extended:
-            job = self._job
-            request_id = job.request_id if job is not None else self._last_request_id
-            request = call.SignedFirmwareStatusNotification(
-                status=self._status,
-                request_id=request_id,  # optional on the wire: None is left out
-            )
-        else:
-            request = call.FirmwareStatusNotification(status=self.status)
+    async def report_signed_status(self) -> None:
+        """ExtendedTriggerMessage FirmwareStatusNotification: a SignedFirmwareStatusNotification
+        with the requestId of the current or last signed update (none when no signed update
+        ran, nor for a plain update under way). TriggerMessage's core status is
+        :attr:`status`, sent by the TriggerSender."""
+        job = self._job
+        request = call.SignedFirmwareStatusNotification(
+            status=self._status,
+            request_id=job.request_id if job is not None else self._last_request_id,
+        )  # requestId is optional on the wire: None is left out
         try:
             await self._send(request)
         except CallFailed as exc:
-            log.warning("triggered %s not sent: %s", type(request).__name__, exc)
+            log.warning("triggered SignedFirmwareStatusNotification not sent: %s", exc)
 
 
 class FirmwareHandlers:
