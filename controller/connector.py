@@ -67,7 +67,6 @@ from controller.connector_safety import (
     FaultResponse,
     PilotMode,
     PilotOutput,
-    effective_offer_a,
     may_close_contactor,
     policy_for,
     primary_fault,
@@ -111,6 +110,7 @@ from controller.connector_types import (
     StopTransaction,
     Tick,
 )
+from controller.limits import CurrentLimits, Offer, compute_offer
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
@@ -162,7 +162,7 @@ class ConnectorMachine:
         self._settings = settings or ConnectorSettings()
         self._cp: CpState | None = None  # None: no reading yet, or hidden by our state F
         self._cable_a: float | None = None
-        self._limit_a: float | None = None
+        self._limits = CurrentLimits()  # each source's limit, set and cleared on its own
         self._available_wanted = available
         self._available = available  # what applies now: a change waits for the transaction
         self._faults: set[FaultKind] = set()  # raised by drivers
@@ -203,6 +203,19 @@ class ConnectorMachine:
     @property
     def cp_state(self) -> CpState | None:
         return self._cp
+
+    @property
+    def limits(self) -> CurrentLimits:
+        """The limit each source has set (immutable: safe to hand out)."""
+        return self._limits
+
+    @property
+    def offer(self) -> Offer:
+        """What the bounds and sources allow now, and which of them binds. The PWM offers
+        this only while a transaction runs with the car connected and no fault; see
+        :attr:`pilot` for what it offers."""
+        s = self._settings
+        return compute_offer(s.max_current_a, self._cable_a, s.cable_rating_required, self._limits)
 
     @property
     def available(self) -> bool:
@@ -321,8 +334,8 @@ class ConnectorMachine:
                     AvailabilityOutcome.SCHEDULED if scheduled else AvailabilityOutcome.ACCEPTED
                 )
                 self._log.append(AvailabilityAnswered(outcome))
-            case LimitChanged(current_a):
-                self._limit_a = current_a
+            case LimitChanged(current_a, source):
+                self._limits = self._limits.with_limit(source, current_a)
             case SettingsChanged(settings):
                 self._settings = settings
             case Reserved():
@@ -519,12 +532,7 @@ class ConnectorMachine:
             return PILOT_OFF
         if self._cp is CpState.D and not self._settings.ventilation:
             return PILOT_OFF
-        s = self._settings
-        return pwm(
-            effective_offer_a(
-                s.max_current_a, self._cable_a, s.cable_rating_required, self._limit_a
-            )
-        )
+        return pwm(self.offer.current_a)
 
     def _drive_outputs(self, now: float) -> list[Command]:
         pilot = self._desired_pilot(now)

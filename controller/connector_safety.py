@@ -9,13 +9,13 @@ to review against the hardware reference (sections 1.5, 5.2 and 5.3).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
 from controller.connector_types import MIN_OFFER_A, OfferCurrent, SetStateF
+from controller.limits import CurrentLimits, LimitSource, compute_offer
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
@@ -58,15 +58,12 @@ def effective_offer_a(
 ) -> float:
     """The current to offer: min(connector maximum, cable rating, limit), 0 below 6 A.
 
-    An unknown cable rating limits nothing on a tethered cable and everything on a socket
-    (``cable_rating_required``): a 13 A cable must never see a 32 A offer.
+    One ``limit_a`` standing for all sources; :func:`controller.limits.compute_offer` is
+    the rule (an unknown cable rating limits nothing on a tethered cable and everything on
+    a socket: a 13 A cable must never see a 32 A offer).
     """
-    cable = math.inf if cable_rating_a is None else cable_rating_a
-    if cable_rating_a is None and cable_rating_required:
-        cable = 0.0
-    limit = math.inf if limit_a is None else limit_a
-    offer = min(max_current_a, cable, limit)
-    return offer if offer >= MIN_OFFER_A else 0.0
+    limits = CurrentLimits().with_limit(LimitSource.CSMS, limit_a)
+    return compute_offer(max_current_a, cable_rating_a, cable_rating_required, limits).current_a
 
 
 # --- what the pilot shows -----------------------------------------------------------------

@@ -16,11 +16,10 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.limits import MIN_OFFER_A, LimitSource
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
-#: IEC 61851-1: no PWM duty encodes less than 6 A; a lower offer means "nothing" (100 % duty).
-MIN_OFFER_A = 6.0
 #: IEC 61851-1 Annex A: the PWM can encode at most 80 A.
 MAX_OFFER_A = 80.0
 
@@ -237,9 +236,15 @@ class AvailabilityChanged:
 
 @dataclass(frozen=True, slots=True)
 class LimitChanged:
-    """The smart-charging / load-management limit; None removes it, 0 pauses charging."""
+    """``source`` sets its limit to ``current_a``; None clears that source's limit only,
+    0 (anything below 6 A) pauses charging. The other sources' limits stay as they are.
+
+    ``current_a`` comes first and ``source`` defaults to the CSMS: the event's shape from
+    before several sources existed (one CSMS/load-management slot) still means the same.
+    """
 
     current_a: float | None
+    source: LimitSource = LimitSource.CSMS
 
     def __post_init__(self) -> None:
         _check_current("current_a", self.current_a, optional=True)

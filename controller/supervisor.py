@@ -73,8 +73,18 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
+from controller.events import (
+    Broadcast,
+    FaultsChanged,
+    LimitsChanged,
+    MeterSampled,
+    StatusEvent,
+    TransactionStarted,
+    TransactionStopped,
+)
 from controller.hardware import ConnectorHardware, Hardware
 from controller.journal import TransactionJournal
+from controller.limits import LimitSource, check_limit
 from drivers.base import (
     CpReading,
     CpState,
@@ -145,7 +155,11 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hardware = hardware
+        #: The CSMS link (or the standalone one): told synchronously, in command order
+        #: (see controller.events for why it is not a broadcast listener).
         self.link: CsmsLink | None = None
+        #: Every other listener (web page, API, MQTT, load management) subscribes here.
+        self.events = Broadcast()
         self._clock = clock
         self.connectors = {
             c.id: ConnectorRuntime(c, ConnectorMachine(settings[c.id]), overtemp_c)
@@ -200,6 +214,7 @@ class Supervisor:
             pass
         finally:
             self.hardware.open_all_contactors()
+            self.events.close()
             for task in list(self._tasks):
                 task.cancel()
             for rt in self.connectors.values():
@@ -227,10 +242,17 @@ class Supervisor:
     # --- feeding the machines -------------------------------------------------------------
 
     def _feed(self, rt: ConnectorRuntime, event: Event) -> list[Command]:
-        commands = rt.machine.handle(event, self._clock())
+        machine = rt.machine
+        faults, offer = machine.active_faults, machine.offer
+        commands = machine.handle(event, self._clock())
         self._execute(rt, commands)
-        if rt.machine.next_timer_at is not None:
+        if machine.next_timer_at is not None:
             self._timers_changed.set()  # _tick sleeps until the earliest timer: recompute
+        # Told after the hardware acted: publishing only queues, it never delays the above.
+        if machine.active_faults != faults:
+            self.events.publish(FaultsChanged(rt.hw.id, machine.active_faults))
+        if isinstance(event, LimitChanged) or machine.offer != offer:
+            self.events.publish(LimitsChanged(rt.hw.id, machine.limits, machine.offer))
         return commands
 
     async def _tick(self) -> None:
@@ -383,9 +405,11 @@ class Supervisor:
                     self._feed(rt, FaultCleared(FaultKind.METER_OFFLINE))
                 if self.journal is not None and rt.transaction is not None:
                     self.journal.reading(rt.transaction, rt.reading.energy_import_wh)
+                sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
                 if self.link is not None:
-                    sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
                     self.link.meter_sampled(sample, rt.transaction)
+                tx = rt.transaction
+                self.events.publish(MeterSampled(sample, None if tx is None else tx.local_id))
             self.beat(f"meter-{rt.hw.id}")
             await asyncio.sleep(METER_POLL_S)
 
@@ -508,6 +532,7 @@ class Supervisor:
             self.journal.started(tx)  # recorded before the link queues StartTransaction
         if self.link is not None:
             self.link.transaction_started(tx)
+        self.events.publish(TransactionStarted(_copy(tx)))
 
     def _stop_transaction(self, rt: ConnectorRuntime, reason: StopReason, id_tag: str) -> None:
         tx = rt.transaction
@@ -533,6 +558,7 @@ class Supervisor:
             self.link.transaction_stopped(tx)
         if self.journal is not None:
             self.journal.stopped(tx)  # after StopTransaction is queued (controller.recovery)
+        self.events.publish(TransactionStopped(_copy(tx)))
 
     def _use_zero_reservation(
         self, rt: ConnectorRuntime, id_tag: str, parent_id: str | None
@@ -577,6 +603,7 @@ class Supervisor:
         )
         if self.link is not None:
             self.link.status_changed(rt.hw.id, command.status, command.fault)
+        self.events.publish(StatusEvent(rt.hw.id, command.status, command.fault))
         if self.hardware.led is not None:
             self.hardware.led.show(self._led_pattern())
         reader = self.hardware.reader
@@ -775,11 +802,20 @@ class Supervisor:
         return Answer.REJECTED
 
     def set_current_limit(self, connector_id: int, current_a: float | None) -> None:
+        """The CSMS's smart-charging limit: :meth:`set_limit` of :attr:`LimitSource.CSMS`."""
+        self.set_limit(connector_id, LimitSource.CSMS, current_a)
+
+    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
+        """Set ``source``'s limit on a connector (0 = every connector) to ``current_a``, or
+        clear it with None; every other source keeps its limit. Below 6 A the car is
+        paused. Raises LookupError for an unknown connector and ValueError for a negative
+        or non-finite current, before any connector changed. Loop thread only."""
+        check_limit(current_a)
         runtimes = (
             list(self.connectors.values()) if connector_id == 0 else [self._runtime(connector_id)]
         )
         for rt in runtimes:
-            self._feed(rt, LimitChanged(current_a))
+            self._feed(rt, LimitChanged(current_a, source))
 
     def apply_setting(self, name: str, value: str) -> None:
         key = name.casefold()
@@ -800,3 +836,9 @@ class Supervisor:
 
 class _Stopped(Exception):
     """Raised inside the task group to end :meth:`Supervisor.run` on request."""
+
+
+def _copy(tx: Transaction) -> Transaction:
+    """A copy for listeners: the supervisor and the CSMS link go on changing the original
+    (its CSMS id, its samples), and a listener must see the transaction as it was."""
+    return dataclasses.replace(tx, samples=list(tx.samples))
