@@ -6,7 +6,8 @@ changes and the CSMS link's state. None of them may delay the supervisor or the 
 path, so :meth:`Broadcast.publish` only appends to one bounded queue per listener and
 returns; each listener's queue is drained by a task of its own, which awaits the
 listener. A listener that sleeps holds up only its own queue; one that raises is logged
-and keeps receiving the events that follow.
+(rate-limited) and keeps receiving the events that follow; one that never suspends gets
+one event per turn of the loop, so a hazard's callback never waits behind its queue.
 
 Why the CSMS adapter is not one of these listeners: its :class:`~controller.domain.CsmsLink`
 methods are called synchronously by the supervisor, in the order of the machine's
@@ -37,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 #: Undelivered events a listener may have queued: about four minutes of one connector's
 #: meter samples (one a second), far more than a healthy listener ever falls behind.
 DEFAULT_MAXLEN = 256
+#: A listener that keeps failing has its traceback logged at most this often (seconds).
+FAILURE_LOG_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,7 @@ class Subscription:
         self._dropped = 0  # since the last Resync was delivered
         self.dropped_total = 0
         self.failures = 0
+        self._failure_logged_at = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -158,6 +164,10 @@ class Subscription:
     def queued(self) -> int:
         """Events waiting to be delivered (never more than ``maxlen``)."""
         return len(self._queue)
+
+    def pending(self) -> tuple[SupervisorEvent, ...]:
+        """The events waiting to be delivered, oldest first (for tests and diagnostics)."""
+        return tuple(self._queue)
 
     def offer(self, event: SupervisorEvent) -> None:
         """Queue ``event``; never blocks, never raises. Loop thread only."""
@@ -209,8 +219,25 @@ class Subscription:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.failures += 1
-                log.exception("listener %s failed on %s", self.name, type(event).__name__)
+                self._failed(event)
+            # A listener that never suspends would otherwise run its whole queue in one go,
+            # and a hazard's callback (an RCD trip) would wait behind it: one event per turn.
+            await asyncio.sleep(0)
+
+    def _failed(self, event: SupervisorEvent) -> None:
+        """Log a listener's exception, with its traceback at most once per
+        ``FAILURE_LOG_PERIOD_S``: a listener failing on every event must not flood the log
+        (nor take the loop's time writing it)."""
+        self.failures += 1
+        now = time.monotonic()
+        if now - self._failure_logged_at >= FAILURE_LOG_PERIOD_S:
+            log.exception(
+                "listener %s failed on %s (%d failures so far)",
+                self.name,
+                type(event).__name__,
+                self.failures,
+            )
+            self._failure_logged_at = now
 
     def close(self) -> None:
         """Stop delivering and forget the queue; idempotent."""
