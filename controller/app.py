@@ -117,6 +117,7 @@ class ChargePointApp:
         self.supervisor.beat = self.heartbeats.beat
         if config.ocpp_url:
             await self._start_ocpp()
+            self.supervisor.link_state = lambda: str(self.adapter.state)
         else:
             if self.options.ocpp_keys is not None:
                 log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
@@ -231,9 +232,7 @@ class ChargePointApp:
     def status_line(self) -> str:
         """What ``systemctl status`` shows: the link, then each connector."""
         assert self.supervisor is not None
-        link = "standalone" if self.adapter is None else f"CSMS {self.adapter.state}"
-        views = [self.supervisor.view(i) for i in self.supervisor.connector_ids]
-        return status_text(views, link)
+        return status_text(self.supervisor.snapshot())
 
     async def _flush(self) -> None:
         """Let the link send what the shutdown produced (StopTransaction), briefly."""
@@ -243,13 +242,18 @@ class ChargePointApp:
     async def _sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = await self.sim.handle(request)
         if request["action"] == "status":
+            # The simulated hardware's view (what the car, contactor and meter physically
+            # do) completed with the controller's snapshot; where both name a key
+            # (cp_state, contactor_closed, offered_current_a) the hardware's stays.
             assert self.supervisor is not None
+            snapshot = self.supervisor.snapshot()
             for entry in answer["connectors"]:
-                view = self.supervisor.view(entry["id"])
-                entry["ocpp_status"] = str(view.status)
-                entry["fault"] = str(view.fault) if view.fault else None
-                tx = view.transaction
-                entry["transaction_id"] = None if tx is None else (tx.csms_id or tx.local_id)
+                entry.update(
+                    (key, value)
+                    for key, value in snapshot.connector(entry["id"]).to_json().items()
+                    if key not in entry
+                )
+            answer["csms_link"] = snapshot.csms_link
         return answer
 
     async def close(self) -> None:

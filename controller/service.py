@@ -24,12 +24,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import systemd.daemon as sd_daemon
 
 from controller.connector_types import ConnectorStatus
-from controller.domain import ConnectorView
+from controller.status_snapshot import STANDALONE, ConnectorSnapshot, StatusSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -234,30 +234,33 @@ async def run_watchdog(
         await asyncio.sleep(period_s)
 
 
-def status_text(views: Iterable[ConnectorView], link: str | None = None) -> str:
+def status_text(snapshot: StatusSnapshot) -> str:
     """One line for ``systemctl status``: the link, then each connector.
 
-    ``link`` is free text such as ``"CSMS registered"``, ``"CSMS connecting"`` or
-    ``"standalone"``. Example: ``CSMS registered; connector 1: Charging at 16 A, 7.4 kW``.
+    Example: ``CSMS registered; connector 1: Charging at 16 A, 7.4 kW``; without a CSMS
+    the link reads ``standalone``.
     """
-    body = "; ".join(f"connector {v.connector_id}: {_connector_text(v)}" for v in views)
+    link = snapshot.csms_link
+    if link and link != STANDALONE:
+        link = f"CSMS {link}"
+    body = "; ".join(f"connector {c.id}: {_connector_text(c)}" for c in snapshot.connectors)
     if link:
         return f"{link}; {body}" if body else link
     return body
 
 
-def _connector_text(view: ConnectorView) -> str:
-    status = view.status
-    if view.fault is not None:
-        return f"{status} ({view.fault})"
+def _connector_text(connector: ConnectorSnapshot) -> str:
+    status = connector.status
+    if connector.fault is not None:
+        return f"{status} ({connector.fault})"
     if status is ConnectorStatus.CHARGING:
-        text = f"Charging at {view.offered_a:g} A"
-        power = view.reading.total_power_w if view.reading is not None else None
+        text = f"Charging at {connector.offered_a:g} A"
+        power = connector.meter.power_w if connector.meter is not None else None
         if power is not None:
             text += f", {power / 1000:.1f} kW"
         return text
     if status in (ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE):
-        return f"{status} ({view.offered_a:g} A offered)"
+        return f"{status} ({connector.offered_a:g} A offered)"
     return str(status)
 
 

@@ -77,6 +77,7 @@ from controller.events import (
     Broadcast,
     FaultsChanged,
     LimitsChanged,
+    LinkStateChanged,
     MeterSampled,
     StatusEvent,
     TransactionStarted,
@@ -85,6 +86,7 @@ from controller.events import (
 from controller.hardware import ConnectorHardware, Hardware
 from controller.journal import TransactionJournal
 from controller.limits import LimitSource, check_limit
+from controller.status_snapshot import STANDALONE, ConnectorSnapshot, StatusSnapshot
 from drivers.base import (
     CpReading,
     CpState,
@@ -160,6 +162,11 @@ class Supervisor:
         self.link: CsmsLink | None = None
         #: Every other listener (web page, API, MQTT, load management) subscribes here.
         self.events = Broadcast()
+        #: The CSMS link's state as text for the snapshot (:data:`STANDALONE` without a
+        #: CSMS); set by the app. Read at each timer tick (at least every ``TICK_S``): a
+        #: change is published as LinkStateChanged, so the adapter needs no hook for it.
+        self.link_state: Callable[[], str] = lambda: STANDALONE
+        self._link_state_published: str | None = None
         self._clock = clock
         self.connectors = {
             c.id: ConnectorRuntime(c, ConnectorMachine(settings[c.id]), overtemp_c)
@@ -270,10 +277,17 @@ class Supervisor:
                 async with asyncio.timeout(delay_s):
                     await self._timers_changed.wait()
             self.beat("supervisor")
+            self._publish_link_state()
             for rt in self.connectors.values():
                 due = rt.machine.next_timer_at
                 if due is not None and due <= self._clock():
                     self._feed(rt, Tick())
+
+    def _publish_link_state(self) -> None:
+        state = self.link_state()
+        if state != self._link_state_published:
+            self._link_state_published = state
+            self.events.publish(LinkStateChanged(state))
 
     def _cp_changed(self, rt: ConnectorRuntime, reading: CpReading) -> None:
         previous = rt.machine.cp_state
@@ -654,6 +668,14 @@ class Supervisor:
         status = rt.status or rt.machine.status
         return ConnectorView(
             connector_id, status.status, status.fault, rt.transaction, rt.reading, rt.offered_a
+        )
+
+    def snapshot(self) -> StatusSnapshot:
+        """The whole charge point now (controller.status_snapshot): for the sim status,
+        the systemd status line and any listener. Loop thread only."""
+        connectors = sorted(self.connectors.values(), key=lambda rt: rt.hw.id)
+        return StatusSnapshot(
+            tuple(ConnectorSnapshot.of(rt) for rt in connectors), self.link_state()
         )
 
     def transaction_by_csms_id(self, csms_id: int) -> Transaction | None:

@@ -9,7 +9,6 @@ unhealthy or its loop is blocked.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import socket
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from controller.connector_types import ConnectorStatus
-from controller.domain import ConnectorView, Transaction
+from controller.limits import FixedBound
 from controller.service import (
     Heartbeats,
     ServiceNotifier,
@@ -28,7 +27,12 @@ from controller.service import (
     run_watchdog,
     status_text,
 )
-from drivers.base import MeterReading
+from controller.status_snapshot import (
+    STANDALONE,
+    ConnectorSnapshot,
+    MeterSnapshot,
+    StatusSnapshot,
+)
 from drivers.errors import FaultKind
 
 
@@ -295,39 +299,52 @@ def test_heartbeats_name_what_went_silent_including_a_loop_that_never_started(
         heartbeats.expect("x", 0)
 
 
-def _view(
+def _connector(
     connector_id: int,
     status: ConnectorStatus,
     *,
     fault: FaultKind | None = None,
     offered_a: float = 0.0,
     power_w: float | None = None,
-) -> ConnectorView:
-    reading = None
+) -> ConnectorSnapshot:
+    meter = None
     if power_w is not None:
-        reading = MeterReading(
-            (230.0, 230.0, 230.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), power_w, 1000.0, 50.0, 0.0
-        )
-    tx = None
-    if status is ConnectorStatus.CHARGING:
-        tx = Transaction("t1", connector_id, "04AABBCC", 0.0, dt.datetime.now(dt.UTC))
-    return ConnectorView(connector_id, status, fault, tx, reading, offered_a)
+        meter = MeterSnapshot(1000.0, power_w, (0.0, 0.0, 0.0), (230.0, 230.0, 230.0))
+    charging = status is ConnectorStatus.CHARGING
+    return ConnectorSnapshot(
+        id=connector_id,
+        cp_state="C" if charging else None,
+        contactor_closed=charging,
+        status=status,
+        fault=fault,
+        faults=() if fault is None else (fault,),
+        transaction_id="t1" if charging else None,
+        id_tag="04AABBCC" if charging else None,
+        meter=meter,
+        offered_a=offered_a,
+        limit_a=32.0,
+        limited_by=(FixedBound.CONNECTOR,),
+        limits=(),
+    )
 
 
 def test_status_line_says_what_each_connector_is_doing() -> None:
-    views = [
-        _view(1, ConnectorStatus.CHARGING, offered_a=16.0, power_w=7360.0),
-        _view(2, ConnectorStatus.FAULTED, fault=FaultKind.CONTACTOR_WELDED),
-        _view(3, ConnectorStatus.SUSPENDED_EVSE, offered_a=0.0),
-        _view(4, ConnectorStatus.AVAILABLE),
-    ]
-    assert status_text(views, "CSMS registered") == (
+    connectors = (
+        _connector(1, ConnectorStatus.CHARGING, offered_a=16.0, power_w=7360.0),
+        _connector(2, ConnectorStatus.FAULTED, fault=FaultKind.CONTACTOR_WELDED),
+        _connector(3, ConnectorStatus.SUSPENDED_EVSE, offered_a=0.0),
+        _connector(4, ConnectorStatus.AVAILABLE),
+    )
+    assert status_text(StatusSnapshot(connectors, "registered")) == (
         "CSMS registered; connector 1: Charging at 16 A, 7.4 kW; "
         "connector 2: Faulted (contactor_welded); connector 3: SuspendedEVSE (0 A offered); "
         "connector 4: Available"
     )
-    assert status_text([_view(1, ConnectorStatus.PREPARING)]) == "connector 1: Preparing"
-    assert status_text([], "starting") == "starting"
+    preparing = (_connector(1, ConnectorStatus.PREPARING),)
+    assert status_text(StatusSnapshot(preparing, STANDALONE)) == (
+        "standalone; connector 1: Preparing"
+    )
+    assert status_text(StatusSnapshot((), "connecting")) == "CSMS connecting"
 
 
 async def test_status_reporter_sends_only_changes(systemd_socket: NotifySocket) -> None:
