@@ -9,6 +9,12 @@ OCPP version and no GPIO number.
 Everything here runs on the loop thread. The safety path is synchronous: a driver callback
 (CP change, RCM trip) feeds the machine, and an ``OpenContactor`` it returns de-energizes
 the coil before the callback returns.
+
+The other edges (web page and API, MQTT, local load management) act through
+:meth:`Supervisor.set_limit` (each a :class:`~controller.limits.LimitSource` of its own)
+and the commands above, hear what happens through :attr:`Supervisor.events` (a broadcast
+with a bounded queue per listener, :mod:`controller.events`) and read the whole state with
+:meth:`Supervisor.snapshot` (:mod:`controller.status_snapshot`).
 """
 
 from __future__ import annotations
