@@ -178,9 +178,11 @@ class Subscription:
         self._queue.append(event)
         self._wake.set()
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._deliver(), name=f"listener-{self.name}"
-            )
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # published outside the loop (set-up code): delivered from the next
+            self._task = loop.create_task(self._deliver(), name=f"listener-{self.name}")
 
     def _make_room(self) -> None:
         for i, queued in enumerate(self._queue):

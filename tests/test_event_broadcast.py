@@ -247,3 +247,18 @@ async def rcd_trip_to_coil_low_s(charger: Charger) -> float:
 
     tripped = await asyncio.to_thread(trip)
     return await asyncio.wait_for(low, 2.0) - tripped
+
+
+def test_events_published_before_the_loop_runs_are_delivered_once_it_does() -> None:
+    broadcast = Broadcast()
+    recorder = Recorder()
+    broadcast.subscribe("early", recorder)
+    broadcast.publish(status(1, 0))  # set-up code, no loop yet: queued, nothing raised
+
+    async def later() -> None:
+        broadcast.publish(status(1, 1))
+        await until(lambda: len(recorder.events) == 2)
+        broadcast.close()
+
+    asyncio.run(later())
+    assert recorder.events == [status(1, 0), status(1, 1)]
