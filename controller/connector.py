@@ -1,7 +1,8 @@
 """The connector state machine: the safety heart of the charger, one instance per connector.
 
 It combines what the drivers and the CSMS say (CP state, cable rating, presented ids and
-their authorization, availability, faults, the current limit) and decides what the
+their authorization, availability, faults, the current limit of each source:
+:mod:`controller.limits`) and decides what the
 hardware and the OCPP layer must do (contactor, PWM or state F, transaction start and
 stop, status). It is pure: no I/O, no clock, no asyncio. Time arrives as ``now``, seconds
 of a monotonic clock, with every event; :class:`Tick` lets timeouts fire between events.
