@@ -535,7 +535,7 @@ class OutageRig:
     async def start(self, speed: float = 10.0) -> None:
         from controller.app import ChargePointApp, RunOptions
         from controller.config import parse_config
-        from controller.ocpp16.link import LinkTiming
+        from controller.csms.link import LinkTiming
 
         keys = write_keys(self.state_dir / "keys.toml", TRIAL_KEYS)
         config = parse_config({"chargepoint": {"id": self.cp_id}, "ocpp": {"url": self.csms.url}})

@@ -2,7 +2,7 @@
 
 Operators bill from what reaches the CSMS, so a StartTransaction, StopTransaction or
 transaction MeterValues must survive the link being down and the controller dying. The
-protocol adapter's queue (:mod:`controller.ocpp16.queue`) keeps its messages in memory, in
+protocol adapter's queue (:mod:`controller.csms.queue`) keeps its messages in memory, in
 order, and mirrors every change here:
 
 - :meth:`Outbox.append` inserts a message when it is queued; the queue sends nothing before

@@ -89,7 +89,7 @@ def _v1_settings_and_auth_cache(conn: sqlite3.Connection) -> None:
 
 
 def _v2_charging_profiles(conn: sqlite3.Connection) -> None:
-    """Installed OCPP charging profiles (controller.ocpp16.profile_store)."""
+    """Installed OCPP charging profiles (controller.csms.profile_store)."""
     conn.execute(
         "CREATE TABLE charging_profiles ("
         " key TEXT PRIMARY KEY,"  # this installation; a replacement gets a new key

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
-from controller.ocpp16.certificate_store import CaStore, CertificateUse
+from controller.csms.certificate_store import CaStore, CertificateUse
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import CP_ID, MakeRig, Rig, make_rig_fixture  # noqa: F401
 

@@ -27,8 +27,8 @@ from ocpp.v16.enums import Action
 
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
+from controller.csms.link import LinkTiming
 from controller.local_csms import LocalCsms
-from controller.ocpp16.link import LinkTiming
 from tests.csms import ACCEPTED_TAG
 
 CP_ID = "cp-malformed"

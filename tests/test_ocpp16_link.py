@@ -12,9 +12,9 @@ import pytest
 from ocpp.v16 import call
 
 from controller.connector_types import ConnectorStatus
+from controller.csms.link import Backoff, endpoint_url
+from controller.csms.timers import next_boundary
 from controller.ocpp16 import LinkState
-from controller.ocpp16.link import Backoff, endpoint_url
-from controller.ocpp16.timers import next_boundary
 from drivers.errors import FaultKind
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig

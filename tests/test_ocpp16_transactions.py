@@ -11,7 +11,7 @@ import itertools
 from typing import Any
 
 from controller.connector_types import StopReason
-from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
+from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from tests.csms import BLOCKED_TAG, make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
     FAST,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from controller.ocpp16.errors import CallFailed
-from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
+from controller.csms.calls import CallFailed
+from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.outbox import Outbox, OutboxEntry, Told
 from controller.storage import Storage
 

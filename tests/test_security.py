@@ -30,10 +30,10 @@ from ocpp.v16 import call
 
 from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
+from controller.csms.link import LinkTiming, endpoint_url
 from controller.local_csms import LocalCsms
 from controller.logging_setup import stderr_handler
 from controller.ocpp16.keys import ConfigStatus, OcppConfig
-from controller.ocpp16.link import LinkTiming, endpoint_url
 from controller.ocpp16.security import LinkSecurity, LinkSecurityError, TlsFiles
 from controller.storage import Storage
 

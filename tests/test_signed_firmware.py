@@ -23,9 +23,9 @@ from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
 from controller.config import ConfigError, parse_config
+from controller.csms.firmware_signature import CertificateRefused, trusted_signing_certificate
 from controller.domain import ResetKind
 from controller.firmware_install import VerificationFailed
-from controller.ocpp16.firmware_signature import CertificateRefused, trusted_signing_certificate
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_diagnostics_support import FtpFiles, HttpFiles
 from tests.test_firmware import (  # noqa: F401

@@ -29,6 +29,22 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
+from controller.csms.calls import CallFailed
+from controller.csms.certificate_store import CertificateUse
+from controller.csms.firmware_signature import file_roots
+from controller.csms.link import (
+    Backoff,
+    LinkDead,
+    LinkRefused,
+    LinkState,
+    LinkTiming,
+    endpoint_url,
+    keepalive,
+    open_link,
+)
+from controller.csms.queue import TransactionQueue, TxKind, TxMessage
+from controller.csms.timers import Retimer, next_boundary
+from controller.csms.wire import iso_utc
 from controller.domain import (
     AuthResult,
     AuthStatus,
@@ -40,35 +56,21 @@ from controller.domain import (
 )
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.auth import Authorizer
-from controller.ocpp16.certificate_store import CertificateUse
 from controller.ocpp16.certificates import CertificateManager
 from controller.ocpp16.charge_point import OcppChargePoint, Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
-from controller.ocpp16.errors import CALL_FAILURES, CallFailed
+from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
-from controller.ocpp16.firmware_signature import file_roots
 from controller.ocpp16.get_log import LogUploads
-from controller.ocpp16.link import (
-    Backoff,
-    LinkDead,
-    LinkRefused,
-    LinkState,
-    LinkTiming,
-    endpoint_url,
-    keepalive,
-    open_link,
-)
 from controller.ocpp16.meter_values import WireDict, meter_value, parse_measurands
 from controller.ocpp16.profile_service import SmartCharging
-from controller.ocpp16.queue import TransactionQueue, TxKind, TxMessage
 from controller.ocpp16.reservations import ReservationBook
 from controller.ocpp16.security import LinkSecurity, LinkSecurityError
 from controller.ocpp16.security_events import SecurityEvents
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
-from controller.ocpp16.timers import Retimer, next_boundary
+from controller.ocpp16.transactions import tx_request
 from controller.ocpp16.triggers import TriggerSender
-from controller.ocpp16.wire import iso_utc
 from controller.outbox import Outbox
 from drivers.errors import FaultKind
 
@@ -525,7 +527,7 @@ class Ocpp16Adapter:
         self, cp: OcppChargePoint, message: TxMessage, transaction_id: int | None
     ) -> Any:
         try:
-            return await _call(cp, message.request(transaction_id))
+            return await _call(cp, tx_request(message, transaction_id))
         except CALL_FAILURES as exc:
             raise CallFailed(_describe(exc)) from exc
 

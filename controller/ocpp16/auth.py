@@ -28,9 +28,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from controller.csms.wire import parse_iso
 from controller.domain import AuthResult, AuthStatus
 from controller.ocpp16.local_list import LocalAuthList
-from controller.ocpp16.wire import parse_iso
 from controller.storage import StorageError
 
 if TYPE_CHECKING:

@@ -52,9 +52,10 @@ from ocpp.v16.enums import (
     GetInstalledCertificateStatus,
 )
 
-from controller.ocpp16.certificate_signing import CLIENT_DIR, ClientCredentials
-from controller.ocpp16.certificate_store import CERTS_DIR, CaStore, CertificateUse
-from controller.ocpp16.certificate_x509 import (
+from controller.csms.calls import CallFailed
+from controller.csms.certificate_signing import CLIENT_DIR, ClientCredentials
+from controller.csms.certificate_store import CERTS_DIR, CaStore, CertificateUse
+from controller.csms.certificate_x509 import (
     HASH_ALGORITHMS,
     HashData,
     fingerprint,
@@ -66,7 +67,6 @@ from controller.ocpp16.certificate_x509 import (
     public_key_bits,
     validity_problem,
 )
-from controller.ocpp16.errors import CallFailed
 from controller.ocpp16.security_events import SecurityEvent
 
 if TYPE_CHECKING:

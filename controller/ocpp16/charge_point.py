@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from ocpp.v16.enums import (
 )
 from websockets.exceptions import ConnectionClosed
 
+from controller.csms.calls import Spawn
 from controller.domain import Answer, ChargePointControl, ResetKind
 from controller.ocpp16.auth import Authorizer
 from controller.ocpp16.certificates import CertificateHandlers
@@ -68,8 +69,6 @@ log = logging.getLogger(__name__)
 #: DataTransfer: our vendorId, and the messageIds we answer.
 VENDOR_ID = "picharge"
 MESSAGE_CONNECTOR_STATUS = "ConnectorStatus"
-
-Spawn = Callable[[Coroutine[Any, Any, object], str], None]
 
 
 @dataclass(frozen=True, slots=True)

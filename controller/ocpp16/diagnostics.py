@@ -38,9 +38,8 @@ from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, DiagnosticsStatus
 
-from controller.file_transfer import safe_url, scheme_of
-from controller.logging_setup import LOG_FILE_NAME, redact, under_systemd
-from controller.ocpp16.log_upload import (
+from controller.csms.calls import Spawn
+from controller.csms.log_upload import (
     SendCall,
     UploadOutcome,
     UploadPlan,
@@ -49,9 +48,11 @@ from controller.ocpp16.log_upload import (
     notify,
     pack,
 )
+from controller.file_transfer import safe_url, scheme_of
+from controller.logging_setup import LOG_FILE_NAME, redact, under_systemd
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services, Spawn
+    from controller.ocpp16.charge_point import Services
 
 log = logging.getLogger(__name__)
 

@@ -47,10 +47,6 @@ _DECIMAL_ACTIONS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
 _ARITY = {MessageType.Call: 4, MessageType.CallResult: 3, MessageType.CallError: 5}
 
 
-class CallFailed(Exception):
-    """An outgoing call got no usable answer: a CALLERROR, an invalid response or a timeout."""
-
-
 #: What ``ChargePoint.call(..., suppress=False)`` raises for a call the CSMS did not serve.
 #: (TypeError: a response that passed validation but not the library's dataclass.)
 CALL_FAILURES: tuple[type[BaseException], ...] = (

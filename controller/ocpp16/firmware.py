@@ -57,6 +57,14 @@ from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, FirmwareStatus, UpdateFirmwareStatus
 
+from controller.csms.calls import CallFailed, Spawn
+from controller.csms.firmware_job import FirmwareJob, JobStore, Stage
+from controller.csms.firmware_signature import (
+    CertificateRefused,
+    SignatureRefused,
+    trusted_signing_certificate,
+    verify_file,
+)
 from controller.domain import ChargePointControl, ResetKind
 from controller.file_transfer import TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
@@ -68,18 +76,10 @@ from controller.firmware_install import (
     VerificationFailed,
     inspect_package,
 )
-from controller.ocpp16.errors import CallFailed
-from controller.ocpp16.firmware_job import FirmwareJob, JobStore, Stage
-from controller.ocpp16.firmware_signature import (
-    CertificateRefused,
-    SignatureRefused,
-    trusted_signing_certificate,
-    verify_file,
-)
 from controller.ocpp16.security_events import SecurityEvent
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services, Spawn
+    from controller.ocpp16.charge_point import Services
     from controller.storage import Storage
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,8 @@ from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, Log, LogStatus, UploadLogStatus
 
-from controller.file_transfer import safe_url, scheme_of
-from controller.logging_setup import redact
-from controller.ocpp16.log_upload import (
+from controller.csms.calls import Spawn
+from controller.csms.log_upload import (
     Prepare,
     SendCall,
     UploadPlan,
@@ -46,9 +45,11 @@ from controller.ocpp16.log_upload import (
     notify,
     pack,
 )
+from controller.file_transfer import safe_url, scheme_of
+from controller.logging_setup import redact
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services, Spawn
+    from controller.ocpp16.charge_point import Services
 
 log = logging.getLogger(__name__)
 

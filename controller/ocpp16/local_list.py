@@ -40,8 +40,8 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, UpdateStatus
 
+from controller.csms.wire import parse_iso
 from controller.domain import AuthResult, AuthStatus
-from controller.ocpp16.wire import parse_iso
 from controller.storage import StorageError
 
 if TYPE_CHECKING:

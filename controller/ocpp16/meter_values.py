@@ -17,8 +17,8 @@ from typing import Any
 
 from ocpp.v16.enums import Measurand, Phase, UnitOfMeasure
 
+from controller.csms.wire import decimal_text, iso_utc
 from controller.domain import MeterSample, ReadingContext
-from controller.ocpp16.wire import decimal_text, iso_utc
 
 log = logging.getLogger(__name__)
 

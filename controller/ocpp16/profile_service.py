@@ -1,7 +1,7 @@
 """Smart charging at run time: the installed profiles, on disk, pushed to the connectors.
 
 :class:`SmartCharging` owns the :class:`~controller.ocpp16.profiles.ProfileBook` and its
-:class:`~controller.ocpp16.profile_store.ProfileStore`. A profile is on disk before
+:class:`~controller.csms.profile_store.ProfileStore`. A profile is on disk before
 SetChargingProfile answers Accepted, and the book comes back from disk when :meth:`run`
 starts, so limits hold across restarts. Each connector's composite limit
 (:mod:`controller.charging_schedule`) reaches the supervisor as
@@ -29,7 +29,7 @@ import datetime as dt
 import logging
 import math
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +43,10 @@ from controller.charging_schedule import (
     from_amps,
     next_boundary,
 )
+from controller.csms.calls import Spawn
+from controller.csms.profile_store import ProfileStore, StoredProfile
 from controller.domain import ChargePointControl, Transaction, utc_now
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.profile_store import ProfileStore, StoredProfile
 from controller.ocpp16.profiles import (
     InstalledProfile,
     ProfileBook,
@@ -67,8 +68,6 @@ DEFAULT_RULES = ProfileRules(
     max_installed=16,
 )
 _UNIT_NAMES = {"current": RateUnit.AMPS, "power": RateUnit.WATTS}
-
-Spawn = Callable[[Coroutine[Any, Any, object], str], None]
 
 
 @dataclass(frozen=True, slots=True)

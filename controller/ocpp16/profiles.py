@@ -40,7 +40,7 @@ from controller.charging_schedule import (
     ScheduleKind,
     SchedulePeriod,
 )
-from controller.ocpp16.wire import parse_iso
+from controller.csms.wire import parse_iso
 
 
 @dataclass(frozen=True, slots=True)

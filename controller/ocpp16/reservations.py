@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,9 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, CancelReservationStatus, ReservationStatus
 
 from controller.connector_types import ReservationEnd
+from controller.csms.calls import Spawn
+from controller.csms.wire import parse_iso
 from controller.domain import Answer, ChargePointControl
-from controller.ocpp16.wire import parse_iso
 from controller.storage import StorageError
 
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ _OUTCOMES = {
     Answer.FAULTED: ReservationStatus.faulted,
     Answer.UNAVAILABLE: ReservationStatus.unavailable,
 }
-
-Spawn = Callable[[Coroutine[Any, Any, object], str], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
+from controller.csms.link import LinkTiming, open_link
 from controller.logging_setup import add_secret
-from controller.ocpp16.link import LinkTiming, open_link
 from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ class LinkSecurity:
         return headers, client_ssl_context(profile, files, roots)
 
     async def open(self, url: str, timing: LinkTiming) -> ClientConnection:
-        """:func:`~controller.ocpp16.link.open_link` with this profile's credentials.
+        """:func:`~controller.csms.link.open_link` with this profile's credentials.
 
         After a raised SecurityProfile, the first attempt refused for a security reason
         returns to the previous profile (whitepaper: an upgrade that cannot connect is

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocpp.v16 import call
 
-from controller.ocpp16.wire import iso_utc, parse_iso
+from controller.csms.wire import iso_utc, parse_iso
 from controller.storage import StorageError
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from ocpp.v16.enums import (
 )
 
 from controller.charging_schedule import RateUnit
-from controller.ocpp16.wire import iso_utc
+from controller.csms.wire import iso_utc
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import Services

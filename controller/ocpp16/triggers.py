@@ -42,11 +42,12 @@ from ocpp.v16.enums import (
 )
 from websockets.exceptions import ConnectionClosed
 
+from controller.csms.calls import Spawn
+from controller.csms.wire import iso_utc
 from controller.domain import ChargePointControl, MeterSample, ReadingContext
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.meter_values import meter_value, parse_measurands
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
-from controller.ocpp16.wire import iso_utc
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import Services
@@ -71,7 +72,6 @@ TRIGGERABLE = frozenset(
 MAX_PLANNED = 32
 _SEND_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
 
-Spawn = Callable[[Coroutine[Any, Any, object], str], None]
 #: Sends an accepted trigger's message(s) on the connection that asked.
 Send = Callable[[ChargePoint], Coroutine[Any, Any, None]]
 

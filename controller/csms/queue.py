@@ -44,9 +44,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ocpp.v16 import call
-
-from controller.ocpp16.errors import CallFailed
+from controller.csms.calls import CallFailed
 from controller.outbox import Outbox, OutboxEntry
 from controller.storage import StorageError
 
@@ -74,16 +72,6 @@ class TxMessage:
     kind: TxKind
     local_id: str
     body: Mapping[str, Any] = field(default_factory=dict)
-
-    def request(self, transaction_id: int | None) -> Any:
-        """The ocpp call payload; ``transaction_id`` is the CSMS's id (Stop, MeterValues)."""
-        if self.kind is TxKind.START:
-            return call.StartTransaction(**self.body)
-        if transaction_id is None:
-            raise ValueError(f"{self.kind} for {self.local_id} needs the CSMS transactionId")
-        if self.kind is TxKind.STOP:
-            return call.StopTransaction(transaction_id=transaction_id, **self.body)
-        return call.MeterValues(transaction_id=transaction_id, **self.body)
 
 
 Send = Callable[[TxMessage, int | None], Awaitable[Any]]

@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.ocpp16.certificate_store import make_private_dir, sync_directory, write_atomically
-from controller.ocpp16.certificate_x509 import (
+from controller.csms.certificate_store import make_private_dir, sync_directory, write_atomically
+from controller.csms.certificate_x509 import (
     chain_problem,
     parse_pem_chain,
     pem_of,

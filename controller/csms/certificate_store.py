@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from controller.ocpp16.certificate_x509 import fingerprint, parse_pem_chain, pem_of
+from controller.csms.certificate_x509 import fingerprint, parse_pem_chain, pem_of
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from controller.csms.calls import CallFailed
+from controller.csms.wire import parse_iso
 from controller.file_transfer import TransferError, safe_url, upload
-from controller.ocpp16.errors import CallFailed
-from controller.ocpp16.wire import parse_iso
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from controller.ocpp16.timers import Retimer
+from controller.csms.timers import Retimer
 
 log = logging.getLogger(__name__)
 
