@@ -2,8 +2,9 @@
 
 ``picharge run`` and ``picharge demo`` both build a :class:`ChargePointApp`; tests do too.
 Composition happens here and only here: with ``sim`` set, the hardware comes from
-:mod:`controller.sim_root`; with an OCPP URL, the link is the OCPP 1.6J adapter; without
-one, the charger runs standalone.
+:mod:`controller.sim_root`; with an OCPP URL, the link is the adapter
+:mod:`controller.csms.registry` holds for the configured OCPP version; without one, the
+charger runs standalone.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.charging_schedule import ConnectorRating
 from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
+from controller.csms import registry as csms_registry
+from controller.csms.adapter import AdapterContext, CsmsAdapter
 from controller.domain import ResetKind
 from controller.hardware import Hardware, build_hardware, log_event
 from controller.logging_setup import (
     LOGS_DIR,
     add_log_file,
-    add_secret,
     remove_log_file,
     under_systemd,
 )
@@ -67,7 +68,7 @@ class ChargePointApp:
         self.storage: Storage | None = None
         self.hardware: Hardware | None = None
         self.supervisor: Supervisor | None = None
-        self.adapter: Any = None
+        self.adapter: CsmsAdapter | None = None
         self.sim: Any = None
         self.control_address: tuple[str, int] | None = None
         self._control: Any = None
@@ -79,8 +80,7 @@ class ChargePointApp:
 
     async def start(self) -> None:
         config = self.config
-        if config.ocpp_version != "1.6":
-            raise ConfigError("ocpp.version", "OCPP 2.0.1 is not implemented yet; use 1.6")
+        csms_registry.require(config.ocpp_version)  # before anything opens: exit 2 at once
         # A corrupt database is moved aside, an unusable one replaced by memory (and
         # InternalError): see controller.recovery.
         self.storage, self.state_problem = await open_state(config.state_dir)
@@ -116,8 +116,7 @@ class ChargePointApp:
         self.supervisor = Supervisor(self.hardware, settings)
         self.supervisor.beat = self.heartbeats.beat
         if config.ocpp_url:
-            await self._start_ocpp()
-            self.supervisor.link_state = lambda: str(self.adapter.state)
+            await self._start_csms()
         else:
             if self.options.ocpp_keys is not None:
                 log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
@@ -140,54 +139,18 @@ class ChargePointApp:
             )
             log.info("simulation control on %s:%d", *self.control_address)
 
-    async def _start_ocpp(self) -> None:
-        from controller.ocpp16 import Ocpp16Adapter
-        from controller.ocpp16.firmware import installed_version
-        from controller.ocpp16.keys import OcppConfig
-        from controller.ocpp16.security import LinkSecurity, TlsFiles
-
+    async def _start_csms(self) -> None:
         assert self.storage is not None and self.supervisor is not None
-        config = self.config
-        ocpp_config = OcppConfig(
-            self.storage,
-            number_of_connectors=len(config.connectors),
-            defaults={
-                "SecurityProfile": str(config.ocpp_security_profile),
-                "AuthorizationKey": config.ocpp_password,
-            },
-        )
-        await ocpp_config.load()
-        if self.options.ocpp_keys is not None:
-            await ocpp_config.preset(self.options.ocpp_keys)
-        security = LinkSecurity(
-            ocpp_config,
-            chargepoint_id=config.chargepoint_id,
-            url=config.ocpp_url,
-            files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
-        )
-        await security.require(config.ocpp_security_profile)
-        add_secret(config.ocpp_password)  # also once the CSMS has changed AuthorizationKey
-        for key in ("StopTransactionOnEVSideDisconnect", "ConnectionTimeOut"):
-            value = ocpp_config.get(key)
-            if value is not None:
-                self.supervisor.apply_setting(key, value)
-        self.adapter = Ocpp16Adapter(
-            url=self.config.ocpp_url,
-            chargepoint_id=self.config.chargepoint_id,
-            vendor=self.config.vendor,
-            model=self.config.model,
-            serial=self.config.serial,
-            firmware_version=f"picharge-{installed_version()}",  # the current firmware's
-            control=self.supervisor,
-            config=ocpp_config,
+        context = AdapterContext(
+            config=self.config,
             storage=self.storage,
-            connector_ratings={
-                c.id: ConnectorRating(c.phases, c.max_current_a) for c in self.config.connectors
-            },
-            security=security,
-            firmware_signing_ca=config.ocpp_firmware_signing_ca,
+            control=self.supervisor,
+            keys_preset=self.options.ocpp_keys,
         )
-        self.supervisor.link = self.adapter
+        adapter = await csms_registry.create(self.config.ocpp_version, context)
+        self.adapter = adapter
+        self.supervisor.link = adapter
+        self.supervisor.link_state = lambda: str(adapter.state)
 
     async def run(self, stop: asyncio.Event) -> ResetKind | None:
         """Run until ``stop`` is set or the CSMS asks for a reset; returns that reset."""

@@ -156,6 +156,25 @@ class Answer(StrEnum):
     UNAVAILABLE = "Unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class CsmsSettings:
+    """What the CSMS configures of every session, in no OCPP version's spelling.
+
+    A version adapter builds it from its own keys (1.6: StopTransactionOnEVSideDisconnect,
+    ConnectionTimeOut) and hands it whole to :meth:`ChargePointControl.apply_settings`.
+    ``stop_on_ev_disconnect``: a cable unplugged at the car stops the transaction (else it
+    only suspends it); ``connection_timeout_s``: how long an authorization waits for a cable
+    before it lapses, in seconds (> 0).
+    """
+
+    stop_on_ev_disconnect: bool
+    connection_timeout_s: float
+
+    def __post_init__(self) -> None:
+        if not self.connection_timeout_s > 0:
+            raise ValueError(f"connection timeout must be > 0 s, got {self.connection_timeout_s}")
+
+
 class ChargePointControl(Protocol):
     """What the CSMS may ask of the charge point; implemented by the supervisor."""
 
@@ -190,10 +209,8 @@ class ChargePointControl(Protocol):
         """The CSMS's limit for a connector (0 = all); None removes it."""
         ...
 
-    def apply_setting(self, name: str, value: str) -> None:
-        """A setting changed by the CSMS. ``name`` is the OCPP 1.6 key (the supervisor maps
-        StopTransactionOnEVSideDisconnect and ConnectionTimeOut onto its connectors and
-        ignores keys it has no use for); ``value`` is the key's string form."""
+    def apply_settings(self, settings: CsmsSettings) -> None:
+        """The CSMS's session settings, whole, at start and after each change of one."""
         ...
 
     async def reserve(

@@ -73,6 +73,7 @@ from controller.domain import (
     Answer,
     ConnectorView,
     CsmsLink,
+    CsmsSettings,
     MeterSample,
     ReservationListener,
     ResetKind,
@@ -845,21 +846,14 @@ class Supervisor:
         for rt in runtimes:
             self._feed(rt, LimitChanged(current_a, source))
 
-    def apply_setting(self, name: str, value: str) -> None:
-        key = name.casefold()
-        change: dict[str, object]
-        if key == "stoptransactiononevsidedisconnect":
-            change = {"stop_on_ev_disconnect": value.strip().lower() == "true"}
-        elif key == "connectiontimeout":
-            seconds = float(value)
-            if seconds <= 0:
-                return
-            change = {"connection_timeout_s": seconds}
-        else:
-            return
+    def apply_settings(self, settings: CsmsSettings) -> None:
+        change = {
+            "stop_on_ev_disconnect": settings.stop_on_ev_disconnect,
+            "connection_timeout_s": settings.connection_timeout_s,
+        }
         for rt in self.connectors.values():
-            settings = dataclasses.replace(rt.machine.settings, **change)  # type: ignore[arg-type]
-            self._feed(rt, SettingsChanged(settings))
+            settings_now = dataclasses.replace(rt.machine.settings, **change)  # type: ignore[arg-type]
+            self._feed(rt, SettingsChanged(settings_now))
 
 
 class _Stopped(Exception):

@@ -12,7 +12,7 @@ import pytest
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.v16 import call
 
-from controller.domain import Answer, ResetKind
+from controller.domain import Answer, CsmsSettings, ResetKind
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
     CP_ID,
@@ -196,7 +196,10 @@ async def test_change_configuration_validates_persists_and_reaches_the_superviso
     rig = await ready(make_rig)
     accepted = await rig.csms.call(CP_ID, call.ChangeConfiguration("ConnectionTimeOut", "30"))
     assert accepted.status == "Accepted"
-    assert ("ConnectionTimeOut", "30") in rig.control.named("apply_setting")
+    pushed = len(rig.control.named("apply_settings"))
+    assert rig.control.named("apply_settings")[-1] == (
+        CsmsSettings(stop_on_ev_disconnect=True, connection_timeout_s=30.0),
+    )
     assert (await rig.storage.load_settings("ocpp16"))["ConnectionTimeOut"] == "30"
     invalid = await rig.csms.call(CP_ID, call.ChangeConfiguration("ConnectionTimeOut", "soon"))
     assert invalid.status == "Rejected"
@@ -204,16 +207,16 @@ async def test_change_configuration_validates_persists_and_reaches_the_superviso
     assert readonly.status == "Rejected"
     unknown = await rig.csms.call(CP_ID, call.ChangeConfiguration("NoSuchKey", "1"))
     assert unknown.status == "NotSupported"
-    assert rig.control.named("apply_setting").count(("ConnectionTimeOut", "30")) == 1
+    assert len(rig.control.named("apply_settings")) == pushed  # a refused change pushes nothing
 
 
 async def test_domain_settings_reach_the_supervisor_when_the_adapter_starts(
     make_rig: MakeRig,
 ) -> None:
     rig = await ready(make_rig, keys={"StopTransactionOnEVSideDisconnect": "false"})
-    settings = dict(rig.control.named("apply_setting"))
-    assert settings["StopTransactionOnEVSideDisconnect"] == "false"
-    assert settings["ConnectionTimeOut"] == "60"
+    assert rig.control.named("apply_settings")[-1] == (
+        CsmsSettings(stop_on_ev_disconnect=False, connection_timeout_s=60.0),
+    )
 
 
 async def test_a_constant_default_profile_limits_every_connector_until_cleared(
@@ -265,7 +268,7 @@ async def test_actions_we_do_not_serve_get_not_implemented(
     rig = await ready(make_rig)
     with pytest.raises(OcppNotImplemented):
         await rig.csms.call(CP_ID, request_)
-    assert rig.control.calls == [c for c in rig.control.calls if c[0] == "apply_setting"]
+    assert rig.control.calls == [c for c in rig.control.calls if c[0] == "apply_settings"]
 
 
 async def test_an_action_ocpp_16_does_not_know_gets_not_supported(make_rig: MakeRig) -> None:

@@ -12,9 +12,8 @@ import pytest
 from ocpp.v16 import call
 
 from controller.connector_types import ConnectorStatus
-from controller.csms.link import Backoff, endpoint_url
+from controller.csms.link import Backoff, LinkState, endpoint_url
 from controller.csms.timers import next_boundary
-from controller.ocpp16 import LinkState
 from drivers.errors import FaultKind
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -219,7 +218,7 @@ async def test_an_oversized_frame_closes_the_link_and_the_charge_point_reconnect
     after = len(rig.csms.received)
     await rig.csms.send_raw(CP_ID, huge)
     await rig.registered(after=after)
-    assert {name for name, _ in rig.control.calls} == {"apply_setting"}  # settings only
+    assert {name for name, _ in rig.control.calls} == {"apply_settings"}  # settings only
 
 
 def test_backoff_doubles_to_its_cap_with_jitter_and_resets() -> None:

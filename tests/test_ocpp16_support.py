@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 
 from controller.connector_types import ConnectorStatus, ReservationEnd, StopReason
+from controller.csms.link import LinkTiming
 from controller.domain import (
     Answer,
     ConnectorView,
+    CsmsSettings,
     MeterSample,
     ReadingContext,
     ResetKind,
@@ -33,7 +35,7 @@ from controller.domain import (
     utc_now,
 )
 from controller.local_csms import LocalCsms
-from controller.ocpp16 import LinkTiming, Ocpp16Adapter
+from controller.ocpp16 import Ocpp16Adapter
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from drivers.base import MeterReading
@@ -164,8 +166,8 @@ class FakeControl:
     def set_current_limit(self, connector_id: int, current_a: float | None) -> None:
         self.calls.append(("set_current_limit", (connector_id, current_a)))
 
-    def apply_setting(self, name: str, value: str) -> None:
-        self.calls.append(("apply_setting", (name, value)))
+    def apply_settings(self, settings: CsmsSettings) -> None:
+        self.calls.append(("apply_settings", (settings,)))
 
     async def reserve(
         self,

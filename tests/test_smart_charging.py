@@ -402,7 +402,7 @@ async def test_a_remote_starts_profile_is_in_force_before_the_start_and_ends_wit
         CP_ID, call.RemoteStartTransaction(id_tag=TAG, connector_id=1, charging_profile=body)
     )
     assert result.status == "Accepted"
-    names = [name for name, _ in rig.control.calls if name != "apply_setting"]
+    names = [name for name, _ in rig.control.calls if name != "apply_settings"]
     assert names == ["set_current_limit", "remote_start"]  # the limit came first
     assert limits(rig) == [(1, 13.5)]
     tx = rig.control.start(1, TAG, 0)

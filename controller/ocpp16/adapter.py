@@ -68,6 +68,7 @@ from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.reservations import ReservationBook
 from controller.ocpp16.security import LinkSecurity, LinkSecurityError
 from controller.ocpp16.security_events import SecurityEvents
+from controller.ocpp16.settings import SETTING_KEYS, csms_settings
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.transactions import tx_request
 from controller.ocpp16.triggers import TriggerSender
@@ -95,12 +96,6 @@ LINK_ERRORS: tuple[type[Exception], ...] = (
     LinkSecurityError,  # TLS or credentials refused, or a profile the URL cannot give
 )
 CALL_OR_LINK_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
-#: Keys the supervisor maps onto its connectors; pushed once at start, then on each change.
-DOMAIN_KEYS = (
-    "StopTransactionOnEVSideDisconnect",
-    "UnlockConnectorOnEVSideDisconnect",
-    "ConnectionTimeOut",
-)
 #: Seconds between a raised SecurityProfile's answer and closing the link to use it.
 RELINK_DELAY_S = 0.2
 #: OCPP 1.6 IdToken: CiString20.
@@ -338,10 +333,7 @@ class Ocpp16Adapter:
 
     async def run(self) -> None:
         """Talk to the CSMS until cancelled, reconnecting forever."""
-        for key in DOMAIN_KEYS:
-            value = self._config.get(key)
-            if value is not None:
-                self._control.apply_setting(key, value)
+        self._control.apply_settings(csms_settings(self._config))
         await self._reservations.restore()
         await self._security_events.restore()
         await self._services.certificates.load()  # before the first connection uses them
@@ -808,7 +800,8 @@ class Ocpp16Adapter:
     def _config_changed(self, key: str, value: str) -> None:
         for timer in self._retimers.get(key.casefold(), ()):
             timer.retime()
-        self._control.apply_setting(key, value)
+        if key.casefold() in SETTING_KEYS:
+            self._control.apply_settings(csms_settings(self._config))
 
     # --- tasks ------------------------------------------------------------------------------
 

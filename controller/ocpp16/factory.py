@@ -1,0 +1,59 @@
+"""Build the OCPP 1.6J adapter from the charger's configuration (the registry's "1.6").
+
+The 1.6 key table is opened (and preset from ``--ocpp-keys`` on a new state directory), the
+link's security profile is raised to the configured one, the supervisor gets the session
+settings the keys hold, and the adapter is assembled. Nothing connects before ``run()``.
+"""
+
+from __future__ import annotations
+
+from controller.charging_schedule import ConnectorRating
+from controller.csms.adapter import AdapterContext
+from controller.logging_setup import add_secret
+from controller.ocpp16.adapter import Ocpp16Adapter
+from controller.ocpp16.firmware import installed_version
+from controller.ocpp16.keys import OcppConfig
+from controller.ocpp16.security import LinkSecurity, TlsFiles
+from controller.ocpp16.settings import csms_settings
+
+
+async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
+    """The 1.6 adapter of ``context``; raises ConfigError for an unusable configuration."""
+    config = context.config
+    ocpp_config = OcppConfig(
+        context.storage,
+        number_of_connectors=len(config.connectors),
+        defaults={
+            "SecurityProfile": str(config.ocpp_security_profile),
+            "AuthorizationKey": config.ocpp_password,
+        },
+    )
+    await ocpp_config.load()
+    if context.keys_preset is not None:
+        await ocpp_config.preset(context.keys_preset)
+    security = LinkSecurity(
+        ocpp_config,
+        chargepoint_id=config.chargepoint_id,
+        url=config.ocpp_url,
+        files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
+    )
+    await security.require(config.ocpp_security_profile)
+    add_secret(config.ocpp_password)  # also once the CSMS has changed AuthorizationKey
+    # Before the supervisor runs, so the first session already uses the CSMS's settings.
+    context.control.apply_settings(csms_settings(ocpp_config))
+    return Ocpp16Adapter(
+        url=config.ocpp_url,
+        chargepoint_id=config.chargepoint_id,
+        vendor=config.vendor,
+        model=config.model,
+        serial=config.serial,
+        firmware_version=f"picharge-{installed_version()}",  # the current firmware's
+        control=context.control,
+        config=ocpp_config,
+        storage=context.storage,
+        connector_ratings={
+            c.id: ConnectorRating(c.phases, c.max_current_a) for c in config.connectors
+        },
+        security=security,
+        firmware_signing_ca=config.ocpp_firmware_signing_ca,
+    )
