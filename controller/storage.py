@@ -103,7 +103,7 @@ def _v2_charging_profiles(conn: sqlite3.Connection) -> None:
 
 
 def _v3_local_auth_list(conn: sqlite3.Connection) -> None:
-    """The OCPP local authorization list (controller.ocpp16.local_list); its version is
+    """The OCPP local authorization list (controller.csms.local_list); its version is
     the setting (``ocpp16.local_list``, ``version``), written in the same transaction."""
     conn.execute(
         "CREATE TABLE local_auth_list ("

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
+from controller.csms.security_events import MAX_HISTORY, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
-from controller.ocpp16.security_events import MAX_HISTORY, SecurityEvent, SecurityEvents
 from controller.storage import Storage
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_diagnostics import LOG, SECRET, MakeDiagRig, make_diag_rig_fixture  # noqa: F401

@@ -10,9 +10,10 @@ from typing import Any
 
 from ocpp.v16 import call
 
+from controller.csms.local_list import LocalAuthList
 from controller.domain import AuthResult, AuthStatus, utc_now
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.local_list import LocalAuthList
+from controller.ocpp16.settings import AuthKeys
 from controller.storage import Storage
 from tests.csms import ACCEPTED_TAG, UNKNOWN_TAG, make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -261,7 +262,7 @@ async def test_the_list_and_its_version_survive_a_restart(make_rig: MakeRig) -> 
     try:
         config = OcppConfig(storage, number_of_connectors=1)
         await config.load()
-        fresh = LocalAuthList(config, storage, utc_now)
+        fresh = LocalAuthList(AuthKeys(config), storage, utc_now)
         assert await fresh.version() == 9
         assert await fresh.lookup(CARD_A.lower()) == AuthResult(AuthStatus.ACCEPTED, "FAMILY")
         assert await fresh.lookup(CARD_B) == AuthResult(AuthStatus.BLOCKED)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ocpp.v16 import call
 
+from controller.csms.security_events import MAX_PENDING, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
-from controller.ocpp16.security_events import MAX_PENDING, SecurityEvent, SecurityEvents
 from controller.storage import Storage
 from tests.test_security import CP_ID, PASSWORD, captured_log, charger
 
@@ -56,11 +56,11 @@ async def test_drain_sends_in_order_drops_a_refused_event_and_keeps_one_cut_off(
         sent: list[str] = []
         hang = asyncio.Event()
 
-        async def send(request: Any) -> None:
-            sent.append(request.type)
-            if request.type == "ReconfigurationOfSecurityParameters":
+        async def send(event: Mapping[str, str]) -> None:
+            sent.append(event["type"])
+            if event["type"] == "ReconfigurationOfSecurityParameters":
                 raise Boom("NotImplemented")
-            if request.type == "ResetOrReboot":
+            if event["type"] == "ResetOrReboot":
                 await hang.wait()  # the link closes while it is being sent
 
         task = asyncio.create_task(events.drain(send, (Boom,)))

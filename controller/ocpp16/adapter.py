@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
+from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.firmware_signature import file_roots
@@ -43,6 +44,7 @@ from controller.csms.link import (
     open_link,
 )
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
+from controller.csms.security_events import SecurityEvents
 from controller.csms.timers import Retimer, next_boundary
 from controller.csms.wire import iso_utc
 from controller.domain import (
@@ -55,9 +57,10 @@ from controller.domain import (
     utc_now,
 )
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
-from controller.ocpp16.auth import Authorizer
+from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.certificates import CertificateManager
-from controller.ocpp16.charge_point import OcppChargePoint, Services
+from controller.ocpp16.charge_point import OcppChargePoint
+from controller.ocpp16.services import Services
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.extended_trigger import ExtendedTriggers
@@ -67,8 +70,7 @@ from controller.ocpp16.meter_values import WireDict, meter_value, parse_measuran
 from controller.ocpp16.profile_service import SmartCharging
 from controller.ocpp16.reservations import ReservationBook
 from controller.ocpp16.security import LinkSecurity, LinkSecurityError
-from controller.ocpp16.security_events import SecurityEvents
-from controller.ocpp16.settings import SETTING_KEYS, csms_settings
+from controller.ocpp16.settings import SETTING_KEYS, AuthKeys, csms_settings
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 from controller.ocpp16.transactions import tx_request
 from controller.ocpp16.triggers import TriggerSender
@@ -110,6 +112,13 @@ class _StatusItem:
     status: ConnectorStatus
     fault: FaultKind | None
     at: dt.datetime
+
+
+def security_event_request(event: Mapping[str, str]) -> call.SecurityEventNotification:
+    """A recorded security event as the 1.6 security whitepaper's notification."""
+    return call.SecurityEventNotification(
+        type=event["type"], timestamp=event["timestamp"], tech_info=event.get("techInfo")
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -189,7 +198,7 @@ class Ocpp16Adapter:
         self._control = control
         self._config = config
         self._clock = clock
-        self._authorizer = Authorizer(config, storage, clock)
+        self._authorizer = Authorizer(AuthKeys(config), storage, clock)
         self._profiles = SmartCharging(
             control=control,
             config=config,
@@ -439,7 +448,9 @@ class Ocpp16Adapter:
                 name="ocpp16-transactions",
             )
             group.create_task(
-                self._security_events.drain(lambda request: _call(cp, request), CALL_FAILURES),
+                self._security_events.drain(
+                    lambda event: _call(cp, security_event_request(event)), CALL_FAILURES
+                ),
                 name="ocpp16-security-events",
             )
 
@@ -605,7 +616,7 @@ class Ocpp16Adapter:
                     "Authorize %s unanswered (%s): deciding offline", id_tag, _describe(exc)
                 )
             else:
-                return await self._authorizer.remember(id_tag, conf.id_tag_info)
+                return await self._authorizer.remember(id_tag, result_from_info(conf.id_tag_info))
         result = await self._authorizer.offline(id_tag)
         log.info("%s authorized offline: %s", id_tag, result.status)
         return result
@@ -667,7 +678,9 @@ class Ocpp16Adapter:
             if tx is not None:
                 tx.csms_id = conf.transaction_id
             log.info("transaction %s is %s at the CSMS", message.local_id, conf.transaction_id)
-            result = await self._authorizer.remember(message.body["id_tag"], conf.id_tag_info)
+            result = await self._authorizer.remember(
+                message.body["id_tag"], result_from_info(conf.id_tag_info)
+            )
             if (
                 not result.accepted
                 and tx is not None
@@ -680,7 +693,7 @@ class Ocpp16Adapter:
             self._transactions.pop(message.local_id, None)
             stop_tag = message.body.get("id_tag")
             if stop_tag and conf.id_tag_info is not None:
-                await self._authorizer.remember(stop_tag, conf.id_tag_info)
+                await self._authorizer.remember(stop_tag, result_from_info(conf.id_tag_info))
 
     # --- meter values -----------------------------------------------------------------------
 

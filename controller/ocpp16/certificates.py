@@ -42,14 +42,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from ocpp.routing import on
-from ocpp.v16 import call, call_result
+from ocpp.v16 import call
 from ocpp.v16.enums import (
-    Action,
     CertificateSignedStatus,
     CertificateStatus,
     DeleteCertificateStatus,
-    GetInstalledCertificateStatus,
 )
 
 from controller.csms.calls import CallFailed
@@ -67,16 +64,15 @@ from controller.csms.certificate_x509 import (
     public_key_bits,
     validity_problem,
 )
-from controller.ocpp16.security_events import SecurityEvent
+from controller.csms.security_events import SecurityEvent
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
+    from controller.csms.security_events import SecurityEvents
     from controller.ocpp16.keys import OcppConfig
-    from controller.ocpp16.security_events import SecurityEvents
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CertificateHandlers", "CertificateManager", "CertificateUse"]
+__all__ = ["CertificateManager", "CertificateUse"]
 
 CSMS_ROOT = CertificateUse.CENTRAL_SYSTEM_ROOT
 
@@ -335,40 +331,3 @@ class CertificateManager:
             return CertificateSignedStatus.rejected
         log.info("CertificateSigned Accepted: %s", chain[0].subject.rfc4514_string())
         return CertificateSignedStatus.accepted
-
-
-class CertificateHandlers:
-    """The whitepaper's certificate messages, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.install_certificate)
-    async def on_install_certificate(
-        self, certificate_type: str, certificate: str, **kwargs: Any
-    ) -> Any:
-        status = await self._s.certificates.install(CertificateUse(certificate_type), certificate)
-        return call_result.InstallCertificate(status=status)
-
-    @on(Action.get_installed_certificate_ids)
-    def on_get_installed_certificate_ids(self, certificate_type: str, **kwargs: Any) -> Any:
-        found = self._s.certificates.hash_data(CertificateUse(certificate_type))
-        if not found:
-            return call_result.GetInstalledCertificateIds(
-                status=GetInstalledCertificateStatus.not_found
-            )
-        return call_result.GetInstalledCertificateIds(
-            status=GetInstalledCertificateStatus.accepted,
-            certificate_hash_data=[d.wire() for d in found],
-        )
-
-    @on(Action.delete_certificate)
-    async def on_delete_certificate(
-        self, certificate_hash_data: dict[str, str], **kwargs: Any
-    ) -> Any:
-        status = await self._s.certificates.delete(certificate_hash_data)
-        return call_result.DeleteCertificate(status=status)
-
-    @on(Action.certificate_signed)
-    async def on_certificate_signed(self, certificate_chain: str, **kwargs: Any) -> Any:
-        status = await self._s.certificates.certificate_signed(certificate_chain)
-        return call_result.CertificateSigned(status=status)

@@ -14,11 +14,8 @@ calls. One instance per websocket connection; loop thread only.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
@@ -38,57 +35,27 @@ from ocpp.v16.enums import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from controller.csms.calls import Spawn
-from controller.domain import Answer, ChargePointControl, ResetKind
-from controller.ocpp16.auth import Authorizer
-from controller.ocpp16.certificates import CertificateHandlers
-from controller.ocpp16.diagnostics import DiagnosticsHandlers
+from controller.csms.security_events import SecurityEvent
+from controller.domain import Answer, ResetKind
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
-from controller.ocpp16.extended_trigger import ExtendedTriggerHandlers
-from controller.ocpp16.firmware import FirmwareHandlers
-from controller.ocpp16.get_log import GetLogHandlers
-from controller.ocpp16.local_list import LocalListHandlers
-from controller.ocpp16.reservations import ReservationHandlers
-from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
-from controller.ocpp16.smart_charging import SmartChargingHandlers
-from controller.ocpp16.triggers import TriggerHandlers
+from controller.ocpp16.handlers.certificates import CertificateHandlers
+from controller.ocpp16.handlers.diagnostics import DiagnosticsHandlers
+from controller.ocpp16.handlers.extended_trigger import ExtendedTriggerHandlers
+from controller.ocpp16.handlers.firmware import FirmwareHandlers
+from controller.ocpp16.handlers.get_log import GetLogHandlers
+from controller.ocpp16.handlers.local_list import LocalListHandlers
+from controller.ocpp16.handlers.reservations import ReservationHandlers
+from controller.ocpp16.handlers.smart_charging import SmartChargingHandlers
+from controller.ocpp16.handlers.triggers import TriggerHandlers
 
 if TYPE_CHECKING:
-    from controller.ocpp16.certificates import CertificateManager
-    from controller.ocpp16.diagnostics import Diagnostics
-    from controller.ocpp16.extended_trigger import ExtendedTriggers
-    from controller.ocpp16.firmware import FirmwareUpdater
-    from controller.ocpp16.get_log import LogUploads
-    from controller.ocpp16.keys import OcppConfig
-    from controller.ocpp16.profile_service import SmartCharging
-    from controller.ocpp16.reservations import ReservationBook
-    from controller.ocpp16.triggers import TriggerSender
+    from controller.ocpp16.services import Services
 
 log = logging.getLogger(__name__)
 
 #: DataTransfer: our vendorId, and the messageIds we answer.
 VENDOR_ID = "picharge"
 MESSAGE_CONNECTOR_STATUS = "ConnectorStatus"
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What the handlers act on; built once by the adapter, shared by every connection."""
-
-    control: ChargePointControl
-    config: OcppConfig
-    authorizer: Authorizer  # with the local authorization list (authorizer.local_list)
-    reservations: ReservationBook
-    triggers: TriggerSender
-    profiles: SmartCharging
-    diagnostics: Diagnostics
-    firmware: FirmwareUpdater
-    clock: Callable[[], dt.datetime]
-    spawn: Spawn  # run a coroutine in a tracked task whose failure is logged
-    security_events: SecurityEvents  # the whitepaper's security log, pushed to the CSMS
-    certificates: CertificateManager  # CA store and client certificate (whitepaper)
-    logs: LogUploads  # GetLog: diagnostics and security log uploads
-    extended_triggers: ExtendedTriggers  # ExtendedTriggerMessage, sent through `triggers`
 
 
 _AVAILABILITY = {

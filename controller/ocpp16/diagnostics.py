@@ -32,11 +32,10 @@ import re
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, DiagnosticsStatus
+from ocpp.v16.enums import DiagnosticsStatus
 
 from controller.csms.calls import Spawn
 from controller.csms.log_upload import (
@@ -50,9 +49,6 @@ from controller.csms.log_upload import (
 )
 from controller.file_transfer import safe_url, scheme_of
 from controller.logging_setup import LOG_FILE_NAME, redact, under_systemd
-
-if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +226,3 @@ class Diagnostics:
 
     async def _notify(self, status: DiagnosticsStatus) -> None:
         await notify(self._send, call.DiagnosticsStatusNotification(status=status))
-
-
-class DiagnosticsHandlers:
-    """GetDiagnostics, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.get_diagnostics)
-    def on_get_diagnostics(self, location: str, call_unique_id: str, **kwargs: Any) -> Any:
-        return self._s.diagnostics.plan(call_unique_id, location, **kwargs)
-
-    @after(Action.get_diagnostics)
-    def after_get_diagnostics(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.diagnostics.start_planned(call_unique_id)

@@ -24,16 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import Action, MessageTrigger, TriggerMessageStatus
+from ocpp.v16.enums import MessageTrigger, TriggerMessageStatus
 
 from controller.ocpp16.triggers import Send, TriggerSender, connector_decision
-
-if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +108,3 @@ class ExtendedTriggers:
             MessageTrigger.firmware_status_notification: firmware_status,
             MessageTrigger.sign_charge_point_certificate: sign_certificate,
         }.get(MessageTrigger(requested))
-
-
-class ExtendedTriggerHandlers:
-    """ExtendedTriggerMessage, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.extended_trigger_message)
-    def on_extended_trigger_message(
-        self,
-        requested_message: str,
-        call_unique_id: str,
-        connector_id: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._s.extended_triggers.plan(call_unique_id, requested_message, connector_id)
-
-    @after(Action.extended_trigger_message)
-    def after_extended_trigger_message(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.triggers.send_planned(cast(ChargePoint, self), call_unique_id)

@@ -53,9 +53,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
-from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, FirmwareStatus, UpdateFirmwareStatus
+from ocpp.v16.enums import FirmwareStatus, UpdateFirmwareStatus
 
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.firmware_job import FirmwareJob, JobStore, Stage
@@ -65,6 +64,7 @@ from controller.csms.firmware_signature import (
     trusted_signing_certificate,
     verify_file,
 )
+from controller.csms.security_events import SecurityEvent
 from controller.domain import ChargePointControl, ResetKind
 from controller.file_transfer import TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
@@ -76,10 +76,8 @@ from controller.firmware_install import (
     VerificationFailed,
     inspect_package,
 )
-from controller.ocpp16.security_events import SecurityEvent
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
     from controller.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -96,7 +94,7 @@ SendCall = Callable[[Any], Awaitable[Any]]
 
 
 class RecordEvent(Protocol):
-    """:meth:`controller.ocpp16.security_events.SecurityEvents.record`."""
+    """:meth:`controller.csms.security_events.SecurityEvents.record`."""
 
     def __call__(
         self, event: SecurityEvent, tech_info: str | None = None, *, logged: bool = False
@@ -495,37 +493,3 @@ class FirmwareUpdater:
             await self._send(request)
         except CallFailed as exc:
             log.warning("triggered SignedFirmwareStatusNotification not sent: %s", exc)
-
-
-class FirmwareHandlers:
-    """UpdateFirmware and SignedUpdateFirmware, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.update_firmware)
-    def on_update_firmware(
-        self, location: str, retrieve_date: str, call_unique_id: str, **kwargs: Any
-    ) -> Any:
-        return self._s.firmware.plan(call_unique_id, location, retrieve_date, **kwargs)
-
-    @after(Action.update_firmware)
-    def after_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.firmware.start_planned(call_unique_id)
-
-    @on(Action.signed_update_firmware)
-    async def on_signed_update_firmware(
-        self,
-        request_id: int,
-        firmware: dict[str, Any],
-        call_unique_id: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return await self._s.firmware.plan_signed(
-            call_unique_id, request_id, firmware, retries, retry_interval
-        )
-
-    @after(Action.signed_update_firmware)
-    def after_signed_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.firmware.start_planned(call_unique_id)

@@ -29,11 +29,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, Log, LogStatus, UploadLogStatus
+from ocpp.v16.enums import Log, LogStatus, UploadLogStatus
 
 from controller.csms.calls import Spawn
 from controller.csms.log_upload import (
@@ -47,9 +46,6 @@ from controller.csms.log_upload import (
 )
 from controller.file_transfer import safe_url, scheme_of
 from controller.logging_setup import redact
-
-if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
 
 log = logging.getLogger(__name__)
 
@@ -191,26 +187,3 @@ class LogUploads:
 
     async def _notify(self, status: UploadLogStatus, request_id: int) -> None:
         await notify(self._send, call.LogStatusNotification(status, request_id))
-
-
-class GetLogHandlers:
-    """GetLog, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.get_log)
-    def on_get_log(
-        self,
-        log: dict[str, Any],
-        log_type: str,
-        request_id: int,
-        call_unique_id: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._s.logs.plan(call_unique_id, log_type, request_id, log, retries, retry_interval)
-
-    @after(Action.get_log)
-    def after_get_log(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.logs.start_planned(call_unique_id)

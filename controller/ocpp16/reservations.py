@@ -26,11 +26,9 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ocpp.routing import on
-from ocpp.v16 import call_result
-from ocpp.v16.enums import Action, CancelReservationStatus, ReservationStatus
+from ocpp.v16.enums import ReservationStatus
 
 from controller.connector_types import ReservationEnd
 from controller.csms.calls import Spawn
@@ -39,7 +37,6 @@ from controller.domain import Answer, ChargePointControl
 from controller.storage import StorageError
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
     from controller.ocpp16.keys import OcppConfig
     from controller.storage import Storage
 
@@ -239,34 +236,3 @@ def _load_job(conn: sqlite3.Connection) -> list[Reservation]:
         Reservation(rid, cid, tag, parent, dt.datetime.fromisoformat(expiry))
         for rid, cid, tag, parent, expiry in rows
     ]
-
-
-# --- the CSMS's requests --------------------------------------------------------------------
-
-
-class ReservationHandlers:
-    """ReserveNow and CancelReservation, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.reserve_now)
-    async def on_reserve_now(
-        self,
-        connector_id: int,
-        expiry_date: str,
-        id_tag: str,
-        reservation_id: int,
-        parent_id_tag: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        status = await self._s.reservations.reserve(
-            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
-        )
-        return call_result.ReserveNow(status)
-
-    @on(Action.cancel_reservation)
-    async def on_cancel_reservation(self, reservation_id: int, **kwargs: Any) -> Any:
-        cancelled = await self._s.reservations.cancel(reservation_id)
-        return call_result.CancelReservation(
-            CancelReservationStatus.accepted if cancelled else CancelReservationStatus.rejected
-        )

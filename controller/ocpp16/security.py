@@ -44,8 +44,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from controller.csms.link import LinkTiming, open_link
+from controller.csms.security_events import SecurityEvent, SecurityEvents
 from controller.logging_setup import add_secret
-from controller.ocpp16.security_events import SecurityEvent, SecurityEvents
 
 if TYPE_CHECKING:
     from controller.ocpp16.keys import OcppConfig

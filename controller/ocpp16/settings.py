@@ -17,3 +17,43 @@ def csms_settings(config: OcppConfig) -> CsmsSettings:
         stop_on_ev_disconnect=config.get_bool("StopTransactionOnEVSideDisconnect"),
         connection_timeout_s=float(config.get_int("ConnectionTimeOut")),
     )
+
+
+class AuthKeys:
+    """:class:`~controller.csms.auth.AuthSettings` read from the 1.6 keys at each decision."""
+
+    def __init__(self, config: OcppConfig) -> None:
+        self._config = config
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self._config.get_bool("AuthorizationCacheEnabled")
+
+    @property
+    def local_pre_authorize(self) -> bool:
+        return self._config.get_bool("LocalPreAuthorize")
+
+    @property
+    def local_authorize_offline(self) -> bool:
+        return self._config.get_bool("LocalAuthorizeOffline")
+
+    @property
+    def allow_offline_unknown(self) -> bool:
+        return self._config.get_bool("AllowOfflineTxForUnknownId")
+
+    @property
+    def local_list_enabled(self) -> bool:
+        # None: the charger is built without the LocalAuthListManagement profile
+        return self._config.get("LocalAuthListEnabled") == "true"
+
+    @property
+    def local_list_max(self) -> int:
+        return self._limit("LocalAuthListMaxLength")
+
+    @property
+    def local_list_update_max(self) -> int:
+        return self._limit("SendLocalListMaxLength")
+
+    def _limit(self, key: str) -> int:
+        value = self._config.get(key)
+        return int(value) if value is not None else 0

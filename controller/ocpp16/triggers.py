@@ -27,12 +27,10 @@ import datetime as dt
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import (
-    Action,
     ChargePointErrorCode,
     DiagnosticsStatus,
     FirmwareStatus,
@@ -50,7 +48,6 @@ from controller.ocpp16.meter_values import meter_value, parse_measurands
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
     from controller.ocpp16.keys import OcppConfig
 
 log = logging.getLogger(__name__)
@@ -245,23 +242,3 @@ class TriggerSender:
         interval = str(answer.interval)
         if answer.interval > 0 and self._config.get("HeartbeatInterval") != interval:
             await self._config.change("HeartbeatInterval", interval)
-
-
-class TriggerHandlers:
-    """TriggerMessage, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.trigger_message)
-    def on_trigger_message(
-        self,
-        requested_message: str,
-        call_unique_id: str,
-        connector_id: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._s.triggers.plan(call_unique_id, requested_message, connector_id)
-
-    @after(Action.trigger_message)
-    def after_trigger_message(self, call_unique_id: str, **kwargs: Any) -> None:
-        self._s.triggers.send_planned(cast(ChargePoint, self), call_unique_id)

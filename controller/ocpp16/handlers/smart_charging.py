@@ -28,8 +28,8 @@ from controller.charging_schedule import RateUnit
 from controller.csms.wire import iso_utc
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
     from controller.ocpp16.profiles import InstalledProfile
+    from controller.ocpp16.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
-
-from ocpp.v16 import call
 
 from controller.csms.wire import iso_utc, parse_iso
 from controller.storage import StorageError
@@ -150,10 +148,13 @@ class SecurityEvents:
 
     async def drain(
         self,
-        send: Callable[[Any], Awaitable[Any]],
+        send: Callable[[Mapping[str, str]], Awaitable[Any]],
         failures: tuple[type[BaseException], ...],
     ) -> None:
         """Send the pending events in order while registered; runs until cancelled.
+
+        ``send`` delivers one event (``type``, ``timestamp``, optional ``techInfo``) as the
+        version speaks it (1.6: SecurityEventNotification).
 
         An event the CSMS answers (even with a CALLERROR, e.g. a CSMS without the
         whitepaper) is done; ``failures`` raised by ``send`` are logged and the event goes.
@@ -165,11 +166,8 @@ class SecurityEvents:
                 await self._added.wait()
                 continue
             event = self._pending[0]
-            request = call.SecurityEventNotification(
-                type=event["type"], timestamp=event["timestamp"], tech_info=event.get("techInfo")
-            )
             try:
-                await send(request)
+                await send(dict(event))
             except failures as exc:
                 log.warning("SecurityEventNotification %s not delivered: %s", event["type"], exc)
             if self._pending and self._pending[0] is event:

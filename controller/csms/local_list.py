@@ -1,18 +1,22 @@
-"""The OCPP 1.6 local authorization list: SendLocalList, GetLocalListVersion and lookups.
+"""The local authorization list: its updates, its version and lookups.
 
 The CSMS keeps a list of id tags in the charge point (1.6 §3.5.2, §5.15, §5.10): a Full
 update replaces the list, a Differential update adds, changes (an entry with ``idTagInfo``)
 or removes (an entry without) tags, and the list carries the version the CSMS gave it.
 Answers follow the specification:
 
-- ``NotSupported`` while ``LocalAuthListEnabled`` is false (or the charger is built without
-  the LocalAuthListManagement profile); GetLocalListVersion then answers -1.
+- ``NotSupported`` while the list is disabled (:attr:`ListSettings.local_list_enabled`; 1.6:
+  ``LocalAuthListEnabled`` or no LocalAuthListManagement profile); the version is then -1.
 - ``VersionMismatch`` for a Differential update whose version is not newer than the list's
   (the CSMS then sends a Full update).
-- ``Failed`` for what cannot be applied: more entries than ``SendLocalListMaxLength`` in one
-  request, a result longer than ``LocalAuthListMaxLength``, a Full entry without
-  ``idTagInfo``, a tag twice in one request, an unreadable expiryDate, a negative version,
-  or a database that will not store it. Nothing changes then.
+- ``Failed`` for what cannot be applied: more entries than one update may carry
+  (1.6: ``SendLocalListMaxLength``), a result longer than the list may be
+  (``LocalAuthListMaxLength``), a Full entry without ``idTagInfo``, a tag twice in one
+  request, an unreadable expiryDate, a negative version, or a database that will not store
+  it. Nothing changes then.
+
+The version adapter hands updates over as :class:`ListItem` (strings as the CSMS sent them,
+parsed here, so every problem above is found in the same order whatever the version).
 
 Version: what GetLocalListVersion answers and what a Differential update is compared with.
 1.6 says 0 stands for an empty list, so an empty list has version 0 whatever version its
@@ -34,19 +38,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-from ocpp.routing import on
-from ocpp.v16 import call_result
-from ocpp.v16.enums import Action, UpdateStatus
+from typing import TYPE_CHECKING, Protocol
 
 from controller.csms.wire import parse_iso
 from controller.domain import AuthResult, AuthStatus
 from controller.storage import StorageError
 
 if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import Services
-    from controller.ocpp16.keys import OcppConfig
     from controller.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -54,7 +52,6 @@ log = logging.getLogger(__name__)
 #: Storage settings namespace and key of the list's version.
 NAMESPACE = "ocpp16.local_list"
 VERSION_KEY = "version"
-PROFILE = "LocalAuthListManagement"
 
 
 class UpdateOutcome(StrEnum):
@@ -64,6 +61,36 @@ class UpdateOutcome(StrEnum):
     FAILED = "Failed"
     NOT_SUPPORTED = "NotSupported"
     VERSION_MISMATCH = "VersionMismatch"
+
+
+class ListSettings(Protocol):
+    """The list's settings, read at each use; a version adapter maps its keys."""
+
+    @property
+    def local_list_enabled(self) -> bool:
+        """False also when the charger is built without a local list."""
+        ...
+
+    @property
+    def local_list_max(self) -> int:
+        """Entries the list may hold."""
+        ...
+
+    @property
+    def local_list_update_max(self) -> int:
+        """Entries one update may carry."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListItem:
+    """One tag of an update as the CSMS sent it; ``status`` None: no IdTagInfo (a removal in
+    a Differential update). ``expiry`` is the CSMS's ISO 8601 text."""
+
+    id_tag: str
+    status: str | None = None
+    parent_id: str | None = None
+    expiry: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,28 +107,25 @@ class BadUpdate(ValueError):
     """A SendLocalList request that cannot be applied (answered Failed)."""
 
 
-def _entry_from_wire(item: Mapping[str, Any]) -> tuple[str, ListEntry | None]:
-    """(tag, entry) from a localAuthorizationList item (the library's snake_case keys);
-    entry None: the item has no idTagInfo (a removal in a Differential update)."""
-    tag = str(item["id_tag"])
-    info = item.get("id_tag_info")
-    if info is None:
+def _entry_from_item(item: ListItem) -> tuple[str, ListEntry | None]:
+    """(tag, entry) of an update item; entry None: a removal."""
+    tag = item.id_tag
+    if item.status is None:
         return tag, None
     expiry = None
-    raw_expiry = info.get("expiry_date")
-    if raw_expiry is not None:
+    if item.expiry is not None:
         try:
-            expiry = parse_iso(str(raw_expiry))
+            expiry = parse_iso(item.expiry)
         except ValueError as exc:
-            raise BadUpdate(f"{tag}: unreadable expiryDate {raw_expiry!r}") from exc
-    return tag, ListEntry(tag, AuthStatus(info["status"]), info.get("parent_id_tag"), expiry)
+            raise BadUpdate(f"{tag}: unreadable expiryDate {item.expiry!r}") from exc
+    return tag, ListEntry(tag, AuthStatus(item.status), item.parent_id, expiry)
 
 
-def _parse_items(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, ListEntry | None]]:
+def _parse_items(items: Iterable[ListItem]) -> dict[str, tuple[str, ListEntry | None]]:
     """{folded tag: (tag, entry or None)}; a tag named twice is a :class:`BadUpdate`."""
     parsed: dict[str, tuple[str, ListEntry | None]] = {}
     for item in items:
-        tag, entry = _entry_from_wire(item)
+        tag, entry = _entry_from_item(item)
         key = tag.casefold()
         if key in parsed:
             raise BadUpdate(f"{tag} appears more than once")
@@ -117,9 +141,9 @@ class LocalAuthList:
     """The local authorization list of one charge point (in memory and in storage)."""
 
     def __init__(
-        self, config: OcppConfig, storage: Storage, clock: Callable[[], dt.datetime]
+        self, settings: ListSettings, storage: Storage, clock: Callable[[], dt.datetime]
     ) -> None:
-        self._config = config
+        self._settings = settings
         self._storage = storage
         self._clock = clock
         self._entries: dict[str, ListEntry] = {}  # by folded tag
@@ -127,16 +151,12 @@ class LocalAuthList:
         self._loaded = False
         self._lock = asyncio.Lock()  # one update (or load) at a time
 
-    # --- keys -----------------------------------------------------------------------------
+    # --- settings -------------------------------------------------------------------------
 
     @property
     def enabled(self) -> bool:
-        """LocalAuthListEnabled (False when the profile is not configured at all)."""
-        return self._config.get("LocalAuthListEnabled") == "true"
-
-    def _limit(self, key: str) -> int:
-        value = self._config.get(key)
-        return int(value) if value is not None else 0
+        """Whether the list is in use (read at each decision: a change applies at once)."""
+        return self._settings.local_list_enabled
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -195,9 +215,10 @@ class LocalAuthList:
     # --- updating ---------------------------------------------------------------------------
 
     async def update(
-        self, update_type: str, list_version: int, items: Sequence[Mapping[str, Any]]
+        self, update_type: str, list_version: int, items: Sequence[ListItem]
     ) -> UpdateOutcome:
-        """Apply a SendLocalList request; durable before it returns Accepted."""
+        """Apply an update (``update_type`` "Full" or "Differential"); durable before it
+        returns Accepted."""
         if not self.enabled:
             log.info("SendLocalList: the local authorization list is disabled")
             return UpdateOutcome.NOT_SUPPORTED
@@ -213,7 +234,7 @@ class LocalAuthList:
             return UpdateOutcome.FAILED
 
     async def _update(
-        self, update_type: str, list_version: int, items: Sequence[Mapping[str, Any]]
+        self, update_type: str, list_version: int, items: Sequence[ListItem]
     ) -> UpdateOutcome:
         full = update_type == "Full"
         current = self._version if self._entries else 0
@@ -226,7 +247,7 @@ class LocalAuthList:
             return UpdateOutcome.VERSION_MISMATCH
         if list_version < 0:
             raise BadUpdate("a negative listVersion")
-        send_max = self._limit("SendLocalListMaxLength")
+        send_max = self._settings.local_list_update_max
         if len(items) > send_max:
             raise BadUpdate(f"{len(items)} entries, SendLocalListMaxLength is {send_max}")
         changes = _parse_items(items)
@@ -242,7 +263,7 @@ class LocalAuthList:
                 entries.pop(key, None)
             else:
                 entries[key] = entry
-        list_max = self._limit("LocalAuthListMaxLength")
+        list_max = self._settings.local_list_max
         if len(entries) > list_max:
             raise BadUpdate(f"{len(entries)} entries, LocalAuthListMaxLength is {list_max}")
         await self._storage.run(_write_job(full, list_version, changes))
@@ -302,34 +323,3 @@ def _write_job(
             raise
 
     return job
-
-
-# --- the CSMS's requests --------------------------------------------------------------------
-
-
-class LocalListHandlers:
-    """SendLocalList and GetLocalListVersion, mixed into the OCPP 1.6 ChargePoint."""
-
-    _s: Services
-
-    @on(Action.send_local_list)
-    async def on_send_local_list(
-        self,
-        list_version: int,
-        update_type: str,
-        local_authorization_list: list[dict[str, Any]] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        outcome = await self._s.authorizer.local_list.update(
-            update_type, list_version, local_authorization_list or []
-        )
-        return call_result.SendLocalList(UpdateStatus(outcome.value))
-
-    @on(Action.get_local_list_version)
-    async def on_get_local_list_version(self, **kwargs: Any) -> Any:
-        try:
-            version = await self._s.authorizer.local_list.version()
-        except StorageError as exc:
-            log.error("GetLocalListVersion: the list is unreadable: %s", exc)
-            version = 0  # nothing usable: the CSMS sends a Full update
-        return call_result.GetLocalListVersion(list_version=version)
