@@ -116,7 +116,7 @@ def _v3_local_auth_list(conn: sqlite3.Connection) -> None:
 
 
 def _v4_reservations(conn: sqlite3.Connection) -> None:
-    """Reservations the CSMS made (controller.ocpp16.reservations)."""
+    """Reservations the CSMS made (controller.csms.reservations)."""
     conn.execute(
         "CREATE TABLE reservations ("
         " reservation_id INTEGER PRIMARY KEY,"

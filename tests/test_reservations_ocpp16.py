@@ -14,9 +14,10 @@ from typing import Any
 from ocpp.v16 import call
 
 from controller.connector_types import ReservationEnd
+from controller.csms.reservations import Reservation, ReservationBook
 from controller.domain import Answer, Transaction, utc_now
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.reservations import Reservation, ReservationBook
+from controller.ocpp16.settings import ReservationKeys
 from controller.storage import Storage
 from tests.csms import ACCEPTED_TAG, make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -175,7 +176,9 @@ async def test_stored_reservations_are_made_again_at_start_unless_expired(tmp_pa
         config = OcppConfig(storage, number_of_connectors=2)
         await config.load()
         spawn = _spawner(tasks)
-        first = ReservationBook(FakeControl((1, 2)), config, storage, lambda: start, spawn)
+        first = ReservationBook(
+            FakeControl((1, 2)), ReservationKeys(config), storage, lambda: start, spawn
+        )
         hours = [start + dt.timedelta(hours=h) for h in (3, 1, 3)]
         assert await first.reserve(1, hours[0].isoformat(), TAG, 1, "FAMILY") == "Accepted"
         assert await first.reserve(0, hours[1].isoformat(), "CAFE0001", 2, None) == "Accepted"
@@ -190,7 +193,9 @@ async def test_stored_reservations_are_made_again_at_start_unless_expired(tmp_pa
 
         control.reserve = occupied_2  # type: ignore[method-assign]
         two_hours_on = start + dt.timedelta(hours=2)  # reservation 2 has expired
-        restarted = ReservationBook(control, config, storage, lambda: two_hours_on, spawn)
+        restarted = ReservationBook(
+            control, ReservationKeys(config), storage, lambda: two_hours_on, spawn
+        )
         await restarted.restore()
         assert [c[:3] for c in control.named("reserve")] == [
             (1, TAG, "FAMILY"),

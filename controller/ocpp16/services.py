@@ -17,6 +17,7 @@ from controller.csms.security_events import SecurityEvents
 from controller.domain import ChargePointControl
 
 if TYPE_CHECKING:
+    from controller.csms.reservations import ReservationBook
     from controller.ocpp16.certificates import CertificateManager
     from controller.ocpp16.diagnostics import Diagnostics
     from controller.ocpp16.extended_trigger import ExtendedTriggers
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from controller.ocpp16.get_log import LogUploads
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.profile_service import SmartCharging
-    from controller.ocpp16.reservations import ReservationBook
     from controller.ocpp16.triggers import TriggerSender
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from controller.domain import CsmsSettings
 from controller.ocpp16.keys import OcppConfig
 
+#: The feature profile that brings ReserveNow and CancelReservation.
+RESERVATION_PROFILE = "Reservation"
 #: The keys :func:`csms_settings` reads (casefolded: 1.6 keys compare case-insensitively).
 SETTING_KEYS = frozenset(
     key.casefold() for key in ("StopTransactionOnEVSideDisconnect", "ConnectionTimeOut")
@@ -57,3 +59,18 @@ class AuthKeys:
     def _limit(self, key: str) -> int:
         value = self._config.get(key)
         return int(value) if value is not None else 0
+
+
+class ReservationKeys:
+    """:class:`~controller.csms.reservations.ReservationSettings` from the 1.6 keys."""
+
+    def __init__(self, config: OcppConfig) -> None:
+        self._config = config
+
+    @property
+    def reservations_supported(self) -> bool:
+        return RESERVATION_PROFILE in self._config.table.ctx.profiles
+
+    @property
+    def reserve_any_connector(self) -> bool:
+        return self._config.get("ReserveConnectorZeroSupported") == "true"

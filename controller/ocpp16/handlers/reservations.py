@@ -1,4 +1,5 @@
-"""The 1.6 requests of :mod:`controller.ocpp16.reservations`, as a mixin of the ChargePoint."""
+"""ReserveNow and CancelReservation (1.6 §5.13, §5.3) onto the neutral
+:class:`~controller.csms.reservations.ReservationBook`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import on
 from ocpp.v16 import call_result
-from ocpp.v16.enums import Action, CancelReservationStatus
+from ocpp.v16.enums import Action, CancelReservationStatus, ReservationStatus
 
 if TYPE_CHECKING:
     from controller.ocpp16.services import Services
@@ -30,10 +31,10 @@ class ReservationHandlers:
         parent_id_tag: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        status = await self._s.reservations.reserve(
+        answer = await self._s.reservations.reserve(
             connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
         )
-        return call_result.ReserveNow(status)
+        return call_result.ReserveNow(ReservationStatus(answer.value))
 
     @on(Action.cancel_reservation)
     async def on_cancel_reservation(self, reservation_id: int, **kwargs: Any) -> Any:

@@ -1,13 +1,14 @@
-"""OCPP 1.6 reservations: ReserveNow and CancelReservation, kept across restarts.
+"""Reservations the CSMS makes (1.6 ReserveNow and CancelReservation), kept across restarts.
 
 The connector state machines hold the reservations and enforce them (only the reserved id,
 or an id of the same parent, may start; expiry; Reserved status; see
 :mod:`controller.connector`); the supervisor places connector-0 reservations ("any
-connector") on a free connector. :class:`ReservationBook` is the OCPP side (1.6 §5.13,
-§5.3):
+connector") on a free connector. :class:`ReservationBook` is the CSMS side (1.6 §5.13,
+§5.3), whatever the version:
 
-- It checks what only OCPP knows before asking the charge point: the Reservation profile is
-  configured (else Rejected), ``ReserveConnectorZeroSupported`` for connector 0, the
+- It checks what only the CSMS side knows before asking the charge point: reservations are
+  supported (:class:`ReservationSettings`; 1.6: the Reservation profile, else Rejected), a
+  reservation of connector 0 is allowed (1.6: ``ReserveConnectorZeroSupported``), the
   connector exists, the expiryDate is readable and in the future (else Rejected). The charge
   point answers Accepted, Occupied, Faulted or Unavailable.
 - An accepted reservation is stored (table ``reservations``) before the answer goes out,
@@ -26,9 +27,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from ocpp.v16.enums import ReservationStatus
+from typing import TYPE_CHECKING, Protocol
 
 from controller.connector_types import ReservationEnd
 from controller.csms.calls import Spawn
@@ -37,18 +36,24 @@ from controller.domain import Answer, ChargePointControl
 from controller.storage import StorageError
 
 if TYPE_CHECKING:
-    from controller.ocpp16.keys import OcppConfig
     from controller.storage import Storage
 
 log = logging.getLogger(__name__)
 
-PROFILE = "Reservation"
-_OUTCOMES = {
-    Answer.ACCEPTED: ReservationStatus.accepted,
-    Answer.OCCUPIED: ReservationStatus.occupied,
-    Answer.FAULTED: ReservationStatus.faulted,
-    Answer.UNAVAILABLE: ReservationStatus.unavailable,
-}
+#: What the charge point may answer a reservation; anything else counts as Rejected.
+_OUTCOMES = frozenset({Answer.ACCEPTED, Answer.OCCUPIED, Answer.FAULTED, Answer.UNAVAILABLE})
+
+
+class ReservationSettings(Protocol):
+    """Read at each request; a version adapter maps its keys."""
+
+    @property
+    def reservations_supported(self) -> bool: ...
+
+    @property
+    def reserve_any_connector(self) -> bool:
+        """A reservation may name connector 0: any connector."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +73,13 @@ class ReservationBook:
     def __init__(
         self,
         control: ChargePointControl,
-        config: OcppConfig,
+        settings: ReservationSettings,
         storage: Storage,
         clock: Callable[[], dt.datetime],
         spawn: Spawn,
     ) -> None:
         self._control = control
-        self._config = config
+        self._settings = settings
         self._storage = storage
         self._clock = clock
         self._spawn = spawn
@@ -87,7 +92,7 @@ class ReservationBook:
 
     @property
     def supported(self) -> bool:
-        return PROFILE in self._config.table.ctx.profiles
+        return self._settings.reservations_supported
 
     # --- ReserveNow, CancelReservation ------------------------------------------------------
 
@@ -98,8 +103,9 @@ class ReservationBook:
         id_tag: str,
         reservation_id: int,
         parent_id: str | None,
-    ) -> ReservationStatus:
-        """ReserveNow: the answer, after the reservation is made and stored."""
+    ) -> Answer:
+        """ReserveNow: the answer (Accepted, Occupied, Faulted, Unavailable or Rejected),
+        after the reservation is made and stored."""
         problem = self._refusal(connector_id)
         try:
             expiry = parse_iso(expiry_date)
@@ -110,13 +116,13 @@ class ReservationBook:
             problem = f"expiryDate {expiry_date} has passed"
         if problem is not None:
             log.info("ReserveNow %d rejected: %s", reservation_id, problem)
-            return ReservationStatus.rejected
+            return Answer.REJECTED
         wanted = Reservation(reservation_id, connector_id, id_tag, parent_id, expiry)
         answer = await self._control.reserve(
             connector_id, id_tag, parent_id, expiry, reservation_id
         )
-        status = _OUTCOMES.get(answer, ReservationStatus.rejected)
-        if status is not ReservationStatus.accepted:
+        status = answer if answer in _OUTCOMES else Answer.REJECTED
+        if status is not Answer.ACCEPTED:
             log.info("ReserveNow %d on connector %d: %s", reservation_id, connector_id, status)
             return status
         try:
@@ -124,16 +130,16 @@ class ReservationBook:
         except StorageError as exc:
             log.error("reservation %d not stored, withdrawn: %s", reservation_id, exc)
             await self._control.cancel_reservation(reservation_id)
-            return ReservationStatus.rejected
+            return Answer.REJECTED
         self._held[reservation_id] = wanted
         return status
 
     def _refusal(self, connector_id: int) -> str | None:
         if not self.supported:
-            return "the Reservation profile is not configured"
+            return "reservations are not supported (1.6: the Reservation profile)"
         if connector_id == 0:
-            if self._config.get("ReserveConnectorZeroSupported") != "true":
-                return "ReserveConnectorZeroSupported is false"
+            if not self._settings.reserve_any_connector:
+                return "reserving connector 0 is not supported (ReserveConnectorZeroSupported)"
         elif connector_id not in self._control.connector_ids:
             return f"no connector {connector_id}"
         return None

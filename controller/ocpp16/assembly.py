@@ -1,0 +1,152 @@
+"""The services the 1.6 handlers act on, built in dependency order.
+
+Each service is built after the ones it uses, and is handed bound methods of those, never a
+lambda that reaches into a container not yet built. What every service shares: ``send``
+(:meth:`~controller.ocpp16.caller.SessionCaller.call`, refused while not registered) and
+``spawn`` (the adapter's :class:`~controller.csms.tasks.TaskSet`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from cryptography import x509
+from ocpp.v16 import call
+
+from controller.charging_schedule import ConnectorRating
+from controller.csms.auth import Authorizer
+from controller.csms.calls import Send, Spawn
+from controller.csms.certificate_store import CertificateUse
+from controller.csms.firmware_signature import file_roots
+from controller.csms.link import LinkTiming
+from controller.csms.reservations import ReservationBook
+from controller.csms.security_events import SecurityEvents
+from controller.domain import ChargePointControl, MeterSample
+from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
+from controller.ocpp16.certificates import CertificateManager
+from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
+from controller.ocpp16.extended_trigger import ExtendedTriggers
+from controller.ocpp16.firmware import FirmwareUpdater, installed_version
+from controller.ocpp16.get_log import LogUploads
+from controller.ocpp16.keys import OcppConfig
+from controller.ocpp16.profile_service import SmartCharging
+from controller.ocpp16.security import LinkSecurity
+from controller.ocpp16.services import Services
+from controller.ocpp16.settings import ReservationKeys
+from controller.ocpp16.triggers import TriggerSender
+from controller.storage import Storage
+
+
+def build_services(
+    *,
+    chargepoint_id: str,
+    control: ChargePointControl,
+    config: OcppConfig,
+    storage: Storage,
+    clock: Callable[[], dt.datetime],
+    timing: LinkTiming,
+    send: Send,
+    spawn: Spawn,
+    authorizer: Authorizer,
+    security_events: SecurityEvents,
+    boot_request: call.BootNotification,
+    latest_sample: Callable[[int], MeterSample | None],
+    connector_ratings: Mapping[int, ConnectorRating] | None,
+    diagnostics_logs: LogSource | None,
+    firmware_installer: Installer | None,
+    security: LinkSecurity | None,
+    firmware_signing_ca: Path | None,
+) -> Services:
+    """Everything :class:`~controller.ocpp16.charge_point.OcppChargePoint` serves from."""
+    state_dir = storage.path.parent
+    scale = timing.interval_scale
+
+    def secrets() -> list[str]:
+        return [v for k in SECRET_KEYS if (v := config.get(k))]
+
+    certificates = CertificateManager(
+        state_dir=state_dir,
+        config=config,
+        chargepoint_id=chargepoint_id,
+        ca_file=security.files.ca_file if security is not None else None,
+        send=send,
+        events=security_events,
+        clock=clock,
+    )
+
+    def signing_roots() -> list[x509.Certificate]:
+        return file_roots(firmware_signing_ca) + certificates.roots(
+            CertificateUse.MANUFACTURER_ROOT
+        )
+
+    diagnostics = Diagnostics(
+        chargepoint_id=chargepoint_id,
+        logs=diagnostics_logs or default_log_source(state_dir),
+        secrets=secrets,
+        send=send,
+        spawn=spawn,
+        clock=clock,
+        interval_scale=scale,
+    )
+    firmware = FirmwareUpdater(
+        control=control,
+        installer=firmware_installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
+        current_version=installed_version(),
+        send=send,
+        spawn=spawn,
+        clock=clock,
+        storage=storage,
+        record_event=security_events.record,
+        signing_roots=signing_roots,
+        interval_scale=scale,
+    )
+    logs = LogUploads(
+        chargepoint_id=chargepoint_id,
+        diagnostics_log=diagnostics.prepare,
+        security_history=security_events.history,
+        secrets=secrets,
+        send=send,
+        spawn=spawn,
+        clock=clock,
+        interval_scale=scale,
+    )
+    triggers = TriggerSender(
+        control=control,
+        config=config,
+        boot_request=boot_request,
+        latest_sample=latest_sample,
+        clock=clock,
+        spawn=spawn,
+        diagnostics_status=lambda: diagnostics.status,
+        firmware_status=lambda: firmware.status,
+    )
+    return Services(
+        control=control,
+        config=config,
+        authorizer=authorizer,
+        reservations=ReservationBook(control, ReservationKeys(config), storage, clock, spawn),
+        triggers=triggers,
+        profiles=SmartCharging(
+            control=control,
+            config=config,
+            storage=storage,
+            spawn=spawn,
+            clock=clock,
+            ratings=connector_ratings,
+        ),
+        diagnostics=diagnostics,
+        firmware=firmware,
+        clock=clock,
+        spawn=spawn,
+        security_events=security_events,
+        certificates=certificates,
+        logs=logs,
+        extended_triggers=ExtendedTriggers(
+            triggers=triggers,
+            log_status=logs.status_notification,
+            report_firmware=firmware.report_signed_status,
+            request_signing=certificates.request_signing,
+        ),
+    )

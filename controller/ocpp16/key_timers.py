@@ -1,0 +1,45 @@
+"""The 1.6 interval keys and the timers that follow them.
+
+A timer (:class:`~controller.csms.timers.Retimer`) reads its interval key when it starts
+waiting; :class:`KeyTimers` re-times every timer of a key the moment a ChangeConfiguration
+changes it, so a shorter HeartbeatInterval applies at once, not after the old interval.
+Loop thread only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from controller.csms.timers import Retimer
+from controller.ocpp16.keys import OcppConfig
+
+
+class KeyTimers:
+    """Timers by the key they follow; ``interval_scale`` shrinks every interval (tests)."""
+
+    def __init__(self, config: OcppConfig, interval_scale: float) -> None:
+        self._config = config
+        self._scale = interval_scale
+        self._timers: defaultdict[str, set[Retimer]] = defaultdict(set)
+        config.on_change(self._changed)
+
+    def interval(self, key: str) -> float | None:
+        """A 1.6 interval key in seconds (scaled); None = off (0 or less)."""
+        value = self._config.get_int(key)
+        return value * self._scale if value > 0 else None
+
+    @contextmanager
+    def following(self, key: str, timer: Retimer) -> Iterator[Retimer]:
+        """Re-time ``timer`` whenever ``key`` changes, while the block runs."""
+        folded = key.casefold()
+        self._timers[folded].add(timer)
+        try:
+            yield timer
+        finally:
+            self._timers[folded].discard(timer)
+
+    def _changed(self, key: str, value: str) -> None:
+        for timer in self._timers.get(key.casefold(), ()):
+            timer.retime()
