@@ -18,9 +18,11 @@ from ocpp.v16 import call
 
 from controller.charging_schedule import ConnectorRating, RateUnit
 from controller.connector_types import ConnectorStatus, StopReason
+from controller.csms.smart_charging import SmartCharging
 from controller.domain import Transaction, utc_now
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.profile_service import SmartCharging
+from controller.ocpp16.profiles import parse_profile
+from controller.ocpp16.settings import SmartChargingKeys
 from controller.storage import Storage
 from tests.csms import make_csms_fixture  # noqa: F401
 from tests.test_ocpp16_support import (  # the fixture make_rig
@@ -514,7 +516,8 @@ class Bench:
         self.control.calls.clear()
         self.service = SmartCharging(
             control=self.control,
-            config=self.config,
+            settings=SmartChargingKeys(self.config),
+            parse=parse_profile,
             storage=self.storage,
             spawn=lambda coro, name: self.spawned.add(asyncio.create_task(coro, name=name)),
             clock=self.clock,

@@ -23,6 +23,7 @@ from controller.csms.firmware_signature import file_roots
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
 from controller.csms.security_events import SecurityEvents
+from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.certificates import CertificateManager
@@ -31,10 +32,10 @@ from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
 from controller.ocpp16.get_log import LogUploads
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.profile_service import SmartCharging
+from controller.ocpp16.profiles import parse_profile
 from controller.ocpp16.security import LinkSecurity
 from controller.ocpp16.services import Services
-from controller.ocpp16.settings import ReservationKeys
+from controller.ocpp16.settings import ReservationKeys, SmartChargingKeys
 from controller.ocpp16.triggers import TriggerSender
 from controller.storage import Storage
 
@@ -130,7 +131,8 @@ def build_services(
         triggers=triggers,
         profiles=SmartCharging(
             control=control,
-            config=config,
+            settings=SmartChargingKeys(config),
+            parse=parse_profile,
             storage=storage,
             spawn=spawn,
             clock=clock,

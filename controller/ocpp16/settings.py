@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from controller.charging_schedule import RateUnit
+from controller.csms.profiles import ProfileRules
 from controller.domain import CsmsSettings
 from controller.ocpp16.keys import OcppConfig
 
@@ -74,3 +76,41 @@ class ReservationKeys:
     @property
     def reserve_any_connector(self) -> bool:
         return self._config.get("ReserveConnectorZeroSupported") == "true"
+
+
+#: Fallbacks when the configuration lacks the SmartCharging keys (built without the profile).
+DEFAULT_RULES = ProfileRules(
+    max_stack_level=8,
+    allowed_units=frozenset(RateUnit),
+    max_periods=48,
+    max_installed=16,
+)
+_UNIT_NAMES = {"current": RateUnit.AMPS, "power": RateUnit.WATTS}
+
+
+class SmartChargingKeys:
+    """:class:`~controller.csms.smart_charging.SmartChargingSettings` from the 1.6 keys."""
+
+    def __init__(self, config: OcppConfig) -> None:
+        self._config = config
+
+    def rules(self) -> ProfileRules:
+        def number(key: str, default: int) -> int:
+            value = self._config.get(key)
+            return default if value is None else int(value)
+
+        units = self._config.get("ChargingScheduleAllowedChargingRateUnit")
+        return ProfileRules(
+            max_stack_level=number("ChargeProfileMaxStackLevel", DEFAULT_RULES.max_stack_level),
+            allowed_units=(
+                DEFAULT_RULES.allowed_units
+                if units is None
+                else frozenset(_UNIT_NAMES[u.lower()] for u in units.split(",") if u)
+            ),
+            max_periods=number("ChargingScheduleMaxPeriods", DEFAULT_RULES.max_periods),
+            max_installed=number("MaxChargingProfilesInstalled", DEFAULT_RULES.max_installed),
+        )
+
+    @property
+    def connection_timeout_s(self) -> float:
+        return float(self._config.get_int("ConnectionTimeOut"))

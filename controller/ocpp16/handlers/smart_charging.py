@@ -25,10 +25,11 @@ from ocpp.v16.enums import (
 )
 
 from controller.charging_schedule import RateUnit
+from controller.csms.profiles import Purpose
 from controller.csms.wire import iso_utc
 
 if TYPE_CHECKING:
-    from controller.ocpp16.profiles import InstalledProfile
+    from controller.csms.profiles import InstalledProfile
     from controller.ocpp16.services import Services
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class SmartChargingHandlers:
         **kwargs: Any,
     ) -> Any:
         purpose = (
-            ChargingProfilePurposeType(charging_profile_purpose)
+            Purpose(ChargingProfilePurposeType(charging_profile_purpose).value)
             if charging_profile_purpose is not None
             else None
         )

@@ -1,6 +1,6 @@
 """Smart charging at run time: the installed profiles, on disk, pushed to the connectors.
 
-:class:`SmartCharging` owns the :class:`~controller.ocpp16.profiles.ProfileBook` and its
+:class:`SmartCharging` owns the :class:`~controller.csms.profiles.ProfileBook` and its
 :class:`~controller.csms.profile_store.ProfileStore`. A profile is on disk before
 SetChargingProfile answers Accepted, and the book comes back from disk when :meth:`run`
 starts, so limits hold across restarts. Each connector's composite limit
@@ -18,7 +18,9 @@ starts, so limits hold across restarts. Each connector's composite limit
 
 Only changes are pushed (a connector starts without a limit). The limit is in amperes per
 phase; below 6 A the connector machine suspends charging (SuspendedEVSE) and 0 A pauses.
-Everything runs on the loop thread.
+Version-neutral: profiles arrive through the version's parser (``parse``, which also reads
+them back from disk) and the rules come from :class:`SmartChargingSettings`. Everything runs
+on the loop thread.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from ocpp.v16.enums import ChargingProfilePurposeType as Purpose
+from typing import Any, Protocol
 
 from controller.charging_schedule import (
     ConnectorRating,
@@ -45,29 +45,34 @@ from controller.charging_schedule import (
 )
 from controller.csms.calls import Spawn
 from controller.csms.profile_store import ProfileStore, StoredProfile
-from controller.domain import ChargePointControl, Transaction, utc_now
-from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.profiles import (
+from controller.csms.profiles import (
     InstalledProfile,
+    ParseProfile,
     ProfileBook,
     ProfileRejected,
     ProfileRules,
-    parse_profile,
+    Purpose,
 )
+from controller.domain import ChargePointControl, Transaction, utc_now
 from controller.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
 #: The boundary timer wakes at least this often (s), whatever the schedules say.
 MAX_SLEEP_S = 60.0
-#: Fallbacks when the configuration lacks the SmartCharging keys (built without the profile).
-DEFAULT_RULES = ProfileRules(
-    max_stack_level=8,
-    allowed_units=frozenset(RateUnit),
-    max_periods=48,
-    max_installed=16,
-)
-_UNIT_NAMES = {"current": RateUnit.AMPS, "power": RateUnit.WATTS}
+
+
+class SmartChargingSettings(Protocol):
+    """Read at each use; a version adapter maps its keys."""
+
+    def rules(self) -> ProfileRules:
+        """What a new profile may be (stack levels, units, periods, how many)."""
+        ...
+
+    @property
+    def connection_timeout_s(self) -> float:
+        """How long a remote start's profile waits for its session on any connector."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +99,16 @@ class SmartCharging:
         self,
         *,
         control: ChargePointControl,
-        config: OcppConfig,
+        settings: SmartChargingSettings,
+        parse: ParseProfile,
         storage: Storage,
         spawn: Spawn,
         clock: Callable[[], dt.datetime] = utc_now,
         ratings: Mapping[int, ConnectorRating] | None = None,
     ) -> None:
         self._control = control
-        self._config = config
+        self._settings = settings
+        self._parse = parse
         self._store = ProfileStore(storage)
         self._spawn = spawn
         self._clock = clock
@@ -129,21 +136,7 @@ class SmartCharging:
         return self._ratings.get(connector_id, ConnectorRating())
 
     def rules(self) -> ProfileRules:
-        def number(key: str, default: int) -> int:
-            value = self._config.get(key)
-            return default if value is None else int(value)
-
-        units = self._config.get("ChargingScheduleAllowedChargingRateUnit")
-        return ProfileRules(
-            max_stack_level=number("ChargeProfileMaxStackLevel", DEFAULT_RULES.max_stack_level),
-            allowed_units=(
-                DEFAULT_RULES.allowed_units
-                if units is None
-                else frozenset(_UNIT_NAMES[u.lower()] for u in units.split(",") if u)
-            ),
-            max_periods=number("ChargingScheduleMaxPeriods", DEFAULT_RULES.max_periods),
-            max_installed=number("MaxChargingProfilesInstalled", DEFAULT_RULES.max_installed),
-        )
+        return self._settings.rules()
 
     # --- the timer --------------------------------------------------------------------------
 
@@ -236,7 +229,7 @@ class SmartCharging:
         broken = []
         for row in stored:
             try:
-                profile = parse_profile(
+                profile = self._parse(
                     row.body, row.connector_id, row.installed_at, None, key=row.key
                 )
             except ProfileRejected as exc:
@@ -257,11 +250,11 @@ class SmartCharging:
         try:
             if connector_id != 0 and connector_id not in self._control.connector_ids:
                 raise ProfileRejected(f"no connector {connector_id}")
-            profile = parse_profile(
+            profile = self._parse(
                 body, connector_id, self._clock(), self.rules(), key=uuid.uuid4().hex
             )
-            if profile.purpose is Purpose.tx_profile:
-                profile = self._for_running_transaction(profile, body.get("transaction_id"))
+            if profile.purpose is Purpose.TX:
+                profile = self._for_running_transaction(profile, profile.csms_transaction_id)
         except ProfileRejected as exc:
             log.info("SetChargingProfile on connector %d rejected: %s", connector_id, exc)
             return False
@@ -343,8 +336,8 @@ class SmartCharging:
         ids = self._control.connector_ids
         target = connector_id if connector_id is not None else (ids[0] if len(ids) == 1 else None)
         try:
-            profile = parse_profile(body, target, self._clock(), self.rules(), key=uuid.uuid4().hex)
-            if profile.purpose is not Purpose.tx_profile:
+            profile = self._parse(body, target, self._clock(), self.rules(), key=uuid.uuid4().hex)
+            if profile.purpose is not Purpose.TX:
                 raise ProfileRejected(f"a {profile.purpose} in RemoteStartTransaction")
             if target is not None and self._running_tx(target) is not None:
                 # it would replace the running session's TxProfile at its stack level
@@ -352,7 +345,7 @@ class SmartCharging:
         except ProfileRejected as exc:
             log.info("RemoteStartTransaction rejected: its charging profile: %s", exc)
             return None
-        if body.get("transaction_id") is not None:
+        if profile.csms_transaction_id is not None:
             log.info("RemoteStartTransaction: the profile's transactionId is ignored")
         profile = dataclasses.replace(profile, id_tag=id_tag)
         return profile if await self._put(profile, "RemoteStartTransaction") else None
@@ -403,7 +396,7 @@ class SmartCharging:
         count from its start."""
         for profile in self.book:
             if (
-                profile.purpose is Purpose.tx_profile
+                profile.purpose is Purpose.TX
                 and profile.transaction_key is None
                 and profile.connector_id in (None, tx.connector_id)
                 and (profile.id_tag or "").casefold() == tx.id_tag.casefold()
@@ -422,7 +415,7 @@ class SmartCharging:
             [
                 p.key
                 for p in self.book
-                if p.purpose is Purpose.tx_profile
+                if p.purpose is Purpose.TX
                 and p.connector_id == tx.connector_id
                 and p.transaction_key is not None
             ]
@@ -433,12 +426,12 @@ class SmartCharging:
         """The connector is Available without a transaction: a remote start's TxProfile whose
         session never began goes (one waiting for any connector once ConnectionTimeOut has
         passed)."""
-        timeout = dt.timedelta(seconds=self._config.get_int("ConnectionTimeOut"))
+        timeout = dt.timedelta(seconds=self._settings.connection_timeout_s)
         now = self._clock()
         gone = [
             p.key
             for p in self.book
-            if p.purpose is Purpose.tx_profile
+            if p.purpose is Purpose.TX
             and (
                 p.connector_id == connector_id
                 or (p.connector_id is None and now - p.installed_at >= timeout)
