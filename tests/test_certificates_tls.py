@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
+from controller.csms.security import LinkSecurity, TlsFiles
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.security import LinkSecurity, TlsFiles
+from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
 from tests.test_certificates import pem
@@ -130,7 +131,11 @@ async def make_tls_rig_fixture(
         config = OcppConfig(storage, number_of_connectors=1, defaults=defaults)
         await config.load()
         security = LinkSecurity(
-            config, chargepoint_id=CP_ID, url=csms.url, files=TlsFiles(ca_file=pki.ca.pem.cert)
+            config,
+            names=SECURITY_KEYS,
+            chargepoint_id=CP_ID,
+            url=csms.url,
+            files=TlsFiles(ca_file=pki.ca.pem.cert),
         )
         control = FakeControl((1,))
         adapter = build_adapter(csms, control, config, storage, security=security)

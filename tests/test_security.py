@@ -31,10 +31,11 @@ from ocpp.v16 import call
 from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
 from controller.csms.link import LinkTiming, endpoint_url
+from controller.csms.security import LinkSecurity, LinkSecurityError, TlsFiles
 from controller.local_csms import LocalCsms
 from controller.logging_setup import stderr_handler
 from controller.ocpp16.keys import ConfigStatus, OcppConfig
-from controller.ocpp16.security import LinkSecurity, LinkSecurityError, TlsFiles
+from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
 
 CP_ID = "cp-sec"
@@ -161,7 +162,10 @@ async def security_for(
             defaults={"SecurityProfile": str(profile), "AuthorizationKey": password},
         )
         await config.load()
-        yield LinkSecurity(config, chargepoint_id=CP_ID, url=url, files=files), config
+        yield (
+            LinkSecurity(config, names=SECURITY_KEYS, chargepoint_id=CP_ID, url=url, files=files),
+            config,
+        )
     finally:
         await storage.close()
 

@@ -32,6 +32,7 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
+from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.csms.tasks import TaskSet
 from controller.domain import (
@@ -53,7 +54,6 @@ from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.link_loop import LinkLoop
 from controller.ocpp16.metering import Metering
-from controller.ocpp16.security import LinkSecurity
 from controller.ocpp16.settings import SETTING_KEYS, AuthKeys, csms_settings
 from controller.ocpp16.status_reporter import StatusReporter
 from controller.ocpp16.transaction_sender import TransactionSender

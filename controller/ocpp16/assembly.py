@@ -22,6 +22,7 @@ from controller.csms.certificate_store import CertificateUse
 from controller.csms.firmware_signature import file_roots
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
+from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
@@ -33,7 +34,6 @@ from controller.ocpp16.firmware import FirmwareUpdater, installed_version
 from controller.ocpp16.get_log import LogUploads
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.profiles import parse_profile
-from controller.ocpp16.security import LinkSecurity
 from controller.ocpp16.services import Services
 from controller.ocpp16.settings import ReservationKeys, SmartChargingKeys
 from controller.ocpp16.triggers import TriggerSender

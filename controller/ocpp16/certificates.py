@@ -4,7 +4,7 @@ SignCertificate and CertificateSigned (the client certificate, :mod:`.certificat
 
 :class:`CertificateManager` is what the rest of the charger uses (``Services.certificates``):
 
-- the link (:class:`~controller.ocpp16.security.LinkSecurity`) verifies the CSMS against
+- the link (:class:`~controller.csms.security.LinkSecurity`) verifies the CSMS against
   ``[ocpp] ca_file`` plus every installed CentralSystemRootCertificate, and connects at
   profile 3 with the certificate signed through the CSMS once there is one; changes apply
   from the next connection;

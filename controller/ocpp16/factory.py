@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
+from controller.csms.security import LinkSecurity, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp16.adapter import Ocpp16Adapter
 from controller.ocpp16.firmware import installed_version
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.security import LinkSecurity, TlsFiles
-from controller.ocpp16.settings import csms_settings
+from controller.ocpp16.settings import SECURITY_KEYS, csms_settings
 
 
 async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
@@ -33,6 +33,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         await ocpp_config.preset(context.keys_preset)
     security = LinkSecurity(
         ocpp_config,
+        names=SECURITY_KEYS,
         chargepoint_id=config.chargepoint_id,
         url=config.ocpp_url,
         files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),

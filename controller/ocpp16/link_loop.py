@@ -29,13 +29,13 @@ from controller.csms.link import (
     keepalive,
     open_link,
 )
+from controller.csms.security import LinkSecurity, LinkSecurityError
 from controller.csms.timers import Retimer
 from controller.ocpp16.caller import SessionCaller, call_checked, describe
 from controller.ocpp16.charge_point import OcppChargePoint
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.security import LinkSecurity, LinkSecurityError
 from controller.ocpp16.services import Services
 
 if TYPE_CHECKING:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from controller.charging_schedule import RateUnit
 from controller.csms.profiles import ProfileRules
+from controller.csms.security import SecurityKeyNames
 from controller.domain import CsmsSettings
 from controller.ocpp16.keys import OcppConfig
 
+#: The 1.6 security whitepaper's keys of the link's security profile and Basic-auth password.
+SECURITY_KEYS = SecurityKeyNames(profile="SecurityProfile", password="AuthorizationKey")
 #: The feature profile that brings ReserveNow and CancelReservation.
 RESERVATION_PROFILE = "Reservation"
 #: The keys :func:`csms_settings` reads (casefolded: 1.6 keys compare case-insensitively).

@@ -1,4 +1,4 @@
-"""Link security after the OCPP 1.6 security whitepaper: security profiles 0 to 3.
+"""Link security after the OCPP security whitepaper (1.6) / 2.0.1 A00: security profiles 0-3.
 
 ========  ===========================  ==============================================
 profile   transport                    the charge point proves itself by
@@ -27,6 +27,10 @@ applies from the next connection. The AuthorizationKey is
 registered with :func:`controller.logging_setup.add_secret` whenever it is loaded or
 changed, so no log line carries it; GetConfiguration never shows it (see ``KeyDef.secret``).
 
+The profile and the key live in the version's configuration store (:class:`SettingStore`)
+under the names it gives (:class:`SecurityKeyNames`; 1.6: ``SecurityProfile`` and
+``AuthorizationKey``), which the rest of this docstring uses.
+
 Loop thread only; building an SSL context reads the certificate files (small, local).
 """
 
@@ -35,10 +39,10 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidMessage, InvalidStatus
@@ -47,17 +51,40 @@ from controller.csms.link import LinkTiming, open_link
 from controller.csms.security_events import SecurityEvent, SecurityEvents
 from controller.logging_setup import add_secret
 
-if TYPE_CHECKING:
-    from controller.ocpp16.keys import OcppConfig
-
 log = logging.getLogger(__name__)
 
 #: The whitepaper's AuthorizationKey: at least 16 bytes; at most 40 characters (20 bytes
 #: written as hexadecimal digits).
 AUTHORIZATION_KEY_MIN = 16
 AUTHORIZATION_KEY_MAX = 40
-PROFILE_KEY = "SecurityProfile"
-PASSWORD_KEY = "AuthorizationKey"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityKeyNames:
+    """What the version calls the security profile and the Basic-auth password."""
+
+    profile: str
+    password: str
+
+
+class SettingStore(Protocol):
+    """The version's configuration store (1.6: :class:`~controller.ocpp16.keys.OcppConfig`)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def get_int(self, key: str) -> int: ...
+
+    def change(self, key: str, value: str) -> Awaitable[object]:
+        """Validate (the checks added), store and announce a new value."""
+        ...
+
+    def add_check(self, key: str, check: Callable[[str], str | None]) -> None:
+        """``check(value)`` names what is wrong with a new value, None when it may be set."""
+        ...
+
+    def on_change(self, callback: Callable[[str, str], None]) -> None:
+        """``callback(key, value)`` after each stored change."""
+        ...
 
 
 class LinkSecurityError(Exception):
@@ -178,16 +205,23 @@ def explain(exc: BaseException, tls: bool) -> LinkSecurityError | None:
 
 
 class LinkSecurity:
-    """The charge point's security profile and credentials, from the OCPP keys.
+    """The charge point's security profile and credentials, from the version's keys.
 
-    ``url`` is the CSMS URL (its scheme decides what profiles can work); ``files`` the
-    ``[ocpp]`` TLS files.
+    ``store`` holds them under ``names``; ``url`` is the CSMS URL (its scheme decides what
+    profiles can work); ``files`` the ``[ocpp]`` TLS files.
     """
 
     def __init__(
-        self, config: OcppConfig, *, chargepoint_id: str, url: str, files: TlsFiles
+        self,
+        store: SettingStore,
+        *,
+        names: SecurityKeyNames,
+        chargepoint_id: str,
+        url: str,
+        files: TlsFiles,
     ) -> None:
-        self._config = config
+        self._config = store
+        self._names = names
         self._chargepoint_id = chargepoint_id
         self._secure_url = url.startswith("wss://")
         self._files = files
@@ -197,14 +231,14 @@ class LinkSecurity:
         self._known_profile = self.profile  # the value before a change
         self._fallback: int | None = None  # profile to return to if an upgrade cannot connect
         self._reverting = False
-        config.add_check(PROFILE_KEY, self._profile_problem)
-        config.add_check(PASSWORD_KEY, authorization_key_problem)
-        config.on_change(self._changed)
+        store.add_check(names.profile, self._profile_problem)
+        store.add_check(names.password, authorization_key_problem)
+        store.on_change(self._changed)
         add_secret(self.password)
 
     @property
     def profile(self) -> int:
-        return self._config.get_int(PROFILE_KEY)
+        return self._config.get_int(self._names.profile)
 
     @property
     def files(self) -> TlsFiles:
@@ -213,7 +247,7 @@ class LinkSecurity:
 
     @property
     def password(self) -> str:
-        return self._config.get(PASSWORD_KEY) or ""
+        return self._config.get(self._names.password) or ""
 
     async def require(self, configured: int) -> None:
         """Raise SecurityProfile to the configured profile when a stored one is lower (the
@@ -224,7 +258,7 @@ class LinkSecurity:
                 self.profile,
                 configured,
             )
-            await self._config.change(PROFILE_KEY, str(configured))
+            await self._config.change(self._names.profile, str(configured))
 
     def on_upgrade(self, relink: Callable[[], None]) -> None:
         """``relink()`` closes the link after a raised SecurityProfile, so the next connection
@@ -254,16 +288,16 @@ class LinkSecurity:
         self._events = events
 
     def _changed(self, key: str, value: str) -> None:
-        if key == PASSWORD_KEY:
+        if key == self._names.password:
             add_secret(value)
-        if key == PROFILE_KEY:
+        if key == self._names.profile:
             previous, self._known_profile = self._known_profile, int(value)
             if not self._reverting and int(value) > previous:
                 self._fallback = previous
                 if self._relink is not None:
                     self._relink()
-        if key in (PASSWORD_KEY, PROFILE_KEY) and self._events is not None:
-            shown = "changed" if key == PASSWORD_KEY else f"now {value}"
+        if key in (self._names.password, self._names.profile) and self._events is not None:
+            shown = "changed" if key == self._names.password else f"now {value}"
             self._events.record(SecurityEvent.RECONFIGURATION, f"{key} {shown}")
 
     def _profile_problem(self, value: str) -> str | None:
@@ -339,7 +373,7 @@ class LinkSecurity:
         log.warning("SecurityProfile %d cannot connect: back to %d", self.profile, fallback)
         self._reverting = True
         try:
-            await self._config.change(PROFILE_KEY, str(fallback))
+            await self._config.change(self._names.profile, str(fallback))
         finally:
             self._reverting = False
 
