@@ -19,6 +19,7 @@ from controller.charging_schedule import ConnectorRating
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
+from controller.csms.certificates import CertificateManager
 from controller.csms.firmware_signature import file_roots
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
@@ -27,7 +28,6 @@ from controller.csms.security_events import SecurityEvents
 from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
-from controller.ocpp16.certificates import CertificateManager
 from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
@@ -35,7 +35,7 @@ from controller.ocpp16.get_log import LogUploads
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.profiles import parse_profile
 from controller.ocpp16.services import Services
-from controller.ocpp16.settings import ReservationKeys, SmartChargingKeys
+from controller.ocpp16.settings import CertificateKeys, ReservationKeys, SmartChargingKeys
 from controller.ocpp16.triggers import TriggerSender
 from controller.storage import Storage
 
@@ -67,12 +67,16 @@ def build_services(
     def secrets() -> list[str]:
         return [v for k in SECRET_KEYS if (v := config.get(k))]
 
+    async def sign(csr: str) -> str:
+        conf = await send(call.SignCertificate(csr=csr))
+        return str(conf.status)
+
     certificates = CertificateManager(
         state_dir=state_dir,
-        config=config,
+        settings=CertificateKeys(config),
         chargepoint_id=chargepoint_id,
         ca_file=security.files.ca_file if security is not None else None,
-        send=send,
+        sign=sign,
         events=security_events,
         clock=clock,
     )

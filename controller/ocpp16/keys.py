@@ -290,7 +290,7 @@ SECURITY_PROFILE_MAX = 3
 SECURITY_KEYS: tuple[KeyDef, ...] = (
     KeyDef("SecurityProfile", _I, False, False, "0", maximum=SECURITY_PROFILE_MAX),
     KeyDef("AuthorizationKey", KeyKind.STRING, False, True, "", secret=True),
-    # Certificate management (controller.ocpp16.certificates): the O of the charger's CSR;
+    # Certificate management (controller.csms.certificates): the O of the charger's CSR;
     # root certificates installed at most (both uses together); bytes a CertificateSigned
     # chain may have (the schema's 10000 characters); one CSMS root signed by its
     # predecessor (true) or several independent ones (false).

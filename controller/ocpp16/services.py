@@ -17,9 +17,9 @@ from controller.csms.security_events import SecurityEvents
 from controller.domain import ChargePointControl
 
 if TYPE_CHECKING:
+    from controller.csms.certificates import CertificateManager
     from controller.csms.reservations import ReservationBook
     from controller.csms.smart_charging import SmartCharging
-    from controller.ocpp16.certificates import CertificateManager
     from controller.ocpp16.diagnostics import Diagnostics
     from controller.ocpp16.extended_trigger import ExtendedTriggers
     from controller.ocpp16.firmware import FirmwareUpdater

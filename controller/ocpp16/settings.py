@@ -117,3 +117,26 @@ class SmartChargingKeys:
     @property
     def connection_timeout_s(self) -> float:
         return float(self._config.get_int("ConnectionTimeOut"))
+
+
+class CertificateKeys:
+    """:class:`~controller.csms.certificates.CertificateSettings` from the 1.6 keys."""
+
+    def __init__(self, config: OcppConfig) -> None:
+        self._config = config
+
+    @property
+    def additional_root_check(self) -> bool:
+        return self._config.get_bool("AdditionalRootCertificateCheck")
+
+    @property
+    def store_max(self) -> int:
+        return self._config.get_int("CertificateStoreMaxLength")
+
+    @property
+    def organization(self) -> str:
+        return self._config.get("CpoName") or ""
+
+    @property
+    def signed_chain_max_bytes(self) -> int:
+        return self._config.get_int("CertificateSignedMaxChainSize")

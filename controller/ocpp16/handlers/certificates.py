@@ -1,4 +1,5 @@
-"""The 1.6 requests of :mod:`controller.ocpp16.certificates`, as a mixin of the ChargePoint."""
+"""The whitepaper's certificate requests onto the neutral
+:class:`~controller.csms.certificates.CertificateManager`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import (
     Action,
+    CertificateSignedStatus,
+    CertificateStatus,
+    DeleteCertificateStatus,
     GetInstalledCertificateStatus,
 )
 
@@ -29,8 +33,8 @@ class CertificateHandlers:
     async def on_install_certificate(
         self, certificate_type: str, certificate: str, **kwargs: Any
     ) -> Any:
-        status = await self._s.certificates.install(CertificateUse(certificate_type), certificate)
-        return call_result.InstallCertificate(status=status)
+        outcome = await self._s.certificates.install(CertificateUse(certificate_type), certificate)
+        return call_result.InstallCertificate(status=CertificateStatus(outcome.value))
 
     @on(Action.get_installed_certificate_ids)
     def on_get_installed_certificate_ids(self, certificate_type: str, **kwargs: Any) -> Any:
@@ -48,10 +52,10 @@ class CertificateHandlers:
     async def on_delete_certificate(
         self, certificate_hash_data: dict[str, str], **kwargs: Any
     ) -> Any:
-        status = await self._s.certificates.delete(certificate_hash_data)
-        return call_result.DeleteCertificate(status=status)
+        outcome = await self._s.certificates.delete(certificate_hash_data)
+        return call_result.DeleteCertificate(status=DeleteCertificateStatus(outcome.value))
 
     @on(Action.certificate_signed)
     async def on_certificate_signed(self, certificate_chain: str, **kwargs: Any) -> Any:
-        status = await self._s.certificates.certificate_signed(certificate_chain)
-        return call_result.CertificateSigned(status=status)
+        outcome = await self._s.certificates.certificate_signed(certificate_chain)
+        return call_result.CertificateSigned(status=CertificateSignedStatus(outcome.value))

@@ -1,6 +1,9 @@
-"""Certificate management of the OCPP 1.6 security whitepaper: InstallCertificate,
-GetInstalledCertificateIds, DeleteCertificate (the CA store, :mod:`.certificate_store`),
-SignCertificate and CertificateSigned (the client certificate, :mod:`.certificate_signing`).
+"""Certificate management of the OCPP security whitepaper (1.6) / 2.0.1 block A and M:
+InstallCertificate, GetInstalledCertificateIds, DeleteCertificate (the CA store,
+:mod:`.certificate_store`), SignCertificate and CertificateSigned (the client certificate,
+:mod:`.certificate_signing`). Version-neutral: the limits come from
+:class:`CertificateSettings` (named below by their 1.6 keys), answers are
+:class:`CertOutcome`, and the version sends the CSR (``sign``).
 
 :class:`CertificateManager` is what the rest of the charger uses (``Services.certificates``):
 
@@ -38,16 +41,11 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
-from ocpp.v16 import call
-from ocpp.v16.enums import (
-    CertificateSignedStatus,
-    CertificateStatus,
-    DeleteCertificateStatus,
-)
 
 from controller.csms.calls import CallFailed
 from controller.csms.certificate_signing import CLIENT_DIR, ClientCredentials
@@ -68,13 +66,50 @@ from controller.csms.security_events import SecurityEvent
 
 if TYPE_CHECKING:
     from controller.csms.security_events import SecurityEvents
-    from controller.ocpp16.keys import OcppConfig
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CertificateManager", "CertificateUse"]
 
 CSMS_ROOT = CertificateUse.CENTRAL_SYSTEM_ROOT
+
+
+class CertOutcome(StrEnum):
+    """Answers to the certificate requests, in OCPP spelling (both versions use these)."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+    NOT_FOUND = "NotFound"
+
+
+class CertificateSettings(Protocol):
+    """Read at each request; a version adapter maps its keys."""
+
+    @property
+    def additional_root_check(self) -> bool:
+        """One CSMS root, replaced only by one it signed (AdditionalRootCertificateCheck)."""
+        ...
+
+    @property
+    def store_max(self) -> int:
+        """Certificates the store may hold (CertificateStoreMaxLength)."""
+        ...
+
+    @property
+    def organization(self) -> str:
+        """The O of the charger's CSR, "" when not set (CpoName)."""
+        ...
+
+    @property
+    def signed_chain_max_bytes(self) -> int:
+        """The longest certificate chain taken (CertificateSignedMaxChainSize)."""
+        ...
+
+
+#: Send a CSR (PEM) to the CSMS for signing; the CSMS's status ("Accepted" or another).
+#: Raises :class:`CallFailed`.
+SignRequest = Callable[[str], Awaitable[str]]
 
 
 def _read_ca_file(path: Path) -> list[x509.Certificate]:
@@ -93,7 +128,7 @@ class CertificateManager:
     """The CA store and the client certificate, under ``<state_dir>/certs``.
 
     ``ca_file`` is ``[ocpp] ca_file`` (a trust anchor for CertificateSigned and for
-    AdditionalRootCertificateCheck); ``send`` sends a call to the CSMS now (raises
+    AdditionalRootCertificateCheck); ``sign`` sends a CSR to the CSMS now (raises
     :class:`CallFailed`); ``events`` takes InvalidChargePointCertificate.
     """
 
@@ -101,19 +136,19 @@ class CertificateManager:
         self,
         *,
         state_dir: Path,
-        config: OcppConfig,
+        settings: CertificateSettings,
         chargepoint_id: str,
         ca_file: Path | None,
-        send: Callable[[Any], Awaitable[Any]],
+        sign: SignRequest,
         events: SecurityEvents,
         clock: Callable[[], dt.datetime],
     ) -> None:
         self.store = CaStore(state_dir / CERTS_DIR)
         self.client = ClientCredentials(state_dir / CERTS_DIR / CLIENT_DIR)
-        self._config = config
+        self._settings = settings
         self._chargepoint_id = chargepoint_id
         self._ca_file = ca_file
-        self._send = send
+        self._sign = sign
         self._events = events
         self._clock = clock
         self._lock = asyncio.Lock()  # one change of the store at a time
@@ -150,13 +185,13 @@ class CertificateManager:
             return []
         return await asyncio.to_thread(_read_ca_file, self._ca_file)
 
-    async def install(self, use: CertificateUse, pem: str) -> CertificateStatus:
+    async def install(self, use: CertificateUse, pem: str) -> CertOutcome:
         """InstallCertificate (see the module docstring for the rules)."""
         try:
             certs = parse_pem_chain(pem)
         except ValueError as exc:
             log.warning("InstallCertificate %s Rejected: not a PEM certificate (%s)", use, exc)
-            return CertificateStatus.rejected
+            return CertOutcome.REJECTED
         cert = certs[0]
         name = cert.subject.rfc4514_string()
         problem = None if is_ca(cert) else "not a CA certificate (basicConstraints)"
@@ -165,20 +200,20 @@ class CertificateManager:
             problem = expired
         if problem is not None:
             log.warning("InstallCertificate %s %s Rejected: %s", use, name, problem)
-            return CertificateStatus.rejected
+            return CertOutcome.REJECTED
         async with self._lock:
             if self.store.contains(use, cert):
                 log.info("InstallCertificate %s %s: installed already", use, name)
-                return CertificateStatus.accepted
-            replace = use is CSMS_ROOT and self._config.get_bool("AdditionalRootCertificateCheck")
+                return CertOutcome.ACCEPTED
+            replace = use is CSMS_ROOT and self._settings.additional_root_check
             if replace:
                 refused = await self._replacement_problem(cert)
                 if refused is not None:
                     log.warning("InstallCertificate %s %s Rejected: %s", use, name, refused)
-                    return CertificateStatus.rejected
-            elif self.store.count >= self._config.get_int("CertificateStoreMaxLength"):
+                    return CertOutcome.REJECTED
+            elif self.store.count >= self._settings.store_max:
                 log.warning("InstallCertificate %s %s Rejected: the store is full", use, name)
-                return CertificateStatus.rejected
+                return CertOutcome.REJECTED
             try:
                 issuer = self._find_issuer(cert, certs[1:])
                 if replace:
@@ -187,9 +222,9 @@ class CertificateManager:
                     await self.store.add(use, cert, issuer)
             except OSError as exc:
                 log.error("InstallCertificate %s %s Failed: %s", use, name, exc)
-                return CertificateStatus.failed
+                return CertOutcome.FAILED
         log.info("installed %s %s (sha256 %s)", use, name, fingerprint(cert))
-        return CertificateStatus.accepted
+        return CertOutcome.ACCEPTED
 
     async def _replacement_problem(self, new: x509.Certificate) -> str | None:
         """AdditionalRootCertificateCheck: why ``new`` may not replace the CSMS root."""
@@ -200,31 +235,31 @@ class CertificateManager:
             return None
         return "AdditionalRootCertificateCheck: not signed by the current CSMS root"
 
-    async def delete(self, asked: Mapping[str, str]) -> DeleteCertificateStatus:
+    async def delete(self, asked: Mapping[str, str]) -> CertOutcome:
         """DeleteCertificate by hash data (snake_case keys, as the ocpp library hands them)."""
         algorithm = asked.get("hash_algorithm", "")
         if algorithm not in HASH_ALGORITHMS:
-            return DeleteCertificateStatus.not_found
+            return CertOutcome.NOT_FOUND
         async with self._lock:
             for use in CertificateUse:
                 for cert in self.store.installed(use):
                     if hash_data(cert, self.store.issuer_of(cert), algorithm).matches(asked):
                         return await self._delete(use, cert)
         log.info("DeleteCertificate: no installed certificate matches %s", dict(asked))
-        return DeleteCertificateStatus.not_found
+        return CertOutcome.NOT_FOUND
 
-    async def _delete(self, use: CertificateUse, cert: x509.Certificate) -> DeleteCertificateStatus:
+    async def _delete(self, use: CertificateUse, cert: x509.Certificate) -> CertOutcome:
         name = cert.subject.rfc4514_string()
         if use is CSMS_ROOT and await self._in_use(cert):
             log.warning("DeleteCertificate %s Failed: the current connection relies on it", name)
-            return DeleteCertificateStatus.failed
+            return CertOutcome.FAILED
         try:
             await self.store.remove(use, cert)
         except OSError as exc:
             log.error("DeleteCertificate %s Failed: %s", name, exc)
-            return DeleteCertificateStatus.failed
+            return CertOutcome.FAILED
         log.info("deleted %s %s", use, name)
-        return DeleteCertificateStatus.accepted
+        return CertOutcome.ACCEPTED
 
     async def _in_use(self, root: x509.Certificate) -> bool:
         leaf = self._csms_leaf
@@ -286,7 +321,7 @@ class CertificateManager:
 
         Refused (False, logged) without a CpoName, which the CSR's O must carry.
         """
-        organization = self._config.get("CpoName") or ""
+        organization = self._settings.organization
         if not organization:
             log.warning("SignCertificate not sent: the CpoName configuration key is not set")
             return False
@@ -297,18 +332,16 @@ class CertificateManager:
                 log.error("SignCertificate not sent: cannot store the new key: %s", exc)
                 return False
             try:
-                conf = await self._send(call.SignCertificate(csr=csr))
+                status = await self._sign(csr)
             except CallFailed as exc:
                 log.warning("SignCertificate failed: %s", exc)
                 return False
-        log.info(
-            "SignCertificate for %s (O=%s): %s", self._chargepoint_id, organization, conf.status
-        )
-        return bool(conf.status == "Accepted")
+        log.info("SignCertificate for %s (O=%s): %s", self._chargepoint_id, organization, status)
+        return status == "Accepted"
 
-    async def certificate_signed(self, chain_text: str) -> CertificateSignedStatus:
+    async def certificate_signed(self, chain_text: str) -> CertOutcome:
         """CertificateSigned: check the chain and keep it as the next client certificate."""
-        limit = self._config.get_int("CertificateSignedMaxChainSize")
+        limit = self._settings.signed_chain_max_bytes
         size = len(chain_text.encode("utf-8"))
         anchors = self.store.installed(CSMS_ROOT) + await self._ca_file_roots()
         if size > limit:
@@ -328,6 +361,6 @@ class CertificateManager:
             self._events.record(
                 SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE, problem, logged=True
             )
-            return CertificateSignedStatus.rejected
+            return CertOutcome.REJECTED
         log.info("CertificateSigned Accepted: %s", chain[0].subject.rfc4514_string())
-        return CertificateSignedStatus.accepted
+        return CertOutcome.ACCEPTED
