@@ -29,7 +29,7 @@ its arguments and its exception text.
 Outside systemd the same records go to stderr, with the fields appended in brackets, and
 (:func:`add_log_file`, once the state directory is known) to a rotating file
 ``<state_dir>/logs/picharge.log`` (1 MB, 5 old files) with UTC ISO timestamps, which
-GetDiagnostics collects (:mod:`controller.ocpp16.diagnostics`); under systemd the journal is
+GetDiagnostics collects (:mod:`controller.csms.diagnostics`); under systemd the journal is
 the log and that file is not written.
 """
 

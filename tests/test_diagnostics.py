@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
+from controller.csms.diagnostics import FileLogs, JournalLogs
 from controller.file_transfer import TransferError, download, safe_url, upload
 from controller.logging_setup import add_log_file, remove_log_file, under_systemd
-from controller.ocpp16.diagnostics import FileLogs, JournalLogs
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401

@@ -30,6 +30,7 @@ from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed
+from controller.csms.diagnostics import LogSource
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
 from controller.csms.security import LinkSecurity
@@ -48,7 +49,6 @@ from controller.ocpp16.assembly import build_services
 from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.caller import SessionCaller, call_checked, describe
 from controller.ocpp16.charge_point import OcppChargePoint
-from controller.ocpp16.diagnostics import LogSource
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig

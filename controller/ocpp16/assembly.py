@@ -14,13 +14,16 @@ from pathlib import Path
 
 from cryptography import x509
 from ocpp.v16 import call
+from ocpp.v16.enums import DiagnosticsStatus, UploadLogStatus
 
 from controller.charging_schedule import ConnectorRating
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
+from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
 from controller.csms.firmware_signature import file_roots
+from controller.csms.get_log import LogUploads
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
 from controller.csms.security import LinkSecurity
@@ -28,16 +31,24 @@ from controller.csms.security_events import SecurityEvents
 from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
-from controller.ocpp16.diagnostics import SECRET_KEYS, Diagnostics, LogSource, default_log_source
 from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware import FirmwareUpdater, installed_version
-from controller.ocpp16.get_log import LogUploads
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.profiles import parse_profile
 from controller.ocpp16.services import Services
-from controller.ocpp16.settings import CertificateKeys, ReservationKeys, SmartChargingKeys
+from controller.ocpp16.settings import (
+    SECRET_KEYS,
+    CertificateKeys,
+    ReservationKeys,
+    SmartChargingKeys,
+)
 from controller.ocpp16.triggers import TriggerSender
 from controller.storage import Storage
+
+
+def log_status_request(status: str, request_id: int | None) -> call.LogStatusNotification:
+    """LogStatusNotification; Idle goes without a requestId (optional in the schema)."""
+    return call.LogStatusNotification(UploadLogStatus(status), request_id)
 
 
 def build_services(
@@ -91,6 +102,9 @@ def build_services(
         logs=diagnostics_logs or default_log_source(state_dir),
         secrets=secrets,
         send=send,
+        status_request=lambda status: call.DiagnosticsStatusNotification(
+            status=DiagnosticsStatus(status.value)
+        ),
         spawn=spawn,
         clock=clock,
         interval_scale=scale,
@@ -113,6 +127,7 @@ def build_services(
         security_history=security_events.history,
         secrets=secrets,
         send=send,
+        status_request=log_status_request,
         spawn=spawn,
         clock=clock,
         interval_scale=scale,
@@ -124,7 +139,7 @@ def build_services(
         latest_sample=latest_sample,
         clock=clock,
         spawn=spawn,
-        diagnostics_status=lambda: diagnostics.status,
+        diagnostics_status=lambda: DiagnosticsStatus(diagnostics.status.value),
         firmware_status=lambda: firmware.status,
     )
     return Services(

@@ -8,6 +8,8 @@ from controller.csms.security import SecurityKeyNames
 from controller.domain import CsmsSettings
 from controller.ocpp16.keys import OcppConfig
 
+#: Configuration keys whose values never leave the charger (diagnostics and logs redact them).
+SECRET_KEYS = ("AuthorizationKey",)
 #: The 1.6 security whitepaper's keys of the link's security profile and Basic-auth password.
 SECURITY_KEYS = SecurityKeyNames(profile="SecurityProfile", password="AuthorizationKey")
 #: The feature profile that brings ReserveNow and CancelReservation.

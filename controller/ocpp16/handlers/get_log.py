@@ -1,4 +1,5 @@
-"""The 1.6 requests of :mod:`controller.ocpp16.get_log`, as a mixin of the ChargePoint."""
+"""GetLog (1.6 security whitepaper N01) onto the neutral
+:class:`~controller.csms.get_log.LogUploads`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
-from ocpp.v16.enums import Action
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, Log, LogStatus
+
+from controller.csms.get_log import LogKind
 
 if TYPE_CHECKING:
     from controller.ocpp16.services import Services
@@ -30,7 +34,17 @@ class GetLogHandlers:
         retry_interval: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        return self._s.logs.plan(call_unique_id, log_type, request_id, log, retries, retry_interval)
+        answer, file_name = self._s.logs.plan(
+            call_unique_id,
+            LogKind(Log(log_type).value),
+            request_id,
+            str(log["remote_location"]),
+            since=log.get("oldest_timestamp"),
+            until=log.get("latest_timestamp"),
+            retries=retries,
+            retry_interval=retry_interval,
+        )
+        return call_result.GetLog(LogStatus(answer.value), filename=file_name)
 
     @after(Action.get_log)
     def after_get_log(self, call_unique_id: str, **kwargs: Any) -> None:

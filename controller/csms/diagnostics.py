@@ -1,4 +1,4 @@
-"""OCPP 1.6 GetDiagnostics (§5.7) and DiagnosticsStatusNotification (§4.4).
+"""Diagnostics uploads: 1.6 GetDiagnostics (§5.7) and DiagnosticsStatusNotification (§4.4).
 
 The CSMS names a location (a directory URL: http, https or ftp), optionally a time window
 (startTime, stopTime), retries and retryInterval. The answer names the file at once; then,
@@ -9,7 +9,7 @@ in a task of its own:
    controller runs under systemd, otherwise from its rotating log file
    ``<state_dir>/logs/picharge.log*`` (:func:`controller.logging_setup.add_log_file`);
 2. every secret is scrubbed (:func:`controller.logging_setup.redact`, plus the values of
-   secret configuration keys such as AuthorizationKey);
+   secret configuration keys such as AuthorizationKey: ``secrets``);
 3. it is packed as ``<file name>.tar.gz`` holding ``picharge.log``;
 4. it is uploaded (:mod:`controller.file_transfer`: HTTP(S) POST multipart, field ``file``,
    or FTP STOR into the directory), tried ``1 + retries`` times (retries absent: 2)
@@ -21,7 +21,9 @@ Steps 3 and 4 are :mod:`.log_upload`'s, shared with GetLog, whose DiagnosticsLog
 DiagnosticsStatusNotification reports Uploading, then Uploaded or UploadFailed; while nothing
 runs the status is Idle (what a TriggerMessage gets). One upload at a time: a request while
 one runs gets an answer without a file name. Collecting, packing and uploading block, so
-they run in a worker thread; everything else on the loop thread.
+they run in a worker thread; everything else on the loop thread. Version-neutral: the
+version's handler turns :meth:`Diagnostics.plan`'s file name into its answer, and its
+``status_request`` builds the status notification sent through ``send``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,9 @@ import logging
 import re
 import subprocess
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
-
-from ocpp.v16 import call, call_result
-from ocpp.v16.enums import DiagnosticsStatus
 
 from controller.csms.calls import Spawn
 from controller.csms.log_upload import (
@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 #: Name of the log inside the archive; the systemd unit whose journal is collected.
 ARCHIVE_MEMBER = "picharge.log"
 SYSTEMD_UNIT = "picharge"
-#: Configuration keys whose values never leave the charger.
-SECRET_KEYS = ("AuthorizationKey",)
 #: Seconds journalctl may take before collection fails.
 JOURNAL_TIMEOUT_S = 60.0
 
@@ -147,8 +145,20 @@ def default_log_source(state_dir: Path) -> LogSource:
     return FileLogs(state_dir / "logs")
 
 
+class DiagnosticsStatus(StrEnum):
+    """Where the diagnostics upload is, in OCPP 1.6 spelling."""
+
+    IDLE = "Idle"
+    UPLOADING = "Uploading"
+    UPLOADED = "Uploaded"
+    UPLOAD_FAILED = "UploadFailed"
+
+
 class Diagnostics:
-    """One GetDiagnostics upload at a time, and the status a trigger reports."""
+    """One diagnostics upload at a time, and the status a trigger reports.
+
+    ``status_request(status)`` is the version's status notification, sent with ``send``.
+    """
 
     def __init__(
         self,
@@ -157,6 +167,7 @@ class Diagnostics:
         logs: LogSource,
         secrets: Callable[[], Iterable[str]],
         send: SendCall,
+        status_request: Callable[[DiagnosticsStatus], Any],
         spawn: Spawn,
         clock: Callable[[], dt.datetime],
         interval_scale: float = 1.0,
@@ -165,10 +176,11 @@ class Diagnostics:
         self._logs = logs
         self._secrets = secrets
         self._send = send
+        self._status_request = status_request
         self._spawn = spawn
         self._clock = clock
         self._scale = interval_scale
-        self._status = DiagnosticsStatus.idle
+        self._status = DiagnosticsStatus.IDLE
         self._planned: dict[str, UploadPlan] = {}
 
     @property
@@ -176,53 +188,63 @@ class Diagnostics:
         """Uploading while an upload runs, else Idle."""
         return self._status
 
-    def plan(self, unique_id: str, location: str, **request: Any) -> Any:
-        """@on: the answer with the file name; the upload starts in :meth:`start_planned`."""
+    def plan(
+        self,
+        unique_id: str,
+        location: str,
+        *,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> str | None:
+        """@on: the file name to answer with (None: no upload); the upload starts in
+        :meth:`start_planned`."""
         if scheme_of(location) is None:
             log.warning("GetDiagnostics to %s: unsupported location", safe_url(location))
-            return call_result.GetDiagnostics()
-        if self._status is DiagnosticsStatus.uploading:
+            return None
+        if self._status is DiagnosticsStatus.UPLOADING:
             log.warning("GetDiagnostics while an upload runs: no file")
-            return call_result.GetDiagnostics()
+            return None
         try:
             plan = UploadPlan.read(
                 location,
                 archive_name(self._cp_id, "diagnostics", self._clock()),
-                since=request.get("start_time"),
-                until=request.get("stop_time"),
-                retries=request.get("retries"),
-                retry_interval=request.get("retry_interval"),
+                since=start_time,
+                until=stop_time,
+                retries=retries,
+                retry_interval=retry_interval,
                 interval_scale=self._scale,
             )
         except ValueError:
             log.warning("GetDiagnostics with an unreadable time window: no file")
-            return call_result.GetDiagnostics()
+            return None
         self._planned = {unique_id: plan}
-        return call_result.GetDiagnostics(file_name=plan.file_name)
+        return plan.file_name
 
     def start_planned(self, unique_id: str) -> None:
         """@after: collect and upload what :meth:`plan` accepted, in a task."""
         plan = self._planned.pop(unique_id, None)
         if plan is not None:
-            self._status = DiagnosticsStatus.uploading
+            self._status = DiagnosticsStatus.UPLOADING
             self._spawn(self._run(plan), "ocpp16-diagnostics")
 
     async def _run(self, plan: UploadPlan) -> None:
         try:
-            await self._notify(DiagnosticsStatus.uploading)
+            await self._notify(DiagnosticsStatus.UPLOADING)
             outcome = await collect_and_upload(plan, self.prepare, "diagnostics")
-            self._status = DiagnosticsStatus.idle
+            self._status = DiagnosticsStatus.IDLE
             await self._notify(
-                DiagnosticsStatus.uploaded
+                DiagnosticsStatus.UPLOADED
                 if outcome is UploadOutcome.UPLOADED
-                else DiagnosticsStatus.upload_failed
+                else DiagnosticsStatus.UPLOAD_FAILED
             )
         finally:
-            self._status = DiagnosticsStatus.idle
+            self._status = DiagnosticsStatus.IDLE
 
     def prepare(self, since: dt.datetime | None, until: dt.datetime | None, to: Path) -> None:
         """Worker thread: the log for the window, redacted, packed into ``to``."""
         pack(redact(self._logs.collect(since, until), self._secrets()), to, ARCHIVE_MEMBER)
 
     async def _notify(self, status: DiagnosticsStatus) -> None:
-        await notify(self._send, call.DiagnosticsStatusNotification(status=status))
+        await notify(self._send, self._status_request(status))

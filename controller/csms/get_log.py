@@ -1,4 +1,5 @@
-"""GetLog and LogStatusNotification (OCPP 1.6 security whitepaper, use cases N01 and N02).
+"""Log uploads: GetLog and LogStatusNotification (1.6 security whitepaper N01 and N02, the
+same in 2.0.1).
 
 The CSMS asks for a log (logType DiagnosticsLog or SecurityLog, a requestId, a location, an
 optional window oldestTimestamp..latestTimestamp, retries, retryInterval). The answer names
@@ -7,7 +8,7 @@ cancelled, without a notification of its own, and the new one runs), or Rejected
 location that is not http, https or ftp, or an unreadable window. Then, in a task:
 
 - DiagnosticsLog: the controller's log for the window, redacted, exactly as GetDiagnostics
-  collects it (:meth:`controller.ocpp16.diagnostics.Diagnostics.prepare`);
+  collects it (:meth:`controller.csms.diagnostics.Diagnostics.prepare`);
 - SecurityLog: the security event history (:meth:`.SecurityEvents.history`, sent events and
   those from before a restart too) for the window, one line an event
   (``<timestamp> <type>[: <techInfo>]``), redacted as well;
@@ -18,7 +19,9 @@ BadMessage or NotSupportedOperation (the server's answer settled it). While noth
 status is Idle, sent without a requestId (what ExtendedTriggerMessage gets).
 
 A GetDiagnostics upload is separate: it neither cancels nor is cancelled by a GetLog.
-Loop thread; collecting, packing and uploading in worker threads.
+Version-neutral: the handler turns :class:`LogAnswer` into the version's answer, and the
+version's ``status_request`` builds LogStatusNotification. Loop thread; collecting, packing
+and uploading in worker threads.
 """
 
 from __future__ import annotations
@@ -28,11 +31,9 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Log, LogStatus, UploadLogStatus
 
 from controller.csms.calls import Spawn
 from controller.csms.log_upload import (
@@ -51,8 +52,26 @@ log = logging.getLogger(__name__)
 
 #: Name of the security log inside its archive.
 SECURITY_MEMBER = "security.log"
+
+
+class LogKind(StrEnum):
+    DIAGNOSTICS = "DiagnosticsLog"
+    SECURITY = "SecurityLog"
+
+
+class LogAnswer(StrEnum):
+    """GetLog's answer."""
+
+    ACCEPTED = "Accepted"
+    ACCEPTED_CANCELED = "AcceptedCanceled"  # and the running upload is cancelled
+    REJECTED = "Rejected"
+
+
 #: The file name's middle part per log type.
-_KIND = {Log.diagnostics_log: "diagnostics", Log.security_log: "security"}
+_KIND = {LogKind.DIAGNOSTICS: "diagnostics", LogKind.SECURITY: "security"}
+#: LogStatusNotification's status while nothing, or something, is uploading.
+IDLE = "Idle"
+UPLOADING = "Uploading"
 
 #: The security event history for a window: dicts with type, timestamp, techInfo (wire).
 SecurityHistory = Callable[[dt.datetime | None, dt.datetime | None], list[dict[str, str]]]
@@ -70,12 +89,16 @@ def security_log_text(events: Iterable[dict[str, str]]) -> str:
 @dataclass(frozen=True, slots=True)
 class _Job:
     request_id: int
-    log_type: Log
+    log_type: LogKind
     plan: UploadPlan
 
 
 class LogUploads:
-    """One GetLog upload at a time; a new request cancels the running one."""
+    """One GetLog upload at a time; a new request cancels the running one.
+
+    ``status_request(status, request_id)`` is the version's LogStatusNotification (status
+    ``Uploading``, an :class:`UploadOutcome` value, or ``Idle`` without a request id).
+    """
 
     def __init__(
         self,
@@ -85,6 +108,7 @@ class LogUploads:
         security_history: SecurityHistory,
         secrets: Callable[[], Iterable[str]],
         send: SendCall,
+        status_request: Callable[[str, int | None], Any],
         spawn: Spawn,
         clock: Callable[[], dt.datetime],
         interval_scale: float = 1.0,
@@ -94,6 +118,7 @@ class LogUploads:
         self._security_history = security_history
         self._secrets = secrets
         self._send = send
+        self._status_request = status_request
         self._spawn = spawn
         self._clock = clock
         self._scale = interval_scale
@@ -106,46 +131,47 @@ class LogUploads:
         """The requestId of the upload under way, or None."""
         return None if self._running is None else self._running.request_id
 
-    def status_notification(self) -> call.LogStatusNotification:
+    def status_notification(self) -> Any:
         """What a trigger sends now: Uploading with the running requestId, else Idle."""
         request_id = self.running_request_id
         if request_id is None:
-            # requestId is optional in the schema (not in the library's dataclass): left out
-            return call.LogStatusNotification(UploadLogStatus.idle, None)
-        return call.LogStatusNotification(UploadLogStatus.uploading, request_id)
+            return self._status_request(IDLE, None)
+        return self._status_request(UPLOADING, request_id)
 
     def plan(
         self,
         unique_id: str,
-        log_type: str,
+        kind: LogKind,
         request_id: int,
-        log_parameters: dict[str, Any],
+        location: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
         retries: int | None = None,
         retry_interval: int | None = None,
-    ) -> Any:
-        """@on: the answer; the upload starts (and a running one stops) in @after."""
-        location = str(log_parameters["remote_location"])
+    ) -> tuple[LogAnswer, str | None]:
+        """@on: the answer and the file name; the upload starts (and a running one stops)
+        in :meth:`start_planned`."""
         if scheme_of(location) is None:
             log.warning("GetLog %d to %s: unsupported location", request_id, safe_url(location))
-            return call_result.GetLog(LogStatus.rejected)
-        kind = Log(log_type)
+            return LogAnswer.REJECTED, None
         try:
             plan = UploadPlan.read(
                 location,
                 archive_name(self._cp_id, _KIND[kind], self._clock()),
-                since=log_parameters.get("oldest_timestamp"),
-                until=log_parameters.get("latest_timestamp"),
+                since=since,
+                until=until,
                 retries=retries,
                 retry_interval=retry_interval,
                 interval_scale=self._scale,
             )
         except ValueError:
             log.warning("GetLog %d with an unreadable time window: Rejected", request_id)
-            return call_result.GetLog(LogStatus.rejected)
+            return LogAnswer.REJECTED, None
         self._planned = {unique_id: _Job(request_id, kind, plan)}
-        status = LogStatus.accepted if self._running is None else LogStatus.accepted_canceled
+        status = LogAnswer.ACCEPTED if self._running is None else LogAnswer.ACCEPTED_CANCELED
         log.info("GetLog %d (%s): %s, file %s", request_id, kind, status, plan.file_name)
-        return call_result.GetLog(status, filename=plan.file_name)
+        return status, plan.file_name
 
     def start_planned(self, unique_id: str) -> None:
         """@after: cancel the upload under way, if any, and start the one just accepted."""
@@ -164,18 +190,18 @@ class LogUploads:
             return  # superseded before it began
         self._task = asyncio.current_task()
         try:
-            await self._notify(UploadLogStatus.uploading, job.request_id)
+            await self._notify(UPLOADING, job.request_id)
             what = f"GetLog {job.request_id} ({job.log_type})"
             outcome = await collect_and_upload(job.plan, self._preparer(job), what)
             self._running = self._task = None
-            await self._notify(UploadLogStatus(outcome.value), job.request_id)
+            await self._notify(outcome.value, job.request_id)
         finally:
             if self._running is job:
                 self._running = self._task = None
 
     def _preparer(self, job: _Job) -> Prepare:
         """What writes the job's archive; the security events are taken now (loop thread)."""
-        if job.log_type is Log.diagnostics_log:
+        if job.log_type is LogKind.DIAGNOSTICS:
             return self._diagnostics_log
         text = security_log_text(self._security_history(job.plan.since, job.plan.until))
         secrets = list(self._secrets())
@@ -185,5 +211,5 @@ class LogUploads:
 
         return prepare
 
-    async def _notify(self, status: UploadLogStatus, request_id: int) -> None:
-        await notify(self._send, call.LogStatusNotification(status, request_id))
+    async def _notify(self, status: str, request_id: int) -> None:
+        await notify(self._send, self._status_request(status, request_id))
