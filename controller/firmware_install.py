@@ -1,6 +1,6 @@
 """Firmware packages of picharge: checking one, installing it beside the running one, switching.
 
-Free of OCPP (:mod:`controller.ocpp16.firmware` drives it). On a Pi the firmware is a Python
+Free of OCPP (:mod:`controller.csms.firmware` drives it). On a Pi the firmware is a Python
 distribution of picharge, a wheel (``.whl``) or an sdist (``.tar.gz``).
 
 Layout under the state directory (:data:`FIRMWARE_DIR`)::

@@ -22,9 +22,9 @@ import pytest
 from ocpp.v16 import call
 
 from controller.connector_types import StopReason
+from controller.csms.firmware import installed_version
 from controller.domain import ResetKind
 from controller.firmware_install import FirmwarePackage, InstallFailed, VerificationFailed
-from controller.ocpp16.firmware import installed_version
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from tests.csms import ACCEPTED_TAG, MakeCsms, make_csms_fixture  # noqa: F401

@@ -22,6 +22,7 @@ from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
+from controller.csms.firmware import FirmwareUpdater, installed_version
 from controller.csms.firmware_signature import file_roots
 from controller.csms.get_log import LogUploads
 from controller.csms.link import LinkTiming
@@ -32,7 +33,7 @@ from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
 from controller.ocpp16.extended_trigger import ExtendedTriggers
-from controller.ocpp16.firmware import FirmwareUpdater, installed_version
+from controller.ocpp16.firmware_status import core_status, signed_report, status_request
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.profiles import parse_profile
 from controller.ocpp16.services import Services
@@ -114,6 +115,7 @@ def build_services(
         installer=firmware_installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
         current_version=installed_version(),
         send=send,
+        status_request=status_request,
         spawn=spawn,
         clock=clock,
         storage=storage,
@@ -140,7 +142,7 @@ def build_services(
         clock=clock,
         spawn=spawn,
         diagnostics_status=lambda: DiagnosticsStatus(diagnostics.status.value),
-        firmware_status=lambda: firmware.status,
+        firmware_status=lambda: core_status(firmware.status),
     )
     return Services(
         control=control,
@@ -167,7 +169,7 @@ def build_services(
         extended_triggers=ExtendedTriggers(
             triggers=triggers,
             log_status=logs.status_notification,
-            report_firmware=firmware.report_signed_status,
+            report_firmware=signed_report(firmware, send),
             request_signing=certificates.request_signing,
         ),
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
+from controller.csms.firmware import installed_version
 from controller.csms.security import LinkSecurity, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp16.adapter import Ocpp16Adapter
-from controller.ocpp16.firmware import installed_version
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.settings import SECURITY_KEYS, csms_settings
 

@@ -19,11 +19,11 @@ from controller.domain import ChargePointControl
 if TYPE_CHECKING:
     from controller.csms.certificates import CertificateManager
     from controller.csms.diagnostics import Diagnostics
+    from controller.csms.firmware import FirmwareUpdater
     from controller.csms.get_log import LogUploads
     from controller.csms.reservations import ReservationBook
     from controller.csms.smart_charging import SmartCharging
     from controller.ocpp16.extended_trigger import ExtendedTriggers
-    from controller.ocpp16.firmware import FirmwareUpdater
     from controller.ocpp16.keys import OcppConfig
     from controller.ocpp16.triggers import TriggerSender
 

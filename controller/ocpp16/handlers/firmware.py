@@ -1,4 +1,5 @@
-"""The 1.6 requests of :mod:`controller.ocpp16.firmware`, as a mixin of the ChargePoint."""
+"""UpdateFirmware and SignedUpdateFirmware onto the neutral
+:class:`~controller.csms.firmware.FirmwareUpdater`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
-from ocpp.v16.enums import Action
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, UpdateFirmwareStatus
+
+from controller.csms.firmware import SignedFirmware
 
 if TYPE_CHECKING:
     from controller.ocpp16.services import Services
@@ -21,9 +25,16 @@ class FirmwareHandlers:
 
     @on(Action.update_firmware)
     def on_update_firmware(
-        self, location: str, retrieve_date: str, call_unique_id: str, **kwargs: Any
+        self,
+        location: str,
+        retrieve_date: str,
+        call_unique_id: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **kwargs: Any,
     ) -> Any:
-        return self._s.firmware.plan(call_unique_id, location, retrieve_date, **kwargs)
+        self._s.firmware.plan(call_unique_id, location, retrieve_date, retries, retry_interval)
+        return call_result.UpdateFirmware()
 
     @after(Action.update_firmware)
     def after_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:
@@ -39,9 +50,21 @@ class FirmwareHandlers:
         retry_interval: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        return await self._s.firmware.plan_signed(
-            call_unique_id, request_id, firmware, retries, retry_interval
+        signed = SignedFirmware(
+            location=str(firmware["location"]),
+            retrieve_date_time=str(firmware["retrieve_date_time"]),
+            signing_certificate=str(firmware["signing_certificate"]),
+            signature=str(firmware["signature"]),
+            install_date_time=(
+                None
+                if firmware.get("install_date_time") is None
+                else str(firmware["install_date_time"])
+            ),
         )
+        answer = await self._s.firmware.plan_signed(
+            call_unique_id, request_id, signed, retries, retry_interval
+        )
+        return call_result.SignedUpdateFirmware(UpdateFirmwareStatus(answer.value))
 
     @after(Action.signed_update_firmware)
     def after_signed_update_firmware(self, call_unique_id: str, **kwargs: Any) -> None:

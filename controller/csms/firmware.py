@@ -1,5 +1,5 @@
-"""OCPP 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), and the security
-whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification.
+"""Firmware updates: 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), and the
+security whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification (2.0.1 L01).
 
 The CSMS names a location (http, https or ftp URL of a picharge wheel or sdist), a retrieve
 time, and optionally retries and retryInterval; a signed update adds a requestId, an install
@@ -33,11 +33,12 @@ that a restart resumes it):
    event FirmwareUpdated); when the fall-back (:func:`controller.firmware_install.guard`)
    put the previous version back, the next registration reports InstallationFailed instead.
 
-While nothing runs the status is Idle. Plain UpdateFirmware reports the 1.6 core statuses
-(FirmwareStatusNotification; the whitepaper's extra steps are not sent), signed updates the
-whitepaper's (SignedFirmwareStatusNotification with the requestId). A plain request while
-an update runs is answered and ignored (logged). Loop thread; downloads, signature checks and
-installs run in worker threads.
+While nothing runs the status is Idle. Each step goes to the version's ``status_request``,
+which builds the notification or None to send nothing (1.6: a plain update reports the core
+statuses in FirmwareStatusNotification, the whitepaper's extra steps are not sent; a signed
+update reports every step in SignedFirmwareStatusNotification with the requestId). A plain
+request while an update runs is answered and ignored (logged). Loop thread; downloads,
+signature checks and installs run in worker threads.
 """
 
 from __future__ import annotations
@@ -49,12 +50,12 @@ import importlib.metadata
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
-from ocpp.v16 import call, call_result
-from ocpp.v16.enums import FirmwareStatus, UpdateFirmwareStatus
 
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.firmware_job import FirmwareJob, JobStore, Stage
@@ -93,6 +94,39 @@ RESUME_WAIT_S = 60
 SendCall = Callable[[Any], Awaitable[Any]]
 
 
+class FirmwareStatus(StrEnum):
+    """The steps of an update, in the whitepaper's words (1.6 core knows a subset)."""
+
+    IDLE = "Idle"
+    DOWNLOAD_SCHEDULED = "DownloadScheduled"
+    DOWNLOADING = "Downloading"
+    DOWNLOAD_PAUSED = "DownloadPaused"
+    DOWNLOADED = "Downloaded"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    SIGNATURE_VERIFIED = "SignatureVerified"
+    INVALID_SIGNATURE = "InvalidSignature"
+    INSTALL_SCHEDULED = "InstallScheduled"
+    INSTALLING = "Installing"
+    INSTALL_REBOOTING = "InstallRebooting"
+    INSTALLED = "Installed"
+    INSTALLATION_FAILED = "InstallationFailed"
+    INSTALL_VERIFICATION_FAILED = "InstallVerificationFailed"
+
+
+class SignedAnswer(StrEnum):
+    """SignedUpdateFirmware's answer."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    ACCEPTED_CANCELED = "AcceptedCanceled"
+    INVALID_CERTIFICATE = "InvalidCertificate"
+
+
+#: The version's notification of a step: (status, the signed update's requestId or None);
+#: None when the version has no word for the step.
+StatusRequest = Callable[[FirmwareStatus, int | None], Any]
+
+
 class RecordEvent(Protocol):
     """:meth:`controller.csms.security_events.SecurityEvents.record`."""
 
@@ -103,24 +137,14 @@ class RecordEvent(Protocol):
 
 SigningRoots = Callable[[], list[x509.Certificate]]
 
-#: What the 1.6 core FirmwareStatusNotification says for each step of a signed update.
-_CORE = {
-    FirmwareStatus.download_scheduled: FirmwareStatus.idle,
-    FirmwareStatus.download_paused: FirmwareStatus.downloading,
-    FirmwareStatus.signature_verified: FirmwareStatus.downloaded,
-    FirmwareStatus.install_scheduled: FirmwareStatus.downloaded,
-    FirmwareStatus.install_rebooting: FirmwareStatus.installing,
-    FirmwareStatus.invalid_signature: FirmwareStatus.installation_failed,
-    FirmwareStatus.install_verification_failed: FirmwareStatus.installation_failed,
-}
 #: Statuses that end an update.
 _FINAL = frozenset(
     {
-        FirmwareStatus.download_failed,
-        FirmwareStatus.invalid_signature,
-        FirmwareStatus.installation_failed,
-        FirmwareStatus.install_verification_failed,
-        FirmwareStatus.installed,
+        FirmwareStatus.DOWNLOAD_FAILED,
+        FirmwareStatus.INVALID_SIGNATURE,
+        FirmwareStatus.INSTALLATION_FAILED,
+        FirmwareStatus.INSTALL_VERIFICATION_FAILED,
+        FirmwareStatus.INSTALLED,
     }
 )
 
@@ -131,11 +155,6 @@ def installed_version(dist_name: str = DIST_NAME) -> str:
         return importlib.metadata.version(dist_name)
     except importlib.metadata.PackageNotFoundError:
         return "0"
-
-
-def core_status(status: FirmwareStatus) -> FirmwareStatus:
-    """``status`` in the words of 1.6 core FirmwareStatusNotification."""
-    return _CORE.get(status, status)
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -149,6 +168,17 @@ def _attempts(retries: int | None) -> int:
 
 def _interval(value: int | None) -> int:
     return DEFAULT_RETRY_INTERVAL_S if value is None else max(0, int(value))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedFirmware:
+    """A signed update's firmware: where, when, and the signature over the file."""
+
+    location: str
+    retrieve_date_time: str
+    signing_certificate: str  # PEM
+    signature: str  # base64
+    install_date_time: str | None = None
 
 
 class FirmwareUpdater:
@@ -165,6 +195,7 @@ class FirmwareUpdater:
         installer: Installer,
         current_version: str,
         send: SendCall,
+        status_request: StatusRequest,
         spawn: Spawn,
         clock: Callable[[], dt.datetime],
         storage: Storage,
@@ -176,13 +207,14 @@ class FirmwareUpdater:
         self._installer = installer
         self._current = current_version
         self._send = send
+        self._status_request = status_request
         self._spawn = spawn
         self._clock = clock
         self._store = JobStore(storage)
         self._record = record_event
         self._roots = signing_roots
         self._scale = interval_scale
-        self._status = FirmwareStatus.idle
+        self._status = FirmwareStatus.IDLE
         self._job: FirmwareJob | None = None  # running, or awaiting its verdict
         self._task: asyncio.Task[Any] | None = None
         self._installing = False  # the installer has been called: no cancelling now
@@ -194,8 +226,15 @@ class FirmwareUpdater:
 
     @property
     def status(self) -> FirmwareStatus:
-        """The step under way in 1.6 core words; Idle when nothing runs."""
-        return core_status(self._status)
+        """The step under way; Idle when nothing runs."""
+        return self._status
+
+    @property
+    def signed_request_id(self) -> int | None:
+        """The requestId of the current or last signed update; None when no signed update
+        ran, nor for a plain update under way."""
+        job = self._job
+        return job.request_id if job is not None else self._last_request_id
 
     # --- restarts -----------------------------------------------------------------------------
 
@@ -212,7 +251,7 @@ class FirmwareUpdater:
         else:
             log.info("firmware %s was being installed: verdict at registration", job.version)
             self._status = (
-                FirmwareStatus.install_rebooting if job.signed else FirmwareStatus.installing
+                FirmwareStatus.INSTALL_REBOOTING if job.signed else FirmwareStatus.INSTALLING
             )
 
     def booted(self) -> None:
@@ -236,17 +275,25 @@ class FirmwareUpdater:
             return
         if version is not None and version == job.version:
             self._record(SecurityEvent.FIRMWARE_UPDATED, f"firmware {version} installed")
-            await self._end(job, FirmwareStatus.installed)
+            await self._end(job, FirmwareStatus.INSTALLED)
         else:
             log.error("firmware %s is not running after the restart: fell back", job.version)
-            await self._end(job, FirmwareStatus.installation_failed)
+            await self._end(job, FirmwareStatus.INSTALLATION_FAILED)
         self._job = None
-        self._status = FirmwareStatus.idle
+        self._status = FirmwareStatus.IDLE
 
     # --- requests -----------------------------------------------------------------------------
 
-    def plan(self, unique_id: str, location: str, retrieve_date: str, **request: Any) -> Any:
-        """@on UpdateFirmware: the (empty) answer; the update starts in :meth:`start_planned`."""
+    def plan(
+        self,
+        unique_id: str,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        """@on UpdateFirmware (its answer is empty); the update starts in
+        :meth:`start_planned`."""
         if self._job is not None:
             log.warning("UpdateFirmware while an update runs: ignored")
         elif scheme_of(location) is None:
@@ -261,43 +308,42 @@ class FirmwareUpdater:
                     unique_id: FirmwareJob(
                         location=location,
                         retrieve_at=when,
-                        retries=_attempts(request.get("retries")),
-                        retry_interval_s=_interval(request.get("retry_interval")),
+                        retries=_attempts(retries),
+                        retry_interval_s=_interval(retry_interval),
                     )
                 }
-        return call_result.UpdateFirmware()
 
     async def plan_signed(
         self,
         unique_id: str,
         request_id: int,
-        firmware: dict[str, Any],
+        firmware: SignedFirmware,
         retries: int | None = None,
         retry_interval: int | None = None,
-    ) -> Any:
+    ) -> SignedAnswer:
         """@on SignedUpdateFirmware: check the request and its signing certificate; the
         update starts in :meth:`start_planned` (replacing one that has not begun installing)."""
-        location = str(firmware["location"])
+        location = firmware.location
         if self._installing or (self._job is not None and self._job.stage is not Stage.SCHEDULED):
             log.warning("SignedUpdateFirmware %d while an update installs: Rejected", request_id)
-            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
+            return SignedAnswer.REJECTED
         if scheme_of(location) is None:
             log.warning("SignedUpdateFirmware from %s: unsupported location", safe_url(location))
-            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
+            return SignedAnswer.REJECTED
         try:
-            retrieve_at = _parse_time(str(firmware["retrieve_date_time"]))
-            install_text = firmware.get("install_date_time")
-            install_at = _parse_time(str(install_text)) if install_text else None
+            retrieve_at = _parse_time(firmware.retrieve_date_time)
+            install_text = firmware.install_date_time
+            install_at = _parse_time(install_text) if install_text else None
         except ValueError:
             log.warning("SignedUpdateFirmware %d with an unreadable time: Rejected", request_id)
-            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.rejected)
-        pem = str(firmware["signing_certificate"])
+            return SignedAnswer.REJECTED
+        pem = firmware.signing_certificate
         try:
             await asyncio.to_thread(self._trusted, pem)
         except CertificateRefused as exc:
             log.warning("SignedUpdateFirmware %d: %s", request_id, exc)
             self._record(SecurityEvent.INVALID_FIRMWARE_SIGNING_CERTIFICATE, str(exc), logged=True)
-            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.invalid_certificate)
+            return SignedAnswer.INVALID_CERTIFICATE
         self._planned = {
             unique_id: FirmwareJob(
                 location=location,
@@ -307,13 +353,13 @@ class FirmwareUpdater:
                 request_id=request_id,
                 install_at=install_at,
                 signing_certificate=pem,
-                signature=str(firmware["signature"]),
+                signature=firmware.signature,
             )
         }
         if self._job is not None:
             log.info("SignedUpdateFirmware %d replaces the update under way", request_id)
-            return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.accepted_canceled)
-        return call_result.SignedUpdateFirmware(UpdateFirmwareStatus.accepted)
+            return SignedAnswer.ACCEPTED_CANCELED
+        return SignedAnswer.ACCEPTED
 
     def _trusted(self, pem: str) -> x509.Certificate:
         """Worker thread: the signing certificate, checked against the roots of now."""
@@ -360,10 +406,10 @@ class FirmwareUpdater:
                 self._installing = False
                 if self._job is not None and self._job.stage is not Stage.REBOOTING:
                     self._job = None
-                    self._status = FirmwareStatus.idle
+                    self._status = FirmwareStatus.IDLE
 
     async def _update(self, job: FirmwareJob) -> None:
-        await self._until(job, job.retrieve_at, FirmwareStatus.download_scheduled)
+        await self._until(job, job.retrieve_at, FirmwareStatus.DOWNLOAD_SCHEDULED)
         with tempfile.TemporaryDirectory(
             prefix="picharge-firmware-", ignore_cleanup_errors=True
         ) as tmp:
@@ -371,9 +417,9 @@ class FirmwareUpdater:
             if package is None:
                 return
             if job.install_at is not None:
-                await self._until(job, job.install_at, FirmwareStatus.install_scheduled)
+                await self._until(job, job.install_at, FirmwareStatus.INSTALL_SCHEDULED)
             await self._until_no_transaction()
-            await self._notify(job, FirmwareStatus.installing)
+            await self._notify(job, FirmwareStatus.INSTALLING)
             self._installing = True
             job = dataclasses.replace(job, stage=Stage.INSTALLING, version=package.version)
             self._job = job
@@ -382,25 +428,25 @@ class FirmwareUpdater:
                 where = await asyncio.to_thread(self._installer.install, package)
             except VerificationFailed as exc:
                 log.error("firmware %s installed but fails its check: %s", package.version, exc)
-                failed = FirmwareStatus.install_verification_failed
-                await self._end(job, failed if job.signed else FirmwareStatus.installation_failed)
+                failed = FirmwareStatus.INSTALL_VERIFICATION_FAILED
+                await self._end(job, failed if job.signed else FirmwareStatus.INSTALLATION_FAILED)
                 return
             except (InstallFailed, OSError) as exc:
                 log.error("firmware %s not installed: %s", package.version, exc)
-                await self._end(job, FirmwareStatus.installation_failed)
+                await self._end(job, FirmwareStatus.INSTALLATION_FAILED)
                 return
         job = dataclasses.replace(job, stage=Stage.REBOOTING)
         self._job = job
         await self._store.save(job)
         self._installed_here = True
         log.warning("firmware %s installed in %s: restarting into it", package.version, where)
-        await self._notify(job, FirmwareStatus.install_rebooting)
+        await self._notify(job, FirmwareStatus.INSTALL_REBOOTING)
         self._installer.prepare_restart()
         await self._control.reset(ResetKind.HARD)
 
     async def _obtain(self, job: FirmwareJob, fetched: Path) -> FirmwarePackage | None:
         """Download, (signed) verify, and check the package; None when the update ended."""
-        await self._notify(job, FirmwareStatus.downloading)
+        await self._notify(job, FirmwareStatus.DOWNLOADING)
         attempts = 1 + job.retries
         for attempt in range(1, attempts + 1):
             try:
@@ -417,10 +463,10 @@ class FirmwareUpdater:
                 continue
             break
         else:
-            await self._end(job, FirmwareStatus.download_failed)
+            await self._end(job, FirmwareStatus.DOWNLOAD_FAILED)
             return None
         log.info("firmware from %s downloaded (%d bytes)", safe_url(job.location), size)
-        await self._notify(job, FirmwareStatus.downloaded)
+        await self._notify(job, FirmwareStatus.DOWNLOADED)
         if package is not None:
             return package
         return await self._verified(job, fetched)
@@ -432,14 +478,14 @@ class FirmwareUpdater:
         except (CertificateRefused, SignatureRefused) as exc:
             log.error("firmware update %s: %s: not installed", job.request_id, exc)
             self._record(SecurityEvent.INVALID_FIRMWARE_SIGNATURE, str(exc), logged=True)
-            await self._end(job, FirmwareStatus.invalid_signature)
+            await self._end(job, FirmwareStatus.INVALID_SIGNATURE)
             return None
-        await self._notify(job, FirmwareStatus.signature_verified)
+        await self._notify(job, FirmwareStatus.SIGNATURE_VERIFIED)
         try:
             return await asyncio.to_thread(inspect_package, fetched, self._current, job.location)
         except (FirmwareRejected, OSError) as exc:
             log.error("firmware update %s refused: %s", job.request_id, exc)
-            await self._end(job, FirmwareStatus.installation_failed)
+            await self._end(job, FirmwareStatus.INSTALLATION_FAILED)
             return None
 
     async def _until(self, job: FirmwareJob, at: dt.datetime, status: FirmwareStatus) -> None:
@@ -463,33 +509,11 @@ class FirmwareUpdater:
         await self._notify(job, status)
 
     async def _notify(self, job: FirmwareJob, status: FirmwareStatus) -> None:
-        self._status = status if status not in _FINAL else FirmwareStatus.idle
-        if job.request_id is not None:
-            request: Any = call.SignedFirmwareStatusNotification(
-                status=status, request_id=job.request_id
-            )
-        elif core_status(status) == status:
-            request = call.FirmwareStatusNotification(status=status)
-        else:
-            return  # a whitepaper step a core CSMS has no word for
+        self._status = status if status not in _FINAL else FirmwareStatus.IDLE
+        request = self._status_request(status, job.request_id)
+        if request is None:
+            return  # a step the version has no word for
         try:
             await self._send(request)
         except CallFailed as exc:
             log.warning("firmware status %s not sent: %s", status, exc)
-
-    # --- triggers -----------------------------------------------------------------------------
-
-    async def report_signed_status(self) -> None:
-        """ExtendedTriggerMessage FirmwareStatusNotification: a SignedFirmwareStatusNotification
-        with the requestId of the current or last signed update (none when no signed update
-        ran, nor for a plain update under way). TriggerMessage's core status is
-        :attr:`status`, sent by the TriggerSender."""
-        job = self._job
-        request = call.SignedFirmwareStatusNotification(
-            status=self._status,
-            request_id=job.request_id if job is not None else self._last_request_id,
-        )  # requestId is optional on the wire: None is left out
-        try:
-            await self._send(request)
-        except CallFailed as exc:
-            log.warning("triggered SignedFirmwareStatusNotification not sent: %s", exc)
