@@ -14,31 +14,17 @@ calls. One instance per websocket connection; loop thread only.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call
-from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import (
-    Action,
-    AvailabilityStatus,
-    AvailabilityType,
-    ClearCacheStatus,
-    ConfigurationStatus,
-    DataTransferStatus,
-    RemoteStartStopStatus,
-    ResetStatus,
-    UnlockStatus,
-)
+from ocpp.v16 import ChargePoint
 from websockets.exceptions import ConnectionClosed
 
-from controller.csms.security_events import SecurityEvent
-from controller.domain import Answer, ResetKind
 from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
 from controller.ocpp16.handlers.certificates import CertificateHandlers
+from controller.ocpp16.handlers.core import CoreHandlers
 from controller.ocpp16.handlers.diagnostics import DiagnosticsHandlers
 from controller.ocpp16.handlers.extended_trigger import ExtendedTriggerHandlers
 from controller.ocpp16.handlers.firmware import FirmwareHandlers
@@ -53,22 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: DataTransfer: our vendorId, and the messageIds we answer.
-VENDOR_ID = "picharge"
-MESSAGE_CONNECTOR_STATUS = "ConnectorStatus"
-
-
-_AVAILABILITY = {
-    Answer.ACCEPTED: AvailabilityStatus.accepted,
-    Answer.SCHEDULED: AvailabilityStatus.scheduled,
-}
-_UNLOCK = {
-    Answer.UNLOCKED: UnlockStatus.unlocked,
-    Answer.NOT_SUPPORTED: UnlockStatus.not_supported,
-}
-
 
 class OcppChargePoint(
+    CoreHandlers,
     CertificateHandlers,
     DiagnosticsHandlers,
     ExtendedTriggerHandlers,
@@ -114,118 +87,3 @@ class OcppChargePoint(
                 log.info("link closed before the CALLERROR for %s went out", message.action)
         except ConnectionClosed:
             log.info("link closed before the answer to %s went out", message.action)
-
-    # --- transactions -----------------------------------------------------------------------
-
-    @on(Action.remote_start_transaction)
-    async def on_remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None = None,
-        charging_profile: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        control = self._s.control
-        if connector_id is not None and connector_id not in control.connector_ids:
-            log.info("RemoteStartTransaction for unknown connector %s: Rejected", connector_id)
-            return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
-        authorized = not self._s.config.get_bool("AuthorizeRemoteTxRequests")
-        held = None
-        if charging_profile is not None:
-            held = await self._hold_remote_start_profile(connector_id, id_tag, charging_profile)
-            if held is None:
-                return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
-        accepted = await control.remote_start(id_tag, connector_id, authorized)
-        if held is not None and not accepted:
-            self._release_remote_start_profile(held)
-        status = RemoteStartStopStatus.accepted if accepted else RemoteStartStopStatus.rejected
-        return call_result.RemoteStartTransaction(status)
-
-    @on(Action.remote_stop_transaction)
-    async def on_remote_stop(self, transaction_id: int, **kwargs: Any) -> Any:
-        tx = self._s.control.transaction_by_csms_id(transaction_id)
-        stopped = tx is not None and await self._s.control.remote_stop(tx)
-        status = RemoteStartStopStatus.accepted if stopped else RemoteStartStopStatus.rejected
-        return call_result.RemoteStopTransaction(status)
-
-    # --- the charge point -------------------------------------------------------------------
-
-    @on(Action.reset)
-    def on_reset(self, type: str, **kwargs: Any) -> Any:
-        return call_result.Reset(ResetStatus.accepted)
-
-    @after(Action.reset)
-    def after_reset(self, type: str, **kwargs: Any) -> None:
-        event = SecurityEvent.RESET_OR_REBOOT
-        self._s.security_events.record(event, f"{type} reset requested by the CSMS")
-        self._s.spawn(self._s.control.reset(ResetKind(type)), f"ocpp16-reset-{type}")
-
-    @on(Action.unlock_connector)
-    async def on_unlock(self, connector_id: int, **kwargs: Any) -> Any:
-        if connector_id not in self._s.control.connector_ids:
-            return call_result.UnlockConnector(UnlockStatus.not_supported)
-        answer = await self._s.control.unlock(connector_id)
-        return call_result.UnlockConnector(_UNLOCK.get(answer, UnlockStatus.unlock_failed))
-
-    @on(Action.change_availability)
-    async def on_change_availability(self, connector_id: int, type: str, **kwargs: Any) -> Any:
-        if connector_id != 0 and connector_id not in self._s.control.connector_ids:
-            return call_result.ChangeAvailability(AvailabilityStatus.rejected)
-        available = type == AvailabilityType.operative
-        answer = await self._s.control.change_availability(connector_id, available)
-        return call_result.ChangeAvailability(
-            _AVAILABILITY.get(answer, AvailabilityStatus.rejected)
-        )
-
-    @on(Action.clear_cache)
-    async def on_clear_cache(self, **kwargs: Any) -> Any:
-        cleared = await self._s.authorizer.clear()
-        return call_result.ClearCache(
-            ClearCacheStatus.accepted if cleared else ClearCacheStatus.rejected
-        )
-
-    @on(Action.data_transfer)
-    def on_data_transfer(
-        self, vendor_id: str, message_id: str | None = None, data: str | None = None, **kwargs: Any
-    ) -> Any:
-        if vendor_id.casefold() != VENDOR_ID:
-            return call_result.DataTransfer(DataTransferStatus.unknown_vendor_id)
-        if message_id != MESSAGE_CONNECTOR_STATUS:
-            return call_result.DataTransfer(DataTransferStatus.unknown_message_id)
-        return call_result.DataTransfer(DataTransferStatus.accepted, data=self._status_json())
-
-    def _status_json(self) -> str:
-        """DataTransfer picharge/ConnectorStatus: each connector as the supervisor sees it."""
-        views = [self._s.control.view(c) for c in self._s.control.connector_ids]
-        return json.dumps(
-            [
-                {
-                    "connectorId": v.connector_id,
-                    "status": v.status.value,
-                    "fault": v.fault.value if v.fault else None,
-                    "transactionId": v.transaction.csms_id if v.transaction else None,
-                    "energyWh": v.reading.energy_import_wh if v.reading else None,
-                    "offeredA": v.offered_a,
-                }
-                for v in views
-            ],
-            separators=(",", ":"),
-        )
-
-    # --- configuration ----------------------------------------------------------------------
-
-    @on(Action.get_configuration)
-    def on_get_configuration(self, key: list[str] | None = None, **kwargs: Any) -> Any:
-        known, unknown = self._s.config.entries(key)
-        return call_result.GetConfiguration(
-            configuration_key=[
-                {"key": e.key, "readonly": e.readonly, "value": e.value} for e in known
-            ]
-            or None,
-            unknown_key=unknown or None,
-        )
-
-    @on(Action.change_configuration)
-    async def on_change_configuration(self, key: str, value: str, **kwargs: Any) -> Any:
-        status = await self._s.config.change(key, value)
-        return call_result.ChangeConfiguration(ConfigurationStatus(status.value))

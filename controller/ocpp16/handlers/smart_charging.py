@@ -3,10 +3,9 @@
 :class:`SmartChargingHandlers` is a base class of
 :class:`~controller.ocpp16.charge_point.OcppChargePoint` (the ocpp library finds ``@on``
 handlers on the instance, so they may live here). It serves SetChargingProfile,
-ClearChargingProfile and GetCompositeSchedule from the services' :class:`SmartCharging`,
-and offers the RemoteStartTransaction handler a way to install the request's TxProfile
-before the session is started (and to take it back when the start is refused). Handlers
-return without awaiting any outgoing call; loop thread only.
+ClearChargingProfile and GetCompositeSchedule from the services' :class:`SmartCharging`
+(RemoteStartTransaction's TxProfile is held and released by :mod:`.core`). Handlers return
+without awaiting any outgoing call; loop thread only.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from controller.csms.profiles import Purpose
 from controller.csms.wire import iso_utc
 
 if TYPE_CHECKING:
-    from controller.csms.profiles import InstalledProfile
     from controller.ocpp16.services import Services
 
 log = logging.getLogger(__name__)
@@ -97,14 +95,3 @@ class SmartChargingHandlers:
                 ],
             },
         )
-
-    async def _hold_remote_start_profile(
-        self, connector_id: int | None, id_tag: str, profile: dict[str, Any]
-    ) -> InstalledProfile | None:
-        """Install RemoteStartTransaction's chargingProfile for the session it starts;
-        None when it cannot be followed (answer Rejected then)."""
-        return await self._s.profiles.hold_for_remote_start(connector_id, id_tag, profile)
-
-    def _release_remote_start_profile(self, held: InstalledProfile) -> None:
-        """The remote start was refused: its profile goes."""
-        self._s.profiles.release(held)
