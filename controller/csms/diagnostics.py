@@ -227,7 +227,7 @@ class Diagnostics:
         plan = self._planned.pop(unique_id, None)
         if plan is not None:
             self._status = DiagnosticsStatus.UPLOADING
-            self._spawn(self._run(plan), "ocpp16-diagnostics")
+            self._spawn(self._run(plan), "csms-diagnostics")
 
     async def _run(self, plan: UploadPlan) -> None:
         try:

@@ -247,7 +247,7 @@ class FirmwareUpdater:
         self._job = job
         if job.stage is Stage.SCHEDULED:
             log.info("resuming the firmware update from %s", safe_url(job.location))
-            self._spawn(self._run(job, resumed=True), "ocpp16-firmware")
+            self._spawn(self._run(job, resumed=True), "csms-firmware")
         else:
             log.info("firmware %s was being installed: verdict at registration", job.version)
             self._status = (
@@ -260,7 +260,7 @@ class FirmwareUpdater:
         self._registered.set()
         if not self._confirmed:
             self._confirmed = True
-            self._spawn(self._confirm(), "ocpp16-firmware-confirm")
+            self._spawn(self._confirm(), "csms-firmware-confirm")
 
     async def _confirm(self) -> None:
         try:
@@ -375,7 +375,7 @@ class FirmwareUpdater:
             return
         running, self._task = self._task, None
         self._job = job
-        self._spawn(self._replace(running, job), "ocpp16-firmware")
+        self._spawn(self._replace(running, job), "csms-firmware")
 
     async def _replace(self, running: asyncio.Task[Any] | None, job: FirmwareJob) -> None:
         if running is not None and not running.done():

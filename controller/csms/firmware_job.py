@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "ocpp16-firmware"
+NAMESPACE = "ocpp16-firmware"  # named before the split; existing state directories keep it
 JOB_KEY = "job"
 #: The requestId of the last SignedUpdateFirmware (what ExtendedTriggerMessage reports).
 LAST_REQUEST_KEY = "last-request-id"

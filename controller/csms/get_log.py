@@ -183,7 +183,7 @@ class LogUploads:
             if self._task is not None:
                 self._task.cancel()
         self._running, self._task = job, None  # a job not started yet sees it is superseded
-        self._spawn(self._run(job), f"ocpp16-get-log-{job.request_id}")
+        self._spawn(self._run(job), f"csms-get-log-{job.request_id}")
 
     async def _run(self, job: _Job) -> None:
         if self._running is not job:

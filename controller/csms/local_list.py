@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Storage settings namespace and key of the list's version.
-NAMESPACE = "ocpp16.local_list"
+NAMESPACE = "ocpp16.local_list"  # named before the split; existing state directories keep it
 VERSION_KEY = "version"
 
 

@@ -160,7 +160,7 @@ class ReservationBook:
         if gone is None:
             return
         log.info("reservation %d ended (%s)", reservation_id, reason)
-        self._spawn(self._forget(gone), f"ocpp16-forget-reservation-{reservation_id}")
+        self._spawn(self._forget(gone), f"csms-forget-reservation-{reservation_id}")
 
     async def _forget(self, gone: Reservation) -> None:
         try:

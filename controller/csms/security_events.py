@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "ocpp16-security-events"
+NAMESPACE = "ocpp16-security-events"  # named before the split; existing state directories keep it
 PENDING_KEY = "pending"
 HISTORY_KEY = "history"
 MAX_PENDING = 50

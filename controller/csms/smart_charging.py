@@ -405,7 +405,7 @@ class SmartCharging:
                 if bound is not None:
                     self._spawn(
                         self._store.bind(profile.key, tx.connector_id, tx.local_id),
-                        f"ocpp16-profile-bind-{profile.key}",
+                        f"csms-profile-bind-{profile.key}",
                     )
         self.refresh_soon()
 
@@ -444,7 +444,7 @@ class SmartCharging:
     def _drop(self, keys: list[str]) -> None:
         if keys:
             self.book.remove(keys)
-            self._spawn(self._forget(keys), "ocpp16-profile-delete")
+            self._spawn(self._forget(keys), "csms-profile-delete")
 
     async def _forget(self, keys: list[str]) -> None:
         try:
