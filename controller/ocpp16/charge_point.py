@@ -1,5 +1,5 @@
 """The charge point side of an OCPP 1.6J connection: the ocpp library's ChargePoint with our
-handlers for what the CSMS asks.
+handlers for what the CSMS asks (the mixins of :mod:`controller.ocpp16.handlers`).
 
 Each ``@on`` handler maps a request onto :class:`~controller.domain.ChargePointControl` (or
 the configuration and authorization cache) and returns at once: none awaits an outgoing

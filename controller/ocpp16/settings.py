@@ -1,4 +1,10 @@
-"""The 1.6 keys the supervisor needs, as the version-neutral :class:`CsmsSettings`."""
+"""The 1.6 keys, read as the version-neutral settings the core and the services take.
+
+:func:`csms_settings` gives the supervisor its :class:`~controller.domain.CsmsSettings`; the
+``*Keys`` classes implement the settings protocols of :mod:`controller.csms` (authorization,
+reservations, smart charging, certificates) by reading the key table at each use, so a
+ChangeConfiguration applies at once.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GetDiagnostics (1.6 §5.7) onto the neutral :class:`~controller.csms.diagnostics.Diagnostics`."""
+"""GetDiagnostics (1.6 §5.7) onto the neutral
+:class:`~controller.csms.diagnostics.Diagnostics`."""
 
 from __future__ import annotations
 

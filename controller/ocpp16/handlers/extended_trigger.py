@@ -1,4 +1,5 @@
-"""The 1.6 requests of :mod:`controller.ocpp16.extended_trigger`, as a mixin of the ChargePoint."""
+"""The 1.6 requests of :mod:`controller.ocpp16.extended_trigger`, as a mixin of the
+ChargePoint."""
 
 from __future__ import annotations
 
