@@ -45,6 +45,11 @@ def factory() -> Iterator[MockFactory]:
     mock.close()
 
 
-# The loopback CSMS fixtures (`csms`, `make_csms`) for the end-to-end tests, and the card
-# reader tests' `no_leaks`.
-pytest_plugins = ["tests.csms", "tests.rfid_support"]
+# Shared fixtures live in tests/support (see its __init__); loading them here gives every test
+# module the same fixtures without importing them: the loopback CSMS (`csms`, `make_csms`),
+# the OCPP 1.6 adapter rig (`make_rig`) and the card reader tests' `no_leaks`.
+pytest_plugins = [
+    "tests.support.csms",
+    "tests.support.ocpp16_adapter",
+    "tests.support.card_reader",
+]

@@ -21,8 +21,7 @@ from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
 from controller.csms.certificate_store import CaStore, CertificateUse
-from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import CP_ID, MakeRig, Rig, make_rig_fixture  # noqa: F401
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
 
 CSMS_ROOT = "CentralSystemRootCertificate"
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
@@ -83,7 +82,7 @@ def expected_hash_data(cert: x509.Certificate, issuer_key: Key) -> dict[str, str
     }
 
 
-async def install(rig: Rig, kind: str, text: str) -> str:
+async def install(rig: AdapterRig, kind: str, text: str) -> str:
     conf = await rig.csms.call(
         CP_ID, call.InstallCertificate(certificate_type=kind, certificate=text)
     )
@@ -91,18 +90,18 @@ async def install(rig: Rig, kind: str, text: str) -> str:
     return status
 
 
-async def installed(rig: Rig, kind: str) -> tuple[str, list[dict[str, str]]]:
+async def installed(rig: AdapterRig, kind: str) -> tuple[str, list[dict[str, str]]]:
     conf = await rig.csms.call(CP_ID, call.GetInstalledCertificateIds(certificate_type=kind))
     return conf.status, conf.certificate_hash_data or []
 
 
-async def delete(rig: Rig, data: dict[str, Any]) -> str:
+async def delete(rig: AdapterRig, data: dict[str, Any]) -> str:
     conf = await rig.csms.call(CP_ID, call.DeleteCertificate(certificate_hash_data=data))
     status: str = conf.status
     return status
 
 
-async def started(make_rig: MakeRig, **keys: str) -> Rig:
+async def started(make_rig: MakeRig, **keys: str) -> AdapterRig:
     rig = await make_rig(keys=keys or None)
     await rig.registered()
     return rig

@@ -13,9 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from ocpp.v16 import call
 
-from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
 from tests.test_certificates import make_cert, pem, started
-from tests.test_ocpp16_support import CP_ID, MakeRig, Rig, make_rig_fixture  # noqa: F401
 
 Key = ec.EllipticCurvePrivateKey
 
@@ -46,14 +45,14 @@ def sign(
     )
 
 
-async def signing_request(rig: Rig) -> x509.CertificateSigningRequest:
+async def signing_request(rig: AdapterRig) -> x509.CertificateSigningRequest:
     csrs: list[str] = []
     rig.csms.set_response("SignCertificate", lambda request: csrs.append(request["csr"]))
     assert await rig.adapter._services.certificates.request_signing()
     return x509.load_pem_x509_csr(csrs[-1].encode())
 
 
-async def certificate_signed(rig: Rig, chain: str) -> str:
+async def certificate_signed(rig: AdapterRig, chain: str) -> str:
     conf = await rig.csms.call(CP_ID, call.CertificateSigned(certificate_chain=chain))
     status: str = conf.status
     return status

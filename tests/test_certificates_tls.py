@@ -31,9 +31,10 @@ from controller.csms.security import LinkSecurity, TlsFiles
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
-from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
+from tests.support.csms import MakeCsms
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.wait import until
 from tests.test_certificates import pem
-from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
 from tests.test_security import PASSWORD, Pem, _issue
 
 CPO = "Test CPO"
@@ -113,7 +114,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(ca, other, server, other_server)
 
 
-MakeTlsRig = Callable[..., Awaitable[Rig]]
+MakeTlsRig = Callable[..., Awaitable[AdapterRig]]
 
 
 @pytest.fixture(name="make_tls_rig")
@@ -122,9 +123,9 @@ async def make_tls_rig_fixture(
 ) -> AsyncIterator[MakeTlsRig]:
     """An adapter at security profile 2 with ``[ocpp] ca_file`` = the test CA against a
     wss:// LocalCsms serving ``context``."""
-    rigs: list[Rig] = []
+    rigs: list[AdapterRig] = []
 
-    async def make(context: ssl.SSLContext, **keys: str) -> Rig:
+    async def make(context: ssl.SSLContext, **keys: str) -> AdapterRig:
         csms = await make_csms(basic_auth={CP_ID: PASSWORD}, ssl_context=context)
         storage = await Storage.open(tmp_path / "state")
         defaults = {"SecurityProfile": "2", "AuthorizationKey": PASSWORD, **keys}
@@ -140,7 +141,7 @@ async def make_tls_rig_fixture(
         control = FakeControl((1,))
         adapter = build_adapter(csms, control, config, storage, security=security)
         task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = Rig(csms, adapter, control, config, storage, task)
+        rig = AdapterRig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
         await rig.registered()
         return rig
@@ -156,13 +157,13 @@ def use(context: ssl.SSLContext, server: Pem) -> None:
     context.load_cert_chain(server.cert, server.key)
 
 
-async def reconnected(rig: Rig) -> None:
+async def reconnected(rig: AdapterRig) -> None:
     mark = len(rig.csms.received)
     await rig.csms.drop_connections()
     await rig.registered(after=mark, timeout_s=5)
 
 
-async def refused_again(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def refused_again(rig: AdapterRig, caplog: pytest.LogCaptureFixture) -> None:
     """Drop the link and wait for the charger to refuse the CSMS certificate."""
     caplog.clear()
     await rig.csms.drop_connections()
@@ -170,7 +171,7 @@ async def refused_again(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     assert rig.csms.connected == []
 
 
-async def install(rig: Rig, ca: Ca) -> str:
+async def install(rig: AdapterRig, ca: Ca) -> str:
     conf = await rig.csms.call(
         CP_ID,
         call.InstallCertificate(
@@ -181,7 +182,7 @@ async def install(rig: Rig, ca: Ca) -> str:
     return status
 
 
-async def delete(rig: Rig) -> str:
+async def delete(rig: AdapterRig) -> str:
     listed = await rig.csms.call(
         CP_ID, call.GetInstalledCertificateIds(certificate_type="CentralSystemRootCertificate")
     )
@@ -215,7 +216,9 @@ async def test_an_installed_csms_root_verifies_the_csms_until_it_is_deleted(
     await refused_again(rig, caplog)
 
 
-async def sign_through_the_csms(rig: Rig, ca: Ca, **sign: Any) -> tuple[str, x509.Certificate]:
+async def sign_through_the_csms(
+    rig: AdapterRig, ca: Ca, **sign: Any
+) -> tuple[str, x509.Certificate]:
     """request_signing (as ExtendedTriggerMessage SignChargePointCertificate does): the CSMS
     takes the CSR, ``ca`` signs it, CertificateSigned carries it; (its answer, the leaf)."""
     csrs: list[str] = []

@@ -23,9 +23,10 @@ from controller.file_transfer import TransferError, download, safe_url, upload
 from controller.logging_setup import add_log_file, remove_log_file, under_systemd
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
-from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
-from tests.test_diagnostics_support import FtpFiles, HttpFiles, closed_port
-from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
+from tests.support.csms import MakeCsms
+from tests.support.file_servers import FtpFiles, HttpFiles, closed_port
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.wait import until
 
 SECRET = "s3cr3t-AuthKey-value"
 LOG = (
@@ -39,15 +40,15 @@ LOG = (
 )
 WINDOW = {"start_time": "2026-11-23T10:01:00Z", "stop_time": "2026-11-23T10:20:00Z"}
 
-MakeDiagRig = Callable[..., Awaitable[Rig]]
+MakeDiagRig = Callable[..., Awaitable[AdapterRig]]
 
 
 @pytest.fixture(name="make_diag_rig")
 async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeDiagRig]:
     """An adapter against a LocalCsms whose GetDiagnostics reads ``tmp_path/logs``."""
-    rigs: list[Rig] = []
+    rigs: list[AdapterRig] = []
 
-    async def make(log_text: str = LOG) -> Rig:
+    async def make(log_text: str = LOG) -> AdapterRig:
         logs = tmp_path / "logs"
         logs.mkdir(exist_ok=True)
         (logs / "picharge.log").write_text(log_text)
@@ -58,7 +59,7 @@ async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIte
         control = FakeControl((1,))
         adapter = build_adapter(csms, control, config, storage, diagnostics_logs=FileLogs(logs))
         task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = Rig(csms, adapter, control, config, storage, task)
+        rig = AdapterRig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
         await rig.registered()
         return rig
@@ -69,13 +70,15 @@ async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIte
         await rig.storage.close()
 
 
-async def get_diagnostics(rig: Rig, location: str, **kwargs: Any) -> str | None:
+async def get_diagnostics(rig: AdapterRig, location: str, **kwargs: Any) -> str | None:
     answer = await rig.csms.call(CP_ID, call.GetDiagnostics(location=location, **kwargs))
     name: str | None = answer.file_name
     return name
 
 
-async def statuses(rig: Rig, after: int, final: set[str], timeout_s: float = 5.0) -> list[str]:
+async def statuses(
+    rig: AdapterRig, after: int, final: set[str], timeout_s: float = 5.0
+) -> list[str]:
     """DiagnosticsStatusNotification statuses from ``after`` until one in ``final``."""
     await rig.csms.wait_for(
         "DiagnosticsStatusNotification",

@@ -21,7 +21,7 @@ from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG, BLOCKED_TAG
+from tests.support.csms import ACCEPTED_TAG, BLOCKED_TAG
 
 CP_ID = "cp-e2e"
 FAST_KEYS = {

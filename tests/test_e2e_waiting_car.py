@@ -21,7 +21,7 @@ from controller.local_csms import LocalCsms
 from drivers.base import CpState
 from drivers.rfid_pn532 import Pn532Reader
 from hw_sim.ev import SimEV
-from tests.csms import ACCEPTED_TAG
+from tests.support.csms import ACCEPTED_TAG
 
 CP_ID = "cp-waiting"
 

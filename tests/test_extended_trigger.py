@@ -11,22 +11,21 @@ import pytest
 from ocpp.v16 import call
 
 from controller.ocpp16.extended_trigger import decide_extended
-from tests import test_ocpp16_support as support
-from tests.csms import make_csms_fixture  # noqa: F401
+from tests.support.file_servers import HttpFiles
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, sample
+from tests.support.wait import until
 from tests.test_diagnostics import MakeDiagRig, make_diag_rig_fixture  # noqa: F401
-from tests.test_diagnostics_support import HttpFiles
 from tests.test_get_log import get_log
-from tests.test_ocpp16_support import make_rig_fixture  # noqa: F401
 from tests.test_trigger_message import frame_index
 
 
-async def extended(rig: support.Rig, message: str, connector_id: int | None = None) -> str:
+async def extended(rig: AdapterRig, message: str, connector_id: int | None = None) -> str:
     request = call.ExtendedTriggerMessage(requested_message=message, connector_id=connector_id)
-    return str((await rig.csms.call(support.CP_ID, request)).status)
+    return str((await rig.csms.call(CP_ID, request)).status)
 
 
 async def triggered(
-    rig: support.Rig, message: str, sent: str, connector_id: int | None = None
+    rig: AdapterRig, message: str, sent: str, connector_id: int | None = None
 ) -> dict[str, Any]:
     """Trigger ``message``; what arrives as ``sent``, checked to follow the answer."""
     raw_mark, mark = len(rig.csms.raw_received), len(rig.csms.received)
@@ -50,11 +49,11 @@ EACH = [
 
 @pytest.mark.parametrize(("message", "sent", "connector_id"), EACH)
 async def test_each_requested_message_arrives_after_the_answer(
-    make_rig: support.MakeRig, message: str, sent: str, connector_id: int | None
+    make_rig: MakeRig, message: str, sent: str, connector_id: int | None
 ) -> None:
     rig = await make_rig(keys={"CpoName": "picharge test CPO"})
     await rig.registered()
-    rig.adapter.meter_sampled(support.sample(1, 1234.0), None)
+    rig.adapter.meter_sampled(sample(1, 1234.0), None)
     payload = await triggered(rig, message, sent, connector_id)
     if message == "BootNotification":
         assert payload["chargePointModel"] == "picharge-pi"
@@ -76,7 +75,7 @@ async def test_the_log_status_names_the_running_upload_then_idle(
     gate = threading.Event()
     with HttpFiles(gate=gate) as server:
         assert (await get_log(rig.csms, f"{server.base}/u", request_id=42))[0] == "Accepted"
-        await support.until(lambda: len(server.requests) == 1)
+        await until(lambda: len(server.requests) == 1)
         uploading = await triggered(rig, "LogStatusNotification", "LogStatusNotification")
         assert uploading == {"status": "Uploading", "requestId": 42}
         gate.set()
@@ -87,7 +86,7 @@ async def test_the_log_status_names_the_running_upload_then_idle(
 
 
 async def test_connectors_are_checked_and_nothing_is_sent_when_rejected(
-    make_rig: support.MakeRig,
+    make_rig: MakeRig,
 ) -> None:
     rig = await make_rig(connectors=(1, 2))
     await rig.registered()
@@ -101,7 +100,7 @@ async def test_connectors_are_checked_and_nothing_is_sent_when_rejected(
     assert (await triggered(rig, "Heartbeat", "Heartbeat", 0)) == {}  # 0: the charge point
     mark = len(rig.csms.received)
     assert await extended(rig, "StatusNotification") == "Accepted"  # 0 and every connector
-    await support.until(lambda: rig.actions(mark).count("StatusNotification") == 3)
+    await until(lambda: rig.actions(mark).count("StatusNotification") == 3)
 
 
 def test_a_message_outside_the_whitepaper_list_is_not_implemented() -> None:

@@ -22,7 +22,7 @@ import controller.supervisor
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG
+from tests.support.csms import ACCEPTED_TAG
 
 CP_ID = "cp-faults"
 KEYS = {

@@ -27,9 +27,10 @@ from controller.domain import ResetKind
 from controller.firmware_install import FirmwarePackage, InstallFailed, VerificationFailed
 from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
-from tests.csms import ACCEPTED_TAG, MakeCsms, make_csms_fixture  # noqa: F401
-from tests.test_diagnostics_support import FtpFiles, HttpFiles, closed_port
-from tests.test_ocpp16_support import CP_ID, FakeControl, Rig, build_adapter, until
+from tests.support.csms import ACCEPTED_TAG, MakeCsms
+from tests.support.file_servers import FtpFiles, HttpFiles, closed_port
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.wait import until
 
 FINAL = {"DownloadFailed", "Installed", "InstallationFailed"}
 #: Before the restart into the new version; Installed comes from the restarted charger.
@@ -97,7 +98,7 @@ class FakeInstaller:
 
 @dataclass
 class FwRig:
-    rig: Rig
+    rig: AdapterRig
     installer: FakeInstaller
     signing_ca: Path | None = None
 
@@ -109,7 +110,7 @@ MakeFwRig = Callable[..., Awaitable[FwRig]]
 async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeFwRig]:
     """``make()`` starts a registered charger; ``make(restart=fw)`` stops ``fw``'s adapter and
     starts a new one on the same storage, installer and CSMS: the charger after a restart."""
-    rigs: list[Rig] = []
+    rigs: list[AdapterRig] = []
 
     async def make(
         *, restart: FwRig | None = None, signing_ca: Path | None = None, wait: bool = True
@@ -135,7 +136,7 @@ async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncItera
             firmware_signing_ca=signing_ca,
         )
         task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = Rig(csms, adapter, control, config, storage, task)
+        rig = AdapterRig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
         if wait:
             await rig.registered(after=mark)
@@ -152,7 +153,7 @@ def now_iso(offset_s: float = 0.0) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def update(rig: Rig, location: str, offset_s: float = 0.0, **kwargs: Any) -> int:
+async def update(rig: AdapterRig, location: str, offset_s: float = 0.0, **kwargs: Any) -> int:
     """Send UpdateFirmware; returns the mark in the CSMS's received list from before it."""
     mark = len(rig.csms.received)
     request = call.UpdateFirmware(location=location, retrieve_date=now_iso(offset_s), **kwargs)
@@ -161,7 +162,7 @@ async def update(rig: Rig, location: str, offset_s: float = 0.0, **kwargs: Any) 
 
 
 async def statuses(
-    rig: Rig, after: int, final: set[str] = FINAL, action: str = "FirmwareStatusNotification"
+    rig: AdapterRig, after: int, final: set[str] = FINAL, action: str = "FirmwareStatusNotification"
 ) -> list[str]:
     """The firmware statuses from ``after`` on, once one of ``final`` arrived."""
     await rig.csms.wait_for(action, lambda p: p["status"] in final, after=after, timeout_s=8)

@@ -16,7 +16,7 @@ from ocpp.v16 import call
 
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
-from tests.test_diagnostics_support import HttpFiles
+from tests.support.file_servers import HttpFiles
 from tests.test_e2e_ocpp16 import controller
 from tests.test_firmware import build_wheel, now_iso
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.file_transfer import TransferError, download, upload
-from tests.test_diagnostics_support import HttpFiles
+from tests.support.file_servers import HttpFiles
 from tests.test_security import Pki, _issue, server_context
 
 

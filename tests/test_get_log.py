@@ -19,10 +19,10 @@ from ocpp.v16 import call
 from controller.csms.security_events import MAX_HISTORY, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
-from tests.csms import make_csms_fixture  # noqa: F401
+from tests.support.file_servers import FtpFiles, HttpFiles
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig
+from tests.support.wait import until
 from tests.test_diagnostics import LOG, SECRET, MakeDiagRig, make_diag_rig_fixture  # noqa: F401
-from tests.test_diagnostics_support import FtpFiles, HttpFiles
-from tests.test_ocpp16_support import CP_ID, Rig, until
 from tests.test_security import CP_ID as SECURE_CP_ID
 from tests.test_security import PASSWORD, charger
 
@@ -169,7 +169,7 @@ async def test_a_second_request_cancels_the_running_upload(make_diag_rig: MakeDi
     assert [u.path for u in server.uploads if u.path == "/b"] == ["/b"]
 
 
-def notified(rig: Rig, after: int) -> list[tuple[str, int | None]]:
+def notified(rig: AdapterRig, after: int) -> list[tuple[str, int | None]]:
     return [
         (r.payload["status"], r.payload.get("requestId"))
         for r in rig.csms.received[after:]

@@ -28,15 +28,7 @@ from controller.local_csms import (
     cp_id_from_path,
     parse_timestamp,
 )
-from tests.csms import (  # the fixtures csms and make_csms
-    ACCEPTED_TAG,
-    BLOCKED_TAG,
-    EXPIRED_TAG,
-    UNKNOWN_TAG,
-    MakeCsms,
-    csms_fixture,  # noqa: F401
-    make_csms_fixture,  # noqa: F401
-)
+from tests.support.csms import ACCEPTED_TAG, BLOCKED_TAG, EXPIRED_TAG, UNKNOWN_TAG, MakeCsms
 
 OCPP16 = Subprotocol("ocpp1.6")
 NOW = "2025-01-01T12:00:00.000Z"

@@ -15,14 +15,9 @@ from controller.domain import AuthResult, AuthStatus, utc_now
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.settings import AuthKeys
 from controller.storage import Storage
-from tests.csms import ACCEPTED_TAG, UNKNOWN_TAG, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.csms import ACCEPTED_TAG, UNKNOWN_TAG
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
+from tests.support.wait import until
 
 CARD_A = "AA000001"
 CARD_B = "BB000002"
@@ -37,7 +32,7 @@ def entry(tag: str, status: str | None = "Accepted", **info: str) -> dict[str, A
 
 
 async def send_list(
-    rig: Rig, version: int, entries: list[dict[str, Any]], update_type: str = "Full"
+    rig: AdapterRig, version: int, entries: list[dict[str, Any]], update_type: str = "Full"
 ) -> str:
     request = call.SendLocalList(
         list_version=version, update_type=update_type, local_authorization_list=entries
@@ -45,27 +40,27 @@ async def send_list(
     return str((await rig.csms.call(CP_ID, request)).status)
 
 
-async def list_version(rig: Rig) -> int:
+async def list_version(rig: AdapterRig) -> int:
     return int((await rig.csms.call(CP_ID, call.GetLocalListVersion())).list_version)
 
 
-async def go_offline(rig: Rig) -> None:
+async def go_offline(rig: AdapterRig) -> None:
     rig.csms.refuse_connections = True
     await rig.csms.drop_connections()
     await until(lambda: not rig.adapter.online)
 
 
-async def ready(make_rig: MakeRig, **keys: str) -> Rig:
+async def ready(make_rig: MakeRig, **keys: str) -> AdapterRig:
     rig = await make_rig(keys=keys or None)
     await rig.registered()
     return rig
 
 
-def authorize_calls(rig: Rig) -> list[str]:
+def authorize_calls(rig: AdapterRig) -> list[str]:
     return [r.payload["idTag"] for r in rig.csms.received if r.action == "Authorize"]
 
 
-async def statuses(rig: Rig, *tags: str) -> list[AuthStatus]:
+async def statuses(rig: AdapterRig, *tags: str) -> list[AuthStatus]:
     return [(await rig.adapter.authorize(tag)).status for tag in tags]
 
 

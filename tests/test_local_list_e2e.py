@@ -9,7 +9,7 @@ from pathlib import Path
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG, UNKNOWN_TAG, csms_fixture, make_csms_fixture  # noqa: F401
+from tests.support.csms import UNKNOWN_TAG
 from tests.test_e2e_ocpp16 import Rig, controller
 
 CARD_A = "AA000001"

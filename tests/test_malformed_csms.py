@@ -29,7 +29,7 @@ from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.csms.link import LinkTiming
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG
+from tests.support.csms import ACCEPTED_TAG
 
 CP_ID = "cp-malformed"
 KEYS = {"HeartbeatInterval": 300, "MeterValueSampleInterval": 0, "ClockAlignedDataInterval": 0}

@@ -11,26 +11,20 @@ import datetime as dt
 from ocpp.v16 import call
 
 from controller.domain import AuthStatus, utc_now
-from tests.csms import BLOCKED_TAG, UNKNOWN_TAG, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    FAST,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.csms import BLOCKED_TAG, UNKNOWN_TAG
+from tests.support.ocpp16_adapter import CP_ID, FAST, AdapterRig, MakeRig
+from tests.support.wait import until
 
 TAG = "04A1B2C3"
 
 
-async def go_offline(rig: Rig) -> None:
+async def go_offline(rig: AdapterRig) -> None:
     rig.csms.refuse_connections = True
     await rig.csms.drop_connections()
     await until(lambda: not rig.adapter.online)
 
 
-def authorize_calls(rig: Rig) -> list[str]:
+def authorize_calls(rig: AdapterRig) -> list[str]:
     return [r.payload["idTag"] for r in rig.csms.received if r.action == "Authorize"]
 
 

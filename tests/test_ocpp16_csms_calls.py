@@ -13,14 +13,8 @@ from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.v16 import call
 
 from controller.domain import Answer, CsmsSettings, ResetKind
-from tests.csms import make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
+from tests.support.wait import until
 
 TAG = "04A1B2C3"
 
@@ -50,7 +44,7 @@ def constant_profile(
     }
 
 
-async def ready(make_rig: MakeRig, **kwargs: Any) -> Rig:
+async def ready(make_rig: MakeRig, **kwargs: Any) -> AdapterRig:
     rig = await make_rig(**kwargs)
     await rig.registered()
     return rig

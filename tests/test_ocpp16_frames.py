@@ -9,16 +9,10 @@ import json
 import pytest
 
 from controller.ocpp16.errors import FrameProblem, check_frame
-from tests.csms import make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-)
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
 
 
-async def answer_to(rig: Rig, frame: str, unique_id: str) -> list[object]:
+async def answer_to(rig: AdapterRig, frame: str, unique_id: str) -> list[object]:
     """Send ``frame`` raw; return the charge point's CALLRESULT or CALLERROR for ``unique_id``."""
     after = len(rig.csms.raw_received)
     await rig.csms.send_raw(CP_ID, frame)

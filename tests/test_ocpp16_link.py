@@ -15,14 +15,8 @@ from controller.connector_types import ConnectorStatus
 from controller.csms.link import Backoff, LinkState, endpoint_url
 from controller.csms.timers import next_boundary
 from drivers.errors import FaultKind
-from tests.csms import make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    FAST,
-    MakeRig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.ocpp16_adapter import CP_ID, FAST, MakeRig
+from tests.support.wait import until
 
 
 async def test_boot_notification_comes_first_and_acceptance_registers_the_charge_point(

@@ -15,22 +15,17 @@ import pytest
 from controller.connector_types import StopReason
 from controller.domain import ReadingContext
 from controller.ocpp16.meter_values import SUPPORTED_MEASURANDS, meter_value, parse_measurands
-from tests.csms import make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    sample,
-    until,
-)
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, sample
+from tests.support.wait import until
 
 TAG = "04A1B2C3"
 ALL = ",".join(m.value for m in SUPPORTED_MEASURANDS)
 
 
 @contextlib.asynccontextmanager
-async def meter(rig: Rig, connectors: tuple[int, ...] = (1,), **kwargs: Any) -> AsyncIterator[None]:
+async def meter(
+    rig: AdapterRig, connectors: tuple[int, ...] = (1,), **kwargs: Any
+) -> AsyncIterator[None]:
     """Feed a new sample per connector every 20 ms, energy rising 1 Wh each time."""
 
     async def feed() -> None:
@@ -50,7 +45,7 @@ async def meter(rig: Rig, connectors: tuple[int, ...] = (1,), **kwargs: Any) -> 
             await task
 
 
-def meter_values(rig: Rig) -> list[dict[str, Any]]:
+def meter_values(rig: AdapterRig) -> list[dict[str, Any]]:
     return [r.payload for r in rig.csms.received if r.action == "MeterValues"]
 
 

@@ -12,23 +12,18 @@ from typing import Any
 
 from controller.connector_types import StopReason
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
-from tests.csms import BLOCKED_TAG, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    FAST,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.csms import BLOCKED_TAG
+from tests.support.ocpp16_adapter import FAST, AdapterRig, MakeRig
+from tests.support.wait import until
 
 TAG = "04A1B2C3"
 
 
-def sent(rig: Rig, *actions: str) -> list[tuple[str, dict[str, Any]]]:
+def sent(rig: AdapterRig, *actions: str) -> list[tuple[str, dict[str, Any]]]:
     return [(r.action, r.payload) for r in rig.csms.received if r.action in actions]
 
 
-async def go_offline(rig: Rig) -> None:
+async def go_offline(rig: AdapterRig) -> None:
     rig.csms.refuse_connections = True
     await rig.csms.drop_connections()
     await until(lambda: not rig.adapter.online)

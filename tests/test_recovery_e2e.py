@@ -21,7 +21,7 @@ from controller.connector_types import StopReason
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from controller.storage import DB_NAME
-from tests.csms import ACCEPTED_TAG
+from tests.support.csms import ACCEPTED_TAG
 
 CP_ID = "cp-durable"
 KEYS = {

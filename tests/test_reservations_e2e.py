@@ -13,7 +13,7 @@ from ocpp.v16 import call
 
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG, csms_fixture, make_csms_fixture  # noqa: F401
+from tests.support.csms import ACCEPTED_TAG
 from tests.test_e2e_ocpp16 import Rig, controller
 
 OTHER = "0C0FFEE0"

@@ -19,14 +19,8 @@ from controller.domain import Answer, Transaction, utc_now
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.settings import ReservationKeys
 from controller.storage import Storage
-from tests.csms import ACCEPTED_TAG, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    FakeControl,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-)
+from tests.support.csms import ACCEPTED_TAG
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, MakeRig
 
 TAG = ACCEPTED_TAG
 
@@ -36,7 +30,7 @@ def later(minutes: float = 30.0) -> dt.datetime:
 
 
 async def reserve(
-    rig: Rig,
+    rig: AdapterRig,
     connector_id: int = 1,
     reservation_id: int = 11,
     expiry: dt.datetime | None = None,
@@ -62,7 +56,7 @@ async def stored(storage: Storage) -> list[tuple[Any, ...]]:
     )
 
 
-async def ready(make_rig: MakeRig, **kwargs: Any) -> Rig:
+async def ready(make_rig: MakeRig, **kwargs: Any) -> AdapterRig:
     rig = await make_rig(**kwargs)
     await rig.registered()
     return rig
@@ -116,7 +110,7 @@ async def test_cancel_reservation_accepted_for_a_held_one_rejected_otherwise(
     await until_stored(rig, [])
 
 
-async def until_stored(rig: Rig, expected: list[tuple[Any, ...]]) -> None:
+async def until_stored(rig: AdapterRig, expected: list[tuple[Any, ...]]) -> None:
     for _ in range(200):
         if await stored(rig.storage) == expected:
             return

@@ -48,7 +48,8 @@ from drivers.rfid_pn532_transport import (
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import Pn532Chip, SimPn532I2c, SimPn532Uart
 from hw_sim.smbus import SimSMBus
-from tests.rfid_support import Harness, eventually
+from tests.support.card_reader import Harness
+from tests.support.wait import until
 
 UIDS = {
     4: bytes.fromhex("de ad be ef"),
@@ -123,8 +124,8 @@ async def start() -> AsyncIterator[Callable[..., Harness]]:
 
 async def polling(rig: Rig) -> None:
     """Wait until the driver initialised the chip and polls for cards."""
-    await eventually(
-        lambda: CMD_IN_LIST_PASSIVE_TARGET in rig.chip.received_commands, "the first poll"
+    await until(
+        lambda: CMD_IN_LIST_PASSIVE_TARGET in rig.chip.received_commands, what="the first poll"
     )
 
 
@@ -310,7 +311,7 @@ async def test_pn532_reads_a_uid_once_per_presentation(
     harness = start(rig.transport)
     await polling(rig)
     rig.sim.present(UIDS[length], hold_s=0.25)  # about eight polls see it
-    await eventually(lambda: harness.cards != [], "the card")
+    await until(lambda: harness.cards != [], what="the card")
     await asyncio.sleep(0.3)
     assert harness.cards == [UIDS[length].hex().upper()]
     assert harness.events == []
@@ -336,12 +337,12 @@ async def test_pn532_card_taken_away_and_presented_again_counts_twice(
     harness = start(rig.transport)
     await polling(rig)
     rig.sim.present(UIDS[4], hold_s=None)
-    await eventually(lambda: len(harness.cards) == 1, "the first presentation")
+    await until(lambda: len(harness.cards) == 1, what="the first presentation")
     await asyncio.sleep(0.15)
     rig.sim.remove()
     await asyncio.sleep(0.15)  # five polls, more than removal_polls
     rig.sim.present(UIDS[4], hold_s=None)
-    await eventually(lambda: len(harness.cards) == 2, "the second presentation")
+    await until(lambda: len(harness.cards) == 2, what="the second presentation")
     assert harness.cards == [UIDS[4].hex().upper()] * 2
 
 
@@ -351,10 +352,10 @@ async def test_pn532_garbled_answer_is_a_bad_frame_event_and_polling_goes_on(
     harness = start(rig.transport)
     await polling(rig)
     rig.sim.inject_garbage()
-    await eventually(lambda: harness.kinds() == ["bad_frame"], "the bad-frame event")
+    await until(lambda: harness.kinds() == ["bad_frame"], what="the bad-frame event")
     assert "checksum" in harness.events[0].detail
     rig.sim.present(UIDS[7], hold_s=0.2)
-    await eventually(lambda: harness.cards == [UIDS[7].hex().upper()], "the card")
+    await until(lambda: harness.cards == [UIDS[7].hex().upper()], what="the card")
     assert harness.kinds() == ["bad_frame"]
 
 
@@ -364,16 +365,16 @@ async def test_pn532_silent_chip_is_a_reader_failure_then_recovers(
     harness = start(rig.transport, failure_threshold=3)
     await polling(rig)
     rig.sim.set_silent(True)
-    await eventually(lambda: "reader_failure" in harness.kinds(), "the reader failure")
+    await until(lambda: "reader_failure" in harness.kinds(), what="the reader failure")
     await asyncio.sleep(0.25)  # more failed attempts: no more events while failed
     assert harness.kinds() == ["timeout", "timeout", "timeout", "reader_failure"]
     assert harness.events[-1].fault is FaultKind.READER_FAILURE
     assert all(event.fault is None for event in harness.events[:-1])
 
     rig.sim.set_silent(False)
-    await eventually(lambda: "recovered" in harness.kinds(), "recovery")
+    await until(lambda: "recovered" in harness.kinds(), what="recovery")
     rig.sim.present(UIDS[10], hold_s=0.2)
-    await eventually(lambda: harness.cards == [UIDS[10].hex().upper()], "the card")
+    await until(lambda: harness.cards == [UIDS[10].hex().upper()], what="the card")
     assert harness.kinds()[-1] == "recovered"
     assert harness.events[-1].fault is None
 
@@ -384,9 +385,9 @@ async def test_pn532_that_lost_power_is_initialised_again_after_one_timeout(
     harness = start(rig.transport)
     await polling(rig)
     rig.sim.power_cycle()  # HSU asleep again; passive retries back to "forever"
-    await eventually(lambda: harness.kinds() == ["timeout"], "the timeout")
+    await until(lambda: harness.kinds() == ["timeout"], what="the timeout")
     rig.sim.present(UIDS[4], hold_s=0.2)
-    await eventually(lambda: harness.cards == [UIDS[4].hex().upper()], "the card")
+    await until(lambda: harness.cards == [UIDS[4].hex().upper()], what="the card")
     assert harness.kinds() == ["timeout"]
     assert rig.chip.received_commands.count(CMD_SAM_CONFIGURATION) == 2
 
@@ -398,11 +399,11 @@ async def test_pn532_i2c_chip_that_stops_acknowledging_is_a_reader_failure(
     harness = start(i2c_rig.transport, failure_threshold=2)
     await polling(i2c_rig)
     i2c_rig.bus.detach(0x24)  # every transfer now fails with EREMOTEIO
-    await eventually(lambda: "reader_failure" in harness.kinds(), "the reader failure")
+    await until(lambda: "reader_failure" in harness.kinds(), what="the reader failure")
     assert harness.kinds() == ["io_error", "io_error", "reader_failure"]
     assert "0x24" in harness.events[0].detail
     i2c_rig.sim.attach(i2c_rig.bus)
-    await eventually(lambda: "recovered" in harness.kinds(), "recovery")
+    await until(lambda: "recovered" in harness.kinds(), what="recovery")
 
 
 async def test_pn532_uart_port_that_vanished_is_reopened(
@@ -414,17 +415,17 @@ async def test_pn532_uart_port_that_vanished_is_reopened(
     try:
         link.symlink_to(first.port_path)
         harness = start(Pn532UartTransport(str(link)))
-        await eventually(lambda: bool(first.chip.received_commands), "the first command")
+        await until(lambda: bool(first.chip.received_commands), what="the first command")
         first.close()  # the USB adapter is unplugged: its by-id link goes with it (and the
         link.unlink()  # pty number may be reused at once by any other process on the machine)
-        await eventually(lambda: "reader_failure" in harness.kinds(), "the reader failure")
+        await until(lambda: "reader_failure" in harness.kinds(), what="the reader failure")
         assert harness.kinds() == ["io_error", "io_error", "io_error", "reader_failure"]
         assert harness.events[-1].fault is FaultKind.READER_FAILURE
         second = SimPn532Uart()  # plugged back in
         link.symlink_to(second.port_path)
-        await eventually(lambda: "recovered" in harness.kinds(), "recovery")
+        await until(lambda: "recovered" in harness.kinds(), what="recovery")
         second.present(UIDS[7], hold_s=0.2)
-        await eventually(lambda: harness.cards == [UIDS[7].hex().upper()], "the card")
+        await until(lambda: harness.cards == [UIDS[7].hex().upper()], what="the card")
         assert harness.kinds()[4:] == ["recovered"]
         await harness.stop()
     finally:
@@ -441,7 +442,7 @@ async def test_pn532_chip_that_is_not_a_pn532_is_a_reader_failure(
     sim.attach(bus)
     try:
         harness = start(Pn532I2cTransport(lambda: bus), failure_threshold=2)
-        await eventually(lambda: "reader_failure" in harness.kinds(), "the reader failure")
+        await until(lambda: "reader_failure" in harness.kinds(), what="the reader failure")
         assert harness.kinds() == ["bad_frame", "bad_frame", "reader_failure"]
         assert "not a PN532" in harness.events[-1].detail
     finally:
@@ -500,7 +501,7 @@ async def test_pn532_i2c_reader_built_from_config_reads_a_card_and_closes_its_bu
     task = asyncio.create_task(reader.run(cards.append, print))
     try:
         sim.present(UIDS[4], hold_s=0.3)
-        await eventually(lambda: cards == [UIDS[4].hex().upper()], "the card")
+        await until(lambda: cards == [UIDS[4].hex().upper()], what="the card")
     finally:
         task.cancel()
         with suppress(asyncio.CancelledError):

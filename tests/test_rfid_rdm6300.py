@@ -27,7 +27,8 @@ from drivers.rfid_rdm6300 import (
 )
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import SimRdm6300, rdm6300_frame
-from tests.rfid_support import Harness, eventually
+from tests.support.card_reader import Harness
+from tests.support.wait import until
 
 CARD = bytes.fromhex("0a00c3d2e1")
 CARD_HEX = "0A00C3D2E1"
@@ -61,7 +62,7 @@ async def start() -> AsyncIterator[Callable[[Any], Harness]]:
 
 async def listening(sim: SimRdm6300) -> None:
     """Wait until the driver has the port open: frames sent before that are lost."""
-    await eventually(sim.has_listener, "the driver to open the port")
+    await until(sim.has_listener, what="the driver to open the port")
 
 
 async def played(sim: SimRdm6300) -> None:
@@ -246,7 +247,7 @@ async def test_rdm6300_truncated_frame_followed_by_silence_becomes_an_event(
     await listening(sim)
     sim.write_raw(rdm6300_frame(CARD)[:10])
     await played(sim)
-    await eventually(lambda: harness.kinds() == ["bad_frame"], "the truncated-frame event")
+    await until(lambda: harness.kinds() == ["bad_frame"], what="the truncated-frame event")
     assert "then silence" in harness.events[0].detail
     assert harness.cards == []
 
@@ -267,7 +268,7 @@ async def test_rdm6300_vanished_port_is_a_reader_failure_then_reopened_with_back
 
         first.close()  # the adapter is unplugged: its by-id link goes with it (and the pty
         link.unlink()  # number may be reused at once by any other process on the machine)
-        await eventually(lambda: "reader_failure" in harness.kinds(), "a reader failure")
+        await until(lambda: "reader_failure" in harness.kinds(), what="a reader failure")
         failure = harness.events[harness.kinds().index("reader_failure")]
         assert failure.fault is FaultKind.READER_FAILURE
         await asyncio.sleep(0.4)  # several reopen attempts fail meanwhile: one event only
@@ -275,7 +276,7 @@ async def test_rdm6300_vanished_port_is_a_reader_failure_then_reopened_with_back
 
         second = SimRdm6300()  # plugged back in
         link.symlink_to(second.port_path)
-        await eventually(lambda: "recovered" in harness.kinds(), "recovery", timeout_s=2.0)
+        await until(lambda: "recovered" in harness.kinds(), what="recovery", timeout_s=2.0)
         await listening(second)
         second.tap(OTHER, hold_s=0.1)
         await played(second)
@@ -292,7 +293,7 @@ async def test_rdm6300_missing_port_at_start_is_a_reader_failure_not_a_crash(
     tmp_path: Path, start: Callable[[Any], Harness]
 ) -> None:
     harness = start(fast_reader(str(tmp_path / "no-such-tty")))
-    await eventually(lambda: harness.kinds() == ["reader_failure"], "a reader failure")
+    await until(lambda: harness.kinds() == ["reader_failure"], what="a reader failure")
     assert "no-such-tty" in harness.events[0].detail
     await asyncio.sleep(0.3)
     assert not harness.task.done()

@@ -26,8 +26,9 @@ from controller.config import ConfigError, parse_config
 from controller.csms.firmware_signature import CertificateRefused, trusted_signing_certificate
 from controller.domain import ResetKind
 from controller.firmware_install import VerificationFailed
-from tests.csms import MakeCsms, make_csms_fixture  # noqa: F401
-from tests.test_diagnostics_support import FtpFiles, HttpFiles
+from tests.support.file_servers import FtpFiles, HttpFiles
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig
+from tests.support.wait import until
 from tests.test_firmware import (  # noqa: F401
     FwRig,
     MakeFwRig,
@@ -35,7 +36,6 @@ from tests.test_firmware import (  # noqa: F401
     make_fw_rig_fixture,
     now_iso,
 )
-from tests.test_ocpp16_support import CP_ID, Rig, until
 
 SIGNED = "SignedFirmwareStatusNotification"
 FINAL = {"DownloadFailed", "InvalidSignature", "InstallationFailed", "Installed"}
@@ -121,7 +121,7 @@ def pki_fixture(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 async def signed_update(
-    rig: Rig,
+    rig: AdapterRig,
     location: str,
     signer: tuple[x509.Certificate, Key],
     data: bytes,
@@ -147,7 +147,7 @@ async def signed_update(
     return answer.status, mark
 
 
-def sent(rig: Rig, after: int, request_id: int = 7) -> list[str]:
+def sent(rig: AdapterRig, after: int, request_id: int = 7) -> list[str]:
     statuses = []
     for r in rig.csms.received[after:]:
         if r.action == SIGNED:
@@ -156,7 +156,9 @@ def sent(rig: Rig, after: int, request_id: int = 7) -> list[str]:
     return statuses
 
 
-async def ended(rig: Rig, after: int, final: set[str] = FINAL, request_id: int = 7) -> list[str]:
+async def ended(
+    rig: AdapterRig, after: int, final: set[str] = FINAL, request_id: int = 7
+) -> list[str]:
     """The statuses of ``request_id`` from ``after`` on, once one of ``final`` arrived."""
     await rig.csms.wait_for(SIGNED, lambda p: p["status"] in final, after=after, timeout_s=8)
     return sent(rig, after, request_id)
@@ -169,7 +171,7 @@ async def rebooting(fw: FwRig, after: int, request_id: int = 7) -> list[str]:
     return sent(fw.rig, after, request_id)
 
 
-def events(rig: Rig, after: int = 0) -> list[str]:
+def events(rig: AdapterRig, after: int = 0) -> list[str]:
     return [
         r.payload["type"]
         for r in rig.csms.received[after:]

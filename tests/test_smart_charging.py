@@ -24,15 +24,8 @@ from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.profiles import parse_profile
 from controller.ocpp16.settings import SmartChargingKeys
 from controller.storage import Storage
-from tests.csms import make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    FakeControl,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    until,
-)
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, MakeRig
+from tests.support.wait import until
 
 TAG = "04A1B2C3"
 
@@ -71,22 +64,22 @@ def profile(
     }
 
 
-async def ready(make_rig: MakeRig, **kwargs: Any) -> Rig:
+async def ready(make_rig: MakeRig, **kwargs: Any) -> AdapterRig:
     rig = await make_rig(**kwargs)
     await rig.registered()
     return rig
 
 
-async def set_profile(rig: Rig, connector_id: int, body: dict[str, Any]) -> str:
+async def set_profile(rig: AdapterRig, connector_id: int, body: dict[str, Any]) -> str:
     result = await rig.csms.call(CP_ID, call.SetChargingProfile(connector_id, body))
     return str(result.status)
 
 
-def limits(rig: Rig) -> list[tuple[Any, ...]]:
+def limits(rig: AdapterRig) -> list[tuple[Any, ...]]:
     return rig.control.named("set_current_limit")
 
 
-def last_limit(rig: Rig, connector_id: int = 1) -> float | None:
+def last_limit(rig: AdapterRig, connector_id: int = 1) -> float | None:
     found = [limit for c, limit in limits(rig) if c == connector_id]
     assert found, f"no limit was pushed to connector {connector_id}"
     return found[-1]  # type: ignore[no-any-return]

@@ -19,7 +19,7 @@ from ocpp.v16 import call
 
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG
+from tests.support.csms import ACCEPTED_TAG
 from tests.test_e2e_ocpp16 import CP_ID
 from tests.test_e2e_ocpp16 import Rig as E2eRig
 from tests.test_e2e_ocpp16 import controller as e2e_controller

@@ -9,7 +9,6 @@ from typing import Any
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.csms import csms_fixture, make_csms_fixture  # noqa: F401
 from tests.test_e2e_ocpp16 import Rig, controller
 
 

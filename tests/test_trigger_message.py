@@ -12,29 +12,23 @@ from ocpp.v16 import call
 from controller.connector_types import ConnectorStatus
 from controller.ocpp16.triggers import decide
 from drivers.errors import FaultKind
-from tests.csms import ACCEPTED_TAG, make_csms_fixture  # noqa: F401
-from tests.test_ocpp16_support import (  # the fixture make_rig
-    CP_ID,
-    MakeRig,
-    Rig,
-    make_rig_fixture,  # noqa: F401
-    sample,
-    until,
-)
+from tests.support.csms import ACCEPTED_TAG
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, sample
+from tests.support.wait import until
 
 
-async def ready(make_rig: MakeRig, **kwargs: Any) -> Rig:
+async def ready(make_rig: MakeRig, **kwargs: Any) -> AdapterRig:
     rig = await make_rig(**kwargs)
     await rig.registered()
     return rig
 
 
-async def trigger(rig: Rig, message: str, connector_id: int | None = None) -> str:
+async def trigger(rig: AdapterRig, message: str, connector_id: int | None = None) -> str:
     request = call.TriggerMessage(requested_message=message, connector_id=connector_id)
     return str((await rig.csms.call(CP_ID, request)).status)
 
 
-def frame_index(rig: Rig, after: int, wanted: str) -> int:
+def frame_index(rig: AdapterRig, after: int, wanted: str) -> int:
     """Index in raw_received (from ``after``) of the first frame containing ``wanted``."""
     for i, frame in enumerate(rig.csms.raw_received[after:], after):
         if wanted in frame.text:

@@ -1,8 +1,7 @@
 """Pytest fixtures around :class:`controller.local_csms.LocalCsms` for end-to-end tests.
 
-Load them with ``pytest_plugins = ["tests.csms"]`` in the root conftest, or import
-``csms_fixture`` and ``make_csms_fixture`` into a test module (they register under the names
-below, so test arguments do not shadow the imports).
+``tests/conftest.py`` loads them for every test (``pytest_plugins``); test modules import only
+the tags and the ``MakeCsms`` type from here.
 
 - ``csms``: a started LocalCsms with :data:`TEST_TAGS`, heartbeat interval 300 s.
 - ``make_csms``: ``await make_csms(**kwargs)`` for other settings (boot_status="Pending",

@@ -1,13 +1,13 @@
 """What the card reader tests share: a stricter leak check for the simulated readers (their
-``sim-`` threads and pseudo-terminals), a harness that runs a reader and records what it
-reports, and a polling wait. ``no_leaks`` is a fixture (registered in ``conftest``)."""
+``sim-`` threads and pseudo-terminals) and a harness that runs a reader and records what it
+reports. ``no_leaks`` is a fixture (registered in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,3 @@ class Harness:
         self.task.cancel()
         with suppress(asyncio.CancelledError):
             await self.task
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout_s: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Shared doubles for the OCPP 1.6 adapter tests (no tests here).
+"""The rig of the OCPP 1.6 adapter tests: the adapter against a real CSMS, with a fake supervisor.
 
 - :class:`FakeControl` plays the supervisor (:class:`~controller.domain.ChargePointControl`):
   it records every request from the CSMS, answers as told, and offers helpers that do what
@@ -40,7 +40,7 @@ from controller.ocpp16.keys import OcppConfig
 from controller.storage import Storage
 from drivers.base import MeterReading
 from drivers.errors import FaultKind
-from tests.csms import MakeCsms
+from tests.support.csms import MakeCsms
 
 CP_ID = "CP-TEST-1"
 
@@ -55,15 +55,6 @@ FAST = LinkTiming(
     boot_retry_s=0.2,
     interval_scale=0.1,
 )
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Poll ``predicate`` every 10 ms; fail when it stays false for ``timeout_s``."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def reading(
@@ -220,7 +211,7 @@ class FakeControl:
 
 
 @dataclass
-class Rig:
+class AdapterRig:
     csms: LocalCsms
     adapter: Ocpp16Adapter
     control: FakeControl
@@ -248,7 +239,7 @@ class Rig:
         return [r.action for r in self.csms.received[after:]]
 
 
-MakeRig = Callable[..., Awaitable[Rig]]
+MakeRig = Callable[..., Awaitable[AdapterRig]]
 
 
 def build_adapter(
@@ -279,7 +270,7 @@ def build_adapter(
 
 @pytest.fixture(name="make_rig")
 async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeRig]:
-    rigs: list[Rig] = []
+    rigs: list[AdapterRig] = []
 
     async def make(
         *,
@@ -289,7 +280,7 @@ async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator
         timing: LinkTiming = FAST,
         clock: Callable[[], dt.datetime] = utc_now,
         **csms_kwargs: Any,
-    ) -> Rig:
+    ) -> AdapterRig:
         if csms is None:
             csms = await make_csms(**csms_kwargs)
         storage = await Storage.open(tmp_path / f"state{len(rigs)}")
@@ -298,7 +289,7 @@ async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator
         control = FakeControl(tuple(connectors))
         adapter = build_adapter(csms, control, config, storage, clock=clock, timing=timing)
         task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = Rig(csms, adapter, control, config, storage, task)
+        rig = AdapterRig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
         return rig
 
