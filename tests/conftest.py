@@ -47,9 +47,12 @@ def factory() -> Iterator[MockFactory]:
 
 # Shared fixtures live in tests/support (see its __init__); loading them here gives every test
 # module the same fixtures without importing them: the loopback CSMS (`csms`, `make_csms`),
-# the OCPP 1.6 adapter rig (`make_rig`) and the card reader tests' `no_leaks`.
+# the OCPP 1.6 adapter rigs (`make_rig`, `make_fw_rig`, `make_diag_rig`) and the card reader
+# tests' `no_leaks`.
 pytest_plugins = [
     "tests.support.csms",
     "tests.support.ocpp16_adapter",
+    "tests.support.firmware_rig",
+    "tests.support.diagnostics",
     "tests.support.card_reader",
 ]

@@ -8,62 +8,23 @@ reports is checked against values computed here from the keys themselves.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import stat
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
 from controller.csms.certificate_store import CaStore, CertificateUse
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, started
+from tests.support.pki import make_cert, pem
 
 CSMS_ROOT = "CentralSystemRootCertificate"
 MANUFACTURER_ROOT = "ManufacturerRootCertificate"
 Key = ec.EllipticCurvePrivateKey
-
-
-def make_cert(
-    subject: str,
-    *,
-    issuer: tuple[x509.Certificate, Key] | None = None,
-    ca: bool | None = True,
-    serial: int | None = None,
-    expired: bool = False,
-    key: Key | None = None,
-) -> tuple[x509.Certificate, Key]:
-    """A certificate for a new key (or ``key``); self-signed unless ``issuer`` is given;
-    ``ca`` None leaves basicConstraints out."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    start, end = (
-        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
-        if expired
-        else (now - dt.timedelta(minutes=5), now + dt.timedelta(days=30))
-    )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    signer_cert, signer_key = issuer if issuer is not None else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(signer_cert.subject if signer_cert is not None else name)
-        .public_key(key.public_key())
-        .serial_number(serial if serial is not None else x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-    )
-    if ca is not None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
-    return builder.sign(signer_key, hashes.SHA256()), key
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def expected_hash_data(cert: x509.Certificate, issuer_key: Key) -> dict[str, str]:
@@ -99,12 +60,6 @@ async def delete(rig: AdapterRig, data: dict[str, Any]) -> str:
     conf = await rig.csms.call(CP_ID, call.DeleteCertificate(certificate_hash_data=data))
     status: str = conf.status
     return status
-
-
-async def started(make_rig: MakeRig, **keys: str) -> AdapterRig:
-    rig = await make_rig(keys=keys or None)
-    await rig.registered()
-    return rig
 
 
 async def test_installed_roots_are_listed_with_their_hash_data_and_deleted_by_it(

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from ocpp.v16 import call
 
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig
-from tests.test_certificates import make_cert, pem, started
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, started
+from tests.support.pki import make_cert, pem
 
 Key = ec.EllipticCurvePrivateKey
 

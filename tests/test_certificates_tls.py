@@ -33,9 +33,9 @@ from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
 from tests.support.csms import MakeCsms
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.pki import Pem, issue, pem
+from tests.support.security import PASSWORD
 from tests.support.wait import until
-from tests.test_certificates import pem
-from tests.test_security import PASSWORD, Pem, _issue
 
 CPO = "Test CPO"
 Key = ec.EllipticCurvePrivateKey
@@ -107,10 +107,10 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
-    ca = Ca(*_issue(d, "ca", "picharge test CA", None, ca=True))
-    other = Ca(*_issue(d, "other", "the new CSMS CA", None, ca=True))
-    server, _, _ = _issue(d, "server", "csms", (ca.cert, ca.key), server=True)
-    other_server, _, _ = _issue(d, "other-server", "csms", (other.cert, other.key), server=True)
+    ca = Ca(*issue(d, "ca", "picharge test CA", None, ca=True))
+    other = Ca(*issue(d, "other", "the new CSMS CA", None, ca=True))
+    server, _, _ = issue(d, "server", "csms", (ca.cert, ca.key), server=True)
+    other_server, _, _ = issue(d, "other-server", "csms", (other.cert, other.key), server=True)
     return Pki(ca, other, server, other_server)
 
 

@@ -12,7 +12,7 @@ from controller.csms.adapter import AdapterContext
 from controller.domain import CsmsSettings
 from controller.ocpp16 import Ocpp16Adapter
 from controller.storage import Storage
-from tests.test_ocpp16_support import FakeControl
+from tests.support.ocpp16_adapter import FakeControl
 
 
 def test_a_version_without_an_adapter_is_a_configuration_error_naming_the_key() -> None:

@@ -11,7 +11,6 @@ import logging
 import subprocess
 import tarfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +20,12 @@ from ocpp.v16 import call
 from controller.csms.diagnostics import FileLogs, JournalLogs
 from controller.file_transfer import TransferError, download, safe_url, upload
 from controller.logging_setup import add_log_file, remove_log_file, under_systemd
-from controller.ocpp16.keys import OcppConfig
-from controller.storage import Storage
-from tests.support.csms import MakeCsms
+from tests.support.diagnostics import SECRET, MakeDiagRig
 from tests.support.file_servers import FtpFiles, HttpFiles, closed_port
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig
 from tests.support.wait import until
 
-SECRET = "s3cr3t-AuthKey-value"
-LOG = (
-    "2026-11-23T10:00:00.000Z INFO controller.app: before the window\n"
-    "2026-11-23T10:05:00.000Z INFO controller.app: inside the window\n"
-    f"2026-11-23T10:06:00.000Z INFO ocpp: AuthorizationKey={SECRET} password=hunter22\n"
-    "2026-11-23T10:07:00.000Z ERROR controller.x: failed\n"
-    "Traceback (most recent call last):\n"
-    '  File "x.py", line 1\n'
-    "2026-11-23T10:30:00.000Z INFO controller.app: after the window\n"
-)
 WINDOW = {"start_time": "2026-11-23T10:01:00Z", "stop_time": "2026-11-23T10:20:00Z"}
-
-MakeDiagRig = Callable[..., Awaitable[AdapterRig]]
-
-
-@pytest.fixture(name="make_diag_rig")
-async def make_diag_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeDiagRig]:
-    """An adapter against a LocalCsms whose GetDiagnostics reads ``tmp_path/logs``."""
-    rigs: list[AdapterRig] = []
-
-    async def make(log_text: str = LOG) -> AdapterRig:
-        logs = tmp_path / "logs"
-        logs.mkdir(exist_ok=True)
-        (logs / "picharge.log").write_text(log_text)
-        csms = await make_csms()
-        storage = await Storage.open(tmp_path / "state")
-        config = OcppConfig(storage, number_of_connectors=1)
-        await config.load()
-        control = FakeControl((1,))
-        adapter = build_adapter(csms, control, config, storage, diagnostics_logs=FileLogs(logs))
-        task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = AdapterRig(csms, adapter, control, config, storage, task)
-        rigs.append(rig)
-        await rig.registered()
-        return rig
-
-    yield make
-    for rig in rigs:
-        await rig.stop_adapter()
-        await rig.storage.close()
 
 
 async def get_diagnostics(rig: AdapterRig, location: str, **kwargs: Any) -> str | None:

@@ -8,8 +8,6 @@ checks what the CSMS receives and what the hardware does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,108 +15,20 @@ from typing import Any
 import pytest
 from ocpp.v16 import call
 
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG, BLOCKED_TAG
-
-CP_ID = "cp-e2e"
-FAST_KEYS = {
-    "HeartbeatInterval": 2,
-    "MeterValueSampleInterval": 1,
-    "ClockAlignedDataInterval": 0,
-    "ConnectionTimeOut": 30,
-    "WebSocketPingInterval": 0,
-}
-
-
-class Rig:
-    def __init__(self, app: ChargePointApp, csms: LocalCsms) -> None:
-        self.app = app
-        self.csms = csms
-
-    async def act(self, action: str, **extra: Any) -> None:
-        await self.app.sim.handle({"action": action, "connector": 1, **extra})
-
-    def hw(self, key: str) -> Any:
-        return self.app.sim.status()["connectors"][0][key]
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
-    async def status(self, status: str, *, connector: int = 1, after: int = 0) -> dict[str, Any]:
-        return await self.csms.wait_for(
-            "StatusNotification",
-            lambda p: p["connectorId"] == connector and p["status"] == status,
-            after=after,
-        )
-
-    def mark(self) -> int:
-        return len(self.csms.received)
-
-    async def charging(self) -> dict[str, Any]:
-        await self.act("plug")
-        await self.status("Preparing")
-        await self.act("tap", uid=ACCEPTED_TAG)
-        start = await self.csms.wait_for("StartTransaction")
-        await self.status("Charging")
-        await self.until(lambda: self.hw("ev_current_a") > 15.0)
-        return start
-
-    async def cp_call(self, payload: Any, **kwargs: Any) -> Any:
-        return await self.csms.call(CP_ID, payload, **kwargs)
-
-
-def _write_keys(state_dir: Path, keys: dict[str, Any]) -> Path:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "keys.toml"
-    lines = [f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in keys.items()]
-    path.write_text("".join(lines))
-    return path
-
-
-@contextlib.asynccontextmanager
-async def controller(
-    csms: LocalCsms,
-    state_dir: Path,
-    keys: dict[str, Any] | None = None,
-    connectors: int = 1,
-    rig_type: type[Rig] = Rig,
-) -> AsyncIterator[Rig]:
-    """The controller on simulated hardware (x30) against ``csms``, connector 1 Available;
-    ``keys`` override :data:`FAST_KEYS`, ``rig_type`` may add a test file's own helpers."""
-    key_file = _write_keys(state_dir, {**FAST_KEYS, **(keys or {})})
-    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
-    app = ChargePointApp(
-        dataclasses.replace(config, state_dir=state_dir / "state"),
-        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=key_file, sim_connectors=connectors),
-    )
-    stop = asyncio.Event()
-    rig = rig_type(app, csms)
-    mark = rig.mark()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        await rig.status("Available", after=mark)
-        yield rig
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
+from tests.support.sim_app import CP_ID, AppRig, controller
+from tests.support.wait import until
 
 
 @pytest.fixture
-async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[AppRig]:
     async with controller(csms, tmp_path) as r:
         yield r
 
 
-async def test_boot_then_status_of_connector_0_and_each_connector(rig: Rig) -> None:
+async def test_boot_then_status_of_connector_0_and_each_connector(rig: AppRig) -> None:
     boot = await rig.csms.wait_for("BootNotification")
     assert boot["chargePointVendor"] == "picharge"
     await rig.status("Available", connector=0)
@@ -138,7 +48,7 @@ async def test_heartbeat_follows_the_interval_the_csms_gave(
         assert later - count >= 2
 
 
-async def test_card_tap_authorizes_and_starts_a_transaction_with_the_meter(rig: Rig) -> None:
+async def test_card_tap_authorizes_and_starts_a_transaction_with_the_meter(rig: AppRig) -> None:
     start = await rig.charging()
     authorize = await rig.csms.wait_for("Authorize")
     assert authorize["idTag"] == ACCEPTED_TAG
@@ -151,7 +61,7 @@ async def test_card_tap_authorizes_and_starts_a_transaction_with_the_meter(rig: 
 
 
 @pytest.mark.parametrize("status", ["Invalid", "Blocked", "Expired"])
-async def test_invalid_blocked_and_expired_cards_do_not_charge(rig: Rig, status: str) -> None:
+async def test_invalid_blocked_and_expired_cards_do_not_charge(rig: AppRig, status: str) -> None:
     tag = "0BAD0C4D"
     if status != "Invalid":
         rig.csms.set_tag(tag, status)
@@ -164,7 +74,7 @@ async def test_invalid_blocked_and_expired_cards_do_not_charge(rig: Rig, status:
     assert rig.hw("contactor_closed") is False
 
 
-async def test_meter_values_carry_the_configured_measurands_from_the_meter(rig: Rig) -> None:
+async def test_meter_values_carry_the_configured_measurands_from_the_meter(rig: AppRig) -> None:
     start = await rig.charging()
     del start
     values = await rig.csms.wait_for("MeterValues", lambda p: "transactionId" in p, timeout_s=5)
@@ -175,7 +85,7 @@ async def test_meter_values_carry_the_configured_measurands_from_the_meter(rig: 
     assert float(power["value"]) > 10000  # 16 A x 3 x 230 V from the simulated meter
 
 
-async def test_unplug_stops_with_ev_disconnected_and_transaction_data(rig: Rig) -> None:
+async def test_unplug_stops_with_ev_disconnected_and_transaction_data(rig: AppRig) -> None:
     start_conf_id = None
     await rig.charging()
     await asyncio.sleep(1.5)
@@ -190,7 +100,7 @@ async def test_unplug_stops_with_ev_disconnected_and_transaction_data(rig: Rig) 
     await rig.status("Available", after=0)
 
 
-async def test_remote_start_and_remote_stop(rig: Rig) -> None:
+async def test_remote_start_and_remote_stop(rig: AppRig) -> None:
     await rig.act("plug")
     await rig.status("Preparing")
     result = await rig.cp_call(call.RemoteStartTransaction(id_tag=ACCEPTED_TAG, connector_id=1))
@@ -203,15 +113,15 @@ async def test_remote_start_and_remote_stop(rig: Rig) -> None:
     assert result.status == "Accepted"
     stop = await rig.csms.wait_for("StopTransaction")
     assert stop["reason"] == "Remote"
-    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    await until(lambda: rig.hw("contactor_closed") is False, 1.0)
 
 
-async def test_remote_start_is_rejected_for_an_unknown_connector(rig: Rig) -> None:
+async def test_remote_start_is_rejected_for_an_unknown_connector(rig: AppRig) -> None:
     result = await rig.cp_call(call.RemoteStartTransaction(id_tag=ACCEPTED_TAG, connector_id=7))
     assert result.status == "Rejected"
 
 
-async def test_remote_stop_of_an_unknown_transaction_is_rejected(rig: Rig) -> None:
+async def test_remote_stop_of_an_unknown_transaction_is_rejected(rig: AppRig) -> None:
     result = await rig.cp_call(call.RemoteStopTransaction(transaction_id=999))
     assert result.status == "Rejected"
 
@@ -228,13 +138,13 @@ async def test_remote_start_authorizes_first_when_configured(
         assert not [r for r in rig.csms.received if r.action == "StartTransaction"]
 
 
-async def test_connection_loss_during_a_transaction_loses_nothing(rig: Rig) -> None:
+async def test_connection_loss_during_a_transaction_loses_nothing(rig: AppRig) -> None:
     await rig.charging()
     [record] = rig.csms.transactions.values()
     await rig.csms.drop_connections()
     await asyncio.sleep(0.3)
     await rig.act("unplug")  # the session ends while the link is down
-    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    await until(lambda: rig.hw("contactor_closed") is False, 1.0)
     stop = await rig.csms.wait_for("StopTransaction", timeout_s=15)
     assert stop["transactionId"] == record.transaction_id
     assert stop["reason"] == "EVDisconnected"
@@ -242,7 +152,7 @@ async def test_connection_loss_during_a_transaction_loses_nothing(rig: Rig) -> N
     assert len(boots) >= 2  # it reconnected and booted again
 
 
-async def test_configuration_keys_read_change_and_reject(rig: Rig) -> None:
+async def test_configuration_keys_read_change_and_reject(rig: AppRig) -> None:
     conf = await rig.cp_call(call.GetConfiguration(key=["HeartbeatInterval", "NoSuchKey"]))
     assert conf.configuration_key[0]["key"] == "HeartbeatInterval"
     assert conf.unknown_key == ["NoSuchKey"]
@@ -265,7 +175,7 @@ async def test_configuration_survives_a_restart(csms: LocalCsms, tmp_path: Path)
         assert conf.configuration_key[0]["value"] == "45"
 
 
-async def test_malformed_frame_gets_a_callerror_and_changes_nothing(rig: Rig) -> None:
+async def test_malformed_frame_gets_a_callerror_and_changes_nothing(rig: AppRig) -> None:
     await rig.charging()
     before = len(rig.csms.raw_received)
     await rig.csms.send_raw(CP_ID, '[2, "abc", "RemoteStopTransaction", {"transactionId": "x"}]')
@@ -281,24 +191,24 @@ async def test_malformed_frame_gets_a_callerror_and_changes_nothing(rig: Rig) ->
     rig.csms.violations.clear()
 
 
-async def test_fault_is_reported_with_its_ocpp_error_code(rig: Rig) -> None:
+async def test_fault_is_reported_with_its_ocpp_error_code(rig: AppRig) -> None:
     await rig.charging()
     await rig.act("fault", fault="rcd")
     faulted = await rig.status("Faulted")
     assert faulted["errorCode"] == "GroundFailure"
-    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    await until(lambda: rig.hw("contactor_closed") is False, 1.0)
     mark = rig.mark()
     await rig.act("fault", fault="clear")
     await rig.status("Charging", after=mark)
 
 
-async def test_soft_reset_stops_the_transaction_and_restarts(rig: Rig) -> None:
+async def test_soft_reset_stops_the_transaction_and_restarts(rig: AppRig) -> None:
     await rig.charging()
     result = await rig.cp_call(call.Reset(type="Soft"))
     assert result.status == "Accepted"
     stop = await rig.csms.wait_for("StopTransaction")
     assert stop["reason"] == "SoftReset"
-    await rig.until(
+    await until(
         lambda: (
             rig.app.supervisor is not None
             and (rig.app.supervisor.restart_requested is ResetKind.SOFT)
@@ -306,7 +216,7 @@ async def test_soft_reset_stops_the_transaction_and_restarts(rig: Rig) -> None:
     )
 
 
-async def test_availability_change_during_a_transaction_is_scheduled(rig: Rig) -> None:
+async def test_availability_change_during_a_transaction_is_scheduled(rig: AppRig) -> None:
     await rig.charging()
     result = await rig.cp_call(call.ChangeAvailability(connector_id=1, type="Inoperative"))
     assert result.status == "Scheduled"
@@ -314,7 +224,7 @@ async def test_availability_change_during_a_transaction_is_scheduled(rig: Rig) -
     await rig.status("Unavailable")
 
 
-async def test_unlock_connector_stops_the_session(rig: Rig) -> None:
+async def test_unlock_connector_stops_the_session(rig: AppRig) -> None:
     await rig.charging()
     result = await rig.cp_call(call.UnlockConnector(connector_id=1))
     assert result.status in ("Unlocked", "NotSupported")
@@ -322,7 +232,7 @@ async def test_unlock_connector_stops_the_session(rig: Rig) -> None:
     assert stop["reason"] == "UnlockCommand"
 
 
-async def test_csms_limit_reaches_the_car_through_the_pwm(rig: Rig) -> None:
+async def test_csms_limit_reaches_the_car_through_the_pwm(rig: AppRig) -> None:
     await rig.charging()
     [record] = rig.csms.transactions.values()
     profile = {
@@ -340,16 +250,16 @@ async def test_csms_limit_reaches_the_car_through_the_pwm(rig: Rig) -> None:
         call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile)
     )
     assert result.status == "Accepted"
-    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(10.0, abs=0.2))
+    await until(lambda: rig.hw("ev_current_a") == pytest.approx(10.0, abs=0.2))
 
 
-async def test_clear_cache_and_data_transfer_are_answered(rig: Rig) -> None:
+async def test_clear_cache_and_data_transfer_are_answered(rig: AppRig) -> None:
     assert (await rig.cp_call(call.ClearCache())).status == "Accepted"
     unknown = await rig.cp_call(call.DataTransfer(vendor_id="someone-else"))
     assert unknown.status == "UnknownVendorId"
 
 
-async def test_invalid_id_at_start_stops_the_transaction(rig: Rig) -> None:
+async def test_invalid_id_at_start_stops_the_transaction(rig: AppRig) -> None:
     rig.csms.set_response(
         "StartTransaction",
         lambda request: {"transactionId": 77, "idTagInfo": {"status": "Invalid"}},
@@ -359,7 +269,7 @@ async def test_invalid_id_at_start_stops_the_transaction(rig: Rig) -> None:
     stop = await rig.csms.wait_for("StopTransaction")
     assert stop["transactionId"] == 77
     assert stop["reason"] == "DeAuthorized"
-    await rig.until(lambda: rig.hw("contactor_closed") is False, 1.0)
+    await until(lambda: rig.hw("contactor_closed") is False, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -385,7 +295,7 @@ async def test_each_fault_reaches_the_csms_with_its_error_code(
             await rig.act("pause")  # the weld shows when the contactor should have opened
         faulted = await rig.status("Faulted")
         assert faulted["errorCode"] == error_code
-        await rig.until(
+        await until(
             lambda: (
                 rig.app.supervisor is not None
                 and not (rig.app.supervisor.connectors[1].machine.contactor_closed)
@@ -394,7 +304,7 @@ async def test_each_fault_reaches_the_csms_with_its_error_code(
         )
 
 
-async def test_reader_failure_is_reported_as_reader_failure(rig: Rig) -> None:
+async def test_reader_failure_is_reported_as_reader_failure(rig: AppRig) -> None:
     rig.app.sim.reader.set_silent(True)
     faulted = await rig.csms.wait_for(
         "StatusNotification", lambda p: p["errorCode"] == "ReaderFailure", timeout_s=15

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from controller.domain import Answer, Transaction
 from drivers.base import CpState
 from drivers.errors import FaultKind
 from hw_sim.ev import EvSpec, SimEV
+from tests.support.wait import until
 
 CARD = "04A1B2C3"
 
@@ -53,16 +54,11 @@ class Charger:
     def transactions(self) -> list[Transaction]:
         return self.supervisor.link.transactions  # type: ignore[no-any-return]
 
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
     async def charging(self) -> None:
         await self.act("plug")
         await self.act("tap", uid=CARD)
-        await self.until(lambda: self.status() is ConnectorStatus.CHARGING)
-        await self.until(lambda: self.hw("ev_current_a") > 15.0)
+        await until(lambda: self.status() is ConnectorStatus.CHARGING)
+        await until(lambda: self.hw("ev_current_a") > 15.0)
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +72,7 @@ async def running(state_dir: Path, **doc: Any) -> AsyncIterator[Charger]:
     task = asyncio.create_task(app.run(stop))
     charger = Charger(app)
     try:
-        await charger.until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
+        await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
         yield charger
     finally:
         stop.set()
@@ -106,7 +102,7 @@ async def test_card_tapped_before_the_car_arrives_starts_when_it_plugs_in(
     await charger.act("tap", uid=CARD)
     await asyncio.sleep(0.3)
     await charger.act("plug")
-    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await until(lambda: charger.status() is ConnectorStatus.CHARGING)
 
 
 async def test_unknown_card_does_not_charge(charger: Charger) -> None:
@@ -121,25 +117,25 @@ async def test_unknown_card_does_not_charge(charger: Charger) -> None:
 async def test_free_charging_needs_no_card(tmp_path: Path) -> None:
     async with running(tmp_path, authorization={"free_charging_id": "FREE"}) as charger:
         await charger.act("plug")
-        await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+        await until(lambda: charger.status() is ConnectorStatus.CHARGING)
         assert charger.transactions()[0].id_tag == "FREE"
 
 
 async def test_contactor_opens_when_ev_stops_requesting(charger: Charger) -> None:
     await charger.charging()
     await charger.act("pause")
-    await charger.until(lambda: charger.hw("contactor_closed") is False, 1.0)
-    await charger.until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EV)
+    await until(lambda: charger.hw("contactor_closed") is False, 1.0)
+    await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EV)
     await charger.act("charge")
-    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
-    await charger.until(lambda: charger.hw("contactor_closed") is True, 1.0)
+    await until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await until(lambda: charger.hw("contactor_closed") is True, 1.0)
 
 
 async def test_unplugging_ends_the_session_with_the_meter_energy(charger: Charger) -> None:
     await charger.charging()
     await asyncio.sleep(2.0)
     await charger.act("unplug")
-    await charger.until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
+    await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
     [tx] = charger.transactions()
     assert tx.stop_reason is StopReason.EV_DISCONNECTED
     assert tx.meter_stop_wh is not None and tx.meter_stop_wh > tx.meter_start_wh
@@ -150,7 +146,7 @@ async def test_same_card_again_stops_the_session(charger: Charger) -> None:
     await charger.charging()
     await asyncio.sleep(1.5)  # the reader collapses repeats of one presentation
     await charger.act("tap", uid=CARD)
-    await charger.until(lambda: charger.status() is ConnectorStatus.FINISHING)
+    await until(lambda: charger.status() is ConnectorStatus.FINISHING)
     assert charger.transactions()[0].stop_reason is StopReason.LOCAL
     assert charger.hw("contactor_closed") is False
 
@@ -175,19 +171,19 @@ async def test_fault_opens_the_contactor_and_clearing_it_recovers(
         await charger.charging()
         await charger.act("fault", fault=fault)
         timeout = {"overtemp": 15.0, "meter": 10.0}.get(fault, 5.0)
-        await charger.until(lambda: charger.status() is ConnectorStatus.FAULTED, timeout)
+        await until(lambda: charger.status() is ConnectorStatus.FAULTED, timeout)
         assert charger.fault() is kind
-        await charger.until(lambda: charger.hw("contactor_closed") is False, 1.0)
+        await until(lambda: charger.hw("contactor_closed") is False, 1.0)
         await charger.act("fault", fault="clear")
-        await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING, 20.0)
-        await charger.until(lambda: charger.hw("contactor_closed") is True, 1.0)
+        await until(lambda: charger.status() is ConnectorStatus.CHARGING, 20.0)
+        await until(lambda: charger.hw("contactor_closed") is True, 1.0)
 
 
 async def test_welded_contactor_latches_a_fault(charger: Charger) -> None:
     await charger.charging()
     await charger.act("fault", fault="weld")
     await charger.act("pause")
-    await charger.until(lambda: charger.fault() is FaultKind.CONTACTOR_WELDED)
+    await until(lambda: charger.fault() is FaultKind.CONTACTOR_WELDED)
     await charger.act("fault", fault="clear")
     await asyncio.sleep(0.5)
     assert charger.fault() is FaultKind.CONTACTOR_WELDED
@@ -196,11 +192,11 @@ async def test_welded_contactor_latches_a_fault(charger: Charger) -> None:
 async def test_limit_of_zero_suspends_and_a_higher_limit_resumes(charger: Charger) -> None:
     await charger.charging()
     charger.supervisor.set_current_limit(1, 0.0)
-    await charger.until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE)
-    await charger.until(lambda: charger.hw("ev_current_a") == 0.0)
+    await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE)
+    await until(lambda: charger.hw("ev_current_a") == 0.0)
     charger.supervisor.set_current_limit(1, 10.0)
-    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
-    await charger.until(lambda: charger.hw("ev_current_a") == pytest.approx(10.0, abs=0.1))
+    await until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await until(lambda: charger.hw("ev_current_a") == pytest.approx(10.0, abs=0.1))
 
 
 async def test_availability_change_during_a_session_is_scheduled(charger: Charger) -> None:
@@ -208,7 +204,7 @@ async def test_availability_change_during_a_session_is_scheduled(charger: Charge
     assert await charger.supervisor.change_availability(1, False) is Answer.SCHEDULED
     assert charger.status() is ConnectorStatus.CHARGING
     await charger.act("unplug")
-    await charger.until(lambda: charger.status() is ConnectorStatus.UNAVAILABLE)
+    await until(lambda: charger.status() is ConnectorStatus.UNAVAILABLE)
 
 
 async def test_shutdown_stops_the_session_and_opens_the_contactor(tmp_path: Path) -> None:
@@ -227,9 +223,9 @@ async def test_car_already_in_c_with_a_shorted_diode_never_gets_mains(charger: C
     sim_connector.ev = SimEV(EvSpec(closes_s2_early=True))
     await charger.act("fault", fault="diode")
     await charger.act("charge")
-    await charger.until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
+    await until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
     await charger.act("tap", uid=CARD)
-    await charger.until(lambda: charger.fault() is FaultKind.DIODE_FAULT)
+    await until(lambda: charger.fault() is FaultKind.DIODE_FAULT)
     await asyncio.sleep(0.2)
     assert True not in energized
     assert charger.hw("contactor_closed") is False
@@ -239,7 +235,7 @@ async def test_car_already_in_c_with_a_good_diode_charges_at_once(charger: Charg
     sim_connector = charger.app.sim.connector(1)
     sim_connector.ev = SimEV(EvSpec(closes_s2_early=True))
     await charger.act("charge")
-    await charger.until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
+    await until(lambda: charger.supervisor.connectors[1].machine.cp_state is CpState.C)
     await charger.act("tap", uid=CARD)
-    await charger.until(lambda: charger.status() is ConnectorStatus.CHARGING)
+    await until(lambda: charger.status() is ConnectorStatus.CHARGING)
     assert charger.hw("contactor_closed") is True

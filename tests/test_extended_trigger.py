@@ -11,12 +11,10 @@ import pytest
 from ocpp.v16 import call
 
 from controller.ocpp16.extended_trigger import decide_extended
+from tests.support.diagnostics import MakeDiagRig, get_log
 from tests.support.file_servers import HttpFiles
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, sample
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, frame_index, sample
 from tests.support.wait import until
-from tests.test_diagnostics import MakeDiagRig, make_diag_rig_fixture  # noqa: F401
-from tests.test_get_log import get_log
-from tests.test_trigger_message import frame_index
 
 
 async def extended(rig: AdapterRig, message: str, connector_id: int | None = None) -> str:

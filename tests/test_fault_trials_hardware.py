@@ -11,18 +11,18 @@ meter, the recovery after clearing, and what happens to the transaction."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import controller.supervisor
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
+from controller.app import ChargePointApp
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
+from tests.support.sim_app import AppRig
+from tests.support.sim_app import controller as running
+from tests.support.wait import until
 
 CP_ID = "cp-faults"
 KEYS = {
@@ -42,94 +42,49 @@ FAULTS = [
 ]
 
 
-class Rig:
-    def __init__(self, app: ChargePointApp, csms: LocalCsms) -> None:
-        self.app = app
-        self.csms = csms
-
-    async def act(self, action: str, **extra: Any) -> None:
-        await self.app.sim.handle({"action": action, "connector": 1, **extra})
-
-    def hw(self, key: str) -> Any:
-        return self.app.sim.status()["connectors"][0][key]
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 8.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
-    async def status(self, status: str, after: int, **match: Any) -> dict[str, Any]:
-        return await self.csms.wait_for(
-            "StatusNotification",
-            lambda p: (
-                p["connectorId"] == 1
-                and p["status"] == status
-                and all(p.get(k) == v for k, v in match.items())
-            ),
-            after=after,
-            timeout_s=10,
-        )
-
-    def sent(self, action: str, after: int = 0) -> list[dict[str, Any]]:
-        return [r.payload for r in self.csms.received[after:] if r.action == action]
+async def quick_diode_retry(app: ChargePointApp) -> None:
+    assert app.supervisor is not None
+    app.supervisor.diode_retry_s = 0.5
 
 
 @pytest.fixture
 async def rig(
     csms: LocalCsms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Rig]:
+) -> AsyncIterator[AppRig]:
     # poll the thermometer and the meter faster than a charger does: faults are seen sooner
     monkeypatch.setattr(controller.supervisor, "TEMPERATURE_POLL_S", 0.2)
     monkeypatch.setattr(controller.supervisor, "METER_POLL_S", 0.3)
-    keys = tmp_path / "keys.toml"
-    keys.write_text("".join(f"{k} = {v}\n" for k, v in KEYS.items()))
-    config = parse_config(
-        {
-            "chargepoint": {"id": CP_ID},
-            "ocpp": {"url": csms.url},
-            # a silent meter is declared offline after one 0.2 s timeout, not 3 s of retries
-            "meter": {"timeout_s": 0.2, "retries": 0, "backoff_s": 0.05},
-        }
-    )
-    app = ChargePointApp(
-        dataclasses.replace(config, state_dir=tmp_path / "state"),
-        RunOptions(sim=True, sim_speed=20.0, ocpp_keys=keys),
-    )
-    stop = asyncio.Event()
-    await app.start()
-    assert app.supervisor is not None
-    app.supervisor.diode_retry_s = 0.5
-    task = asyncio.create_task(app.run(stop))
-    r = Rig(app, csms)
-    try:
-        await r.status("Available", 0)
+    async with running(
+        csms,
+        tmp_path,
+        base_keys=KEYS,
+        cp_id=CP_ID,
+        speed=20.0,
+        # a silent meter is declared offline after one 0.2 s timeout, not 3 s of retries
+        config={"meter": {"timeout_s": 0.2, "retries": 0, "backoff_s": 0.05}},
+        before_run=quick_diode_retry,
+    ) as r:
         yield r
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
 
 
-async def test_every_fault_opens_the_contactor_suspends_the_session_and_clears(rig: Rig) -> None:
+async def test_every_fault_opens_the_contactor_suspends_the_session_and_clears(rig: AppRig) -> None:
     await rig.act("plug")
     await rig.act("charge")
     await rig.act("tap", uid=ACCEPTED_TAG)
     start = await rig.csms.wait_for("StartTransaction")
-    await rig.until(lambda: rig.hw("contactor_closed") and rig.hw("ev_current_a") > 10)
+    await until(lambda: rig.hw("contactor_closed") and rig.hw("ev_current_a") > 10)
     for fault, error_code in FAULTS:
         mark = len(rig.csms.received)
         await rig.act("fault", fault=fault)
         faulted = await rig.status("Faulted", mark, errorCode=error_code)
         assert faulted["errorCode"] == error_code, fault
-        await rig.until(lambda: not rig.hw("contactor_closed"), 2.0)
+        await until(lambda: not rig.hw("contactor_closed"), 2.0)
         energy = rig.hw("energy_wh")
         await asyncio.sleep(0.15)
         assert rig.hw("energy_wh") == energy, fault  # nothing flows while faulted
         await rig.act("fault", fault="clear")
         await rig.status("Charging", mark)
-        await rig.until(lambda: rig.hw("contactor_closed"), 5.0)
+        await until(lambda: rig.hw("contactor_closed"), 5.0)
         assert rig.sent("StopTransaction") == [], f"{fault} ended the transaction"
     # A weld shows when the contactor should open (the car pauses): it latches.
     mark = len(rig.csms.received)

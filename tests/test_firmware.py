@@ -8,13 +8,8 @@ survives a restart."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
-import io
 import threading
-import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,133 +19,17 @@ from ocpp.v16 import call
 from controller.connector_types import StopReason
 from controller.csms.firmware import installed_version
 from controller.domain import ResetKind
-from controller.firmware_install import FirmwarePackage, InstallFailed, VerificationFailed
-from controller.ocpp16.keys import OcppConfig
-from controller.storage import Storage
-from tests.support.csms import ACCEPTED_TAG, MakeCsms
+from controller.firmware_install import VerificationFailed
+from tests.support.csms import ACCEPTED_TAG
 from tests.support.file_servers import FtpFiles, HttpFiles, closed_port
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
+from tests.support.firmware_packages import build_wheel
+from tests.support.firmware_rig import FwRig, MakeFwRig, now_iso
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig
 from tests.support.wait import until
 
 FINAL = {"DownloadFailed", "Installed", "InstallationFailed"}
 #: Before the restart into the new version; Installed comes from the restarted charger.
 OK = ["Downloading", "Downloaded", "Installing"]
-#: Modules the installer's import check loads from a new version.
-MODULES = (
-    "controller/__init__.py",
-    "controller/cli.py",
-    "controller/app.py",
-    "controller/ocpp16/__init__.py",
-    "controller/ocpp16/adapter.py",
-    "drivers/__init__.py",
-    "drivers/base.py",
-)
-
-
-def build_wheel(
-    version: str = "9.9.9", name: str = "picharge", broken: bool = False
-) -> tuple[str, bytes]:
-    """A tiny real wheel of ``name``: (file name, bytes); ``broken``: cli.py fails to import."""
-    dist = f"{name}-{version}.dist-info"
-    files = {m: f"VERSION = {version!r}\n" for m in MODULES}
-    if broken:
-        files["controller/cli.py"] = "raise ImportError('this firmware is broken')\n"
-    files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    files[f"{dist}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    )
-    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
-    data = io.BytesIO()
-    with zipfile.ZipFile(data, "w") as wheel:
-        for path, text in files.items():
-            wheel.writestr(path, text)
-    return f"{name}-{version}-py3-none-any.whl", data.getvalue()
-
-
-@dataclass
-class FakeInstaller:
-    """Records what it is given; fails with ``failure`` when set. Like the real one it puts
-    an installed version on trial, which the next :meth:`confirm` ends (and returns); a test
-    plays the fall-back of ``firmware_install.guard`` by setting ``trial`` to None."""
-
-    installed: list[FirmwarePackage] = field(default_factory=list)
-    failure: InstallFailed | None = None
-    restarts: int = 0
-    confirmed: int = 0
-    trial: str | None = None
-
-    def install(self, package: FirmwarePackage) -> Path:
-        if self.failure is not None:
-            raise self.failure
-        assert package.path.exists()
-        self.installed.append(package)
-        self.trial = package.version
-        return package.path.parent
-
-    def prepare_restart(self) -> None:
-        self.restarts += 1
-
-    def confirm(self) -> str | None:
-        self.confirmed += 1
-        version, self.trial = self.trial, None
-        return version
-
-
-@dataclass
-class FwRig:
-    rig: AdapterRig
-    installer: FakeInstaller
-    signing_ca: Path | None = None
-
-
-MakeFwRig = Callable[..., Awaitable[FwRig]]
-
-
-@pytest.fixture(name="make_fw_rig")
-async def make_fw_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator[MakeFwRig]:
-    """``make()`` starts a registered charger; ``make(restart=fw)`` stops ``fw``'s adapter and
-    starts a new one on the same storage, installer and CSMS: the charger after a restart."""
-    rigs: list[AdapterRig] = []
-
-    async def make(
-        *, restart: FwRig | None = None, signing_ca: Path | None = None, wait: bool = True
-    ) -> FwRig:
-        if restart is not None:
-            await restart.rig.stop_adapter()
-            await restart.rig.storage.close()
-            csms, installer = restart.rig.csms, restart.installer
-            signing_ca = restart.signing_ca
-        else:
-            csms, installer = await make_csms(), FakeInstaller()
-        mark = len(csms.received)
-        storage = await Storage.open(tmp_path / "state")
-        config = OcppConfig(storage, number_of_connectors=1)
-        await config.load()
-        control = FakeControl((1,))
-        adapter = build_adapter(
-            csms,
-            control,
-            config,
-            storage,
-            firmware_installer=installer,
-            firmware_signing_ca=signing_ca,
-        )
-        task = asyncio.create_task(adapter.run(), name="adapter")
-        rig = AdapterRig(csms, adapter, control, config, storage, task)
-        rigs.append(rig)
-        if wait:
-            await rig.registered(after=mark)
-        return FwRig(rig, installer, signing_ca)
-
-    yield make
-    for rig in rigs:
-        await rig.stop_adapter()
-        await rig.storage.close()
-
-
-def now_iso(offset_s: float = 0.0) -> str:
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s)
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def update(rig: AdapterRig, location: str, offset_s: float = 0.0, **kwargs: Any) -> int:

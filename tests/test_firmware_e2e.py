@@ -17,8 +17,10 @@ from ocpp.v16 import call
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from tests.support.file_servers import HttpFiles
-from tests.test_e2e_ocpp16 import controller
-from tests.test_firmware import build_wheel, now_iso
+from tests.support.firmware_packages import build_wheel
+from tests.support.firmware_rig import now_iso
+from tests.support.sim_app import controller
+from tests.support.wait import until
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +69,7 @@ async def test_update_firmware_installs_beside_and_restarts_into_the_new_version
                 after=mark,
                 timeout_s=30,
             )
-        await rig.until(
+        await until(
             lambda: (
                 rig.app.supervisor is not None
                 and rig.app.supervisor.restart_requested is ResetKind.HARD

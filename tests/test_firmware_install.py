@@ -23,7 +23,7 @@ from controller.firmware_install import (
     main,
     rollback,
 )
-from tests.test_firmware import build_wheel
+from tests.support.firmware_packages import build_wheel
 
 
 def downloaded(tmp_path: Path, data: bytes) -> Path:

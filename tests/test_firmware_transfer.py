@@ -10,18 +10,18 @@ import pytest
 
 from controller.file_transfer import TransferError, download, upload
 from tests.support.file_servers import HttpFiles
-from tests.test_security import Pki, _issue, server_context
+from tests.support.pki import Pki, issue, server_context
 
 
 @pytest.fixture(name="certs", scope="module")
 def certs_fixture(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA, another CA, a server certificate for 127.0.0.1 and an expired one."""
     d = tmp_path_factory.mktemp("pki")
-    ca, ca_cert, ca_key = _issue(d, "ca", "picharge test CA", None, ca=True)
-    other, _, _ = _issue(d, "other-ca", "someone else's CA", None, ca=True)
-    server, _, _ = _issue(d, "server", "files", (ca_cert, ca_key), server=True)
-    expired, _, _ = _issue(d, "expired", "files", (ca_cert, ca_key), server=True, expired=True)
-    client, _, _ = _issue(d, "client", "cp", (ca_cert, ca_key))
+    ca, ca_cert, ca_key = issue(d, "ca", "picharge test CA", None, ca=True)
+    other, _, _ = issue(d, "other-ca", "someone else's CA", None, ca=True)
+    server, _, _ = issue(d, "server", "files", (ca_cert, ca_key), server=True)
+    expired, _, _ = issue(d, "expired", "files", (ca_cert, ca_key), server=True, expired=True)
+    client, _, _ = issue(d, "client", "cp", (ca_cert, ca_key))
     return Pki(ca, other, server, expired, client)
 
 

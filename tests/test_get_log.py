@@ -11,7 +11,6 @@ import io
 import tarfile
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ocpp.v16 import call
@@ -19,36 +18,15 @@ from ocpp.v16 import call
 from controller.csms.security_events import MAX_HISTORY, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
+from tests.support.diagnostics import LOG, SECRET, MakeDiagRig, get_log
 from tests.support.file_servers import FtpFiles, HttpFiles
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig
+from tests.support.security import CP_ID as SECURE_CP_ID
+from tests.support.security import PASSWORD, charger
 from tests.support.wait import until
-from tests.test_diagnostics import LOG, SECRET, MakeDiagRig, make_diag_rig_fixture  # noqa: F401
-from tests.test_security import CP_ID as SECURE_CP_ID
-from tests.test_security import PASSWORD, charger
 
 FINAL = {"Uploaded", "UploadFailure", "PermissionDenied", "BadMessage", "NotSupportedOperation"}
 WINDOW = {"oldestTimestamp": "2026-11-23T10:01:00Z", "latestTimestamp": "2026-11-23T10:20:00Z"}
-
-
-async def get_log(
-    csms: LocalCsms,
-    location: str,
-    *,
-    cp_id: str = CP_ID,
-    log_type: str = "DiagnosticsLog",
-    request_id: int = 1,
-    window: dict[str, str] | None = None,
-    **kwargs: Any,
-) -> tuple[str, str | None]:
-    """GetLog; the answer's (status, filename)."""
-    request = call.GetLog(
-        log={"remoteLocation": location, **(window or {})},
-        log_type=log_type,
-        request_id=request_id,
-        **kwargs,
-    )
-    answer = await csms.call(cp_id, request)
-    return str(answer.status), answer.filename
 
 
 async def log_statuses(

@@ -10,7 +10,8 @@ from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
 from tests.support.csms import UNKNOWN_TAG
-from tests.test_e2e_ocpp16 import Rig, controller
+from tests.support.sim_app import AppRig, controller
+from tests.support.wait import until
 
 CARD_A = "AA000001"
 CARD_B = "BB000002"
@@ -23,14 +24,14 @@ def entry(tag: str, status: str | None = "Accepted", **info: str) -> dict[str, o
     return {"idTag": tag, "idTagInfo": {"status": status, **info}}
 
 
-async def send_list(rig: Rig, version: int, entries: list[dict[str, object]], kind: str) -> str:
+async def send_list(rig: AppRig, version: int, entries: list[dict[str, object]], kind: str) -> str:
     request = call.SendLocalList(
         list_version=version, update_type=kind, local_authorization_list=entries
     )
     return str((await rig.cp_call(request)).status)
 
 
-def started(rig: Rig) -> list[dict[str, object]]:
+def started(rig: AppRig) -> list[dict[str, object]]:
     return [r.payload for r in rig.csms.received if r.action == "StartTransaction"]
 
 
@@ -55,7 +56,7 @@ async def test_a_listed_card_charges_while_the_csms_is_down_an_unlisted_one_does
             await asyncio.sleep(0.3)
             assert rig.hw("contactor_closed") is False
         await rig.act("tap", uid=CARD_B)
-        await rig.until(lambda: rig.hw("contactor_closed") is True)
+        await until(lambda: rig.hw("contactor_closed") is True)
         assert started(rig) == []  # offline: the start waits in the queue
 
         csms.refuse_connections = False
@@ -102,7 +103,7 @@ async def test_the_parent_the_csms_names_lets_another_card_stop_the_session(
         await rig.act("tap", uid=CARD_B)
         stop = await csms.wait_for("StopTransaction")
         assert stop["idTag"] == CARD_B
-        await rig.until(lambda: rig.hw("contactor_closed") is False)
+        await until(lambda: rig.hw("contactor_closed") is False)
 
 
 async def test_the_list_survives_a_restart_of_the_controller(

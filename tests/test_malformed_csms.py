@@ -13,10 +13,9 @@ does not serve: NotImplemented; a field of the wrong JSON type: TypeConstraintVi
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ocpp.v16.enums import Action
 
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
+from controller.app import ChargePointApp
 from controller.csms.link import LinkTiming
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
+from tests.support.sim_app import AppRig, controller
+from tests.support.wait import until
 
 CP_ID = "cp-malformed"
 KEYS = {"HeartbeatInterval": 300, "MeterValueSampleInterval": 0, "ClockAlignedDataInterval": 0}
@@ -45,22 +45,7 @@ class Expect:
     statuses: frozenset[str] = frozenset()  # or a CALLRESULT with one of these statuses
 
 
-class Rig:
-    def __init__(self, app: ChargePointApp, csms: LocalCsms) -> None:
-        self.app = app
-        self.csms = csms
-
-    def hw(self, key: str) -> Any:
-        return self.app.sim.status()["connectors"][0][key]
-
-    async def act(self, action: str, **extra: Any) -> None:
-        await self.app.sim.handle({"action": action, "connector": 1, **extra})
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 8.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
+class MalformedRig(AppRig):
     async def answer(self, frame: str, unique_id: str) -> list[Any]:
         after = len(self.csms.raw_received)
         await self.csms.send_raw(CP_ID, frame)
@@ -74,34 +59,28 @@ class Rig:
         return answer
 
 
-@pytest.fixture
-async def charging(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[Rig]:
-    keys = tmp_path / "keys.toml"
-    keys.write_text("".join(f"{k} = {v}\n" for k, v in KEYS.items()))
-    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
-    app = ChargePointApp(
-        dataclasses.replace(config, state_dir=tmp_path / "state"),
-        RunOptions(sim=True, sim_speed=10.0, ocpp_keys=keys),
-    )
-    stop = asyncio.Event()
-    await app.start()
+async def quick_reconnect(app: ChargePointApp) -> None:
     app.adapter.timing = dataclasses.replace(app.adapter.timing, backoff_initial_s=0.1)
-    task = asyncio.create_task(app.run(stop))
-    rig = Rig(app, csms)
-    try:
-        await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+
+
+@pytest.fixture
+async def charging(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[MalformedRig]:
+    async with controller(
+        csms,
+        tmp_path,
+        base_keys=KEYS,
+        cp_id=CP_ID,
+        speed=10.0,
+        before_run=quick_reconnect,
+        ready_status=None,
+        rig_type=MalformedRig,
+    ) as rig:
         await rig.act("plug")
         await rig.act("charge")
         await rig.act("tap", uid=ACCEPTED_TAG)
         await csms.wait_for("StartTransaction")
-        await rig.until(lambda: rig.hw("contactor_closed"))
+        await until(lambda: rig.hw("contactor_closed"))
         yield rig
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
 
 
 # --- strategies ---------------------------------------------------------------------------
@@ -301,7 +280,7 @@ MALFORMED = st.one_of(
     )
 )
 async def test_malformed_input_gets_its_answer_and_changes_nothing(
-    charging: Rig, case: Expect
+    charging: MalformedRig, case: Expect
 ) -> None:
     rig = charging
     attempts = len(rig.csms.connection_attempts)
@@ -317,7 +296,7 @@ async def test_malformed_input_gets_its_answer_and_changes_nothing(
 
 
 async def test_an_oversized_frame_closes_the_link_and_the_session_goes_on(
-    charging: Rig,
+    charging: MalformedRig,
 ) -> None:
     rig = charging
     limit = LinkTiming().max_frame_bytes

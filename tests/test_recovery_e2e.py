@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
+from controller.app import ChargePointApp
 from controller.connector_types import StopReason
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from controller.storage import DB_NAME
 from tests.support.csms import ACCEPTED_TAG
+from tests.support.sim_app import AppRig, controller
+from tests.support.wait import until
 
 CP_ID = "cp-durable"
 KEYS = {
@@ -34,91 +34,44 @@ SPEED = 20.0
 READING_WH = 3 * 16 * 230 * SPEED / 3600  # the energy of one 1 s meter reading
 
 
-class Rig:
-    def __init__(self, app: ChargePointApp, csms: LocalCsms, task: asyncio.Task[Any]) -> None:
-        self.app = app
-        self.csms = csms
-        self.task = task
-
-    async def act(self, action: str, **extra: Any) -> None:
-        await self.app.sim.handle({"action": action, "connector": 1, **extra})
-
-    def hw(self, key: str) -> Any:
-        return self.app.sim.status()["connectors"][0][key]
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 8.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics
-                await asyncio.sleep(0.02)
-
-    async def status(self, status: str, after: int = 0, **match: Any) -> dict[str, Any]:
-        return await self.csms.wait_for(
-            "StatusNotification",
-            lambda p: (
-                p["connectorId"] == 1
-                and p["status"] == status
-                and all(p.get(k) == v for k, v in match.items())
-            ),
-            after=after,
-        )
-
-    def sent(self, action: str, after: int = 0) -> list[dict[str, Any]]:
-        return [r.payload for r in self.csms.received[after:] if r.action == action]
-
+class RecoveryRig(AppRig):
     async def charging(self) -> dict[str, Any]:
-        mark = len(self.csms.received)
+        """Plug in a car that asks for energy, tap, and wait for the current to flow."""
+        mark = self.mark()
         await self.act("plug")
         await self.act("charge")
         await self.act("tap", uid=ACCEPTED_TAG)
         start = await self.csms.wait_for("StartTransaction", after=mark)
-        await self.until(lambda: self.hw("contactor_closed") and self.hw("ev_current_a") > 10)
+        await until(lambda: self.hw("contactor_closed") and self.hw("ev_current_a") > 10)
         return start
-
-
-def make_app(csms: LocalCsms, state_dir: Path) -> ChargePointApp:
-    keys = state_dir.parent / "keys.toml"
-    if not state_dir.parent.is_dir():  # the state directory's parent is broken on purpose
-        keys = state_dir.parent.parent / "keys.toml"
-    keys.write_text("".join(f"{k} = {v}\n" for k, v in KEYS.items()))
-    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url}})
-    return ChargePointApp(
-        dataclasses.replace(config, state_dir=state_dir),
-        RunOptions(sim=True, sim_speed=SPEED, ocpp_keys=keys),
-    )
 
 
 @contextlib.asynccontextmanager
 async def running(
     csms: LocalCsms,
     state_dir: Path,
-    before_run: Callable[[ChargePointApp], Any] | None = None,
+    before_run: Callable[[ChargePointApp], Awaitable[None]] | None = None,
     *,
     crash: bool = False,
-) -> AsyncIterator[Rig]:
-    """The controller running; ``crash`` ends it without stopping its transactions."""
-    app = make_app(csms, state_dir)
-    stop = asyncio.Event()
-    mark = len(csms.received)
-    await app.start()
-    try:
-        if before_run is not None:
-            await before_run(app)
-        task = asyncio.create_task(app.run(stop))
-        try:
-            rig = Rig(app, csms, task)
-            await csms.wait_for(  # booted, and told the CSMS how connector 1 is
-                "StatusNotification", lambda p: p["connectorId"] == 1, after=mark
-            )
-            yield rig
-        finally:
-            if crash:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-            else:
-                stop.set()
-                await asyncio.wait_for(task, 10)
-    finally:
-        await app.close()
+) -> AsyncIterator[RecoveryRig]:
+    """The controller running on ``state_dir``, handed over once it booted and told the CSMS
+    how connector 1 is; ``crash`` ends it without stopping its transactions."""
+    workdir = state_dir.parent
+    if not workdir.is_dir():  # the state directory's parent is broken on purpose
+        workdir = workdir.parent
+    async with controller(
+        csms,
+        workdir,
+        base_keys=KEYS,
+        cp_id=CP_ID,
+        speed=SPEED,
+        state_dir=state_dir,
+        before_run=before_run,
+        ready_status=None,
+        crash=crash,
+        rig_type=RecoveryRig,
+    ) as rig:
+        yield rig
 
 
 async def test_a_crash_while_charging_is_closed_with_power_loss_at_the_register(
@@ -187,7 +140,7 @@ async def test_the_contactor_waits_until_the_transaction_is_on_disk(
         await rig.act("plug")
         await rig.act("charge")
         await rig.act("tap", uid=ACCEPTED_TAG)
-        await rig.until(
+        await until(
             lambda: rig.app.supervisor is not None and bool(rig.app.supervisor.view(1).transaction)
         )
         await asyncio.sleep(0.5)
@@ -195,7 +148,7 @@ async def test_the_contactor_waits_until_the_transaction_is_on_disk(
         assert rig.sent("StartTransaction", mark) == []  # nor a message before its insert
         release.set()
         await csms.wait_for("StartTransaction", after=mark)
-        await rig.until(lambda: rig.hw("contactor_closed"))
+        await until(lambda: rig.hw("contactor_closed"))
 
 
 async def test_an_unwritable_database_faults_with_internal_error_and_recovers(
@@ -210,18 +163,18 @@ async def test_an_unwritable_database_faults_with_internal_error_and_recovers(
         await rig.app.storage.run(lambda conn: conn.execute("PRAGMA query_only = 1"))
         faulted = await rig.status("Faulted", mark, errorCode="InternalError")
         assert faulted["info"] == "internal_error"
-        await rig.until(lambda: not rig.hw("contactor_closed"), 3.0)
+        await until(lambda: not rig.hw("contactor_closed"), 3.0)
         await asyncio.sleep(1.2)  # meter values made meanwhile are kept in memory and sent
         await rig.app.storage.run(lambda conn: conn.execute("PRAGMA query_only = 0"))
         await rig.status("Charging", mark)
-        await rig.until(lambda: rig.hw("contactor_closed"), 5.0)
+        await until(lambda: rig.hw("contactor_closed"), 5.0)
         assert rig.sent("StopTransaction") == []
         # written afresh: a power cut now would still close this transaction
         [entry] = await rig.app.durability.journal.open_transactions()
         assert entry.local_id == rig.app.supervisor.view(1).transaction.local_id  # type: ignore[union-attr]
         await rig.act("unplug")
         await csms.wait_for("StopTransaction", after=mark)
-        await rig.until(lambda: rig.app.adapter.queued == 0)
+        await until(lambda: rig.app.adapter.queued == 0)
 
 
 async def test_a_full_disk_faults_with_internal_error_and_no_session_starts(

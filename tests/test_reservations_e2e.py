@@ -14,7 +14,7 @@ from ocpp.v16 import call
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
-from tests.test_e2e_ocpp16 import Rig, controller
+from tests.support.sim_app import AppRig, controller
 
 OTHER = "0C0FFEE0"
 
@@ -24,13 +24,13 @@ def expiry(seconds: float = 600.0) -> str:
 
 
 async def reserve(
-    rig: Rig, connector_id: int = 1, reservation_id: int = 5, seconds: float = 600.0
+    rig: AppRig, connector_id: int = 1, reservation_id: int = 5, seconds: float = 600.0
 ) -> str:
     request = call.ReserveNow(connector_id, expiry(seconds), ACCEPTED_TAG, reservation_id)
     return str((await rig.cp_call(request)).status)
 
 
-async def cancel(rig: Rig, reservation_id: int) -> str:
+async def cancel(rig: AppRig, reservation_id: int) -> str:
     return str((await rig.cp_call(call.CancelReservation(reservation_id))).status)
 
 

@@ -11,35 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import datetime as dt
-import io
-import ipaddress
-import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
-from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
 from controller.csms.link import LinkTiming, endpoint_url
 from controller.csms.security import LinkSecurity, LinkSecurityError, TlsFiles
 from controller.local_csms import LocalCsms
-from controller.logging_setup import stderr_handler
 from controller.ocpp16.keys import ConfigStatus, OcppConfig
 from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
+from tests.support.pki import Pki, issue, server_context
+from tests.support.security import CP_ID, PASSWORD, captured_log, charger
 
-CP_ID = "cp-sec"
-PASSWORD = "0123456789abcdef0123"  # 20 characters: a whitepaper AuthorizationKey
 NO_FILES = TlsFiles()
 TIMING = LinkTiming(open_timeout_s=3.0, close_timeout_s=1.0)
 
@@ -47,104 +36,15 @@ TIMING = LinkTiming(open_timeout_s=3.0, close_timeout_s=1.0)
 # --- certificates -------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Pem:
-    cert: Path
-    key: Path
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _issue(
-    directory: Path,
-    stem: str,
-    subject: str,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    expired: bool = False,
-    server: bool = False,
-) -> tuple[Pem, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    start, end = (
-        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
-        if expired
-        else (
-            now - dt.timedelta(minutes=5),
-            now + dt.timedelta(days=1),
-        )
-    )
-    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_cert.subject if issuer_cert is not None else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
-        )
-    if issuer_cert is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
-        )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    pem = Pem(directory / f"{stem}.crt", directory / f"{stem}.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return pem, cert, key
-
-
-@dataclasses.dataclass(frozen=True)
-class Pki:
-    ca: Pem
-    other_ca: Pem
-    server: Pem
-    expired_server: Pem
-    client: Pem
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
-    ca, ca_cert, ca_key = _issue(d, "ca", "picharge test CA", None, ca=True)
-    other, _, _ = _issue(d, "other-ca", "someone else's CA", None, ca=True)
-    server, _, _ = _issue(d, "server", "csms", (ca_cert, ca_key), server=True)
-    expired, _, _ = _issue(d, "expired", "csms", (ca_cert, ca_key), server=True, expired=True)
-    client, _, _ = _issue(d, "client", CP_ID, (ca_cert, ca_key))
+    ca, ca_cert, ca_key = issue(d, "ca", "picharge test CA", None, ca=True)
+    other, _, _ = issue(d, "other-ca", "someone else's CA", None, ca=True)
+    server, _, _ = issue(d, "server", "csms", (ca_cert, ca_key), server=True)
+    expired, _, _ = issue(d, "expired", "csms", (ca_cert, ca_key), server=True, expired=True)
+    client, _, _ = issue(d, "client", CP_ID, (ca_cert, ca_key))
     return Pki(ca, other, server, expired, client)
-
-
-def server_context(server: Pem, *, client_ca: Pem | None = None) -> ssl.SSLContext:
-    """The CSMS's TLS: its certificate; with ``client_ca`` a client certificate is required."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(server.cert, server.key)
-    if client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(client_ca.cert)
-    return context
 
 
 # --- the charge point's link, alone -------------------------------------------------------
@@ -344,44 +244,6 @@ def test_a_password_alone_means_profile_1() -> None:
 
 
 # --- end to end ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def captured_log() -> Iterator[io.StringIO]:
-    """The production handler (with its secret redaction) on the root logger, into a buffer."""
-    stream = io.StringIO()
-    handler = stderr_handler(stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)  # what a charger logs by default
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
-@contextlib.asynccontextmanager
-async def charger(csms: LocalCsms, state_dir: Path, ocpp: dict[str, Any]) -> AsyncIterator[Any]:
-    keys = state_dir / "keys.toml"  # pytest's tmp_path exists already
-    keys.write_text("HeartbeatInterval = 30\nWebSocketPingInterval = 0\n")
-    config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": csms.url, **ocpp}})
-    app = ChargePointApp(
-        dataclasses.replace(config, state_dir=state_dir / "state"),
-        RunOptions(sim=True, sim_speed=30.0, ocpp_keys=keys),
-    )
-    stop = asyncio.Event()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        yield app
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
 
 
 async def test_profile_2_charger_boots_and_never_shows_or_logs_its_authorization_key(

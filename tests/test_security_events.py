@@ -13,7 +13,7 @@ from ocpp.v16 import call
 from controller.csms.security_events import MAX_PENDING, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
-from tests.test_security import CP_ID, PASSWORD, captured_log, charger
+from tests.support.security import CP_ID, PASSWORD, captured_log, charger
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 

@@ -27,15 +27,10 @@ from controller.csms.firmware_signature import CertificateRefused, trusted_signi
 from controller.domain import ResetKind
 from controller.firmware_install import VerificationFailed
 from tests.support.file_servers import FtpFiles, HttpFiles
+from tests.support.firmware_packages import build_wheel
+from tests.support.firmware_rig import FwRig, MakeFwRig, now_iso
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig
 from tests.support.wait import until
-from tests.test_firmware import (  # noqa: F401
-    FwRig,
-    MakeFwRig,
-    build_wheel,
-    make_fw_rig_fixture,
-    now_iso,
-)
 
 SIGNED = "SignedFirmwareStatusNotification"
 FINAL = {"DownloadFailed", "InvalidSignature", "InstallationFailed", "Installed"}

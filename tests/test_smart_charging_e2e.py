@@ -20,9 +20,9 @@ from ocpp.v16 import call
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
-from tests.test_e2e_ocpp16 import CP_ID
-from tests.test_e2e_ocpp16 import Rig as E2eRig
-from tests.test_e2e_ocpp16 import controller as e2e_controller
+from tests.support.sim_app import CP_ID, AppRig
+from tests.support.sim_app import controller as app_controller
+from tests.support.wait import until
 
 #: Heartbeats and sampled meter values would only add frames to wait through here.
 QUIET_KEYS = {"HeartbeatInterval": 30, "MeterValueSampleInterval": 0}
@@ -30,7 +30,7 @@ QUIET_KEYS = {"HeartbeatInterval": 30, "MeterValueSampleInterval": 0}
 CAR_MAX_A = 16.0
 
 
-class Rig(E2eRig):
+class ProfileRig(AppRig):
     async def charging(self) -> dict[str, Any]:
         """Plug in and tap; a profile may already hold the current down, so only the start
         is awaited."""
@@ -46,14 +46,14 @@ class Rig(E2eRig):
 
 
 @contextlib.asynccontextmanager
-async def controller(csms: LocalCsms, state_dir: Path) -> AsyncIterator[Rig]:
-    async with e2e_controller(csms, state_dir, keys=QUIET_KEYS, rig_type=Rig) as rig:
-        assert isinstance(rig, Rig)
+async def controller(csms: LocalCsms, state_dir: Path) -> AsyncIterator[ProfileRig]:
+    async with app_controller(csms, state_dir, keys=QUIET_KEYS, rig_type=ProfileRig) as rig:
+        assert isinstance(rig, ProfileRig)
         yield rig
 
 
 @pytest.fixture
-async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(csms: LocalCsms, tmp_path: Path) -> AsyncIterator[ProfileRig]:
     async with controller(csms, tmp_path) as r:
         yield r
 
@@ -75,9 +75,9 @@ def limit_profile(
     }
 
 
-async def test_the_cars_current_follows_the_profile_from_period_to_period(rig: Rig) -> None:
+async def test_the_cars_current_follows_the_profile_from_period_to_period(rig: ProfileRig) -> None:
     await rig.charging()
-    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(CAR_MAX_A, abs=0.1))
+    await until(lambda: rig.hw("ev_current_a") == pytest.approx(CAR_MAX_A, abs=0.1))
     [record] = rig.csms.transactions.values()
     start = utc_now() + dt.timedelta(seconds=0.3)
     plan = [(0, 10.0), (1, 6.0), (2, 0.0), (3, 13.0)]  # 1 s each (30 s of EV time)
@@ -105,14 +105,14 @@ async def test_the_cars_current_follows_the_profile_from_period_to_period(rig: R
     assert all(delay < 0.5 for delay in follow_s), follow_s
 
 
-async def test_a_zero_amp_default_profile_pauses_and_a_higher_one_resumes(rig: Rig) -> None:
+async def test_a_zero_amp_default_profile_pauses_and_a_higher_one_resumes(rig: ProfileRig) -> None:
     await rig.charging()
-    await rig.until(lambda: rig.hw("ev_current_a") > CAR_MAX_A - 0.5)
+    await until(lambda: rig.hw("ev_current_a") > CAR_MAX_A - 0.5)
     mark = rig.mark()
     pause = limit_profile("TxDefaultProfile", (0, 0.0), stackLevel=1)
     assert await rig.set_profile(0, pause) == "Accepted"
     await rig.status("SuspendedEVSE", after=mark)
-    await rig.until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
+    await until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
     assert rig.hw("offered_current_a") == 0.0
     await asyncio.sleep(0.3)
     assert rig.hw("ev_current_a") == 0.0  # paused, not stopped
@@ -121,23 +121,23 @@ async def test_a_zero_amp_default_profile_pauses_and_a_higher_one_resumes(rig: R
     resume = limit_profile("TxDefaultProfile", (0, 11.0), stackLevel=1)
     assert await rig.set_profile(0, resume) == "Accepted"
     await rig.status("Charging", after=mark)
-    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(11.0, abs=0.2), 2.0)
+    await until(lambda: rig.hw("ev_current_a") == pytest.approx(11.0, abs=0.2), 2.0)
 
 
 async def test_a_limit_below_6_amps_suspends_rather_than_offering_an_invalid_duty(
-    rig: Rig,
+    rig: ProfileRig,
 ) -> None:
     await rig.charging()
-    await rig.until(lambda: rig.hw("contactor_closed"))
+    await until(lambda: rig.hw("contactor_closed"))
     mark = rig.mark()
     assert await rig.set_profile(1, limit_profile("TxDefaultProfile", (0, 5.9))) == "Accepted"
     await rig.status("SuspendedEVSE", after=mark)
-    await rig.until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
+    await until(lambda: not rig.hw("contactor_closed") and rig.hw("ev_current_a") == 0.0, 1.0)
     assert rig.hw("offered_current_a") == 0.0
 
 
 async def test_a_remote_starts_profile_limits_the_session_it_starts_and_ends_with_it(
-    rig: Rig,
+    rig: ProfileRig,
 ) -> None:
     await rig.act("plug")
     body = {
@@ -150,13 +150,13 @@ async def test_a_remote_starts_profile_limits_the_session_it_starts_and_ends_wit
     )
     assert result.status == "Accepted"
     await rig.csms.wait_for("StartTransaction")
-    await rig.until(lambda: rig.hw("ev_current_a") == pytest.approx(8.0, abs=0.2), 2.0)
+    await until(lambda: rig.hw("ev_current_a") == pytest.approx(8.0, abs=0.2), 2.0)
     assert rig.hw("offered_current_a") == pytest.approx(8.0)
     [record] = rig.csms.transactions.values()
     stopped = await rig.csms.call(CP_ID, call.RemoteStopTransaction(record.transaction_id))
     assert stopped.status == "Accepted"
     await rig.csms.wait_for("StopTransaction")
-    await rig.until(lambda: len(rig.app.adapter._profiles.book) == 0, 1.0)
+    await until(lambda: len(rig.app.adapter._profiles.book) == 0, 1.0)
 
 
 async def test_a_charge_point_maximum_holds_again_after_a_restart(
@@ -171,6 +171,6 @@ async def test_a_charge_point_maximum_holds_again_after_a_restart(
             {"start_period": 0, "limit": 8.0}
         ]
         await again.charging()
-        await again.until(lambda: again.hw("ev_current_a") == pytest.approx(8.0, abs=0.2))
+        await until(lambda: again.hw("ev_current_a") == pytest.approx(8.0, abs=0.2))
         await asyncio.sleep(0.2)
         assert again.hw("ev_current_a") == pytest.approx(8.0, abs=0.2)

@@ -9,15 +9,16 @@ from typing import Any
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.test_e2e_ocpp16 import Rig, controller
+from tests.support.sim_app import AppRig, controller
+from tests.support.wait import until
 
 
-async def trigger(rig: Rig, message: str, connector_id: int | None = None) -> str:
+async def trigger(rig: AppRig, message: str, connector_id: int | None = None) -> str:
     request = call.TriggerMessage(requested_message=message, connector_id=connector_id)
     return str((await rig.cp_call(request)).status)
 
 
-async def triggered(rig: Rig, message: str, connector_id: int | None = None) -> dict[str, Any]:
+async def triggered(rig: AppRig, message: str, connector_id: int | None = None) -> dict[str, Any]:
     mark = rig.mark()
     assert await trigger(rig, message, connector_id) == "Accepted"
     return await rig.csms.wait_for(message, after=mark, timeout_s=3)
@@ -44,7 +45,7 @@ async def test_status_and_meter_values_of_a_charging_connector_are_current(
         assert (status["connectorId"], status["status"]) == (1, "Charging")
         mark = rig.mark()
         assert await trigger(rig, "StatusNotification") == "Accepted"
-        await rig.until(
+        await until(
             lambda: [r.action for r in csms.received[mark:]].count("StatusNotification") == 3
         )
         every = [
@@ -60,7 +61,7 @@ async def test_status_and_meter_values_of_a_charging_connector_are_current(
             reading = supervisor.view(1).reading
             return 0.0 if reading is None else reading.total_power_w or 0.0
 
-        await rig.until(lambda: power_w() > 10000)  # a sample taken while charging
+        await until(lambda: power_w() > 10000)  # a sample taken while charging
         sampled_wh = supervisor.view(1).reading.energy_import_wh
         values = await triggered(rig, "MeterValues", 1)
         meter_wh = rig.app.sim.connector(1).meter.energy_wh

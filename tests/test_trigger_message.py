@@ -13,7 +13,7 @@ from controller.connector_types import ConnectorStatus
 from controller.ocpp16.triggers import decide
 from drivers.errors import FaultKind
 from tests.support.csms import ACCEPTED_TAG
-from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, sample
+from tests.support.ocpp16_adapter import CP_ID, AdapterRig, MakeRig, frame_index, sample
 from tests.support.wait import until
 
 
@@ -26,14 +26,6 @@ async def ready(make_rig: MakeRig, **kwargs: Any) -> AdapterRig:
 async def trigger(rig: AdapterRig, message: str, connector_id: int | None = None) -> str:
     request = call.TriggerMessage(requested_message=message, connector_id=connector_id)
     return str((await rig.csms.call(CP_ID, request)).status)
-
-
-def frame_index(rig: AdapterRig, after: int, wanted: str) -> int:
-    """Index in raw_received (from ``after``) of the first frame containing ``wanted``."""
-    for i, frame in enumerate(rig.csms.raw_received[after:], after):
-        if wanted in frame.text:
-            return i
-    raise AssertionError(f"no frame with {wanted}")
 
 
 async def test_a_triggered_heartbeat_goes_out_after_the_answer(make_rig: MakeRig) -> None:

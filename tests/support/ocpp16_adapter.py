@@ -3,7 +3,7 @@
 - :class:`FakeControl` plays the supervisor (:class:`~controller.domain.ChargePointControl`):
   it records every request from the CSMS, answers as told, and offers helpers that do what
   the supervisor does on the CsmsLink side (start and stop transactions, report statuses).
-- ``make_rig``: a real :class:`LocalCsms`, a real :class:`Storage` and
+- ``make_rig`` (a fixture): a real :class:`LocalCsms`, a real :class:`Storage` and
   :class:`OcppConfig` in ``tmp_path`` and an :class:`Ocpp16Adapter` running against them
   with every protocol timer shrunk (``interval_scale`` 0.1: an OCPP "1 s" is 0.1 s).
   Teardown stops everything and, through ``make_csms``, fails the test on any OCPP 1.6J
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,15 +279,22 @@ async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator
         csms: LocalCsms | None = None,
         timing: LinkTiming = FAST,
         clock: Callable[[], dt.datetime] = utc_now,
+        state: Path | None = None,
+        adapter_args: Mapping[str, Any] | None = None,
         **csms_kwargs: Any,
     ) -> AdapterRig:
+        """A started adapter; ``csms_kwargs`` make its CSMS unless ``csms`` is given, its
+        state lives in ``state`` (a new directory unless given: the same one is the same
+        charger after a restart), ``adapter_args`` add constructor arguments."""
         if csms is None:
             csms = await make_csms(**csms_kwargs)
-        storage = await Storage.open(tmp_path / f"state{len(rigs)}")
+        storage = await Storage.open(state or tmp_path / f"state{len(rigs)}")
         config = OcppConfig(storage, number_of_connectors=len(connectors), defaults=keys)
         await config.load()
         control = FakeControl(tuple(connectors))
-        adapter = build_adapter(csms, control, config, storage, clock=clock, timing=timing)
+        adapter = build_adapter(
+            csms, control, config, storage, clock=clock, timing=timing, **(adapter_args or {})
+        )
         task = asyncio.create_task(adapter.run(), name="adapter")
         rig = AdapterRig(csms, adapter, control, config, storage, task)
         rigs.append(rig)
@@ -297,3 +304,18 @@ async def make_rig_fixture(make_csms: MakeCsms, tmp_path: Path) -> AsyncIterator
     for rig in rigs:
         await rig.stop_adapter()
         await rig.storage.close()
+
+
+async def started(make_rig: MakeRig, **keys: str) -> AdapterRig:
+    """A rig with ``keys`` preset, once its charger registered."""
+    rig = await make_rig(keys=keys or None)
+    await rig.registered()
+    return rig
+
+
+def frame_index(rig: AdapterRig, after: int, wanted: str) -> int:
+    """Index in raw_received (from ``after``) of the first frame containing ``wanted``."""
+    for i, frame in enumerate(rig.csms.raw_received[after:], after):
+        if wanted in frame.text:
+            return i
+    raise AssertionError(f"no frame with {wanted}")
