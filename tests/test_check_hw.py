@@ -34,6 +34,7 @@ from controller.config import Config, parse_config
 from controller.hardware import Hardware
 from controller.sim_root import SimCharger, start_simulation
 from drivers.base import ignore_events
+from tests.support.wait import until
 
 # A silent meter must fail fast in tests: one retry of 0.2 s requests.
 FAST_METER = {"timeout_s": 0.2, "retries": 1, "backoff_s": 0.05}
@@ -57,8 +58,7 @@ async def simulated(
 
 async def _tap_when_asked(sim: SimCharger, out: io.StringIO, uid: str) -> None:
     """A person reading the screen: taps the card once check-hw asks for it."""
-    while "hold a card" not in out.getvalue():  # noqa: ASYNC110 - polling what a human reads
-        await asyncio.sleep(0.01)
+    await until(lambda: "hold a card" in out.getvalue(), what="check-hw to ask for a card")
     sim.tap(uid)
 
 

@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.wait import until_sync
 
 PICHARGE = [sys.executable, "-m", "controller.cli"]
 
@@ -64,23 +65,27 @@ class Controller:
         return answer
 
     def wait_for(self, check: Any, timeout_s: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = self.status()
-            if check(status):
-                return status
-            assert time.monotonic() < deadline, f"timed out; last status {status}"
-            time.sleep(0.1)
+        """The first ``picharge sim status`` for which ``check`` holds."""
+        seen: list[dict[str, Any]] = []
+
+        def status_if_checked() -> dict[str, Any] | None:
+            seen.append(self.status())
+            return seen[-1] if check(seen[-1]) else None
+
+        found = until_sync(status_if_checked, timeout_s, what="a status", interval_s=0.1)
+        assert found is not None
+        return found
+
+    def listening(self) -> bool:
+        """Whether the --sim controller opened its control port (failing if it died)."""
+        assert self.process.poll() is None, self.process.communicate()[1]
+        return self.sim("status").returncode == 0
 
 
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[Controller]:
     c = Controller(tmp_path)
-    deadline = time.monotonic() + 15
-    while c.sim("status").returncode != 0:
-        assert c.process.poll() is None, c.process.communicate()[1]
-        assert time.monotonic() < deadline, "the --sim controller did not open its control port"
-        time.sleep(0.1)
+    until_sync(c.listening, 15, what="the --sim controller to open its control port")
     yield c
     c.process.send_signal(signal.SIGTERM)
     try:
@@ -178,10 +183,7 @@ def test_bad_tap_is_refused_with_the_reason(controller: Controller) -> None:
 
 def test_sigterm_stops_the_controller_promptly(tmp_path: Path) -> None:
     c = Controller(tmp_path)
-    deadline = time.monotonic() + 15
-    while c.sim("status").returncode != 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until_sync(c.listening, 15, what="the --sim controller to open its control port")
     c.process.send_signal(signal.SIGTERM)
     assert c.process.wait(timeout=10) == 0
     c.process.communicate()

@@ -37,6 +37,7 @@ from drivers.rfid_rdm6300 import Rdm6300Reader
 from drivers.seams import HardwareSeams
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
+from tests.support.wait import until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "deploy" / "examples"
 SINGLE = "single-phase-sdm120-rdm6300.toml"
@@ -178,8 +179,7 @@ async def test_the_example_passes_check_hw_on_the_simulated_charger(
     out = io.StringIO()
 
     async def tap_when_asked() -> None:
-        while "hold a card" not in out.getvalue():  # noqa: ASYNC110 - as a person reads it
-            await asyncio.sleep(0.01)
+        await until(lambda: "hold a card" in out.getvalue(), what="check-hw to ask for a card")
         sim.tap(uid)
 
     tapper = asyncio.create_task(tap_when_asked())

@@ -170,9 +170,7 @@ async def test_the_security_log_has_events_sent_already_and_from_before_a_restar
     root.mkdir()
     async with LocalCsms(basic_auth={SECURE_CP_ID: "not-the-chargers-password"}) as csms:
         async with charger(csms, tmp_path, {"password": PASSWORD}):
-            async with asyncio.timeout(5):
-                while not any(a.refused for a in csms.connection_attempts):  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
+            await until(lambda: any(a.refused for a in csms.connection_attempts), 5)
             csms.basic_auth = {SECURE_CP_ID: PASSWORD}
             await csms.wait_for(
                 "SecurityEventNotification",

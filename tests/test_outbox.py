@@ -20,6 +20,7 @@ from controller.csms.calls import CallFailed
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.outbox import Outbox, OutboxEntry, Told
 from controller.storage import Storage
+from tests.support.wait import until
 
 
 @pytest.fixture
@@ -92,9 +93,7 @@ async def drain_until(
         queue.drain(csms.send, csms.confirmed, lambda: 3, lambda: 0.01), name="drain"
     )
     try:
-        async with asyncio.timeout(timeout_s):
-            while not done():  # noqa: ASYNC110 - polls the queue's effect
-                await asyncio.sleep(0.005)
+        await until(done, timeout_s, what="the drain's effect")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -139,10 +138,7 @@ async def test_a_message_is_not_sent_before_its_insert_committed(
     assert csms.sent == []
     release.set()
     await blocker
-    for _ in range(200):
-        if csms.sent:
-            break
-        await asyncio.sleep(0.005)
+    await until(lambda: csms.sent, what="the START to be sent")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [kind for kind, _, _ in csms.sent] == [TxKind.START]
@@ -243,12 +239,10 @@ async def test_a_message_being_sent_is_never_thinned(storage: Storage) -> None:
     queue.put(start("a"))
     queue.put(meter("a", 0))
     task = asyncio.create_task(queue.drain(csms.send, csms.confirmed, lambda: 3, lambda: 0.01))
-    while csms.waiting is None:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    await until(lambda: csms.waiting is not None)
     csms.gate.set()
     csms.gate = asyncio.Event()  # held: the next one waits
-    while csms.waiting is None or csms.waiting.kind is not TxKind.METER:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    await until(lambda: csms.waiting is not None and csms.waiting.kind is TxKind.METER)
     for n in range(1, 6):
         queue.put(meter("a", n))
     assert queue.messages()[0].body["n"] == 0

@@ -25,6 +25,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.pilot_frontend import adc_inputs, cp_levels
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
+from tests.support.wait import until
 
 
 class Board:
@@ -64,13 +65,8 @@ class Board:
         with self.lock:
             return sum(1 for at, ch in self.conversions if ch == channel and at >= since)
 
-    async def until(self, check: Callable[[], bool], timeout_s: float = 2.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not check():  # noqa: ASYNC110 - the sensor thread changes what is checked
-                await asyncio.sleep(0.005)
-
     async def state(self, state: CpState) -> None:
-        await self.until(lambda: bool(self.readings) and self.readings[-1].state is state)
+        await until(lambda: bool(self.readings) and self.readings[-1].state is state)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -136,7 +132,7 @@ async def test_a_new_pwm_is_sampled_at_once_not_after_the_idle_pause(
     await asyncio.sleep(0.05)  # the sampler is in its long pause now
     offered = time.monotonic()
     board.board.generator.offer_current(16.0)
-    await board.until(lambda: board.count(0, offered) >= 5, timeout_s=0.1)
+    await until(lambda: board.count(0, offered) >= 5, timeout_s=0.1)
 
 
 async def test_after_a_state_f_pulse_the_car_is_read_at_the_waiting_rate(
@@ -177,7 +173,7 @@ async def test_the_diode_is_judged_at_full_rate_when_the_pwm_starts(
     await board.state(CpState.B)
     started = time.monotonic()
     board.board.generator.offer_current(16.0)
-    await board.until(lambda: any(e.kind == "diode_fault" for e in board.events), 0.2)
+    await until(lambda: any(e.kind == "diode_fault" for e in board.events), 0.2)
     assert time.monotonic() - started < 0.1  # five samples, not five 5 s re-checks
     fault = next(e for e in board.events if e.kind == "diode_fault")
     assert fault.fault is FaultKind.DIODE_FAULT
@@ -190,11 +186,11 @@ async def test_an_unreadable_adc_is_a_fault_after_blind_fault_s_even_at_the_idle
     await board.state(CpState.A)
     board.chip.set_nack(True)
     started = time.monotonic()
-    await board.until(lambda: any(e.kind == "cp_unreadable" for e in board.events), 1.0)
+    await until(lambda: any(e.kind == "cp_unreadable" for e in board.events), 1.0)
     # Noticed at the next idle sample, then retried every 10 ms until 100 ms blind.
     assert time.monotonic() - started < 0.75
     board.chip.set_nack(False)
-    await board.until(lambda: board.events[-1].kind == "cp_readable", 1.0)
+    await until(lambda: board.events[-1].kind == "cp_readable", 1.0)
 
 
 def test_sampling_rates_come_from_configuration_and_bad_ones_name_their_key(

@@ -13,6 +13,7 @@ import pytest
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.pwm_sysfs import SysfsPwm, find_chip
 from hw_sim.pwm_sysfs import SimPwmSysfs
+from tests.support.wait import until_sync
 
 
 @pytest.fixture
@@ -25,10 +26,7 @@ def sim(tmp_path: Path) -> Iterator[SimPwmSysfs]:
 
 def _export_by_hand(sim: SimPwmSysfs, channel: int) -> None:
     (sim.chip_dir / "export").write_text(f"{channel}\n")
-    deadline = time.monotonic() + 1.0
-    while not sim.exported(channel):
-        assert time.monotonic() < deadline, "simulated kernel did not export"
-        time.sleep(0.001)
+    until_sync(lambda: sim.exported(channel), 1.0, what="the simulated kernel to export")
 
 
 def test_opening_exports_the_channel_at_1khz_and_holds_state_f(sim: SimPwmSysfs) -> None:
@@ -186,8 +184,5 @@ def test_sim_pin_is_low_while_disabled_and_unexport_removes_the_channel(
     fd = os.open(sim.chip_dir / "unexport", os.O_WRONLY | os.O_NONBLOCK)
     os.write(fd, b"0\n")
     os.close(fd)
-    deadline = time.monotonic() + 1.0
-    while sim.exported(0):
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    until_sync(lambda: not sim.exported(0), 1.0, what="the simulated kernel to unexport")
     assert sim.output_pct(0) == 0.0

@@ -21,6 +21,7 @@ from controller.recovery import StorageWatch, open_state, recover_transactions
 from controller.storage import DB_NAME, Storage, StorageError
 from drivers.base import MeterReading
 from drivers.errors import FaultKind, PermanentFault
+from tests.support.wait import until
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -279,10 +280,7 @@ async def test_a_failing_database_faults_until_a_probe_write_works_and_resyncs(
         await asyncio.sleep(0.2)
         assert faults == [True] and resynced == []  # still read-only: still faulted
         await storage.run(lambda conn: conn.execute("PRAGMA query_only = 0"))
-        for _ in range(100):
-            if not watch.faulted:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: not watch.faulted, what="the watch to see the database writable")
         assert faults == [True, False] and resynced == [1]
     finally:
         task.cancel()

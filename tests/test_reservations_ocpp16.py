@@ -21,6 +21,7 @@ from controller.ocpp16.settings import ReservationKeys
 from controller.storage import Storage
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, MakeRig
+from tests.support.wait import until
 
 TAG = ACCEPTED_TAG
 
@@ -111,11 +112,10 @@ async def test_cancel_reservation_accepted_for_a_held_one_rejected_otherwise(
 
 
 async def until_stored(rig: AdapterRig, expected: list[tuple[Any, ...]]) -> None:
-    for _ in range(200):
-        if await stored(rig.storage) == expected:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"stored {await stored(rig.storage)}, wanted {expected}")
+    async def as_expected() -> bool:
+        return await stored(rig.storage) == expected
+
+    await until(as_expected, what=f"the stored reservations to be {expected}")
 
 
 async def test_a_reservation_the_charge_point_ended_is_forgotten(make_rig: MakeRig) -> None:

@@ -21,6 +21,7 @@ from drivers.rfid_pn532_frame import CMD_IN_LIST_PASSIVE_TARGET
 from drivers.rfid_pn532_transport import Pn532UartTransport
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import SimPn532Uart
+from tests.support.wait import until
 
 
 class Running:
@@ -40,11 +41,6 @@ class Running:
 
     def polls(self) -> int:
         return self.sim.chip.received_commands.count(CMD_IN_LIST_PASSIVE_TARGET)
-
-    async def until(self, check: Callable[[], bool], timeout_s: float = 2.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not check():  # noqa: ASYNC110 - the polling thread changes what is checked
-                await asyncio.sleep(0.005)
 
     async def polls_per_s(self, window_s: float = 0.4) -> float:
         before = self.polls()
@@ -79,7 +75,7 @@ async def test_reader_polls_fast_only_while_a_card_is_expected(
 ) -> None:
     r = start(poll_interval_s=0.1, expected_poll_interval_s=0.01)
     assert isinstance(r.reader, PollingCardReader)
-    await r.until(lambda: r.polls() > 0)
+    await until(lambda: r.polls() > 0)
     assert await r.polls_per_s() <= 15  # every 100 ms
     r.reader.expect_card(True)
     assert await r.polls_per_s() >= 40  # every 10 ms plus the poll itself
@@ -92,12 +88,12 @@ async def test_expecting_a_card_ends_the_idle_pause_at_once(
     start: Callable[..., Running],
 ) -> None:
     r = start(poll_interval_s=5.0, expected_poll_interval_s=0.02)
-    await r.until(lambda: r.polls() == 1)
+    await until(lambda: r.polls() == 1)
     await asyncio.sleep(0.05)  # in the 5 s pause now
     r.sim.present(bytes.fromhex("04A1B2C3"), hold_s=0.5)
     tapped = time.monotonic()
     r.reader.expect_card(True)
-    await r.until(lambda: r.cards == ["04A1B2C3"], timeout_s=0.5)
+    await until(lambda: r.cards == ["04A1B2C3"], timeout_s=0.5)
     assert time.monotonic() - tapped < 0.2
 
 
@@ -105,10 +101,10 @@ async def test_polling_runs_on_its_own_thread_and_cards_reach_the_loop_thread(
     start: Callable[..., Running],
 ) -> None:
     r = start(poll_interval_s=0.02)
-    await r.until(lambda: r.polls() > 0)
+    await until(lambda: r.polls() > 0)
     assert [t for t in threading.enumerate() if t.name == "rfid-pn532"]
     r.sim.present(bytes.fromhex("04A1B2C3"), hold_s=0.2)
-    await r.until(lambda: bool(r.cards))
+    await until(lambda: bool(r.cards))
     assert r.card_threads == {threading.main_thread().name}
     await r.stop()
     assert not [t for t in threading.enumerate() if t.name == "rfid-pn532"]
@@ -118,7 +114,7 @@ async def test_a_silent_chip_does_not_delay_cancellation_beyond_one_response_tim
     start: Callable[..., Running],
 ) -> None:
     r = start(poll_interval_s=0.02, response_timeout_s=0.2)
-    await r.until(lambda: r.polls() > 0)
+    await until(lambda: r.polls() > 0)
     r.sim.set_silent(True)
     await asyncio.sleep(0.05)  # a poll is waiting for its answer now
     started = time.monotonic()

@@ -9,7 +9,6 @@ checking and a server SSL context; the charge point side is the production
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
 from tests.support.pki import Pki, issue, server_context
 from tests.support.security import CP_ID, PASSWORD, captured_log, charger
+from tests.support.wait import until
 
 NO_FILES = TlsFiles()
 TIMING = LinkTiming(open_timeout_s=3.0, close_timeout_s=1.0)
@@ -289,9 +289,7 @@ async def test_profile_2_charger_with_the_wrong_ca_logs_one_clear_reason_and_ret
             LocalCsms(basic_auth={CP_ID: PASSWORD}, ssl_context=context) as csms,
             charger(csms, tmp_path, ocpp),
         ):
-            async with asyncio.timeout(5):
-                while "certificate was refused" not in log_text.getvalue():  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            await until(lambda: "certificate was refused" in log_text.getvalue(), 5)
             assert csms.connected == [] and csms.received == []
     lines = [line for line in log_text.getvalue().splitlines() if "certificate" in line]
     assert lines and "WARNING" in lines[0] and "unable to get local issuer" in lines[0]

@@ -14,6 +14,7 @@ from controller.csms.security_events import MAX_PENDING, SecurityEvent, Security
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
 from tests.support.security import CP_ID, PASSWORD, captured_log, charger
+from tests.support.wait import until
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 
@@ -64,9 +65,7 @@ async def test_drain_sends_in_order_drops_a_refused_event_and_keeps_one_cut_off(
                 await hang.wait()  # the link closes while it is being sent
 
         task = asyncio.create_task(events.drain(send, (Boom,)))
-        async with asyncio.timeout(2):
-            while len(sent) < 3:  # noqa: ASYNC110 - the drain is the only actor
-                await asyncio.sleep(0.01)
+        await until(lambda: len(sent) >= 3, 2)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await events.flush()
@@ -89,9 +88,7 @@ async def test_a_refused_charger_reports_it_once_in_then_resets_and_key_changes(
             LocalCsms(basic_auth={CP_ID: "not-the-chargers-password"}) as csms,
             charger(csms, tmp_path, {"password": PASSWORD}),
         ):
-            async with asyncio.timeout(5):
-                while not any(a.refused for a in csms.connection_attempts):  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
+            await until(lambda: any(a.refused for a in csms.connection_attempts), 5)
             csms.basic_auth = {CP_ID: PASSWORD}
             refused = await csms.wait_for(
                 "SecurityEventNotification",

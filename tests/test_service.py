@@ -34,6 +34,7 @@ from controller.status_snapshot import (
     StatusSnapshot,
 )
 from drivers.errors import FaultKind
+from tests.support.wait import until_sync
 
 
 class NotifySocket:
@@ -68,9 +69,7 @@ class NotifySocket:
             return [t for t, m in self.received if m == message]
 
     def wait_for(self, count: int, timeout_s: float = 2.0) -> list[str]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.messages()) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
+        until_sync(lambda: len(self.messages()) >= count, timeout_s, interval_s=0.005)
         return self.messages()
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from controller.hardware import ConnectorHardware, Hardware
 from controller.sim_root import SimCharger, start_simulation
 from drivers.base import CpReading, CpState, DriverEvent
 from drivers.errors import FaultKind, PermanentFault
+from tests.support.wait import until
 
 SPEED = 60.0
 
@@ -39,11 +40,6 @@ class Rig:
 
     async def act(self, action: str, **extra: Any) -> dict[str, Any]:
         return await self.sim.handle({"action": action, "connector": 1, **extra})
-
-    async def until(self, predicate: Callable[[], bool], timeout_s: float = 3.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():  # noqa: ASYNC110 - polls simulated physics, not an event
-                await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +66,7 @@ async def start(
     assert hardware.reader is not None
     tasks.append(asyncio.create_task(hardware.reader.run(rig.cards.append, events.append)))
     try:
-        await rig.until(lambda: all(rig.cp.get(c.id) is CpState.A for c in hardware.connectors))
+        await until(lambda: all(rig.cp.get(c.id) is CpState.A for c in hardware.connectors))
         yield rig
     finally:
         for task in tasks:
@@ -88,38 +84,38 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 async def charge(rig: Rig, offer_a: float = 16.0) -> None:
     await rig.act("plug")
-    await rig.until(lambda: rig.cp[1] is CpState.B)
+    await until(lambda: rig.cp[1] is CpState.B)
     rig.c1.pilot.generator.offer_current(offer_a)
-    await rig.until(lambda: rig.cp[1] is CpState.C)
+    await until(lambda: rig.cp[1] is CpState.C)
     await rig.c1.contactor.close()
 
 
 async def test_plugging_in_the_car_is_seen_by_the_cp_and_pp_drivers(rig: Rig) -> None:
     await rig.act("plug")
-    await rig.until(lambda: rig.cp[1] is CpState.B)
+    await until(lambda: rig.cp[1] is CpState.B)
     assert await rig.c1.pilot.proximity.read_cable_rating_a() == 32
     await rig.act("unplug")
-    await rig.until(lambda: rig.cp[1] is CpState.A)
+    await until(lambda: rig.cp[1] is CpState.A)
     assert await rig.c1.pilot.proximity.read_cable_rating_a() is None
 
 
 async def test_car_asks_for_energy_only_when_the_pwm_offers_current(rig: Rig) -> None:
     await rig.act("plug")
-    await rig.until(lambda: rig.cp[1] is CpState.B)
+    await until(lambda: rig.cp[1] is CpState.B)
     await asyncio.sleep(0.2)
     assert rig.cp[1] is CpState.B  # x1: nothing offered, the car waits
     rig.c1.pilot.generator.offer_current(16.0)
-    await rig.until(lambda: rig.cp[1] is CpState.C)
+    await until(lambda: rig.cp[1] is CpState.C)
 
 
 async def test_car_draws_current_only_through_the_closed_contactor(rig: Rig) -> None:
     await rig.act("plug")
     rig.c1.pilot.generator.offer_current(16.0)
-    await rig.until(lambda: rig.cp[1] is CpState.C)
+    await until(lambda: rig.cp[1] is CpState.C)
     await asyncio.sleep(0.3)
     assert (await rig.c1.meter.read()).total_power_w == 0.0
     await rig.c1.contactor.close()
-    await rig.until(lambda: rig.sim.connector(1).ev.current_a > 15.9)
+    await until(lambda: rig.sim.connector(1).ev.current_a > 15.9)
     await asyncio.sleep(0.1)
     reading = await rig.c1.meter.read()
     assert reading.current_a == pytest.approx((16.0, 16.0, 16.0), abs=0.05)
@@ -129,7 +125,7 @@ async def test_car_draws_current_only_through_the_closed_contactor(rig: Rig) -> 
 async def test_car_follows_a_lower_offer(rig: Rig) -> None:
     await charge(rig, 16.0)
     rig.c1.pilot.generator.offer_current(10.0)
-    await rig.until(lambda: rig.sim.connector(1).ev.current_a == pytest.approx(10.0, abs=0.05))
+    await until(lambda: rig.sim.connector(1).ev.current_a == pytest.approx(10.0, abs=0.05))
     status = (await rig.act("status"))["connectors"][0]
     assert status["offered_current_a"] == pytest.approx(10.0, abs=0.1)
 
@@ -137,8 +133,8 @@ async def test_car_follows_a_lower_offer(rig: Rig) -> None:
 async def test_car_pausing_is_state_b_and_it_stops_drawing(rig: Rig) -> None:
     await charge(rig)
     await rig.act("pause")
-    await rig.until(lambda: rig.cp[1] is CpState.B)
-    await rig.until(lambda: rig.sim.connector(1).ev.current_a == 0.0)
+    await until(lambda: rig.cp[1] is CpState.B)
+    await until(lambda: rig.sim.connector(1).ev.current_a == 0.0)
 
 
 async def test_meter_energy_integrates_the_cars_power(rig: Rig) -> None:
@@ -167,10 +163,10 @@ async def test_rcd_fault_reaches_the_rcm_input_and_clears(rig: Rig) -> None:
     seen: list[bool] = []
     rig.c1.rcm.watch(seen.append)
     await rig.act("fault", fault="rcd")
-    await rig.until(lambda: seen[-1:] == [True])
+    await until(lambda: seen[-1:] == [True])
     assert rig.c1.rcm.tripped
     await rig.act("fault", fault="clear")
-    await rig.until(lambda: seen[-1:] == [False])
+    await until(lambda: seen[-1:] == [False])
 
 
 async def test_rcm_self_test_passes_on_the_simulated_module(rig: Rig) -> None:
@@ -212,16 +208,16 @@ async def test_meter_answering_garbage_is_retried_not_believed(rig: Rig) -> None
 async def test_cp_short_is_state_e_with_a_cp_error(rig: Rig) -> None:
     await charge(rig)
     await rig.act("fault", fault="cp")
-    await rig.until(lambda: rig.cp[1] is CpState.E)
+    await until(lambda: rig.cp[1] is CpState.E)
     assert any(e.fault is FaultKind.CP_ERROR for e in rig.events)
     await rig.act("fault", fault="clear")
-    await rig.until(lambda: rig.cp[1] is CpState.C)
+    await until(lambda: rig.cp[1] is CpState.C)
 
 
 async def test_diode_fault_is_reported_while_pwm_runs(rig: Rig) -> None:
     await charge(rig)
     await rig.act("fault", fault="diode")
-    await rig.until(lambda: any(e.fault is FaultKind.DIODE_FAULT for e in rig.events))
+    await until(lambda: any(e.fault is FaultKind.DIODE_FAULT for e in rig.events))
 
 
 async def test_overtemperature_fault_heats_the_socket_sensor(rig: Rig) -> None:
@@ -233,7 +229,7 @@ async def test_overtemperature_fault_heats_the_socket_sensor(rig: Rig) -> None:
 
 async def test_card_tap_reaches_the_pn532_driver_once(rig: Rig) -> None:
     await rig.act("tap", uid="04a1b2c3d4e5f6")
-    await rig.until(lambda: rig.cards == ["04A1B2C3D4E5F6"])
+    await until(lambda: rig.cards == ["04A1B2C3D4E5F6"])
     await asyncio.sleep(0.8)
     assert rig.cards == ["04A1B2C3D4E5F6"]
 
@@ -242,7 +238,7 @@ async def test_card_tap_reaches_the_pn532_driver_once(rig: Rig) -> None:
 async def test_other_simulated_readers_deliver_taps(tmp_path: Path, reader: str, uid: str) -> None:
     async with start(tmp_path, {"rfid": {"type": reader}}) as rig:
         await rig.act("tap", uid=uid)
-        await rig.until(lambda: rig.cards == [uid])
+        await until(lambda: rig.cards == [uid])
 
 
 async def test_tap_with_a_uid_the_reader_cannot_frame_is_refused(rig: Rig) -> None:
@@ -261,12 +257,12 @@ async def test_two_connectors_are_independent(tmp_path: Path) -> None:
     async with start(tmp_path, connectors=2) as rig:
         c2 = rig.hardware.connector(2)
         await rig.sim.handle({"action": "plug", "connector": 2})
-        await rig.until(lambda: rig.cp[2] is CpState.B)
+        await until(lambda: rig.cp[2] is CpState.B)
         assert rig.cp[1] is CpState.A
         c2.pilot.generator.offer_current(16.0)
-        await rig.until(lambda: rig.cp[2] is CpState.C)
+        await until(lambda: rig.cp[2] is CpState.C)
         await c2.contactor.close()
-        await rig.until(lambda: rig.sim.connector(2).ev.current_a > 15.0)
+        await until(lambda: rig.sim.connector(2).ev.current_a > 15.0)
         assert rig.sim.connector(1).ev.current_a == 0.0
         status = await rig.sim.handle({"action": "status"})
         assert [c["id"] for c in status["connectors"]] == [1, 2]

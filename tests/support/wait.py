@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ def _describe(predicate: Callable[[], object], what: str | None) -> str:
 
 
 async def until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | Awaitable[T]],
     timeout_s: float = DEFAULT_TIMEOUT_S,
     *,
     what: str | None = None,
@@ -44,10 +44,18 @@ async def until(
     """Poll ``predicate`` on the running loop every ``interval_s`` until it returns something
     true, and return that; fail with an AssertionError naming ``what`` (or the predicate's
     source) when it stays false for ``timeout_s``. For conditions another task or thread
-    (simulated hardware, a driver thread, a socket) makes true."""
+    (simulated hardware, a driver thread, a socket) makes true. ``predicate`` may be a
+    coroutine function (a database read, say)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not (result := predicate()):
+
+    async def check() -> T:
+        result = predicate()
+        if inspect.isawaitable(result):
+            return await result
+        return cast(T, result)
+
+    while not (result := await check()):
         if loop.time() > deadline:
             raise AssertionError(
                 f"timed out after {timeout_s} s waiting for {_describe(predicate, what)}"
