@@ -16,6 +16,7 @@ from drivers.contactor import ContactorConfig, FeedbackType, GpioContactor, from
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.seams import HardwareSeams
 from hw_sim.pins import SimContactorPins
+from tests.support.wait import until
 
 FAST = {"close_settle_s": 0.05, "open_settle_s": 0.03}
 
@@ -210,8 +211,7 @@ async def test_open_during_a_close_wins_and_close_returns_with_the_contactor_ope
     contactor, sim = rig(mechanical_delay_s=0.05, close_settle_s=0.5)
     await asyncio.sleep(FAST["open_settle_s"])
     closing = asyncio.create_task(contactor.close())
-    await asyncio.sleep(0.01)
-    assert contactor.energized
+    await until(lambda: contactor.energized)
     threading.Thread(target=contactor.open).start()  # e.g. an RCM trip on another thread
     started = time.monotonic()
     await closing  # no FAILED_CLOSE: open() was on purpose

@@ -42,10 +42,9 @@ async def test_heartbeat_follows_the_interval_the_csms_gave(
     async with controller(csms, tmp_path) as rig:
         first = await rig.csms.wait_for("Heartbeat", timeout_s=3)
         del first
-        count = len([r for r in rig.csms.received if r.action == "Heartbeat"])
-        await asyncio.sleep(2.2)
-        later = len([r for r in rig.csms.received if r.action == "Heartbeat"])
-        assert later - count >= 2
+        count = len(rig.sent("Heartbeat"))
+        # two more within 2.2 s: the interval (1 s) is what is checked, so the bound stays
+        await until(lambda: len(rig.sent("Heartbeat")) - count >= 2, 2.2)
 
 
 async def test_card_tap_authorizes_and_starts_a_transaction_with_the_meter(rig: AppRig) -> None:
@@ -88,7 +87,10 @@ async def test_meter_values_carry_the_configured_measurands_from_the_meter(rig: 
 async def test_unplug_stops_with_ev_disconnected_and_transaction_data(rig: AppRig) -> None:
     start_conf_id = None
     await rig.charging()
-    await asyncio.sleep(1.5)
+    await until(
+        lambda: [p for p in rig.sent("MeterValues") if "transactionId" in p],
+        what="a meter value sampled while charging",
+    )
     await rig.act("unplug")
     stop = await rig.csms.wait_for("StopTransaction")
     [record] = rig.csms.transactions.values()

@@ -133,7 +133,13 @@ async def test_contactor_opens_when_ev_stops_requesting(charger: Charger) -> Non
 
 async def test_unplugging_ends_the_session_with_the_meter_energy(charger: Charger) -> None:
     await charger.charging()
-    await asyncio.sleep(2.0)
+    [started] = charger.transactions()
+    await until(  # the controller's own meter reading, which the session's end records
+        lambda: (
+            (reading := charger.supervisor.view(1).reading) is not None
+            and reading.energy_import_wh >= started.meter_start_wh + 1.0
+        )
+    )
     await charger.act("unplug")
     await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
     [tx] = charger.transactions()

@@ -279,13 +279,16 @@ async def test_a_slow_handler_does_not_hold_up_the_answers_to_our_own_calls(
     rig = await ready(make_rig)
     unlocked = asyncio.Event()
 
+    unlocking: list[int] = []
+
     async def slow_unlock(connector_id: int) -> Answer:
+        unlocking.append(connector_id)
         await unlocked.wait()
         return Answer.UNLOCKED
 
     rig.control.unlock = slow_unlock  # type: ignore[method-assign]
     pending = asyncio.create_task(rig.csms.call(CP_ID, call.UnlockConnector(1)))
-    await asyncio.sleep(0.05)
+    await until(lambda: unlocking == [1], what="the Unlock handler to be waiting")
     assert (await rig.adapter.authorize(TAG)).accepted  # answered while Unlock is pending
     unlocked.set()
     assert (await pending).status == "Unlocked"

@@ -154,7 +154,12 @@ async def test_after_a_restart_the_rest_goes_out_in_order_with_the_csms_id(
     csms = FakeCsms()
     csms.hold_after = 2
     await drain_until(first, csms, lambda: len(csms.sent) == 2)  # Start a and one MeterValues
-    await asyncio.sleep(0.05)
+
+    async def answered_rows_deleted() -> bool:
+        left = [("MeterValues", "a"), ("StopTransaction", "a"), ("StartTransaction", "b")]
+        return await rows(storage) == left
+
+    await until(answered_rows_deleted)
     csms.hold_after = None
     # The power fails here. The next run loads what is left, and the id map.
     second = TransactionQueue(store=Outbox(storage))
@@ -186,7 +191,11 @@ async def test_a_start_confirmed_offline_keeps_its_id_across_a_restart(
     first.put(start("a"))
     csms = FakeCsms()
     await drain_until(first, csms, lambda: first.csms_id("a") is not None)
-    await asyncio.sleep(0.05)  # the delete and the id map commit together
+
+    async def start_row_deleted() -> bool:  # the delete and the id map commit together
+        return await rows(storage) == []
+
+    await until(start_row_deleted)
     second = TransactionQueue(store=Outbox(storage))
     await second.restore()
     assert second.csms_id("a") == 100
@@ -227,8 +236,11 @@ async def test_thinning_keeps_start_and_stop_and_halves_the_oldest_meter_values(
     assert meters[-3:] == [27, 28, 29]  # the newest stay dense
     assert meters[0] <= 8  # the span of the outage is still covered from near its start
     assert meters == sorted(meters)
-    await asyncio.sleep(0.05)
-    assert len(await rows(storage)) == len(kept)  # the database mirrors the thinning
+
+    async def mirrored() -> bool:  # the database mirrors the thinning
+        return len(await rows(storage)) == len(kept)
+
+    await until(mirrored)
 
 
 async def test_a_message_being_sent_is_never_thinned(storage: Storage) -> None:
@@ -248,8 +260,7 @@ async def test_a_message_being_sent_is_never_thinned(storage: Storage) -> None:
     assert queue.messages()[0].body["n"] == 0
     csms.gate.set()
     csms.gate = None
-    while queue:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
+    await until(lambda: not queue)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     sent = [body.get("n") for kind, _, body in csms.sent if kind is TxKind.METER]
@@ -283,8 +294,8 @@ async def test_a_failed_insert_still_sends_from_memory_and_resync_stores_it_agai
     await storage.run(lambda conn: conn.execute("PRAGMA query_only = 1"))  # unwritable
     queue.put(start("a"))
     queue.put(meter("a", 1))
-    await asyncio.sleep(0.05)
-    assert failures and "readonly" in failures[0]
+    await until(lambda: failures, what="the failed insert to be reported")
+    assert "readonly" in failures[0]
     await storage.run(lambda conn: conn.execute("PRAGMA query_only = 0"))
     await queue.resync()
     assert await rows(storage) == [("StartTransaction", "a"), ("MeterValues", "a")]

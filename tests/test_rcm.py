@@ -16,6 +16,7 @@ from drivers.errors import ConfigurationError, FaultKind, PermanentFault
 from drivers.rcm import GpioRcm, RcmConfig, from_config
 from drivers.seams import HardwareSeams
 from hw_sim.pins import SimRcmPins
+from tests.support.wait import until
 
 FAST = {"rcm_test_pulse_s": 0.02, "rcm_selftest_timeout_s": 0.1}
 
@@ -176,8 +177,7 @@ async def test_residual_current_lasting_past_the_self_test_fails_it_and_is_repor
     recorder = Recorder()
     rcm.watch(recorder)
     testing = asyncio.create_task(rcm.self_test())
-    await asyncio.sleep(0.03)
-    assert rcm.self_testing and rcm.tripped
+    await until(lambda: rcm.self_testing and rcm.tripped, what="the self-test's own trip")
     sim.trip()  # a real residual current while TEST is high
     with pytest.raises(PermanentFault) as caught:
         await testing
@@ -206,6 +206,11 @@ async def test_cancelled_self_test_drops_test_hides_its_own_pulse_and_reports_ag
     recorder = Recorder()
     rcm.watch(recorder)
     testing = asyncio.create_task(rcm.self_test())
+    # Cancelled while it holds its 0.5 s pulse, past the 10 ms answer: 50 ms leaves 0.45 s of
+    # margin on a loaded machine. Not a wait for TEST: polled every 10 ms, that cancels as the
+    # answer arrives, and then the self-test runs on to the end instead of being cancelled
+    # (asyncio.wait_for in drivers/gpio_bridge.wait_until swallows a cancel that coincides
+    # with its wakeup on Python 3.11): a driver issue, reported, not what this test is about.
     await asyncio.sleep(0.05)
     assert sim.test_active
     testing.cancel()

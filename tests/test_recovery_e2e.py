@@ -80,7 +80,7 @@ async def test_a_crash_while_charging_is_closed_with_power_loss_at_the_register(
     state = tmp_path / "state"
     async with running(csms, state, crash=True) as rig:
         start = await rig.charging()
-        await asyncio.sleep(1.5)
+        await until(lambda: rig.hw("energy_wh") >= start["meterStart"] + 1.0)
     assert rig.sent("StopTransaction") == []
     register: list[float] = []
 

@@ -305,7 +305,7 @@ async def test_rdm6300_close_is_idempotent_and_run_cannot_run_twice(
 ) -> None:
     reader = fast_reader(sim.port_path)
     start(reader)
-    await asyncio.sleep(0.05)
+    await until(sim.has_listener, what="the reader to open the port")
     with pytest.raises(RuntimeError, match="already running"):
         await reader.run(print, print)
     reader.close()

@@ -19,7 +19,7 @@ import pytest
 from controller.config import parse_config
 from controller.hardware import ConnectorHardware, Hardware
 from controller.sim_root import SimCharger, start_simulation
-from drivers.base import CpReading, CpState, DriverEvent
+from drivers.base import CpReading, CpState, DriverEvent, MeterReading
 from drivers.errors import FaultKind, PermanentFault
 from tests.support.wait import until
 
@@ -116,8 +116,13 @@ async def test_car_draws_current_only_through_the_closed_contactor(rig: Rig) -> 
     assert (await rig.c1.meter.read()).total_power_w == 0.0
     await rig.c1.contactor.close()
     await until(lambda: rig.sim.connector(1).ev.current_a > 15.9)
-    await asyncio.sleep(0.1)
-    reading = await rig.c1.meter.read()
+
+    async def drawn() -> MeterReading | None:
+        reading = await rig.c1.meter.read()
+        return reading if reading.current_a == pytest.approx((16.0,) * 3, abs=0.05) else None
+
+    reading = await until(drawn, what="the meter to read the car's 16 A")
+    assert reading is not None
     assert reading.current_a == pytest.approx((16.0, 16.0, 16.0), abs=0.05)
     assert reading.total_power_w == pytest.approx(3 * 16.0 * 230.0, rel=0.01)
 
@@ -149,9 +154,9 @@ async def test_meter_energy_integrates_the_cars_power(rig: Rig) -> None:
 async def test_meter_keeps_counting_across_a_controller_restart(tmp_path: Path) -> None:
     async with start(tmp_path) as rig:
         await charge(rig)
-        await asyncio.sleep(0.5)
+        await until(lambda: rig.sim.connector(1).meter.energy_wh > 0)
         rig.c1.contactor.open()
-        await asyncio.sleep(0.1)
+        await until(lambda: rig.sim.connector(1).ev.current_a == 0.0, what="the current to stop")
         counted = rig.sim.connector(1).meter.energy_wh
         assert counted > 0
     async with start(tmp_path) as rig:

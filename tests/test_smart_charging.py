@@ -401,7 +401,7 @@ async def test_a_remote_starts_profile_is_in_force_before_the_start_and_ends_wit
     assert names == ["set_current_limit", "remote_start"]  # the limit came first
     assert limits(rig) == [(1, 13.5)]
     tx = rig.control.start(1, TAG, 0)
-    await asyncio.sleep(0.05)
+    await until(lambda: [p.transaction_key for p in rig.adapter._profiles.book] == [tx.local_id])
     [held] = rig.adapter._profiles.book
     assert held.transaction_key == tx.local_id
     rig.control.stop(tx, 1, StopReason.LOCAL, id_tag=TAG)
