@@ -209,6 +209,7 @@ async def test_open_during_a_close_wins_and_close_returns_with_the_contactor_ope
     rig: Callable[..., Any],
 ) -> None:
     contactor, sim = rig(mechanical_delay_s=0.05, close_settle_s=0.5)
+    # start-up counts as an open(): its settle time must pass before a close; longer is harmless
     await asyncio.sleep(FAST["open_settle_s"])
     closing = asyncio.create_task(contactor.close())
     await until(lambda: contactor.energized)
@@ -217,6 +218,8 @@ async def test_open_during_a_close_wins_and_close_returns_with_the_contactor_ope
     await closing  # no FAILED_CLOSE: open() was on purpose
     assert time.monotonic() - started < 0.1  # woken at once, not after the 0.5 s settle
     assert not contactor.energized
+    # past the 50 ms mechanical delay: a coil left energized would have closed the contacts; a late
+    # wake-up only gives them longer
     await asyncio.sleep(0.06)
     assert not sim.main_contacts_closed
 

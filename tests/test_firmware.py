@@ -125,6 +125,8 @@ async def test_the_download_waits_for_the_retrieve_date(make_fw_rig: MakeFwRig) 
     _, wheel = build_wheel()
     with HttpFiles(files={"/w": wheel}) as server:
         mark = await update(fw.rig, f"{server.base}/w", offset_s=0.6)
+        # halfway to the retrieveDate 0.6 s ahead: nothing is fetched yet; 0.3 s of slack for a
+        # loaded scheduler
         await asyncio.sleep(0.3)
         assert server.requests == [] and "FirmwareStatusNotification" not in fw.rig.actions(mark)
         assert await restarting(fw, mark) == OK
@@ -206,10 +208,14 @@ async def test_a_failed_installation_reports_it_and_does_not_restart(
             "Installing",
             "InstallationFailed",  # the core word for the whitepaper's InstallVerificationFailed
         ]
+    # nothing may happen here; the charger acts within tens of ms, so 0.1 s is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.1)
     assert fw.rig.control.named("reset") == [] and fw.installer.restarts == 0
     again = len(fw.rig.csms.received)
     restarted = await make_fw_rig(restart=fw)  # nothing is left to report after a restart
+    # nothing may happen here; the charger acts within tens of ms, so 0.2 s is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.2)
     assert "FirmwareStatusNotification" not in restarted.rig.actions(again)
 
@@ -223,6 +229,9 @@ async def test_installing_waits_until_the_running_transaction_ends(
     with HttpFiles(files={"/w": build_wheel()[1]}) as server:
         mark = await update(rig, f"{server.base}/w")
         await statuses(rig, mark, {"Downloaded"})
+        # no install while the transaction runs: nothing may happen here; the charger acts within
+        # tens of ms, so 0.3 s is a wide margin on a loaded machine, and a late wake-up only widens
+        # the window
         await asyncio.sleep(0.3)
         assert "Installing" not in await statuses(rig, mark, {"Downloaded"})
         rig.control.stop(tx, 200.0, StopReason.LOCAL)

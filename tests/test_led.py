@@ -30,6 +30,7 @@ def pin(factory: MockFactory, number: int = 24) -> MockPin:
 def levels_after(mock: MockPin, seconds: float) -> list[tuple[float, bool]]:
     """Clear the pin history, wait, and return (seconds since previous change, level)."""
     mock.clear_states()
+    # the blink pattern's timing is what is recorded over this window
     time.sleep(seconds)
     return [(s.timestamp, bool(s.state)) for s in mock.states[1:]]
 
@@ -96,6 +97,7 @@ def test_switching_pattern_stops_the_previous_blinking(
     baseline = threading.active_count()
     led.show(before)
     assert threading.active_count() == baseline + 1
+    # the first pattern runs a while before it is replaced; how long does not matter
     time.sleep(0.05)
     led.show(after)
     expected_threads = baseline + (after is LedPattern.WAITING)

@@ -147,6 +147,7 @@ async def test_after_a_rejected_boot_only_a_boot_retried_after_the_interval_is_i
         assert "interval 1 s" in csms.violations[1].problem
         csms.violations.clear()
         csms.boot_status = "Accepted"
+        # the retry interval the CSMS gave must pass before a new boot; longer is harmless
         await asyncio.sleep(1.0)
         assert (await boot(cp)).status == "Accepted"
         await cp.call(call.Heartbeat())
@@ -342,6 +343,7 @@ async def test_set_response_overrides_answers_and_none_restores_the_default(
     csms: LocalCsms,
 ) -> None:
     async def late(_: dict[str, Any]) -> None:
+        # a handler that answers late: the delay is the point
         await asyncio.sleep(0.2)
 
     async with charge_point(csms) as cp:

@@ -34,6 +34,7 @@ async def meter(
             for connector_id in connectors:
                 rig.adapter.meter_sampled(sample(connector_id, energy, **kwargs), None)
             energy += 1
+            # the meter's pace: a new sample every 20 ms
             await asyncio.sleep(0.02)
 
     task = asyncio.create_task(feed())
@@ -111,9 +112,12 @@ async def test_without_a_new_meter_reading_nothing_is_sent(make_rig: MakeRig) ->
     rig = await make_rig(keys={"MeterValueSampleInterval": "1"})
     await rig.registered()
     rig.control.start(1, TAG, 1000)  # no reading at all yet
+    # nothing may happen here; the charger acts within tens of ms, so 0.25 s (2.5 sample intervals)
+    # is a wide margin on a loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.25)
     assert meter_values(rig) == []
     rig.adapter.meter_sampled(sample(1, 1001), None)  # one reading: sent once, not repeated
+    # one reading is sent once and not repeated over 3.5 sample intervals; the window is the point
     await asyncio.sleep(0.35)
     assert len(meter_values(rig)) == 1
 
@@ -123,6 +127,8 @@ async def test_a_zero_sample_interval_sends_no_sampled_values(make_rig: MakeRig)
     await rig.registered()
     async with meter(rig):
         rig.control.start(1, TAG, 1000)
+        # nothing may happen here; the charger acts within tens of ms, so 0.3 s is a wide margin on
+        # a loaded machine, and a late wake-up only widens the window
         await asyncio.sleep(0.3)
     assert meter_values(rig) == []
 
@@ -183,8 +189,10 @@ async def test_stop_transaction_carries_the_stop_txn_sampled_and_aligned_data(
     )
     await rig.registered()
     async with meter(rig):
+        # readings flow before the transaction starts
         await asyncio.sleep(0.05)
         tx = rig.control.start(1, TAG, 1000)
+        # the transaction spans several 0.1 s sample intervals; its span is what is checked
         await asyncio.sleep(0.45)
         rig.control.stop(tx, 1020, StopReason.LOCAL, id_tag=TAG)
     stop = await rig.csms.wait_for("StopTransaction")
@@ -207,6 +215,8 @@ async def test_a_changed_sample_interval_applies_to_a_running_transaction(
     await rig.registered()
     async with meter(rig):
         rig.control.start(1, TAG, 1000)
+        # nothing may happen here; the charger acts within tens of ms, so 0.1 s is a wide margin on
+        # a loaded machine, and a late wake-up only widens the window
         await asyncio.sleep(0.1)
         assert meter_values(rig) == []
         from ocpp.v16 import call

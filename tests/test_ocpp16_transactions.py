@@ -108,6 +108,8 @@ async def test_a_stop_waits_for_the_id_of_its_start_and_never_goes_out_without_i
     await rig.registered()
     tx = rig.control.start(1, TAG, 0)
     rig.control.stop(tx, 42, StopReason.LOCAL, id_tag=TAG)
+    # nothing may happen here; the charger acts within tens of ms, so 0.2 s is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.2)
     assert sent(rig, "StopTransaction") == []  # still waiting for the Start's answer
     gate.set()
@@ -167,6 +169,7 @@ async def test_an_unanswered_start_is_retried_like_a_refused_one(make_rig: MakeR
     rig.csms.set_response("StartTransaction", first_late)
     await rig.registered()
     tx = rig.control.start(1, TAG, 0)
+    # the answer comes after the first try timed out: the delay is the point
     await asyncio.sleep(0.25)
     gate.set()  # the CSMS answers the first try too late; the retry gets the id
     await until(lambda: tx.csms_id is not None)
@@ -191,6 +194,8 @@ async def test_an_id_the_csms_refuses_at_start_keeps_charging_when_not_configure
     await rig.registered()
     tx = rig.control.start(1, BLOCKED_TAG, 0)
     await until(lambda: tx.csms_id is not None)
+    # nothing may happen here; the charger acts within tens of ms, so 50 ms is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.05)
     assert rig.control.named("deauthorize") == []
 

@@ -95,6 +95,7 @@ async def make_board(tmp_path: Path) -> AsyncIterator[Callable[..., Board]]:
 async def rate(board: Board, channel: int, window_s: float = 0.3) -> float:
     """Conversions of ``channel`` per second over the next ``window_s``."""
     since = time.monotonic()
+    # a rate: conversions counted over a window
     await asyncio.sleep(window_s)
     return board.count(channel, since) / window_s
 
@@ -160,6 +161,7 @@ async def test_while_a_contactor_is_closed_the_cp_is_sampled_fast_even_without_p
     await board.state(CpState.B)
     assert time.monotonic() - arrived < 0.05
     board.board.sensor.set_vigilant(False)
+    # the sampler falls back to its slow rate, then the rate is measured
     await asyncio.sleep(0.6)
     assert await rate(board, 0, window_s=1.0) <= 3
 

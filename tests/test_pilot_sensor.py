@@ -343,6 +343,8 @@ async def test_shorted_ev_diode_is_a_diode_fault_only_while_pwm_runs(bench: CpBe
     bench.ev_state = CpState.B
     bench.diode_ok = False
     await bench.wait_state(CpState.B)
+    # nothing may happen here; the charger acts within tens of ms, so 50 ms (ten samples) is a wide
+    # margin on a loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.05)
     assert not [e for e in bench.events if e.fault is FaultKind.DIODE_FAULT]  # x1: no check
     bench.generator.offer_current(10.0)
@@ -504,6 +506,7 @@ async def test_pwm_resumed_within_the_settle_time_cannot_borrow_the_old_diode_le
         bench.stale_low_until = time.monotonic() + 0.2
         bench.generator.offer_current(0.0)  # a pause the sampler sees...
         bench.sensor.wake()
+        # current comes back well within the sampler's pause: the timing is the point
         await asyncio.sleep(0.03)
         bench.generator.offer_current(16.0)  # ...and current again well within the pause
         bench.sensor.wake()

@@ -312,6 +312,7 @@ async def test_pn532_reads_a_uid_once_per_presentation(
     await polling(rig)
     rig.sim.present(UIDS[length], hold_s=0.25)  # about eight polls see it
     await until(lambda: harness.cards != [], what="the card")
+    # the card stays 0.25 s: every later poll sees it, none may report it again
     await asyncio.sleep(0.3)
     assert harness.cards == [UIDS[length].hex().upper()]
     assert harness.events == []
@@ -338,6 +339,7 @@ async def test_pn532_card_taken_away_and_presented_again_counts_twice(
     await polling(rig)
     rig.sim.present(UIDS[4], hold_s=None)
     await until(lambda: len(harness.cards) == 1, what="the first presentation")
+    # the card is held a while (the hold is the point)
     await asyncio.sleep(0.15)
     rig.sim.remove()
     await asyncio.sleep(0.15)  # five polls, more than removal_polls

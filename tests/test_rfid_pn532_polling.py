@@ -44,6 +44,7 @@ class Running:
 
     async def polls_per_s(self, window_s: float = 0.4) -> float:
         before = self.polls()
+        # a rate: polls counted over a window
         await asyncio.sleep(window_s)
         return (self.polls() - before) / window_s
 
@@ -80,6 +81,7 @@ async def test_reader_polls_fast_only_while_a_card_is_expected(
     r.reader.expect_card(True)
     assert await r.polls_per_s() >= 40  # every 10 ms plus the poll itself
     r.reader.expect_card(False)
+    # the reader falls back to its idle rate, then the rate is measured
     await asyncio.sleep(0.15)
     assert await r.polls_per_s() <= 15
 

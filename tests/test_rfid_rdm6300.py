@@ -68,6 +68,7 @@ async def listening(sim: SimRdm6300) -> None:
 async def played(sim: SimRdm6300) -> None:
     """Wait until the simulator wrote everything, plus time for the driver to read it."""
     assert await asyncio.to_thread(sim.wait_idle, 5.0)
+    # the driver reads the repeats too: a duplicate report would show by then
     await asyncio.sleep(0.1)
 
 
@@ -196,6 +197,7 @@ async def test_rdm6300_taps_separated_by_the_repeat_gap_are_two_presentations(
     await listening(sim)
     sim.tap(CARD, hold_s=0.2)
     await played(sim)
+    # a gap longer than one presentation's repeats: the next tap is a new one
     await asyncio.sleep(0.3)
     sim.tap(CARD, hold_s=0.2)
     await played(sim)
@@ -295,6 +297,8 @@ async def test_rdm6300_missing_port_at_start_is_a_reader_failure_not_a_crash(
     harness = start(fast_reader(str(tmp_path / "no-such-tty")))
     await until(lambda: harness.kinds() == ["reader_failure"], what="a reader failure")
     assert "no-such-tty" in harness.events[0].detail
+    # nothing may happen here; the charger acts within tens of ms, so 0.3 s is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.3)
     assert not harness.task.done()
     assert harness.kinds() == ["reader_failure"]

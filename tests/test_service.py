@@ -161,6 +161,7 @@ async def test_watchdog_pings_only_while_healthy_and_resumes_after(
     state = {"healthy": True}
     task = asyncio.create_task(run_watchdog(ServiceNotifier(), lambda: state["healthy"]))
     try:
+        # watchdog timing is the point: pings every 50 ms while healthy
         await asyncio.sleep(0.3)
         healthy_pings = len(systemd_socket.times_of("WATCHDOG=1"))
         assert healthy_pings >= 4
@@ -170,6 +171,7 @@ async def test_watchdog_pings_only_while_healthy_and_resumes_after(
         await asyncio.sleep(0.4)  # twice the watchdog interval: systemd would restart us
         assert len(systemd_socket.times_of("WATCHDOG=1")) == withheld_from
         state["healthy"] = True
+        # pings resume within three ping periods: watchdog timing is the point
         await asyncio.sleep(0.15)
         assert len(systemd_socket.times_of("WATCHDOG=1")) > withheld_from
     finally:
@@ -181,6 +183,7 @@ async def test_watchdog_pings_only_while_healthy_and_resumes_after(
 def _hang_the_loop(seconds: float, window: list[float]) -> None:
     """A loop callback that blocks, as a hung blocking driver call on the loop would."""
     window.append(time.monotonic())
+    # the loop hangs this long on purpose
     time.sleep(seconds)
     window.append(time.monotonic())
 
@@ -191,6 +194,7 @@ async def test_a_blocked_loop_sends_no_watchdog_pings(
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     task = asyncio.create_task(run_watchdog(ServiceNotifier(), lambda: True))
     try:
+        # a few healthy pings first
         await asyncio.sleep(0.2)
         window: list[float] = []
         asyncio.get_running_loop().call_soon(_hang_the_loop, 0.5, window)
@@ -218,11 +222,13 @@ async def test_a_stalled_meter_poll_stops_the_pings_through_heartbeats(
     async def supervisor_tick() -> None:
         while True:
             heartbeats.beat("supervisor")
+            # a supervisor beating every 20 ms
             await asyncio.sleep(0.02)
 
     async def meter_poll(stall: asyncio.Event) -> None:
         while True:
             heartbeats.beat("meter-1")
+            # a meter poll beating every 20 ms
             await asyncio.sleep(0.02)
             if stall.is_set():
                 await asyncio.Event().wait()  # a read that never returns
@@ -234,12 +240,14 @@ async def test_a_stalled_meter_poll_stops_the_pings_through_heartbeats(
         asyncio.create_task(run_watchdog(ServiceNotifier(), heartbeats.healthy)),
     ]
     try:
+        # both beat for a while: the limits are what is checked
         await asyncio.sleep(0.25)
         assert heartbeats.healthy()
         stall.set()
         await asyncio.sleep(0.25)  # the meter's limit passes
         assert heartbeats.stale() and heartbeats.stale()[0].startswith("meter-1 ")
         count = len(systemd_socket.times_of("WATCHDOG=1"))
+        # no ping while a heartbeat is stale: watchdog timing is the point
         await asyncio.sleep(0.3)
         assert len(systemd_socket.times_of("WATCHDOG=1")) == count
     finally:
@@ -252,6 +260,8 @@ async def test_without_a_watchdog_run_watchdog_just_waits_to_be_cancelled(
     systemd_socket: NotifySocket,
 ) -> None:
     task = asyncio.create_task(run_watchdog(ServiceNotifier(), lambda: True))
+    # the watchdog keeps running: nothing may happen here; the charger acts within tens of ms, so
+    # 0.1 s is a wide margin on a loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.1)
     assert not task.done()
     task.cancel()
@@ -356,6 +366,7 @@ async def test_status_reporter_sends_only_changes(systemd_socket: NotifySocket) 
 
     task = asyncio.create_task(run_status(ServiceNotifier(), describe, period_s=0.01))
     try:
+        # status lines are written every 10 ms for a while
         await asyncio.sleep(0.1)
     finally:
         task.cancel()

@@ -162,6 +162,9 @@ async def ended(
 async def rebooting(fw: FwRig, after: int, request_id: int = 7) -> list[str]:
     """The statuses sent until the charger asked for the restart into the new version."""
     await until(lambda: fw.rig.control.named("reset") == [(ResetKind.HARD,)], 8)
+    # nothing more comes before the restart: nothing may happen here; the charger acts within tens
+    # of ms, so 50 ms is a wide margin on a loaded machine, and a late wake-up only widens the
+    # window
     await asyncio.sleep(0.05)
     return sent(fw.rig, after, request_id)
 
@@ -271,6 +274,8 @@ async def test_a_signing_certificate_we_cannot_trust_is_answered_invalid_certifi
             lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
             after=mark,
         )
+        # nothing may happen here; the charger acts within tens of ms, so 0.2 s is a wide margin on
+        # a loaded machine, and a late wake-up only widens the window
         await asyncio.sleep(0.2)
         assert server.requests == [] and SIGNED not in fw.rig.actions(mark)
     assert fw.installer.installed == []
@@ -303,6 +308,8 @@ async def test_an_unsupported_location_is_rejected(make_fw_rig: MakeFwRig, pki: 
     fw = await make_fw_rig(signing_ca=pki.ca_file)
     status, mark = await signed_update(fw.rig, "file:///etc/passwd", pki.rsa, b"x")
     assert status == "Rejected"
+    # nothing may happen here; the charger acts within tens of ms, so 0.1 s is a wide margin on a
+    # loaded machine, and a late wake-up only widens the window
     await asyncio.sleep(0.1)
     assert SIGNED not in fw.rig.actions(mark)
 
@@ -330,6 +337,9 @@ async def test_retrieve_and_install_times_are_honoured(make_fw_rig: MakeFwRig, p
         )
         assert status == "Accepted"
         await ended(fw.rig, mark, {"DownloadScheduled"})
+        # nothing before the retrieveDate: nothing may happen here; the charger acts within tens of
+        # ms, so 0.3 s is a wide margin on a loaded machine, and a late wake-up only widens the
+        # window
         await asyncio.sleep(0.3)
         assert server.requests == [] and sent(fw.rig, mark) == ["DownloadScheduled"]
         await ended(fw.rig, mark, {"InstallScheduled"})

@@ -137,6 +137,7 @@ async def test_the_loop_keeps_running_while_the_database_is_busy(storage: Storag
         nonlocal ticks
         while True:
             ticks += 1
+            # a 10 ms ticker: it counts while the database is busy
             await asyncio.sleep(0.01)
 
     task = asyncio.create_task(ticker())

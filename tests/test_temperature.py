@@ -152,6 +152,7 @@ async def test_the_read_blocks_a_worker_thread_not_the_loop(
     reading = asyncio.create_task(thermometer.read_c())
     ticks = 0
     for _ in range(10):
+        # a 5 ms ticker: the loop runs while the read blocks
         await asyncio.sleep(0.005)
         ticks += 1
     assert ticks == 10 and not reading.done()
