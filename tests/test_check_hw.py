@@ -32,8 +32,8 @@ from controller.check_hw import (
 )
 from controller.config import Config, parse_config
 from controller.hardware import Hardware
-from controller.sim_root import SimCharger, start_simulation
-from drivers.base import ignore_events
+from controller.sim_root import SimCharger
+from tests.support.sim_hardware import simulated_hardware
 from tests.support.wait import until
 
 # A silent meter must fail fast in tests: one retry of 0.2 s requests.
@@ -46,14 +46,12 @@ async def simulated(
     state_dir: Path, doc: Mapping[str, Any] | None = None
 ) -> AsyncIterator[tuple[SimCharger, Hardware, Config]]:
     config = parse_config({"meter": FAST_METER, **(doc or {})})
-    sim, hardware, config = await start_simulation(
-        config, state_dir, connectors=len(config.connectors), speed=1.0, on_event=ignore_events
-    )
-    try:
+    async with simulated_hardware(config, state_dir, connectors=len(config.connectors)) as (
+        sim,
+        hardware,
+        config,
+    ):
         yield sim, hardware, with_sim_reader_type(config)
-    finally:
-        await hardware.close()
-        await sim.stop()
 
 
 async def _tap_when_asked(sim: SimCharger, out: io.StringIO, uid: str) -> None:

@@ -28,7 +28,6 @@ from gpiozero.pins.mock import MockFactory
 from controller.check_hw import Outcome, check_hardware, with_sim_reader_type
 from controller.config import Config, ConfigError, parse_config
 from controller.hardware import build_hardware
-from controller.sim_root import start_simulation
 from drivers.base import ignore_events
 from drivers.errors import ConfigurationError
 from drivers.meter import ModbusMeter
@@ -37,6 +36,7 @@ from drivers.rfid_rdm6300 import Rdm6300Reader
 from drivers.seams import HardwareSeams
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
+from tests.support.sim_hardware import simulated_hardware
 from tests.support.wait import until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "deploy" / "examples"
@@ -173,24 +173,20 @@ async def test_the_example_passes_check_hw_on_the_simulated_charger(
     for connector in doc.get("connector", []):
         connector.pop("temperature_sensor", None)
     config = parse_config(doc)
-    sim, hardware, config = await start_simulation(
-        config, tmp_path, connectors=1, speed=1.0, on_event=ignore_events
-    )
     out = io.StringIO()
+    async with simulated_hardware(config, tmp_path) as (sim, hardware, config):
 
-    async def tap_when_asked() -> None:
-        await until(lambda: "hold a card" in out.getvalue(), what="check-hw to ask for a card")
-        sim.tap(uid)
+        async def tap_when_asked() -> None:
+            await until(lambda: "hold a card" in out.getvalue(), what="check-hw to ask for a card")
+            sim.tap(uid)
 
-    tapper = asyncio.create_task(tap_when_asked())
-    try:
-        results = await check_hardware(
-            hardware, with_sim_reader_type(config), out, card_timeout_s=3.0, click_hold_s=0.01
-        )
-    finally:
-        tapper.cancel()
-        await hardware.close()
-        await sim.stop()
+        tapper = asyncio.create_task(tap_when_asked())
+        try:
+            results = await check_hardware(
+                hardware, with_sim_reader_type(config), out, card_timeout_s=3.0, click_hold_s=0.01
+            )
+        finally:
+            tapper.cancel()
     assert {r.step: r.outcome for r in results} == {
         "meter": Outcome.PASS,
         "cp": Outcome.PASS,

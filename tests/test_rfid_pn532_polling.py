@@ -10,34 +10,26 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 
 import pytest
 
-from drivers.base import DriverEvent, PollingCardReader
+from drivers.base import PollingCardReader
 from drivers.errors import ConfigurationError
 from drivers.rfid_pn532 import Pn532Reader, from_config
 from drivers.rfid_pn532_frame import CMD_IN_LIST_PASSIVE_TARGET
 from drivers.rfid_pn532_transport import Pn532UartTransport
 from drivers.seams import HardwareSeams
 from hw_sim.rfid import SimPn532Uart
+from tests.support.card_reader import Harness
 from tests.support.wait import until
 
 
-class Running:
-    """A reader's ``run`` as a task, what it reported, and its simulated chip."""
+class Running(Harness):
+    """A PN532 reader running on its simulated chip."""
 
     def __init__(self, sim: SimPn532Uart, reader: Pn532Reader) -> None:
+        super().__init__(reader)
         self.sim = sim
-        self.reader = reader
-        self.cards: list[str] = []
-        self.events: list[DriverEvent] = []
-        self.card_threads: set[str] = set()
-        self.task = asyncio.create_task(reader.run(self.card, self.events.append))
-
-    def card(self, uid: str) -> None:
-        self.card_threads.add(threading.current_thread().name)
-        self.cards.append(uid)
 
     def polls(self) -> int:
         return self.sim.chip.received_commands.count(CMD_IN_LIST_PASSIVE_TARGET)
@@ -47,11 +39,6 @@ class Running:
         # a rate: polls counted over a window
         await asyncio.sleep(window_s)
         return (self.polls() - before) / window_s
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self.task
 
 
 @pytest.fixture
@@ -66,7 +53,8 @@ async def start() -> AsyncIterator[Callable[..., Running]]:
 
     yield _start
     for r in running:
-        await r.stop()
+        if not r.task.done():
+            await r.stop()
         r.reader.close()
         r.sim.close()
 

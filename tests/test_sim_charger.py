@@ -18,9 +18,10 @@ import pytest
 
 from controller.config import parse_config
 from controller.hardware import ConnectorHardware, Hardware
-from controller.sim_root import SimCharger, start_simulation
+from controller.sim_root import SimCharger
 from drivers.base import CpReading, CpState, DriverEvent, MeterReading
 from drivers.errors import FaultKind, PermanentFault
+from tests.support.sim_hardware import simulated_hardware
 from tests.support.wait import until
 
 SPEED = 60.0
@@ -47,33 +48,31 @@ async def start(
     state_dir: Path, doc: dict[str, Any] | None = None, connectors: int = 1
 ) -> AsyncIterator[Rig]:
     events: list[DriverEvent] = []
-    sim, hardware, _ = await start_simulation(
+    async with simulated_hardware(
         parse_config(doc or {}),
         state_dir,
         connectors=connectors,
         speed=SPEED,
         on_event=events.append,
-    )
-    rig = Rig(sim, hardware, events)
-    tasks = []
-    for c in hardware.connectors:
-        c.pilot.generator.offer_current(0)
+    ) as (sim, hardware, _):
+        rig = Rig(sim, hardware, events)
+        tasks = []
+        for c in hardware.connectors:
+            c.pilot.generator.offer_current(0)
 
-        def on_state(reading: CpReading, cid: int = c.id) -> None:
-            rig.cp[cid] = reading.state
+            def on_state(reading: CpReading, cid: int = c.id) -> None:
+                rig.cp[cid] = reading.state
 
-        tasks.append(asyncio.create_task(c.pilot.sensor.run(on_state, events.append)))
-    assert hardware.reader is not None
-    tasks.append(asyncio.create_task(hardware.reader.run(rig.cards.append, events.append)))
-    try:
-        await until(lambda: all(rig.cp.get(c.id) is CpState.A for c in hardware.connectors))
-        yield rig
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await hardware.close()
-        await sim.stop()
+            tasks.append(asyncio.create_task(c.pilot.sensor.run(on_state, events.append)))
+        assert hardware.reader is not None
+        tasks.append(asyncio.create_task(hardware.reader.run(rig.cards.append, events.append)))
+        try:
+            await until(lambda: all(rig.cp.get(c.id) is CpState.A for c in hardware.connectors))
+            yield rig
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.fixture

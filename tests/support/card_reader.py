@@ -37,13 +37,19 @@ def no_leaks() -> Iterator[None]:
 
 
 class Harness:
-    """Runs a reader's ``run`` as a task and records what it reports."""
+    """Runs a reader's ``run`` as a task and records what it reports (and on which thread
+    each card was reported)."""
 
     def __init__(self, reader: Any) -> None:
         self.reader = reader
         self.cards: list[str] = []
+        self.card_threads: set[str] = set()
         self.events: list[DriverEvent] = []
-        self.task = asyncio.create_task(reader.run(self.cards.append, self.events.append))
+        self.task = asyncio.create_task(reader.run(self._card, self.events.append))
+
+    def _card(self, uid: str) -> None:
+        self.card_threads.add(threading.current_thread().name)
+        self.cards.append(uid)
 
     def kinds(self) -> list[str]:
         return [event.kind for event in self.events]
