@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from controller.connector_types import ConnectorStatus
@@ -28,7 +27,8 @@ from controller.events import (
 )
 from controller.limits import LimitSource
 from drivers.errors import FaultKind
-from tests.test_e2e_standalone import Charger, running
+from tests.support.standalone import Charger, running
+from tests.support.wait import until
 
 #: The coil must be low this soon after the RCD trips: IEC 61851-1 allows 100 ms for the
 #: coil and the contactor together, and the contactor takes up to 30 ms of that
@@ -67,12 +67,6 @@ async def raises(event: SupervisorEvent) -> None:
 def status(connector_id: int, n: int) -> StatusEvent:
     kinds = [ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV]
     return StatusEvent(connector_id, kinds[n % 2], None)
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - waits on listener tasks
-            await asyncio.sleep(0.005)
 
 
 # --- the broadcast on its own ---------------------------------------------------------------
@@ -194,10 +188,10 @@ async def test_stuck_and_failing_listeners_do_not_delay_the_contactor_or_other_l
         coil_low = await rcd_trip_to_coil_low_s(charger)
         print(f"RCD trip to coil low: {coil_low * 1000:.2f} ms")
         assert coil_low < COIL_LOW_WITHIN_S
-        await charger.until(lambda: charger.status() is ConnectorStatus.FAULTED)
+        await until(lambda: charger.status() is ConnectorStatus.FAULTED)
         await charger.act("unplug")
         await charger.act("fault", fault="clear")
-        await charger.until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
+        await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
 
         await until(lambda: bool(recorder.of(TransactionStopped)), 15.0)
         started = recorder.of(TransactionStarted)

@@ -34,7 +34,8 @@ from controller.connector_types import (
 )
 from controller.limits import CurrentLimits, FixedBound, LimitSource, compute_offer
 from drivers.base import CpState
-from tests.test_e2e_standalone import Charger, running
+from tests.support.standalone import Charger, running
+from tests.support.wait import until
 
 CARD = "04A1B2C3"
 
@@ -234,19 +235,19 @@ async def test_sources_set_through_the_supervisor_each_hold_their_own_limit(
         supervisor.set_limit(0, LimitSource.USER, None)  # connector 0: every connector
         await ev_draws(charger, 12.0)
         supervisor.set_limit(1, LimitSource.LOAD_MANAGEMENT, 3.0)
-        await charger.until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE)
+        await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE)
         await ev_draws(charger, 0.0)
         supervisor.set_current_limit(1, None)
-        await charger.until(lambda: charger.hw("offered_current_a") == 0.0)
+        await until(lambda: charger.hw("offered_current_a") == 0.0)
         assert charger.status() is ConnectorStatus.SUSPENDED_EVSE
         with pytest.raises(ValueError):
             supervisor.set_limit(1, LimitSource.USER, -2.0)
         with pytest.raises(LookupError):
             supervisor.set_limit(7, LimitSource.USER, 10.0)
         supervisor.set_limit(1, LimitSource.LOAD_MANAGEMENT, None)
-        await charger.until(lambda: charger.hw("offered_current_a") == 32.0)
+        await until(lambda: charger.hw("offered_current_a") == 32.0)
         await ev_draws(charger, 16.0)  # all the simulated car takes
 
 
 async def ev_draws(charger: Charger, current_a: float) -> None:
-    await charger.until(lambda: charger.hw("ev_current_a") == pytest.approx(current_a, abs=0.1))
+    await until(lambda: charger.hw("ev_current_a") == pytest.approx(current_a, abs=0.1))

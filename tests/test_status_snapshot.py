@@ -16,7 +16,8 @@ from controller.events import LinkStateChanged, SupervisorEvent
 from controller.limits import FixedBound, LimitSource
 from controller.service import status_text
 from controller.status_snapshot import STANDALONE
-from tests.test_e2e_standalone import CARD, running
+from tests.support.standalone import CARD, running
+from tests.support.wait import until
 
 #: The keys design.md promises for each connector of `picharge sim status`.
 CONTRACT_KEYS = {
@@ -34,7 +35,7 @@ CONTRACT_KEYS = {
 
 async def test_the_snapshot_describes_an_idle_connector(tmp_path: Path) -> None:
     async with running(tmp_path) as charger:
-        await charger.until(lambda: charger.supervisor.snapshot().connectors[0].cp_state == "A")
+        await until(lambda: charger.supervisor.snapshot().connectors[0].cp_state == "A")
         snapshot = charger.supervisor.snapshot()
         assert snapshot.csms_link == STANDALONE
         (connector,) = snapshot.connectors
@@ -59,9 +60,9 @@ async def test_a_session_with_a_users_limit_reads_the_same_everywhere(tmp_path: 
         charger.supervisor.events.subscribe("test", listener)
         await charger.charging()
         charger.supervisor.set_limit(1, LimitSource.USER, 10.0)
-        await charger.until(lambda: charger.hw("ev_current_a") == pytest.approx(10.0, abs=0.1))
-        await charger.until(lambda: charger.supervisor.snapshot().connectors[0].meter is not None)
-        await charger.until(lambda: _phase_currents(charger) == pytest.approx([10.0] * 3, abs=0.5))
+        await until(lambda: charger.hw("ev_current_a") == pytest.approx(10.0, abs=0.1))
+        await until(lambda: charger.supervisor.snapshot().connectors[0].meter is not None)
+        await until(lambda: _phase_currents(charger) == pytest.approx([10.0] * 3, abs=0.5))
 
         snapshot = charger.supervisor.snapshot()
         connector = snapshot.connector(1)

@@ -5,6 +5,8 @@
 - ``csms``: the loopback CSMS fixtures (``csms``, ``make_csms``) and the test tags.
 - ``sim_app``: the whole controller on simulated hardware in the test's loop
   (:class:`AppRig`, ``controller()``), as ``picharge run --sim`` runs it.
+- ``standalone``: the same without a CSMS, with a local card list (:class:`Charger`,
+  ``running()``).
 - ``sim_hardware``: the simulated hardware and its drivers alone (``simulated_hardware()``).
 - ``ocpp16_adapter``: the OCPP 1.6 adapter against a real CSMS with a fake supervisor
   (:class:`AdapterRig`, :class:`FakeControl`, the ``make_rig`` fixture).
