@@ -91,8 +91,11 @@ async def wait_until(
         remaining = deadline - loop.time()
         if remaining <= 0:
             return False
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that arrives
+        # in the same loop turn as the wakeup, and a cancelled close or self-test ran on.
         try:
-            await asyncio.wait_for(wakeup.wait(), remaining)
+            async with asyncio.timeout(remaining):
+                await wakeup.wait()
         except TimeoutError:
             return predicate()
 

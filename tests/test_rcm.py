@@ -209,12 +209,9 @@ async def test_cancelled_self_test_drops_test_hides_its_own_pulse_and_reports_ag
     recorder = Recorder()
     rcm.watch(recorder)
     testing = asyncio.create_task(rcm.self_test())
-    # Cancelled while it holds its 0.5 s pulse, past the 10 ms answer: 50 ms leaves 0.45 s of
-    # margin on a loaded machine. Not a wait for TEST: polled every 10 ms, that cancels as the
-    # answer arrives, and then the self-test runs on to the end instead of being cancelled
-    # (asyncio.wait_for in drivers/gpio_bridge.wait_until swallows a cancel that coincides
-    # with its wakeup on Python 3.11): a driver issue, reported, not what this test is about.
-    await asyncio.sleep(0.05)
+    # Cancelled while TEST is raised: also right as the RCD's answer arrives, which once let
+    # the cancelled self-test run on to the end (see tests/test_gpio_bridge.py).
+    await until(lambda: sim.fault_active, what="the RCD answering TEST")
     assert sim.test_active
     testing.cancel()
     with pytest.raises(asyncio.CancelledError):
