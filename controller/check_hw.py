@@ -37,6 +37,7 @@ from drivers.errors import ConfigurationError, DriverError, FaultKind, Permanent
 from drivers.pilot import PilotBoard
 from drivers.rcm import GpioRcm
 from drivers.seams import HardwareSeams
+from drivers.threads import on_named_loop
 
 CP_TIMEOUT_S = 2.0  # a settled CP state takes ~0.1 s; an absent ADC is reported after 0.1 s
 CLICK_HOLD_S = 0.5  # how long the contactor stays closed: long enough to hear it
@@ -551,5 +552,7 @@ def main(args: argparse.Namespace) -> int:
         flush=True,
     )
     return asyncio.run(
-        run_check_hw(config, sys.stdout, sim=args.sim, card_timeout_s=args.card_timeout)
+        on_named_loop(
+            run_check_hw(config, sys.stdout, sim=args.sim, card_timeout_s=args.card_timeout)
+        )
     )

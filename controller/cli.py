@@ -18,6 +18,7 @@ from pathlib import Path
 from controller.config import DEFAULT_CONFIG_PATH, ConfigError
 from controller.logging_setup import configure_logging
 from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_port, send
+from drivers.threads import on_named_loop
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from controller.runner import run_controller
 
-            code, reset = asyncio.run(run_controller(args))
+            code, reset = asyncio.run(on_named_loop(run_controller(args)))
             if reset is not None:
                 _restart(argv)
             return code
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_hw(args)
         from controller.demo import run_demo
 
-        return asyncio.run(run_demo())
+        return asyncio.run(on_named_loop(run_demo()))
     except ConfigError as exc:
         print(f"picharge: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

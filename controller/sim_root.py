@@ -3,7 +3,8 @@
 It starts the simulated hardware, then builds the *same* drivers as on a Pi with
 :func:`controller.hardware.build_hardware`, pointed at the simulation through seams (a
 MockFactory, the SMBus stand-in, fake sysfs trees) and endpoint settings (the meter's
-Modbus address, the reader's pseudo-terminal).
+Modbus address, the reader's pseudo-terminal). The simulated charger's physics and meter
+servers run on a loop of their own (thread ``sim-ev-meter``), apart from the controller's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
 from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
 from hw_sim.control import ControlServer
+from hw_sim.loop_thread import SimChargerOnThread
 
 __all__ = ["MAX_SIM_CONNECTORS", "ControlServer", "SimCharger", "start_simulation"]
 
@@ -56,7 +58,7 @@ async def start_simulation(
         raise ConfigurationError(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
-    sim = SimCharger(
+    sim = SimChargerOnThread(
         state_dir, sections, meter_section=config.meter, rfid_section=config.rfid, speed=speed
     )
     try:

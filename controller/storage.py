@@ -31,9 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from drivers.threads import named_executor
+
 log = logging.getLogger(__name__)
 
 DB_NAME = "picharge.db"
+#: The storage thread's name (it is ``storage_0``; see :mod:`drivers.threads`).
+STORAGE_THREAD = "storage"
 #: How long a statement waits for a lock held by another process (an operator's ``sqlite3``
 #: shell, say) before failing, in milliseconds.
 BUSY_TIMEOUT_MS = 5000
@@ -245,8 +249,8 @@ class Storage:
     """The state database. Create with :meth:`open`; loop-thread methods, one worker thread.
 
     Every ``async`` method may be called from the loop thread only; the SQLite work runs on
-    the storage thread ("picharge-storage"). After :meth:`close`, every method raises
-    :class:`StorageError`.
+    the storage thread (``storage_0``, for the OS too). After :meth:`close`, every method
+    raises :class:`StorageError`.
     """
 
     def __init__(
@@ -270,7 +274,7 @@ class Storage:
         the file is not a usable SQLite database (the file is left where it is).
         """
         path = state_dir / DB_NAME
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picharge-storage")
+        executor = named_executor(STORAGE_THREAD, max_workers=1)
         loop = asyncio.get_running_loop()
         try:
             conn, is_new = await loop.run_in_executor(
@@ -287,7 +291,7 @@ class Storage:
         """A database in RAM with every table, for when ``state_dir`` cannot hold one (see
         :func:`controller.recovery.open_state`); nothing in it survives the process."""
         path = state_dir / DB_NAME
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picharge-storage")
+        executor = named_executor(STORAGE_THREAD, max_workers=1)
         loop = asyncio.get_running_loop()
         try:
             conn, _ = await loop.run_in_executor(

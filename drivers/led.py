@@ -2,12 +2,16 @@
 
 Blinking runs on gpiozero's own background threads (``LED.blink`` for the even patterns,
 the ``source`` thread for the double flash), so :meth:`GpioStatusLed.show` returns at once
-and the loop never times an LED.
+and the loop never times an LED. gpiozero starts those threads unnamed, and a new thread
+inherits its creator's OS name, so they would pass for the event loop in ``top -H``: each is
+named ``led-blink`` as soon as it runs (through gpiozero's attributes ``_blink_thread`` and
+``_source_thread``; should a gpiozero release rename them, the thread merely stays unnamed).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +20,7 @@ from gpiozero import LED
 from drivers.base import LedPattern
 from drivers.gpio_bridge import flag_setting, pin_setting
 from drivers.seams import HardwareSeams
+from drivers.threads import name_thread
 
 #: Seconds on and off of the even blink patterns.
 BLINK_S: dict[LedPattern, tuple[float, float]] = {
@@ -25,6 +30,7 @@ BLINK_S: dict[LedPattern, tuple[float, float]] = {
 #: The fault double flash, one value per :data:`FLASH_STEP_S`: on, off, on, then a long off.
 FAULT_FLASH = (1, 0, 1, 0, 0, 0, 0, 0)
 FLASH_STEP_S = 0.15
+LED_THREAD = "led-blink"
 
 
 class GpioStatusLed:
@@ -58,9 +64,11 @@ class GpioStatusLed:
             self._led.off()  # stops a blink thread
             self._led.source_delay = FLASH_STEP_S
             self._led.source = itertools.cycle(FAULT_FLASH)
+            _name_blinker(self._led, "_source_thread")
         else:
             on_s, off_s = BLINK_S[pattern]
             self._led.blink(on_time=on_s, off_time=off_s)
+            _name_blinker(self._led, "_blink_thread")
         self._pattern = pattern
 
     def close(self) -> None:
@@ -76,6 +84,12 @@ class GpioStatusLed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _name_blinker(led: LED, attribute: str) -> None:
+    thread = getattr(led, attribute, None)
+    if isinstance(thread, threading.Thread):
+        name_thread(thread, LED_THREAD)
 
 
 def from_config(

@@ -83,6 +83,7 @@ from drivers.pilot_levels import (
     plausible,
     waveform,
 )
+from drivers.threads import NamedThread
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ class AdcPilotSensor:
             finally:
                 loop.call_soon_threadsafe(finish, error)
 
-        thread = threading.Thread(target=body, name="cp-sampler", daemon=True)
+        thread = NamedThread(target=body, name="cp-sampler", daemon=True)
         thread.start()
         try:
             await asyncio.shield(done)

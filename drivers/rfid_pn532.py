@@ -63,6 +63,7 @@ from drivers.rfid_pn532_transport import (
     Pn532UartTransport,
 )
 from drivers.seams import HardwareSeams
+from drivers.threads import NamedThread
 
 PN532_IC: Final = 0x32
 SAM_NORMAL_MODE: Final = bytes([0x01, 0x14, 0x01])  # normal mode, 1 s timeout, use IRQ
@@ -230,7 +231,7 @@ class Pn532Reader:
                 loop.call_soon_threadsafe(finish, error)
 
         self._wake.clear()
-        thread = threading.Thread(target=body, name="rfid-pn532", daemon=True)
+        thread = NamedThread(target=body, name="rfid-pn532", daemon=True)
         thread.start()
         try:
             await asyncio.shield(done)

@@ -48,6 +48,7 @@ from pymodbus.server.base import ModbusBaseServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.register_map import RegisterMap, load_model
+from drivers.threads import NamedThread
 from hw_sim.pty import open_pty
 
 MeterFault = Literal["offline", "garbage", "exception"]
@@ -93,16 +94,16 @@ class PtyLink:
         self._wake_r, self._wake_w = os.pipe()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(
+            NamedThread(
                 target=self._relay,
                 args=(self._driver_master, self._device_master, "to_device"),
-                name="pty-link to_device",
+                name="sim-pty-todev",
                 daemon=True,
             ),
-            threading.Thread(
+            NamedThread(
                 target=self._relay,
                 args=(self._device_master, self._driver_master, "to_driver"),
-                name="pty-link to_driver",
+                name="sim-pty-todrv",
                 daemon=True,
             ),
         ]

@@ -12,8 +12,9 @@ subclasses, so ``pin.states`` keeps gpiozero's timestamped history for benchmark
 
 Threads: a pin change made by a driver reaches the simulated circuit on the driver's thread
 (the loop thread, or whichever thread called ``GpioContactor.open``); with a mechanical or
-response delay, the consequence happens later on a ``threading.Timer`` thread. Listener
-callbacks run on those same threads: bridge them to a loop before touching loop state.
+response delay, the consequence happens later on a ``threading.Timer`` thread
+(``sim-relay``). Listener callbacks run on those same threads: bridge them to a loop
+before touching loop state.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from drivers.contactor import ContactorConfig, FeedbackType
 from drivers.rcm import RcmConfig
+from drivers.threads import name_current_thread
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +142,9 @@ def _claim(factory: MockFactory, number: int, pin_class: type[_PinT]) -> _PinT:
     return pin
 
 
+DELAY_THREAD = "sim-relay"
+
+
 class _Delayed:
     """Runs one pending action after a delay on a timer thread; a new one replaces it."""
 
@@ -156,9 +161,14 @@ class _Delayed:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = threading.Timer(self._delay_s, self._action)
+            self._timer = threading.Timer(self._delay_s, self._act_on_timer)
+            self._timer.name = DELAY_THREAD
             self._timer.daemon = True
             self._timer.start()
+
+    def _act_on_timer(self) -> None:
+        name_current_thread(DELAY_THREAD)  # a Timer is a Thread: name it for the OS too
+        self._action()
 
     def close(self) -> None:
         with self._lock:

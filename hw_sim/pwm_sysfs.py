@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from drivers.threads import NamedThread
+
 log = logging.getLogger(__name__)
 
 _READ_RETRIES = 100
@@ -65,7 +67,7 @@ class SimPwmSysfs:
         self._fd_lock = threading.Lock()
         self._generation = 0
         self._fds: dict[int, tuple[int, dict[str, int]]] = {}
-        self._thread = threading.Thread(target=self._serve, name=f"sim-pwmchip{chip}", daemon=True)
+        self._thread = NamedThread(target=self._serve, name=f"sim-pwmchip{chip}", daemon=True)
         self._thread.start()
 
     # --- read-back ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Final
 
+from drivers.threads import NamedThread
 from hw_sim.pty import open_pty
 from hw_sim.rfid_pn532 import Pn532Chip, SimPn532I2c, SimPn532Uart
 
@@ -71,7 +72,7 @@ class SimRdm6300:
         self._stop = threading.Event()
         self._closed = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._writer, name="sim-rdm6300", daemon=True)
+        self._thread = NamedThread(target=self._writer, name="sim-rdm6300", daemon=True)
         self._thread.start()
 
     @property

@@ -40,6 +40,7 @@ from drivers.rfid_pn532_frame import (
     Pn532FrameError,
     encode_response,
 )
+from drivers.threads import NamedThread
 from hw_sim.pty import open_pty
 from hw_sim.smbus import SimSMBus
 
@@ -274,7 +275,7 @@ class SimPn532Uart(_ChipControls):
         self._stop = threading.Event()
         self._closed = False
         self._close_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name="sim-pn532-uart", daemon=True)
+        self._thread = NamedThread(target=self._serve, name="sim-pn532-uart", daemon=True)
         self._thread.start()
 
     @property

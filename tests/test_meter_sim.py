@@ -124,7 +124,7 @@ def test_pty_link_close_is_idempotent_and_stops_its_threads() -> None:
     link.close()
     link.close()
     assert time.monotonic() - started < 0.5
-    assert not [t for t in threading.enumerate() if t.name.startswith("pty-link")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("sim-pty-")]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.storage import DB_NAME, MIGRATIONS, Storage, StorageError
+from controller.storage import DB_NAME, MIGRATIONS, STORAGE_THREAD, Storage, StorageError
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
 
 
 def _storage_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("picharge-storage")]
+    return [t for t in threading.enumerate() if t.name.startswith(f"{STORAGE_THREAD}_")]
 
 
 async def test_settings_survive_closing_and_reopening(tmp_path: Path) -> None:
