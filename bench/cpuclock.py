@@ -1,4 +1,5 @@
-"""CPU clocks for the bench scripts: per thread, and inside the simulated I2C bus.
+"""CPU clocks for the bench scripts: per thread (as the OS counts them), and inside the
+simulated I2C bus.
 
 Kept free of the controller's imports: the footprint bench's child process imports it, and
 the modules that process loads are its memory baseline.
@@ -7,9 +8,11 @@ the modules that process loads are its memory baseline.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -43,13 +46,22 @@ class SimBusClock:
         return timed
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds of every live thread of this process, keyed ``name#native_id``."""
-    cpu: dict[str, float] = {}
-    for thread in threading.enumerate():
-        if thread.ident is None:
-            continue
-        with contextlib.suppress(OSError):
-            clock = time.pthread_getcpuclockid(thread.ident)
-            cpu[f"{thread.name}#{thread.native_id}"] = time.clock_gettime(clock)
-    return cpu
+def task_cpu(pid: int) -> tuple[float, dict[int, tuple[str, float]]]:
+    """CPU seconds (user + system) of process ``pid`` and of each of its live threads, as
+    the OS counts them (``/proc/PID/stat`` and ``/proc/PID/task/TID/stat``, in clock ticks
+    of 10 ms): (process, {thread id: (native name, seconds)}). Readable from outside the
+    process, so it needs nothing from the process but its threads' native names. The
+    process figure includes threads that have ended."""
+    tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+
+    def seconds(stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
+        return (int(fields[11]) + int(fields[12])) * tick_s  # utime, stime
+
+    process = seconds(Path(f"/proc/{pid}/stat").read_text())
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it just ended
+            name = (task / "comm").read_text().rstrip("\n")
+            threads[int(task.name)] = (name, seconds((task / "stat").read_text()))
+    return process, threads

@@ -4,16 +4,18 @@ The controller runs in a child process, built as ``picharge run --sim`` builds i
 (:class:`controller.app.ChargePointApp`, simulated hardware, INFO logging to a file), against
 the loopback CSMS in this (the parent) process, so the CSMS costs the child nothing.
 
-CPU, separated from the simulator's: a Pi has no simulator, so its cost is taken out. In
-the child, the simulated charger (its physics ticker and Modbus meter server) runs on an
-event loop of its own, on the thread ``sim-loop``; the simulated PN532 and PWM chip have
-their own threads too (``sim-*``). What the simulator does on the controller's threads is
-the simulated I2C chips' work inside the driver's bus calls: those calls are timed with
-:func:`time.thread_time` (which adds about a microsecond per call to the controller's side).
-So: controller CPU = process CPU - CPU of the simulator's threads - time inside the
-simulated bus. Windows: idle (no car: CP in A, the meter read every second, the card
-reader polling, heartbeats every 60 s as the CSMS sets them) and charging (car in C, the
-contactor closed, MeterValues every 60 s, the OCPP default).
+CPU, separated from the simulator's: a Pi has no simulator, so its cost is taken out. The
+parent reads the child's CPU per thread from outside, as ``top -H`` does
+(``/proc/PID/task/*/stat``, user + system time over the window), grouped by the threads'
+native names (see :mod:`drivers.threads`): ``sim-*`` threads (the cars' physics and the
+Modbus meter servers on ``sim-ev-meter``, the simulated PN532 and PWM chip) are the
+simulator, ``bench-*`` the benchmark's own, the rest the controller. What the simulator does
+on the controller's threads is the simulated I2C chips' work inside the driver's bus calls:
+those calls are timed in the child with :func:`time.thread_time` (about a microsecond per
+call, left on the controller's side) and moved to the simulator. Windows: idle (no car: CP
+in A, the meter read every second, the card reader polling, heartbeats every 60 s as the
+CSMS sets them) and charging (car in C, the contactor closed, MeterValues every 60 s, the
+OCPP default).
 
 Memory: the child's RSS while charging (steady: the median of samples over the second half
 of the charging window; peak: VmHWM) against the RSS of a fresh Python process that only
@@ -21,6 +23,7 @@ imports the modules the controller process had loaded (``sys.modules``: the cont
 its libraries, and the simulator's few modules), as a ratio.
 
     .venv/bin/python bench/footprint.py [--idle-s 60] [--minutes 1]
+    .venv/bin/python bench/footprint.py --attach PID [--idle-s 60]   # any running controller
 """
 
 from __future__ import annotations
@@ -34,69 +37,39 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from cpuclock import SimBusClock, thread_cpu
+from cpuclock import SimBusClock, task_cpu
 
-T = TypeVar("T")
 CP_ID = "bench"
 IDLE_TARGET_PCT = 0.5
 RATIO_TARGET = 1.25
-SIM_THREAD_PREFIXES = ("sim-", "pty-link")
+SIM_THREAD_PREFIX = "sim-"
+BENCH_THREAD_PREFIX = "bench-"
 
 
-# --- the child: the controller, with the simulator kept apart ------------------------------
-
-
-class _SimLoop:
-    """An event loop on its own thread (``sim-loop``) for the simulated charger."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="sim-loop", daemon=True)
-        self.thread.start()
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10.0)
+# --- the child: the controller, as `picharge run --sim` builds it ----------------------------
 
 
 def child(url: str, state_dir: Path) -> None:
     """Run the controller; answer the parent's one-line commands on stdin/stdout."""
     from controller.logging_setup import configure_logging
+    from drivers.threads import on_named_loop
 
     configure_logging(False, journal=False)  # as `picharge run`: INFO lines on stderr
     bus_clock = SimBusClock()
     bus_clock.install()
-    sim_loop = _SimLoop()
-
-    import controller.sim_root
-    from hw_sim.charger import SimCharger
-
-    class SimChargerApart(SimCharger):
-        """The simulated charger, run on the ``sim-loop`` thread's loop."""
-
-        async def start(self) -> Any:
-            return await sim_loop.run(SimCharger.start(self))
-
-        async def stop(self) -> None:
-            await sim_loop.run(SimCharger.stop(self))
-
-    controller.sim_root.SimCharger = SimChargerApart  # type: ignore[misc]
-    asyncio.run(_child_main(url, state_dir, sim_loop, bus_clock))
+    asyncio.run(on_named_loop(_child_main(url, state_dir, bus_clock)))  # as `picharge run`
 
 
-async def _child_main(url: str, state_dir: Path, sim_loop: _SimLoop, bus: SimBusClock) -> None:
+async def _child_main(url: str, state_dir: Path, bus: SimBusClock) -> None:
     import dataclasses
 
     from controller.app import ChargePointApp, RunOptions
     from controller.config import parse_config
+    from drivers.threads import NamedThread
 
     config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": url}})
     app = ChargePointApp(dataclasses.replace(config, state_dir=state_dir), RunOptions(sim=True))
@@ -107,16 +80,10 @@ async def _child_main(url: str, state_dir: Path, sim_loop: _SimLoop, bus: SimBus
     def answer(line: str) -> str:
         command, _, argument = line.strip().partition(" ")
         if command == "stats":
-            return json.dumps(
-                {
-                    "wall": time.monotonic(),
-                    "cpu": time.process_time(),
-                    "threads": thread_cpu(),
-                    "sim_bus": bus.seconds,
-                }
-            )
-        if command == "act":
-            sim_loop.call(app.sim.handle(json.loads(argument)))
+            return json.dumps({"wall": time.monotonic(), "sim_bus": bus.seconds})
+        if command == "act":  # as `picharge sim` does: through the loop, to the simulator
+            request = json.loads(argument)
+            asyncio.run_coroutine_threadsafe(app.sim.handle(request), loop).result(10.0)
             return "ok"
         if command == "modules":
             return json.dumps(sorted(sys.modules))
@@ -132,7 +99,7 @@ async def _child_main(url: str, state_dir: Path, sim_loop: _SimLoop, bus: SimBus
             if line.startswith("quit"):
                 return
 
-    threading.Thread(target=control, name="bench-control", daemon=True).start()
+    NamedThread(target=control, name=f"{BENCH_THREAD_PREFIX}control", daemon=True).start()
     try:
         await app.run(stop)
     finally:
@@ -153,7 +120,9 @@ class Child:
         return (await asyncio.wait_for(self.proc.stdout.readline(), 15)).decode().strip()
 
     async def stats(self) -> dict[str, Any]:
+        """The child's clocks, and its CPU per thread as the OS counts it."""
         result: dict[str, Any] = json.loads(await self.ask("stats"))
+        result["cpu"], result["threads"] = task_cpu(self.proc.pid)
         return result
 
     async def act(self, action: str, **extra: object) -> None:
@@ -168,39 +137,68 @@ class Child:
         return fields
 
 
-def cpu_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """Percent of one core over the window: process, simulator, controller, busiest threads."""
+def cpu_split(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Percent of one core over the window: process, simulator, controller, and per thread
+    name (threads of one name summed; CPU of threads that ended within the window is the
+    process's minus the live threads')."""
     wall = after["wall"] - before["wall"]
+    bus = after["sim_bus"] - before["sim_bus"]
+    by_name: dict[str, float] = {}
+    for tid, (name, spent) in after["threads"].items():
+        spent -= before["threads"].get(tid, (name, 0.0))[1]
+        by_name[name] = by_name.get(name, 0.0) + spent
     total = after["cpu"] - before["cpu"]
-    sim = after["sim_bus"] - before["sim_bus"]
-    threads: dict[str, float] = {}
-    for key, value in after["threads"].items():
-        spent = value - before["threads"].get(key, 0.0)
-        if key.startswith(SIM_THREAD_PREFIXES):
-            sim += spent
-        else:
-            threads[key.split("#")[0]] = threads.get(key.split("#")[0], 0.0) + spent
-    pct = {"process": total, "simulator": sim, "controller": total - sim}
-    pct |= {f"  thread {name}": spent for name, spent in threads.items()}
-    return {k: 100.0 * v / wall for k, v in pct.items()}
+    ended = total - sum(by_name.values())  # counted as the controller's below
+    if "cp-sampler" in by_name:  # the simulated ADS1115's work ran on the sampling thread
+        by_name["cp-sampler"] -= bus
+    sim = bus + sum(v for k, v in by_name.items() if k.startswith(SIM_THREAD_PREFIX))
+    bench = sum(v for k, v in by_name.items() if k.startswith(BENCH_THREAD_PREFIX))
+    pct: dict[str, Any] = {
+        "process": total,
+        "simulator": sim,
+        "bench": bench,
+        "controller": total - sim - bench,
+        "sim_bus": bus,
+        "ended": ended,
+    }
+    pct = {k: 100.0 * v / wall for k, v in pct.items()}
+    pct["threads"] = {k: 100.0 * v / wall for k, v in by_name.items()}
+    return pct
 
 
-def print_cpu(title: str, split: dict[str, float], target_pct: float | None = None) -> None:
+def print_cpu(
+    title: str, split: dict[str, Any], target_pct: float | None = None, *, bus_timed: bool = True
+) -> None:
     controller = split["controller"]
     verdict = ""
     if target_pct is not None:
         verdict = (
             f"  (target <= {target_pct:g} %: {'met' if controller <= target_pct else 'MISSED'})"
         )
-    print(f"CPU {title:38s} controller {controller:6.2f} % of a core{verdict}")
     print(
-        f"    whole process {split['process']:.2f} %, simulator {split['simulator']:.2f} %; "
-        "controller threads: "
-        + ", ".join(
-            f"{k.strip()[7:]} {v:.2f}"
-            for k, v in sorted(split.items(), key=lambda kv: -kv[1])
-            if k.startswith("  thread") and v >= 0.005
-        )
+        f"CPU {title:38s} {split['process']:5.2f} % of a core, of which simulator"
+        f" {split['simulator']:.2f} %, controller {controller:.2f} %{verdict}"
+    )
+
+    def listing(simulator: bool) -> str:
+        picked = [
+            (name, pct)
+            for name, pct in split["threads"].items()
+            if name.startswith(SIM_THREAD_PREFIX) == simulator
+            and not name.startswith(BENCH_THREAD_PREFIX)
+        ]
+        return ", ".join(f"{k} {v:.2f}" for k, v in sorted(picked, key=lambda kv: -kv[1]))
+
+    print(f"    controller threads: {listing(False)}")
+    bus = (
+        f"simulated I2C chips {split['sim_bus']:.2f} (run on cp-sampler, taken out of its figure)"
+        if bus_timed
+        else "the simulated I2C chips' work, if any, is in cp-sampler's figure"
+    )
+    print(f"    simulator threads: {listing(True)}; {bus}")
+    print(
+        f"    threads that ended in the window {split['ended']:.2f}, the bench's own"
+        f" {split['bench']:.2f} (resolution of the OS counters: 10 ms)"
     )
 
 
@@ -304,6 +302,18 @@ async def parent(idle_s: float, charge_s: float) -> None:
     )
 
 
+def attach(pid: int, window_s: float) -> None:
+    """Measure process ``pid`` over ``window_s`` from outside, as ``top -H`` would."""
+
+    def sample() -> dict[str, Any]:
+        cpu, threads = task_cpu(pid)
+        return {"wall": time.monotonic(), "sim_bus": 0.0, "cpu": cpu, "threads": threads}
+
+    before = sample()
+    time.sleep(window_s)
+    print_cpu(f"process {pid} ({window_s:.0f} s)", cpu_split(before, sample()), bus_timed=False)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]))
@@ -313,7 +323,17 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=1.0, help="charging window in minutes (default 1)"
     )
+    parser.add_argument(
+        "--attach",
+        type=int,
+        metavar="PID",
+        help="instead: measure a running controller (e.g. picharge run --sim, or on a Pi)"
+        " from outside for --idle-s seconds, by thread name; no simulated-I2C split",
+    )
     args = parser.parse_args()
+    if args.attach is not None:
+        attach(args.attach, args.idle_s)
+        return
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     asyncio.run(parent(args.idle_s, args.minutes * 60.0))
