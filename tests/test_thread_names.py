@@ -8,6 +8,7 @@ user does and reads what the OS sees.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -16,8 +17,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.threads import (
     LOOP_THREAD,
@@ -28,6 +31,9 @@ from drivers.threads import (
     name_thread,
     named_executor,
 )
+from hw_sim.charger import sim_connector_section
+from hw_sim.loop_thread import SIM_LOOP_THREAD, SimChargerOnThread
+from hw_sim.meter_server import SimMeter
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -101,6 +107,50 @@ def test_executor_threads_are_numbered_under_their_name() -> None:
 def test_every_catalogued_name_fits_the_os_limit() -> None:
     too_long = [name for name in THREAD_NAMES if len(name.encode()) > NATIVE_NAME_BYTES]
     assert too_long == []
+
+
+# --- the simulator's own loop --------------------------------------------------------------
+
+
+async def test_simulated_physics_and_meter_server_run_on_the_simulators_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller's loop must not carry the simulated hardware (a Pi has none): the
+    cars' physics and the meters' Modbus answers run on ``sim-ev-meter``."""
+    served_on: set[str] = set()
+    trace = SimMeter._trace_pdu
+
+    def traced(meter: SimMeter, sending: bool, pdu: Any, *, tcp: bool) -> Any:
+        served_on.add(threading.current_thread().name)
+        return trace(meter, sending, pdu, tcp=tcp)
+
+    monkeypatch.setattr(SimMeter, "_trace_pdu", traced)
+    sim = SimChargerOnThread(tmp_path, [sim_connector_section(1, {})])
+    stepped_on: set[str] = set()
+    step = sim.step
+
+    def step_and_note(wall_dt_s: float) -> None:
+        stepped_on.add(threading.current_thread().name)
+        step(wall_dt_s)
+
+    sim.step = step_and_note  # type: ignore[method-assign]
+    await sim.start()
+    try:
+        host, port = sim.connector(1).meter_endpoint.rsplit(":", 1)
+        client = AsyncModbusTcpClient(host, port=int(port))
+        await client.connect()
+        try:
+            reply = await client.read_input_registers(0, count=2, device_id=1)
+        finally:
+            client.close()
+        assert not reply.isError()
+        async with asyncio.timeout(2.0):
+            while not stepped_on:  # noqa: ASYNC110 - the physics ticks every 50 ms
+                await asyncio.sleep(0.01)
+    finally:
+        await sim.stop()
+    assert served_on == {SIM_LOOP_THREAD}
+    assert stepped_on == {SIM_LOOP_THREAD}
 
 
 # --- the running charger -----------------------------------------------------------------
