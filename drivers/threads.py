@@ -2,10 +2,10 @@
 
 Python's ``threading.Thread.name`` lives only inside the interpreter (Python 3.11 does not pass
 it to the OS; 3.14 will). Without a native name every thread shows the name of the thread
-that created it, so an idle charger appears as seven ``python3`` threads and nobody can say
-which one spends the CPU. Every thread the product and the simulator start is named here,
-both ways, with a short name from :data:`THREAD_NAMES`: the simulator's all start with
-``sim-`` so their CPU can be summed apart from the controller's.
+that created it, so an idle charger appears as seven threads all called ``python`` and
+nobody can say which one spends the CPU. Every thread the product and the simulator start
+is named here, both ways, with a short name from :data:`THREAD_NAMES`: the simulator's all
+start with ``sim-`` so their CPU can be summed apart from the controller's.
 
 Linux allows 15 bytes (plus the NUL) per native name; longer names are cut, never refused.
 Where the platform has no way to set it, the Python name is still set and a debug line says
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import sys
 import threading
@@ -67,8 +66,14 @@ def _native(name: str) -> bytes:
 
 
 def _libc() -> Any:
-    path = ctypes.util.find_library("c")
-    return ctypes.CDLL(path, use_errno=True) if path else None
+    """The C library the interpreter runs on (the process's own symbols: no library search,
+    which would start ``ldconfig`` at import); None where there is no such thing."""
+    if sys.platform == "win32":
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 _LIBC = _libc()
