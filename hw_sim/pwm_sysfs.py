@@ -67,6 +67,7 @@ class SimPwmSysfs:
         self._fd_lock = threading.Lock()
         self._generation = 0
         self._fds: dict[int, tuple[int, dict[str, int]]] = {}
+        self._last: dict[tuple[int, str], int] = {}  # (channel, attribute): value read last
         self._thread = NamedThread(target=self._serve, name=f"sim-pwmchip{chip}", daemon=True)
         self._thread.start()
 
@@ -106,10 +107,10 @@ class SimPwmSysfs:
         stage the CP duty is ``100 - output_pct``. Any thread; cheap (see the module doc)."""
         with self._fd_lock:
             fds = self._channel_fds(channel)
-            if fds is None or self._pread_int(fds, "enable") != 1:
+            if fds is None or self._pread_attr(channel, fds, "enable") != 1:
                 return 0.0
-            period = self._pread_int(fds, "period")
-            duty = self._pread_int(fds, "duty_cycle")
+            period = self._pread_attr(channel, fds, "period")
+            duty = self._pread_attr(channel, fds, "duty_cycle")
             inversed = os.pread(fds["polarity"], 16, 0).strip() == b"inversed"
         if duty > period:
             raise ValueError(f"pwm{channel}: duty_cycle {duty} > period {period}: kernel refuses")
@@ -191,6 +192,8 @@ class SimPwmSysfs:
             for fd in cached[1].values():
                 os.close(fd)
             del self._fds[channel]
+        for name in ("enable", "period", "duty_cycle"):  # a new directory starts afresh
+            self._last.pop((channel, name), None)
         fds: dict[str, int] = {}
         try:
             for name in ("enable", "period", "duty_cycle", "polarity"):
@@ -201,6 +204,23 @@ class SimPwmSysfs:
             return None
         self._fds[channel] = (self._generation, fds)
         return fds
+
+    def _pread_attr(self, channel: int, fds: dict[str, int], name: str) -> int:
+        """One attribute of pwmC as the pin follows it; call with _fd_lock.
+
+        A driver's write truncates the file, then writes: a reader in between finds it empty,
+        where the kernel's attribute would still hold the old value until the write lands. So
+        an empty read returns the value read last (what the pin still does) rather than wait
+        for the writer, which a loaded machine may not run for tens of milliseconds; it only
+        waits when there is no earlier value.
+        """
+        text = os.pread(fds[name], 32, 0).strip()
+        if not text:
+            last = self._last.get((channel, name))
+            return last if last is not None else self._pread_int(fds, name)
+        value = int(text)
+        self._last[(channel, name)] = value
+        return value
 
     @staticmethod
     def _pread_int(fds: dict[str, int], name: str) -> int:

@@ -186,3 +186,22 @@ def test_sim_pin_is_low_while_disabled_and_unexport_removes_the_channel(
     os.close(fd)
     until_sync(lambda: not sim.exported(0), 1.0, what="the simulated kernel to unexport")
     assert sim.output_pct(0) == 0.0
+
+
+def test_a_pin_read_between_a_drivers_truncate_and_write_shows_the_old_duty(
+    sim: SimPwmSysfs,
+) -> None:
+    """A kernel attribute never reads empty: while a driver's ``echo`` has truncated the
+    plain file and not yet written it (its thread preempted on a loaded machine), the
+    simulated pin keeps the duty it had, on the car's and ADC's threads alike."""
+    pwm = SysfsPwm(sim.root, channel=0)
+    pwm.set_duty_pct(50.0)
+    assert sim.output_pct(0) == 50.0
+    fd = os.open(sim.channel_dir(0) / "duty_cycle", os.O_WRONLY | os.O_TRUNC)  # mid-write
+    try:
+        assert sim.output_pct(0) == 50.0
+    finally:
+        os.write(fd, b"250000\n")
+        os.close(fd)
+    assert sim.output_pct(0) == 25.0
+    pwm.close()
