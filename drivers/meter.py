@@ -123,6 +123,20 @@ class _AttemptFailed(Exception):
         self.reason = reason
 
 
+def _raise_lost_cancellation() -> None:
+    """Raise the cancellation a finished request may have swallowed.
+
+    pymodbus awaits each reply with ``asyncio.wait_for``, which on Python 3.11 returns the
+    reply and drops a cancellation that lands in the same loop iteration (CPython gh-86296,
+    fixed in 3.12). The polling task would then carry on reading the meter for ever, and the
+    supervisor's shutdown, which waits for it, would never finish. The task still counts the
+    request (``cancelling()``), so the cancellation is raised here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ModbusMeter:
     """An energy meter on Modbus RTU or TCP, read through pymodbus' async clients.
 
@@ -320,6 +334,7 @@ class ModbusMeter:
             raise _AttemptFailed(f"Modbus error reading {self._span(block)}: {exc}") from exc
         finally:
             self._last_request_end = time.monotonic()
+        _raise_lost_cancellation()
         if response.isError():
             code = response.exception_code
             name = _EXCEPTION_NAMES.get(code, "unknown")

@@ -9,12 +9,14 @@ are shortened so the whole file runs in a few seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.base import DriverEvent, MeterReading
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
@@ -511,3 +513,30 @@ def test_defaults_are_an_sdm630_on_the_pi_uart() -> None:
         8,
     )
     assert settings.timeout_s == 1.0 and settings.retries == 3
+
+
+async def test_a_read_cancelled_as_its_reply_arrives_is_still_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11's ``asyncio.wait_for`` (inside pymodbus) can return the reply and drop a
+    cancellation that lands in the same loop iteration; the meter's polling task must end
+    anyway, or the supervisor's shutdown (which opens the contactors) waits for ever."""
+    in_window = asyncio.Event()
+    read = AsyncModbusTcpClient.read_input_registers
+
+    async def read_then_swallow(self: AsyncModbusTcpClient, *args: Any, **kwargs: Any) -> Any:
+        response = await read(self, *args, **kwargs)
+        in_window.set()
+        # what wait_for does on 3.11 when the reply and the cancellation arrive together
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        return response
+
+    async with tcp_meter() as (_, meter, _):
+        await meter.read()  # connected, so the next read's first request is the one caught
+        monkeypatch.setattr(AsyncModbusTcpClient, "read_input_registers", read_then_swallow)
+        task = asyncio.create_task(meter.read())
+        await in_window.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
