@@ -22,7 +22,20 @@ from drivers.threads import on_named_loop
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "clear")
+#: The faults `picharge sim fault` can inject (hw_sim.charger.FAULTS; not imported from
+#: there: the sim client must not load the simulator).
+FAULTS = (
+    "rcd",
+    "rcd-selftest",
+    "weld",
+    "close-fail",
+    "meter",
+    "meter-garbage",
+    "cp",
+    "diode",
+    "overtemp",
+    "clear",
+)
 
 
 def _positive_float(text: str) -> float:

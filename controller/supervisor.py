@@ -141,6 +141,10 @@ class ConnectorRuntime:
     status: StatusChanged | None = None
     pending: dict[type, asyncio.Future[object]] = field(default_factory=dict)
     diode_retry: asyncio.TimerHandle | None = None
+    #: A self-test of the RCM passed since the last session ended or the car left: the
+    #: contactor closes for a session only after one (see Supervisor._rcm_self_test).
+    rcm_passed: bool = False
+    rcm_test: asyncio.Task[bool] | None = None
 
     def log_fields(self) -> dict[str, object]:
         """Structured log fields (journal: CONNECTOR=, TRANSACTION_ID=) for this connector."""
@@ -306,7 +310,12 @@ class Supervisor:
         # cable is read as for one arriving in B, or no current could ever be offered.
         if reading.state in _CAR_STATES and previous in (None, CpState.A):
             self._spawn(self._read_cable(rt), f"pp-{rt.hw.id}")
+            if not rt.rcm_passed:
+                # Test the RCM as the car arrives: a broken one shows (Faulted) before a
+                # card is tapped, and the first close need not wait for the test.
+                self._rcm_self_test(rt)
         elif reading.state is CpState.A:
+            rt.rcm_passed = False  # the next car's session is tested afresh
             self._feed(rt, CableRatingChanged(None))
 
     async def _read_cable(self, rt: ConnectorRuntime) -> None:
@@ -370,7 +379,53 @@ class Supervisor:
     def _card(self, uid: str) -> None:
         rt = self._connector_for_card(uid)
         log.info("card %s presented (connector %d)", uid, rt.hw.id)
+        if FaultKind.RCD_SELFTEST in rt.machine.active_faults:
+            # A session attempt on a connector whose RCM failed its self-test: test again
+            # first; the card counts once the fault is gone (or is refused if it stays).
+            self._spawn(self._card_after_rcm_test(rt, uid), f"rcm-retry-{rt.hw.id}")
+            return
         self._feed(rt, IdPresented(uid))
+
+    async def _card_after_rcm_test(self, rt: ConnectorRuntime, uid: str) -> None:
+        await asyncio.shield(self._rcm_self_test(rt))
+        self._feed(rt, IdPresented(uid))
+
+    def _rcm_self_test(self, rt: ConnectorRuntime) -> asyncio.Task[bool]:
+        """The connector's RCM self-test (hardware reference 5.3, IEC 62955: before each
+        session): the one running, or a new one. Its result: True when it passed.
+
+        A pass sets ``rt.rcm_passed`` and clears a standing RCD_SELFTEST fault; a failure
+        raises RCD_SELFTEST (Faulted, GroundFailure: no session starts or closes until a
+        later test passes, tried again at the next card or remote start). While the fault
+        output is active (a residual current: RCD_TRIP already blocks charging) the test
+        cannot run; it is not counted as failed, and runs at the next attempt to close.
+        Loop thread; the task is shared, so callers await it through ``asyncio.shield``.
+        """
+        if rt.rcm_test is not None and not rt.rcm_test.done():
+            return rt.rcm_test
+        task = asyncio.create_task(self._run_rcm_self_test(rt), name=f"rcm-test-{rt.hw.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        rt.rcm_test = task
+        return task
+
+    async def _run_rcm_self_test(self, rt: ConnectorRuntime) -> bool:
+        if rt.hw.rcm.tripped:
+            return False
+        try:
+            await rt.hw.rcm.self_test()
+        except PermanentFault as fault:
+            log.error(
+                "connector %d: RCM self-test failed: %s", rt.hw.id, fault, extra=rt.log_fields()
+            )
+            rt.rcm_passed = False
+            self._feed(rt, FaultRaised(fault.kind))
+            return False
+        rt.rcm_passed = True
+        if FaultKind.RCD_SELFTEST in rt.machine.active_faults:
+            log.info("connector %d: RCM self-test passed again", rt.hw.id, extra=rt.log_fields())
+            self._feed(rt, FaultCleared(FaultKind.RCD_SELFTEST))
+        return True
 
     def _connector_for_card(self, uid: str) -> ConnectorRuntime:
         """One reader serves every connector: the card's own session, else a car waiting
@@ -499,17 +554,33 @@ class Supervisor:
                     self._reservation_ended(rt, command)
 
     async def _close_contactor(self, rt: ConnectorRuntime) -> None:
+        """Close for the machine's ``CloseContactor``: record, RCM self-test, then the coil.
+
+        Each await is a moment in which the machine may change its mind (a fault, an
+        unplug, a stop, a lower limit: it then sent ``OpenContactor``); after each one the
+        machine is asked again, and the coil is energized only while it still wants that.
+        tests/test_safety_awaits.py pauses this at every await and injects each hazard.
+        """
         tx = rt.transaction
         if self.journal is not None and tx is not None:
             # No energy flows before the session is on disk (its StartTransaction queued).
             recorded = await self.journal.committed(tx.local_id)
             if not recorded or not rt.machine.contactor_closed:
                 return  # InternalError opens it, or the machine changed its mind meanwhile
+        if not rt.rcm_passed:
+            passed = await asyncio.shield(self._rcm_self_test(rt))
+            if not passed or not rt.machine.contactor_closed:
+                return  # RCD_SELFTEST (or a trip) opened it, or the machine changed its mind
         try:
             await rt.hw.contactor.close()
         except PermanentFault as fault:
             log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
             self._feed(rt, FaultRaised(fault.kind))
+            return
+        if not rt.machine.contactor_closed:
+            # The driver opens when open() comes while it waits; this keeps the promise
+            # should the machine have changed its mind without reaching the driver.
+            rt.hw.contactor.open()
 
     async def _verify_open(self, rt: ConnectorRuntime) -> None:
         try:
@@ -566,6 +637,7 @@ class Supervisor:
         tx.stop_reason = reason
         tx.stop_id_tag = id_tag if reason is StopReason.LOCAL else None
         rt.transaction = None
+        rt.rcm_passed = False  # each session gets its own RCM self-test before closing
         log.info(
             "connector %d: transaction %s stopped (%s) at %.0f Wh, %.0f Wh charged",
             rt.hw.id,
@@ -713,6 +785,8 @@ class Supervisor:
             rt = (waiting or candidates)[0]
         else:
             rt = self._runtime(connector_id)
+        if FaultKind.RCD_SELFTEST in rt.machine.active_faults:
+            await asyncio.shield(self._rcm_self_test(rt))  # a session attempt: test again
         answer = await self._ask(rt, RemoteStart(id_tag, authorized), RemoteStartAnswered)
         assert isinstance(answer, RemoteStartAnswered)
         return answer.accepted

@@ -137,6 +137,7 @@ class GpioContactor:
         self._welded = False
         self._released = False
         self._close_count = 0  # bumped each time close() energizes: verify_open sees a re-close
+        self._open_count = 0  # bumped at each open(): a close() waiting to energize gives up
         # Count start-up as an open(): the coil may have been energized until a moment ago
         # (a restart), so the contacts get their settle time before anybody judges them.
         self._opened_at = time.monotonic()
@@ -198,6 +199,7 @@ class GpioContactor:
             return
         was_energized = bool(self._coil.value)
         self._coil.off()
+        self._open_count += 1
         if was_energized:
             self._opened_at = time.monotonic()
             logger.info("%s: coil de-energized", self._name)
@@ -210,14 +212,21 @@ class GpioContactor:
         feedback already shows the main contacts closed before energizing (the coil is not
         touched); ``CONTACTOR_FAILED_CLOSE`` when the feedback does not confirm in time (the
         coil is de-energized again first). Waits out the rest of ``open_settle_s`` first if
-        the coil dropped less than that ago. If :meth:`open` is called while this waits,
-        open() wins: close() returns with the contactor open. Idempotent when closed.
+        the coil dropped less than that ago. If :meth:`open` is called while this waits
+        (to energize or for the feedback), open() wins: close() returns with the contactor
+        open. Idempotent when closed.
         """
         self._check_usable()
         self._bridge.bind()
         if not self.energized:
+            open_count = self._open_count
             await self._settle_after_open()
             self._check_usable()  # release() may have run meanwhile (shutdown)
+            if self._open_count != open_count:
+                # open() came while the contacts settled: the caller no longer wants them
+                # closed (a fault, an unplug...); energizing now would undo that open().
+                logger.info("%s: open() while close() waited to energize; left open", self._name)
+                return
             if self._welded:
                 raise PermanentFault(
                     FaultKind.CONTACTOR_WELDED,

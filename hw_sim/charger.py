@@ -62,7 +62,22 @@ SIM_CONNECTOR_DEFAULTS: tuple[dict[str, int], ...] = (
     {"contactor_pin": 8, "feedback_pin": 9, "rcm_fault_pin": 10, "rcm_test_pin": 11},
 )
 MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
-FAULTS = ("rcd", "weld", "meter", "meter-garbage", "cp", "diode", "overtemp", "clear")
+#: Faults ``picharge sim fault`` injects: an RCD trip, an RCM whose self-test no longer
+#: trips it, a welded contactor, one whose contacts do not close when energized (a dead
+#: coil or burnt contacts: the coil pin is driven, the feedback never confirms), the meter
+#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket.
+FAULTS = (
+    "rcd",
+    "rcd-selftest",
+    "weld",
+    "close-fail",
+    "meter",
+    "meter-garbage",
+    "cp",
+    "diode",
+    "overtemp",
+    "clear",
+)
 
 
 def sim_connector_section(index: int, configured: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,7 +368,9 @@ class SimCharger:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         if fault == "clear":
             c.rcm.clear()
+            c.rcm.set_selftest_broken(False)
             c.contactor.set_welded(False)
+            c.contactor.set_stuck_open(False)
             c.meter.set_fault(None)
             c.cp_short = False
             c.diode_ok = True
@@ -363,8 +380,12 @@ class SimCharger:
         c.faults.add(fault)
         if fault == "rcd":
             c.rcm.trip()
+        elif fault == "rcd-selftest":
+            c.rcm.set_selftest_broken(True)
         elif fault == "weld":
             c.contactor.set_welded(True)
+        elif fault == "close-fail":
+            c.contactor.set_stuck_open(True)
         elif fault == "meter":
             c.meter.set_fault("offline")
         elif fault == "meter-garbage":
