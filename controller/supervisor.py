@@ -145,6 +145,14 @@ class ConnectorRuntime:
     #: contactor closes for a session only after one (see Supervisor._rcm_self_test).
     rcm_passed: bool = False
     rcm_test: asyncio.Task[bool] | None = None
+    #: Bumped whenever ``rcm_passed`` is reset: a test that began for a car or session
+    #: since gone does not count for the next one.
+    rcm_epoch: int = 0
+
+    def forget_rcm_test(self) -> None:
+        """The next session needs a self-test of its own (the car left, a session ended)."""
+        self.rcm_passed = False
+        self.rcm_epoch += 1
 
     def log_fields(self) -> dict[str, object]:
         """Structured log fields (journal: CONNECTOR=, TRANSACTION_ID=) for this connector."""
@@ -315,7 +323,7 @@ class Supervisor:
                 # card is tapped, and the first close need not wait for the test.
                 self._rcm_self_test(rt)
         elif reading.state is CpState.A:
-            rt.rcm_passed = False  # the next car's session is tested afresh
+            rt.forget_rcm_test()  # the next car's session is tested afresh
             self._feed(rt, CableRatingChanged(None))
 
     async def _read_cable(self, rt: ConnectorRuntime) -> None:
@@ -412,6 +420,7 @@ class Supervisor:
     async def _run_rcm_self_test(self, rt: ConnectorRuntime) -> bool:
         if rt.hw.rcm.tripped:
             return False
+        epoch = rt.rcm_epoch
         try:
             await rt.hw.rcm.self_test()
         except PermanentFault as fault:
@@ -421,7 +430,7 @@ class Supervisor:
             rt.rcm_passed = False
             self._feed(rt, FaultRaised(fault.kind))
             return False
-        rt.rcm_passed = True
+        rt.rcm_passed = rt.rcm_epoch == epoch  # else it was for a car or session now gone
         if FaultKind.RCD_SELFTEST in rt.machine.active_faults:
             log.info("connector %d: RCM self-test passed again", rt.hw.id, extra=rt.log_fields())
             self._feed(rt, FaultCleared(FaultKind.RCD_SELFTEST))
@@ -567,7 +576,7 @@ class Supervisor:
             recorded = await self.journal.committed(tx.local_id)
             if not recorded or not rt.machine.contactor_closed:
                 return  # InternalError opens it, or the machine changed its mind meanwhile
-        if not rt.rcm_passed:
+        while not rt.rcm_passed:  # again when the test was for a car or session now gone
             passed = await asyncio.shield(self._rcm_self_test(rt))
             if not passed or not rt.machine.contactor_closed:
                 return  # RCD_SELFTEST (or a trip) opened it, or the machine changed its mind
@@ -637,7 +646,7 @@ class Supervisor:
         tx.stop_reason = reason
         tx.stop_id_tag = id_tag if reason is StopReason.LOCAL else None
         rt.transaction = None
-        rt.rcm_passed = False  # each session gets its own RCM self-test before closing
+        rt.forget_rcm_test()  # each session gets its own RCM self-test before closing
         log.info(
             "connector %d: transaction %s stopped (%s) at %.0f Wh, %.0f Wh charged",
             rt.hw.id,
