@@ -407,6 +407,7 @@ class SimCharger:
                     "id": c.id,
                     "cp_state": str(self.cp_state(c)),
                     "contactor_closed": c.contactor.main_contacts_closed,
+                    "coil_energized": c.contactor.coil_energized,
                     "offered_current_a": round(offered or 0.0, 2),
                     "ev_current_a": round(c.ev.current_a, 2),
                     "energy_wh": round(c.meter.energy_wh, 1),
