@@ -22,8 +22,10 @@ in-process).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +34,7 @@ import pytest_asyncio
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG, TEST_TAGS
+from tests.csms import TEST_TAGS
 from tests.sim_process import SimProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -46,6 +48,14 @@ class Station:
     def __init__(self, process: SimProcess, csms: LocalCsms) -> None:
         self.process = process
         self.csms = csms
+        self._cards = (f"04A1B2{n:02X}" for n in range(256))
+
+    async def tap(self) -> None:
+        """A card the CSMS accepts, a new one each time: a reader reports a card once while
+        it stays in the field, and sessions here follow each other faster than that."""
+        card = next(self._cards)
+        self.csms.set_tag(card, "Accepted")
+        await self.process.sim("tap", card)
 
     def mark(self) -> int:
         return len(self.csms.received)
@@ -73,7 +83,7 @@ class Station:
         await self.process.sim("plug")
         await self.process.sim("charge")
         await self.status("Preparing", after=mark)
-        await self.process.sim("tap", ACCEPTED_TAG)
+        await self.tap()
         await self.csms.wait_for("StartTransaction", after=mark)
         await self.status("Charging", after=mark)
         await self.process.until(
@@ -86,15 +96,29 @@ class Station:
             lambda s: not s["coil_energized"] and not s["contactor_closed"], what
         )
 
-    async def unplugged_and_available(self) -> None:
+    async def unplugged_and_available(self, tx_id: int | None = None) -> None:
+        """Unplug; Available, the contactor open and (with ``tx_id``) its StopTransaction
+        in (it goes through the outbox, so it may follow the status)."""
         mark = self.mark()
         await self.process.sim("unplug")
         await self.status("Available", after=mark)
         await self.contactor_open("the contactor open with the car gone")
+        if tx_id is not None:
+            stop = await self.csms.wait_for(
+                "StopTransaction", lambda p: p["transactionId"] == tx_id, after=mark
+            )
+            assert stop["reason"] == "EVDisconnected"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def station(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Station]:
+    # The CSMS validates messages on the loop's default executor; this loop lives for the
+    # whole module, so its worker threads would outlive a test and count as leaked (see
+    # conftest.py): one worker, started here, serves every test.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csms-validation")
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(executor)
+    await loop.run_in_executor(None, lambda: None)
     csms = LocalCsms(authorized_tags=TEST_TAGS, call_timeout_s=10.0)
     await csms.start()
     process = SimProcess(tmp_path_factory.mktemp("faults"), csms.url, CP_ID)
@@ -110,7 +134,22 @@ async def station(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sta
     finally:
         process.stop()
         await csms.stop()
+        executor.shutdown(wait=True)
     assert not csms.violations, [v.problem for v in csms.violations]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def idle(station: Station) -> Station:
+    """The shared station as each case needs it: no fault, no car, Available, no session
+    (a case that failed halfway must not fail the ones after it)."""
+    await station.process.sim("fault", "clear")
+    await station.process.sim("unplug")
+    await station.process.until(
+        lambda s: s["ocpp_status"] == "Available" and s["transaction_id"] is None,
+        "an idle connector",
+        timeout_s=15.0,
+    )
+    return station
 
 
 @dataclass(frozen=True)
@@ -139,8 +178,9 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.fault for c in CASES])
 async def test_fault_during_charging_opens_reports_suspends_and_recovers(
-    station: Station, case: Case
+    idle: Station, case: Case
 ) -> None:
+    station = idle
     mark, tx_id = await station.charging()
     injected = time.monotonic()  # the command starting: figures include its ~0.25 s start
     await station.process.sim("fault", case.fault)
@@ -160,8 +200,8 @@ async def test_fault_during_charging_opens_reports_suspends_and_recovers(
         f"CSMS heard Faulted/{case.error_code} {1000 * (heard - injected):.0f} ms after "
         "`picharge sim fault` started"
     )
-    # Suspended, not ended: the transaction is still the CSMS's one, nothing stopped it.
-    assert station.sent("StopTransaction", mark) == []
+    # Suspended, not ended: nothing stopped the transaction.
+    assert [p for p in station.sent("StopTransaction", mark) if p["transactionId"] == tx_id] == []
 
     recovered = station.mark()
     await station.process.sim("fault", "clear")
@@ -170,33 +210,31 @@ async def test_fault_during_charging_opens_reports_suspends_and_recovers(
         await station.process.until(
             lambda s: s["contactor_closed"] and s["ev_current_a"] > 10, "charging again"
         )
-        await station.unplugged_and_available()
+        await station.unplugged_and_available(tx_id)
     else:
-        await station.unplugged_and_available()
+        await station.unplugged_and_available(tx_id)
         # Back in service: the next session charges.
-        await station.charging()
-        await station.unplugged_and_available()
-    stop = await station.csms.wait_for("StopTransaction", after=mark)
-    assert stop["transactionId"] == tx_id
-    assert stop["reason"] == "EVDisconnected"
+        _, next_tx = await station.charging()
+        await station.unplugged_and_available(next_tx)
 
 
 async def test_rcm_self_test_failure_blocks_the_next_session_until_a_test_passes(
-    station: Station,
+    idle: Station,
 ) -> None:
     """The RCM is tested before each session: broken during a session, it shows when the
     next car arrives (Faulted, GroundFailure, no transaction, coil never energized); a card
     is a new attempt, tested again; once the RCM answers, that attempt charges."""
-    await station.charging()
+    station = idle
+    _, tx_id = await station.charging()
     await station.process.sim("fault", "rcd-selftest")
-    await station.unplugged_and_available()  # the running session is not disturbed
+    await station.unplugged_and_available(tx_id)  # the running session is not disturbed
 
     mark = station.mark()
     await station.process.sim("plug")
     await station.process.sim("charge")
     await station.status("Faulted", after=mark, error_code="GroundFailure")
     log_mark = len(station.process.log())
-    await station.process.sim("tap", ACCEPTED_TAG)  # an attempt while still broken
+    await station.tap()  # an attempt while still broken
     await _wait_log(station, "RCM self-test failed", log_mark)
     assert station.sent("StartTransaction", mark) == []
     status = station.process.status()
@@ -204,22 +242,23 @@ async def test_rcm_self_test_failure_blocks_the_next_session_until_a_test_passes
 
     await station.process.sim("fault", "clear")  # the RCM answers TEST again
     retry = station.mark()
-    await station.process.sim("tap", ACCEPTED_TAG)  # the next attempt: tested, passes
+    await station.tap()  # the next attempt: tested, passes
     await station.csms.wait_for("StartTransaction", after=retry)
     await station.status("Charging", after=retry)
     await station.process.until(lambda s: s["contactor_closed"], "charging after the retest")
-    await station.unplugged_and_available()
+    await station.unplugged_and_available(max(station.csms.transactions))
 
 
 async def _wait_log(station: Station, text: str, since: int) -> None:
     await station.process.until(lambda s: text in station.process.log()[since:], repr(text))
 
 
-async def test_weld_latches_until_the_controller_restarts(station: Station) -> None:
+async def test_weld_latches_until_the_controller_restarts(idle: Station) -> None:
     """Welded contacts show when the contactor should open (the car pauses): the coil drops
     but the contacts stay closed; Faulted, PowerSwitchFailure, and a clear of the simulated
     fault does not end it (a human must look); a restart (Hard Reset) does. Last: it
     restarts the shared process."""
+    station = idle
     mark, _ = await station.charging()
     await station.process.sim("fault", "weld")
     await station.process.sim("pause")

@@ -16,7 +16,6 @@ import pytest
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.csms import ACCEPTED_TAG
 from tests.sim_process import SimProcess, process_alive
 
 CP_ID = "cp-reset"
@@ -36,7 +35,9 @@ async def _charging(csms: LocalCsms, process: SimProcess) -> int:
         lambda p: p["connectorId"] == 1 and p["status"] == "Preparing",
         after=mark,
     )
-    await process.sim("tap", ACCEPTED_TAG)
+    card = f"04A1B2{len(csms.transactions):02X}"  # a new card: the last may still be in the field
+    csms.set_tag(card, "Accepted")
+    await process.sim("tap", card)
     await csms.wait_for("StartTransaction", after=mark)
     await process.until(lambda s: s["contactor_closed"] and s["ev_current_a"] > 10, "charging")
     return max(csms.transactions)
