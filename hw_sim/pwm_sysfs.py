@@ -35,7 +35,8 @@ from drivers.threads import NamedThread
 
 log = logging.getLogger(__name__)
 
-_READ_RETRIES = 100
+#: How long a read-back waits for a driver's write (truncate, then write) to complete.
+_EMPTY_READ_TIMEOUT_S = 1.0
 
 
 class SimPwmSysfs:
@@ -224,21 +225,27 @@ class SimPwmSysfs:
 
     @staticmethod
     def _pread_int(fds: dict[str, int], name: str) -> int:
-        # Same race as in _read_int: the driver's write truncates first, then writes.
-        for _ in range(_READ_RETRIES):
+        # Same race as in _read_int: the driver's write truncates first, then writes. The
+        # writer may lose the CPU between the two for a while on a loaded machine (seen: over
+        # 10 ms, six test processes on two cores), so the bound is time, not a count.
+        deadline = time.monotonic() + _EMPTY_READ_TIMEOUT_S
+        while True:
             text = os.pread(fds[name], 32, 0).strip()
             if text:
                 return int(text)
+            if time.monotonic() > deadline:
+                raise ValueError(f"pwm attribute {name} stays empty")
             time.sleep(0.0001)
-        raise ValueError(f"pwm attribute {name} stays empty")
 
     def _read_int(self, channel: int, name: str) -> int:
         # A driver's write is open(O_TRUNC) then write(): a reader on another thread can land
         # between the two and see an empty file, which the kernel's attributes never show.
         path = self.channel_dir(channel) / name
-        for _ in range(_READ_RETRIES):
+        deadline = time.monotonic() + _EMPTY_READ_TIMEOUT_S
+        while True:
             text = path.read_text().strip()
             if text:
                 return int(text)
+            if time.monotonic() > deadline:
+                raise ValueError(f"{path} stays empty")
             time.sleep(0.0001)
-        raise ValueError(f"{path} stays empty")

@@ -165,13 +165,15 @@ async def running(state_dir: Path, *, crash: bool = False) -> AsyncIterator[Char
         )
         yield charger
     finally:
-        if crash:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        else:
-            stop.set()
-            await asyncio.wait_for(task, 10)
-        await app.close()
+        try:
+            if crash:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            else:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        finally:
+            await app.close()
 
 
 # --- the hazards ----------------------------------------------------------------------------
@@ -443,7 +445,9 @@ async def test_recovery_at_start_never_energizes_for_the_interrupted_session(
     finally:
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)
-        if run is not None:
-            stop.set()
-            await asyncio.wait_for(run, 10)
-        await app.close()
+        try:
+            if run is not None:
+                stop.set()
+                await asyncio.wait_for(run, 10)
+        finally:
+            await app.close()
