@@ -1,6 +1,6 @@
 """Every fault the simulator can inject, end to end through the real process.
 
-One `picharge run --sim` process (tests/sim_process.py) runs against the loopback CSMS for
+One `picharge run --sim` process (tests/support/sim_process.py) runs against the loopback CSMS for
 the whole file; each case starts a charging session, injects its fault with ``picharge sim
 fault ...`` while the car charges, and checks the controller's reaction where it shows:
 
@@ -34,8 +34,8 @@ import pytest_asyncio
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.csms import TEST_TAGS
-from tests.sim_process import SimProcess
+from tests.support.csms import TEST_TAGS
+from tests.support.sim_process import SimProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -1,6 +1,6 @@
 """A CSMS Reset end to end through the real process, including the re-exec after it.
 
-`picharge run --sim` runs as a child process (tests/sim_process.py) against the loopback
+`picharge run --sim` runs as a child process (tests/support/sim_process.py) against the loopback
 CSMS. While a car charges, the CSMS sends Reset Hard or Soft. The controller must stop the
 transaction with reason HardReset/SoftReset before it goes, re-execute itself (the same
 process id, a fresh program: the simulated car starts unplugged again), boot again (a new
@@ -16,7 +16,7 @@ import pytest
 from ocpp.v16 import call
 
 from controller.local_csms import LocalCsms
-from tests.sim_process import SimProcess, process_alive
+from tests.support.sim_process import SimProcess, process_alive
 
 CP_ID = "cp-reset"
 
