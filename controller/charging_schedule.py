@@ -159,6 +159,9 @@ class CompositePeriod:
 
     start_s: int
     limit_a: float | None
+    #: The numberPhases of the schedule period that sets the limit (None: none given, which
+    #: OCPP reads as 3; also where no schedule limits).
+    phases: int | None = None
 
 
 def to_amps(limit: float, unit: RateUnit, phases: int) -> float:
@@ -252,12 +255,22 @@ def layer_limit_at(
     layer: Layer, at: dt.datetime, *, phases: int, relative_start: dt.datetime | None = None
 ) -> float | None:
     """The limit of the highest-ranked schedule of ``layer`` that holds at ``at``."""
-    best: tuple[tuple[int, ...], float] | None = None
+    found = _layer_at(layer, at, phases=phases, relative_start=relative_start)
+    return None if found is None else found[0]
+
+
+def _layer_at(
+    layer: Layer, at: dt.datetime, *, phases: int, relative_start: dt.datetime | None
+) -> tuple[float, int | None] | None:
+    """The limit (A) and numberPhases of the highest-ranked schedule holding at ``at``."""
+    best: tuple[tuple[int, ...], float, int | None] | None = None
     for ranked in layer:
-        limit = limit_at(ranked.schedule, at, phases=phases, relative_start=relative_start)
-        if limit is not None and (best is None or ranked.rank > best[0]):
-            best = (ranked.rank, limit)
-    return None if best is None else best[1]
+        period = period_at(ranked.schedule, at, relative_start=relative_start)
+        if period is None or (best is not None and ranked.rank <= best[0]):
+            continue
+        limit = to_amps(period.limit, ranked.schedule.unit, period.phases or phases)
+        best = (ranked.rank, limit, period.phases)
+    return None if best is None else (best[1], best[2])
 
 
 def composite_limit_at(
@@ -269,15 +282,31 @@ def composite_limit_at(
     cap_a: float | None = None,
 ) -> float | None:
     """The minimum over ``layers`` (and ``cap_a``) at ``at`` in amperes; None: unlimited."""
-    limits = [
-        limit
+    return _composite_at(layers, at, phases=phases, relative_start=relative_start, cap_a=cap_a)[0]
+
+
+def _composite_at(
+    layers: Sequence[Layer],
+    at: dt.datetime,
+    *,
+    phases: int,
+    relative_start: dt.datetime | None,
+    cap_a: float | None,
+) -> tuple[float | None, int | None]:
+    """The composite limit at ``at`` and the numberPhases of the period that sets it (the
+    first layer's of equal limits; None when the cap or nothing sets it)."""
+    found = [
+        item
         for layer in layers
-        if (limit := layer_limit_at(layer, at, phases=phases, relative_start=relative_start))
-        is not None
+        if (item := _layer_at(layer, at, phases=phases, relative_start=relative_start)) is not None
     ]
-    if cap_a is not None:
-        limits.append(cap_a)
-    return min(limits, default=None)
+    best: tuple[float | None, int | None] = (None, None)
+    for limit, period_phases in found:
+        if best[0] is None or limit < best[0]:
+            best = (limit, period_phases)
+    if cap_a is not None and (best[0] is None or cap_a < best[0]):
+        best = (cap_a, None)
+    return best
 
 
 def next_boundary(
@@ -307,15 +336,16 @@ def composite_schedule(
 ) -> list[CompositePeriod]:
     """The composite limit from ``start`` for ``duration_s`` seconds as periods.
 
-    Consecutive periods with the same limit are merged. A boundary that falls between two
-    whole seconds after ``start`` begins its period at the next whole second (offsets on
-    the wire are integers). At most :data:`MAX_COMPOSITE_PERIODS` periods.
+    Consecutive periods with the same limit and the same number of phases (absent counts
+    as 3, as in OCPP) are merged; periods that differ only in phases stay apart. A boundary
+    that falls between two whole seconds after ``start`` begins its period at the next whole
+    second (offsets on the wire are integers). At most :data:`MAX_COMPOSITE_PERIODS` periods.
     """
     end = start + dt.timedelta(seconds=duration_s)
     periods: list[CompositePeriod] = []
     at: dt.datetime | None = start
     while at is not None and at < end and len(periods) < MAX_COMPOSITE_PERIODS:
-        limit = composite_limit_at(
+        limit, period_phases = _composite_at(
             layers, at, phases=phases, relative_start=relative_start, cap_a=cap_a
         )
         offset = math.ceil((at - start).total_seconds())
@@ -323,7 +353,11 @@ def composite_schedule(
             break
         if periods and periods[-1].start_s == offset:
             periods.pop()  # two boundaries within one second: the later one stands
-        if not periods or periods[-1].limit_a != limit:
-            periods.append(CompositePeriod(offset, limit))
+        if (
+            not periods
+            or periods[-1].limit_a != limit
+            or (periods[-1].phases or 3) != (period_phases or 3)
+        ):
+            periods.append(CompositePeriod(offset, limit, period_phases))
         at = next_boundary(layers, at, relative_start=relative_start)
     return periods

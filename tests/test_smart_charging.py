@@ -602,7 +602,8 @@ async def test_limits_in_watts_use_the_connectors_phases_or_the_periods(bench: B
     assert await service.install(1, three)
     assert service.limit_a(1, bench.clock()) == pytest.approx(16.0)  # numberPhases wins
     answer = service.composite(1, 60, RateUnit.WATTS)
-    assert answer is not None and answer.periods == ((0, 3680.0),)
+    # in the period's own phases: 16 A on three phases (the connector's one would say 3680)
+    assert answer is not None and answer.periods == ((0, 11_040.0, 3),)
 
 
 async def test_a_daily_profile_wraps_around_midnight(bench: Bench) -> None:
@@ -623,7 +624,7 @@ async def test_a_daily_profile_wraps_around_midnight(bench: Bench) -> None:
     assert service.limit_a(1, evening + dt.timedelta(hours=8)) == 6.0
     answer = service.composite(1, 86_400, None)
     assert answer is not None
-    assert answer.periods == ((0, 6.0), (10 * 3600, 16.0), (18 * 3600, 6.0))
+    assert answer.periods == ((0, 6.0, None), (10 * 3600, 16.0, None), (18 * 3600, 6.0, None))
 
 
 async def test_a_profile_that_cannot_be_stored_is_rejected(bench: Bench) -> None:

@@ -83,7 +83,8 @@ class CompositeAnswer:
     start: dt.datetime
     duration_s: int
     unit: RateUnit
-    periods: tuple[tuple[int, float], ...]  # (start offset s, limit)
+    #: (start offset s, limit, numberPhases of the period that sets it or None)
+    periods: tuple[tuple[int, float, int | None], ...]
 
 
 class SmartCharging:
@@ -384,7 +385,11 @@ class SmartCharging:
             duration_s,
             unit,
             tuple(
-                (p.start_s, _tenth(from_amps(p.limit_a or 0.0, unit, rating.phases)))
+                (
+                    p.start_s,
+                    _tenth(from_amps(p.limit_a or 0.0, unit, p.phases or rating.phases)),
+                    p.phases,
+                )
                 for p in periods
             ),
         )

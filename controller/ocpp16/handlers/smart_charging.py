@@ -91,7 +91,9 @@ class SmartChargingHandlers:
                 "start_schedule": start,
                 "charging_rate_unit": answer.unit.value,
                 "charging_schedule_period": [
-                    {"start_period": offset, "limit": limit} for offset, limit in answer.periods
+                    {"start_period": offset, "limit": limit}
+                    | ({} if phases is None else {"number_phases": phases})
+                    for offset, limit, phases in answer.periods
                 ],
             },
         )
