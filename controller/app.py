@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.availability import AvailabilityStore, load_inoperative
 from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.csms import registry as csms_registry
@@ -113,7 +114,10 @@ class ChargePointApp:
             )
             for c in config.connectors
         }
-        self.supervisor = Supervisor(self.hardware, settings)
+        self.supervisor = Supervisor(
+            self.hardware, settings, inoperative=await load_inoperative(self.storage)
+        )
+        self.supervisor.availability_store = AvailabilityStore(self.storage)
         self.supervisor.beat = self.heartbeats.beat
         if config.ocpp_url:
             await self._start_csms()

@@ -58,6 +58,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -110,6 +111,7 @@ from controller.connector_types import (
     StopRequested,
     StopTransaction,
     Tick,
+    TransactionAnswered,
 )
 from controller.limits import CurrentLimits, Offer, compute_offer
 from drivers.base import CpState
@@ -151,6 +153,7 @@ class _Authorization:
 class _Transaction:
     id_tag: str
     parent_id: str | None
+    withheld: bool = False  # the CSMS refused the id and the transaction is kept: no energy
 
 
 class ConnectorMachine:
@@ -316,6 +319,13 @@ class ConnectorMachine:
                         id_tag, self._reservation.id_tag
                     )
                     self._begin_authorization(id_tag, authorized and not by_parent, now)
+            case TransactionAnswered(parent_id, withhold):
+                if self._tx is not None:
+                    self._tx = dataclasses.replace(
+                        self._tx,
+                        parent_id=parent_id or self._tx.parent_id,
+                        withheld=self._tx.withheld or withhold,
+                    )
             case StopRequested(reason):
                 if self._tx is not None:
                     self._stop_transaction(reason)
@@ -531,6 +541,8 @@ class ConnectorMachine:
             return PILOT_F
         if faults or self._tx is None or self._cp not in EV_CONNECTED_STATES:
             return PILOT_OFF
+        if self._tx.withheld:
+            return PILOT_OFF  # no offer: the contactor may not stay closed (may_close)
         if self._cp is CpState.D and not self._settings.ventilation:
             return PILOT_OFF
         return pwm(self.offer.current_a)

@@ -214,6 +214,20 @@ class StopRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionAnswered:
+    """The CSMS answered the running transaction's StartTransaction (OCPP 1.6 §5.? / 4.8).
+
+    ``parent_id``: the parentIdTag of its idTagInfo, which becomes the transaction's parent
+    (None keeps the parent it has). ``withhold_energy``: the id was refused but the
+    transaction is kept (StopTransactionOnInvalidId false): energy delivery stops for the
+    rest of it (the PWM goes off, so the contactor opens; SuspendedEVSE).
+    """
+
+    parent_id: str | None
+    withhold_energy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FaultRaised:
     """A driver reported a permanent fault (contactor close failure and weld included)."""
 
@@ -291,6 +305,7 @@ Event = (
     | Authorized
     | RemoteStart
     | StopRequested
+    | TransactionAnswered
     | FaultRaised
     | FaultCleared
     | AvailabilityChanged

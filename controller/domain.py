@@ -195,6 +195,14 @@ class ChargePointControl(Protocol):
         """The CSMS refused the id of a running transaction (StopTransactionOnInvalidId)."""
         ...
 
+    async def transaction_answered(
+        self, tx: Transaction, parent_id: str | None, withhold_energy: bool
+    ) -> None:
+        """The CSMS answered ``tx``'s StartTransaction: ``parent_id`` (its parentIdTag)
+        becomes the transaction's parent; ``withhold_energy`` when it refused the id and
+        the transaction is kept (StopTransactionOnInvalidId false): no more energy."""
+        ...
+
     async def reset(self, kind: ResetKind) -> Answer:
         """Stop every transaction (SoftReset/HardReset) and restart the controller."""
         ...

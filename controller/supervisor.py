@@ -27,10 +27,11 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.availability import AvailabilityStore
 from controller.connector import ConnectorMachine, reservation_allows, same_id
 from controller.connector_types import (
     AuthorizationDropped,
@@ -68,6 +69,7 @@ from controller.connector_types import (
     StopRequested,
     StopTransaction,
     Tick,
+    TransactionAnswered,
 )
 from controller.domain import (
     Answer,
@@ -174,7 +176,10 @@ class Supervisor:
         *,
         overtemp_c: float = 80.0,
         clock: Callable[[], float] = time.monotonic,
+        inoperative: Collection[int] = (),
     ) -> None:
+        """``inoperative``: connectors a ChangeAvailability left Inoperative (a persistent
+        state: they start Unavailable)."""
         self.hardware = hardware
         #: The CSMS link (or the standalone one): told synchronously, in command order
         #: (see controller.events for why it is not a broadcast listener).
@@ -188,9 +193,16 @@ class Supervisor:
         self._link_state_published: str | None = None
         self._clock = clock
         self.connectors = {
-            c.id: ConnectorRuntime(c, ConnectorMachine(settings[c.id]), overtemp_c)
+            c.id: ConnectorRuntime(
+                c,
+                ConnectorMachine(settings[c.id], available=c.id not in inoperative),
+                overtemp_c,
+            )
             for c in hardware.connectors
         }
+        #: Stores each connector's availability as ChangeAvailability sets it, so that it
+        #: survives a restart; set by the app (None: it lives in memory only).
+        self.availability_store: AvailabilityStore | None = None
         self._reader_faulty = False
         #: Reservations made for connector 0 ("any connector"): each sits on one free
         #: connector, and a transaction of its id on any connector uses it up.
@@ -812,6 +824,15 @@ class Supervisor:
         if rt.transaction is tx:
             self._feed(rt, StopRequested(StopReason.DE_AUTHORIZED))
 
+    async def transaction_answered(
+        self, tx: Transaction, parent_id: str | None, withhold_energy: bool
+    ) -> None:
+        if parent_id is not None:
+            tx.parent_id = parent_id
+        rt = self._runtime(tx.connector_id)
+        if rt.transaction is tx:
+            self._feed(rt, TransactionAnswered(parent_id, withhold_energy))
+
     async def reset(self, kind: ResetKind) -> Answer:
         reason = StopReason.HARD_RESET if kind is ResetKind.HARD else StopReason.SOFT_RESET
         await self.shutdown(reason)
@@ -837,6 +858,8 @@ class Supervisor:
             answer = await self._ask(rt, AvailabilityChanged(available), AvailabilityAnswered)
             assert isinstance(answer, AvailabilityAnswered)
             outcomes.append(str(answer.outcome))
+            if self.availability_store is not None:  # Accepted or Scheduled: it is wanted
+                await self.availability_store.save(rt.hw.id, available)
         if "Scheduled" in outcomes:
             return Answer.SCHEDULED
         return Answer.ACCEPTED

@@ -18,7 +18,7 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
-from controller.domain import ChargePointControl, ReadingContext, Transaction
+from controller.domain import AuthResult, ChargePointControl, ReadingContext, Transaction
 from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.caller import call_checked, describe
 from controller.ocpp16.errors import CALL_FAILURES
@@ -135,16 +135,29 @@ class TransactionSender:
             result = await self._authorizer.remember(
                 message.body["id_tag"], result_from_info(conf.id_tag_info)
             )
-            if (
-                not result.accepted
-                and tx is not None
-                and tx.running
-                and self._config.get_bool("StopTransactionOnInvalidId")
-            ):
-                log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)
-                self._spawn(self._control.deauthorize(tx), f"ocpp16-deauthorize-{tx.local_id}")
+            if tx is not None and tx.running:
+                self._start_answered(tx, result)
         elif message.kind is TxKind.STOP:
             self._transactions.pop(message.local_id, None)
             stop_tag = message.body.get("id_tag")
             if stop_tag and conf.id_tag_info is not None:
                 await self._authorizer.remember(stop_tag, result_from_info(conf.id_tag_info))
+
+    def _start_answered(self, tx: Transaction, result: AuthResult) -> None:
+        """Act on the idTagInfo of a running transaction's StartTransaction.conf (1.6 §4.8):
+        a refused id stops the transaction when StopTransactionOnInvalidId says so, else
+        the transaction is kept and "the Charge Point SHALL only stop energy delivery"; the
+        parentIdTag becomes the transaction's parent either way (a card of the same group
+        may stop it)."""
+        stop = not result.accepted and self._config.get_bool("StopTransactionOnInvalidId")
+        if stop:
+            log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)
+            self._spawn(self._control.deauthorize(tx), f"ocpp16-deauthorize-{tx.local_id}")
+            return
+        if not result.accepted:
+            log.warning("CSMS refused %s (%s): no more energy", tx.id_tag, result.status)
+        if result.parent_id is not None or not result.accepted:
+            self._spawn(
+                self._control.transaction_answered(tx, result.parent_id, not result.accepted),
+                f"ocpp16-start-answered-{tx.local_id}",
+            )

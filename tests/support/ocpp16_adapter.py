@@ -142,6 +142,11 @@ class FakeControl:
     async def deauthorize(self, tx: Transaction) -> None:
         self.calls.append(("deauthorize", (tx,)))
 
+    async def transaction_answered(
+        self, tx: Transaction, parent_id: str | None, withhold_energy: bool
+    ) -> None:
+        self.calls.append(("transaction_answered", (tx, parent_id, withhold_energy)))
+
     async def reset(self, kind: ResetKind) -> Answer:
         self.calls.append(("reset", (kind,)))
         return Answer.ACCEPTED
