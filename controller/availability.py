@@ -1,4 +1,4 @@
-"""Connector availability that survives a restart (OCPP 1.6 §4.? ChangeAvailability: the
+"""Connector availability that survives a restart (OCPP 1.6 §5.2 ChangeAvailability: the
 Inoperative and Operative states are "persistent states": a reset, a crash or a power cut
 does not change them).
 

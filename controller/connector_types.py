@@ -215,7 +215,7 @@ class StopRequested:
 
 @dataclass(frozen=True, slots=True)
 class TransactionAnswered:
-    """The CSMS answered the running transaction's StartTransaction (OCPP 1.6 §5.? / 4.8).
+    """The CSMS answered the running transaction's StartTransaction (OCPP 1.6 §4.8).
 
     ``parent_id``: the parentIdTag of its idTagInfo, which becomes the transaction's parent
     (None keeps the parent it has). ``withhold_energy``: the id was refused but the

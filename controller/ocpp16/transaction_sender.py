@@ -146,7 +146,7 @@ class TransactionSender:
     def _start_answered(self, tx: Transaction, result: AuthResult) -> None:
         """Act on the idTagInfo of a running transaction's StartTransaction.conf (1.6 §4.8):
         a refused id stops the transaction when StopTransactionOnInvalidId says so, else
-        the transaction is kept and "the Charge Point SHALL only stop energy delivery"; the
+        the transaction is kept and the charge point "only stop[s] energy delivery"; the
         parentIdTag becomes the transaction's parent either way (a card of the same group
         may stop it)."""
         stop = not result.accepted and self._config.get_bool("StopTransactionOnInvalidId")
