@@ -130,6 +130,7 @@ class ConnectionAttempt:
     cp_id: str
     monotonic_s: float
     refused: bool
+    authorization: str | None = None  # the HTTP Authorization header as sent
 
 
 @dataclass(slots=True)
@@ -203,6 +204,16 @@ def _timestamp_problems(payload: Any) -> list[str]:
         for item in payload:
             found.extend(_timestamp_problems(item))
     return found
+
+
+def _password_bytes(authorization_key: str) -> bytes:
+    """What a Basic-auth header carries for ``authorization_key`` (see
+    :meth:`LocalCsms._credentials_ok`)."""
+    hex_digits = set("0123456789abcdefABCDEF")
+    key = authorization_key
+    if 32 <= len(key) <= 40 and len(key) % 2 == 0 and set(key) <= hex_digits:
+        return bytes.fromhex(key)
+    return key.encode()
 
 
 def cp_id_from_path(path: str) -> str:
@@ -741,7 +752,12 @@ class LocalCsms:
         cp_id = cp_id_from_path(request.path)
         authorized = self._credentials_ok(cp_id, request.headers.get("Authorization"))
         self.connection_attempts.append(
-            ConnectionAttempt(cp_id, time.monotonic(), self.refuse_connections or not authorized)
+            ConnectionAttempt(
+                cp_id,
+                time.monotonic(),
+                self.refuse_connections or not authorized,
+                request.headers.get("Authorization"),
+            )
         )
         self._notify()
         if not authorized:
@@ -758,7 +774,12 @@ class LocalCsms:
         return None
 
     def _credentials_ok(self, cp_id: str, header: str | None) -> bool:
-        """HTTP Basic (RFC 7617) with the charge point id as user, when checked at all."""
+        """HTTP Basic (RFC 7617) with the charge point id as user, when checked at all.
+
+        The password in :attr:`basic_auth` is the AuthorizationKey as the CSMS set it. A key
+        of 32 to 40 hexadecimal digits is a binary password written in hex (security
+        whitepaper; OCTT TC_085_CS): the header must carry the bytes it encodes. Any other
+        key is compared as its UTF-8 text."""
         if self.basic_auth is None:
             return True
         password = self.basic_auth.get(cp_id)
@@ -766,10 +787,10 @@ class LocalCsms:
         if password is None or scheme.lower() != "basic":
             return False
         try:
-            user, sep, given = base64.b64decode(token, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+            given = base64.b64decode(token, validate=True)
+        except binascii.Error:
             return False
-        return bool(sep) and hmac.compare_digest(f"{user}:{given}", f"{cp_id}:{password}")
+        return hmac.compare_digest(given, cp_id.encode() + b":" + _password_bytes(password))
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         cp_id = cp_id_from_path(ws.request.path if ws.request is not None else "")

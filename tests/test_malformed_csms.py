@@ -304,7 +304,9 @@ async def test_an_oversized_frame_closes_the_link_and_the_session_goes_on(
     await rig.csms.send_raw(
         CP_ID, '[2,"big","DataTransfer",{"vendorId":"x","data":"' + "a" * limit + '"}]'
     )
-    await rig.csms.wait_for("BootNotification", after=mark, timeout_s=10)  # it came back
+    await rig.csms.wait_for(  # it came back (a reconnect: the statuses, no boot)
+        "StatusNotification", lambda p: p["connectorId"] == 0, after=mark, timeout_s=10
+    )
     await rig.csms.wait_for(
         "StatusNotification",
         lambda p: p["connectorId"] == 1 and p["status"] == "Charging",

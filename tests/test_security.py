@@ -214,7 +214,8 @@ async def test_authorization_key_is_write_only_and_checked(tmp_path: Path) -> No
         assert [(e.key, e.value) for e in asked] == [("AuthorizationKey", "")]
         assert await config.change("AuthorizationKey", "short") is ConfigStatus.REJECTED
         new_key = "fedcba9876543210fedcba98"
-        assert await config.change("AuthorizationKey", new_key) is ConfigStatus.REBOOT_REQUIRED
+        # Accepted: it applies at once, by reconnecting (tests/test_conformance_ocpp16.py)
+        assert await config.change("AuthorizationKey", new_key) is ConfigStatus.ACCEPTED
         assert security.password == new_key
 
 
@@ -261,15 +262,15 @@ async def test_profile_2_charger_boots_and_never_shows_or_logs_its_authorization
             conf = await csms.call(CP_ID, call.GetConfiguration())
             shown = {k["key"]: k.get("value") for k in conf.configuration_key}
             assert shown["SecurityProfile"] == "2" and "AuthorizationKey" not in shown
+            csms.basic_auth = {CP_ID: new_key}  # the CSMS takes the key it sends
+            attempts = len(csms.connection_attempts)
             changed = await csms.call(
                 CP_ID, call.ChangeConfiguration(key="AuthorizationKey", value=new_key)
             )
-            assert changed.status == "RebootRequired"
-            # the next connection uses the new key
-            csms.basic_auth = {CP_ID: new_key}
-            mark = len(csms.received)
-            await csms.drop_connections()
-            await csms.wait_for("BootNotification", after=mark, timeout_s=8)
+            assert changed.status == "Accepted"
+            # the charger reconnects with the new key at once
+            await until(lambda: [a for a in csms.connection_attempts[attempts:] if not a.refused])
+            await csms.wait_connected(CP_ID)
             lowered = await csms.call(
                 CP_ID, call.ChangeConfiguration(key="SecurityProfile", value="1")
             )
@@ -356,6 +357,8 @@ async def test_a_raised_profile_reconnects_at_once_and_stays_once_it_works(
         mark = len(csms.received)
         raised = await csms.call(CP_ID, call.ChangeConfiguration(key="SecurityProfile", value="2"))
         assert raised.status == "Accepted"
-        await csms.wait_for("BootNotification", after=mark, timeout_s=8)
+        # a reconnect, not a boot: registered again once the statuses come
+        await csms.wait_for("StatusNotification", after=mark, timeout_s=8)
+        assert [r.action for r in csms.received[mark:]].count("BootNotification") == 0
         conf = await csms.call(CP_ID, call.GetConfiguration(key=["SecurityProfile"]))
         assert conf.configuration_key[0]["value"] == "2"

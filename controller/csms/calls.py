@@ -17,6 +17,11 @@ class CallFailed(Exception):
     """An outgoing call got no usable answer: a CALLERROR, an invalid response or a timeout."""
 
 
+class CallRefused(CallFailed):
+    """The CSMS did answer, but with a CALLERROR or an answer that fails validation: it is
+    reachable, so nothing may be decided as if it were offline."""
+
+
 #: Send one request to the CSMS and return its answer; raises :class:`CallFailed`.
 Send = Callable[[Any], Awaitable[Any]]
 

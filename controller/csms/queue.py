@@ -8,9 +8,15 @@ then dropped with an error in the log. While the link is down nothing is tried a
 dropped: the queue waits for the next registered connection.
 
 A Stop or MeterValues for a transaction whose StartTransaction is still queued waits behind
-it (the queue is strictly in order) and is sent with the transactionId the CSMS gave; if that
-StartTransaction was dropped, no id exists and the later messages are dropped too, rather
-than sent with a made-up id.
+it (the queue is strictly in order) and is sent with the transactionId the CSMS gave. If that
+StartTransaction was dropped (the CSMS answered it with CALLERRORs until its attempts ran
+out), the later messages are still sent: 1.6 §4.10 lets a charge point give up a transaction
+message only when the CSMS keeps refusing *that* message, and a StopTransaction carries the
+meter reading a bill needs. The StopTransaction then carries :data:`NO_TRANSACTION_ID` (-1):
+the schema requires an integer, the specification gives none for this case, and -1 is the
+value other charge points (EVerest) use, which no CSMS hands out as an id. Its MeterValues
+go without a transactionId (optional in MeterValues.req): connector readings, rather than
+readings of a transaction the CSMS does not know under any id.
 
 Durability (issue 5): with a :class:`~controller.outbox.Outbox`, every message is inserted
 into the state database when it is queued and is not sent before that insert committed; it
@@ -53,6 +59,9 @@ log = logging.getLogger(__name__)
 #: Transaction MeterValues kept while offline, per charge point; beyond it the older half is
 #: thinned (see the module docstring).
 MAX_QUEUED_METER_VALUES = 1000
+#: The transactionId of a StopTransaction whose StartTransaction never got one (see the
+#: module docstring).
+NO_TRANSACTION_ID = -1
 
 
 class TxKind(StrEnum):
@@ -287,14 +296,14 @@ class TransactionQueue:
             transaction_id = None
             if message.kind is not TxKind.START:
                 transaction_id = self._ids.get(message.local_id)
-                if transaction_id is None:
-                    log.error(
-                        "dropping %s of transaction %s: its StartTransaction got no id",
+                if transaction_id is None and message.kind is TxKind.STOP:
+                    transaction_id = NO_TRANSACTION_ID
+                if transaction_id is None or transaction_id == NO_TRANSACTION_ID:
+                    log.warning(
+                        "%s of transaction %s goes without an id: its StartTransaction got none",
                         message.kind,
                         message.local_id,
                     )
-                    await self._done(entry, None)
-                    continue
             answer = await self._send_with_retries(
                 entry, transaction_id, send, attempts, retry_interval_s
             )

@@ -29,7 +29,7 @@ from ocpp.v16 import call
 from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
-from controller.csms.calls import CallFailed
+from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.diagnostics import LogSource
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
@@ -123,6 +123,9 @@ class Ocpp16Adapter:
             charge_point_model=model,
             charge_point_vendor=vendor,
             charge_point_serial_number=serial or None,
+            # Deprecated in 1.6 for chargePointSerialNumber, but many central systems still
+            # read only this one: the same serial in both.
+            charge_box_serial_number=serial or None,
             firmware_version=firmware_version or None,
         )
         self._authorizer = Authorizer(AuthKeys(config), storage, clock)
@@ -306,6 +309,12 @@ class Ocpp16Adapter:
                 # one response timeout in all, however long other calls hold the link
                 async with asyncio.timeout(self.timing.response_timeout_s):
                     conf = await self._caller.call(call.Authorize(id_tag=id_tag))
+            except CallRefused as exc:
+                # The CSMS is there and answered, with a CALLERROR or an answer that fails
+                # validation: that is no acceptance, and no reason for the offline rules
+                # (they are for a CSMS out of reach, not for one that said something else).
+                log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
+                return AuthResult(AuthStatus.INVALID)
             except (CallFailed, TimeoutError) as exc:
                 log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, describe(exc))
             else:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from websockets.exceptions import ConnectionClosed
 
-from controller.csms.calls import CallFailed
+from controller.csms.calls import CallFailed, CallRefused
 from controller.ocpp16.errors import CALL_FAILURES
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import OcppChargePoint
 
 CALL_OR_LINK_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
+#: The CSMS answered, but unusably: a CALLERROR, or an answer that fails the schemas (the
+#: library raises an OCPPError for both) or names an error code OCPP does not define.
+ANSWERED_FAILURES: tuple[type[BaseException], ...] = (OCPPError, UnknownCallErrorCodeError)
 
 
 def describe(exc: BaseException) -> str:
@@ -85,5 +88,7 @@ class SessionCaller:
             raise CallFailed("the link closed")
         try:
             return calling.result()
+        except ANSWERED_FAILURES as exc:
+            raise CallRefused(describe(exc)) from exc
         except CALL_OR_LINK_FAILURES as exc:
             raise CallFailed(describe(exc)) from exc

@@ -58,6 +58,10 @@ class OcppChargePoint(
     ) -> None:
         super().__init__(chargepoint_id, connection, response_timeout=response_timeout)
         self._s = services
+        #: Set by the link loop once this connection's BootNotification is Accepted (or the
+        #: charge point registered earlier in this run); until then the boot is Pending or
+        #: unanswered, and RemoteStart/RemoteStopTransaction are refused (1.6 §4.2).
+        self.registered = False
 
     # --- frames ---------------------------------------------------------------------------
 

@@ -284,12 +284,13 @@ RESERVATION_KEYS: tuple[KeyDef, ...] = (_ro("ReserveConnectorZeroSupported", _B,
 #: credentials), 1 = HTTP Basic, 2 = TLS + Basic, 3 = TLS with a client certificate.
 SECURITY_PROFILE_MAX = 3
 #: The security whitepaper's keys (section "Configuration Keys"); not a feature profile, so
-#: every OcppConfig serves them. A raised SecurityProfile reconnects at once (and falls back
-#: when it cannot connect); AuthorizationKey applies from the next connection. LinkSecurity
-#: checks a change (SecurityProfile only upwards, and only with its prerequisites).
+#: every OcppConfig serves them. A raised SecurityProfile or a new AuthorizationKey is
+#: Accepted and reconnects at once (falling back to the previous value when the CSMS refuses
+#: the new one: whitepaper, "updating the password"). LinkSecurity checks a change
+#: (SecurityProfile only upwards, and only with its prerequisites).
 SECURITY_KEYS: tuple[KeyDef, ...] = (
     KeyDef("SecurityProfile", _I, False, False, "0", maximum=SECURITY_PROFILE_MAX),
-    KeyDef("AuthorizationKey", KeyKind.STRING, False, True, "", secret=True),
+    KeyDef("AuthorizationKey", KeyKind.STRING, False, False, "", secret=True),
     # Certificate management (controller.csms.certificates): the O of the charger's CSR;
     # root certificates installed at most (both uses together); bytes a CertificateSigned
     # chain may have (the schema's 10000 characters); one CSMS root signed by its

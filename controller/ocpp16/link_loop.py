@@ -93,6 +93,9 @@ class LinkLoop:
         self._booted = booted
         self._serve = serve
         self.state = LinkState.STOPPED
+        #: A BootNotification of this run was Accepted: later connections are reconnects,
+        #: not boots, and send none (1.6 §4.2: "each time it boots or reboots").
+        self._booted_once = False
         if security is not None:
             security.on_upgrade(self._relink)
 
@@ -140,7 +143,8 @@ class LinkLoop:
             await ws.close()  # 1000 normal closure, also on shutdown; at once when already down
 
     def _relink(self) -> None:
-        """SecurityProfile was raised: close the link so the next connection uses it."""
+        """SecurityProfile was raised or AuthorizationKey changed: close the link so the next
+        connection uses it (a reconnect, not a boot: no BootNotification)."""
         cp = self._caller.cp
         if cp is not None:
             self._spawn(self._close_after_answer(cp), "ocpp16-relink")
@@ -148,7 +152,7 @@ class LinkLoop:
     async def _close_after_answer(self, cp: OcppChargePoint) -> None:
         await asyncio.sleep(RELINK_DELAY_S)  # the ChangeConfiguration answer goes out first
         if self._caller.cp is cp:
-            log.info("closing the CSMS link to reconnect with the new SecurityProfile")
+            log.info("closing the CSMS link to reconnect with the new security settings")
             await cp._connection.close()
 
     async def _session(self, ws: ClientConnection, backoff: Backoff) -> None:
@@ -177,10 +181,18 @@ class LinkLoop:
             self._caller.detach()
 
     async def _converse(self, cp: OcppChargePoint, backoff: Backoff) -> None:
-        await self._boot(cp)
+        if self._booted_once:
+            # A reconnect (network loss, CSMS restart, a new security profile or password):
+            # the charge point did not boot, so no BootNotification, and a HeartbeatInterval
+            # the CSMS set since the boot stays.
+            log.info("reconnected; registered since this run's boot: no BootNotification")
+        else:
+            await self._boot(cp)
+            self._booted_once = True
+            self._booted()
         backoff.reset()
+        cp.registered = True
         self._caller.registered = True
-        self._booted()
         self.set_state(LinkState.REGISTERED)
         await self._serve(cp)
 

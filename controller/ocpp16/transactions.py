@@ -15,11 +15,12 @@ from controller.csms.queue import TxKind, TxMessage
 
 
 def tx_request(message: TxMessage, transaction_id: int | None) -> Any:
-    """The ocpp call payload; ``transaction_id`` is the CSMS's id (Stop, MeterValues)."""
+    """The ocpp call payload; ``transaction_id`` is the CSMS's id (Stop, MeterValues), None
+    for MeterValues of a transaction whose StartTransaction got no id (sent without one)."""
     if message.kind is TxKind.START:
         return call.StartTransaction(**message.body)
-    if transaction_id is None:
-        raise ValueError(f"{message.kind} for {message.local_id} needs the CSMS transactionId")
     if message.kind is TxKind.STOP:
+        if transaction_id is None:
+            raise ValueError(f"StopTransaction for {message.local_id} needs a transactionId")
         return call.StopTransaction(transaction_id=transaction_id, **message.body)
     return call.MeterValues(transaction_id=transaction_id, **message.body)

@@ -50,6 +50,7 @@ class CoreHandlers:
     """The Core profile's requests, mixed into the OCPP 1.6 ChargePoint."""
 
     _s: Services
+    registered: bool  # OcppChargePoint: this connection's boot is Accepted
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -62,6 +63,12 @@ class CoreHandlers:
         **kwargs: Any,
     ) -> Any:
         control = self._s.control
+        if not self.registered:
+            # 1.6 §4.2 (and its errata): while the boot is Pending the CSMS may not start or
+            # stop transactions. Accepting would mean authorizing by the offline rules while
+            # online: refused instead.
+            log.info("RemoteStartTransaction while the boot is not Accepted: Rejected")
+            return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
         if connector_id is not None and connector_id not in control.connector_ids:
             log.info("RemoteStartTransaction for unknown connector %s: Rejected", connector_id)
             return call_result.RemoteStartTransaction(RemoteStartStopStatus.rejected)
@@ -81,6 +88,9 @@ class CoreHandlers:
 
     @on(Action.remote_stop_transaction)
     async def on_remote_stop(self, transaction_id: int, **kwargs: Any) -> Any:
+        if not self.registered:
+            log.info("RemoteStopTransaction while the boot is not Accepted: Rejected")
+            return call_result.RemoteStopTransaction(RemoteStartStopStatus.rejected)
         tx = self._s.control.transaction_by_csms_id(transaction_id)
         stopped = tx is not None and await self._s.control.remote_stop(tx)
         status = RemoteStartStopStatus.accepted if stopped else RemoteStartStopStatus.rejected
