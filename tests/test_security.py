@@ -20,7 +20,7 @@ from ocpp.v16 import call
 
 from controller.config import ConfigError, parse_config
 from controller.csms.link import LinkTiming, endpoint_url
-from controller.csms.security import LinkSecurity, LinkSecurityError, TlsFiles
+from controller.csms.security import LinkSecurity, LinkSecurityError, TlsFiles, basic_password
 from controller.local_csms import LocalCsms
 from controller.ocpp16.keys import ConfigStatus, OcppConfig
 from controller.ocpp16.settings import SECURITY_KEYS
@@ -217,6 +217,27 @@ async def test_authorization_key_is_write_only_and_checked(tmp_path: Path) -> No
         # Accepted: it applies at once, by reconnecting (tests/test_conformance_ocpp16.py)
         assert await config.change("AuthorizationKey", new_key) is ConfigStatus.ACCEPTED
         assert security.password == new_key
+
+
+@pytest.mark.parametrize(
+    ("key", "password"),
+    [
+        ("00112233445566778899aabbccddeeff", bytes.fromhex("00112233445566778899aabbccddeeff")),
+        (
+            "00112233445566778899AABBCCDDEEFF0a1b2c3d",
+            bytes.fromhex("00112233445566778899AABBCCDDEEFF0a1b2c3d"),
+        ),
+        ("00112233445566778899aabbccddeeff0", b"00112233445566778899aabbccddeeff0"),  # odd
+        ("0123456789abcdef0123", b"0123456789abcdef0123"),  # 20 characters: text
+        ("g0112233445566778899aabbccddeeff", b"g0112233445566778899aabbccddeeff"),  # not hex
+    ],
+)
+def test_a_hex_authorization_key_of_16_to_20_bytes_is_sent_as_its_bytes_else_as_text(
+    key: str, password: bytes
+) -> None:
+    # Whitepaper: 16-20 random bytes written as 32-40 hex digits; OCTT TC_085_CS checks the
+    # header carries the "non hex representation".
+    assert basic_password(key) == password
 
 
 # --- configuration ------------------------------------------------------------------------
