@@ -51,7 +51,9 @@ from controller.connector_types import (
     StopRequested,
     StopTransaction,
     Tick,
+    TransactionAnswered,
 )
+from controller.limits import LimitSource
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
@@ -435,6 +437,31 @@ def test_different_card_with_another_parent_does_not_stop_the_transaction(bench:
         AuthorizationDropped("BB", DropReason.NOT_OWNER)
     ]
     assert bench.status() is S.CHARGING
+
+
+def test_the_parent_named_when_the_transaction_started_lets_a_card_of_it_stop_it(
+    bench: Bench,
+) -> None:
+    bench.charge("AA")  # authorized without a parent
+    bench.send(TransactionAnswered("FAMILY"))  # StartTransaction.conf names one
+    assert bench.send(IdPresented("BB")) == [RequestAuthorization("BB")]
+    commands = bench.send(Authorized("BB", True, "family"))
+    assert StopTransaction(StopReason.LOCAL, "BB") in commands
+
+
+def test_a_refused_id_kept_running_gets_no_more_energy_until_it_ends(bench: Bench) -> None:
+    bench.charge("AA")
+    commands = bench.send(TransactionAnswered(None, withhold_energy=True))
+    assert commands[0] == OpenContactor()  # before the PWM goes off
+    assert not bench.machine.contactor_closed and bench.machine.pilot.offered_a == 0
+    assert bench.status() is S.SUSPENDED_EVSE and bench.machine.transaction_id_tag == "AA"
+    bench.send(TransactionAnswered("FAMILY"))  # a later answer does not give it back
+    bench.send(LimitChanged(32.0, LimitSource.CSMS))
+    assert not bench.machine.contactor_closed and bench.status() is S.SUSPENDED_EVSE
+    bench.send(IdPresented("AA"))  # the owner ends it; the next session charges again
+    bench.send(CpChanged(CpState.A))
+    bench.charge("AA")
+    assert bench.machine.contactor_closed
 
 
 def test_rejected_card_is_dropped_and_the_car_keeps_waiting(bench: Bench) -> None:
