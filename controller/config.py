@@ -54,9 +54,14 @@ class Config:
     ocpp_ca_file: Path | None = None
     ocpp_cert_file: Path | None = None
     ocpp_key_file: Path | None = None
-    # SignedUpdateFirmware: roots (PEM) a firmware signing certificate must chain to, besides
-    # the ManufacturerRootCertificates installed by the CSMS.
+    # Firmware trust (controller.csms.firmware_policy): the roots (PEM) a firmware signing
+    # certificate must chain to; whether CSMS-installed ManufacturerRootCertificates count
+    # too; unsigned packages; older versions; the largest download.
     ocpp_firmware_signing_ca: Path | None = None
+    ocpp_firmware_trust_manufacturer_roots: bool = False
+    ocpp_allow_unsigned_firmware: bool = False
+    ocpp_allow_firmware_downgrade: bool = False
+    ocpp_firmware_max_bytes: int = 64 * 1024 * 1024
     backend: str = "pi"
     state_dir: Path = DEFAULT_STATE_DIR
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
@@ -157,7 +162,32 @@ def _security(ocpp: Mapping[str, Any], url: str) -> dict[str, Any]:
         "ocpp_ca_file": files["ca_file"],
         "ocpp_cert_file": files["cert_file"],
         "ocpp_key_file": files["key_file"],
+    }
+
+
+#: Bounds of ``[ocpp] firmware_max_bytes``: a picharge wheel is well under 1 MiB; 1 GiB is
+#: more than a Pi's RAM-backed work should ever hold.
+FIRMWARE_MAX_BYTES_RANGE = (64 * 1024, 1024 * 1024 * 1024)
+
+
+def _firmware(ocpp: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[ocpp]`` firmware trust keys (whom the charger takes firmware from)."""
+    low, high = FIRMWARE_MAX_BYTES_RANGE
+    max_bytes = _get(ocpp, "ocpp", "firmware_max_bytes", int, Config.ocpp_firmware_max_bytes)
+    if not low <= max_bytes <= high:
+        raise ConfigError(
+            "ocpp.firmware_max_bytes", f"must be from {low} to {high} bytes, got {max_bytes}"
+        )
+    return {
         "ocpp_firmware_signing_ca": _certificate_file(ocpp, "firmware_signing_ca"),
+        "ocpp_firmware_trust_manufacturer_roots": _get(
+            ocpp, "ocpp", "firmware_trust_manufacturer_roots", bool, False
+        ),
+        "ocpp_allow_unsigned_firmware": _get(ocpp, "ocpp", "allow_unsigned_firmware", bool, False),
+        "ocpp_allow_firmware_downgrade": _get(
+            ocpp, "ocpp", "allow_firmware_downgrade", bool, False
+        ),
+        "ocpp_firmware_max_bytes": max_bytes,
     }
 
 
@@ -207,6 +237,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         ocpp_url=url,
         ocpp_version=version,
         **_security(ocpp, url),
+        **_firmware(ocpp),
         backend=backend,
         state_dir=Path(_get(storage, "storage", "state_dir", str, str(DEFAULT_STATE_DIR))),
         connectors=connectors,

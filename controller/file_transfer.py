@@ -5,7 +5,10 @@ free of OCPP. Every function here blocks (sockets): call it through ``asyncio.to
 
 - Download: ``GET`` over HTTP(S) (urllib, redirects followed, the system's CA store for
   HTTPS) or ``RETR`` over FTP (ftplib, passive mode, anonymous unless the URL carries
-  ``user:password@``). Anything but a 2xx answer is a :class:`TransferError`.
+  ``user:password@``). Anything but a 2xx answer is a :class:`TransferError`. A download
+  bounded by ``max_bytes`` stops as soon as it would exceed it (an HTTP answer whose
+  Content-Length is beyond it, before the first byte): :class:`TooLarge`,
+  the partial file removed.
 - Upload over HTTP(S): ``POST`` of ``multipart/form-data`` with one part, field ``file``,
   whose filename is the file's name (the form most upload endpoints and CSMS back ends
   accept). Any 2xx answer counts as uploaded.
@@ -18,12 +21,12 @@ Credentials in a URL never reach a log or an exception text: :func:`safe_url` st
 from __future__ import annotations
 
 import ftplib
-import shutil
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 #: Schemes this module moves files over.
@@ -43,6 +46,10 @@ class TransferError(Exception):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class TooLarge(TransferError):
+    """The file is larger than the download's bound (trying again will not help)."""
 
 
 def _ftp_code(error: BaseException) -> int | None:
@@ -73,21 +80,27 @@ def download(
     dest: Path,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     context: ssl.SSLContext | None = None,
+    max_bytes: int | None = None,
 ) -> int:
     """Fetch ``url`` into ``dest`` (created or replaced); returns the bytes written.
 
-    ``context`` verifies an HTTPS server (None: the system's CA store)."""
+    ``context`` verifies an HTTPS server (None: the system's CA store); ``max_bytes`` bounds
+    the file (:class:`TooLarge` beyond it, ``dest`` removed; None: unbounded)."""
     scheme = scheme_of(url)
     if scheme is None:
         raise TransferError(f"{safe_url(url)}: unsupported scheme")
     try:
         if scheme == "ftp":
-            return _ftp_download(url, dest, timeout_s)
-        with (
-            urllib.request.urlopen(url, timeout=timeout_s, context=context) as answer,
-            dest.open("wb") as out,
-        ):
-            shutil.copyfileobj(answer, out, CHUNK)
+            return _ftp_download(url, dest, timeout_s, max_bytes)
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as answer:
+            announced = answer.headers.get("Content-Length", "")
+            if max_bytes is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise TooLarge(f"{safe_url(url)}: {announced} bytes, more than {max_bytes}")
+            with dest.open("wb") as out:
+                _copy_bounded(answer.read, out.write, max_bytes, url)
+    except TooLarge:
+        dest.unlink(missing_ok=True)
+        raise
     except urllib.error.HTTPError as exc:
         exc.close()  # it holds the answer, and with it the socket
         raise TransferError(f"{safe_url(url)}: HTTP {exc.code} {exc.reason}", exc.code) from None
@@ -159,12 +172,36 @@ def _ftp_login(url: str, timeout_s: float) -> tuple[ftplib.FTP, str]:
     return ftp, urllib.parse.unquote(parts.path)
 
 
-def _ftp_download(url: str, dest: Path, timeout_s: float) -> int:
+def _copy_bounded(
+    read: Callable[[int], bytes], write: Callable[[bytes], object], max_bytes: int | None, url: str
+) -> None:
+    """Copy blocks from ``read`` to ``write`` until EOF; :class:`TooLarge` past the bound."""
+    total = 0
+    while block := read(CHUNK):
+        total += len(block)
+        if max_bytes is not None and total > max_bytes:
+            raise TooLarge(f"{safe_url(url)}: more than {max_bytes} bytes")
+        write(block)
+
+
+def _ftp_download(url: str, dest: Path, timeout_s: float, max_bytes: int | None) -> int:
     ftp, remote = _ftp_login(url, timeout_s)
+    total = 0
+
+    def write(block: bytes) -> None:
+        nonlocal total
+        total += len(block)
+        if max_bytes is not None and total > max_bytes:
+            raise TooLarge(f"{safe_url(url)}: more than {max_bytes} bytes")
+        out.write(block)
+
     try:
         with dest.open("wb") as out:
-            ftp.retrbinary(f"RETR {remote}", out.write, CHUNK)
+            ftp.retrbinary(f"RETR {remote}", write, CHUNK)
         ftp.quit()
+    except TooLarge:
+        dest.unlink(missing_ok=True)
+        raise
     finally:
         ftp.close()
     return dest.stat().st_size

@@ -16,6 +16,10 @@ checked by importing the controller from it in a fresh interpreter, and only the
 older versions removed. :func:`rollback` puts ``previous`` back (or, after the first update,
 removes ``current`` so that the venv's own version runs).
 
+The guard also retires an over-the-air version that is not newer than the venv's own
+(:func:`retire_stale`): re-running ``deploy/install.sh`` upgrades the venv, and an older
+version left in ``current`` would otherwise stay first on ``PYTHONPATH`` and hide it.
+
 A new version is on trial (``<state_dir>/firmware/trial``) until it registers with the CSMS
 (:func:`confirm`, from the OCPP adapter). The unit's
 ``ExecStartPre=/usr/bin/env -u PYTHONPATH <venv>/bin/python -m controller.firmware_install
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import email.parser
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -49,6 +54,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
+
+from packaging.version import InvalidVersion, Version
 
 DIST_NAME = "picharge"
 FIRMWARE_DIR = "firmware"
@@ -67,6 +74,11 @@ _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 
 class FirmwareRejected(Exception):
     """The file is not a picharge package we may install (the text says why)."""
+
+
+class Downgrade(FirmwareRejected):
+    """The package is older than the running version (refused unless the operator allows
+    downgrades): a CSMS must not bring back a version with known holes."""
 
 
 class InstallFailed(Exception):
@@ -125,17 +137,43 @@ def _metadata(text: str) -> tuple[str, str]:
     return str(name).strip(), str(version).strip()
 
 
-def inspect_package(
-    download: Path, current_version: str, url: str = "", dist_name: str = DIST_NAME
-) -> FirmwarePackage:
-    """Check a downloaded file and give it its proper name beside it.
-
-    Refused: a checksum mismatch (when ``url`` carries one), anything but a wheel or sdist,
-    another project than ``dist_name``, an unreadable version, the version running now.
-    """
+def check_sha256(download: Path, url: str) -> None:
+    """FirmwareRejected when ``url`` carries a checksum the file does not match (reads the
+    file, opens nothing inside it: safe before the signature is checked)."""
     wanted = expected_sha256(url)
     if wanted is not None and sha256_of(download) != wanted:
         raise FirmwareRejected("sha256 of the download does not match the URL's")
+
+
+def is_older(version: str, than: str) -> bool:
+    """``version`` < ``than`` by PEP 440; a version PEP 440 cannot read counts as older
+    (FirmwareRejected when ``version`` is that one: it cannot be ordered, so not trusted)."""
+    try:
+        new = Version(version)
+    except InvalidVersion:
+        raise FirmwareRejected(f"version {version!r} is not a PEP 440 version") from None
+    try:
+        return new < Version(than)
+    except InvalidVersion:
+        return False  # the running version is unreadable ("0" when not installed is fine)
+
+
+def inspect_package(
+    download: Path,
+    current_version: str,
+    url: str = "",
+    dist_name: str = DIST_NAME,
+    *,
+    allow_downgrade: bool = False,
+) -> FirmwarePackage:
+    """Check a downloaded file and give it its proper name beside it. Opens the archive:
+    call it only once the file's signature has been verified.
+
+    Refused: a checksum mismatch (when ``url`` carries one), anything but a wheel or sdist,
+    another project than ``dist_name``, an unreadable version, the version running now, and
+    (:class:`Downgrade`) an older one unless ``allow_downgrade``.
+    """
+    check_sha256(download, url)
     if zipfile.is_zipfile(download):
         kind = PackageKind.WHEEL
         with zipfile.ZipFile(download) as wheel:
@@ -167,6 +205,8 @@ def inspect_package(
         raise FirmwareRejected(f"unusable version {version!r}")
     if version == current_version:
         raise FirmwareRejected(f"version {version} is the one running")
+    if not allow_downgrade and is_older(version, current_version):
+        raise Downgrade(f"version {version} is older than the running {current_version}")
     if "/" in proper or proper.startswith("."):
         raise FirmwareRejected("an unusable file name")
     target = download.with_name(proper)
@@ -250,10 +290,48 @@ def confirm(root: Path) -> str | None:
     return version
 
 
-def guard(root: Path, python: str = sys.executable, max_starts: int = MAX_TRIAL_STARTS) -> str:
-    """Before each start of the service (``ExecStartPre``): count a start of a version on
-    trial; roll back when it started ``max_starts`` times without confirming, or when the
-    controller no longer imports from it. Returns what it did (one line for the journal)."""
+def venv_version(dist_name: str = DIST_NAME) -> str | None:
+    """The version installed in this interpreter's environment (the guard runs without
+    ``PYTHONPATH``: the venv's own), None when it is not installed."""
+    try:
+        return importlib.metadata.version(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def retire_stale(root: Path, installed: str | None) -> str | None:
+    """Remove ``current`` (and ``previous`` and the trial) when the over-the-air version it
+    names is not newer than ``installed``, the venv's own: the venv was upgraded since
+    (``deploy/install.sh`` run again), and an older ``current`` would run instead of it.
+    Returns what it did, None when nothing was stale."""
+    current = root / CURRENT
+    if installed is None or not current.is_symlink():
+        return None
+    version = str(current.readlink())
+    try:
+        if Version(version) > Version(installed):
+            return None
+    except InvalidVersion:
+        pass  # an unreadable version cannot be shown to be newer: the venv's runs
+    for name in (CURRENT, PREVIOUS, TRIAL):
+        (root / name).unlink(missing_ok=True)
+    return f"firmware {version} is not newer than the installed {installed}: the installed runs"
+
+
+def guard(
+    root: Path,
+    python: str = sys.executable,
+    max_starts: int = MAX_TRIAL_STARTS,
+    installed: str | None = None,
+) -> str:
+    """Before each start of the service (``ExecStartPre``): retire an over-the-air version
+    the venv has overtaken (:func:`retire_stale`; ``installed`` None: the venv's version);
+    count a start of a version on trial; roll back when it started ``max_starts`` times
+    without confirming, or when the controller no longer imports from it. Returns what it
+    did (one line for the journal)."""
+    stale = retire_stale(root, installed if installed is not None else venv_version())
+    if stale is not None:
+        return stale
     trial = root / TRIAL
     try:
         version, starts_text = trial.read_text().split()[:2]

@@ -1,7 +1,8 @@
 """Firmware and diagnostics end to end: the real controller (`picharge run --sim`) against the
 loopback CSMS. GetDiagnostics uploads the controller's own log file from its state directory;
-UpdateFirmware installs a real wheel with pip beside the running version, switches to it
-and asks for the restart that re-execs into it."""
+UpdateFirmware installs a real wheel, signed by the root the operator configured, with pip
+beside the running version, switches to it and asks for the restart that re-execs into it.
+The refusals of untrusted firmware end to end are in test_firmware_trust_e2e.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from controller.local_csms import LocalCsms
 from tests.support.file_servers import HttpFiles
 from tests.support.firmware_packages import build_wheel
 from tests.support.firmware_rig import now_iso
+from tests.support.firmware_signing import make_signer, signed_files
 from tests.support.sim_app import controller
 from tests.support.wait import until
 
@@ -56,8 +58,12 @@ async def test_get_diagnostics_uploads_the_controllers_own_log(
 async def test_update_firmware_installs_beside_and_restarts_into_the_new_version(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
-    async with controller(csms, tmp_path) as rig:
-        with HttpFiles(files={"/picharge.whl": build_wheel("9.9.9")[1]}) as server:
+    signer = make_signer(tmp_path / "release")
+    marker = tmp_path / "the new version ran"
+    wheel = build_wheel("9.9.9", marker=marker)[1]
+    ocpp = {"firmware_signing_ca": str(signer.ca_file)}
+    async with controller(csms, tmp_path, ocpp=ocpp) as rig:
+        with HttpFiles(files=signed_files(signer, {"/picharge.whl": wheel})) as server:
             mark = rig.mark()
             request = call.UpdateFirmware(
                 location=f"{server.base}/picharge.whl", retrieve_date=now_iso()
@@ -83,7 +89,8 @@ async def test_update_firmware_installs_beside_and_restarts_into_the_new_version
     assert (firmware / "9.9.9" / "picharge-9.9.9.dist-info" / "METADATA").exists()
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(firmware / "current")
     assert (firmware / "trial").read_text() == "9.9.9 0\n"
-    async with controller(csms, tmp_path):  # the restarted charger registers: trial over
+    assert marker.exists()  # its code ran (the import check): the marker proves what it can
+    async with controller(csms, tmp_path, ocpp=ocpp):  # the restarted charger registers: trial over
         await csms.wait_for(
             "FirmwareStatusNotification", lambda p: p["status"] == "Installed", after=mark
         )

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
 from controller.config import ConfigError, parse_config
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.firmware_signature import CertificateRefused, trusted_signing_certificate
 from controller.domain import ResetKind
 from controller.firmware_install import VerificationFailed
@@ -284,24 +285,61 @@ async def test_a_signing_certificate_we_cannot_trust_is_answered_invalid_certifi
 async def test_without_a_configured_signing_root_every_signed_update_is_refused(
     make_fw_rig: MakeFwRig, pki: Pki
 ) -> None:
-    fw = await make_fw_rig()
+    fw = await make_fw_rig(policy=FirmwarePolicy())
     status, _ = await signed_update(fw.rig, "http://127.0.0.1:1/fw.whl", pki.rsa, b"x")
     assert status == "InvalidCertificate"
 
 
-async def test_a_manufacturer_root_installed_by_the_csms_is_trusted_for_firmware(
-    make_fw_rig: MakeFwRig, pki: Pki
-) -> None:
-    fw = await make_fw_rig()  # no configured signing CA
+async def install_manufacturer_root(rig: AdapterRig, pki: Pki) -> None:
     install = call.InstallCertificate(
         certificate_type="ManufacturerRootCertificate", certificate=pki.ca_file.read_text()
     )
-    assert (await fw.rig.csms.call(CP_ID, install)).status == "Accepted"
+    assert (await rig.csms.call(CP_ID, install)).status == "Accepted"
+
+
+async def test_a_manufacturer_root_installed_by_the_csms_does_not_vouch_for_firmware(
+    make_fw_rig: MakeFwRig, pki: Pki
+) -> None:
+    """Else a CSMS could install a CA of its own and sign whatever it likes."""
+    fw = await make_fw_rig()  # the operator trusts the rig's signer, not pki's root
+    await install_manufacturer_root(fw.rig, pki)
+    _, wheel = build_wheel()
+    status, mark = await signed_update(fw.rig, "http://127.0.0.1:1/fw.whl", pki.ec, wheel)
+    assert status == "InvalidCertificate"
+    await fw.rig.csms.wait_for(
+        "SecurityEventNotification",
+        lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
+        after=mark,
+    )
+
+
+async def test_a_manufacturer_root_vouches_for_firmware_where_the_operator_allows_it(
+    make_fw_rig: MakeFwRig, pki: Pki
+) -> None:
+    fw = await make_fw_rig(policy=FirmwarePolicy(trust_manufacturer_roots=True))
+    await install_manufacturer_root(fw.rig, pki)
     _, wheel = build_wheel()
     with HttpFiles(files={"/fw.whl": wheel}) as server:
         status, mark = await signed_update(fw.rig, f"{server.base}/fw.whl", pki.ec, wheel)
         assert status == "Accepted"
         assert await rebooting(fw, mark) == OK
+
+
+async def test_a_signed_older_version_is_refused_and_reported(
+    make_fw_rig: MakeFwRig, pki: Pki
+) -> None:
+    fw = await make_fw_rig(signing_ca=pki.ca_file)
+    _, wheel = build_wheel("0.0.1")
+    with HttpFiles(files={"/fw.whl": wheel}) as server:
+        status, mark = await signed_update(fw.rig, f"{server.base}/fw.whl", pki.ec, wheel)
+        assert status == "Accepted"
+        assert await ended(fw.rig, mark) == [*OK[:3], "InstallationFailed"]
+    await fw.rig.csms.wait_for(
+        "SecurityEventNotification",
+        lambda p: p["type"] == "InvalidFirmwareSignature" and "older" in p.get("techInfo", ""),
+        after=mark,
+    )
+    assert fw.installer.installed == [] and fw.rig.control.named("reset") == []
 
 
 async def test_an_unsupported_location_is_rejected(make_fw_rig: MakeFwRig, pki: Pki) -> None:

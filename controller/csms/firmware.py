@@ -12,15 +12,24 @@ begun installing). Then, in a task of its own (:class:`~.firmware_job.FirmwareJo
 that a restart resumes it):
 
 1. DownloadScheduled (signed) and wait until the retrieve time;
-2. Downloading: fetch the file (:mod:`controller.file_transfer`), tried ``1 + retries``
-   times (retries absent: 2) ``retryInterval`` s apart (absent: 30 s, scaled like every OCPP
-   interval); DownloadFailed when no attempt succeeded, else Downloaded. A plain update also
-   counts a file refused by :func:`controller.firmware_install.inspect_package` as a failed
-   attempt (a picharge wheel or sdist of another version than the running one; a URL ending
-   in ``#sha256=<hex>`` or carrying ``?sha256=<hex>`` must match);
-3. signed: the signature of the file is checked (:mod:`.firmware_signature`):
-   SignatureVerified, or InvalidSignature, the security event InvalidFirmwareSignature and
-   nothing installed; then the package check (refused: InstallationFailed);
+2. Downloading: fetch the file (:mod:`controller.file_transfer`, at most
+   :attr:`FirmwarePolicy.max_bytes`, into a temporary folder under ``<state_dir>/tmp``
+   removed afterwards) and, for a plain update, its detached signature (``<location>.sig``,
+   :func:`~.firmware_signature.signature_url`); tried ``1 + retries`` times (retries absent:
+   2) ``retryInterval`` s apart (absent: 30 s, scaled like every OCPP interval), a URL
+   checksum (``#sha256=<hex>`` or ``?sha256=<hex>``) that does not match counting as a failed
+   attempt; DownloadFailed when no attempt succeeded (or the file is too large), else
+   Downloaded;
+3. the trust check (:mod:`.firmware_signature`), before a byte of the package is opened: its
+   signing certificate must chain to a root the operator trusts
+   (:class:`~.firmware_policy.FirmwarePolicy`) and the signature match the file; then the
+   package check (a picharge wheel or sdist, not the running version, not older unless
+   downgrades are allowed). A plain update without a signature file is refused unless
+   unsigned firmware is allowed. Every trust refusal (no signature, an untrusted
+   certificate, a bad signature, a downgrade) records the security event
+   InvalidFirmwareSignature and ends the update with nothing installed: signed
+   InvalidSignature (InstallationFailed for a downgrade), plain InstallationFailed (1.6 core
+   has no word for it). Signed: SignatureVerified once the signature is good;
 4. InstallScheduled (signed) and wait until the install time; wait until no transaction runs
    (a session is never cut short by an update);
 5. Installing: the :class:`~controller.firmware_install.Installer` installs it beside the
@@ -48,6 +57,7 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import logging
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,22 +69,27 @@ from cryptography import x509
 
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.firmware_job import FirmwareJob, JobStore, Stage
+from controller.csms.firmware_policy import MAX_SIGNATURE_BYTES, FirmwarePolicy
 from controller.csms.firmware_signature import (
     CertificateRefused,
     SignatureRefused,
+    parse_detached,
+    signature_url,
     trusted_signing_certificate,
     verify_file,
 )
 from controller.csms.security_events import SecurityEvent
 from controller.domain import ChargePointControl, ResetKind
-from controller.file_transfer import TransferError, download, safe_url, scheme_of
+from controller.file_transfer import TooLarge, TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
     DIST_NAME,
+    Downgrade,
     FirmwarePackage,
     FirmwareRejected,
     Installer,
     InstallFailed,
     VerificationFailed,
+    check_sha256,
     inspect_package,
 )
 
@@ -90,6 +105,11 @@ TRANSACTION_POLL_S = 10
 #: OCPP seconds a resumed update waits for the link to register before it goes on without
 #: (its statuses are only sent while registered).
 RESUME_WAIT_S = 60
+#: Prefix of an update's temporary folder under the work directory.
+WORK_PREFIX = "picharge-firmware-"
+#: Answers meaning "no such file" (HTTP 404 and 410, FTP 550): a package without a detached
+#: signature, not a failed attempt.
+_NOT_FOUND = frozenset({404, 410, 550})
 
 SendCall = Callable[[Any], Awaitable[Any]]
 
@@ -181,11 +201,22 @@ class SignedFirmware:
     install_date_time: str | None = None
 
 
+class _Refused(Exception):
+    """The update is refused for want of trust (the text says why): nothing is installed,
+    the update ends in ``status``."""
+
+    def __init__(self, message: str, status: FirmwareStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class FirmwareUpdater:
     """One firmware update at a time, kept across restarts, and the status triggers report.
 
-    ``signing_roots`` gives the trusted firmware-signing roots; it is called in a worker
-    thread (it may read files). ``record_event`` records a security event (loop thread).
+    ``signing_roots`` gives the firmware-signing roots the operator trusts (``policy``
+    decides which; it is called in a worker thread: it may read files). ``record_event``
+    records a security event (loop thread). ``work_dir`` holds each download's temporary
+    folder (``<state_dir>/tmp``; created 0700 when missing).
     """
 
     def __init__(
@@ -200,7 +231,9 @@ class FirmwareUpdater:
         clock: Callable[[], dt.datetime],
         storage: Storage,
         record_event: RecordEvent,
+        work_dir: Path,
         signing_roots: SigningRoots = list,
+        policy: FirmwarePolicy | None = None,
         interval_scale: float = 1.0,
     ) -> None:
         self._control = control
@@ -213,6 +246,8 @@ class FirmwareUpdater:
         self._store = JobStore(storage)
         self._record = record_event
         self._roots = signing_roots
+        self._policy = policy or FirmwarePolicy()
+        self._work_dir = work_dir
         self._scale = interval_scale
         self._status = FirmwareStatus.IDLE
         self._job: FirmwareJob | None = None  # running, or awaiting its verdict
@@ -241,6 +276,7 @@ class FirmwareUpdater:
     async def restore(self) -> None:
         """Take up the stored update (before the link starts): a scheduled or interrupted one
         runs again; an installed one waits for the verdict of :meth:`booted`."""
+        await asyncio.to_thread(self._clean_work_dir)
         job, self._last_request_id = await self._store.load()
         if job is None:
             return
@@ -253,6 +289,14 @@ class FirmwareUpdater:
             self._status = (
                 FirmwareStatus.INSTALL_REBOOTING if job.signed else FirmwareStatus.INSTALLING
             )
+
+    def _clean_work_dir(self) -> None:
+        """Worker thread: remove the folders of downloads a restart interrupted."""
+        if not self._work_dir.is_dir():
+            return
+        for stale in self._work_dir.glob(f"{WORK_PREFIX}*"):
+            log.info("removing the unfinished firmware download %s", stale)
+            shutil.rmtree(stale, ignore_errors=True)
 
     def booted(self) -> None:
         """The link registered: the running version works, its trial ends (once a process),
@@ -410,10 +454,11 @@ class FirmwareUpdater:
 
     async def _update(self, job: FirmwareJob) -> None:
         await self._until(job, job.retrieve_at, FirmwareStatus.DOWNLOAD_SCHEDULED)
+        await asyncio.to_thread(self._work_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(
-            prefix="picharge-firmware-", ignore_cleanup_errors=True
+            prefix=WORK_PREFIX, dir=self._work_dir, ignore_cleanup_errors=True
         ) as tmp:
-            package = await self._obtain(job, Path(tmp) / "download")
+            package = await self._obtain(job, Path(tmp))
             if package is None:
                 return
             if job.install_at is not None:
@@ -444,49 +489,102 @@ class FirmwareUpdater:
         self._installer.prepare_restart()
         await self._control.reset(ResetKind.HARD)
 
-    async def _obtain(self, job: FirmwareJob, fetched: Path) -> FirmwarePackage | None:
-        """Download, (signed) verify, and check the package; None when the update ended."""
+    async def _obtain(self, job: FirmwareJob, folder: Path) -> FirmwarePackage | None:
+        """Download, verify and check the package; None when the update ended."""
+        fetched = folder / "download"
         await self._notify(job, FirmwareStatus.DOWNLOADING)
         attempts = 1 + job.retries
         for attempt in range(1, attempts + 1):
             try:
-                size = await asyncio.to_thread(download, job.location, fetched)
-                package = None
-                if not job.signed:  # a signed file is only opened once its signature is good
-                    package = await asyncio.to_thread(
-                        inspect_package, fetched, self._current, job.location
-                    )
+                size = await asyncio.to_thread(
+                    download, job.location, fetched, max_bytes=self._policy.max_bytes
+                )
+                await asyncio.to_thread(check_sha256, fetched, job.location)
+                detached = None
+                if not job.signed:
+                    detached = await asyncio.to_thread(self._detached, job.location, folder)
+            except TooLarge as exc:
+                log.error("firmware download refused: %s", exc)
+                break  # larger the next time too
             except (TransferError, FirmwareRejected, OSError) as exc:
                 log.warning("firmware download %d/%d failed: %s", attempt, attempts, exc)
                 if attempt < attempts:
                     await asyncio.sleep(job.retry_interval_s * self._scale)
                 continue
-            break
-        else:
-            await self._end(job, FirmwareStatus.DOWNLOAD_FAILED)
-            return None
-        log.info("firmware from %s downloaded (%d bytes)", safe_url(job.location), size)
-        await self._notify(job, FirmwareStatus.DOWNLOADED)
-        if package is not None:
-            return package
-        return await self._verified(job, fetched)
+            log.info("firmware from %s downloaded (%d bytes)", safe_url(job.location), size)
+            await self._notify(job, FirmwareStatus.DOWNLOADED)
+            try:
+                return await self._verified(job, fetched, detached)
+            except _Refused as exc:
+                log.error("firmware from %s refused: %s", safe_url(job.location), exc)
+                self._record(SecurityEvent.INVALID_FIRMWARE_SIGNATURE, str(exc), logged=True)
+                await self._end(job, exc.status)
+                return None
+        await self._end(job, FirmwareStatus.DOWNLOAD_FAILED)
+        return None
 
-    async def _verified(self, job: FirmwareJob, fetched: Path) -> FirmwarePackage | None:
+    def _detached(self, location: str, folder: Path) -> bytes | None:
+        """Worker thread: the detached signature file of a plain update's package; None when
+        the server has none (any other failure is a failed attempt)."""
+        path = folder / "download.sig"
         try:
-            signer = await asyncio.to_thread(self._trusted, job.signing_certificate)
-            await asyncio.to_thread(verify_file, fetched, signer, job.signature)
+            download(signature_url(location), path, max_bytes=MAX_SIGNATURE_BYTES)
+        except TransferError as exc:
+            if exc.code in _NOT_FOUND and not isinstance(exc, TooLarge):
+                return None
+            raise
+        return path.read_bytes()
+
+    async def _verified(
+        self, job: FirmwareJob, fetched: Path, detached: bytes | None
+    ) -> FirmwarePackage | None:
+        """The trust check, then the package check; :class:`_Refused` when trust is wanting
+        (the caller records it and ends the update); None when the update ended because the
+        package is not one to install."""
+        refused = (
+            FirmwareStatus.INVALID_SIGNATURE if job.signed else FirmwareStatus.INSTALLATION_FAILED
+        )
+        try:
+            certificate, signature = self._signature_of(job, detached)
+            if certificate:
+                signer = await asyncio.to_thread(self._trusted, certificate)
+                await asyncio.to_thread(verify_file, fetched, signer, signature)
         except (CertificateRefused, SignatureRefused) as exc:
-            log.error("firmware update %s: %s: not installed", job.request_id, exc)
-            self._record(SecurityEvent.INVALID_FIRMWARE_SIGNATURE, str(exc), logged=True)
-            await self._end(job, FirmwareStatus.INVALID_SIGNATURE)
-            return None
-        await self._notify(job, FirmwareStatus.SIGNATURE_VERIFIED)
+            raise _Refused(str(exc), refused) from None
+        if certificate:
+            await self._notify(job, FirmwareStatus.SIGNATURE_VERIFIED)
         try:
-            return await asyncio.to_thread(inspect_package, fetched, self._current, job.location)
+            return await asyncio.to_thread(
+                inspect_package,
+                fetched,
+                self._current,
+                job.location,
+                allow_downgrade=self._policy.allow_downgrade,
+            )
+        except Downgrade as exc:
+            message = f"{exc} (allow_firmware_downgrade is off)"
+            raise _Refused(message, FirmwareStatus.INSTALLATION_FAILED) from None
         except (FirmwareRejected, OSError) as exc:
-            log.error("firmware update %s refused: %s", job.request_id, exc)
+            log.error("firmware update from %s refused: %s", safe_url(job.location), exc)
             await self._end(job, FirmwareStatus.INSTALLATION_FAILED)
             return None
+
+    def _signature_of(self, job: FirmwareJob, detached: bytes | None) -> tuple[str, str]:
+        """(signing certificate PEM, signature base64) of the package; ("", "") for unsigned
+        firmware the operator allowed; SignatureRefused when there is none to trust."""
+        if job.signed:
+            return job.signing_certificate, job.signature
+        if detached is not None:
+            found = parse_detached(detached)
+            return found.certificate_pem, found.signature_b64
+        if not self._policy.allow_unsigned:
+            url = safe_url(signature_url(job.location))
+            raise SignatureRefused(f"no detached signature at {url} (unsigned firmware is off)")
+        log.warning(
+            "SECURITY: installing UNSIGNED firmware from %s (allow_unsigned_firmware = true)",
+            safe_url(job.location),
+        )
+        return "", ""
 
     async def _until(self, job: FirmwareJob, at: dt.datetime, status: FirmwareStatus) -> None:
         delay = (at - self._clock()).total_seconds()

@@ -12,6 +12,17 @@ certificate one we trust, and is the downloaded file signed by it?
   CA) is trusted as it is. Path-length limits and name constraints are not checked.
 - The signature is base64 of the signature over the file's SHA-256 digest with the signing
   certificate's key: RSA PKCS#1 v1.5 or ECDSA (DER), the forms the whitepaper's CSMSs send.
+- A plain UpdateFirmware carries neither: its signature is a detached file next to the
+  package, at the package's URL with ``.sig`` appended to the path (:func:`signature_url`),
+  holding the signing certificate (and any intermediates) as PEM followed by the signature
+  as a PEM-style block (:func:`parse_detached`; ``deploy/sign-release.sh`` writes one)::
+
+      -----BEGIN CERTIFICATE-----
+      (the signing certificate, then its intermediates)
+      -----END CERTIFICATE-----
+      -----BEGIN PICHARGE FIRMWARE SIGNATURE-----
+      (base64 of the signature over the SHA-256 of the package, as above)
+      -----END PICHARGE FIRMWARE SIGNATURE-----
 
 Free of OCPP and asyncio. Everything here is CPU work on small inputs except
 :func:`verify_file` and :func:`load_certificates` (file reads): call those in a worker thread.
@@ -24,6 +35,9 @@ import binascii
 import datetime as dt
 import hashlib
 import logging
+import re
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -37,6 +51,13 @@ log = logging.getLogger(__name__)
 MAX_CHAIN = 5
 #: Bytes hashed per read.
 CHUNK = 64 * 1024
+
+
+SIGNATURE_SUFFIX = ".sig"
+_SIGNATURE_BLOCK = re.compile(
+    r"-----BEGIN PICHARGE FIRMWARE SIGNATURE-----\s*([A-Za-z0-9+/=\s]+?)\s*"
+    r"-----END PICHARGE FIRMWARE SIGNATURE-----"
+)
 
 
 class CertificateRefused(Exception):
@@ -159,3 +180,37 @@ def file_roots(path: Path | None) -> list[x509.Certificate]:
     except (OSError, ValueError) as exc:
         log.error("firmware signing CA %s unusable: %s", path, exc)
         return []
+
+
+@dataclass(frozen=True, slots=True)
+class DetachedSignature:
+    """A detached signature file: the signing certificate chain (PEM) and the signature
+    (base64), the two things a SignedUpdateFirmware carries in its request."""
+
+    certificate_pem: str
+    signature_b64: str
+
+
+def signature_url(location: str) -> str:
+    """Where the detached signature of the package at ``location`` is: ``.sig`` appended to
+    the URL's path; the query stays (it may be an access token), the fragment (pip's
+    ``#sha256=`` of the package) goes."""
+    parts = urllib.parse.urlsplit(location)
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path + SIGNATURE_SUFFIX, fragment=""))
+
+
+def parse_detached(data: bytes) -> DetachedSignature:
+    """The certificate chain and signature of a detached signature file (module text);
+    :class:`SignatureRefused` when it holds no certificate or not exactly one signature."""
+    text = data.decode("ascii", "replace")
+    blocks = _SIGNATURE_BLOCK.findall(text)
+    if len(blocks) != 1:
+        raise SignatureRefused(
+            f"the detached signature holds {len(blocks)} PICHARGE FIRMWARE SIGNATURE blocks"
+        )
+    certificates = re.findall(
+        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.DOTALL
+    )
+    if not certificates:
+        raise SignatureRefused("the detached signature holds no signing certificate")
+    return DetachedSignature("\n".join(certificates) + "\n", "".join(blocks[0].split()))

@@ -22,7 +22,6 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from ocpp.v16 import call
 
@@ -31,6 +30,7 @@ from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.diagnostics import LogSource
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
 from controller.csms.security import LinkSecurity
@@ -85,8 +85,8 @@ class Ocpp16Adapter:
     ``firmware_installer`` installs UpdateFirmware's package (default: pip into
     ``<state_dir>/firmware/<version>``).
     ``security`` gives the link its security profile (credentials, TLS: see
-    :mod:`.security`); None connects without credentials. ``firmware_signing_ca`` (PEM) holds
-    the roots SignedUpdateFirmware's signing certificates must chain to.
+    :mod:`.security`); None connects without credentials. ``firmware_policy`` is whom the
+    operator trusts for firmware (default: nobody, so every update is refused).
     """
 
     def __init__(
@@ -107,7 +107,7 @@ class Ocpp16Adapter:
         diagnostics_logs: LogSource | None = None,
         firmware_installer: Installer | None = None,
         security: LinkSecurity | None = None,
-        firmware_signing_ca: Path | None = None,
+        firmware_policy: FirmwarePolicy | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -165,7 +165,7 @@ class Ocpp16Adapter:
             diagnostics_logs=diagnostics_logs,
             firmware_installer=firmware_installer,
             security=security,
-            firmware_signing_ca=firmware_signing_ca,
+            firmware_policy=firmware_policy or FirmwarePolicy(),
         )
         self._profiles = self._services.profiles
         self._statuses = StatusReporter(

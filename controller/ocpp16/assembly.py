@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from cryptography import x509
 from ocpp.v16 import call
@@ -23,6 +22,7 @@ from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
 from controller.csms.firmware import FirmwareUpdater, installed_version
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.firmware_signature import file_roots
 from controller.csms.get_log import LogUploads
 from controller.csms.link import LinkTiming
@@ -45,6 +45,10 @@ from controller.ocpp16.settings import (
 )
 from controller.ocpp16.triggers import TriggerSender
 from controller.storage import Storage
+
+#: The state directory's own temporary folder (firmware downloads): never /tmp, which a
+#: Pi may keep in RAM and other users can list.
+WORK_DIR = "tmp"
 
 
 def log_status_request(status: str, request_id: int | None) -> call.LogStatusNotification:
@@ -70,7 +74,7 @@ def build_services(
     diagnostics_logs: LogSource | None,
     firmware_installer: Installer | None,
     security: LinkSecurity | None,
-    firmware_signing_ca: Path | None,
+    firmware_policy: FirmwarePolicy,
 ) -> Services:
     """Everything :class:`~controller.ocpp16.charge_point.OcppChargePoint` serves from."""
     state_dir = storage.path.parent
@@ -94,9 +98,12 @@ def build_services(
     )
 
     def signing_roots() -> list[x509.Certificate]:
-        return file_roots(firmware_signing_ca) + certificates.roots(
-            CertificateUse.MANUFACTURER_ROOT
-        )
+        """The operator's roots; the CSMS-installed ManufacturerRootCertificates only when
+        the operator lets them vouch for firmware (else a CSMS could sign its own)."""
+        roots = file_roots(firmware_policy.signing_ca)
+        if firmware_policy.trust_manufacturer_roots:
+            roots += certificates.roots(CertificateUse.MANUFACTURER_ROOT)
+        return roots
 
     diagnostics = Diagnostics(
         chargepoint_id=chargepoint_id,
@@ -120,7 +127,9 @@ def build_services(
         clock=clock,
         storage=storage,
         record_event=security_events.record,
+        work_dir=state_dir / WORK_DIR,
         signing_roots=signing_roots,
+        policy=firmware_policy,
         interval_scale=scale,
     )
     logs = LogUploads(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
 from controller.csms.firmware import installed_version
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.security import LinkSecurity, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp16.adapter import Ocpp16Adapter
@@ -40,6 +41,14 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
     )
     await security.require(config.ocpp_security_profile)
     add_secret(config.ocpp_password)  # also once the CSMS has changed AuthorizationKey
+    firmware_policy = FirmwarePolicy(
+        signing_ca=config.ocpp_firmware_signing_ca,
+        trust_manufacturer_roots=config.ocpp_firmware_trust_manufacturer_roots,
+        allow_unsigned=config.ocpp_allow_unsigned_firmware,
+        allow_downgrade=config.ocpp_allow_firmware_downgrade,
+        max_bytes=config.ocpp_firmware_max_bytes,
+    )
+    firmware_policy.warn()  # at every start: what the operator's settings give away
     # Before the supervisor runs, so the first session already uses the CSMS's settings.
     context.control.apply_settings(csms_settings(ocpp_config))
     return Ocpp16Adapter(
@@ -56,5 +65,5 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
             c.id: ConnectorRating(c.phases, c.max_current_a) for c in config.connectors
         },
         security=security,
-        firmware_signing_ca=config.ocpp_firmware_signing_ca,
+        firmware_policy=firmware_policy,
     )

@@ -3,7 +3,8 @@
 - :class:`HttpFiles`: ``http.server`` in a thread on 127.0.0.1 (an ephemeral port). GET
   serves :attr:`HttpFiles.files`; POST and PUT record the body in :attr:`HttpFiles.uploads`.
   ``fail_next`` answers that many requests with ``fail_status``; ``gate`` holds requests
-  until it is set (to watch a transfer in progress); ``tls`` serves HTTPS.
+  until it is set (to watch a transfer in progress); ``tls`` serves HTTPS; ``errors`` answers
+  GET of a path with that HTTP status, every time.
 - :class:`FtpFiles`: pyftpdlib in a thread serving a directory, user ``user``/``pw`` (read and
   write) and anonymous (read only); a wrong password is refused (530) at once.
 
@@ -55,6 +56,7 @@ class HttpFiles:
     fail_status: int = 500
     gate: threading.Event | None = None
     tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
+    errors: dict[str, int] = field(default_factory=dict)  # path: status of every GET
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -84,7 +86,11 @@ class HttpFiles:
             def do_GET(self) -> None:
                 if self._failing():
                     return
-                body = state.files.get(self.path.split("?")[0])
+                path = self.path.split("?")[0]
+                if path in state.errors:
+                    self.send_error(state.errors[path])
+                    return
+                body = state.files.get(path)
                 if body is None:
                     self.send_error(404)
                     return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 #: Modules the installer's import check loads from a new version.
 MODULES = (
@@ -18,11 +19,16 @@ MODULES = (
 
 
 def build_wheel(
-    version: str = "9.9.9", name: str = "picharge", broken: bool = False
+    version: str = "9.9.9", name: str = "picharge", broken: bool = False, marker: Path | None = None
 ) -> tuple[str, bytes]:
-    """A tiny real wheel of ``name``: (file name, bytes); ``broken``: cli.py fails to import."""
+    """A tiny real wheel of ``name``: (file name, bytes); ``broken``: cli.py fails to import;
+    ``marker``: importing its controller creates that file (proof that its code ran)."""
     dist = f"{name}-{version}.dist-info"
     files = {m: f"VERSION = {version!r}\n" for m in MODULES}
+    if marker is not None:
+        files["controller/__init__.py"] = (
+            f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nVERSION = {version!r}\n"
+        )
     if broken:
         files["controller/cli.py"] = "raise ImportError('this firmware is broken')\n"
     files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"

@@ -1,8 +1,10 @@
 """The OCPP 1.6 adapter rig with a firmware installer, for the UpdateFirmware tests.
 
 ``make_fw_rig`` (a fixture): ``make()`` starts a registered charger with a
-:class:`FakeInstaller`; ``make(restart=fw)`` stops ``fw``'s adapter and starts a new one on
-the same state directory, installer and CSMS: the charger after a restart.
+:class:`FakeInstaller` that trusts the test's firmware :class:`~.firmware_signing.Signer`
+(``fw.signer``; ``signing_ca=`` trusts another root instead, ``policy=`` sets the whole
+firmware policy); ``make(restart=fw)`` stops ``fw``'s adapter and starts a new one on the
+same state directory, installer, policy and CSMS: the charger after a restart.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.firmware_install import FirmwarePackage, InstallFailed
+from tests.support.firmware_signing import Signer, make_signer
 from tests.support.ocpp16_adapter import AdapterRig, MakeRig
 
 
@@ -51,7 +55,8 @@ class FakeInstaller:
 class FwRig:
     rig: AdapterRig
     installer: FakeInstaller
-    signing_ca: Path | None = None
+    signer: Signer
+    policy: FirmwarePolicy
 
 
 MakeFwRig = Callable[..., Awaitable[FwRig]]
@@ -59,32 +64,37 @@ MakeFwRig = Callable[..., Awaitable[FwRig]]
 
 @pytest.fixture(name="make_fw_rig")
 async def make_fw_rig_fixture(make_rig: MakeRig, tmp_path: Path) -> AsyncIterator[MakeFwRig]:
+    signer = make_signer(tmp_path / "signing")
+
     async def make(
-        *, restart: FwRig | None = None, signing_ca: Path | None = None, wait: bool = True
+        *,
+        restart: FwRig | None = None,
+        signing_ca: Path | None = None,
+        policy: FirmwarePolicy | None = None,
+        wait: bool = True,
     ) -> FwRig:
         if restart is not None:
             await restart.rig.stop_adapter()
             await restart.rig.storage.close()
             mark = len(restart.rig.csms.received)
+            installer, policy = restart.installer, restart.policy
             rig = await make_rig(
                 csms=restart.rig.csms,
                 state=tmp_path / "state",
-                adapter_args={
-                    "firmware_installer": restart.installer,
-                    "firmware_signing_ca": restart.signing_ca,
-                },
+                adapter_args={"firmware_installer": installer, "firmware_policy": policy},
             )
-            installer, signing_ca = restart.installer, restart.signing_ca
         else:
             installer = FakeInstaller()
+            if policy is None:
+                policy = FirmwarePolicy(signing_ca=signing_ca or signer.ca_file)
             rig = await make_rig(
                 state=tmp_path / "state",
-                adapter_args={"firmware_installer": installer, "firmware_signing_ca": signing_ca},
+                adapter_args={"firmware_installer": installer, "firmware_policy": policy},
             )
             mark = 0  # a new CSMS
         if wait:
             await rig.registered(after=mark)
-        return FwRig(rig, installer, signing_ca)
+        return FwRig(rig, installer, signer, policy)
 
     yield make  # make_rig stops every adapter and closes its storage
 
