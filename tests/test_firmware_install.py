@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller.firmware_install import (
+    Downgrade,
     FirmwareRejected,
     InstallFailed,
     PackageKind,
@@ -20,8 +21,13 @@ from controller.firmware_install import (
     expected_sha256,
     guard,
     inspect_package,
+    is_older,
     main,
+    retire_stale,
     rollback,
+    start_trial,
+    switch_link,
+    venv_version,
 )
 from tests.support.firmware_packages import build_wheel
 
@@ -154,3 +160,63 @@ def test_a_current_version_that_no_longer_imports_is_rolled_back_to_the_venv(
     assert "firmware 9.9.1 rolled back to venv: import check exited 5" in capsys.readouterr().out
     assert not (root / "current").exists()  # the venv's own version runs again
     assert rollback(root) is None
+
+
+def ota_version(root: Path, version: str, previous: str | None = None) -> None:
+    """``current`` names an over-the-air ``version`` on trial (``previous`` before it)."""
+    for name in filter(None, (version, previous)):
+        (root / name).mkdir(parents=True)
+    switch_link(root, "current", version)
+    if previous is not None:
+        switch_link(root, "previous", previous)
+    start_trial(root, version)
+
+
+@pytest.mark.parametrize("ota", ["0.0.9", "0.1.0"])
+def test_an_installed_upgrade_is_not_hidden_by_an_older_over_the_air_version(
+    tmp_path: Path, ota: str
+) -> None:
+    """deploy/install.sh upgraded the venv to 0.1.0: an over-the-air version that is not newer
+    would stay first on PYTHONPATH and run instead of it."""
+    root = tmp_path / "firmware"
+    ota_version(root, ota, previous="0.0.8")
+    assert guard(root, installed="0.1.0") == (
+        f"firmware {ota} is not newer than the installed 0.1.0: the installed runs"
+    )
+    assert not any((root / n).exists() for n in ("current", "previous", "trial"))
+
+
+def test_a_newer_over_the_air_version_stays_current(tmp_path: Path) -> None:
+    root = tmp_path / "firmware"
+    ota_version(root, "0.10.0")
+    assert retire_stale(root, "0.9.0") is None
+    assert str((root / "current").readlink()) == "0.10.0" and (root / "trial").exists()
+
+
+def test_the_unit_guard_compares_with_the_venvs_own_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "firmware"
+    ota_version(root, "0.0.1")
+    assert main(["guard", str(root)]) == 0
+    assert f"not newer than the installed {venv_version()}" in capsys.readouterr().out
+    assert not (root / "current").exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "running", "older"),
+    [("0.0.9", "0.1.0", True), ("0.1.0rc1", "0.1.0", True), ("0.10.0", "0.9.0", False)],
+)
+def test_versions_are_ordered_by_pep_440(version: str, running: str, older: bool) -> None:
+    assert is_older(version, running) is older
+    with pytest.raises(FirmwareRejected, match="not a PEP 440 version"):
+        is_older("nightly-build", running)
+
+
+def test_an_older_package_is_refused_unless_downgrades_are_allowed(tmp_path: Path) -> None:
+    with pytest.raises(Downgrade, match=r"older than the running 0\.2\.0"):
+        inspect_package(downloaded(tmp_path, build_wheel("0.1.9")[1]), "0.2.0")
+    package = inspect_package(
+        downloaded(tmp_path, build_wheel("0.1.9")[1]), "0.2.0", allow_downgrade=True
+    )
+    assert package.version == "0.1.9"
