@@ -527,3 +527,40 @@ def test_the_signing_ca_setting_names_the_key_when_it_is_unusable(tmp_path: Path
     ]:
         with pytest.raises(ConfigError, match=f"ocpp.firmware_signing_ca: {problem}"):
             parsed(value)
+
+
+def test_the_firmware_trust_settings_default_to_trusting_nobody() -> None:
+    config = parse_config({})
+    assert (
+        config.ocpp_firmware_signing_ca,
+        config.ocpp_firmware_trust_manufacturer_roots,
+        config.ocpp_allow_unsigned_firmware,
+        config.ocpp_allow_firmware_downgrade,
+        config.ocpp_firmware_max_bytes,
+    ) == (None, False, False, False, 64 * 1024 * 1024)
+    chosen = parse_config(
+        {
+            "ocpp": {
+                "firmware_trust_manufacturer_roots": True,
+                "allow_unsigned_firmware": True,
+                "allow_firmware_downgrade": True,
+                "firmware_max_bytes": 1_000_000,
+            }
+        }
+    )
+    assert chosen.ocpp_firmware_trust_manufacturer_roots and chosen.ocpp_allow_unsigned_firmware
+    assert chosen.ocpp_allow_firmware_downgrade and chosen.ocpp_firmware_max_bytes == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("allow_unsigned_firmware", "yes", "must be bool"),
+        ("firmware_trust_manufacturer_roots", 1, "must be bool"),
+        ("firmware_max_bytes", 1000, "must be from 65536 to 1073741824 bytes"),
+        ("firmware_max_bytes", "64M", "must be int"),
+    ],
+)
+def test_a_bad_firmware_trust_setting_names_its_key(key: str, value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=f"ocpp.{key}: {problem}"):
+        parse_config({"ocpp": {key: value}})
