@@ -23,8 +23,11 @@ The OCPP message id goes to ``OCPP_MESSAGE_ID``, not ``MESSAGE_ID``: journald re
 Secrets never reach a log: :class:`RedactSecrets` sits on the handler, so every record of
 every library (the ``ocpp`` library logs whole frames, including ChangeConfiguration of
 ``AuthorizationKey``) is scrubbed of known secret values, ``AuthorizationKey`` values,
-``password=...``-style pairs, HTTP Basic credentials and passwords in URLs, in the message,
-its arguments and its exception text.
+``password=...``-style pairs (a quoted value up to its closing quote, escapes honoured; an
+unquoted one only after ``=``, or after a colon with no space, since ``password: ...`` is as
+often prose), HTTP Basic credentials and passwords in URLs, in the message, its arguments
+and its exception text. websockets' debug lines of frames leave the payload out: they cut
+it in the middle, which no pattern can redact reliably.
 
 Outside systemd the same records go to stderr, with the fields appended in brackets, and
 (:func:`add_log_file`, once the state directory is known) to a rotating file
@@ -67,32 +70,39 @@ LOG_FILE_BYTES = 1_000_000
 LOG_FILE_BACKUPS = 5
 
 _SECRET_KEYS = r"(?:password|passwd|pass|secret|token|authorization_?key|auth_?key)"
+#: Names that only ever mean a secret: ``AuthorizationKey: x`` is redacted even with a space
+#: after the colon, where ``password: x`` may be prose ("ocpp.password: must be ...").
+_KEY_NAMES = r"(?:authorization_?key|auth_?key)"
+#: A quoted value, to its closing quote: the opening quote is group ``q``; a backslash
+#: escapes the next character (JSON's \", Python's \'), so a quote inside cannot end it.
+_QUOTED = r"""(?P<q>["'])(?:\\.|(?!(?P=q)).)*(?P=q)"""
+#: ``key``/``value`` as a JSON member, a dict item or a keyword argument.
+_FIELD = r"""["']?\b{}["']?\s*[:=]\s*"""
+_AUTH_KEY_FIELD = _FIELD.format("key") + r"""["']authorizationkey["']"""
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # OCPP: {"key": "AuthorizationKey", "value": "..."} in either order (CiString: any case).
+    # OCPP: {"key": "AuthorizationKey", "value": "..."} in either order (CiString: any case),
+    # as JSON, as a dict repr or as keyword arguments.
     (
-        re.compile(
-            r"""(["']key["']\s*:\s*["']authorizationkey["'][^{}]*?["']value["']\s*:\s*["'])"""
-            r"""[^"']*""",
-            re.IGNORECASE,
-        ),
-        r"\g<1>" + REDACTED,
+        re.compile(rf"({_AUTH_KEY_FIELD}[^{{}}]*?{_FIELD.format('value')}){_QUOTED}", re.I),
+        r"\g<1>\g<q>" + REDACTED + r"\g<q>",
     ),
     (
-        re.compile(
-            r"""(["']value["']\s*:\s*["'])[^"']*(["'][^{}]*?["']key["']\s*:\s*"""
-            r"""["']authorizationkey["'])""",
-            re.IGNORECASE,
-        ),
-        r"\g<1>" + REDACTED + r"\g<2>",
+        re.compile(rf"({_FIELD.format('value')}){_QUOTED}(?=[^{{}}]*?{_AUTH_KEY_FIELD})", re.I),
+        r"\g<1>\g<q>" + REDACTED + r"\g<q>",
     ),
     # "password": "x y", password = 'x', 'authorization_key': "x" (quoted values)
     (
-        re.compile(rf"""(\b{_SECRET_KEYS}["']?\s*[:=]\s*)(["'])(?:(?!\2).)*\2""", re.IGNORECASE),
-        r"\g<1>\g<2>" + REDACTED + r"\g<2>",
+        re.compile(rf"""(\b{_SECRET_KEYS}["']?\s*[:=]\s*){_QUOTED}""", re.IGNORECASE),
+        r"\g<1>\g<q>" + REDACTED + r"\g<q>",
     ),
-    # password=x, AuthorizationKey: x, ?token=x&... (unquoted values)
+    # password=x, token = x, ?token=x&..., secret:x, AuthorizationKey: x (unquoted values);
+    # "password: x" with a space after the colon is prose, not a pair
     (
-        re.compile(rf"""(\b{_SECRET_KEYS}["']?\s*[:=]\s*)[^\s"',;}}&)]+""", re.IGNORECASE),
+        re.compile(
+            rf"""(\b{_SECRET_KEYS}["']?(?:\s*=\s*|:)|\b{_KEY_NAMES}["']?\s*:\s*)"""
+            r"""[^\s"',;}&)]+""",
+            re.IGNORECASE,
+        ),
         r"\g<1>" + REDACTED,
     ),
     # Authorization: Basic dXNlcjpwYXNz
@@ -103,6 +113,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # wss://user:password@host
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE), r"\g<1>***@"),
 )
+
+
+#: websockets' DEBUG lines show a frame cut in the middle (``> TEXT '[2,"1","Chan...lue":"x"}]'
+#: [115 bytes]``): the cut may take the key name and keep the secret value, so no pattern can
+#: tell. The payload is left out; the ocpp library logs every frame whole (and redacted).
+_WEBSOCKETS_FRAME = re.compile(rf"""(\b(?:TEXT|BINARY)\s+){_QUOTED}""")
+FRAME_LEFT_OUT = "(frame: see the ocpp line)"
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -137,7 +154,10 @@ class RedactSecrets(logging.Filter):
             self._secrets.add(value)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self._secrets)
+        message = record.getMessage()
+        if record.name.startswith("websockets"):
+            message = _WEBSOCKETS_FRAME.sub(r"\g<1>" + FRAME_LEFT_OUT, message)
+        record.msg = redact(message, self._secrets)
         record.args = None
         if record.exc_info:
             text = record.exc_text or self._formatter.formatException(record.exc_info)

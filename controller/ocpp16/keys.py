@@ -415,8 +415,14 @@ def normalise(defn: KeyDef, raw: str, ctx: KeyContext, max_items: int | None = N
     if defn.kind is KeyKind.PHASE_ROTATION:
         return _normalise_phase_rotation(defn, raw, ctx, max_items)
     if not (raw.isascii() and raw.isprintable()):
-        raise InvalidValue(f"must be printable ASCII, got {raw!r}")
+        # the problem is logged: a secret key's value (AuthorizationKey) is never shown
+        raise InvalidValue(f"must be printable ASCII, got {_shown(defn, raw)}")
     return raw
+
+
+def _shown(defn: KeyDef, value: str) -> str:
+    """``value`` as a log line may show it: a secret key's never is, rejected or not."""
+    return "(secret: not shown)" if defn.secret else repr(value)
 
 
 def _toml_to_ocpp(value: object) -> str:
@@ -597,11 +603,11 @@ class OcppConfig:
                 self.table.set(defn, self.table.normalise(defn, value))
             except InvalidValue as exc:
                 log.warning(
-                    "ignoring stored OCPP key %s=%r (%s); using %r",
+                    "ignoring stored OCPP key %s, %s (%s); using %s",
                     name,
-                    value,
+                    _shown(defn, value),
                     exc.problem,
-                    self.table.get(name),
+                    _shown(defn, self.table.get(name) or ""),
                 )
 
     async def preset(self, path: Path) -> None:
@@ -681,7 +687,7 @@ class OcppConfig:
         if defn.readonly:
             log.info("ChangeConfiguration %s rejected: read-only", defn.name)
             return ConfigStatus.REJECTED
-        shown = "(secret)" if defn.secret else repr(value)
+        shown = _shown(defn, value)
         try:
             normalised = self.table.normalise(defn, value)
             check = self._checks.get(defn.name)
@@ -689,17 +695,15 @@ class OcppConfig:
             if problem is not None:
                 raise InvalidValue(problem)
         except InvalidValue as exc:
-            log.info("ChangeConfiguration %s=%s rejected: %s", defn.name, shown, exc.problem)
+            log.info("ChangeConfiguration of %s to %s rejected: %s", defn.name, shown, exc.problem)
             return ConfigStatus.REJECTED
         async with self._lock:
             try:
                 await self._store(defn, normalised)
             except StorageError as exc:
-                log.error("ChangeConfiguration %s=%s not stored: %s", defn.name, shown, exc)
+                log.error("ChangeConfiguration of %s to %s not stored: %s", defn.name, shown, exc)
                 return ConfigStatus.REJECTED
-        log.info(
-            "configuration %s = %s", defn.name, "(secret)" if defn.secret else repr(normalised)
-        )
+        log.info("configuration %s set to %s", defn.name, _shown(defn, normalised))
         return ConfigStatus.REBOOT_REQUIRED if defn.reboot_required else ConfigStatus.ACCEPTED
 
     async def _store(self, defn: KeyDef, value: str) -> None:
