@@ -41,6 +41,7 @@ from controller.service import (
 )
 from controller.sim_client import parse_host_port
 from controller.standalone import StandaloneLink
+from controller.state_dir import make_private
 from controller.storage import Storage
 from controller.supervisor import Supervisor
 from drivers.errors import ConfigurationError
@@ -82,6 +83,10 @@ class ChargePointApp:
     async def start(self) -> None:
         config = self.config
         csms_registry.require(config.ocpp_version)  # before anything opens: exit 2 at once
+        try:  # the service user's alone, whatever the umask (controller.state_dir)
+            await asyncio.to_thread(make_private, config.state_dir)
+        except OSError as exc:  # open_state reports an unusable state directory
+            log.error("state directory %s: %s", config.state_dir, exc)
         # A corrupt database is moved aside, an unusable one replaced by memory (and
         # InternalError): see controller.recovery.
         self.storage, self.state_problem = await open_state(config.state_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 from controller.config import DEFAULT_CONFIG_PATH, ConfigError
 from controller.logging_setup import configure_logging
 from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_port, send
+from controller.state_dir import use_private_umask
 from drivers.threads import on_named_loop
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -155,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from controller.runner import run_controller
 
+            use_private_umask()  # the state directory's files: the service user's alone
             code, reset = asyncio.run(on_named_loop(run_controller(args)))
             if reset is not None:
                 _restart(argv)
