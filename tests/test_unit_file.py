@@ -166,3 +166,16 @@ def test_only_the_devices_the_drivers_open_are_allowed(settings: dict[str, list[
     ]
     assert settings["Service.CapabilityBoundingSet"] == [""]
     assert settings["Service.ReadWritePaths"] == ["-/sys/devices/platform"]
+
+
+def test_every_group_the_unit_grants_is_explained_in_the_install_guide(
+    settings: dict[str, list[str]],
+) -> None:
+    """A group is access: the operator must be told why each one is there, above all
+    systemd-journal, which reads far more than the service's own entries."""
+    guide = (REPO / "docs" / "install.md").read_text()
+    notes = guide[guide.index("## 9. Notes on the sandbox") :]
+    for group in settings["Service.SupplementaryGroups"][0].split():
+        assert f"`{group}`" in notes, f"docs/install.md does not explain the group {group}"
+    assert "reads the whole system journal" in notes
+    assert "SupplementaryGroups=gpio i2c dialout" in notes  # how to do without it
