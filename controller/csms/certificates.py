@@ -12,7 +12,8 @@ InstallCertificate, GetInstalledCertificateIds, DeleteCertificate (the CA store,
   profile 3 with the certificate signed through the CSMS once there is one; changes apply
   from the next connection;
 - the firmware updater verifies signing certificates against
-  ``roots(CertificateUse.MANUFACTURER_ROOT)``;
+  ``roots(CertificateUse.MANUFACTURER_ROOT)`` too, where the operator allows it
+  (``[ocpp] firmware_trust_manufacturer_roots``);
 - ExtendedTriggerMessage SignChargePointCertificate calls :meth:`request_signing`.
 
 Rules kept (whitepaper M03-M05, A02):

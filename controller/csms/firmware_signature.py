@@ -1,9 +1,11 @@
-"""Signed firmware (OCPP 1.6 security whitepaper, SignedUpdateFirmware): is the signing
-certificate one we trust, and is the downloaded file signed by it?
+"""Signed firmware (SignedUpdateFirmware of the OCPP 1.6 security whitepaper, and plain
+UpdateFirmware with a detached signature): is the signing certificate one we trust, and is
+the downloaded file signed by it?
 
 - The signing certificate (PEM; intermediates may follow it in the same text) must parse, be
   valid now, and chain to one of the trusted firmware-signing roots (the configured
-  ``[ocpp] firmware_signing_ca`` file and the installed ManufacturerRootCertificates):
+  ``[ocpp] firmware_signing_ca`` file, and the installed ManufacturerRootCertificates only
+  where the operator allows it: :mod:`.firmware_policy`):
   each certificate's signature is checked against its issuer's key, every issuer on the way
   must be a CA (basicConstraints CA, and keyCertSign when it states its key usage: a
   manufacturer's ordinary signing certificate cannot mint others), and every certificate

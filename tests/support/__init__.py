@@ -11,7 +11,9 @@
 - ``ocpp16_adapter``: the OCPP 1.6 adapter against a real CSMS with a fake supervisor
   (:class:`AdapterRig`, :class:`FakeControl`, the ``make_rig`` fixture).
 - ``firmware_rig`` / ``diagnostics``: that rig with a firmware installer (``make_fw_rig``) or
-  a log to upload (``make_diag_rig``); ``firmware_packages``: tiny real picharge wheels.
+  a log to upload (``make_diag_rig``); ``firmware_packages``: tiny real picharge wheels
+  (one may leave a marker file when its code runs); ``firmware_signing``: a release signer
+  and the detached ``.sig`` files of plain UpdateFirmware.
 - ``card_reader``: a reader running as a task (:class:`Harness`) and the ``no_leaks`` check.
 - ``file_servers``: local HTTP(S) and FTP servers for downloads and uploads.
 - ``pki``: certificates and TLS contexts; ``security``: the charger with a security profile
