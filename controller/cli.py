@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp", choices=("1.6", "2.0.1"), help="OCPP version")
     run.add_argument("--state-dir", type=Path, help="where the SQLite state lives")
     run.add_argument("--sim-control", type=_host_port, default=DEFAULT_CONTROL)
+    run.add_argument(
+        "--sim-control-allow-remote",
+        action="store_true",
+        help="let --sim-control listen beyond loopback (whoever reaches it drives the charger)",
+    )
     run.add_argument("--sim-speed", type=_positive_float, default=1.0)
     run.add_argument("--sim-connectors", type=_connector_count, default=1)
     run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")

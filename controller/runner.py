@@ -46,6 +46,7 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
         sim_connectors=args.sim_connectors,
         sim_speed=args.sim_speed,
         sim_control=args.sim_control if args.sim else None,
+        sim_control_allow_remote=args.sim_control_allow_remote,
         ocpp_keys=args.ocpp_keys,
     )
     app = ChargePointApp(effective_config(args), options)
