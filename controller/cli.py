@@ -171,8 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from controller.demo import run_demo
 
         return asyncio.run(on_named_loop(run_demo()))
-    except ConfigError as exc:
-        print(f"picharge: configuration error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line, whatever the file held
+        print(f"picharge: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
