@@ -5,6 +5,7 @@ id when it can be recovered, and the charge point carries on with nothing change
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -164,13 +165,28 @@ async def test_answers_to_nothing_are_dropped_not_queued(make_rig: MakeRig) -> N
     await rig.registered()
     cp = rig.adapter._caller.cp
     assert cp is not None
-    for n in range(3_000):  # three times Python's recursion limit
-        frame = (
-            f'[3, "nobody-{n}", {{}}]' if n % 2 else f'[4, "nobody-{n}", "GenericError", "", {{}}]'
-        )
-        await rig.csms.send_raw(CP_ID, frame)
-    ok = await answer_to(rig, '[2, "after", "ClearCache", {}]', "after")  # all were read
-    assert ok == [3, "after", {"status": "Accepted"}]
+
+    async def burst(tag: str) -> None:
+        for n in range(3_000):  # three times Python's recursion limit
+            frame = (
+                f'[3, "{tag}-{n}", {{}}]'
+                if n % 2
+                else f'[4, "{tag}-{n}", "GenericError", "", {{}}]'
+            )
+            await rig.csms.send_raw(CP_ID, frame)
+        ok = await answer_to(rig, f'[2, "{tag}", "ClearCache", {{}}]', tag)  # all were read
+        assert ok == [3, tag, {"status": "Accepted"}]
+
+    await burst("warm-up")  # the link's own buffers reach their size
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        await burst("nobody")
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # kept, each would be a message object of several hundred bytes: about 1 MB here
+    assert grown - before < 100_000
     assert cp._response_queue.qsize() == 0
     assert (await rig.adapter.authorize("04A1B2C3")).accepted  # our next call is answered
     assert len(rig.csms.connection_attempts) == 1

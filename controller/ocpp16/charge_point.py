@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Dropped answers are logged at the 1st, 10th, 100th... of a connection: each one shows
+#: in the journal, a flood of them costs a line per tenfold.
+_LOGGED_COUNTS = frozenset(10**n for n in range(12))
+
 
 class OcppChargePoint(
     CoreHandlers,
@@ -73,6 +77,7 @@ class OcppChargePoint(
         #: unanswered, and RemoteStart/RemoteStopTransaction are refused (1.6 §4.2).
         self.registered = False
         self._awaiting: set[str] = set()  # unique ids of our calls waiting for their answer
+        self._dropped_answers = 0
 
     async def call(
         self,
@@ -111,7 +116,13 @@ class OcppChargePoint(
             self._awaiting.discard(message.unique_id)  # one answer per call
             self._response_queue.put_nowait(message)
         else:
-            log.warning("dropped an answer to no call of ours: %.200r", raw_msg)
+            self._dropped_answers += 1
+            if self._dropped_answers in _LOGGED_COUNTS:  # a flood must not flood the journal
+                log.warning(
+                    "dropped %d answer(s) to no call of ours on this link, the last: %.200r",
+                    self._dropped_answers,
+                    raw_msg,
+                )
 
     async def _serve(self, message: Call) -> None:
         try:
