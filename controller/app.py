@@ -58,6 +58,7 @@ class RunOptions:
     sim_connectors: int = 1
     sim_speed: float = 1.0
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
+    sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
     ocpp_keys: Path | None = None
 
 
@@ -83,6 +84,7 @@ class ChargePointApp:
     async def start(self) -> None:
         config = self.config
         csms_registry.require(config.ocpp_version)  # before anything opens: exit 2 at once
+        await self._check_control_address()
         try:  # the service user's alone, whatever the umask (controller.state_dir)
             await asyncio.to_thread(make_private, config.state_dir)
         except OSError as exc:  # open_state reports an unusable state directory
@@ -144,9 +146,28 @@ class ChargePointApp:
 
             self._control = ControlServer(self._sim_request)
             self.control_address = await self._control.start(
-                *parse_host_port(self.options.sim_control)
+                *parse_host_port(self.options.sim_control),
+                allow_remote=self.options.sim_control_allow_remote,
             )
             log.info("simulation control on %s:%d", *self.control_address)
+
+    async def _check_control_address(self) -> None:
+        """The simulation's control endpoint stays on loopback unless explicitly allowed:
+        refused (exit 2) before anything starts."""
+        if not self.options.sim or self.options.sim_control is None:
+            return
+        if self.options.sim_control_allow_remote:
+            log.warning(
+                "simulation control on %s: reachable beyond loopback", self.options.sim_control
+            )
+            return
+        from controller.sim_root import RemoteControlRefused, loopback_only
+
+        host, _ = parse_host_port(self.options.sim_control)
+        try:
+            await loopback_only(host)
+        except RemoteControlRefused as exc:
+            raise ConfigError("--sim-control", str(exc)) from None
 
     async def _start_csms(self) -> None:
         assert self.storage is not None and self.supervisor is not None

@@ -545,14 +545,13 @@ def main(args: argparse.Namespace) -> int:
     """``picharge check-hw``; ConfigError propagates to the CLI (exit code 2)."""
     path = args.config if args.config is not None else (None if args.sim else DEFAULT_CONFIG_PATH)
     config = load_config(path)
+    sim = args.sim or config.backend == "sim"
     print(
         f"picharge check-hw: {len(config.connectors)} connector(s)"
-        + (" on simulated hardware" if args.sim else "")
+        + (" on simulated hardware" if sim else "")
         + "; the contactor is only switched with no EV connected",
         flush=True,
     )
     return asyncio.run(
-        on_named_loop(
-            run_check_hw(config, sys.stdout, sim=args.sim, card_timeout_s=args.card_timeout)
-        )
+        on_named_loop(run_check_hw(config, sys.stdout, sim=sim, card_timeout_s=args.card_timeout))
     )

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp", choices=("1.6", "2.0.1"), help="OCPP version")
     run.add_argument("--state-dir", type=Path, help="where the SQLite state lives")
     run.add_argument("--sim-control", type=_host_port, default=DEFAULT_CONTROL)
+    run.add_argument(
+        "--sim-control-allow-remote",
+        action="store_true",
+        help="let --sim-control listen beyond loopback (whoever reaches it drives the charger)",
+    )
     run.add_argument("--sim-speed", type=_positive_float, default=1.0)
     run.add_argument("--sim-connectors", type=_connector_count, default=1)
     run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")
@@ -168,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from controller.demo import run_demo
 
         return asyncio.run(on_named_loop(run_demo()))
-    except ConfigError as exc:
-        print(f"picharge: configuration error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line, whatever the file held
+        print(f"picharge: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK

@@ -5,16 +5,25 @@ complete :class:`Config` or raises :class:`ConfigError` naming the offending key
 ``connector[1].max_current_a: must be between 6 and 80, got 100``) and the CLI exits with 2.
 
 Driver settings (pins, ports, calibration) stay plain tables here: each driver's
-``from_config`` validates its own keys, so adding a driver does not touch this module.
+``from_config`` validates its own values, so adding a driver does not touch this module. No
+key goes unread: the sections read here list their keys below, the drivers list theirs next
+to their code, and :mod:`controller.config_keys` refuses any other key, naming the nearest
+valid one. A file that is not UTF-8 or not TOML is refused the same way, in one line.
+
+``[hardware] backend`` picks the hardware: ``"pi"`` (the default) drives the Pi's pins,
+``"sim"`` runs the simulated charger as ``picharge run --sim`` does.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from controller.config_keys import unknown_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/picharge/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/picharge")
@@ -84,6 +93,43 @@ _TOP_LEVEL = {
     "storage",
     "authorization",
 }
+
+
+#: The keys of the sections read here (the drivers' sections: controller.config_keys).
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "chargepoint": ("id", "vendor", "model", "serial"),
+    "ocpp": (
+        "url",
+        "version",
+        "security_profile",
+        "password",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "firmware_signing_ca",
+        "firmware_trust_manufacturer_roots",
+        "allow_unsigned_firmware",
+        "allow_firmware_downgrade",
+        "firmware_max_bytes",
+    ),
+    "storage": ("state_dir",),
+    "authorization": ("cards", "free_charging_id"),
+}
+BACKENDS = ("pi", "sim")
+
+
+def check_chargepoint_id(value: str, key: str) -> str:
+    """A charge point id as OCPP and the CSMS URL take it; ConfigError names ``key``."""
+    if (
+        not 1 <= len(value) <= 36
+        or "/" in value
+        or not value.isprintable()
+        or value.strip() != value
+    ):
+        raise ConfigError(
+            key, f"must be 1-36 printable characters without '/' or edge spaces, got {value!r}"
+        )
+    return value
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -195,15 +241,24 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document; raises :class:`ConfigError` naming the bad key."""
     for key in doc:
         if key not in _TOP_LEVEL:
-            raise ConfigError(key, f"unknown section; expected one of {sorted(_TOP_LEVEL)}")
+            nearest = difflib.get_close_matches(key, sorted(_TOP_LEVEL), n=1)
+            hint = (
+                f"did you mean {nearest[0]}?"
+                if nearest
+                else f"expected one of {sorted(_TOP_LEVEL)}"
+            )
+            raise ConfigError(key, f"unknown section; {hint}")
+    unknown = unknown_key(doc, SECTION_KEYS)
+    if unknown is not None:
+        raise ConfigError(*unknown)
     cp = _table(doc, "chargepoint")
     ocpp = _table(doc, "ocpp")
     hardware = _table(doc, "hardware")
     storage = _table(doc, "storage")
 
-    cp_id = _get(cp, "chargepoint", "id", str, "picharge-0001")
-    if not 1 <= len(cp_id) <= 36 or "/" in cp_id:
-        raise ConfigError("chargepoint.id", f"must be 1-36 characters without '/', got {cp_id!r}")
+    cp_id = check_chargepoint_id(
+        _get(cp, "chargepoint", "id", str, "picharge-0001"), "chargepoint.id"
+    )
     version = _get(ocpp, "ocpp", "version", str, "1.6")
     if version not in ("1.6", "2.0.1"):
         raise ConfigError("ocpp.version", f"must be '1.6' or '2.0.1', got {version!r}")
@@ -211,7 +266,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
     if url and not url.startswith(("ws://", "wss://")):
         raise ConfigError("ocpp.url", f"must start with ws:// or wss://, got {url!r}")
     backend = _get(hardware, "hardware", "backend", str, "pi")
-    if backend not in ("pi", "sim"):
+    if backend not in BACKENDS:
         raise ConfigError("hardware.backend", f"must be 'pi' or 'sim', got {backend!r}")
 
     auth = _table(doc, "authorization")
@@ -257,6 +312,11 @@ def load_config(path: Path | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "--config",
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})",
+        ) from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -26,14 +26,14 @@ from drivers.base import (
     TemperatureSensor,
 )
 from drivers.contactor import GpioContactor
-from drivers.errors import ConfigurationError
+from drivers.errors import ConfigurationError, HardwareUnavailable
 from drivers.pilot import PilotBoard
-from drivers.registry import DEFAULT_TYPES, create
+from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, create
 from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
 
-_TYPE_KEYS = ("contactor_type", "rcm_type", "pilot_type", "temperature_type", "meter")
+_TYPE_KEYS = (*CONNECTOR_TYPE_KEYS.values(), "meter")
 
 
 @dataclass
@@ -104,7 +104,12 @@ def build_hardware(
     rfid_overrides: Mapping[str, Any] | None = None,
     connector_overrides: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> Hardware:
-    """Create every driver; on a configuration error, release what was already created."""
+    """Create every driver; on a configuration error, release what was already created.
+
+    A machine where the Pi's hardware libraries do not work (no GPIO pin factory) is a
+    ConfigurationError of ``hardware.backend``: restarting cannot fix it, the configuration
+    (``backend = "sim"``, ``--sim``) or the installation can.
+    """
     hardware = Hardware()
     created: list[Any] = []
 
@@ -175,6 +180,9 @@ def build_hardware(
             hardware.led = make(
                 "led", led_type, led_keys, key_prefix="hardware", type_key="led_type"
             )
+    except HardwareUnavailable as exc:
+        _release_partial(hardware, created)
+        raise ConfigurationError("hardware.backend", f'"{config.backend}": {exc}') from exc
     except BaseException:
         _release_partial(hardware, created)
         raise

@@ -722,9 +722,10 @@ class LocalCsms:
             raise UnexpectedResult(f"{cp_id} answered {payload} with {result}, not a CALLERROR")
         return result
 
-    async def send_raw(self, cp_id: str, text: str) -> None:
-        """Write ``text`` as one websocket text frame to ``cp_id``, unchecked. What the
-        charge point sends back lands in :attr:`raw_received` (see :meth:`wait_for_raw`)."""
+    async def send_raw(self, cp_id: str, text: str | bytes) -> None:
+        """Write ``text`` as one websocket frame to ``cp_id``, unchecked: a text frame, or a
+        binary one for bytes. What the charge point sends back lands in
+        :attr:`raw_received` (see :meth:`wait_for_raw`)."""
         await self._session(cp_id).ws.send(text)
 
     # --- fault knobs ----------------------------------------------------------------------

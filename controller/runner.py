@@ -15,7 +15,13 @@ import signal
 from typing import Any
 
 from controller.app import ChargePointApp, RunOptions
-from controller.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from controller.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    check_chargepoint_id,
+    load_config,
+)
 from controller.domain import ResetKind
 
 log = logging.getLogger(__name__)
@@ -26,8 +32,8 @@ def effective_config(args: argparse.Namespace) -> Config:
     path = args.config if args.config is not None else (None if args.sim else DEFAULT_CONFIG_PATH)
     config = load_config(path)
     changes: dict[str, Any] = {}
-    if args.chargepoint_id:
-        changes["chargepoint_id"] = args.chargepoint_id
+    if args.chargepoint_id is not None:
+        changes["chargepoint_id"] = check_chargepoint_id(args.chargepoint_id, "--id")
     if args.csms:
         changes["ocpp_url"] = args.csms
     if args.ocpp:
@@ -40,15 +46,21 @@ def effective_config(args: argparse.Namespace) -> Config:
 
 
 async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | None]:
-    """Run; returns (exit code, the reset the CSMS asked for, if any)."""
+    """Run; returns (exit code, the reset the CSMS asked for, if any).
+
+    The simulated charger runs with ``--sim`` or ``[hardware] backend = "sim"``.
+    """
+    config = effective_config(args)
+    sim = args.sim or config.backend == "sim"
     options = RunOptions(
-        sim=args.sim,
+        sim=sim,
         sim_connectors=args.sim_connectors,
         sim_speed=args.sim_speed,
-        sim_control=args.sim_control if args.sim else None,
+        sim_control=args.sim_control if sim else None,
+        sim_control_allow_remote=args.sim_control_allow_remote,
         ocpp_keys=args.ocpp_keys,
     )
-    app = ChargePointApp(effective_config(args), options)
+    app = ChargePointApp(config, options)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

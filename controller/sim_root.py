@@ -18,10 +18,17 @@ from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
 from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
-from hw_sim.control import ControlServer
+from hw_sim.control import ControlServer, RemoteControlRefused, loopback_only
 from hw_sim.loop_thread import SimChargerOnThread
 
-__all__ = ["MAX_SIM_CONNECTORS", "ControlServer", "SimCharger", "start_simulation"]
+__all__ = [
+    "MAX_SIM_CONNECTORS",
+    "ControlServer",
+    "RemoteControlRefused",
+    "SimCharger",
+    "loopback_only",
+    "start_simulation",
+]
 
 
 async def start_simulation(

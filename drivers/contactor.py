@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
@@ -113,6 +113,18 @@ class ContactorConfig:
             close_settle_s=seconds_setting(section, "close_settle_s", 0.1, 2.0, key_prefix),
             open_settle_s=seconds_setting(section, "open_settle_s", 0.25, 5.0, key_prefix),
         )
+
+
+#: Every key :meth:`ContactorConfig.from_section` reads from a ``[[connector]]`` table.
+CONFIG_KEYS: Final = (
+    "contactor_pin",
+    "contactor_active_high",
+    "feedback_type",
+    "feedback_pin",
+    "feedback_active_low",
+    "close_settle_s",
+    "open_settle_s",
+)
 
 
 class GpioContactor:

@@ -47,6 +47,11 @@ class PermanentFault(DriverError):
         self.detail = detail
 
 
+class HardwareUnavailable(DriverError):
+    """The hardware library a driver needs does not work on this machine (no GPIO library
+    on a Pi, or not a Pi at all); retrying cannot help."""
+
+
 class ConfigurationError(DriverError):
     """A driver was configured with something it cannot use; ``key`` names the setting."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gpiozero import LED
 
@@ -90,6 +90,10 @@ def _name_blinker(led: LED, attribute: str) -> None:
     thread = getattr(led, attribute, None)
     if isinstance(thread, threading.Thread):
         name_thread(thread, LED_THREAD)
+
+
+#: Every key :func:`from_config` reads from ``[hardware]``.
+CONFIG_KEYS: Final = ("led_pin", "led_active_high")
 
 
 def from_config(

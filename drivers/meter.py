@@ -408,7 +408,8 @@ class ModbusMeter:
 
 # ---------------------------------------------------------------------- configuration
 
-_KEYS = frozenset(
+#: Every key of ``[meter]`` (and of a ``[connector.meter]`` table) :func:`from_config` reads.
+CONFIG_KEYS = frozenset(
     {
         "model",
         "map",
@@ -516,9 +517,9 @@ def from_config(
     if not isinstance(section, Mapping):
         raise ConfigurationError("meter", "must be a table ([meter])")
     for key in section:
-        if key not in _KEYS:
+        if key not in CONFIG_KEYS:
             raise ConfigurationError(
-                f"meter.{key}", f"unknown key; expected one of {', '.join(sorted(_KEYS))}"
+                f"meter.{key}", f"unknown key; expected one of {', '.join(sorted(CONFIG_KEYS))}"
             )
     register_map = register_map_from_config(section)
     return ModbusMeter(register_map, settings_from_config(section, register_map), on_event)

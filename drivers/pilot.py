@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from drivers.ads1115 import ADDRESSES, DATA_RATE_SPS, PGA_FULL_SCALE_V, Ads1115
 from drivers.base import EventSink, ProximitySensor, SMBusLike, ignore_events
@@ -113,6 +113,33 @@ class PilotBoard:
         finally:
             self.adc.close()
             self.bus.close()
+
+
+#: Every key :func:`from_config` reads from a ``[[connector]]`` table.
+CONFIG_KEYS: Final = (
+    "pwm_chip",
+    "pwm_channel",
+    "pwm_inverted",
+    "adc_bus",
+    "adc_address",
+    "adc_full_scale_v",
+    "adc_data_rate_sps",
+    "cp_adc_gain",
+    "cp_adc_offset_v",
+    "cp_low_adc_gain",
+    "cp_low_adc_offset_v",
+    "pp_pullup_ohm",
+    "pp_supply_v",
+    "sample_period_s",
+    "waiting_sample_period_s",
+    "idle_sample_period_s",
+    "diode_check_period_s",
+    "debounce_fast_samples",
+    "debounce_slow_samples",
+    "debounce_diode_samples",
+    "duty_settle_s",
+    "tethered_cable_a",
+)
 
 
 def from_config(

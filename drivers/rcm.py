@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
@@ -80,6 +80,17 @@ class RcmConfig:
                 section, "rcm_selftest_timeout_s", 1.0, 10.0, key_prefix
             ),
         )
+
+
+#: Every key :meth:`RcmConfig.from_section` reads from a ``[[connector]]`` table.
+CONFIG_KEYS: Final = (
+    "rcm_fault_pin",
+    "rcm_fault_active_high",
+    "rcm_test_pin",
+    "rcm_test_active_high",
+    "rcm_test_pulse_s",
+    "rcm_selftest_timeout_s",
+)
 
 
 class _Watcher:

@@ -8,11 +8,15 @@ the kind's Protocol in :mod:`drivers.base`.
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gpiozero.exc import BadPinFactory
+
 from drivers.base import EventSink
-from drivers.errors import ConfigurationError
+from drivers.errors import ConfigurationError, HardwareUnavailable
 from drivers.seams import HardwareSeams
 
 Factory = Callable[[Mapping[str, Any], HardwareSeams, str, EventSink], Any]
@@ -73,6 +77,32 @@ REGISTRY: dict[str, dict[str, Factory]] = {
     "led": {"gpio": _led},
 }
 
+#: Where each driver lists the keys it reads from its section (``module:attribute``): data
+#: kept next to the code that reads them, looked up only for the types configured, so that
+#: the configuration can refuse every key no configured driver reads (a misspelt
+#: ``contactor_active_hi`` would otherwise leave the coil's polarity at its default).
+KEYS: dict[str, dict[str, str]] = {
+    "meter": {"modbus": "drivers.meter:CONFIG_KEYS"},
+    "rfid": {
+        "rdm6300": "drivers.rfid_rdm6300:CONFIG_KEYS",
+        "pn532_uart": "drivers.rfid_pn532:UART_KEYS",
+        "pn532_i2c": "drivers.rfid_pn532:I2C_KEYS",
+    },
+    "contactor": {"gpio": "drivers.contactor:CONFIG_KEYS"},
+    "rcm": {"gpio": "drivers.rcm:CONFIG_KEYS"},
+    "pilot": {"ads1115_sysfs_pwm": "drivers.pilot:CONFIG_KEYS"},
+    "temperature": {"ds18b20": "drivers.temperature:CONFIG_KEYS"},
+    "led": {"gpio": "drivers.led:CONFIG_KEYS"},
+}
+
+#: The kinds a ``[[connector]]`` table configures, each with the key naming its type.
+CONNECTOR_TYPE_KEYS = {
+    "contactor": "contactor_type",
+    "pilot": "pilot_type",
+    "rcm": "rcm_type",
+    "temperature": "temperature_type",
+}
+
 DEFAULT_TYPES = {
     "meter": "modbus",
     "contactor": "gpio",
@@ -80,6 +110,17 @@ DEFAULT_TYPES = {
     "pilot": "ads1115_sysfs_pwm",
     "led": "gpio",
 }
+
+
+def types(kind: str) -> tuple[str, ...]:
+    """The type names of ``kind``, sorted."""
+    return tuple(sorted(REGISTRY[kind]))
+
+
+def config_keys(kind: str, type_name: str) -> frozenset[str]:
+    """The keys the driver ``type_name`` of ``kind`` reads from its section."""
+    module, _, attribute = KEYS[kind][type_name].partition(":")
+    return frozenset(getattr(importlib.import_module(module), attribute))
 
 
 def create(
@@ -93,11 +134,22 @@ def create(
     type_key: str = "type",
 ) -> Any:
     """Build the driver ``type_name`` of ``kind``; ConfigurationError names ``type_key``."""
-    types = REGISTRY[kind]
-    factory = types.get(type_name)
+    factory = REGISTRY[kind].get(type_name)
     if factory is None:
         raise ConfigurationError(
             f"{key_prefix}.{type_key}",
-            f"unknown {kind} type {type_name!r}; expected one of {', '.join(sorted(types))}",
+            f"unknown {kind} type {type_name!r}; expected one of {', '.join(types(kind))}",
         )
-    return factory(section, seams, key_prefix, on_event)
+    with warnings.catch_warnings(record=True) as fallbacks:
+        warnings.simplefilter("always")
+        try:
+            driver = factory(section, seams, key_prefix, on_event)
+        except BadPinFactory as exc:
+            tried = "; ".join(str(w.message).removeprefix("Falling back from ") for w in fallbacks)
+            raise HardwareUnavailable(
+                f"no usable GPIO library: gpiozero found no pin factory ({tried or exc}); on a "
+                "Raspberry Pi install python3-lgpio (deploy/install.sh does), elsewhere use --sim"
+            ) from exc
+    for warning in fallbacks:  # a working fallback still says why it fell back
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return driver

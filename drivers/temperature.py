@@ -29,7 +29,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from drivers.errors import ConfigurationError, TransientError
 from drivers.gpio_bridge import key_name
@@ -136,6 +136,10 @@ class W1Thermometer:
             )
         self._device_id = found[0]
         return found[0]
+
+
+#: Every key :func:`from_config` reads from its section.
+CONFIG_KEYS: Final = ("temperature_sensor",)
 
 
 def from_config(

@@ -5,6 +5,7 @@ id when it can be recovered, and the charge point carries on with nothing change
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -93,3 +94,99 @@ def test_check_frame_passes_well_formed_messages_through() -> None:
     assert isinstance(check_frame(b"[2]"), FrameProblem)  # binary frames are not OCPP-J
     problem = check_frame('[true, "b", "Reset", {}]')
     assert isinstance(problem, FrameProblem) and problem.unique_id == "b"
+
+
+def set_charging_profile(unique_id: str, limit: str) -> str:
+    """A SetChargingProfile frame whose one period's limit is ``limit`` (raw JSON text)."""
+    return (
+        f'[2, "{unique_id}", "SetChargingProfile", {{"connectorId": 1, "csChargingProfiles": '
+        '{"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",'
+        ' "chargingProfileKind": "Absolute", "chargingSchedule": {"chargingRateUnit": "A", '
+        f'"chargingSchedulePeriod": [{{"startPeriod": 0, "limit": {limit}}}]}}}}}}]'
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "code"),
+    [
+        ("NaN", "FormationViolation"),  # not JSON at all (RFC 8259 has no NaN)
+        ("Infinity", "FormationViolation"),
+        ("-Infinity", "FormationViolation"),
+        ("1e309", "FormationViolation"),  # JSON, but no finite number
+        ("1e308", "PropertyConstraintViolation"),  # finite, far beyond what a limit holds
+    ],
+)
+async def test_a_number_no_field_can_hold_gets_a_call_error_and_the_link_stays(
+    make_rig: MakeRig, limit: str, code: str
+) -> None:
+    rig = await make_rig()
+    await rig.registered()
+    answer = await answer_to(rig, set_charging_profile("huge", limit), "huge")
+    assert answer[:3] == [4, "huge", code]
+    assert rig.control.named("set_current_limit") == []
+    ok = await answer_to(rig, set_charging_profile("sane", "16.0"), "sane")
+    assert ok == [3, "sane", {"status": "Accepted"}]
+    assert len(rig.csms.connection_attempts) == 1
+
+
+async def test_a_frame_nested_thousands_deep_gets_a_call_error_and_the_link_stays(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig()
+    await rig.registered()
+    depth = 20_000  # 40 kB: under the frame limit, far beyond Python's recursion limit
+    frame = '[2, "deep", "DataTransfer", {"vendorId": "x", "data": ' + "[" * depth
+    frame += "]" * depth + "}]"
+    answer = await answer_to(rig, frame, "deep")
+    assert answer[:3] == [4, "deep", "FormationViolation"]
+    ok = await answer_to(rig, '[2, "after", "ClearCache", {}]', "after")
+    assert ok == [3, "after", {"status": "Accepted"}]
+    assert len(rig.csms.connection_attempts) == 1
+
+
+async def test_a_binary_frame_holding_a_call_is_answered_under_its_own_id(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig()
+    await rig.registered()
+    after = len(rig.csms.raw_received)
+    await rig.csms.send_raw(CP_ID, b'[2, "bin-1", "ClearCache", {}]')
+    text = await rig.csms.wait_for_raw(CP_ID, lambda t: t.startswith("[4,"), after=after)
+    answer = json.loads(text)
+    # OCPP-J frames are text: the call is refused, but under its id, so the CSMS can match it
+    assert answer[:3] == [4, "bin-1", "FormationViolation"]
+    assert "binary" in answer[4]["cause"]
+
+
+async def test_answers_to_nothing_are_dropped_not_queued(make_rig: MakeRig) -> None:
+    """50,000 of these once grew memory by 12 MB and the next call ended in RecursionError:
+    the library queued each one and skipped them one recursive call at a time."""
+    rig = await make_rig()
+    await rig.registered()
+    cp = rig.adapter._caller.cp
+    assert cp is not None
+
+    async def burst(tag: str) -> None:
+        for n in range(3_000):  # three times Python's recursion limit
+            frame = (
+                f'[3, "{tag}-{n}", {{}}]'
+                if n % 2
+                else f'[4, "{tag}-{n}", "GenericError", "", {{}}]'
+            )
+            await rig.csms.send_raw(CP_ID, frame)
+        ok = await answer_to(rig, f'[2, "{tag}", "ClearCache", {{}}]', tag)  # all were read
+        assert ok == [3, tag, {"status": "Accepted"}]
+
+    await burst("warm-up")  # the link's own buffers reach their size
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        await burst("nobody")
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # kept, each would be a message object of several hundred bytes: about 1 MB here
+    assert grown - before < 100_000
+    assert cp._response_queue.qsize() == 0
+    assert (await rig.adapter.authorize("04A1B2C3")).accepted  # our next call is answered
+    assert len(rig.csms.connection_attempts) == 1

@@ -12,7 +12,7 @@ import pytest
 from ocpp.v16 import call
 
 from controller.connector_types import ConnectorStatus
-from controller.csms.link import Backoff, LinkState, endpoint_url
+from controller.csms.link import Backoff, LinkState, LinkTiming, endpoint_url
 from controller.csms.timers import next_boundary
 from drivers.errors import FaultKind
 from tests.support.ocpp16_adapter import CP_ID, FAST, MakeRig
@@ -210,7 +210,8 @@ async def test_an_oversized_frame_closes_the_link_and_the_charge_point_reconnect
 ) -> None:
     rig = await make_rig()
     await rig.registered()
-    huge = '[2,"big","DataTransfer",{"vendorId":"picharge","data":"' + "x" * 70_000 + '"}]'
+    data = "x" * LinkTiming().max_frame_bytes  # the frame around it is over the limit
+    huge = '[2,"big","DataTransfer",{"vendorId":"picharge","data":"' + data + '"}]'
     after = len(rig.csms.received)
     await rig.csms.send_raw(CP_ID, huge)
     await rig.registered(after=after)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.cli import EXIT_FAILURE, EXIT_USAGE
+
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "picharge.service"
 MAX_EXPOSURE = 2.0
@@ -179,3 +181,17 @@ def test_every_group_the_unit_grants_is_explained_in_the_install_guide(
         assert f"`{group}`" in notes, f"docs/install.md does not explain the group {group}"
     assert "reads the whole system journal" in notes
     assert "SupplementaryGroups=gpio i2c dialout" in notes  # how to do without it
+
+
+def test_an_exit_that_restarting_cannot_fix_is_not_restarted(
+    settings: dict[str, list[str]],
+) -> None:
+    """A bad configuration and a machine without a usable GPIO library both exit with
+    EXIT_USAGE (tests/test_config_strict.py); systemd must not restart those every
+    RestartSec forever, while a failure while running (EXIT_FAILURE) is restarted."""
+    assert settings["Service.Restart"] == ["on-failure"]
+    prevented = {
+        code for value in settings["Service.RestartPreventExitStatus"] for code in value.split()
+    }
+    assert str(EXIT_USAGE) in prevented
+    assert str(EXIT_FAILURE) not in prevented

@@ -51,7 +51,11 @@ class LinkTiming:
     TransactionMessageRetryInterval, the Boot retry interval) into seconds: 1.0 on a charger.
     ``boot_retry_s`` is used when the CSMS gives a 0 interval or does not answer Boot.
     ``max_frame_bytes`` bounds an incoming frame (websockets closes the link with 1009 and
-    we reconnect) so a broken CSMS cannot exhaust the Pi's memory.
+    we reconnect) so a broken CSMS cannot exhaust the Pi's memory. It must hold the largest
+    message the charger advertises it takes: a SendLocalList of SendLocalListMaxLength (500)
+    entries with expiry and parent is 78 kB written compactly, 83 kB with the usual spaces
+    and 118 kB indented; 256 KiB holds all of them with room to spare and is still nothing to
+    a Pi (tests/test_ocpp16_frame_limits.py sends the largest of each kind).
     """
 
     response_timeout_s: float = 30.0
@@ -62,7 +66,7 @@ class LinkTiming:
     close_timeout_s: float = 5.0
     boot_retry_s: float = 60.0
     interval_scale: float = 1.0
-    max_frame_bytes: int = 64 * 1024
+    max_frame_bytes: int = 256 * 1024
 
 
 class Backoff:

@@ -9,20 +9,30 @@ the answer (a reset) runs from ``@after`` in a task of our own, whose errors are
 :meth:`OcppChargePoint.route_message` replaces the library's: every frame is checked first
 (:mod:`controller.ocpp16.errors`) so malformed frames get a CALLERROR instead of silence, and
 each CALL is served in its own task so a slow handler never holds up the answers to our own
-calls. One instance per websocket connection; loop thread only.
+calls. Every CALL gets an answer: one holding a number the library cannot judge is refused
+before it reaches the library (:func:`~controller.ocpp16.errors.number_problem`), and any
+other failure while serving it is logged as our bug and answered with InternalError.
+
+A CALLRESULT or CALLERROR reaches the library's response queue only when it answers a call of
+ours still waiting (:meth:`OcppChargePoint.call` notes each one's id); anything else is
+logged and dropped. The library would keep it queued, and skip each stale entry with one more
+recursive call at our next call: 50,000 unsolicited answers cost 12 MB and ended in a
+RecursionError that dropped the link. One instance per websocket connection; loop thread
+only.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import InternalError, OCPPError
 from ocpp.messages import Call
 from ocpp.v16 import ChargePoint
 from websockets.exceptions import ConnectionClosed
 
-from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame
+from controller.ocpp16.errors import FrameProblem, call_error_for, check_frame, number_problem
 from controller.ocpp16.handlers.certificates import CertificateHandlers
 from controller.ocpp16.handlers.core import CoreHandlers
 from controller.ocpp16.handlers.diagnostics import DiagnosticsHandlers
@@ -38,6 +48,10 @@ if TYPE_CHECKING:
     from controller.ocpp16.services import Services
 
 log = logging.getLogger(__name__)
+
+#: Dropped answers are logged at the 1st, 10th, 100th... of a connection: each one shows
+#: in the journal, a flood of them costs a line per tenfold.
+_LOGGED_COUNTS = frozenset(10**n for n in range(12))
 
 
 class OcppChargePoint(
@@ -62,6 +76,28 @@ class OcppChargePoint(
         #: charge point registered earlier in this run); until then the boot is Pending or
         #: unanswered, and RemoteStart/RemoteStopTransaction are refused (1.6 §4.2).
         self.registered = False
+        self._awaiting: set[str] = set()  # unique ids of our calls waiting for their answer
+        self._dropped_answers = 0
+
+    async def call(
+        self,
+        payload: Any,
+        suppress: bool = True,
+        unique_id: str | None = None,
+        skip_schema_validation: bool = False,
+    ) -> Any:
+        """The library's ``call``, with its id noted while it waits (see :meth:`route_message`)."""
+        unique_id = unique_id if unique_id is not None else str(uuid.uuid4())
+        self._awaiting.add(unique_id)
+        try:
+            return await super().call(
+                payload,
+                suppress=suppress,
+                unique_id=unique_id,
+                skip_schema_validation=skip_schema_validation,
+            )
+        finally:
+            self._awaiting.discard(unique_id)
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -76,18 +112,36 @@ class OcppChargePoint(
             await self._send(message.to_json())
         elif isinstance(message, Call):
             self._s.spawn(self._serve(message), f"ocpp16-{message.action}-{message.unique_id}")
-        else:
+        elif message.unique_id in self._awaiting:
+            self._awaiting.discard(message.unique_id)  # one answer per call
             self._response_queue.put_nowait(message)
+        else:
+            self._dropped_answers += 1
+            if self._dropped_answers in _LOGGED_COUNTS:  # a flood must not flood the journal
+                log.warning(
+                    "dropped %d answer(s) to no call of ours on this link, the last: %.200r",
+                    self._dropped_answers,
+                    raw_msg,
+                )
 
     async def _serve(self, message: Call) -> None:
         try:
-            await self._handle_call(message)
+            problem = number_problem(message)
+            if problem is not None:
+                await self._refuse(message, problem)
+            else:
+                await self._handle_call(message)
         except OCPPError as error:
-            answer = call_error_for(message, error)
-            log.warning("%s %s: CALLERROR %s", message.action, message.unique_id, answer.code)
-            try:
-                await self._send(message.create_call_error(answer).to_json())
-            except ConnectionClosed:
-                log.info("link closed before the CALLERROR for %s went out", message.action)
+            await self._refuse(message, call_error_for(message, error))
         except ConnectionClosed:
             log.info("link closed before the answer to %s went out", message.action)
+        except Exception:  # our bug, not the CSMS's: it still hears back
+            log.exception("%s %s failed", message.action, message.unique_id)
+            await self._refuse(message, InternalError(details={"cause": "the charge point failed"}))
+
+    async def _refuse(self, message: Call, answer: OCPPError) -> None:
+        log.warning("%s %s: CALLERROR %s", message.action, message.unique_id, answer.code)
+        try:
+            await self._send(message.create_call_error(answer).to_json())
+        except ConnectionClosed:
+            log.info("link closed before the CALLERROR for %s went out", message.action)

@@ -4,8 +4,18 @@ The ocpp library drops a frame it cannot parse without answering, and names a fe
 OCPP 2.0.1 spelling. :func:`check_frame` inspects every frame before the library sees it:
 anything that is not a well-formed OCPP-J message gets a CALLERROR here (FormationViolation,
 with the frame's unique id when one can be recovered, else ``"-1"``), so the CSMS always
-hears back and nothing reaches the charge point. :func:`call_error_for` turns the library's
-exceptions for well-formed CALLs into the 1.6 codes:
+hears back and nothing reaches the charge point. That includes a frame nested deeper than
+the parser's recursion limit and a binary frame (OCPP-J is text; a readable one is refused
+under its own id).
+
+:func:`number_problem` catches what the library cannot judge: it validates the 1.6 decimals
+(charging profiles) with ``Decimal`` arithmetic, which raises instead of answering on
+``NaN``, ``Infinity`` (which Python's ``json`` lets through, though JSON has neither) and on a
+number as large as 1e308. Such a CALL gets FormationViolation (not a JSON number) or
+PropertyConstraintViolation (beyond any OCPP quantity), unless a schema violation the CSMS
+should hear about first (a wrong type, a missing field) is found without that arithmetic.
+
+:func:`call_error_for` turns the library's exceptions for well-formed CALLs into the 1.6 codes:
 
 - an action 1.6 knows without a handler: NotImplemented; an unknown action: NotSupported;
 - a missing required field: ProtocolError ("payload for action is incomplete");
@@ -19,6 +29,8 @@ from __future__ import annotations
 import decimal
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +57,12 @@ MAX_UNIQUE_ID = 36
 #: Actions whose schemas hold decimals (the library validates them with Decimal floats).
 _DECIMAL_ACTIONS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
 _ARITY = {MessageType.Call: 4, MessageType.CallResult: 3, MessageType.CallError: 5}
+#: The largest magnitude a number in a frame may have. No OCPP 1.6 quantity (Wh, W, A, s,
+#: ids) comes near it, beyond it a float no longer holds whole numbers exactly (2**53 is about
+#: 9e15), and the library's Decimal validation of 1.6 decimals fails on far larger ones.
+MAX_NUMBER = 1e15
+#: The start of a frame whose whole cannot be parsed: ``[type, "unique id"``.
+_FRAME_HEAD = re.compile(r'\s*\[\s*\d+\s*,\s*"([^"\\]{1,36})"')
 
 
 #: What ``ChargePoint.call(..., suppress=False)`` raises for a call the CSMS did not serve.
@@ -74,12 +92,26 @@ def _formation(unique_id: str, cause: str) -> FrameProblem:
     return FrameProblem(unique_id, FormationViolationError(details={"cause": cause}))
 
 
+def _head_id(text: str) -> str:
+    """The unique id at the start of a frame that cannot be parsed whole, else ``"-1"``."""
+    match = _FRAME_HEAD.match(text)
+    return match.group(1) if match else UNKNOWN_ID
+
+
 def check_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameProblem:
     """Parse one websocket frame into a message, or say which CALLERROR it deserves."""
     if isinstance(raw, bytes):
-        return _formation(UNKNOWN_ID, "OCPP-J frames are text frames, got a binary frame")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        readable = check_frame(text) if text else None
+        unique_id = UNKNOWN_ID if readable is None else readable.unique_id
+        return _formation(unique_id, "OCPP-J frames are text frames, got a binary frame")
     try:
         frame = json.loads(raw)
+    except RecursionError:
+        return _formation(_head_id(raw), "frame is nested too deeply")
     except ValueError:
         return _formation(UNKNOWN_ID, "frame is not valid JSON")
     if not isinstance(frame, list) or not frame:
@@ -111,6 +143,41 @@ def check_frame(raw: str | bytes) -> Call | CallResult | CallError | FrameProble
     if not (isinstance(code, str) and isinstance(description, str) and isinstance(details, dict)):
         return _formation(unique_id, "a CALLERROR is [4, id, code, description, details object]")
     return CallError(unique_id, code, description, details)
+
+
+def _bad_number(value: Any) -> float | None:
+    """The first float in ``value`` (a parsed payload) that is not finite or beyond
+    :data:`MAX_NUMBER`; iterative, so a deep payload cannot exhaust the stack."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not (math.isfinite(item) and abs(item) <= MAX_NUMBER):
+            return item
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def number_problem(call: Call) -> OCPPError | None:
+    """The CALLERROR for a CALL holding a number no OCPP field can take, else None."""
+    if call.action not in _DECIMAL_ACTIONS:
+        return None  # validated with floats: a type check answers, nothing raises
+    bad = _bad_number(call.payload)
+    if bad is None:
+        return None
+    try:
+        problem = _schema_error(call)
+    except (ArithmeticError, TypeError, ValueError):  # Decimal arithmetic on that number
+        problem = None
+    if problem is not None and problem.validator in ("type", "required", "maxLength", "enum"):
+        return _code_for(problem)
+    if not math.isfinite(bad):
+        return FormationViolationError(details={"cause": f"{bad} is not a JSON number"})
+    return PropertyConstraintViolationError(
+        details={"cause": f"{bad:g} is beyond any OCPP value (at most {MAX_NUMBER:g})"}
+    )
 
 
 def _schema_error(call: Call) -> Any:
