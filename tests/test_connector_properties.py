@@ -97,6 +97,17 @@ CAR_PRESENT = (CpState.B, CpState.C, CpState.D)
 LATCHING = frozenset({FaultKind.CONTACTOR_WELDED})
 #: Hazards of the charger's own side hold state F while they last (reference 5.2, 5.3).
 HOLD_F = frozenset({FaultKind.CONTACTOR_WELDED, FaultKind.RCD_TRIP, FaultKind.RCD_SELFTEST})
+#: Not hazards at the car: the PWM stops, and state F pulses only when the fault interrupts
+#: a car asking for energy (IEC 61851-1 Table A.5, "CX -> F -> C1/B1").
+NO_F_UNLESS_CHARGING = frozenset(
+    {
+        FaultKind.OVERTEMPERATURE,
+        FaultKind.LOCK_FAILURE,
+        FaultKind.METER_OFFLINE,
+        FaultKind.READER_FAILURE,
+        FaultKind.INTERNAL_ERROR,
+    }
+)
 #: Faults that belong to what is plugged in: unplugging (A seen) ends them.
 CLEARS_ON_UNPLUG = frozenset(
     {FaultKind.CONTACTOR_FAILED_CLOSE, FaultKind.DIODE_FAULT, FaultKind.LOCK_FAILURE}
@@ -248,6 +259,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.cable_a: float | None = None
         self.limit_a: float | None = None
         self.accepted_ids: set[str] = set()  # casefolded ids the world authorized
+        self.tapped_in_session: set[str] = set()  # casefolded cards tapped while a tx ran
         self.said: set[tuple[str, str | None]] = set()  # (id, parent) the world accepted
         self.named: set[tuple[str, str | None]] = set()  # (id, parent) in any answer
         # Reach figures, reported with --hypothesis-show-statistics.
@@ -334,6 +346,8 @@ class RandomConnectorLife(RuleBasedStateMachine):
         closed_before = self.closed
         pilot_was_f = isinstance(self.pilot, SetStateF)
         tx_before = self.tx_id
+        faults_before = self.faults
+        charging_before = closed_before or self.last_cp in (CpState.C, CpState.D)
         self.now += step_s
         self.learn(event, pilot_was_f)
         self.commands = self.machine.handle(event, self.now)
@@ -348,6 +362,12 @@ class RandomConnectorLife(RuleBasedStateMachine):
             self.available = self.wanted_available
         if isinstance(event, FaultRaised) and closed_before:
             assert self.commands[0] == OpenContactor(), "a fault must open the contactor first"
+        new = self.faults - faults_before
+        pulse = charging_before or bool(new - NO_F_UNLESS_CHARGING)
+        if new and pulse and self.config.state_f_after_fault_s > 0:
+            assert isinstance(self.pilot, SetStateF), f"no F pulse on {sorted(new)}"
+        if isinstance(event, IdPresented) and self.tx_id is not None:
+            self.tapped_in_session.add(event.id_tag.casefold())
         self.events += 1
         self.events_while_closed += closed_before
         self.ever_closed |= self.closed
@@ -409,12 +429,14 @@ class RandomConnectorLife(RuleBasedStateMachine):
                 self.tx_id, self.tx_parent = id_tag, parent_id
             case StopTransaction(_, id_tag):
                 assert self.tx_id is not None, "stop without a start"
-                if id_tag != self.tx_id:  # a card of the same parent, as an answer said
+                if id_tag != self.tx_id:  # a card of the same parent, tapped, as an answer said
                     parent = self.tx_parent
                     assert parent is not None and (id_tag.casefold(), parent.casefold()) in (
                         self.named
                     ), f"{id_tag} stopped the session of {self.tx_id} ({parent})"
+                    assert id_tag.casefold() in self.tapped_in_session, f"{id_tag} never tapped"
                 self.tx_id = None
+                self.tapped_in_session = set()
             case RequestAuthorization(id_tag):
                 self.requested.append(id_tag)
             case StatusChanged():
