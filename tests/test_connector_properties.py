@@ -84,6 +84,7 @@ from controller.connector_types import (
     StopTransaction,
     Tick,
 )
+from controller.limits import LimitSource
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
@@ -143,9 +144,12 @@ RESERVATION_S = st.sampled_from([0.0, 0.3, 30.0, 60.0, 600.0])
 F_HOLDS_S = st.sampled_from([0.0, 0.3])
 
 
-def limit_event(current_a: float | None) -> Event:
-    """The one place this test builds a limit event (its shape may grow a source)."""
-    return LimitChanged(current_a)
+def limit_event(current_a: float | None, source: LimitSource = LimitSource.CSMS) -> Event:
+    """The one place this test builds a limit event."""
+    return LimitChanged(current_a, source)
+
+
+SOURCES = st.sampled_from(LimitSource)
 
 
 def hazards(*, weld: bool = False) -> st.SearchStrategy[Event]:
@@ -157,7 +161,7 @@ def hazards(*, weld: bool = False) -> st.SearchStrategy[Event]:
     kinds = NON_LATCHING * 3 + ([FaultKind.CONTACTOR_WELDED] if weld else [])
     return st.one_of(
         st.sampled_from(kinds).map(FaultRaised),
-        LOW_CURRENTS.map(limit_event),
+        st.builds(limit_event, LOW_CURRENTS, SOURCES),
         st.just(AvailabilityChanged(False)),
         st.sampled_from(StopReason).map(StopRequested),
         st.sampled_from([CpState.A, CpState.B, CpState.E, CpState.F]).map(CpChanged),
@@ -168,7 +172,7 @@ def hazards(*, weld: bool = False) -> st.SearchStrategy[Event]:
 
 #: What may meet a charging car without being a hazard (the oracle says what it does).
 BENIGN: st.SearchStrategy[Event] = st.one_of(
-    st.floats(MIN_OFFER_A, 80.0).map(limit_event),
+    st.builds(limit_event, st.floats(MIN_OFFER_A, 80.0), SOURCES),
     st.sampled_from([CableRatingChanged(20.0), CableRatingChanged(63.0)]),
     st.sampled_from([Tick(), PilotVerified(), CpChanged(CpState.C)]),
     st.sampled_from([IdPresented("CAFE0001"), Authorized("CAFE0001", True, "FLEET")]),
@@ -202,7 +206,7 @@ SESSIONS = st.builds(
     hazard_at=st.one_of(st.none(), st.none(), st.integers(0, 5)),
     hazard=hazards(),
     step_s=STEP_S,
-    then=st.lists(BENIGN, min_size=2, max_size=12),
+    then=st.lists(BENIGN, min_size=4, max_size=16),
 )
 
 
@@ -257,7 +261,7 @@ class RandomConnectorLife(RuleBasedStateMachine):
         self.wanted_available = True
         self.available = True  # a change waits for the running transaction to end
         self.cable_a: float | None = None
-        self.limit_a: float | None = None
+        self.limits_a: dict[LimitSource, float] = {}  # each source's limit, set on its own
         self.accepted_ids: set[str] = set()  # casefolded ids the world authorized
         self.tapped_in_session: set[str] = set()  # casefolded cards tapped while a tx ran
         self.said: set[tuple[str, str | None]] = set()  # (id, parent) the world accepted
@@ -278,12 +282,12 @@ class RandomConnectorLife(RuleBasedStateMachine):
         return self.last_cp is CpState.C or (self.last_cp is CpState.D and self.config.ventilation)
 
     def offer_allowed_a(self) -> float:
-        """min(connector, cable, limit); an unrated socket cable allows nothing; 0 below 6 A."""
+        """min(connector, cable, every source's limit); an unrated socket cable allows nothing;
+        0 below 6 A."""
         cable = self.cable_a
         if cable is None:
             cable = 0.0 if self.config.cable_rating_required else math.inf
-        limit = math.inf if self.limit_a is None else self.limit_a
-        offer = min(self.config.max_current_a, cable, limit)
+        offer = min(self.config.max_current_a, cable, *self.limits_a.values())
         return offer if offer >= MIN_OFFER_A else 0.0
 
     def why_not_close(self) -> list[str]:
@@ -507,8 +511,11 @@ class RandomConnectorLife(RuleBasedStateMachine):
                 self.wanted_available = available
             case CableRatingChanged(current_a):
                 self.cable_a = current_a
-            case LimitChanged():
-                self.limit_a = event.current_a
+            case LimitChanged(current_a, source):
+                if current_a is None:
+                    self.limits_a.pop(source, None)  # that source's limit only
+                else:
+                    self.limits_a[source] = current_a
             case SettingsChanged(new):
                 self.config = new
             case Authorized(id_tag, accepted, parent_id):
@@ -676,9 +683,9 @@ class RandomConnectorLife(RuleBasedStateMachine):
     def availability(self, available: bool, step_s: float) -> None:
         self.send(AvailabilityChanged(available), step_s)
 
-    @rule(limit_a=CURRENTS, step_s=STEP_S)
-    def limit(self, limit_a: float | None, step_s: float) -> None:
-        self.send(limit_event(limit_a), step_s)
+    @rule(limit_a=CURRENTS, source=SOURCES, step_s=STEP_S)
+    def limit(self, limit_a: float | None, source: LimitSource, step_s: float) -> None:
+        self.send(limit_event(limit_a, source), step_s)
 
     @rule(step_s=STEP_S)
     def time_passes(self, step_s: float) -> None:
@@ -691,7 +698,8 @@ class RandomConnectorLife(RuleBasedStateMachine):
         for kind in sorted(self.raised):
             self.send(FaultCleared(kind), 0.0)
         self.send(AvailabilityChanged(True), 0.0)
-        self.send(limit_event(None), 0.0)
+        for source in list(self.limits_a):
+            self.send(limit_event(None, source), 0.0)
         self.send(CpChanged(CpState.A), 0.0)
         self.send(Tick(), max(self.config.state_f_after_fault_s, F_ECHO_S))
 
@@ -747,6 +755,14 @@ class RandomConnectorLife(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(NON_LATCHING * 3 + [FaultKind.CONTACTOR_WELDED]), step_s=STEP_S)
     def fault_while_closed(self, kind: FaultKind, step_s: float) -> None:
         self.strike(FaultRaised(kind), step_s)
+
+    @precondition(lambda self: self.closed)
+    @rule(kind=st.sampled_from(NON_LATCHING), lasts_s=st.sampled_from([0.0, 0.1, 0.3, 2.0]))
+    def fault_comes_and_goes_while_closed(self, kind: FaultKind, lasts_s: float) -> None:
+        """A transient fault while charging: whether the contactor may close again right
+        after it clears depends on the kind (a diode fault needs a fresh diode check)."""
+        self.strike(FaultRaised(kind), 0.02)
+        self.send(FaultCleared(kind), lasts_s)
 
     @precondition(lambda self: self.closed)
     @rule(state=st.sampled_from([CpState.A, CpState.B, CpState.D, CpState.E, CpState.F]))
