@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
+
 from controller.connector import ConnectorMachine
 from controller.connector_safety import FaultResponse, policy_for
 from controller.connector_types import (
@@ -36,6 +38,7 @@ from controller.connector_types import (
     StopTransaction,
     Tick,
 )
+from controller.limits import CurrentLimits, LimitSource, compute_offer
 from drivers.base import CpState
 from drivers.errors import FaultKind
 
@@ -175,3 +178,16 @@ def test_a_second_answer_does_not_undo_an_accepted_card() -> None:
     connector.send(CableRatingChanged(32.0))
     connector.send(CpChanged(CpState.B))
     assert connector.machine.transaction_id_tag == "04A1B2C3"
+
+
+def test_a_limit_that_is_no_current_is_refused_naming_the_value() -> None:
+    with pytest.raises(ValueError, match=r"finite current >= 0 A, got -1\.0"):
+        CurrentLimits().with_limit(LimitSource.USER, -1.0)
+
+
+def test_sources_binding_together_are_named_in_their_declared_order() -> None:
+    """ "Limited by" reads the same whichever source set its limit first."""
+    limits = CurrentLimits().with_limit(LimitSource.THERMAL, 10.0)
+    limits = limits.with_limit(LimitSource.USER, 10.0)
+    offer = compute_offer(32.0, None, False, limits)
+    assert offer.limited_by == (LimitSource.USER, LimitSource.THERMAL)
