@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup clean proof mutate
+.PHONY: demo test lint bench setup clean proof mutate mutate-supervisor
 
 setup: $(STAMP)
 
@@ -52,13 +52,25 @@ PROOF_CMD := $(BIN)/pytest tests/test_connector_properties.py -q --hypothesis-sh
 proof: $(STAMP)
 	PICHARGE_PROOF=long bash -o pipefail -c '$(PROOF_CMD) | grep -v "Retried draw"'
 
-# Mutation testing of the connector's safety rules and state machine against the fast
-# connector tests ([tool.mutmut] in pyproject.toml; ~6 min on 2 cores). Not part of `make test`.
+# Mutation testing of the connector's safety rules, state machine and offer against the fast
+# connector tests ([tool.mutmut] in pyproject.toml; ~7 min on 2 cores). Not part of `make test`.
 # Every survivor must be killed by a test or explained in docs/safety.md.
+MUTANTS := 'controller.connector*' 'controller.limits*'
 mutate: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $$(nproc)
-	$(BIN)/mutmut results
+	$(BIN)/mutmut run --max-children $$(nproc) $(MUTANTS)
+	$(BIN)/mutmut results | grep -v ': not checked$$' || true
+
+# The supervisor's contactor path (128 mutants) against the same tests and the await harness
+# (tests/test_safety_awaits.py); ~25 min on 2 cores. Its survivors are not triaged yet
+# (docs/safety.md).
+SUPERVISOR_MUTANTS := 'controller.supervisor.xǁSupervisorǁ_close_contactor*' \
+	'controller.supervisor.xǁSupervisorǁ_verify_open*' \
+	'controller.supervisor.xǁSupervisorǁ_execute*'
+mutate-supervisor: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc) $(SUPERVISOR_MUTANTS)
+	$(BIN)/mutmut results | grep -v ': not checked$$' || true
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants
