@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+from hypothesis import settings
+
+# `make mutate` runs these tests against code behind mutmut's trampolines on a loaded machine:
+# a per-example deadline there times the tool, not the charger ([tool.mutmut] selects it).
+settings.register_profile("mutmut", deadline=None)
 
 
 def _fds() -> set[str]:
