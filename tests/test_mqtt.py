@@ -23,6 +23,7 @@ from controller.connector_types import ConnectorStatus
 from controller.mqtt import bridge as bridge_module
 from controller.mqtt.bridge import BridgeTiming, MqttBridge
 from tests.support.mqtt_broker import Broker, free_port, watching
+from tests.support.pki import issue
 from tests.support.standalone import Charger, running
 from tests.support.wait import until
 
@@ -461,3 +462,24 @@ async def test_the_password_reaches_no_log(
     )
     assert "charger:***@127.0.0.1" in logged
     assert password not in logged and wrong not in logged
+
+
+async def test_mqtts_checks_the_broker_against_the_configured_ca(tmp_path: Path) -> None:
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    ca, ca_cert, ca_key = issue(pki_dir, "ca", "broker CA", None, ca=True)
+    other, _, _ = issue(pki_dir, "other", "someone else's CA", None, ca=True)
+    server, _, _ = issue(pki_dir, "server", "broker", (ca_cert, ca_key), server=True)
+    broker = Broker(tmp_path / "broker", tls=(server.cert, server.key))
+    broker.start()
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    try:
+        async with charger_with_mqtt(tmp_path / "good", url, ca_file=str(ca.cert)) as charger:
+            bridge = bridge_of(charger)
+            await until(lambda: bridge.state == "connected")
+        async with charger_with_mqtt(tmp_path / "bad", url, ca_file=str(other.cert)) as charger:
+            bridge = bridge_of(charger)
+            await until(lambda: bridge.failures >= 1)
+            assert bridge.connections == 0  # a broker it cannot verify gets nothing
+    finally:
+        broker.stop()

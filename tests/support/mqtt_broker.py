@@ -36,8 +36,15 @@ def free_port() -> int:
 class Broker:
     """One mosquitto process; ``users`` (name: password) turns anonymous access off."""
 
-    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (certificate, key) PEM files: the listener speaks TLS only."""
         self.directory = directory
+        self.tls = tls
         self.port = free_port()
         self.users = users or {}
         self.log_path = directory / "mosquitto.log"
@@ -51,6 +58,8 @@ class Broker:
 
     def _write_config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if self.tls is not None:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
         if os.geteuid() == 0:
             lines.append("user root")  # as root mosquitto would switch to 'mosquitto'
         if self.users:
