@@ -334,6 +334,8 @@ async def test_a_crash_of_the_bridge_restarts_it_and_charging_goes_on(
         await charger.charging()
         await watcher.becomes(f"{C1}/status", "Charging")
         transaction = charger.supervisor.view(1).transaction
+        coil: list[bool] = []  # every change of the contactor's coil from here on
+        charger.app.sim.connectors[0].contactor.add_coil_listener(coil.append)
         real = bridge_module.connector_state
         calls = {"n": 0}
 
@@ -346,9 +348,12 @@ async def test_a_crash_of_the_bridge_restarts_it_and_charging_goes_on(
         monkeypatch.setattr(bridge_module, "connector_state", broken_once)
         await until(lambda: bridge.crashes == 1)
         await until(lambda: bridge.connections == 2 and bridge.state == "connected", 15.0)
+        assert coil == []  # the crash and the restart never moved the contactor
+        assert charger.status() is ConnectorStatus.CHARGING
         watcher.clear()
         await charger.act("pause")
         await watcher.becomes(f"{C1}/status", "SuspendedEV")
+        await until(lambda: coil == [False])  # the listener does hear the coil
         # the session was never touched: same transaction, contactor as the car wants
         assert charger.supervisor.view(1).transaction is transaction
         await charger.act("charge")
