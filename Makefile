@@ -39,6 +39,8 @@ bench: $(STAMP)
 	@$(BIN)/python bench/session_latency.py
 	@echo "== CPU and memory of the controller (bench/footprint.py)"
 	@$(BIN)/python bench/footprint.py
+	@echo "== memory MQTT adds (bench/mqtt_memory.py)"
+	@$(BIN)/python bench/mqtt_memory.py
 	@echo "== start-up to BootNotification (bench/startup.py)"
 	@$(BIN)/python bench/startup.py
 	@echo "== fault trials: SIGKILLs and CSMS outages (bench/fault_trials.py)"

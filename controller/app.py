@@ -80,6 +80,7 @@ class ChargePointApp:
         self.notifier = ServiceNotifier()
         self.heartbeats = Heartbeats()
         self._log_file: logging.Handler | None = None
+        self.mqtt: Any = None  # controller.mqtt.bridge.MqttBridge with [mqtt] url set
 
     async def start(self) -> None:
         config = self.config
@@ -141,6 +142,12 @@ class ChargePointApp:
             state_dir=config.state_dir,
             resync_link=None if self.adapter is None else self.adapter.resync,
         )
+        if config.mqtt is not None:
+            # Imported only when configured: aiomqtt and paho cost memory a charger
+            # without MQTT need not pay (docs/benchmarks.md).
+            from controller.mqtt.bridge import MqttBridge
+
+            self.mqtt = MqttBridge.from_config(config, self.supervisor)
         if self.sim is not None and self.options.sim_control is not None:
             from controller.sim_root import ControlServer
 
@@ -191,6 +198,8 @@ class ChargePointApp:
             tasks.append(asyncio.create_task(self.adapter.run(), name="ocpp"))
         if self.durability is not None:
             tasks.append(asyncio.create_task(self.durability.run(), name="durability"))
+        if self.mqtt is not None:  # an edge: it restarts itself after any failure
+            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         self.heartbeats.expect("supervisor", SUPERVISOR_STALL_S)
         for connector_id in supervisor.connector_ids:
             self.heartbeats.expect(f"meter-{connector_id}", METER_STALL_S)

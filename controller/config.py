@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from controller.config_keys import unknown_key
 
@@ -46,6 +47,31 @@ class ConnectorConfig:
     max_current_a: float = 32.0
     phases: int = 3
     drivers: Mapping[str, Any] = field(default_factory=dict)  # pins, PWM, ADC, RCM, ...
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """``[mqtt]``: the broker the charger publishes its state to (and takes commands from).
+
+    From ``url = "mqtt://user:password@host:1883"`` (``mqtts://``: TLS, port 8883 by
+    default, checked against ``ca_file`` or the system's CAs). ``topic_prefix`` empty means
+    ``picharge/<charge point id>``; ``discovery_prefix`` empty turns Home Assistant
+    discovery off. The password is kept out of ``repr`` and every log: :meth:`safe_url`.
+    """
+
+    host: str
+    port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    topic_prefix: str = ""
+    discovery_prefix: str = "homeassistant"
+
+    def safe_url(self) -> str:
+        """The broker's URL for logs: the user name but never the password."""
+        user = "" if self.username is None else f"{self.username}:***@"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,7 @@ class Config:
     # under one id tag.
     local_cards: tuple[str, ...] = ()
     free_charging_id: str | None = None
+    mqtt: MqttConfig | None = None  # None: no [mqtt] url, MQTT off
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
@@ -92,6 +119,7 @@ _TOP_LEVEL = {
     "rfid",
     "storage",
     "authorization",
+    "mqtt",
 }
 
 
@@ -114,6 +142,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "storage": ("state_dir",),
     "authorization": ("cards", "free_charging_id"),
+    "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
 }
 BACKENDS = ("pi", "sim")
 
@@ -237,6 +266,53 @@ def _firmware(ocpp: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _topic_prefix(mqtt: Mapping[str, Any], key: str, default: str) -> str:
+    value: str = _get(mqtt, "mqtt", key, str, default)
+    if any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+        raise ConfigError(
+            f"mqtt.{key}", f"must be a topic without + # or a leading/trailing /, got {value!r}"
+        )
+    return value
+
+
+def _mqtt(doc: Mapping[str, Any]) -> MqttConfig | None:
+    """``[mqtt]``, or None when it has no url. Messages never repeat the URL (a password)."""
+    mqtt = _table(doc, "mqtt")
+    url = _get(mqtt, "mqtt", "url", str, "")
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError("mqtt.url", "not a valid URL (mqtt://user:password@host:1883)") from None
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ConfigError("mqtt.url", f"must start with mqtt:// or mqtts://, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ConfigError("mqtt.url", "names no host (mqtt://user:password@host:1883)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError("mqtt.url", "must be only mqtt[s]://[user[:password]@]host[:port]")
+    tls = parts.scheme == "mqtts"
+    ca_file = None
+    ca_name = _get(mqtt, "mqtt", "ca_file", str, "")
+    if ca_name:
+        if not tls:
+            raise ConfigError("mqtt.ca_file", "needs an mqtts:// url")
+        ca_file = Path(ca_name)
+        if not ca_file.is_file():
+            raise ConfigError("mqtt.ca_file", f"no such file: {ca_name}")
+    return MqttConfig(
+        host=parts.hostname,
+        port=port if port is not None else (8883 if tls else 1883),
+        tls=tls,
+        username=None if parts.username is None else unquote(parts.username),
+        password=None if parts.password is None else unquote(parts.password),
+        ca_file=ca_file,
+        topic_prefix=_topic_prefix(mqtt, "topic_prefix", ""),
+        discovery_prefix=_topic_prefix(mqtt, "discovery_prefix", "homeassistant"),
+    )
+
+
 def parse_config(doc: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document; raises :class:`ConfigError` naming the bad key."""
     for key in doc:
@@ -300,6 +376,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         rfid=_table(doc, "rfid"),
         local_cards=tuple(cards),
         free_charging_id=free_id,
+        mqtt=_mqtt(doc),
         raw=doc,
     )
 

@@ -227,6 +227,12 @@ class ConnectorMachine:
         return self._available
 
     @property
+    def available_wanted(self) -> bool:
+        """The availability last asked for (CSMS, page, MQTT); a change to inoperative
+        applies once no transaction runs (until then :attr:`available` is the old one)."""
+        return self._available_wanted
+
+    @property
     def active_faults(self) -> frozenset[FaultKind]:
         if self._cp_fault:
             return frozenset(self._faults | {FaultKind.CP_ERROR})

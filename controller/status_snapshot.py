@@ -64,7 +64,9 @@ class ConnectorSnapshot:
     or our local one until the CSMS has given one (always, standalone). ``offered_a``:
     what the PWM offers now; ``limit_a``: the minimum of every bound and source (what
     would be offered during a session, 0 offered below 6 A), ``limited_by``: which bind
-    ("Limited by ..."); ``limits``: every source that is set.
+    ("Limited by ..."); ``limits``: every source that is set. ``available``: whether the
+    connector is to be operative, as last asked (a change to inoperative applies once the
+    running transaction ends; :attr:`status` says when it did).
     """
 
     id: int
@@ -80,6 +82,7 @@ class ConnectorSnapshot:
     limit_a: float
     limited_by: tuple[FixedBound | LimitSource, ...]
     limits: tuple[tuple[LimitSource, float], ...]
+    available: bool = True
 
     @classmethod
     def of(cls, rt: ConnectorRuntime) -> ConnectorSnapshot:
@@ -101,6 +104,7 @@ class ConnectorSnapshot:
             limit_a=offer.limit_a,
             limited_by=offer.limited_by,
             limits=tuple(machine.limits.active.items()),
+            available=machine.available_wanted,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +123,7 @@ class ConnectorSnapshot:
             "limit_a": round(self.limit_a, 2),
             "limited_by": [str(name) for name in self.limited_by],
             "limits": {str(source): round(a, 2) for source, a in self.limits},
+            "available": self.available,
         }
 
 

@@ -6,9 +6,10 @@
 #   gcc python3-dev           compile systemd-python
 #   mbpoll                    an independent Modbus master the tests compare the meter driver with
 #   systemd                   systemd-analyze, to verify the unit file
+#   mosquitto                 the MQTT broker the tests start (no system service is used)
 set -euo pipefail
 
-packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd)
+packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd mosquitto)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -60,4 +60,5 @@ pytest_plugins = [
     "tests.support.firmware_rig",
     "tests.support.diagnostics",
     "tests.support.card_reader",
+    "tests.support.mqtt_broker",
 ]

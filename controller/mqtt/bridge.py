@@ -1,0 +1,419 @@
+"""The MQTT client of the charger: state out, two commands in, reconnecting for ever.
+
+One task (:meth:`MqttBridge.run`, started by the app) owns everything that waits on the
+broker. The supervisor only ever sees the bridge as a listener of its event broadcast
+whose coroutine sets an :class:`asyncio.Event` and returns: a stuck broker, a slow
+network or a flood of commands can fill nothing and delay nothing on the charger's side.
+
+Per connection to the broker:
+
+1. connect with a last will (``<prefix>/availability`` = ``offline``, retained), within
+   ``connect_timeout_s`` (a broker that accepts TCP but never sends CONNACK is abandoned
+   and its socket closed);
+2. subscribe to the commands, publish ``online`` and the Home Assistant discovery
+   messages (retained), then every state topic once (the cache of what was published is
+   emptied at each connection, so a restarted broker that lost its retained messages
+   gets them all again);
+3. three tasks: the publisher (woken by the broadcast, it reads
+   :meth:`~controller.supervisor.Supervisor.snapshot` and publishes what changed, at most
+   once per ``publish_interval_s``), the receiver (parses each command; a bad one is
+   logged, rate-limited, and dropped) and the applier (applies the latest command of each
+   kind and connector at most once per ``command_interval_s``, so a flood collapses to
+   its last value, through Supervisor methods only).
+
+Any failure ends the connection: a broker error waits a capped, jittered backoff; any
+other exception (a bug) is logged with its traceback and the bridge starts over the same
+way, without touching charging. On shutdown the bridge says ``offline`` itself (a clean
+disconnect sends no will), waiting at most ``goodbye_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar
+
+import aiomqtt
+
+from controller.config import Config, MqttConfig
+from controller.events import SupervisorEvent
+from controller.limits import LimitSource
+from controller.mqtt.backoff import Backoff
+from controller.mqtt.commands import BadCommand, Command, SetCurrentLimit, parse_command
+from controller.mqtt.discovery import Device, discovery_messages
+from controller.mqtt.state import EnergyFloor, connector_state
+from controller.mqtt.topics import OFFLINE, ONLINE, Topics, default_prefix, node_id
+from controller.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: paho-mqtt's own log lines (through aiomqtt), rate-limited: a flood must not flood the log.
+wire_log = logging.getLogger("controller.mqtt.wire")
+
+#: A rejected command is logged at most this often (s); the count says how many were.
+REJECT_LOG_PERIOD_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeTiming:
+    """The bridge's timing (s); tests shrink it, a charger keeps the defaults."""
+
+    connect_timeout_s: float = 10.0
+    keepalive_s: int = 30
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    backoff_jitter: float = 0.2
+    publish_interval_s: float = 0.25
+    command_interval_s: float = 0.2
+    goodbye_s: float = 1.0
+
+
+class _RateLimit(logging.Filter):
+    """Lets each distinct warning or error through at most once per ``period_s``."""
+
+    def __init__(self, period_s: float) -> None:
+        super().__init__()
+        self._period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:  # debug lines are off on a charger anyway
+            return True
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -self._period_s) < self._period_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+wire_log.addFilter(_RateLimit(REJECT_LOG_PERIOD_S))
+
+
+async def _io(awaitable: Awaitable[T]) -> T:
+    """Await one aiomqtt call (or anything built on ``asyncio.wait_for``) and honour a
+    cancellation it swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` drops a cancellation that arrives as the awaited
+    operation completes (CPython gh-86296); aiomqtt awaits every PUBACK, SUBACK and CONNACK
+    that way. The task's own ``cancelling()`` count still says it was cancelled: without
+    this check the app's shutdown would wait for a bridge that never stops.
+    """
+    result = await awaitable
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result
+
+
+def software_version() -> str:
+    try:
+        return version("picharge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "dev"
+
+
+class MqttBridge:
+    """Publishes the charger's state to an MQTT broker and takes its commands.
+
+    Create it on the loop (the app does, from ``[mqtt]``), then ``await run()`` in a task
+    of its own; cancel the task to stop. The counters are for tests and diagnostics.
+    """
+
+    def __init__(
+        self,
+        settings: MqttConfig,
+        supervisor: Supervisor,
+        device: Device,
+        max_current_a: Mapping[int, float],
+        timing: BridgeTiming = BridgeTiming(),
+    ) -> None:
+        self.settings = settings
+        self._supervisor = supervisor
+        self._device = device
+        self._max_current_a = dict(max_current_a)
+        self.timing = timing
+        self.topics = Topics(settings.topic_prefix or default_prefix(device.chargepoint_id))
+        self._tls = self._tls_context(settings)
+        self._floor = EnergyFloor()
+        self._published: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._pending: dict[tuple[type, int], Command] = {}
+        self._command_ready = asyncio.Event()
+        self._rejects_unlogged = 0
+        self._reject_logged_at = -REJECT_LOG_PERIOD_S
+        #: "stopped", "connecting" (until discovery and state are published), "connected"
+        #: or "backoff".
+        self.state = "stopped"
+        self.connections = 0
+        self.failures = 0
+        self.crashes = 0
+        self.commands_applied = 0
+        self.commands_rejected = 0
+
+    @classmethod
+    def from_config(cls, config: Config, supervisor: Supervisor) -> MqttBridge:
+        assert config.mqtt is not None
+        device = Device(
+            config.chargepoint_id, config.vendor, config.model, config.serial, software_version()
+        )
+        maxima = {c.id: c.max_current_a for c in config.connectors}
+        return cls(config.mqtt, supervisor, device, maxima)
+
+    @staticmethod
+    def _tls_context(settings: MqttConfig) -> ssl.SSLContext | None:
+        if not settings.tls:
+            return None
+        cafile = None if settings.ca_file is None else str(settings.ca_file)
+        return ssl.create_default_context(cafile=cafile)
+
+    # --- the task ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect after a backoff; for ever, until cancelled."""
+        subscription = self._supervisor.events.subscribe("mqtt", self._on_event, maxlen=8)
+        t = self.timing
+        backoff = Backoff(t.backoff_initial_s, t.backoff_max_s, t.backoff_jitter)
+        log.info("mqtt: broker %s, topics under %s", self.settings.safe_url(), self.topics.prefix)
+        try:
+            while True:
+                try:
+                    await self._connection(backoff)
+                except aiomqtt.MqttError as exc:
+                    self.failures += 1
+                    log.warning("mqtt: broker %s: %s", self.settings.safe_url(), exc)
+                except Exception:
+                    self.crashes += 1
+                    log.exception("mqtt: the bridge failed; it starts over (charging goes on)")
+                self.state = "backoff"
+                delay = backoff.next_delay()
+                log.info("mqtt: next connection attempt in %.1f s", delay)
+                await asyncio.sleep(delay)
+        finally:
+            self.state = "stopped"
+            self._supervisor.events.unsubscribe(subscription)
+
+    async def _on_event(self, event: SupervisorEvent) -> None:
+        """The broadcast listener: wake the publisher, nothing else (never waits)."""
+        self._wake.set()
+
+    async def _connection(self, backoff: Backoff) -> None:
+        t = self.timing
+        self.state = "connecting"
+        client = aiomqtt.Client(
+            self.settings.host,
+            self.settings.port,
+            username=self.settings.username,
+            password=self.settings.password,
+            identifier=f"picharge-{node_id(self._device.chargepoint_id)}",
+            will=aiomqtt.Will(self.topics.availability, OFFLINE, qos=1, retain=True),
+            tls_context=self._tls,
+            timeout=t.connect_timeout_s,
+            keepalive=t.keepalive_s,
+            logger=wire_log,
+            queue_type=self._command_queue(),
+        )
+        entered = False
+        try:
+            async with client:
+                entered = True
+                await _io(asyncio.sleep(0))  # a cancellation the CONNACK wait swallowed
+                backoff.reset()
+                await self._serve(client)
+        finally:
+            if not entered:
+                _abandon(client)
+
+    def _command_queue(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        """aiomqtt's incoming queue, replaced by :meth:`_take` as each message arrives.
+
+        A queue of messages would let a flood grow it without bound, or (bounded) drop
+        the newest command, the one that should win. Taking each message on arrival (a
+        parse, a dict entry: it never waits and never raises) keeps only the latest
+        command of each kind; the queue stays empty, and its iterator still ends with an
+        MqttError when the connection drops, which is how :meth:`_receiver` notices.
+        """
+        bridge = self
+
+        class Commands(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                bridge._take(str(item.topic), item.payload)
+
+        return Commands
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        log.info("mqtt: connected to %s", self.settings.safe_url())
+        self._published.clear()
+        try:
+            await _io(client.subscribe(self.topics.command_filter, qos=1))
+            await _io(client.publish(self.topics.availability, ONLINE, qos=1, retain=True))
+            await self._publish_discovery(client)
+            await self._publish_state(client)
+            self.state = "connected"  # announced: discovery and every state topic are out
+            self.connections += 1
+            await self._run_tasks(client)
+        except asyncio.CancelledError:
+            await self._goodbye(client)
+            raise
+
+    async def _run_tasks(self, client: aiomqtt.Client) -> None:
+        """The publisher, receiver and applier until the first of them fails (raised).
+
+        Not an asyncio.TaskGroup: on Python 3.11 a TaskGroup whose child fails leaves its
+        parent's ``cancelling()`` count raised, which :func:`_io` reads as a shutdown.
+        """
+        tasks = [
+            asyncio.create_task(self._publisher(client), name="mqtt-publish"),
+            asyncio.create_task(self._receiver(client), name="mqtt-receive"),
+            asyncio.create_task(self._applier(), name="mqtt-commands"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            failure = task.exception()
+            if failure is not None:
+                raise failure
+        raise aiomqtt.MqttError("the connection's message stream ended")
+
+    async def _goodbye(self, client: aiomqtt.Client) -> None:
+        """``offline`` before a clean disconnect (which sends no will), briefly."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(
+                client.publish(self.topics.availability, OFFLINE, qos=1, retain=True),
+                self.timing.goodbye_s,
+            )
+
+    # --- state out --------------------------------------------------------------------
+
+    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
+        prefix = self.settings.discovery_prefix
+        if not prefix:
+            return
+        for topic, payload in discovery_messages(
+            prefix, self.topics, self._device, self._max_current_a
+        ):
+            await _io(client.publish(topic, payload, qos=1, retain=True))
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._publish_state(client)
+            # Events come in bursts (a status change brings limits, faults, a sample):
+            # one round per interval publishes all of them, and no faster.
+            await asyncio.sleep(self.timing.publish_interval_s)
+
+    async def _publish_state(self, client: aiomqtt.Client) -> None:
+        """Publish every state topic whose value differs from the last one published."""
+        snapshot = self._supervisor.snapshot()
+        await self._publish(client, self.topics.csms_link, snapshot.csms_link, retain=True)
+        for connector in snapshot.connectors:
+            tx = self._supervisor.view(connector.id).transaction
+            state = connector_state(
+                connector,
+                meter_start_wh=None if tx is None or not tx.running else tx.meter_start_wh,
+                max_current_a=self._max_current_a.get(connector.id, 0.0),
+                floor=self._floor,
+            )
+            for key, publication in state.items():
+                topic = self.topics.state(connector.id, key)
+                await self._publish(client, topic, publication.payload, publication.retain)
+
+    async def _publish(
+        self, client: aiomqtt.Client, topic: str, payload: str, retain: bool
+    ) -> None:
+        if self._published.get(topic) == payload:
+            return
+        await _io(client.publish(topic, payload, qos=0, retain=retain))
+        self._published[topic] = payload
+
+    # --- commands in ------------------------------------------------------------------
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        """Ends (MqttError) when the connection drops; the messages never queue here."""
+        async for message in client.messages:
+            self._take(str(message.topic), message.payload)
+
+    def _take(self, topic: str, payload: object) -> None:
+        """Parse one command and keep it as the latest of its kind; never raises."""
+        parsed = self.topics.parse_command(topic)
+        if parsed is None:
+            self._reject(topic, "not a command topic")
+            return
+        if isinstance(payload, bytes | bytearray):
+            data = bytes(payload)
+        else:
+            data = b"" if payload is None else str(payload).encode()
+        try:
+            command = parse_command(*parsed, data, self._max_current_a)
+        except BadCommand as exc:
+            self._reject(topic, str(exc))
+            return
+        self._pending[(type(command), command.connector_id)] = command
+        self._command_ready.set()
+
+    def _reject(self, topic: str, why: str) -> None:
+        self.commands_rejected += 1
+        self._rejects_unlogged += 1
+        now = time.monotonic()
+        if now - self._reject_logged_at >= REJECT_LOG_PERIOD_S:
+            log.warning(
+                "mqtt: ignored a command on %s: %s (%d ignored since the last such line)",
+                topic,
+                why,
+                self._rejects_unlogged,
+            )
+            self._reject_logged_at = now
+            self._rejects_unlogged = 0
+
+    async def _applier(self) -> None:
+        while True:
+            await self._command_ready.wait()
+            self._command_ready.clear()
+            pending, self._pending = self._pending, {}
+            for command in pending.values():
+                await self._apply(command)
+            self._wake.set()  # publish the outcome without waiting for the next event
+            await asyncio.sleep(self.timing.command_interval_s)
+
+    async def _apply(self, command: Command) -> None:
+        """Through Supervisor methods only, as every edge acts on the charger."""
+        self.commands_applied += 1
+        cid = command.connector_id
+        if isinstance(command, SetCurrentLimit):
+            self._supervisor.set_limit(cid, LimitSource.USER, command.current_a)
+            shown = "cleared" if command.current_a is None else f"{command.current_a:g} A"
+            log.info("mqtt: user current limit on connector %d %s", cid, shown)
+        else:
+            answer = await _io(self._supervisor.change_availability(cid, command.enabled))
+            log.info(
+                "mqtt: connector %d %s (%s)",
+                cid,
+                "enabled" if command.enabled else "disabled",
+                answer,
+            )
+
+
+def _abandon(client: aiomqtt.Client) -> None:
+    """Close the socket of a connection attempt that never completed.
+
+    aiomqtt 2.5 leaves paho's socket open (and watched by the loop) when CONNACK does not
+    come in time or the attempt is cancelled; each retry against a broker that accepts TCP
+    and never answers would leak one until paho's keepalive check closes it. paho's public
+    ``disconnect()`` closes it now (it sends DISCONNECT, then closes).
+    """
+    paho = client._client  # aiomqtt keeps its paho client private; pinned to 2.5 for this
+    # aiomqtt's disconnect callback reads the connect future, which a cancelled attempt
+    # left cancelled (it would raise in the loop's callback): nothing waits for it now.
+    paho.on_disconnect = None
+    paho.disconnect()

@@ -1,0 +1,71 @@
+"""The commands MQTT may give, parsed and checked before anything reaches the supervisor.
+
+``<prefix>/connector/<n>/set/current_limit``: a current in A from 0 to the connector's
+maximum (below 6 A the car is paused), or ``none`` / an empty payload to clear the user's
+limit. ``<prefix>/connector/<n>/set/enabled``: ``ON`` / ``OFF`` (also ``true``/``false``,
+``1``/``0``, any case). Anything else is a :class:`BadCommand`: the bridge logs it and
+ignores it. Pure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+_CLEAR = ("", "none", "null", "clear")
+_ON = ("on", "true", "1")
+_OFF = ("off", "false", "0")
+#: A payload longer than this is not a command of ours (and is not echoed into the log).
+MAX_PAYLOAD = 32
+
+
+class BadCommand(ValueError):
+    """A command payload that is not valid; the message says why (for the log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetCurrentLimit:
+    connector_id: int
+    current_a: float | None  # None clears the user's limit
+
+
+@dataclass(frozen=True, slots=True)
+class SetEnabled:
+    connector_id: int
+    enabled: bool
+
+
+Command = SetCurrentLimit | SetEnabled
+
+
+def parse_command(
+    connector_id: int, command: str, payload: bytes, connectors: dict[int, float]
+) -> Command:
+    """The command for ``payload`` on ``<prefix>/connector/<id>/set/<command>``;
+    ``connectors`` maps each connector id to its maximum current. Raises BadCommand."""
+    if connector_id not in connectors:
+        raise BadCommand(f"no connector {connector_id}")
+    if len(payload) > MAX_PAYLOAD:
+        raise BadCommand(f"payload of {len(payload)} bytes (at most {MAX_PAYLOAD})")
+    try:
+        text = payload.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        raise BadCommand("payload is not ASCII text") from None
+    if command == "enabled":
+        if text in _ON:
+            return SetEnabled(connector_id, True)
+        if text in _OFF:
+            return SetEnabled(connector_id, False)
+        raise BadCommand(f"enabled must be ON or OFF, got {text!r}")
+    if command == "current_limit":
+        if text in _CLEAR:
+            return SetCurrentLimit(connector_id, None)
+        try:
+            current_a = float(text)
+        except ValueError:
+            raise BadCommand(f"current_limit must be a number of A or none, got {text!r}") from None
+        maximum = connectors[connector_id]
+        if not math.isfinite(current_a) or not 0 <= current_a <= maximum:
+            raise BadCommand(f"current_limit must be from 0 to {maximum:g} A, got {text!r}")
+        return SetCurrentLimit(connector_id, current_a)
+    raise BadCommand(f"unknown command {command!r}")
