@@ -6,9 +6,14 @@ returns on the drivers (contactor, PWM) and on the CSMS link (status, transactio
 implements :class:`controller.domain.ChargePointControl` for the OCPP adapter and knows no
 OCPP version and no GPIO number.
 
-Everything here runs on the loop thread. The safety path is synchronous: a driver callback
-(CP change, RCM trip) feeds the machine, and an ``OpenContactor`` it returns de-energizes
-the coil before the callback returns.
+Everything here runs on the loop thread, but the safety path does not wait for it: at
+start each connector's hazard detectors (CP sampler, RCM, thermometer) get the contactor's
+interlock (:mod:`drivers.interlock`) and drop the coil on their own threads the moment they
+see a hazard, and a watchdog thread (:mod:`controller.loop_watchdog`) drops every coil when
+the loop stops beating. The loop then does the bookkeeping: the driver callback (CP
+change, RCM trip) feeds the machine, whose ``OpenContactor`` repeats the open, and the
+interlock is re-armed only after that, so no close can come between the hazard and the
+machine hearing of it. The machine stays the only place that decides to close.
 
 The other edges (web page and API, MQTT, local load management) act through
 :meth:`Supervisor.set_limit` (each a :class:`~controller.limits.LimitSource` of its own)
@@ -95,13 +100,16 @@ from controller.events import (
 from controller.hardware import ConnectorHardware, Hardware
 from controller.journal import TransactionJournal
 from controller.limits import LimitSource, check_limit
+from controller.loop_watchdog import LOOP_STALL_S, LoopWatchdog
 from controller.status_snapshot import STANDALONE, ConnectorSnapshot, StatusSnapshot
 from drivers.base import (
     CpReading,
     CpState,
     DriverEvent,
+    HazardDetector,
     LedPattern,
     MeterReading,
+    OverheatDetector,
     PollingCardReader,
 )
 from drivers.errors import DriverError, FaultKind, PermanentFault
@@ -218,6 +226,8 @@ class Supervisor:
         #: Called with "supervisor" at each timer tick and "meter-<id>" after each finished
         #: meter read; the app feeds controller.service.Heartbeats with it.
         self.beat: Callable[[str], None] = lambda name: None
+        #: How long the loop may stay silent before the watchdog thread opens every coil.
+        self.loop_stall_s = LOOP_STALL_S
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -226,9 +236,16 @@ class Supervisor:
         for rt in self.connectors.values():
             self._execute(rt, rt.machine.restate_outputs())
             self._feed(rt, Tick())
+            self._guard(rt)
             rt.hw.rcm.watch(functools.partial(self._rcm_changed, rt))
+        watchdog = LoopWatchdog(
+            [rt.hw.contactor.interlock for rt in self.connectors.values()],
+            self._loop_stalled,
+            limit_s=self.loop_stall_s,
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(watchdog.run(), name="loop-watchdog")
                 for rt in self.connectors.values():
                     cid = rt.hw.id
                     tasks.create_task(
@@ -258,6 +275,40 @@ class Supervisor:
             for rt in self.connectors.values():
                 if rt.diode_retry is not None:
                     rt.diode_retry.cancel()
+
+    def _guard(self, rt: ConnectorRuntime) -> None:
+        """Give the connector's hazard detectors its contactor's interlock (module doc)."""
+        interlock = rt.hw.contactor.interlock
+        for name, driver in (("CP sensor", rt.hw.pilot.sensor), ("RCM", rt.hw.rcm)):
+            if isinstance(driver, HazardDetector):
+                driver.guard(interlock)
+            else:
+                log.warning(
+                    "connector %d: the %s cannot trip the contactor itself; its hazards "
+                    "open it through the event loop only",
+                    rt.hw.id,
+                    name,
+                )
+        thermometer = rt.hw.thermometer
+        if isinstance(thermometer, OverheatDetector):
+            thermometer.guard_above(interlock, rt.overtemp_c)
+
+    def _loop_stalled(self, stall_s: float, tokens: list[int]) -> None:
+        """The loop is back after the watchdog opened every coil (controller.loop_watchdog).
+
+        Re-arm, then let each machine that still wants its contactor closed close it again
+        through the normal close path; the journal, the RCM self-test, the settle time and
+        the feedback check all apply again. Hazards reported meanwhile were fed before this
+        (their callbacks were queued first), so the machine has already opened for them.
+        """
+        log.error("event loop was silent for %.2f s; the watchdog opened every contactor", stall_s)
+        for rt, token in zip(self.connectors.values(), tokens, strict=True):
+            rt.hw.contactor.interlock.rearm(token)
+            if rt.machine.contactor_closed and not rt.hw.contactor.energized:
+                log.warning(
+                    "connector %d: closing again after the stall", rt.hw.id, extra=rt.log_fields()
+                )
+                self._execute(rt, [CloseContactor()])
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from drivers.errors import FaultKind
+from drivers.interlock import Interlock
 
 
 class CpState(StrEnum):
@@ -210,6 +211,32 @@ class TemperatureSensor(Protocol):
 
     async def read_c(self) -> float:
         """The temperature in degrees Celsius; ``TransientError`` when it cannot be read."""
+        ...
+
+
+@runtime_checkable
+class HazardDetector(Protocol):
+    """A driver that sees hazards on a thread of its own (the CP sampler, an RCM's edge,
+    a thermometer's worker) and opens the contactor there, before the loop hears of it.
+
+    The RCM and the ADS1115 pilot sensor implement it; a driver that does not is reached
+    only through the loop (the supervisor logs a warning at start).
+    """
+
+    def guard(self, interlock: Interlock) -> None:
+        """Trip ``interlock`` at every hazard from now on, on the detecting thread, and
+        re-arm each trip right after the callback that told the loop of it returned."""
+        ...
+
+
+@runtime_checkable
+class OverheatDetector(Protocol):
+    """A temperature sensor that trips the interlock itself when it reads too hot."""
+
+    def guard_above(self, interlock: Interlock, limit_c: float) -> None:
+        """Trip ``interlock`` on the reading thread at every reading of ``limit_c`` or more;
+        re-arm as :meth:`TemperatureSensor.read_c` returns that reading on the loop (the
+        caller feeds it to the machine in the same step, with no await in between)."""
         ...
 
 

@@ -19,10 +19,15 @@ Without a feedback contact (``feedback_type = "none"``) the driver cannot check 
 ``close`` returns once the coil is energized and ``verify_open`` once the settle time has
 passed. It logs a warning at start so nobody runs a wallbox like that unknowingly.
 
-Threads: :meth:`GpioContactor.open` may be called from any thread (the safety path never
-waits on the loop); everything else runs on the asyncio loop thread. Feedback edges reach
-the loop through :class:`drivers.gpio_bridge.LoopBridge` and only wake the waiting
-coroutine, which then reads the pin level itself.
+Interlock (:mod:`drivers.interlock`): hazard detectors on other threads trip
+:attr:`GpioContactor.interlock`, which de-energizes the coil on their thread; :meth:`close`
+energizes only through it, so it leaves the coil off while a trip is outstanding (until the
+connector machine has heard of the hazard and the deliverer re-armed it).
+
+Threads: :meth:`GpioContactor.open` and the interlock may be used from any thread (the
+safety path never waits on the loop); everything else runs on the asyncio loop thread.
+Feedback edges reach the loop through :class:`drivers.gpio_bridge.LoopBridge` and only wake
+the waiting coroutine, which then reads the pin level itself.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -46,6 +51,7 @@ from drivers.gpio_bridge import (
     seconds_setting,
     wait_until,
 )
+from drivers.interlock import Interlock
 from drivers.seams import HardwareSeams
 
 logger = logging.getLogger(__name__)
@@ -153,6 +159,7 @@ class GpioContactor:
         # Count start-up as an open(): the coil may have been energized until a moment ago
         # (a restart), so the contacts get their settle time before anybody judges them.
         self._opened_at = time.monotonic()
+        self._interlock = Interlock(name, self.open)
         self._coil = DigitalOutputDevice(
             config.coil_pin,
             active_high=config.coil_active_high,
@@ -182,6 +189,12 @@ class GpioContactor:
         return self._config
 
     @property
+    def interlock(self) -> Interlock:
+        """What hazard detectors trip (any thread): it drops the coil and blocks closing
+        until re-armed; see :mod:`drivers.interlock`."""
+        return self._interlock
+
+    @property
     def energized(self) -> bool:
         """True while the coil output is driven; False once released."""
         return not self._released and bool(self._coil.value)
@@ -207,13 +220,15 @@ class GpioContactor:
         The settle time for :meth:`verify_open` starts at the open() that actually dropped
         the coil, so repeating open() as a safety assertion does not postpone the check.
         """
-        if self._released:
-            return
-        was_energized = bool(self._coil.value)
-        self._coil.off()
-        self._open_count += 1
+        with self._interlock.lock:  # never between close()'s trip check and its pin write
+            if self._released:
+                return
+            was_energized = bool(self._coil.value)
+            self._coil.off()
+            self._open_count += 1
+            if was_energized:
+                self._opened_at = time.monotonic()
         if was_energized:
-            self._opened_at = time.monotonic()
             logger.info("%s: coil de-energized", self._name)
         self._bridge.post(self._wakeup.set)  # a close() waiting for confirmation gives up
 
@@ -226,7 +241,8 @@ class GpioContactor:
         coil is de-energized again first). Waits out the rest of ``open_settle_s`` first if
         the coil dropped less than that ago. If :meth:`open` is called while this waits
         (to energize or for the feedback), open() wins: close() returns with the contactor
-        open. Idempotent when closed.
+        open; so does a tripped :attr:`interlock` (the machine is about to hear of the
+        hazard). Idempotent when closed.
         """
         self._check_usable()
         self._bridge.bind()
@@ -247,8 +263,11 @@ class GpioContactor:
                 )
             if self.main_contacts_closed:
                 raise self._weld_fault("feedback shows the main contacts closed, coil off")
-            self._coil.on()
-            self._close_count += 1
+            if not self._interlock.energize(self._energize_unless_opened(open_count)):
+                return
+            if not self.energized:
+                logger.info("%s: open() while close() energized; left open", self._name)
+                return
             logger.info("%s: coil energized", self._name)
         if self._feedback is None:
             return
@@ -309,6 +328,17 @@ class GpioContactor:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def _energize_unless_opened(self, open_count: int) -> Callable[[], None]:
+        """The pin write of close(), run under the interlock's lock: an open() from another
+        thread since ``open_count`` was read wins (the coil stays off)."""
+
+        def coil_on() -> None:
+            if self._open_count == open_count and not self._released:
+                self._coil.on()
+                self._close_count += 1
+
+        return coil_on
 
     def _on_feedback_edge(self) -> None:
         # gpiozero's thread: only wake the loop; the waiter reads the pin level itself.

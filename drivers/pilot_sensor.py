@@ -51,6 +51,13 @@ Whoever closes a contactor also calls :meth:`AdcPilotSensor.set_vigilant`: fast 
 then holds whatever the waveform (the supervisor only closes with the PWM on, check-hw
 clicks the contactor with it off).
 
+Interlock: once :meth:`AdcPilotSensor.guard` gave it the contactor's interlock, the sampler
+thread trips it (the coil drops there and then) at every hazard it reports: a debounced
+state in which the contactor may not be closed (A, B, E, F, or one that fits none), a
+diode fault, a CP error or an unreadable CP. Each trip is re-armed on the loop right after
+``on_state``/``on_event`` heard of it, so the connector machine knows before anything may
+close again. A flooded or blocked loop therefore delays the bookkeeping, never the coil.
+
 Threading: :meth:`AdcPilotSensor.run` starts one thread (``cp-sampler``) that does the blocking
 ADS1115 reads, paced as above, and hands results to the loop with
 ``loop.call_soon_threadsafe``; ``on_state``/``on_event`` and the ``state`` property live on
@@ -75,6 +82,7 @@ from collections.abc import Callable
 from drivers.ads1115 import Ads1115
 from drivers.base import CpReading, CpState, DriverEvent, EventSink
 from drivers.errors import FaultKind, TransientError
+from drivers.interlock import Interlock
 from drivers.pilot_levels import (
     FrontEndCalibration,
     Waveform,
@@ -115,6 +123,21 @@ def _tight_timer_slack() -> None:
             log.debug("PR_SET_TIMERSLACK failed: errno %d", ctypes.get_errno())
     except (OSError, AttributeError) as exc:
         log.debug("PR_SET_TIMERSLACK unavailable: %s", exc)
+
+
+def hazard(item: Output) -> str | None:
+    """What in ``item`` forbids a closed contactor (it trips the interlock), or None.
+
+    A state other than C or D (the car stopped asking, left, or the line is wrong), a
+    diode fault, and any other reported fault (CP error, CP unreadable).
+    """
+    if isinstance(item, CpReading):
+        if item.state in _SLOW_STATES and item.diode_ok is not False:
+            return None
+        return f"CP state {item.state or 'unknown'}" + (
+            ", diode fault" if item.diode_ok is False else ""
+        )
+    return None if item.fault is None else f"CP {item.kind}"
 
 
 class CpSampleProcessor:
@@ -318,6 +341,7 @@ class AdcPilotSensor:
         self._low_channel = low_channel
         self._state: CpState | None = None
         self._running = False
+        self._interlock: Interlock | None = None
 
     @property
     def state(self) -> CpState | None:
@@ -337,6 +361,11 @@ class AdcPilotSensor:
         if vigilant:
             self._wake.set()
 
+    def guard(self, interlock: Interlock) -> None:
+        """Trip ``interlock`` on the sampler thread at every hazard (module docstring).
+        Call before :meth:`run`."""
+        self._interlock = interlock
+
     async def run(self, on_state: Callable[[CpReading], None], on_event: EventSink) -> None:
         """Sample on the ``cp-sampler`` thread until cancelled; the thread is joined on exit.
 
@@ -351,12 +380,18 @@ class AdcPilotSensor:
         stop = threading.Event()
         done: asyncio.Future[None] = loop.create_future()
 
-        def deliver(item: Output) -> None:
-            if isinstance(item, CpReading):
-                self._state = item.state
-                on_state(item)
-            else:
-                on_event(item)
+        interlock = self._interlock
+
+        def deliver(item: Output, token: int | None) -> None:
+            try:
+                if isinstance(item, CpReading):
+                    self._state = item.state
+                    on_state(item)
+                else:
+                    on_event(item)
+            finally:
+                if token is not None and interlock is not None:
+                    interlock.rearm(token)  # the machine has heard of it
 
         def finish(error: BaseException | None) -> None:
             if done.done():
@@ -367,7 +402,11 @@ class AdcPilotSensor:
                 done.set_exception(error)
 
         def post(item: Output) -> None:  # on the sampler thread
-            loop.call_soon_threadsafe(deliver, item)
+            token = None
+            reason = hazard(item)
+            if interlock is not None and reason is not None:
+                token = interlock.trip(reason)  # the coil drops now, whatever the loop does
+            loop.call_soon_threadsafe(deliver, item, token)
 
         def body() -> None:
             error: BaseException | None = None

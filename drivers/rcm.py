@@ -19,6 +19,11 @@ if it differs from what they last heard: a residual current still there after th
 a fault output stuck active) is reported as a trip. :attr:`GpioRcm.tripped` always reads the
 pin, so it shows the test-induced fault while the test runs; the contactor is open then.
 
+Interlock: once :meth:`GpioRcm.guard` gave it the contactor's interlock, every activating
+edge trips it on gpiozero's thread (the coil drops before the loop hears of the residual
+current), the self-test's own edges included (the contactor is open while the test runs);
+each trip is re-armed on the loop after the watchers heard the edge.
+
 Threads: gpiozero's edge callbacks post to the loop through
 :class:`drivers.gpio_bridge.LoopBridge`; watchers are called on the loop thread, each one
 hearing every change of level, in order, and never the same level twice in a row.
@@ -43,6 +48,7 @@ from drivers.gpio_bridge import (
     seconds_setting,
     wait_until,
 )
+from drivers.interlock import Interlock
 from drivers.seams import HardwareSeams
 
 logger = logging.getLogger(__name__)
@@ -123,6 +129,7 @@ class GpioRcm:
         self._quiet_end: asyncio.TimerHandle | None = None
         self._test_lock = asyncio.Lock()
         self._closed = False
+        self._interlock: Interlock | None = None
         self._test = DigitalOutputDevice(
             config.test_pin,
             active_high=config.test_active_high,
@@ -163,6 +170,12 @@ class GpioRcm:
         self._bridge.bind()
         self._watchers.append(_Watcher(on_change))
         self._bridge.post(self._catch_up)
+
+    def guard(self, interlock: Interlock) -> None:
+        """Trip ``interlock`` at each activating edge from now on (see the module docstring).
+        Call on the loop thread, before or after :meth:`watch`."""
+        self._bridge.bind()
+        self._interlock = interlock
 
     async def self_test(self) -> None:
         """Pulse TEST and check the fault output follows; see the module docstring.
@@ -255,13 +268,27 @@ class GpioRcm:
 
     # gpiozero's threads: note whether a self-test was running when the edge happened.
     def _on_fault_activated(self) -> None:
-        self._bridge.post(self._on_edge, True, self._testing)
+        interlock = self._interlock
+        token = None if interlock is None or self._closed else interlock.trip("residual current")
+        if not self._bridge.post(self._on_edge, True, self._testing, token) and token:
+            # Nobody on a loop can hear of it (shutdown): the coil is open, which is all
+            # the trip was for; leaving it outstanding would block a later driver's close.
+            assert interlock is not None
+            interlock.rearm(token)
 
     def _on_fault_deactivated(self) -> None:
-        self._bridge.post(self._on_edge, False, self._testing)
+        self._bridge.post(self._on_edge, False, self._testing, None)
 
-    def _on_edge(self, tripped: bool, during_test: bool) -> None:
-        """Loop thread: wake a self-test, and tell the watchers unless a test caused it."""
+    def _on_edge(self, tripped: bool, during_test: bool, token: int | None) -> None:
+        """Loop thread: wake a self-test, tell the watchers unless a test caused it, then
+        re-arm the trip of this edge (the watchers, the connector machine among them, know)."""
+        try:
+            self._heard_edge(tripped, during_test)
+        finally:
+            if token is not None and self._interlock is not None:
+                self._interlock.rearm(token)
+
+    def _heard_edge(self, tripped: bool, during_test: bool) -> None:
         self._edge.set()
         if self._quiet_end is not None and not tripped:
             self._end_test()  # the failed or cancelled test's fault pulse is over

@@ -16,6 +16,11 @@ a message saying what: a CRC mismatch, a missing sensor, unparsable text, an all
 scratchpad (a data line held low makes the CRC of nine zero bytes "match"), a value outside
 the sensor's -55..125 degC range.
 
+Overtemperature (:meth:`W1Thermometer.guard_above`): the worker thread that read a value at
+or above the limit trips the contactor's interlock there and then (the coil drops without
+waiting for the loop); :meth:`W1Thermometer.read_c` re-arms it as it returns that value to
+the supervisor, which feeds it to the connector machine in the same step.
+
 85.000 degC is the DS18B20's power-on reset value: it is what a sensor that browned out and
 never converted reports. The first 85000 in a row is treated as suspect (TransientError,
 so the caller re-reads); a second one in a row is accepted as a real 85 degC. Accepting a
@@ -33,6 +38,7 @@ from typing import Any, Final
 
 from drivers.errors import ConfigurationError, TransientError
 from drivers.gpio_bridge import key_name
+from drivers.interlock import Interlock
 from drivers.seams import HardwareSeams
 
 #: Family code of the DS18B20 in 1-wire device names; auto-detection looks for these.
@@ -90,18 +96,42 @@ class W1Thermometer:
         self._device_id = device_id
         self._name = name
         self._suspect_reset = False  # the previous read was an unconfirmed 85.000 degC
+        self._guard: tuple[Interlock, float] | None = None
 
     @property
     def device_id(self) -> str | None:
         """The sensor read; None until auto-detection found it."""
         return self._device_id
 
+    def guard_above(self, interlock: Interlock, limit_c: float) -> None:
+        """Trip ``interlock`` on the reading thread at each reading of ``limit_c`` or more
+        (module docstring). Call on the loop thread, between reads."""
+        self._guard = (interlock, limit_c)
+
     async def read_c(self) -> float:
         """The temperature in degrees Celsius; ``TransientError`` when it cannot be trusted.
 
-        Call on the loop thread; the blocking sysfs read runs in a worker thread.
+        Call on the loop thread; the blocking sysfs read runs in a worker thread. A trip of
+        the guarded interlock is re-armed as this returns: the caller must hand the value to
+        the connector machine before its next await.
         """
-        text, source = await asyncio.to_thread(self._read_text)
+        tokens: list[int] = []
+        try:
+            return await asyncio.to_thread(self._read_blocking, tokens)
+        finally:
+            if self._guard is not None:
+                for token in tokens:
+                    self._guard[0].rearm(token)
+
+    def _read_blocking(self, tokens: list[int]) -> float:
+        """Worker thread: read, check, and trip the guard when too hot (its token appended)."""
+        celsius = self._checked_c(*self._read_text())
+        guard = self._guard
+        if guard is not None and celsius >= guard[1]:
+            tokens.append(guard[0].trip(f"overtemperature {celsius:.1f} degC"))
+        return celsius
+
+    def _checked_c(self, text: str, source: str) -> float:
         millidegrees = parse_w1_slave(text, source)
         if millidegrees == POWER_ON_RESET_MC and not self._suspect_reset:
             self._suspect_reset = True

@@ -47,6 +47,7 @@ THREAD_NAMES: dict[str, str] = {
     "to-thread": "the loop's default executor (asyncio.to_thread, DNS lookups)",
     "storage": "SQLite: every read and write of the state database",
     "cp-sampler": "the control pilot's ADC sampling (one per connector)",
+    "loop-watchdog": "opens every contactor when the event loop stops beating",
     "rfid-pn532": "the PN532 card reader's polling",
     "led-blink": "gpiozero's blink or flash thread of the status LED",
     "sim-ev-meter": "simulator: the cars' physics and the meters' Modbus servers (a loop)",

@@ -326,3 +326,63 @@ def test_from_config_names_keys_under_connector_by_default(factory: MockFactory)
         from_config({"contactor_pin": 99}, HardwareSeams(pin_factory=factory))
     assert caught.value.key == "connector.contactor_pin"
     assert not factory.pins or all(p.function == "input" for p in factory.pins.values())
+
+
+# --- the interlock (issue 12 §2): hazards drop the coil from any thread, open-only ---------
+
+
+async def test_a_trip_drops_the_coil_on_the_tripping_thread(rig: Callable[..., Any]) -> None:
+    contactor, sim = rig(mechanical_delay_s=0.005)
+    await contactor.close()
+    dropped_on: list[str] = []
+    sim.add_coil_listener(
+        lambda energized: energized or dropped_on.append(threading.current_thread().name)
+    )
+    tripper = threading.Thread(
+        target=lambda: contactor.interlock.trip("residual current"), name="detector"
+    )
+    tripper.start()
+    tripper.join()  # the loop did not run meanwhile: the trip needs no loop
+    assert dropped_on == ["detector"]
+    assert not sim.coil_energized
+
+
+async def test_no_close_while_a_trip_is_outstanding(rig: Callable[..., Any]) -> None:
+    contactor, sim = rig(mechanical_delay_s=0.005)
+    first = contactor.interlock.trip("CP state B")
+    second = contactor.interlock.trip("residual current")
+    await contactor.close()
+    assert not sim.coil_energized and not contactor.energized
+    contactor.interlock.rearm(first)
+    await contactor.close()
+    assert not sim.coil_energized, "closed with the residual current's trip outstanding"
+    contactor.interlock.rearm(second)
+    await contactor.close()
+    assert sim.coil_energized and contactor.main_contacts_closed
+
+
+async def test_a_trip_during_a_close_always_wins(rig: Callable[..., Any]) -> None:
+    """A trip from a thread at any moment of close(): once trip() returned, the coil is off
+    and stays off until re-armed, whichever got the lock first."""
+    contactor, sim = rig(mechanical_delay_s=0.002, open_settle_s=0.01)
+    for attempt in range(40):
+        after_trip: list[bool] = []
+        tokens: list[int] = []
+
+        def trip_soon(
+            delay_s: float = attempt * 0.0002,
+            after_trip: list[bool] = after_trip,
+            tokens: list[int] = tokens,
+        ) -> None:
+            time.sleep(delay_s)
+            tokens.append(contactor.interlock.trip("race"))
+            after_trip.append(sim.coil_energized)
+
+        thread = threading.Thread(target=trip_soon)
+        thread.start()
+        await contactor.close()
+        await asyncio.to_thread(thread.join)
+        assert after_trip == [False], f"attempt {attempt}: coil on after the trip returned"
+        assert not sim.coil_energized, f"attempt {attempt}: energized while tripped"
+        contactor.interlock.rearm(tokens[0])
+        await contactor.verify_open()
