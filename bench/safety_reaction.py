@@ -18,7 +18,17 @@ change at a random phase of the CP sampler, at least 0.2 s after the contactor c
 the first ~40 ms after the PWM starts the diode is judged on every sample, two conversions
 each, so a change there can take one conversion, about 1.5 ms, longer.)
 
+Two more sets of rows repeat the hazards under stress (issue 12 §2):
+
+- **CSMS flood**: the loopback CSMS sends 10,000 GetConfiguration CALLs without waiting for
+  the answers; the hazard comes 0.3 s into the flood, from a timer thread (the loop is busy).
+  The CSMS shares the controller's process and loop here, so its sending competes with the
+  controller for the loop too: harsher than a CSMS on another host;
+- **CPU-bound neighbour**: a process spinning ``while True: pass`` runs beside the
+  controller for the whole set.
+
     .venv/bin/python bench/safety_reaction.py [--cb 100] [--rcd 25] [--short 25]
+        [--stress 10] [--flood-calls 10000]
 """
 
 from __future__ import annotations
@@ -26,13 +36,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import sys
+import threading
+import time
 from collections.abc import Callable
 
-from benchlib import CARD, Rig, controller_rig, figure
+from benchlib import CARD, CP_ID, Rig, controller_rig, figure
 
 TARGET_MS = 5.0
+#: When the hazard comes after the flood started, as in the review that found the problem.
+FLOOD_LEAD_S = 0.3
 
 
 async def charging(rig: Rig) -> None:
@@ -46,7 +62,7 @@ async def charging(rig: Rig) -> None:
             await asyncio.sleep(0.7)  # the card must have left the field to count again
             await rig.act("tap", uid=CARD)
         with contextlib.suppress(TimeoutError):
-            await rig.coil.settle(True, timeout_s=5.0)
+            await rig.coil.settle(True, timeout_s=15.0)
     if not rig.coil.energized:
         raise TimeoutError("the car did not get back to charging")
 
@@ -63,29 +79,82 @@ async def trial(rig: Rig, change: Callable[[], None], undo: Callable[[], None]) 
     return opened - started
 
 
-async def measure(cb: int, rcd: int, short: int) -> None:
+async def flood(rig: Rig, calls: int) -> None:
+    """GetConfiguration CALLs to the charge point as fast as the socket takes them."""
+    for n in range(calls):
+        await rig.csms.send_raw(CP_ID, json.dumps([2, f"flood-{n}", "GetConfiguration", {}]))
+        if n % 50 == 0:
+            await asyncio.sleep(0)  # the CSMS shares this loop: let the charger read
+
+
+async def flood_trial(
+    rig: Rig, change: Callable[[], None], undo: Callable[[], None], calls: int
+) -> float:
+    """One hazard ``FLOOD_LEAD_S`` into a flood of ``calls`` CALLs, from a timer thread."""
+    await charging(rig)
+    await asyncio.sleep(0.2 + random.uniform(0.0, 0.02))
+    stamps: list[float] = []
+
+    def fire() -> None:
+        stamps.append(time.monotonic())
+        change()
+
+    timer = threading.Timer(FLOOD_LEAD_S, fire)
+    flooding = asyncio.create_task(flood(rig, calls))
+    timer.start()
+    try:
+        while not stamps:  # noqa: ASYNC110 - the timer thread fires independently
+            await asyncio.sleep(0.005)
+        opened = await rig.coil.wait(False, since=stamps[0], timeout_s=30.0)
+        await flooding
+    finally:
+        timer.join()
+        flooding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flooding
+    await rig.inject(undo)
+    return opened - stamps[0]
+
+
+Hazard = tuple[str, Callable[[], None], Callable[[], None]]
+
+
+def hazards(rig: Rig) -> list[Hazard]:
+    sim = rig.sim.connector(1)
+
+    def cp_short(on: bool) -> None:
+        sim.cp_short = on
+
+    return [
+        ("EV C -> B", sim.ev.pause, sim.ev.charge),
+        ("RCD trip", sim.rcm.trip, sim.rcm.clear),
+        ("CP short (E)", lambda: cp_short(True), lambda: cp_short(False)),
+    ]
+
+
+async def measure(counts: dict[str, int], stress: int, flood_calls: int) -> None:
+    rows: list[tuple[str, list[float]]] = []
     async with controller_rig() as rig:
         await rig.act("plug")
         await rig.status("Preparing")
         await rig.act("tap", uid=CARD)
         await charging(rig)
-        sim = rig.sim.connector(1)
-        results: dict[str, list[float]] = {"cb": [], "rcd": [], "short": []}
-
-        def cp_short(on: bool) -> None:
-            sim.cp_short = on
-
-        for _ in range(cb):
-            results["cb"].append(await trial(rig, sim.ev.pause, sim.ev.charge))
-        for _ in range(rcd):
-            results["rcd"].append(await trial(rig, sim.rcm.trip, sim.rcm.clear))
-        for _ in range(short):
-            results["short"].append(
-                await trial(rig, lambda: cp_short(True), lambda: cp_short(False))
-            )
-    print(figure("EV C -> B -> contactor coil low", results["cb"], target_ms=TARGET_MS))
-    print(figure("RCD trip -> contactor coil low", results["rcd"], target_ms=TARGET_MS))
-    print(figure("CP short (E) -> contactor coil low", results["short"], target_ms=TARGET_MS))
+        for name, change, undo in hazards(rig):
+            times = [await trial(rig, change, undo) for _ in range(counts[name])]
+            rows.append((name, times))
+        for name, change, undo in hazards(rig):
+            times = [await flood_trial(rig, change, undo, flood_calls) for _ in range(stress)]
+            rows.append((f"{name}, {flood_calls} CALL flood", times))
+        hog = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+        try:
+            for name, change, undo in hazards(rig):
+                times = [await trial(rig, change, undo) for _ in range(stress)]
+                rows.append((f"{name}, CPU-bound process beside", times))
+        finally:
+            hog.kill()
+            await hog.wait()
+    for name, times in rows:
+        print(figure(f"{name} -> coil low", times, target_ms=TARGET_MS))
 
 
 def main() -> None:
@@ -93,9 +162,16 @@ def main() -> None:
     parser.add_argument("--cb", type=int, default=100, help="C -> B trials (default 100)")
     parser.add_argument("--rcd", type=int, default=25, help="RCD trips (default 25)")
     parser.add_argument("--short", type=int, default=25, help="CP shorts (default 25)")
+    parser.add_argument(
+        "--stress", type=int, default=10, help="trials per hazard under each stress (10)"
+    )
+    parser.add_argument(
+        "--flood-calls", type=int, default=10_000, help="CALLs per flood (default 10000)"
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    asyncio.run(measure(args.cb, args.rcd, args.short))
+    logging.basicConfig(level=logging.CRITICAL)
+    counts = {"EV C -> B": args.cb, "RCD trip": args.rcd, "CP short (E)": args.short}
+    asyncio.run(measure(counts, args.stress, args.flood_calls))
 
 
 if __name__ == "__main__":

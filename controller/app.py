@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
 
+#: The longest a thread that wants the GIL waits while another runs Python (CPython's
+#: default is 5 ms). The safety threads (CP sampler, GPIO edges, loop watchdog) need it for
+#: a few microseconds after each conversion or edge; with the loop busy (a CSMS flood) each
+#: of those could wait 5 ms, and C -> B needs about three conversions. 1 ms keeps their
+#: share of a busy loop small (docs/benchmarks.md, "Safety reaction under stress").
+GIL_SWITCH_INTERVAL_S = 0.001
+
 SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction messages to go out
 
 
@@ -84,6 +92,7 @@ class ChargePointApp:
 
     async def start(self) -> None:
         config = self.config
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         csms_registry.require(config.ocpp_version)  # before anything opens: exit 2 at once
         await self._check_control_address()
         try:  # the service user's alone, whatever the umask (controller.state_dir)

@@ -7,11 +7,20 @@ call, which would stall the library's receive loop (its issue #130). Work that m
 the answer (a reset) runs from ``@after`` in a task of our own, whose errors are logged.
 
 :meth:`OcppChargePoint.route_message` replaces the library's: every frame is checked first
-(:mod:`controller.ocpp16.errors`) so malformed frames get a CALLERROR instead of silence, and
-each CALL is served in its own task so a slow handler never holds up the answers to our own
-calls. Every CALL gets an answer: one holding a number the library cannot judge is refused
-before it reaches the library (:func:`~controller.ocpp16.errors.number_problem`), and any
-other failure while serving it is logged as our bug and answered with InternalError.
+(:mod:`controller.ocpp16.errors`) so malformed frames get a CALLERROR instead of silence.
+
+CALLs from the CSMS are served one at a time, as OCPP-J expects (a CSMS sends its next CALL
+after our answer), by a task apart from the receive loop, so a slow handler never holds up
+the answers to our own calls. A CSMS that does not wait cannot make the charger pile up
+work: at most :data:`CALL_BACKLOG` CALLs wait to be served; each one beyond that is answered
+at once with a CALLERROR ``GenericError`` ("busy") and never served. The receive loop
+yields to the event loop after each CALL, so a flood of frames already buffered cannot
+hold the loop for the whole flood (the safety path does not depend on the loop anyway:
+:mod:`drivers.interlock`).
+
+Every CALL gets an answer: one holding a number the library cannot judge is refused before
+it reaches the library (:func:`~controller.ocpp16.errors.number_problem`), and any other
+failure while serving it is logged as our bug and answered with InternalError.
 
 A CALLRESULT or CALLERROR reaches the library's response queue only when it answers a call of
 ours still waiting (:meth:`OcppChargePoint.call` notes each one's id); anything else is
@@ -23,11 +32,13 @@ only.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ocpp.exceptions import InternalError, OCPPError
+from ocpp.exceptions import GenericError, InternalError, OCPPError
 from ocpp.messages import Call
 from ocpp.v16 import ChargePoint
 from websockets.exceptions import ConnectionClosed
@@ -52,6 +63,8 @@ log = logging.getLogger(__name__)
 #: Dropped answers are logged at the 1st, 10th, 100th... of a connection: each one shows
 #: in the journal, a flood of them costs a line per tenfold.
 _LOGGED_COUNTS = frozenset(10**n for n in range(12))
+#: CALLs from the CSMS that may wait to be served; a CALL beyond them is refused as busy.
+CALL_BACKLOG = 16
 
 
 class OcppChargePoint(
@@ -78,6 +91,9 @@ class OcppChargePoint(
         self.registered = False
         self._awaiting: set[str] = set()  # unique ids of our calls waiting for their answer
         self._dropped_answers = 0
+        self._backlog: collections.deque[Call] = collections.deque()
+        self._serving = False  # a task is serving the backlog
+        self.refused_busy = 0  # CALLs refused because the backlog was full (a diagnostic)
 
     async def call(
         self,
@@ -111,7 +127,8 @@ class OcppChargePoint(
             )
             await self._send(message.to_json())
         elif isinstance(message, Call):
-            self._s.spawn(self._serve(message), f"ocpp16-{message.action}-{message.unique_id}")
+            await self._accept_call(message)
+            await asyncio.sleep(0)  # let the loop's other work run between frames of a flood
         elif message.unique_id in self._awaiting:
             self._awaiting.discard(message.unique_id)  # one answer per call
             self._response_queue.put_nowait(message)
@@ -123,6 +140,39 @@ class OcppChargePoint(
                     self._dropped_answers,
                     raw_msg,
                 )
+
+    async def _accept_call(self, message: Call) -> None:
+        """Queue ``message`` for the serving task, or refuse it when the backlog is full."""
+        if len(self._backlog) >= CALL_BACKLOG:
+            self.refused_busy += 1
+            if self.refused_busy in _LOGGED_COUNTS:  # a flood must not flood the journal
+                log.warning(
+                    "CSMS sends CALLs without waiting for the answers: %d refused as busy "
+                    "(at most %d wait to be served)",
+                    self.refused_busy,
+                    CALL_BACKLOG,
+                )
+            busy = GenericError(
+                description="busy", details={"cause": f"more than {CALL_BACKLOG} calls waiting"}
+            )
+            try:
+                await self._send(message.create_call_error(busy).to_json())
+            except ConnectionClosed:
+                log.info("link closed before the busy CALLERROR for %s went out", message.action)
+            return
+        self._backlog.append(message)
+        if not self._serving:
+            self._serving = True
+            self._s.spawn(self._serve_backlog(), "ocpp16-calls")
+
+    async def _serve_backlog(self) -> None:
+        """Serve the waiting CALLs in order, one at a time (each gets its answer, see
+        :meth:`_serve`); ends when none is left, so no task outlives its connection."""
+        try:
+            while self._backlog:
+                await self._serve(self._backlog.popleft())
+        finally:
+            self._serving = False
 
     async def _serve(self, message: Call) -> None:
         try:
