@@ -166,6 +166,19 @@ def _v5_transactions_and_outbox(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v6_security_events(conn: sqlite3.Connection) -> None:
+    """Security events as rows (issue 12 §6): one event is one INSERT, never a rewrite of
+    the whole history (see :mod:`controller.csms.security_events`)."""
+    conn.execute(
+        "CREATE TABLE security_events ("
+        " seq INTEGER PRIMARY KEY,"
+        " type TEXT NOT NULL,"
+        " timestamp TEXT NOT NULL,"
+        " tech_info TEXT,"
+        " pending INTEGER NOT NULL)"  # 1 until the CSMS answered it (or it was dropped)
+    )
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -174,6 +187,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v3_local_auth_list,
     _v4_reservations,
     _v5_transactions_and_outbox,
+    _v6_security_events,
 )
 
 

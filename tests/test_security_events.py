@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from ocpp.v16 import call
 
-from controller.csms.security_events import MAX_PENDING, SecurityEvent, SecurityEvents
+from controller.csms.security_events import (
+    HISTORY_KEY,
+    MAX_HISTORY,
+    MAX_PENDING,
+    NAMESPACE,
+    PENDING_KEY,
+    SecurityEvent,
+    SecurityEvents,
+)
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
 from tests.support.security import CP_ID, PASSWORD, captured_log, charger
@@ -116,3 +126,60 @@ async def test_a_refused_charger_reports_it_once_in_then_resets_and_key_changes(
     # one WARNING per refused attempt, from the link; the rest is the event going out
     assert len(link_lines) == sum(a.refused for a in csms.connection_attempts) >= 1
     assert all(" WARNING controller.ocpp16.link_loop: " in line for line in link_lines)
+
+
+def _written_by(tid: int) -> int:
+    """Bytes the thread ``tid`` of this process passed to write calls so far."""
+    io = Path(f"/proc/self/task/{tid}/io").read_text()
+    return int(dict(line.split(": ") for line in io.splitlines())["wchar"])
+
+
+async def test_one_security_event_appends_one_row_and_never_rewrites_the_history(
+    tmp_path: Path,
+) -> None:
+    """SD-card wear (issue 12 §6): with a full history (about 150 kB), one more event costs
+    a row's write, not the history's; a CSMS refusing us once a minute would otherwise
+    have the charger write some 200 MB a day."""
+    storage = await Storage.open(tmp_path)
+    try:
+        events = SecurityEvents(storage, lambda: NOW)
+        for n in range(MAX_HISTORY):
+            events.record(SecurityEvent.FAILED_TO_AUTHENTICATE, f"HTTP 401, attempt {n}")
+        await events.flush()
+        tid = await storage.run(lambda conn: threading.get_native_id())
+        before = _written_by(tid)
+        events.record(SecurityEvent.RESET_OR_REBOOT, "Soft reset requested by the CSMS")
+        await events.flush()
+        written = _written_by(tid) - before
+        again = SecurityEvents(storage, lambda: NOW)
+        await again.restore()
+    finally:
+        await storage.close()
+    assert written < 16_000, f"one event wrote {written} bytes"
+    assert len(again.history()) == MAX_HISTORY  # the oldest made room
+    assert again.history()[-1]["techInfo"] == "Soft reset requested by the CSMS"
+    assert again.history()[0]["techInfo"] == "HTTP 401, attempt 1"
+    assert len(again.pending) == MAX_PENDING
+
+
+async def test_events_stored_the_earlier_way_are_taken_over(tmp_path: Path) -> None:
+    """A state directory from before the table: its two JSON lists become rows, once."""
+    old = {"type": "ResetOrReboot", "timestamp": "2026-11-22T10:00:00.000Z"}
+    waiting = {
+        "type": "FailedToAuthenticateAtCentralSystem",
+        "timestamp": "2026-11-22T11:00:00.000Z",
+    }
+    storage = await Storage.open(tmp_path)
+    try:
+        await storage.save_setting(NAMESPACE, HISTORY_KEY, json.dumps([old, waiting]))
+        await storage.save_setting(NAMESPACE, PENDING_KEY, json.dumps([waiting]))
+        events = SecurityEvents(storage, lambda: NOW)
+        await events.restore()
+        again = SecurityEvents(storage, lambda: NOW)
+        await again.restore()
+        leftover = await storage.load_settings(NAMESPACE)
+    finally:
+        await storage.close()
+    assert again.history() == [old, waiting]
+    assert again.pending == [waiting]
+    assert leftover == {}
