@@ -8,7 +8,7 @@ the power went: with the right meter reading, and exactly once. The supervisor r
   gate the supervisor awaits),
 - the meter reading while it runs (:meth:`TransactionJournal.reading`, at most once per
   meter sample and only when the energy moved by :data:`READING_STEP_WH`, or every
-  :data:`READING_REFRESH_S` regardless),
+  :data:`READING_REFRESH_S` regardless: about once a minute, for the SD card's sake),
 - the stop (:meth:`TransactionJournal.stopped`), after the StopTransaction message is
   queued: a crash between the two leaves a running record whose stop is already in the
   outbox, which :mod:`controller.recovery` recognises; the opposite order could lose it,
@@ -42,9 +42,15 @@ from controller.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
-#: A reading is written when the energy moved at least this much since the last one.
-READING_STEP_WH = 1.0
-#: ... or when this long passed (a suspended session still shows it was alive).
+#: A reading is written when the energy moved at least this much since the last one ...
+#: The meter's own register is the truth at a restart (controller.recovery reads it); the
+#: written reading is the fallback for a meter that cannot be read then, and the moment
+#: the transaction was last seen alive (its stop time after a power cut). Each write is a
+#: committed SQLite transaction: a WAL page and its checkpoint, 8-12 kB on the SD card.
+#: Every 1 Wh (as before issue 12 §6) was one write a second while charging: 30-40 MB an
+#: hour; this step and the refresh keep it to about one write a minute (docs/benchmarks.md).
+READING_STEP_WH = 500.0
+#: ... or when this long passed: the stop time after a power cut is at most this early.
 READING_REFRESH_S = 60.0
 #: Finished transactions kept in the database (the oldest go first).
 KEEP_FINISHED = 200

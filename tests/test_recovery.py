@@ -21,6 +21,7 @@ from controller.recovery import StorageWatch, open_state, recover_transactions
 from controller.storage import DB_NAME, Storage, StorageError
 from drivers.base import MeterReading
 from drivers.errors import FaultKind, PermanentFault
+from tests.support.disk_writes import storage_thread, written_by
 from tests.support.wait import until
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -287,3 +288,24 @@ async def test_a_failing_database_faults_until_a_probe_write_works_and_resyncs(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_charging_session_writes_its_reading_about_once_a_minute(storage: Storage) -> None:
+    """SD-card wear (issue 12 §6): ten minutes at 11 kW, one meter sample a second, cost
+    well under 1 MB an hour; the record stays at most a minute and 500 Wh behind, and the
+    meter's register is the truth at a restart anyway."""
+    journal = TransactionJournal(storage)
+    tx = Transaction("tx-1", 1, "04A1B2C3", 1000.0, T0)
+    journal.started(tx)
+    await journal.committed(tx.local_id)
+    tid = await storage_thread(storage)
+    before = written_by(tid)
+    seconds = 600
+    for second in range(seconds + 1):
+        journal.reading(tx, 1000.0 + 11_000 * second / 3600, T0 + dt.timedelta(seconds=second))
+        await storage.run(lambda conn: None)  # the write (if any) is done: none is skipped
+    per_hour = (written_by(tid) - before) * 3600 / seconds
+    (entry,) = await journal.open_transactions()
+    assert per_hour < 1_000_000, f"{per_hour / 1000:.0f} kB an hour"
+    assert entry.last_meter_at >= T0 + dt.timedelta(seconds=seconds - 60)
+    assert entry.last_meter_wh >= 1000.0 + 11_000 * seconds / 3600 - 500

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from controller.csms.security_events import (
 )
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
+from tests.support.disk_writes import storage_thread, written_by
 from tests.support.security import CP_ID, PASSWORD, captured_log, charger
 from tests.support.wait import until
 
@@ -128,12 +128,6 @@ async def test_a_refused_charger_reports_it_once_in_then_resets_and_key_changes(
     assert all(" WARNING controller.ocpp16.link_loop: " in line for line in link_lines)
 
 
-def _written_by(tid: int) -> int:
-    """Bytes the thread ``tid`` of this process passed to write calls so far."""
-    io = Path(f"/proc/self/task/{tid}/io").read_text()
-    return int(dict(line.split(": ") for line in io.splitlines())["wchar"])
-
-
 async def test_one_security_event_appends_one_row_and_never_rewrites_the_history(
     tmp_path: Path,
 ) -> None:
@@ -146,11 +140,11 @@ async def test_one_security_event_appends_one_row_and_never_rewrites_the_history
         for n in range(MAX_HISTORY):
             events.record(SecurityEvent.FAILED_TO_AUTHENTICATE, f"HTTP 401, attempt {n}")
         await events.flush()
-        tid = await storage.run(lambda conn: threading.get_native_id())
-        before = _written_by(tid)
+        tid = await storage_thread(storage)
+        before = written_by(tid)
         events.record(SecurityEvent.RESET_OR_REBOOT, "Soft reset requested by the CSMS")
         await events.flush()
-        written = _written_by(tid) - before
+        written = written_by(tid) - before
         again = SecurityEvents(storage, lambda: NOW)
         await again.restore()
     finally:
