@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.availability import AvailabilityStore, load_inoperative
+from controller.card_store import CardStore
 from controller.config import Config, ConfigError
 from controller.connector_types import ConnectorSettings, StopReason
 from controller.csms import registry as csms_registry
@@ -68,6 +69,9 @@ class RunOptions:
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
     ocpp_keys: Path | None = None
+    #: HOST:PORT of the local web page and API (port 0: any free one), None = no page.
+    #: ``picharge run`` passes ``--web`` or ``[web] listen``; tests leave it off.
+    web: str | None = None
 
 
 class ChargePointApp:
@@ -89,6 +93,7 @@ class ChargePointApp:
         self.heartbeats = Heartbeats()
         self._log_file: logging.Handler | None = None
         self.mqtt: Any = None  # controller.mqtt.bridge.MqttBridge with [mqtt] url set
+        self.web: Any = None  # controller.web.server.WebServer, imported only when enabled
 
     async def start(self) -> None:
         config = self.config
@@ -141,7 +146,7 @@ class ChargePointApp:
         else:
             if self.options.ocpp_keys is not None:
                 log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
-            self.supervisor.link = StandaloneLink(config.local_cards)
+            self.supervisor.link = StandaloneLink(config.local_cards, CardStore(self.storage))
             log.info("standalone mode: no CSMS; %d card(s) allowed", len(config.local_cards))
         # Journal, power-loss recovery (interrupted transactions closed) and the watch.
         self.durability = await start_durability(
@@ -166,6 +171,28 @@ class ChargePointApp:
                 allow_remote=self.options.sim_control_allow_remote,
             )
             log.info("simulation control on %s:%d", *self.control_address)
+        if self.options.web:
+            self._build_web(self.options.web)
+
+    def _build_web(self, listen: str) -> None:
+        """The page is an edge: imported only when enabled (its library costs memory)."""
+        from controller.web.server import WebServer
+
+        assert self.supervisor is not None and self.storage is not None
+        link = self.supervisor.link
+        self.web = WebServer(
+            self.supervisor,
+            listen=listen,
+            state_dir=self.config.state_dir,
+            db_path=self.storage.path,
+            public_status=self.config.web_public_status,
+            id_tag=self.config.web_id_tag,
+            configured_cards={
+                card: self.config.card_names.get(card.upper(), "")
+                for card in self.config.local_cards
+            },
+            store=CardStore(self.storage) if isinstance(link, StandaloneLink) else None,
+        )
 
     async def _check_control_address(self) -> None:
         """The simulation's control endpoint stays on loopback unless explicitly allowed:
@@ -209,6 +236,8 @@ class ChargePointApp:
             tasks.append(asyncio.create_task(self.durability.run(), name="durability"))
         if self.mqtt is not None:  # an edge: it restarts itself after any failure
             tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.web is not None:  # never ends on its own: it restarts itself after a failure
+            tasks.append(asyncio.create_task(self.web.run(), name="web"))
         self.heartbeats.expect("supervisor", SUPERVISOR_STALL_S)
         for connector_id in supervisor.connector_ids:
             self.heartbeats.expect(f"meter-{connector_id}", METER_STALL_S)
@@ -274,6 +303,8 @@ class ChargePointApp:
             await self.hardware.close()
         if self._control is not None:
             await self._control.stop()
+        if self.web is not None:
+            await self.web.close()
         if self.sim is not None:
             await self.sim.stop()
         if self.storage is not None:

@@ -61,6 +61,45 @@ def _host_port(text: str) -> str:
     return text
 
 
+def _listen(text: str) -> str:
+    if not text:
+        return text
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f'expected HOST:PORT or "", got {text!r}')
+    return text
+
+
+def _web_password(args: argparse.Namespace) -> int:
+    """Hash a new password into the state directory (``deploy/install.sh`` pipes one in)."""
+    import getpass
+
+    from controller.config import load_config
+    from controller.web import passwords
+
+    if args.state_dir is not None:
+        state_dir = args.state_dir
+    else:
+        state_dir = load_config(args.config or DEFAULT_CONFIG_PATH).state_dir
+    if sys.stdin.isatty():
+        password = getpass.getpass("new web password: ")
+        if getpass.getpass("again: ") != password:
+            print("picharge web-password: the two entries differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        path = passwords.save(state_dir, password)
+    except ValueError as exc:
+        print(f"picharge web-password: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"picharge web-password: cannot write in {state_dir}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"web password saved in {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picharge", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -84,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim-speed", type=_positive_float, default=1.0)
     run.add_argument("--sim-connectors", type=_connector_count, default=1)
     run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")
+    run.add_argument(
+        "--web",
+        type=_listen,
+        help='HOST:PORT of the web page and API (overrides [web] listen; "" turns it off)',
+    )
 
     sim = commands.add_parser("sim", help="drive a running --sim controller")
     sim.add_argument("--control", type=_host_port, default=DEFAULT_CONTROL)
@@ -103,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("fault", choices=FAULTS)
 
     commands.add_parser("demo", help="a full charging session on simulated hardware")
+
+    password = commands.add_parser(
+        "web-password",
+        help="set the web page's password (read from the terminal, or one line of stdin)",
+    )
+    password.add_argument(
+        "--config", type=Path, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    password.add_argument("--state-dir", type=Path, help="where the password file goes")
 
     check_hw = commands.add_parser(
         "check-hw",
@@ -166,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reset is not None:
                 _restart(argv)
             return code
+        if args.command == "web-password":
+            return _web_password(args)
         if args.command == "check-hw":
             from controller.check_hw import main as check_hw
 

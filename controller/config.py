@@ -28,6 +28,10 @@ from controller.config_keys import unknown_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/picharge/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/picharge")
+#: The web page's default address: loopback. On an installed charger the page is reached
+#: through an SSH tunnel until the owner sets a password and opens it to the network
+#: (``[web] listen = "0.0.0.0:8080"``); a fresh install exposes nothing to the LAN.
+DEFAULT_WEB_LISTEN = "127.0.0.1:8080"
 
 
 class ConfigError(Exception):
@@ -107,6 +111,14 @@ class Config:
     local_cards: tuple[str, ...] = ()
     free_charging_id: str | None = None
     mqtt: MqttConfig | None = None  # None: no [mqtt] url, MQTT off
+    #: Names of standalone cards (``[authorization] cards`` entries given as tables), by
+    #: UID in upper case: the session history and the page show who charged.
+    card_names: Mapping[str, str] = field(default_factory=dict)
+    # The local web page and API ([web]): where it listens ("" = off), whether the live
+    # status is readable without a login, and the idTag a page's start uses with a CSMS.
+    web_listen: str = DEFAULT_WEB_LISTEN
+    web_public_status: bool = False
+    web_id_tag: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
@@ -120,6 +132,7 @@ _TOP_LEVEL = {
     "storage",
     "authorization",
     "mqtt",
+    "web",
 }
 
 
@@ -143,6 +156,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "storage": ("state_dir",),
     "authorization": ("cards", "free_charging_id"),
     "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
+    "web": ("listen", "public_status", "id_tag"),
 }
 BACKENDS = ("pi", "sim")
 
@@ -313,6 +327,48 @@ def _mqtt(doc: Mapping[str, Any]) -> MqttConfig | None:
     )
 
 
+def _cards(value: Any) -> tuple[list[str], dict[str, str]]:
+    """``[authorization] cards``: id tags, each a string or a table ``{uid, name}``."""
+    problem = "must be a list of id tags of 1-20 characters, or of tables {uid, name}"
+    if not isinstance(value, list):
+        raise ConfigError("authorization.cards", problem)
+    tags: list[str] = []
+    names: dict[str, str] = {}
+    for index, entry in enumerate(value):
+        if isinstance(entry, Mapping):
+            unknown = set(entry) - {"uid", "name"}
+            if unknown:
+                raise ConfigError(f"authorization.cards.{index}", f"unknown key {sorted(unknown)}")
+            tag, name = entry.get("uid"), entry.get("name", "")
+            if not isinstance(name, str) or len(name) > 40:
+                raise ConfigError(f"authorization.cards.{index}.name", "must be text (<= 40)")
+        else:
+            tag, name = entry, ""
+        if not (isinstance(tag, str) and 1 <= len(tag) <= 20):
+            raise ConfigError(f"authorization.cards.{index}", problem)
+        tags.append(tag)
+        if name:
+            names[tag.upper()] = name
+    return tags, names
+
+
+def _web(web: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[web]`` section: listen ("HOST:PORT" or "" for off), public_status, id_tag."""
+    listen = _get(web, "web", "listen", str, DEFAULT_WEB_LISTEN)
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError("web.listen", f"must be HOST:PORT or empty (off), got {listen!r}")
+    id_tag = _get(web, "web", "id_tag", str, "")
+    if len(id_tag) > 20:
+        raise ConfigError("web.id_tag", f"must be an id tag of at most 20 characters: {id_tag!r}")
+    return {
+        "web_listen": listen,
+        "web_public_status": _get(web, "web", "public_status", bool, False),
+        "web_id_tag": id_tag,
+    }
+
+
 def parse_config(doc: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document; raises :class:`ConfigError` naming the bad key."""
     for key in doc:
@@ -346,11 +402,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         raise ConfigError("hardware.backend", f"must be 'pi' or 'sim', got {backend!r}")
 
     auth = _table(doc, "authorization")
-    cards = auth.get("cards", [])
-    if not isinstance(cards, list) or not all(
-        isinstance(c, str) and 1 <= len(c) <= 20 for c in cards
-    ):
-        raise ConfigError("authorization.cards", "must be a list of id tags of 1-20 characters")
+    cards, card_names = _cards(auth.get("cards", []))
     free_id = auth.get("free_charging_id")
     if free_id is not None and not (isinstance(free_id, str) and 1 <= len(free_id) <= 20):
         raise ConfigError("authorization.free_charging_id", "must be an id tag of 1-20 characters")
@@ -377,6 +429,8 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),
+        card_names=card_names,
+        **_web(_table(doc, "web")),
         raw=doc,
     )
 

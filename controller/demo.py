@@ -123,6 +123,10 @@ class _Session:
         self.out(f"  duration         {record.duration_s or 0:.0f} s (wall clock)")
         self.out(f"  stop reason      {record.stop_reason}")
         self.out(f"  meter values     {len(record.meter_values)} readings sent during the session")
+        self.out("")
+        self.out("To follow a session on the web page: `picharge run --sim --state-dir DIR`")
+        self.out("prints the page's URL (http://127.0.0.1:8080/); after `picharge sim plug`,")
+        self.out("log in (`picharge web-password --state-dir DIR` sets the password) and Start.")
 
 
 async def run_demo(

@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 READING_STEP_WH = 500.0
 #: ... or when this long passed: the stop time after a power cut is at most this early.
 READING_REFRESH_S = 60.0
-#: Finished transactions kept in the database (the oldest go first).
-KEEP_FINISHED = 200
+#: Finished transactions kept in the database (the oldest go first). They are the session
+#: history of the web page and its CSV export (billing a company car, a household): ten
+#: thousand is about 27 years of one session a day, some 2.5 MB of database.
+KEEP_FINISHED = 10_000
 #: Where the shutdown note lives (``settings`` table).
 NOTE_NAMESPACE, NOTE_KEY = "recovery", "shutdown_reason"
 

@@ -45,6 +45,18 @@ def effective_config(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, **changes)
 
 
+async def _announce(app: ChargePointApp) -> None:
+    """Tell whoever started the controller where its page is (the URL, once listening)."""
+    await app.web.started.wait()
+    print(f"picharge: web page on {app.web.url}", flush=True)
+    if not app.web.logins.password_set():
+        state_dir = app.config.state_dir
+        print(
+            f"picharge: to log in, set a password: picharge web-password --state-dir {state_dir}",
+            flush=True,
+        )
+
+
 async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | None]:
     """Run; returns (exit code, the reset the CSMS asked for, if any).
 
@@ -60,6 +72,12 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
         sim_control_allow_remote=args.sim_control_allow_remote,
         ocpp_keys=args.ocpp_keys,
     )
+    web = config.web_listen if getattr(args, "web", None) is None else args.web
+    options = dataclasses.replace(options, web=web or None)
+    if sim and not config.raw.get("web"):
+        # A simulation on loopback shows its status without a password, so a newcomer's
+        # first `picharge run --sim` shows the session at once; acting still needs a login.
+        config = dataclasses.replace(config, web_public_status=True)
     app = ChargePointApp(config, options)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -67,6 +85,8 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
         loop.add_signal_handler(sig, stop.set)
     try:
         await app.start()
+        if app.web is not None:
+            asyncio.get_running_loop().create_task(_announce(app), name="web-url")
         reset = await app.run(stop)
     except OSError as exc:
         log.error("cannot run: %s", exc)

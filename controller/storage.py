@@ -179,6 +179,20 @@ def _v6_security_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_local_cards(conn: sqlite3.Connection) -> None:
+    """Standalone cards managed from the web page (issue 15: controller.card_store)."""
+    conn.execute(
+        "CREATE TABLE local_cards ("
+        " uid TEXT PRIMARY KEY,"  # upper case, compared without case like OCPP idTags
+        " name TEXT NOT NULL,"
+        " enabled INTEGER NOT NULL,"
+        " expires_at TEXT,"  # ISO 8601 UTC; NULL: never
+        " added_at TEXT NOT NULL)"
+    )
+    # Session history filters by month (started_at) and card (id_tag).
+    conn.execute("CREATE INDEX transactions_started ON transactions (started_at)")
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -188,6 +202,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v4_reservations,
     _v5_transactions_and_outbox,
     _v6_security_events,
+    _v7_local_cards,
 )
 
 

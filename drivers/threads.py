@@ -50,6 +50,7 @@ THREAD_NAMES: dict[str, str] = {
     "loop-watchdog": "opens every contactor when the event loop stops beating",
     "rfid-pn532": "the PN532 card reader's polling",
     "led-blink": "gpiozero's blink or flash thread of the status LED",
+    "web": "the web page: session history reads (own read-only SQLite) and password hashing",
     "sim-ev-meter": "simulator: the cars' physics and the meters' Modbus servers (a loop)",
     "sim-io": "simulator: its loop's default executor",
     "sim-pwmchip": "simulator: the fake sysfs PWM chip (one per chip: sim-pwmchip0...)",
