@@ -7,9 +7,10 @@
 #   mbpoll                    an independent Modbus master the tests compare the meter driver with
 #   systemd                   systemd-analyze, to verify the unit file
 #   mosquitto                 the MQTT broker the tests start (no system service is used)
+#   chromium                  the web page's test in a real (headless) browser, driven by Playwright
 set -euo pipefail
 
-packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd mosquitto)
+packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd mosquitto chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,13 +26,23 @@ from controller.limits import LimitSource
 from controller.standalone import StandaloneLink
 from controller.status_snapshot import StatusSnapshot
 from controller.web import history
-from controller.web.auth import COOKIE, SESSION_S, LoginRefused, Logins, TooManyFailures
+from controller.web.auth import (
+    COOKIE,
+    SESSION_S,
+    LoginRefused,
+    Logins,
+    Session,
+    TooManyFailures,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: The default id tag of a start from the page in standalone mode (no name given).
 WEB_USER = "web"
 MAX_LIMIT_A = 80.0
+PUBLIC_STATUS = web.AppKey("public_status", bool)
+#: The request's login session (None: not logged in), set by the server's guard.
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
 
 
 class Control(Protocol):
@@ -137,13 +147,13 @@ class Api:
         return web.json_response(self._status())
 
     async def me(self, request: web.Request) -> web.Response:
-        session = request.get("session")
+        session = request.get(SESSION)
         return web.json_response(
             {
                 "logged_in": session is not None,
                 "csrf_token": None if session is None else session.csrf,
                 "password_set": self._logins.password_set(),
-                "public_status": request.app["public_status"],
+                "public_status": request.app[PUBLIC_STATUS],
                 "standalone": self._standalone is not None,
             }
         )

@@ -29,7 +29,7 @@ from controller.card_store import CardStore
 from controller.events import Subscription
 from controller.supervisor import Supervisor
 from controller.web import history
-from controller.web.api import Api
+from controller.web.api import PUBLIC_STATUS, SESSION, Api
 from controller.web.auth import COOKIE, CSRF_HEADER, Logins
 from controller.web.live import Hub
 from controller.web.status import status_json
@@ -52,6 +52,8 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+LOGINS = web.AppKey("logins", Logins)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,12 +81,12 @@ def _same_origin(request: web.Request) -> bool:
 
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    logins: Logins = request.app["logins"]
+    logins = request.app[LOGINS]
     session = logins.session(request.cookies.get(COOKIE))
-    request["session"] = session
+    request[SESSION] = session
     path = request.path
     is_open = path in _OPEN or path.startswith("/static/")
-    public = request.app["public_status"] and path in _PUBLIC_STATUS
+    public = request.app[PUBLIC_STATUS] and path in _PUBLIC_STATUS
     if not (is_open or public or session is not None):
         return _json(401, "log in first")
     if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -157,8 +159,8 @@ class WebServer:
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
-        app["logins"] = self.logins
-        app["public_status"] = self._public_status
+        app[LOGINS] = self.logins
+        app[PUBLIC_STATUS] = self._public_status
         api = Api(
             self._supervisor,
             self.logins,
@@ -209,11 +211,13 @@ class WebServer:
             for card in await self._store.all():
                 if card.name:
                     self._names.setdefault(card.uid, card.name)
-        runner = web.AppRunner(self.build(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.build(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
         subscription: Subscription | None = None
         try:
-            site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.host, self.port)
             await site.start()
             bound = runner.addresses
             self.address = (self.host, int(bound[0][1])) if bound else (self.host, self.port)
