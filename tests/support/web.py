@@ -95,25 +95,32 @@ class WebRig:
 
 @contextlib.asynccontextmanager
 async def web_charger(
-    state_dir: Path, *, web: dict[str, Any] | None = None, password: str | None = PASSWORD
+    state_dir: Path,
+    *,
+    web: dict[str, Any] | None = None,
+    password: str | None = PASSWORD,
+    listen: str = "127.0.0.1:0",
+    wait_for_web: bool = True,
 ) -> AsyncIterator[WebRig]:
-    """The standalone controller with :data:`CARD` (named :data:`CARD_NAME`) and its page."""
+    """The standalone controller with :data:`CARD` (named :data:`CARD_NAME`) and its page on
+    ``listen`` (handed over once it listens, unless ``wait_for_web`` is false)."""
     doc: dict[str, Any] = {"authorization": {"cards": [{"uid": CARD, "name": CARD_NAME}]}}
     if web is not None:
         doc["web"] = web
     if password is not None:
         passwords.save(state_dir, password)
     config = dataclasses.replace(parse_config(doc), state_dir=state_dir)
-    app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0, web="127.0.0.1:0"))
+    app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0, web=listen))
     stop = asyncio.Event()
     await app.start()
     task = asyncio.create_task(app.run(stop))
     charger = Charger(app)
     try:
         await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
-        await asyncio.wait_for(app.web.started.wait(), 10)
+        if wait_for_web:
+            await asyncio.wait_for(app.web.started.wait(), 10)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            yield WebRig(charger, http, app.web.url.rstrip("/"))
+            yield WebRig(charger, http, app.web.url.rstrip("/"))  # url: known before it listens
     finally:
         stop.set()
         try:
