@@ -6,6 +6,10 @@ const state = { me: null, csrf: null, power: [], connectors: new Map() };
 const $ = (sel, root = document) => root.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
 const POWER_POINTS = 300;
+const BOUND_WORDS = {
+  connector: "the charger's maximum", cable: "the cable", csms: "the CSMS",
+  load_management: "load management", user: "your limit", thermal: "temperature",
+};
 
 function say(text, isError = false) {
   const el = $("#message");
@@ -61,8 +65,10 @@ function renderStatus(status) {
     $(".session", el).textContent = s
       ? `${kwh(s.energy_wh)} kWh in ${duration(s.duration_s)} — ${s.card_name || s.id_tag}`
       : "none";
-    const by = c.limited_by.join(", ");
-    $(".limit", el).textContent = `${fmt(c.offered_current_a)} A (limit ${fmt(c.limit_a)} A by ${by})`;
+    const by = c.limited_by.map((name) => BOUND_WORDS[name] || name).join(" and ");
+    $(".limit", el).textContent = c.offered_current_a > 0
+      ? `${fmt(c.offered_current_a)} A, set by ${by}`
+      : `nothing now (limit ${fmt(c.limit_a)} A, set by ${by})`;
     const userLimit = c.limits.user;
     const input = $(".limit-input", el);
     if (document.activeElement !== input) input.value = userLimit === undefined ? "" : userLimit;
@@ -109,7 +115,7 @@ function connectLive() {
     const data = JSON.parse(msg.data);
     renderStatus(data.status);
     if (data.event === "MeterSampled" || data.event === "Hello") addPower(data.status);
-    if (data.event === "TransactionStopped" && state.me?.logged_in) loadHistory();
+    if ((data.event === "TransactionStopped" || data.event === "TransactionStarted") && state.me?.logged_in) loadHistory();
   };
   ws.onclose = () => setTimeout(connectLive, 2000);
 }
@@ -137,7 +143,7 @@ function drawLine(svg, points) {
 
 function drawBars(svg, periods) {
   svg.replaceChildren();
-  const top = Math.max(1, ...periods.map((p) => p.energy_wh / 1000));
+  const top = Math.max(0.1, ...periods.map((p) => p.energy_wh / 1000));
   const w = 600 / periods.length;
   periods.forEach((p, i) => {
     const h = (p.energy_wh / 1000 / top) * 130;

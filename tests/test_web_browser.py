@@ -1,0 +1,95 @@
+"""The web page in a real browser (issue 15): Debian's headless Chromium, driven by
+Playwright, logs in, starts a simulated session, follows it live, limits it, stops it and
+finds it in the history and in the CSV file it downloads. The screenshots it takes are
+the ones in docs/ (``PICHARGE_SCREENSHOTS=docs`` writes them there)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from controller.connector_types import ConnectorStatus
+from tests.support.wait import until
+from tests.support.web import PASSWORD, web_charger
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="Debian's chromium is not installed (deploy/system-packages.sh installs it)",
+    ),
+]
+PHONE = {"width": 412, "height": 915}
+
+
+async def shot(page: Page, tmp_path: Path, name: str) -> None:
+    target = Path(os.environ.get("PICHARGE_SCREENSHOTS", tmp_path))
+    await page.screenshot(path=str(target / name), full_page=True)
+
+
+async def test_a_session_followed_limited_and_stopped_in_a_real_browser(tmp_path: Path) -> None:
+    async with web_charger(tmp_path / "state") as rig, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = await browser.new_context(viewport=PHONE, accept_downloads=True)
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(rig.base + "/")
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.get_by_role("status")).to_have_text("Logged in")
+            connector = page.locator("article.connector").first
+            await expect(connector.locator(".state")).to_have_text("Available")
+
+            await rig.charger.act("plug")
+            await rig.charger.act("charge")
+            await expect(connector.locator(".state")).to_have_text("Waiting for card")
+            await connector.get_by_role("button", name="Start").click()
+            await expect(connector.locator(".state")).to_have_text("Charging", timeout=15_000)
+            await until(lambda: rig.charger.hw("ev_current_a") > 15.0)
+            await expect(connector.locator(".power")).to_contain_text("kW")
+            await expect(connector.locator(".power")).not_to_have_text("0.00 kW")
+            await expect(connector.locator(".session")).to_contain_text("kWh in")
+            await shot(page, tmp_path, "web-charging.png")
+
+            await connector.get_by_label("Limit (A)").fill("10")
+            await connector.get_by_role("button", name="Set limit").click()
+            await expect(connector.locator(".state")).to_have_text(
+                "Charging, limited by your limit"
+            )
+            await expect(connector.locator(".limit")).to_have_text("10.0 A, set by your limit")
+            await until(lambda: rig.charger.hw("offered_current_a") == 10.0)
+
+            await connector.get_by_role("button", name="Stop").click()
+            await until(lambda: rig.charger.status() is not ConnectorStatus.CHARGING)
+            await expect(connector.locator(".session")).to_have_text("none")
+            assert not rig.charger.hw("contactor_closed")
+            await expect(connector.locator(".power")).to_have_text("0.00 kW")  # still live
+
+            rows = page.locator("#sessions tbody tr")
+            await expect(rows).to_have_count(1)
+            await expect(rows.first).to_contain_text("Remote")
+            await expect(rows.first).to_contain_text("web")
+            async with page.expect_download() as download_info:
+                await page.get_by_role("link", name="Download CSV").click()
+            download = await download_info.value
+            saved = tmp_path / "sessions.csv"
+            await download.save_as(saved)
+            [row] = list(csv.DictReader(io.StringIO(saved.read_text())))
+            assert row["card"] == "web" and row["stop_reason"] == "Remote"
+            assert float(row["energy_kwh"]) > 0
+            await page.locator("#history").scroll_into_view_if_needed()
+            await shot(page, tmp_path, "web-history.png")
+            assert errors == []
+        finally:
+            await browser.close()
