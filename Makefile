@@ -43,6 +43,8 @@ bench: $(STAMP)
 	@$(BIN)/python bench/mqtt_memory.py
 	@echo "== start-up to BootNotification (bench/startup.py)"
 	@$(BIN)/python bench/startup.py
+	@echo "== the web page: memory on and off (bench/web_memory.py)"
+	@$(BIN)/python bench/web_memory.py
 	@echo "== fault trials: SIGKILLs and CSMS outages (bench/fault_trials.py)"
 	@$(BIN)/python bench/fault_trials.py
 

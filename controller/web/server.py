@@ -1,9 +1,13 @@
 """The web server's lifecycle: one aiohttp application on the controller's loop, restarted
 after a crash without touching charging.
 
-Why aiohttp: one library gives HTTP, WebSocket and static files on the loop the controller
-already runs, with no second server process; on the development machine it adds about
-11 MB RSS to a running controller, starlette + uvicorn about 13 MB (docs/benchmarks.md).
+Why aiohttp: one library gives HTTP, WebSocket and static files, made to be embedded in a
+loop the application already runs (``AppRunner``/``TCPSite``). It costs about 10 MiB RSS
+on a Pi's controller; starlette + uvicorn would cost about 5 MiB (it reuses ``websockets``)
+but uvicorn is made to own the process: it replaces the SIGTERM/SIGINT handlers with its
+own and calls ``sys.exit`` when its port is taken, which would take the charger down
+with it. 10 MiB of a Pi Zero 2's 512 MiB buys a server that fails alone
+(docs/benchmarks.md, "The web page").
 
 :meth:`WebServer.run` never returns while the controller runs: a failure of the server
 (the port taken, a bug in a handler's setup) is logged and the server started again after
