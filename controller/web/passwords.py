@@ -17,6 +17,8 @@ import os
 import secrets
 from pathlib import Path
 
+from controller.state_dir import DIR_MODE
+
 FILE_NAME = "web-password"
 #: scrypt cost: N = 2**14, r = 8 -> 16 MiB of memory per hash (about 50 ms on a desktop
 #: core, a few hundred on a Pi Zero 2); p = 1.
@@ -61,7 +63,7 @@ def save(state_dir: Path, password: str) -> Path:
     """Hash ``password`` into ``state_dir``'s password file (mode 0600, written whole:
     a reader never sees half a line); returns its path."""
     line = encode(password) + "\n"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # the service user's alone
     target = path_in(state_dir)
     temporary = target.with_name(target.name + ".new")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
