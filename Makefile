@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.test-packages
 
 .PHONY: demo test lint bench setup clean proof mutate
 
@@ -24,7 +25,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# System packages only the tests use (an MQTT broker, a browser, a Modbus master).
+$(TEST_STAMP): $(STAMP) deploy/system-packages.sh
+	bash deploy/system-packages.sh --test
+	touch $(TEST_STAMP)
+
+test: lint $(TEST_STAMP)
 	$(BIN)/pytest
 
 # Every figure of docs/benchmarks.md (each script's --help for longer runs; the first six take ~6 min).

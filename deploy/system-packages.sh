@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Install the Debian / Raspberry Pi OS packages that building and testing picharge needs.
-# Idempotent: it asks apt only for what is missing. Used by `make` and by deploy/install.sh.
+# Install the Debian / Raspberry Pi OS packages that picharge needs. Idempotent: it asks apt
+# only for what is missing. `make setup` (and so `make demo`) runs it as it is; `make test`
+# adds --test for what only the tests use, so a charger never gets a browser or a broker.
 #   python3-venv              the virtual environment
 #   libsystemd-dev pkg-config build systemd-python (journal, sd_notify)
 #   gcc python3-dev           compile systemd-python
+# with --test:
 #   mbpoll                    an independent Modbus master the tests compare the meter driver with
 #   systemd                   systemd-analyze, to verify the unit file
 #   mosquitto                 the MQTT broker the tests start (no system service is used)
 #   chromium                  the web page's test in a real (headless) browser, driven by Playwright
 set -euo pipefail
 
-packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config mbpoll systemd mosquitto chromium)
+packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config)
+if [ "${1:-}" = "--test" ]; then
+    packages+=(mbpoll systemd mosquitto chromium)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
