@@ -1,0 +1,89 @@
+"""The simulated charger as another project's CI target: `picharge run --sim` and `picharge
+sim ACTION` behave as docs/simulator.md says, with no surprise on first contact (issue 13).
+
+Everything here goes through the real command line, as a CSMS project's test harness does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.cli import FAULTS, build_parser
+from controller.sim_client import MAX_SIM_CONNECTORS
+from hw_sim.charger import MAX_SIM_CONNECTORS as SIM_HARDWARE_CONNECTORS
+from tests.support.cli_sim import CliSim, picharge
+
+CARD = "04A1B2C3"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def two_connectors(tmp_path: Path) -> Iterator[CliSim]:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[authorization]\ncards = ["{CARD}"]\n')
+    sim = CliSim(tmp_path / "state", ["--config", str(config), "--sim-connectors", "2"]).start()
+    try:
+        yield sim
+    finally:
+        assert sim.stop() == 0, sim.log()
+
+
+# --- options anywhere ------------------------------------------------------------------------
+
+_ACTIONS = [["plug"], ["unplug"], ["charge"], ["pause"], ["status"], ["tap", CARD]] + [
+    ["fault", fault] for fault in FAULTS
+]
+
+
+@pytest.mark.parametrize("action", _ACTIONS, ids=lambda a: "-".join(a))
+@pytest.mark.parametrize("where", ["before", "after", "split"])
+def test_every_action_takes_control_and_connector_before_or_after_it(
+    action: list[str], where: str
+) -> None:
+    control, connector = ["--control", "10.0.0.7:9000"], ["--connector", "3"]
+    if where == "before":
+        argv = ["sim", *control, *connector, *action]
+    elif where == "after":
+        argv = ["sim", *action, *connector, *control]
+    else:
+        argv = ["sim", *connector, *action, *control]
+    args = build_parser().parse_args(argv)
+    assert (args.control, args.connector) == ("10.0.0.7:9000", 3)
+
+
+def test_the_options_default_to_the_first_connector_on_the_default_endpoint() -> None:
+    args = build_parser().parse_args(["sim", "plug"])
+    assert (args.control, args.connector) == ("127.0.0.1:8181", 1)
+
+
+def test_an_option_after_the_action_reaches_the_running_simulation(
+    two_connectors: CliSim,
+) -> None:
+    result = picharge("sim", "plug", "--connector", "2", "--control", two_connectors.control)
+    assert result.returncode == 0, result.stderr
+    status = two_connectors.status()
+    assert [c["ev_plugged"] for c in status["connectors"]] == [False, True]
+    result = picharge("sim", "--connector", "2", "unplug", "--control", two_connectors.control)
+    assert result.returncode == 0, result.stderr
+    assert two_connectors.connector(2)["ev_plugged"] is False
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "x"])
+def test_a_bad_connector_number_is_a_usage_error(bad: str) -> None:
+    result = picharge("sim", "plug", "--connector", bad)
+    assert result.returncode == 2
+    assert "--connector" in result.stderr
+
+
+def test_the_connector_count_limit_is_the_same_in_the_cli_the_simulation_and_the_docs() -> None:
+    assert MAX_SIM_CONNECTORS == SIM_HARDWARE_CONNECTORS
+    top = str(MAX_SIM_CONNECTORS)
+    args = build_parser().parse_args(["run", "--sim", "--sim-connectors", top])
+    assert args.sim_connectors == MAX_SIM_CONNECTORS
+    result = picharge("run", "--sim", "--sim-connectors", str(MAX_SIM_CONNECTORS + 1))
+    assert result.returncode == 2
+    assert f"must be 1 to {top}" in result.stderr
+    assert f"`--sim-connectors N` (up to {top})" in (ROOT / "README.md").read_text()
