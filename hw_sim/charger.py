@@ -357,10 +357,12 @@ class SimCharger:
             uid = bytes.fromhex(uid_hex)
         except ValueError:
             raise ValueError(f"card UID must be hex, got {uid_hex!r}") from None
+        # Queued in the reader, whose thread or chip plays one presentation after another
+        # (field empty in between): a tap acknowledged here is never lost or merged.
         if isinstance(self.reader, SimRdm6300):
-            self.reader.tap(uid)
+            self.reader.tap(uid, hold_s=0.3)
         elif self.reader is not None:
-            self.reader.present(uid)
+            self.reader.tap(uid)
 
     def inject(self, connector_id: int, fault: str) -> None:
         c = self.connector(connector_id)

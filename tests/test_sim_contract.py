@@ -6,6 +6,7 @@ Everything here goes through the real command line, as a CSMS project's test har
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from controller.cli import FAULTS, build_parser
 from controller.sim_client import MAX_SIM_CONNECTORS
 from hw_sim.charger import MAX_SIM_CONNECTORS as SIM_HARDWARE_CONNECTORS
 from tests.support.cli_sim import CliSim, picharge
+from tests.support.wait import until_sync
 
 CARD = "04A1B2C3"
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,3 +89,24 @@ def test_the_connector_count_limit_is_the_same_in_the_cli_the_simulation_and_the
     assert result.returncode == 2
     assert f"must be 1 to {top}" in result.stderr
     assert f"`--sim-connectors N` (up to {top})" in (ROOT / "README.md").read_text()
+
+
+# --- no tap is lost --------------------------------------------------------------------------
+
+
+def test_five_taps_of_one_card_a_fifth_of_a_second_apart_are_five_presentations(
+    two_connectors: CliSim,
+) -> None:
+    for _ in range(5):
+        started = time.monotonic()
+        result = two_connectors.sim("tap", CARD)
+        assert result.returncode == 0, result.stderr
+        time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))  # the harness's own pace
+
+    def presentations() -> int:
+        return two_connectors.log().count(f"card {CARD} presented")
+
+    until_sync(lambda: presentations() >= 5, 20, what="five presentations of the card")
+    # and not more: each tap is one presentation (the reader's repeats are not new ones)
+    time.sleep(1.0)  # a window: a sixth would come from a tap played twice, within ~0.6 s
+    assert presentations() == 5
