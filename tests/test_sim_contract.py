@@ -6,16 +6,20 @@ Everything here goes through the real command line, as a CSMS project's test har
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ocpp.v16 import call
+from ocpp.v16.enums import MessageTrigger
 
 from controller.cli import FAULTS, build_parser
+from controller.local_csms import LocalCsms
 from controller.sim_client import MAX_SIM_CONNECTORS
 from hw_sim.charger import MAX_SIM_CONNECTORS as SIM_HARDWARE_CONNECTORS
-from tests.support.cli_sim import CliSim, picharge
+from tests.support.cli_sim import CliSim, free_port, picharge
 from tests.support.wait import until_sync
 
 CARD = "04A1B2C3"
@@ -89,6 +93,59 @@ def test_the_connector_count_limit_is_the_same_in_the_cli_the_simulation_and_the
     assert result.returncode == 2
     assert f"must be 1 to {top}" in result.stderr
     assert f"`--sim-connectors N` (up to {top})" in (ROOT / "README.md").read_text()
+
+
+# --- the key preset is the operator's configuration ------------------------------------------
+
+HARNESS_PRESET = """\
+HeartbeatInterval = 30
+ReserveConnectorZeroSupported = false
+AdditionalRootCertificateCheck = true
+ChargeProfileMaxStackLevel = 4
+SupportedFeatureProfiles = ["Core", "Reservation", "SmartCharging"]
+"""
+
+
+async def test_a_harness_preset_with_read_only_keys_starts_the_charger_as_configured(
+    tmp_path: Path, csms: LocalCsms
+) -> None:
+    preset = tmp_path / "keys.toml"
+    preset.write_text(HARNESS_PRESET)
+    extra = ["--csms", csms.url, "--id", "cp-ci", "--ocpp-keys", str(preset)]
+    sim = CliSim(tmp_path / "state", extra)
+    await asyncio.to_thread(sim.start)
+    try:
+        await csms.wait_for("BootNotification")
+        conf = await csms.call("cp-ci", call.GetConfiguration())
+        values = {e["key"]: e for e in conf.configuration_key}
+        assert values["ReserveConnectorZeroSupported"]["value"] == "false"
+        assert values["ReserveConnectorZeroSupported"]["readonly"] is True
+        assert values["AdditionalRootCertificateCheck"]["value"] == "true"
+        assert values["ChargeProfileMaxStackLevel"]["value"] == "4"
+        assert values["SupportedFeatureProfiles"]["value"] == "Core,Reservation,SmartCharging"
+        # a profile the preset switched off answers NotSupported; one it kept works
+        error = await csms.call(
+            "cp-ci",
+            call.TriggerMessage(requested_message=MessageTrigger.heartbeat),
+            expect_error=True,
+        )
+        assert error.error_code == "NotSupported"
+        error = await csms.call("cp-ci", call.GetLocalListVersion(), expect_error=True)
+        assert error.error_code == "NotSupported"
+        assert (await csms.call("cp-ci", call.CancelReservation(reservation_id=7))).status
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+def test_an_unknown_key_in_the_preset_is_still_an_error_naming_it(tmp_path: Path) -> None:
+    preset = tmp_path / "keys.toml"
+    preset.write_text(HARNESS_PRESET + "HeartBeatIntervall = 30\n")
+    result = picharge(
+        "run", "--sim", "--csms", "ws://127.0.0.1:9/", "--ocpp-keys", str(preset),
+        "--state-dir", str(tmp_path / "state"), "--sim-control", f"127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--ocpp-keys HeartBeatIntervall: unknown OCPP 1.6 configuration key" in result.stderr
 
 
 # --- no tap is lost --------------------------------------------------------------------------
