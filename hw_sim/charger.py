@@ -5,8 +5,9 @@ them: the PWM duty the driver writes into the fake sysfs tells each car what it 
 the contactor's main contacts (MockFactory pins) power it; the car's current reaches its
 meter's registers (a real pymodbus server), whose energy integrates the car's power and is
 kept in the state directory across restarts, as a real meter keeps counting through a
-controller reboot. The CP voltage the car's resistors produce reaches the driver through
-the simulated ADS1115 on the SMBus stand-in. Faults are injected here.
+controller reboot; so are the cars' plug and charge state (``sim-cars.json``), since a car
+stays plugged in while the charger reboots. The CP voltage the car's resistors produce
+reaches the driver through the simulated ADS1115 on the SMBus stand-in. Faults are injected here.
 
 Everything a driver talks to is hardware-level; nothing here knows about the controller.
 """
@@ -150,14 +151,21 @@ class SimCharger:
         self._energy_file = state_dir / "sim-meters.json"
         self._saved_energy: dict[str, float] | None = None
         self._save_failed = False
+        self._cars_file = state_dir / "sim-cars.json"
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> tuple[HardwareSeams, dict[str, Any], dict[str, Any]]:
         """Start every device; return (seams, meter settings, rfid settings) for the drivers."""
         saved = self._load_energy()
+        cars = self._load_cars()
         for index, section in enumerate(self._sections, start=1):
-            self.connectors.append(await self._start_connector(index, section, saved))
+            connector = await self._start_connector(index, section, saved)
+            car = cars.get(str(index), {})
+            if car.get("plugged"):  # still plugged in from before the restart
+                connector.ev.plug()
+                connector.ev.requesting = bool(car.get("requesting", True))
+            self.connectors.append(connector)
         rfid_settings = self._start_reader()
         meter_settings = self._meter_settings()
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
@@ -324,6 +332,37 @@ class SimCharger:
             return {}
         return {str(k): float(v) for k, v in data.items() if math.isfinite(float(v))}
 
+    def _load_cars(self) -> dict[str, dict[str, bool]]:
+        """Each connector's car as the last run left it: {"1": {"plugged", "requesting"}}."""
+        try:
+            data = json.loads(self._cars_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("simulated cars in %s unreadable (%s): unplugged", self._cars_file, exc)
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(k): {"plugged": bool(v.get("plugged")), "requesting": bool(v.get("requesting"))}
+            for k, v in data.items()
+            if isinstance(v, dict)
+        }
+
+    def _save_cars(self) -> None:
+        """Written at once on every plug, unplug, charge and pause (a SIGKILL loses none)."""
+        data = {
+            str(c.id): {"plugged": c.ev.plugged, "requesting": c.ev.requesting}
+            for c in self.connectors
+        }
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._cars_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self._cars_file)
+        except OSError as exc:  # a broken state directory: the car is still where it is
+            log.warning("simulated cars not saved to %s: %s", self._cars_file, exc)
+
     def _save_energy(self) -> None:
         data = {str(c.id): c.meter.energy_wh for c in self.connectors}
         if data == self._saved_energy:
@@ -446,6 +485,7 @@ class SimCharger:
             ev.pause()
         else:
             raise ValueError(f"unknown action {action!r}")
+        self._save_cars()
         return {}
 
 

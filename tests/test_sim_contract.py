@@ -167,3 +167,41 @@ def test_five_taps_of_one_card_a_fifth_of_a_second_apart_are_five_presentations(
     # and not more: each tap is one presentation (the reader's repeats are not new ones)
     time.sleep(1.0)  # a window: a sixth would come from a tap played twice, within ~0.6 s
     assert presentations() == 5
+
+
+# --- what survives a restart -----------------------------------------------------------------
+
+
+def test_the_car_stays_plugged_across_a_power_cut_and_a_restart(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[authorization]\ncards = ["{CARD}"]\n')
+    extra = ["--config", str(config), "--sim-connectors", "2"]
+    sim = SimProcess(tmp_path / "state", extra).start()
+    try:
+        assert sim.sim("plug").returncode == 0
+        assert sim.sim("plug", "--connector", "2").returncode == 0
+        assert sim.sim("pause", "--connector", "2").returncode == 0
+        assert sim.sim("tap", CARD).returncode == 0
+        sim.wait_for(lambda s: s["connectors"][0]["ev_current_a"] > 15, what="charging")
+    finally:
+        sim.kill()  # the power goes: no shutdown, the simulation dies with the controller
+    again = SimProcess(tmp_path / "state", extra, control=sim.control).start()
+    try:
+        status = again.wait_for(
+            lambda s: s["connectors"][0]["ocpp_status"] == "Preparing", what="Preparing"
+        )
+        first, second = status["connectors"]
+        # the car is still there and still wants energy; the charger waits for a new card
+        assert first["ev_plugged"] is True and first["cp_state"] in ("B", "C")
+        assert first["contactor_closed"] is False and first["transaction_id"] is None
+        assert second["ev_plugged"] is True
+        assert again.sim("tap", CARD).returncode == 0
+        again.wait_for(lambda s: s["connectors"][0]["ev_current_a"] > 15, what="charging again")
+        assert again.sim("unplug").returncode == 0
+    finally:
+        assert again.stop() == 0, again.log()
+    third = SimProcess(tmp_path / "state", extra, control=sim.control).start()
+    try:
+        assert [c["ev_plugged"] for c in third.status()["connectors"]] == [False, True]
+    finally:
+        assert third.stop() == 0, third.log()
