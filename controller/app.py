@@ -68,6 +68,9 @@ class RunOptions:
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
     ocpp_keys: Path | None = None
+    #: With ``sim``: the firmware install step is simulated (controller.firmware_sim); False
+    #: installs for real with pip, as the installer's own end-to-end tests want.
+    sim_firmware: bool = True
 
 
 class ChargePointApp:
@@ -187,11 +190,21 @@ class ChargePointApp:
 
     async def _start_csms(self) -> None:
         assert self.storage is not None and self.supervisor is not None
+        installer = None
+        if self.sim is not None and self.options.sim_firmware:  # checks run, install simulated
+            from controller.firmware_install import FIRMWARE_DIR
+            from controller.firmware_sim import SimulatedInstaller
+
+            sim = self.sim
+            installer = SimulatedInstaller(
+                self.config.state_dir / FIRMWARE_DIR, failing=lambda: bool(sim.firmware_fault)
+            )
         context = AdapterContext(
             config=self.config,
             storage=self.storage,
             control=self.supervisor,
             keys_preset=self.options.ocpp_keys,
+            firmware_installer=installer,
         )
         adapter = await csms_registry.create(self.config.ocpp_version, context)
         self.adapter = adapter

@@ -41,6 +41,7 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "firmware",
     "clear",
 )
 

@@ -66,7 +66,8 @@ MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
 #: Faults ``picharge sim fault`` injects: an RCD trip, an RCM whose self-test no longer
 #: trips it, a welded contactor, one whose contacts do not close when energized (a dead
 #: coil or burnt contacts: the coil pin is driven, the feedback never confirms), the meter
-#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket.
+#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, the
+#: next firmware installation failing (the charger's flash, not a connector's).
 FAULTS = (
     "rcd",
     "rcd-selftest",
@@ -77,6 +78,7 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "firmware",
     "clear",
 )
 
@@ -152,6 +154,9 @@ class SimCharger:
         self._saved_energy: dict[str, float] | None = None
         self._save_failed = False
         self._cars_file = state_dir / "sim-cars.json"
+        #: ``sim fault firmware``: the next firmware installation fails (the controller's
+        #: simulated installer asks; it is the charger's flash, not a connector's).
+        self.firmware_fault = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -417,6 +422,7 @@ class SimCharger:
             c.diode_ok = True
             c.thermometer.set_c(AMBIENT_C)
             c.faults.clear()
+            self.firmware_fault = False
             return
         c.faults.add(fault)
         if fault == "rcd":
@@ -437,6 +443,8 @@ class SimCharger:
             c.diode_ok = False
         elif fault == "overtemp":
             c.thermometer.set_c(OVERTEMP_C)
+        elif fault == "firmware":
+            self.firmware_fault = True
 
     def status(self) -> dict[str, Any]:
         """The hardware's view, per connector (the controller adds OCPP fields)."""

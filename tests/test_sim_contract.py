@@ -20,6 +20,8 @@ from controller.local_csms import LocalCsms
 from controller.sim_client import MAX_SIM_CONNECTORS
 from hw_sim.charger import MAX_SIM_CONNECTORS as SIM_HARDWARE_CONNECTORS
 from tests.support.cli_sim import CliSim, free_port, picharge
+from tests.support.file_servers import HttpFiles
+from tests.support.firmware_rig import now_iso
 from tests.support.wait import until_sync
 
 CARD = "04A1B2C3"
@@ -176,7 +178,7 @@ def test_the_car_stays_plugged_across_a_power_cut_and_a_restart(tmp_path: Path) 
     config = tmp_path / "config.toml"
     config.write_text(f'[authorization]\ncards = ["{CARD}"]\n')
     extra = ["--config", str(config), "--sim-connectors", "2"]
-    sim = SimProcess(tmp_path / "state", extra).start()
+    sim = CliSim(tmp_path / "state", extra).start()
     try:
         assert sim.sim("plug").returncode == 0
         assert sim.sim("plug", "--connector", "2").returncode == 0
@@ -185,7 +187,7 @@ def test_the_car_stays_plugged_across_a_power_cut_and_a_restart(tmp_path: Path) 
         sim.wait_for(lambda s: s["connectors"][0]["ev_current_a"] > 15, what="charging")
     finally:
         sim.kill()  # the power goes: no shutdown, the simulation dies with the controller
-    again = SimProcess(tmp_path / "state", extra, control=sim.control).start()
+    again = CliSim(tmp_path / "state", extra, control=sim.control).start()
     try:
         status = again.wait_for(
             lambda s: s["connectors"][0]["ocpp_status"] == "Preparing", what="Preparing"
@@ -200,8 +202,69 @@ def test_the_car_stays_plugged_across_a_power_cut_and_a_restart(tmp_path: Path) 
         assert again.sim("unplug").returncode == 0
     finally:
         assert again.stop() == 0, again.log()
-    third = SimProcess(tmp_path / "state", extra, control=sim.control).start()
+    third = CliSim(tmp_path / "state", extra, control=sim.control).start()
     try:
         assert [c["ev_plugged"] for c in third.status()["connectors"]] == [False, True]
     finally:
         assert third.stop() == 0, third.log()
+
+
+# --- firmware in the simulation --------------------------------------------------------------
+
+FAST_KEYS = "HeartbeatInterval = 30\nWebSocketPingInterval = 0\nClockAlignedDataInterval = 0\n"
+ANY_FILE = b"not a picharge package: any file a CSMS test suite has at hand\n"
+
+
+def _firmware_statuses(csms: LocalCsms, after: int) -> list[str]:
+    return [
+        str(r.payload["status"])
+        for r in csms.received[after:]
+        if r.action == "FirmwareStatusNotification"
+    ]
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["installs", "sim-fault-firmware"])
+async def test_any_file_installs_in_the_simulation_and_the_new_version_reports_in(
+    tmp_path: Path, csms: LocalCsms, fault: bool
+) -> None:
+    preset = tmp_path / "keys.toml"
+    preset.write_text(FAST_KEYS)
+    # the trust rules apply unchanged: an unsigned file needs the operator's consent
+    config = tmp_path / "config.toml"
+    config.write_text("[ocpp]\nallow_unsigned_firmware = true\n")
+    extra = ["--csms", csms.url, "--id", "cp-fw", "--ocpp-keys", str(preset)]
+    extra += ["--config", str(config)]
+    sim = CliSim(tmp_path / "state", extra)
+    await asyncio.to_thread(sim.start)
+    try:
+        boot = await csms.wait_for("BootNotification")
+        if fault:
+            assert (await asyncio.to_thread(sim.sim, "fault", "firmware")).returncode == 0
+        with HttpFiles(files={"/update.bin": ANY_FILE}) as server:
+            mark = len(csms.received)
+            request = call.UpdateFirmware(
+                location=f"{server.base}/update.bin", retrieve_date=now_iso()
+            )
+            await csms.call("cp-fw", request)
+            final = "InstallationFailed" if fault else "Installed"
+            await csms.wait_for(
+                "FirmwareStatusNotification",
+                lambda p: p["status"] == final,
+                after=mark,
+                timeout_s=40,
+            )
+        if fault:
+            assert _firmware_statuses(csms, mark) == [
+                "Downloading", "Downloaded", "Installing", "InstallationFailed"
+            ]  # fmt: skip
+            return
+        # the restart ran the same code, which now reports the version it "installed"
+        again = await csms.wait_for("BootNotification", after=mark)
+        assert boot["firmwareVersion"] != again["firmwareVersion"]
+        assert again["firmwareVersion"].startswith("picharge-sim-")
+        assert _firmware_statuses(csms, mark) == [
+            "Downloading", "Downloaded", "Installing", "Installed"
+        ]  # fmt: skip
+        assert not (tmp_path / "state" / "firmware" / "current").exists()  # nothing installed
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
-from controller.csms.firmware import installed_version
+from controller.csms.firmware import running_version
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.security import LinkSecurity, TlsFiles
 from controller.logging_setup import add_secret
@@ -56,7 +56,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         vendor=config.vendor,
         model=config.model,
         serial=config.serial,
-        firmware_version=f"picharge-{installed_version()}",  # the current firmware's
+        firmware_version=f"picharge-{running_version(context.firmware_installer)}",
         control=context.control,
         config=ocpp_config,
         storage=context.storage,
@@ -65,4 +65,5 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         },
         security=security,
         firmware_policy=firmware_policy,
+        firmware_installer=context.firmware_installer,
     )

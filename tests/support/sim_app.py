@@ -130,6 +130,7 @@ async def controller(
     wait_ready: bool = True,
     crash: bool = False,
     rig_type: type[R] = AppRig,  # type: ignore[assignment]
+    sim_firmware: bool = True,
 ) -> AsyncIterator[R]:
     """The controller on simulated hardware (EV time x ``speed``) against ``csms``.
 
@@ -139,7 +140,8 @@ async def controller(
     before it runs. Unless ``wait_ready`` is false, the rig is handed over once connector 1
     reported ``ready_status`` (None: any status) after boot. ``crash`` ends the run task by
     cancelling it (no shutdown, no StopTransaction) instead of asking it to stop.
-    ``rig_type`` may add a test file's own helpers."""
+    ``rig_type`` may add a test file's own helpers. ``sim_firmware=False`` installs firmware
+    for real (pip) instead of simulating the install step as ``--sim`` does."""
     key_file = write_keys(workdir / "keys.toml", {**base_keys, **(keys or {})})
     doc: dict[str, Any] = {
         "chargepoint": {"id": cp_id},
@@ -148,7 +150,13 @@ async def controller(
     }
     app = ChargePointApp(
         dataclasses.replace(parse_config(doc), state_dir=state_dir or workdir / "state"),
-        RunOptions(sim=True, sim_speed=speed, ocpp_keys=key_file, sim_connectors=connectors),
+        RunOptions(
+            sim=True,
+            sim_speed=speed,
+            ocpp_keys=key_file,
+            sim_connectors=connectors,
+            sim_firmware=sim_firmware,
+        ),
     )
     stop = asyncio.Event()
     mark = len(csms.received)
