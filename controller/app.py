@@ -43,7 +43,7 @@ from controller.service import (
 from controller.sim_client import parse_host_port
 from controller.standalone import StandaloneLink
 from controller.state_dir import make_private
-from controller.storage import Storage
+from controller.storage import Storage, StorageError
 from controller.supervisor import Supervisor
 from drivers.errors import ConfigurationError
 from drivers.seams import HardwareSeams
@@ -92,6 +92,7 @@ class ChargePointApp:
         self.heartbeats = Heartbeats()
         self._log_file: logging.Handler | None = None
         self.mqtt: Any = None  # controller.mqtt.bridge.MqttBridge with [mqtt] url set
+        self._storage_broken = False  # `picharge sim fault storage` (see _sim_storage_fault)
 
     async def start(self) -> None:
         config = self.config
@@ -265,6 +266,8 @@ class ChargePointApp:
 
     async def _sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = await self.sim.handle(request)
+        if request["action"] == "fault" and request.get("fault") in ("storage", "clear"):
+            await self._sim_storage_fault(request["fault"] == "storage")
         if request["action"] == "status":
             # The simulated hardware's view (what the car, contactor and meter physically
             # do) completed with the controller's snapshot; where both name a key
@@ -279,6 +282,22 @@ class ChargePointApp:
                 )
             answer["csms_link"] = snapshot.csms_link
         return answer
+
+    async def _sim_storage_fault(self, broken: bool) -> None:
+        """``sim fault storage``: the state database refuses every write (SQLite's
+        ``query_only``, which fails writes as a read-only file would) until ``sim fault
+        clear``; the durability watch faults every connector (InternalError) and, probing
+        every 10 s, clears it once writes work again. The simulator owns no database, so the
+        controller's side plays this one."""
+        if self.storage is None or broken == self._storage_broken:
+            return
+        self._storage_broken = broken
+        pragma = f"PRAGMA query_only = {int(broken)}"
+        await self.storage.run(lambda conn: conn.execute(pragma))
+        log.warning("simulated storage fault %s", "injected" if broken else "cleared")
+        if broken:  # an idle charger writes nothing: write once now, as the next write would
+            with contextlib.suppress(StorageError):  # noticed by the durability watch
+                await self.storage.save_setting("sim", "storage-fault", "injected")
 
     async def close(self) -> None:
         """Release everything, contactors open first; safe to call after a failed start."""

@@ -41,6 +41,9 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "undervoltage",
+    "overvoltage",
+    "storage",
     "firmware",
     "clear",
 )
@@ -129,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("charge", "the car asks for energy (state C)"),
         ("pause", "the car stops asking (state B)"),
         ("status", "print the simulation's state as JSON"),
+        ("power-fail", "the UPS HAT warns the supply failed (`sim fault clear` restores it)"),
     ):
         _sim_options(actions.add_parser(name, help=text), default=False)
     tap = actions.add_parser("tap", help="present a card to the reader")

@@ -165,6 +165,13 @@ FAULT_POLICY: Mapping[FaultKind, FaultPolicy] = MappingProxyType(
         # The state database failed (issue 5): a session could not be recorded, so none may
         # run. No hazard at the car: PWM off; it clears when the database works again.
         FaultKind.INTERNAL_ERROR: FaultPolicy(FaultResponse.PWM_OFF),
+        # Mains outside 230 V +-10 % (drivers.mains): no charging on a supply the car's
+        # charger is not rated for; PWM off, and the judge clears it when the mains is back.
+        FaultKind.UNDER_VOLTAGE: FaultPolicy(FaultResponse.PWM_OFF),
+        FaultKind.OVER_VOLTAGE: FaultPolicy(FaultResponse.PWM_OFF),
+        # The charger runs on its UPS reserve: transactions were stopped; nothing starts
+        # until the supply is back.
+        FaultKind.POWER_FAIL: FaultPolicy(FaultResponse.PWM_OFF),
     }
 )
 
@@ -180,6 +187,9 @@ FAULT_PRIORITY: tuple[FaultKind, ...] = (
     FaultKind.DIODE_FAULT,
     FaultKind.OVERTEMPERATURE,
     FaultKind.LOCK_FAILURE,
+    FaultKind.OVER_VOLTAGE,
+    FaultKind.UNDER_VOLTAGE,
+    FaultKind.POWER_FAIL,
     FaultKind.METER_OFFLINE,
     FaultKind.INTERNAL_ERROR,
     FaultKind.READER_FAILURE,

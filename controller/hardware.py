@@ -21,6 +21,7 @@ from drivers.base import (
     DriverEvent,
     EnergyMeter,
     EventSink,
+    PowerFailInput,
     ResidualCurrentMonitor,
     StatusIndicator,
     TemperatureSensor,
@@ -28,6 +29,7 @@ from drivers.base import (
 from drivers.contactor import GpioContactor
 from drivers.errors import ConfigurationError, HardwareUnavailable
 from drivers.pilot import PilotBoard
+from drivers.power_fail import GpioPowerFail, PowerFailConfig
 from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, create
 from drivers.seams import HardwareSeams
 
@@ -55,6 +57,8 @@ class Hardware:
     connectors: list[ConnectorHardware] = field(default_factory=list)
     reader: CardReader | None = None
     led: StatusIndicator | None = None
+    #: A UPS or supercap HAT's power-fail warning (``[hardware] power_fail_pin``), if wired.
+    power_fail: PowerFailInput | None = None
 
     def connector(self, connector_id: int) -> ConnectorHardware:
         for c in self.connectors:
@@ -86,6 +90,9 @@ class Hardware:
         close_led = getattr(self.led, "close", None)
         if close_led is not None:
             close_led()
+        close_power_fail = getattr(self.power_fail, "close", None)
+        if close_power_fail is not None:
+            close_power_fail()
 
 
 def _type(section: Mapping[str, Any], key: str, default: str | None, prefix: str) -> str | None:
@@ -180,6 +187,13 @@ def build_hardware(
             hardware.led = make(
                 "led", led_type, led_keys, key_prefix="hardware", type_key="led_type"
             )
+        if "power_fail_pin" in hw_section:  # only where a UPS or supercap HAT is wired
+            power_fail = GpioPowerFail(
+                PowerFailConfig.from_section(hw_section, "hardware"),
+                pin_factory=seams.pin_factory,
+            )
+            created.append(power_fail)
+            hardware.power_fail = power_fail
     except HardwareUnavailable as exc:
         _release_partial(hardware, created)
         raise ConfigurationError("hardware.backend", f'"{config.backend}": {exc}') from exc

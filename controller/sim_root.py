@@ -17,7 +17,12 @@ from controller.hardware import Hardware, build_hardware
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
-from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
+from hw_sim.charger import (
+    MAX_SIM_CONNECTORS,
+    POWER_FAIL_PIN,
+    SimCharger,
+    sim_connector_section,
+)
 from hw_sim.control import ControlServer, RemoteControlRefused, loopback_only
 from hw_sim.loop_thread import SimChargerOnThread
 
@@ -59,6 +64,11 @@ async def start_simulation(
             )
             for i, section in enumerate(sections, start=1)
         ),
+        # the simulated UPS HAT's power-fail output (`picharge sim power-fail`)
+        raw={
+            **config.raw,
+            "hardware": {**config.raw.get("hardware", {}), "power_fail_pin": POWER_FAIL_PIN},
+        },
     )
     reader_type = config.rfid.get("type", "pn532_uart")
     if reader_type not in READER_TYPES:

@@ -113,6 +113,7 @@ from drivers.base import (
     PollingCardReader,
 )
 from drivers.errors import DriverError, FaultKind, PermanentFault
+from drivers.mains import MainsJudge
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class ConnectorRuntime:
     #: Bumped whenever ``rcm_passed`` is reset: a test that began for a car or session
     #: since gone does not count for the next one.
     rcm_epoch: int = 0
+    #: Under- or over-voltage of the mains, judged from this connector's meter.
+    mains: MainsJudge = field(default_factory=MainsJudge)
 
     def forget_rcm_test(self) -> None:
         """The next session needs a self-test of its own (the car left, a session ended)."""
@@ -238,6 +241,8 @@ class Supervisor:
             self._feed(rt, Tick())
             self._guard(rt)
             rt.hw.rcm.watch(functools.partial(self._rcm_changed, rt))
+        if self.hardware.power_fail is not None:
+            self.hardware.power_fail.watch(self._power_fail_changed)
         watchdog = LoopWatchdog(
             [rt.hw.contactor.interlock for rt in self.connectors.values()],
             self._loop_stalled,
@@ -399,6 +404,40 @@ class Supervisor:
             rating = None
         self._feed(rt, CableRatingChanged(None if rating is None else float(rating)))
 
+    def _power_fail_changed(self, failing: bool) -> None:
+        """The UPS/supercap HAT's warning: the charger runs on its reserve. Every running
+        transaction stops now (PowerLoss, recorded and queued while there is power) and every
+        connector faults (contactor open) until the supply is back."""
+        if failing:
+            log.warning("power-fail warning: stopping every transaction (PowerLoss)")
+            for rt in self.connectors.values():
+                if rt.transaction is not None and rt.transaction.running:
+                    self._feed(rt, StopRequested(StopReason.POWER_LOSS))
+        else:
+            log.warning("power-fail warning over: the supply is back")
+        self.set_fault(FaultKind.POWER_FAIL, failing)
+        if failing:
+            self.hardware.open_all_contactors()
+
+    def _judge_mains(self, rt: ConnectorRuntime, reading: MeterReading) -> None:
+        """Raise or clear under-/over-voltage as the meter's phase voltages say."""
+        before = rt.mains.fault
+        after = rt.mains.update(reading.voltage_v)
+        if after == before:
+            return
+        volts = ", ".join(f"{v:.0f}" for v in reading.voltage_v if v is not None)
+        log.warning(
+            "connector %d: mains %s V: %s",
+            rt.hw.id,
+            volts,
+            after or f"{before} over",
+            extra=rt.log_fields(),
+        )
+        if before is not None:
+            self._feed(rt, FaultCleared(before))
+        if after is not None:
+            self._feed(rt, FaultRaised(after))
+
     def _rcm_changed(self, rt: ConnectorRuntime, tripped: bool) -> None:
         event = FaultRaised(FaultKind.RCD_TRIP) if tripped else FaultCleared(FaultKind.RCD_TRIP)
         self._feed(rt, event)
@@ -551,6 +590,7 @@ class Supervisor:
                 if offline:
                     offline = False
                     self._feed(rt, FaultCleared(FaultKind.METER_OFFLINE))
+                self._judge_mains(rt, rt.reading)
                 if self.journal is not None and rt.transaction is not None:
                     self.journal.reading(rt.transaction, rt.reading.energy_import_wh)
                 sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)

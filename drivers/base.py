@@ -206,6 +206,20 @@ class ResidualCurrentMonitor(Protocol):
         ...
 
 
+class PowerFailInput(Protocol):
+    """A UPS or supercap HAT's warning that the supply has failed (the charger runs on its
+    reserve for a short while)."""
+
+    @property
+    def failing(self) -> bool:
+        """True while the supply has failed."""
+        ...
+
+    def watch(self, on_change: Callable[[bool], None]) -> None:
+        """Call ``on_change(failing)`` on the loop thread whenever the warning changes."""
+        ...
+
+
 class TemperatureSensor(Protocol):
     """An enclosure or socket temperature sensor."""
 

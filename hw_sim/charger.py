@@ -36,7 +36,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
-from hw_sim.pins import SimContactorPins, SimRcmPins
+from hw_sim.pins import SimContactorPins, SimPowerFailPin, SimRcmPins
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.rfid import SimRdm6300
 from hw_sim.rfid_pn532 import SimPn532I2c, SimPn532Uart
@@ -66,8 +66,9 @@ MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
 #: Faults ``picharge sim fault`` injects: an RCD trip, an RCM whose self-test no longer
 #: trips it, a welded contactor, one whose contacts do not close when energized (a dead
 #: coil or burnt contacts: the coil pin is driven, the feedback never confirms), the meter
-#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, the
-#: next firmware installation failing (the charger's flash, not a connector's).
+#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, mains
+#: under- or over-voltage (charger-wide), the state database unwritable (the controller's
+#: side acts on it), the next firmware installation failing (the charger's flash).
 FAULTS = (
     "rcd",
     "rcd-selftest",
@@ -78,9 +79,19 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "undervoltage",
+    "overvoltage",
+    "storage",
     "firmware",
     "clear",
 )
+#: The mains the simulated meters see (they sit before the contactor, as in most wallboxes):
+#: nominal, and what ``sim fault undervoltage|overvoltage`` makes of it (230 V -15 % / +14 %).
+MAINS_V = 230.0
+UNDERVOLTAGE_V = 195.0
+OVERVOLTAGE_V = 262.0
+#: The GPIO of the simulated UPS HAT's power-fail output (``[hardware] power_fail_pin``).
+POWER_FAIL_PIN = 25
 
 
 def sim_connector_section(index: int, configured: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,6 +168,8 @@ class SimCharger:
         #: ``sim fault firmware``: the next firmware installation fails (the controller's
         #: simulated installer asks; it is the charger's flash, not a connector's).
         self.firmware_fault = False
+        self.mains_v = MAINS_V  # read by the physics thread each step
+        self.power_fail: SimPowerFailPin | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -171,6 +184,7 @@ class SimCharger:
                 connector.ev.plug()
                 connector.ev.requesting = bool(car.get("requesting", True))
             self.connectors.append(connector)
+        self.power_fail = SimPowerFailPin(self.factory, POWER_FAIL_PIN)
         rfid_settings = self._start_reader()
         meter_settings = self._meter_settings()
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
@@ -300,7 +314,7 @@ class SimCharger:
         for c in self.connectors:
             powered = c.contactor.main_contacts_closed
             c.ev.step(ev_dt, self.offered_a(c), powered)
-            volts = 230.0 if powered else 0.0
+            volts = self.mains_v  # the meter sits before the contactor: it sees mains
             currents = c.ev.phase_currents_a
             c.meter.set_measurements(
                 (volts, volts, volts),
@@ -423,6 +437,9 @@ class SimCharger:
             c.thermometer.set_c(AMBIENT_C)
             c.faults.clear()
             self.firmware_fault = False
+            self.mains_v = MAINS_V
+            if self.power_fail is not None:
+                self.power_fail.set(False)  # the supply is back
             return
         c.faults.add(fault)
         if fault == "rcd":
@@ -445,6 +462,10 @@ class SimCharger:
             c.thermometer.set_c(OVERTEMP_C)
         elif fault == "firmware":
             self.firmware_fault = True
+        elif fault == "undervoltage":
+            self.mains_v = UNDERVOLTAGE_V
+        elif fault == "overvoltage":
+            self.mains_v = OVERVOLTAGE_V
 
     def status(self) -> dict[str, Any]:
         """The hardware's view, per connector (the controller adds OCPP fields)."""
@@ -468,7 +489,12 @@ class SimCharger:
                 }
             )
         first = self.connectors[0].meter_endpoint if self.connectors else ""
-        return {"connectors": connectors, "meter_modbus_tcp": first}
+        return {
+            "connectors": connectors,
+            "meter_modbus_tcp": first,
+            "mains_v": self.mains_v,
+            "power_fail": self.power_fail is not None and self.power_fail.failing,
+        }
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request (see :mod:`hw_sim.control`)."""
@@ -481,6 +507,11 @@ class SimCharger:
             return {}
         if action == "fault":
             self.inject(connector_id, str(request.get("fault", "")))
+            return {}
+        if action == "power-fail":  # the UPS HAT warns; `sim fault clear` brings power back
+            if self.power_fail is None:
+                raise LookupError("the simulation has no power-fail input")
+            self.power_fail.set(True)
             return {}
         ev = self.connector(connector_id).ev
         if action == "plug":

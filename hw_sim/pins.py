@@ -382,3 +382,19 @@ class SimRcmPins:
         with self._lock:
             active = self.fault_active
             self.fault_pin.drive(active if self._fault_active_high else not active)
+
+
+class SimPowerFailPin:
+    """The power-fail output of a simulated UPS HAT, driving the driver's input pin
+    (:class:`drivers.power_fail.GpioPowerFail`): :meth:`set` raises or ends the warning."""
+
+    def __init__(self, factory: MockFactory, number: int, *, active_high: bool = True) -> None:
+        self.pin = _claim(factory, number, DrivenInputPin)
+        self._active_high = active_high
+        self.failing = False
+        self.pin.drive(not active_high)  # the supply is good
+
+    def set(self, failing: bool) -> None:
+        """Raise (True) or end (False) the warning; fires the driver's edge on this thread."""
+        self.failing = failing
+        self.pin.drive(failing == self._active_high)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -268,3 +268,87 @@ async def test_any_file_installs_in_the_simulation_and_the_new_version_reports_i
         assert not (tmp_path / "state" / "firmware" / "current").exists()  # nothing installed
     finally:
         assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+# --- more faults: mains voltage, power-fail warning, storage ---------------------------------
+
+
+def _status_after(csms: LocalCsms, after: int, status: str, **match: str) -> object:
+    return csms.wait_for(
+        "StatusNotification",
+        lambda p: (
+            p["connectorId"] == 1
+            and p["status"] == status
+            and all(p.get(k) == v for k, v in match.items())
+        ),
+        after=after,
+        timeout_s=20,
+    )
+
+
+@pytest.fixture
+async def with_csms(tmp_path: Path, csms: LocalCsms) -> AsyncIterator[CliSim]:
+    preset = tmp_path / "keys.toml"
+    preset.write_text(FAST_KEYS)
+    extra = ["--csms", csms.url, "--id", "cp-faults", "--ocpp-keys", str(preset)]
+    sim = CliSim(tmp_path / "state", extra)
+    await asyncio.to_thread(sim.start)
+    try:
+        await _status_after(csms, 0, "Available")
+        yield sim
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+async def _sim(sim: CliSim, *args: str) -> None:
+    result = await asyncio.to_thread(sim.sim, *args)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"), [("undervoltage", "UnderVoltage"), ("overvoltage", "OverVoltage")]
+)
+async def test_mains_out_of_tolerance_faults_the_connector_until_it_is_back(
+    with_csms: CliSim, csms: LocalCsms, fault: str, code: str
+) -> None:
+    mark = len(csms.received)
+    await _sim(with_csms, "fault", fault)
+    await _status_after(csms, mark, "Faulted", errorCode=code)
+    mark = len(csms.received)
+    await _sim(with_csms, "fault", "clear")
+    await _status_after(csms, mark, "Available", errorCode="NoError")
+
+
+async def test_a_power_fail_warning_stops_the_session_with_power_loss_before_the_power_goes(
+    with_csms: CliSim, csms: LocalCsms
+) -> None:
+    await _sim(with_csms, "plug")
+    await _sim(with_csms, "tap", CARD)
+    await csms.wait_for("StartTransaction", timeout_s=20)
+    await asyncio.to_thread(
+        with_csms.wait_for, lambda s: s["connectors"][0]["contactor_closed"], 20, "charging"
+    )
+    mark = len(csms.received)
+    await _sim(with_csms, "power-fail")
+    stop = await csms.wait_for("StopTransaction", after=mark, timeout_s=20)
+    assert stop["reason"] == "PowerLoss"
+    faulted = await _status_after(csms, mark, "Faulted", errorCode="OtherError")
+    assert faulted["info"] == "power_fail"  # type: ignore[index]
+    status = await asyncio.to_thread(with_csms.status)
+    assert status["power_fail"] is True
+    assert status["connectors"][0]["contactor_closed"] is False
+    mark = len(csms.received)
+    await _sim(with_csms, "fault", "clear")  # the supply is back
+    await _status_after(csms, mark, "Finishing", errorCode="NoError")
+
+
+async def test_an_unwritable_state_database_faults_with_internal_error_and_recovers(
+    with_csms: CliSim, csms: LocalCsms
+) -> None:
+    mark = len(csms.received)
+    await _sim(with_csms, "fault", "storage")
+    await _status_after(csms, mark, "Faulted", errorCode="InternalError")
+    mark = len(csms.received)
+    await _sim(with_csms, "fault", "clear")
+    # the durability watch probes every 10 s
+    await _status_after(csms, mark, "Available", errorCode="NoError")
