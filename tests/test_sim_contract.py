@@ -18,6 +18,7 @@ from ocpp.v16.enums import MessageTrigger
 from controller.cli import FAULTS, build_parser
 from controller.local_csms import LocalCsms
 from controller.sim_client import MAX_SIM_CONNECTORS
+from hw_sim.charger import FAULTS as SIM_HARDWARE_FAULT_NAMES
 from hw_sim.charger import MAX_SIM_CONNECTORS as SIM_HARDWARE_CONNECTORS
 from tests.support.cli_sim import CliSim, free_port, picharge
 from tests.support.file_servers import HttpFiles
@@ -25,6 +26,7 @@ from tests.support.firmware_rig import now_iso
 from tests.support.wait import until_sync
 
 CARD = "04A1B2C3"
+SIM_HARDWARE_FAULTS = set(SIM_HARDWARE_FAULT_NAMES)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -352,3 +354,31 @@ async def test_an_unwritable_state_database_faults_with_internal_error_and_recov
     await _sim(with_csms, "fault", "clear")
     # the durability watch probes every 10 s
     await _status_after(csms, mark, "Available", errorCode="NoError")
+
+
+# --- the docs page matches the code -----------------------------------------------------------
+
+DOCS = (ROOT / "docs" / "simulator.md").read_text()
+
+
+def _sim_actions() -> list[str]:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    sim = commands.choices["sim"]  # type: ignore[index]
+    actions = next(a for a in sim._actions if a.dest == "action")
+    return sorted(actions.choices)  # type: ignore[arg-type]
+
+
+def test_every_action_and_fault_is_documented() -> None:
+    for action in _sim_actions():
+        assert f"| `{action}" in DOCS, action
+    for fault in FAULTS:
+        assert f"| `{fault}` |" in DOCS or fault == "clear", fault
+    assert "| `fault clear` |" in DOCS
+    assert set(FAULTS) == SIM_HARDWARE_FAULTS
+
+
+def test_every_status_field_is_documented(two_connectors: CliSim) -> None:
+    status = two_connectors.status()
+    for key in [*status, *status["connectors"][0], *status["connectors"][0]["meter"]]:
+        assert f"`{key}`" in DOCS, key
