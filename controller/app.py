@@ -64,6 +64,7 @@ SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction message
 class RunOptions:
     sim: bool = False
     sim_connectors: int = 1
+    sim_cable: str = "socket"  # the simulated connectors: "socket" (with a lock) or "tethered"
     sim_speed: float = 1.0
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
@@ -119,6 +120,7 @@ class ChargePointApp:
                     config,
                     config.state_dir,
                     connectors=self.options.sim_connectors,
+                    cable=self.options.sim_cable,
                     speed=self.options.sim_speed,
                     on_event=log_event,
                 )
@@ -132,6 +134,7 @@ class ChargePointApp:
                 max_current_a=c.max_current_a,
                 free_charging_id=config.free_charging_id,
                 cable_rating_required="tethered_cable_a" not in c.drivers,
+                lock_required="lock_pin" in c.drivers,
             )
             for c in config.connectors
         }

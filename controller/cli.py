@@ -41,6 +41,7 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "lock",
     "undervoltage",
     "overvoltage",
     "storage",
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--sim-speed", type=_positive_float, default=1.0)
     run.add_argument("--sim-connectors", type=_connector_count, default=1)
+    run.add_argument(
+        "--sim-cable",
+        choices=("socket", "tethered"),
+        default="socket",
+        help="the simulated connectors: a Type 2 socket with a lock (default) or a fixed cable",
+    )
     run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")
 
     sim = commands.add_parser("sim", help="drive a running --sim controller")

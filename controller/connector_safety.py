@@ -34,6 +34,7 @@ def may_close_contactor(
     *,
     pilot_verified: bool,
     state_d_allowed: bool = True,
+    lock_engaged: bool = True,
 ) -> bool:
     """True only when mains may be switched to the car (design.md, "State machines").
 
@@ -43,11 +44,21 @@ def may_close_contactor(
     EV's diode was judged good with the PWM running since the car arrived
     (``pilot_verified``: :class:`~controller.connector_types.PilotVerified`).
     ``cp_state`` None (unknown: no reading yet, or our own state F hides the car) is never
-    enough.
+    enough. A socket with a lock actuator needs its latch engaged (``lock_engaged``, from
+    the actuator's feedback; IEC 61851-1: a socket outlet is locked before it is energized);
+    a tethered cable or a socket without an actuator passes True.
     """
     ready = cp_state is CpState.C or (cp_state is CpState.D and state_d_allowed)
     offering = offered_a >= MIN_OFFER_A
-    return ready and authorized and available and not faults and offering and pilot_verified
+    return (
+        ready
+        and authorized
+        and available
+        and not faults
+        and offering
+        and pilot_verified
+        and lock_engaged
+    )
 
 
 def effective_offer_a(

@@ -18,6 +18,7 @@ from typing import Any
 from controller.config import Config
 from drivers.base import (
     CardReader,
+    ConnectorLock,
     DriverEvent,
     EnergyMeter,
     EventSink,
@@ -28,6 +29,7 @@ from drivers.base import (
 )
 from drivers.contactor import GpioContactor
 from drivers.errors import ConfigurationError, HardwareUnavailable
+from drivers.lock import GpioLock, LockConfig
 from drivers.pilot import PilotBoard
 from drivers.power_fail import GpioPowerFail, PowerFailConfig
 from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, create
@@ -48,6 +50,9 @@ class ConnectorHardware:
     rcm: ResidualCurrentMonitor
     meter: EnergyMeter
     thermometer: TemperatureSensor | None = None
+    #: The socket's lock actuator (``lock_pin`` in the connector's section); None: a
+    #: tethered cable or a socket without one.
+    lock: ConnectorLock | None = None
 
 
 @dataclass
@@ -84,6 +89,9 @@ class Hardware:
             if close_rcm is not None:
                 close_rcm()
             await c.meter.close()
+            close_lock = getattr(c.lock, "close", None)
+            if close_lock is not None:
+                close_lock()
         close_reader = getattr(self.reader, "close", None)
         if close_reader is not None:
             close_reader()
@@ -172,8 +180,16 @@ def build_hardware(
             meter_section.update((meter_overrides or {}).get(cc.id, {}))
             meter_type = str(meter_section.pop("type", DEFAULT_TYPES["meter"]))
             meter = make("meter", meter_type, meter_section, key_prefix="meter")
+            lock = None
+            if "lock_pin" in keys:
+                lock = GpioLock(
+                    LockConfig.from_section(keys, prefix),
+                    pin_factory=seams.pin_factory,
+                    name=f"lock-{cc.id}",
+                )
+                created.append(lock)
             hardware.connectors.append(
-                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer)
+                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer, lock)
             )
         rfid_section = {**config.rfid, **(rfid_overrides or {})}
         rfid_type = _type(rfid_section, "type", None, "rfid")

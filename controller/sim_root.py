@@ -42,13 +42,14 @@ async def start_simulation(
     *,
     connectors: int,
     speed: float,
+    cable: str = "socket",
     on_event: EventSink,
 ) -> tuple[SimCharger, Hardware, Config]:
     """Start the simulated charger and its drivers; returns the config as the drivers saw it."""
     sections = []
     for index in range(1, connectors + 1):
         configured = config.connectors[index - 1] if index <= len(config.connectors) else None
-        section = sim_connector_section(index, configured.drivers if configured else {})
+        section = sim_connector_section(index, configured.drivers if configured else {}, cable)
         section.setdefault("temperature_type", "ds18b20")
         sections.append(section)
     sim_config = dataclasses.replace(

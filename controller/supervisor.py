@@ -54,6 +54,7 @@ from controller.connector_types import (
     FaultRaised,
     IdPresented,
     LimitChanged,
+    LockChanged,
     OfferCurrent,
     OpenContactor,
     PilotVerified,
@@ -243,6 +244,9 @@ class Supervisor:
             rt.hw.rcm.watch(functools.partial(self._rcm_changed, rt))
         if self.hardware.power_fail is not None:
             self.hardware.power_fail.watch(self._power_fail_changed)
+        for rt in self.connectors.values():
+            if rt.hw.lock is not None and rt.hw.lock.locked and rt.transaction is None:
+                self._spawn(self._unlock(rt), f"unlock-{rt.hw.id}")  # latched before a restart
         watchdog = LoopWatchdog(
             [rt.hw.contactor.interlock for rt in self.connectors.values()],
             self._loop_stalled,
@@ -694,6 +698,36 @@ class Supervisor:
             # should the machine have changed its mind without reaching the driver.
             rt.hw.contactor.open()
 
+    async def _lock(self, rt: ConnectorRuntime) -> None:
+        """Latch the plug for the session; the contactor may close only once it holds
+        (``LockChanged``). A lock that fails is LOCK_FAILURE (ConnectorLockFailure), which
+        the next plug-in retries."""
+        assert rt.hw.lock is not None
+        try:
+            await rt.hw.lock.lock()
+        except PermanentFault as fault:
+            log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
+            self._feed(rt, LockChanged(False))
+            self._feed(rt, FaultRaised(fault.kind))
+            return
+        if rt.transaction is None:  # the session ended meanwhile: release it again
+            await self._unlock(rt)
+            return
+        self._feed(rt, LockChanged(True))
+
+    async def _unlock(self, rt: ConnectorRuntime) -> bool:
+        """Release the plug (the session ended, or UnlockConnector); False when it stays
+        latched (LOCK_FAILURE: the cable is stuck, the connector is Faulted)."""
+        assert rt.hw.lock is not None
+        self._feed(rt, LockChanged(False))  # first: the contactor must not close meanwhile
+        try:
+            await rt.hw.lock.unlock()
+        except PermanentFault as fault:
+            log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
+            self._feed(rt, FaultRaised(fault.kind))
+            return False
+        return True
+
     async def _verify_open(self, rt: ConnectorRuntime) -> None:
         try:
             await rt.hw.contactor.verify_open()
@@ -724,6 +758,8 @@ class Supervisor:
             reservation_id=reservation_id,
         )
         rt.transaction = tx
+        if rt.hw.lock is not None:  # the socket latches the plug before mains may reach it
+            self._spawn(self._lock(rt), f"lock-{rt.hw.id}")
         log.info(
             "connector %d: transaction %s started for %s at %.0f Wh",
             rt.hw.id,
@@ -750,6 +786,8 @@ class Supervisor:
         tx.stop_id_tag = id_tag if reason is StopReason.LOCAL else None
         rt.transaction = None
         rt.forget_rcm_test()  # each session gets its own RCM self-test before closing
+        if rt.hw.lock is not None:  # the contactor is open: the plug is released
+            self._spawn(self._unlock(rt), f"unlock-{rt.hw.id}")
         log.info(
             "connector %d: transaction %s stopped (%s) at %.0f Wh, %.0f Wh charged",
             rt.hw.id,
@@ -934,11 +972,14 @@ class Supervisor:
         return Answer.ACCEPTED
 
     async def unlock(self, connector_id: int) -> Answer:
+        """UnlockConnector: stop the session (UnlockCommand), then release the plug.
+        NotSupported without a lock actuator (a tethered cable)."""
         rt = self._runtime(connector_id)
         if rt.transaction is not None:
             self._feed(rt, StopRequested(StopReason.UNLOCK_COMMAND))
-        # This hardware has no lock actuator: nothing to unlock.
-        return Answer.NOT_SUPPORTED
+        if rt.hw.lock is None:
+            return Answer.NOT_SUPPORTED
+        return Answer.UNLOCKED if await self._unlock(rt) else Answer.UNLOCK_FAILED
 
     async def change_availability(self, connector_id: int, available: bool) -> Answer:
         runtimes = (

@@ -206,6 +206,23 @@ class ResidualCurrentMonitor(Protocol):
         ...
 
 
+class ConnectorLock(Protocol):
+    """A socket's cable lock actuator with its feedback contact (a tethered cable has none)."""
+
+    @property
+    def locked(self) -> bool:
+        """True while the feedback says the latch is engaged."""
+        ...
+
+    async def lock(self) -> None:
+        """Engage the latch; ``PermanentFault(LOCK_FAILURE)`` when it does not engage."""
+        ...
+
+    async def unlock(self) -> None:
+        """Release the latch; ``PermanentFault(LOCK_FAILURE)`` when it stays engaged."""
+        ...
+
+
 class PowerFailInput(Protocol):
     """A UPS or supercap HAT's warning that the supply has failed (the charger runs on its
     reserve for a short while)."""

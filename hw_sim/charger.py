@@ -36,7 +36,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
-from hw_sim.pins import SimContactorPins, SimPowerFailPin, SimRcmPins
+from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.rfid import SimRdm6300
 from hw_sim.rfid_pn532 import SimPn532I2c, SimPn532Uart
@@ -63,10 +63,23 @@ SIM_CONNECTOR_DEFAULTS: tuple[dict[str, int], ...] = (
     {"contactor_pin": 8, "feedback_pin": 9, "rcm_fault_pin": 10, "rcm_test_pin": 11},
 )
 MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
+#: Each socket's lock actuator (a holding solenoid) and its feedback contact: the header's
+#: last free GPIOs (the LED is on 24, the UPS HAT's power-fail output on 25).
+SIM_LOCK_PINS: tuple[dict[str, int], ...] = (
+    {"lock_pin": 7, "lock_feedback_pin": 19},
+    {"lock_pin": 4, "lock_feedback_pin": 18},
+    {"lock_pin": 0, "lock_feedback_pin": 1},
+    {"lock_pin": 14, "lock_feedback_pin": 15},
+)
+#: What ``--sim-cable`` chooses: a Type 2 socket with a lock (the cable's PP resistor rates
+#: it), or a tethered 32 A cable (no PP, no lock).
+CABLES = ("socket", "tethered")
+TETHERED_CABLE_A = 32
 #: Faults ``picharge sim fault`` injects: an RCD trip, an RCM whose self-test no longer
 #: trips it, a welded contactor, one whose contacts do not close when energized (a dead
 #: coil or burnt contacts: the coil pin is driven, the feedback never confirms), the meter
-#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, mains
+#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, a
+#: jammed lock actuator (locking or unlocking fails), mains
 #: under- or over-voltage (charger-wide), the state database unwritable (the controller's
 #: side acts on it), the next firmware installation failing (the charger's flash).
 FAULTS = (
@@ -79,6 +92,7 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "lock",
     "undervoltage",
     "overvoltage",
     "storage",
@@ -94,10 +108,21 @@ OVERVOLTAGE_V = 262.0
 POWER_FAIL_PIN = 25
 
 
-def sim_connector_section(index: int, configured: Mapping[str, Any]) -> dict[str, Any]:
-    """Connector ``index``'s driver keys: what is configured, else the simulation's defaults."""
+def sim_connector_section(
+    index: int, configured: Mapping[str, Any], cable: str = "socket"
+) -> dict[str, Any]:
+    """Connector ``index``'s driver keys: what is configured, else the simulation's defaults
+    (``cable``: a ``socket`` with its lock actuator, or a ``tethered`` cable)."""
+    if cable not in CABLES:
+        raise ValueError(f"cable must be one of {', '.join(CABLES)}, got {cable!r}")
+    kind: dict[str, Any] = (
+        dict(SIM_LOCK_PINS[index - 1])
+        if cable == "socket"
+        else {"tethered_cable_a": TETHERED_CABLE_A}
+    )
     defaults: dict[str, Any] = {
         **SIM_CONNECTOR_DEFAULTS[index - 1],
+        **kind,
         "pwm_chip": 0,
         "pwm_channel": index - 1,
         "adc_bus": 1,
@@ -124,6 +149,7 @@ class SimConnector:
     cp_short: bool = False
     meter_endpoint: str = ""
     faults: set[str] = field(default_factory=set)
+    lock: SimLockPins | None = None  # the socket's lock actuator; None: a tethered cable
 
 
 class SimCharger:
@@ -249,6 +275,15 @@ class SimCharger:
         )
         connector.adc = SimAds1115(lambda channel: self._adc_input(connector, channel))
         self.bus.attach(int(section["adc_address"]), connector.adc)
+        if "lock_pin" in section:
+            unlock = section.get("unlock_pin")
+            connector.lock = SimLockPins(
+                self.factory,
+                int(section["lock_pin"]),
+                int(section["lock_feedback_pin"]),
+                None if unlock is None else int(unlock),
+                feedback_active_high=bool(section.get("lock_feedback_active_high", True)),
+            )
         if self._meter_section.get("transport", "tcp") == "rtu":
             connector.meter_endpoint = await meter.start_rtu()
         else:
@@ -436,13 +471,20 @@ class SimCharger:
             c.diode_ok = True
             c.thermometer.set_c(AMBIENT_C)
             c.faults.clear()
+            if c.lock is not None:
+                c.lock.jammed = False
             self.firmware_fault = False
             self.mains_v = MAINS_V
             if self.power_fail is not None:
                 self.power_fail.set(False)  # the supply is back
             return
+        if fault == "lock" and c.lock is None:
+            raise ValueError(f"connector {c.id} has a tethered cable: no lock to jam")
         c.faults.add(fault)
-        if fault == "rcd":
+        if fault == "lock":
+            assert c.lock is not None
+            c.lock.jammed = True
+        elif fault == "rcd":
             c.rcm.trip()
         elif fault == "rcd-selftest":
             c.rcm.set_selftest_broken(True)
@@ -485,6 +527,8 @@ class SimCharger:
                     "soc_pct": round(c.ev.soc_pct, 1),
                     "ev_plugged": c.ev.plugged,
                     "faults": sorted(c.faults),
+                    "cable": "socket" if c.lock is not None else "tethered",
+                    "lock_engaged": None if c.lock is None else c.lock.engaged,
                     "meter_modbus": c.meter_endpoint,
                 }
             )

@@ -382,3 +382,90 @@ def test_every_status_field_is_documented(two_connectors: CliSim) -> None:
     status = two_connectors.status()
     for key in [*status, *status["connectors"][0], *status["connectors"][0]["meter"]]:
         assert f"`{key}`" in DOCS, key
+
+
+# --- the connector lock ---------------------------------------------------------------------
+
+
+async def _station(tmp_path: Path, csms: LocalCsms, *extra: str) -> CliSim:
+    preset = tmp_path / "keys.toml"
+    preset.write_text(FAST_KEYS)
+    args = ["--csms", csms.url, "--id", "cp-lock", "--ocpp-keys", str(preset), *extra]
+    sim = CliSim(tmp_path / "state", args)
+    await asyncio.to_thread(sim.start)
+    await _status_after(csms, 0, "Available")
+    return sim
+
+
+async def _session(sim: CliSim, csms: LocalCsms) -> None:
+    await _sim(sim, "plug")
+    await _sim(sim, "tap", CARD)
+    await csms.wait_for("StartTransaction", timeout_s=20)
+    await asyncio.to_thread(
+        sim.wait_for, lambda s: s["connectors"][0]["contactor_closed"], 20, "charging"
+    )
+
+
+async def test_the_socket_is_locked_while_a_session_runs_and_unlock_connector_releases_it(
+    tmp_path: Path, csms: LocalCsms
+) -> None:
+    sim = await _station(tmp_path, csms)
+    try:
+        await _session(sim, csms)
+        assert (await asyncio.to_thread(sim.connector))["lock_engaged"] is True
+        mark = len(csms.received)
+        answer = await csms.call("cp-lock", call.UnlockConnector(connector_id=1))
+        assert answer.status == "Unlocked"
+        stop = await csms.wait_for("StopTransaction", after=mark, timeout_s=20)
+        assert stop["reason"] == "UnlockCommand"
+        connector = await asyncio.to_thread(sim.connector)
+        assert connector["lock_engaged"] is False and connector["contactor_closed"] is False
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+async def test_a_lock_that_fails_to_lock_keeps_the_contactor_open(
+    tmp_path: Path, csms: LocalCsms
+) -> None:
+    sim = await _station(tmp_path, csms)
+    try:
+        await _sim(sim, "fault", "lock")
+        mark = len(csms.received)
+        await _sim(sim, "plug")
+        await _sim(sim, "tap", CARD)
+        await _status_after(csms, mark, "Faulted", errorCode="ConnectorLockFailure")
+        connector = await asyncio.to_thread(sim.connector)
+        assert connector["contactor_closed"] is False and connector["ev_current_a"] == 0.0
+        assert not [
+            p for p in csms.received[mark:] if p.action == "StatusNotification"
+            and p.payload["status"] == "Charging"
+        ]  # fmt: skip
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+async def test_a_jammed_lock_answers_unlock_failed(tmp_path: Path, csms: LocalCsms) -> None:
+    sim = await _station(tmp_path, csms)
+    try:
+        await _session(sim, csms)
+        await _sim(sim, "fault", "lock")  # jammed in the locked position
+        answer = await csms.call("cp-lock", call.UnlockConnector(connector_id=1))
+        assert answer.status == "UnlockFailed"
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
+
+
+async def test_a_tethered_cable_charges_without_a_lock_and_unlock_is_not_supported(
+    tmp_path: Path, csms: LocalCsms
+) -> None:
+    sim = await _station(tmp_path, csms, "--sim-cable", "tethered")
+    try:
+        await _session(sim, csms)
+        connector = await asyncio.to_thread(sim.connector)
+        assert connector["cable"] == "tethered" and connector["lock_engaged"] is None
+        answer = await csms.call("cp-lock", call.UnlockConnector(connector_id=1))
+        assert answer.status == "NotSupported"
+        result = await asyncio.to_thread(sim.sim, "fault", "lock")
+        assert result.returncode == 1 and "no lock" in result.stderr
+    finally:
+        assert await asyncio.to_thread(sim.stop) == 0, sim.log()
