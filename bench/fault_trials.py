@@ -373,6 +373,9 @@ async def kill_trial(
     await ctl.start()
     await csms.wait_for("BootNotification", after=restart_mark, cp_id=cp, timeout_s=15)
     end_wh = float((await ctl.status())["energy_wh"])
+    # The simulated car is still plugged in after the power cut, as a real one is; the
+    # trial ends by taking it away, so the next one starts from Available.
+    await ctl.sim("unplug")
 
     def opened() -> list[int]:
         return [

@@ -44,7 +44,7 @@ from controller.service import (
 from controller.sim_client import parse_host_port
 from controller.standalone import StandaloneLink
 from controller.state_dir import make_private
-from controller.storage import Storage
+from controller.storage import Storage, StorageError
 from controller.supervisor import Supervisor
 from drivers.errors import ConfigurationError
 from drivers.seams import HardwareSeams
@@ -65,6 +65,7 @@ SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction message
 class RunOptions:
     sim: bool = False
     sim_connectors: int = 1
+    sim_cable: str = "socket"  # the simulated connectors: "socket" (with a lock) or "tethered"
     sim_speed: float = 1.0
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
@@ -72,6 +73,9 @@ class RunOptions:
     #: HOST:PORT of the local web page and API (port 0: any free one), None = no page.
     #: ``picharge run`` passes ``--web`` or ``[web] listen``; tests leave it off.
     web: str | None = None
+    #: With ``sim``: the firmware install step is simulated (controller.firmware_sim); False
+    #: installs for real with pip, as the installer's own end-to-end tests want.
+    sim_firmware: bool = True
 
 
 class ChargePointApp:
@@ -94,6 +98,7 @@ class ChargePointApp:
         self._log_file: logging.Handler | None = None
         self.mqtt: Any = None  # controller.mqtt.bridge.MqttBridge with [mqtt] url set
         self.web: Any = None  # controller.web.server.WebServer, imported only when enabled
+        self._storage_broken = False  # `picharge sim fault storage` (see _sim_storage_fault)
 
     async def start(self) -> None:
         config = self.config
@@ -120,6 +125,7 @@ class ChargePointApp:
                     config,
                     config.state_dir,
                     connectors=self.options.sim_connectors,
+                    cable=self.options.sim_cable,
                     speed=self.options.sim_speed,
                     on_event=log_event,
                 )
@@ -133,6 +139,7 @@ class ChargePointApp:
                 max_current_a=c.max_current_a,
                 free_charging_id=config.free_charging_id,
                 cable_rating_required="tethered_cable_a" not in c.drivers,
+                lock_required="lock_pin" in c.drivers,
             )
             for c in config.connectors
         }
@@ -214,11 +221,21 @@ class ChargePointApp:
 
     async def _start_csms(self) -> None:
         assert self.storage is not None and self.supervisor is not None
+        installer = None
+        if self.sim is not None and self.options.sim_firmware:  # checks run, install simulated
+            from controller.firmware_install import FIRMWARE_DIR
+            from controller.firmware_sim import SimulatedInstaller
+
+            sim = self.sim
+            installer = SimulatedInstaller(
+                self.config.state_dir / FIRMWARE_DIR, failing=lambda: bool(sim.firmware_fault)
+            )
         context = AdapterContext(
             config=self.config,
             storage=self.storage,
             control=self.supervisor,
             keys_preset=self.options.ocpp_keys,
+            firmware_installer=installer,
         )
         adapter = await csms_registry.create(self.config.ocpp_version, context)
         self.adapter = adapter
@@ -281,6 +298,8 @@ class ChargePointApp:
 
     async def _sim_request(self, request: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = await self.sim.handle(request)
+        if request["action"] == "fault" and request.get("fault") in ("storage", "clear"):
+            await self._sim_storage_fault(request["fault"] == "storage")
         if request["action"] == "status":
             # The simulated hardware's view (what the car, contactor and meter physically
             # do) completed with the controller's snapshot; where both name a key
@@ -295,6 +314,22 @@ class ChargePointApp:
                 )
             answer["csms_link"] = snapshot.csms_link
         return answer
+
+    async def _sim_storage_fault(self, broken: bool) -> None:
+        """``sim fault storage``: the state database refuses every write (SQLite's
+        ``query_only``, which fails writes as a read-only file would) until ``sim fault
+        clear``; the durability watch faults every connector (InternalError) and, probing
+        every 10 s, clears it once writes work again. The simulator owns no database, so the
+        controller's side plays this one."""
+        if self.storage is None or broken == self._storage_broken:
+            return
+        self._storage_broken = broken
+        pragma = f"PRAGMA query_only = {int(broken)}"
+        await self.storage.run(lambda conn: conn.execute(pragma))
+        log.warning("simulated storage fault %s", "injected" if broken else "cleared")
+        if broken:  # an idle charger writes nothing: write once now, as the next write would
+            with contextlib.suppress(StorageError):  # noticed by the durability watch
+                await self.storage.save_setting("sim", "storage-fault", "injected")
 
     async def close(self) -> None:
         """Release everything, contactors open first; safe to call after a failed start."""

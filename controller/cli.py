@@ -17,7 +17,13 @@ from pathlib import Path
 
 from controller.config import DEFAULT_CONFIG_PATH, ConfigError
 from controller.logging_setup import configure_logging
-from controller.sim_client import DEFAULT_CONTROL, SimControlError, parse_host_port, send
+from controller.sim_client import (
+    DEFAULT_CONTROL,
+    MAX_SIM_CONNECTORS,
+    SimControlError,
+    parse_host_port,
+    send,
+)
 from controller.state_dir import use_private_umask
 from drivers.threads import on_named_loop
 
@@ -35,6 +41,11 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "lock",
+    "undervoltage",
+    "overvoltage",
+    "storage",
+    "firmware",
     "clear",
 )
 
@@ -48,8 +59,15 @@ def _positive_float(text: str) -> float:
 
 def _connector_count(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 8:
-        raise argparse.ArgumentTypeError(f"must be 1 to 8, got {text}")
+    if not 1 <= value <= MAX_SIM_CONNECTORS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SIM_CONNECTORS}, got {text}")
+    return value
+
+
+def _connector_id(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a connector id from 1, got {text}")
     return value
 
 
@@ -100,6 +118,27 @@ def _web_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sim_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """``--control`` and ``--connector``, accepted before and after the action.
+
+    The ``sim`` parser holds the defaults; each action's parser takes the same options with
+    ``SUPPRESS`` defaults, so an option given before the action is not overwritten by the
+    action parser's default when it is not repeated after it.
+    """
+    parser.add_argument(
+        "--control",
+        type=_host_port,
+        default=DEFAULT_CONTROL if default else argparse.SUPPRESS,
+        help=f"HOST:PORT of the running simulation (default {DEFAULT_CONTROL})",
+    )
+    parser.add_argument(
+        "--connector",
+        type=_connector_id,
+        default=1 if default else argparse.SUPPRESS,
+        help="connector the action is for (default 1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picharge", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -122,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--sim-speed", type=_positive_float, default=1.0)
     run.add_argument("--sim-connectors", type=_connector_count, default=1)
+    run.add_argument(
+        "--sim-cable",
+        choices=("socket", "tethered"),
+        default="socket",
+        help="the simulated connectors: a Type 2 socket with a lock (default) or a fixed cable",
+    )
     run.add_argument("--ocpp-keys", type=Path, help="TOML table of OCPP keys preset at first boot")
     run.add_argument(
         "--web",
@@ -130,8 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sim = commands.add_parser("sim", help="drive a running --sim controller")
-    sim.add_argument("--control", type=_host_port, default=DEFAULT_CONTROL)
-    sim.add_argument("--connector", type=int, default=1)
+    _sim_options(sim, default=True)
     actions = sim.add_subparsers(dest="action", required=True)
     for name, text in (
         ("plug", "plug the car in (state B)"),
@@ -139,12 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("charge", "the car asks for energy (state C)"),
         ("pause", "the car stops asking (state B)"),
         ("status", "print the simulation's state as JSON"),
+        ("power-fail", "the UPS HAT warns the supply failed (`sim fault clear` restores it)"),
     ):
-        actions.add_parser(name, help=text)
+        _sim_options(actions.add_parser(name, help=text), default=False)
     tap = actions.add_parser("tap", help="present a card to the reader")
     tap.add_argument("uid", help="card UID in hex (PN532: 4, 7 or 10 bytes; RDM6300: 5)")
+    _sim_options(tap, default=False)
     fault = actions.add_parser("fault", help="inject or clear a hardware fault")
     fault.add_argument("fault", choices=FAULTS)
+    _sim_options(fault, default=False)
 
     commands.add_parser("demo", help="a full charging session on simulated hardware")
 

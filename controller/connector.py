@@ -93,6 +93,7 @@ from controller.connector_types import (
     FaultRaised,
     IdPresented,
     LimitChanged,
+    LockChanged,
     OpenContactor,
     PilotVerified,
     RemoteStart,
@@ -172,6 +173,7 @@ class ConnectorMachine:
         self._faults: set[FaultKind] = set()  # raised by drivers
         self._cp_fault = False  # the car showed E or F: a CP_ERROR of our own finding
         self._pilot_verified = False  # the EV's diode judged good since it arrived (B/C/D)
+        self._locked = False  # the lock actuator's feedback (LockChanged); see lock_required
         self._f_until = -math.inf  # state F lasts at least until then
         self._f_ended_at = -math.inf  # when we last stopped driving state F
         # The pilot generator starts in state F (drivers/pilot.py: the safe level), so the
@@ -273,6 +275,7 @@ class ConnectorMachine:
             self._pilot.offered_a,
             pilot_verified=self._pilot_verified,
             state_d_allowed=self._settings.ventilation,
+            lock_engaged=self._locked or not self._settings.lock_required,
         )
 
     def restate_outputs(self) -> list[Command]:
@@ -311,6 +314,8 @@ class ConnectorMachine:
                     self._pilot_verified = True
             case CableRatingChanged(current_a):
                 self._cable_a = current_a
+            case LockChanged(locked):
+                self._locked = locked
             case IdPresented(id_tag):
                 self._on_id_presented(id_tag, now)
             case Authorized():

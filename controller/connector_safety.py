@@ -34,6 +34,7 @@ def may_close_contactor(
     *,
     pilot_verified: bool,
     state_d_allowed: bool = True,
+    lock_engaged: bool = True,
 ) -> bool:
     """True only when mains may be switched to the car (design.md, "State machines").
 
@@ -43,11 +44,21 @@ def may_close_contactor(
     EV's diode was judged good with the PWM running since the car arrived
     (``pilot_verified``: :class:`~controller.connector_types.PilotVerified`).
     ``cp_state`` None (unknown: no reading yet, or our own state F hides the car) is never
-    enough.
+    enough. A socket with a lock actuator needs its latch engaged (``lock_engaged``, from
+    the actuator's feedback; IEC 61851-1: a socket outlet is locked before it is energized);
+    a tethered cable or a socket without an actuator passes True.
     """
     ready = cp_state is CpState.C or (cp_state is CpState.D and state_d_allowed)
     offering = offered_a >= MIN_OFFER_A
-    return ready and authorized and available and not faults and offering and pilot_verified
+    return (
+        ready
+        and authorized
+        and available
+        and not faults
+        and offering
+        and pilot_verified
+        and lock_engaged
+    )
 
 
 def effective_offer_a(
@@ -165,6 +176,13 @@ FAULT_POLICY: Mapping[FaultKind, FaultPolicy] = MappingProxyType(
         # The state database failed (issue 5): a session could not be recorded, so none may
         # run. No hazard at the car: PWM off; it clears when the database works again.
         FaultKind.INTERNAL_ERROR: FaultPolicy(FaultResponse.PWM_OFF),
+        # Mains outside 230 V +-10 % (drivers.mains): no charging on a supply the car's
+        # charger is not rated for; PWM off, and the judge clears it when the mains is back.
+        FaultKind.UNDER_VOLTAGE: FaultPolicy(FaultResponse.PWM_OFF),
+        FaultKind.OVER_VOLTAGE: FaultPolicy(FaultResponse.PWM_OFF),
+        # The charger runs on its UPS reserve: transactions were stopped; nothing starts
+        # until the supply is back.
+        FaultKind.POWER_FAIL: FaultPolicy(FaultResponse.PWM_OFF),
     }
 )
 
@@ -180,6 +198,9 @@ FAULT_PRIORITY: tuple[FaultKind, ...] = (
     FaultKind.DIODE_FAULT,
     FaultKind.OVERTEMPERATURE,
     FaultKind.LOCK_FAILURE,
+    FaultKind.OVER_VOLTAGE,
+    FaultKind.UNDER_VOLTAGE,
+    FaultKind.POWER_FAIL,
     FaultKind.METER_OFFLINE,
     FaultKind.INTERNAL_ERROR,
     FaultKind.READER_FAILURE,

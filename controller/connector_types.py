@@ -53,6 +53,7 @@ class ConnectorSettings:
     tethered cable without PP (its rating is then part of ``max_current_a``).
     ``ventilation``: the site ventilates, so an EV asking for it (state D) may charge.
     Home chargers refuse D (hardware reference 1.2); the PWM then stays off.
+    ``lock_required``: see the field.
     """
 
     max_current_a: float = 32.0
@@ -62,6 +63,9 @@ class ConnectorSettings:
     state_f_after_fault_s: float = 0.3
     cable_rating_required: bool = True
     ventilation: bool = False
+    #: A socket with a lock actuator: the contactor closes only while :class:`LockChanged`
+    #: last said the latch is engaged. False: a tethered cable, or no actuator.
+    lock_required: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_OFFER_A <= self.max_current_a <= MAX_OFFER_A:
@@ -167,6 +171,13 @@ class PilotVerified:
     already in C (S2 closed: C1) would otherwise get the contactor the instant the PWM
     starts, before any verdict. The verdict lasts until the car leaves B/C/D, the machine
     drives state F or a diode fault is raised."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockChanged:
+    """The socket's lock actuator: its feedback says the latch is engaged (True) or not."""
+
+    locked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +312,7 @@ Event = (
     CpChanged
     | PilotVerified
     | CableRatingChanged
+    | LockChanged
     | IdPresented
     | Authorized
     | RemoteStart

@@ -53,7 +53,7 @@ import zipfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from packaging.version import InvalidVersion, Version
 
@@ -241,6 +241,26 @@ class Installer(Protocol):
     def confirm(self) -> str | None:
         """The running version works (it registered with the CSMS): end its trial; returns
         the version confirmed, None when none was on trial."""
+        ...
+
+
+@runtime_checkable
+class PackageInspector(Protocol):
+    """An installer that checks downloads itself (the simulated one takes any file)."""
+
+    def inspect(
+        self, download: Path, current_version: str, url: str = "", *, allow_downgrade: bool
+    ) -> FirmwarePackage:
+        """Like :func:`inspect_package`: the checked package, or FirmwareRejected."""
+        ...
+
+
+@runtime_checkable
+class VersionReporter(Protocol):
+    """An installer that knows which version runs (the simulated one records it)."""
+
+    def running_version(self) -> str | None:
+        """The running version; None: the installed distribution's."""
         ...
 
 

@@ -18,16 +18,20 @@ from typing import Any
 from controller.config import Config
 from drivers.base import (
     CardReader,
+    ConnectorLock,
     DriverEvent,
     EnergyMeter,
     EventSink,
+    PowerFailInput,
     ResidualCurrentMonitor,
     StatusIndicator,
     TemperatureSensor,
 )
 from drivers.contactor import GpioContactor
 from drivers.errors import ConfigurationError, HardwareUnavailable
+from drivers.lock import GpioLock, LockConfig
 from drivers.pilot import PilotBoard
+from drivers.power_fail import GpioPowerFail, PowerFailConfig
 from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, create
 from drivers.seams import HardwareSeams
 
@@ -46,6 +50,9 @@ class ConnectorHardware:
     rcm: ResidualCurrentMonitor
     meter: EnergyMeter
     thermometer: TemperatureSensor | None = None
+    #: The socket's lock actuator (``lock_pin`` in the connector's section); None: a
+    #: tethered cable or a socket without one.
+    lock: ConnectorLock | None = None
 
 
 @dataclass
@@ -55,6 +62,8 @@ class Hardware:
     connectors: list[ConnectorHardware] = field(default_factory=list)
     reader: CardReader | None = None
     led: StatusIndicator | None = None
+    #: A UPS or supercap HAT's power-fail warning (``[hardware] power_fail_pin``), if wired.
+    power_fail: PowerFailInput | None = None
 
     def connector(self, connector_id: int) -> ConnectorHardware:
         for c in self.connectors:
@@ -80,12 +89,18 @@ class Hardware:
             if close_rcm is not None:
                 close_rcm()
             await c.meter.close()
+            close_lock = getattr(c.lock, "close", None)
+            if close_lock is not None:
+                close_lock()
         close_reader = getattr(self.reader, "close", None)
         if close_reader is not None:
             close_reader()
         close_led = getattr(self.led, "close", None)
         if close_led is not None:
             close_led()
+        close_power_fail = getattr(self.power_fail, "close", None)
+        if close_power_fail is not None:
+            close_power_fail()
 
 
 def _type(section: Mapping[str, Any], key: str, default: str | None, prefix: str) -> str | None:
@@ -165,8 +180,16 @@ def build_hardware(
             meter_section.update((meter_overrides or {}).get(cc.id, {}))
             meter_type = str(meter_section.pop("type", DEFAULT_TYPES["meter"]))
             meter = make("meter", meter_type, meter_section, key_prefix="meter")
+            lock = None
+            if "lock_pin" in keys:
+                lock = GpioLock(
+                    LockConfig.from_section(keys, prefix),
+                    pin_factory=seams.pin_factory,
+                    name=f"lock-{cc.id}",
+                )
+                created.append(lock)
             hardware.connectors.append(
-                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer)
+                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer, lock)
             )
         rfid_section = {**config.rfid, **(rfid_overrides or {})}
         rfid_type = _type(rfid_section, "type", None, "rfid")
@@ -180,6 +203,13 @@ def build_hardware(
             hardware.led = make(
                 "led", led_type, led_keys, key_prefix="hardware", type_key="led_type"
             )
+        if "power_fail_pin" in hw_section:  # only where a UPS or supercap HAT is wired
+            power_fail = GpioPowerFail(
+                PowerFailConfig.from_section(hw_section, "hardware"),
+                pin_factory=seams.pin_factory,
+            )
+            created.append(power_fail)
+            hardware.power_fail = power_fail
     except HardwareUnavailable as exc:
         _release_partial(hardware, created)
         raise ConfigurationError("hardware.backend", f'"{config.backend}": {exc}') from exc

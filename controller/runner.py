@@ -67,6 +67,7 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
     options = RunOptions(
         sim=sim,
         sim_connectors=args.sim_connectors,
+        sim_cable=args.sim_cable,
         sim_speed=args.sim_speed,
         sim_control=args.sim_control if sim else None,
         sim_control_allow_remote=args.sim_control_allow_remote,

@@ -11,6 +11,10 @@ import socket
 from typing import Any
 
 DEFAULT_CONTROL = "127.0.0.1:8181"
+#: Connectors a `--sim` run can have: the simulated Pi header has pins for four (see
+#: hw_sim.charger.SIM_CONNECTOR_DEFAULTS, which a test keeps equal to this). Here so the CLI
+#: checks ``--sim-connectors`` without importing the simulation.
+MAX_SIM_CONNECTORS = 4
 
 
 class SimControlError(Exception):

@@ -17,7 +17,12 @@ from controller.hardware import Hardware, build_hardware
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
-from hw_sim.charger import MAX_SIM_CONNECTORS, SimCharger, sim_connector_section
+from hw_sim.charger import (
+    MAX_SIM_CONNECTORS,
+    POWER_FAIL_PIN,
+    SimCharger,
+    sim_connector_section,
+)
 from hw_sim.control import ControlServer, RemoteControlRefused, loopback_only
 from hw_sim.loop_thread import SimChargerOnThread
 
@@ -37,13 +42,14 @@ async def start_simulation(
     *,
     connectors: int,
     speed: float,
+    cable: str = "socket",
     on_event: EventSink,
 ) -> tuple[SimCharger, Hardware, Config]:
     """Start the simulated charger and its drivers; returns the config as the drivers saw it."""
     sections = []
     for index in range(1, connectors + 1):
         configured = config.connectors[index - 1] if index <= len(config.connectors) else None
-        section = sim_connector_section(index, configured.drivers if configured else {})
+        section = sim_connector_section(index, configured.drivers if configured else {}, cable)
         section.setdefault("temperature_type", "ds18b20")
         sections.append(section)
     sim_config = dataclasses.replace(
@@ -59,6 +65,11 @@ async def start_simulation(
             )
             for i, section in enumerate(sections, start=1)
         ),
+        # the simulated UPS HAT's power-fail output (`picharge sim power-fail`)
+        raw={
+            **config.raw,
+            "hardware": {**config.raw.get("hardware", {}), "power_fail_pin": POWER_FAIL_PIN},
+        },
     )
     reader_type = config.rfid.get("type", "pn532_uart")
     if reader_type not in READER_TYPES:

@@ -54,6 +54,7 @@ from controller.connector_types import (
     FaultRaised,
     IdPresented,
     LimitChanged,
+    LockChanged,
     OfferCurrent,
     OpenContactor,
     PilotVerified,
@@ -113,6 +114,7 @@ from drivers.base import (
     PollingCardReader,
 )
 from drivers.errors import DriverError, FaultKind, PermanentFault
+from drivers.mains import MainsJudge
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ class ConnectorRuntime:
     #: Bumped whenever ``rcm_passed`` is reset: a test that began for a car or session
     #: since gone does not count for the next one.
     rcm_epoch: int = 0
+    #: Under- or over-voltage of the mains, judged from this connector's meter.
+    mains: MainsJudge = field(default_factory=MainsJudge)
 
     def forget_rcm_test(self) -> None:
         """The next session needs a self-test of its own (the car left, a session ended)."""
@@ -238,6 +242,11 @@ class Supervisor:
             self._feed(rt, Tick())
             self._guard(rt)
             rt.hw.rcm.watch(functools.partial(self._rcm_changed, rt))
+        if self.hardware.power_fail is not None:
+            self.hardware.power_fail.watch(self._power_fail_changed)
+        for rt in self.connectors.values():
+            if rt.hw.lock is not None and rt.hw.lock.locked and rt.transaction is None:
+                self._spawn(self._unlock(rt), f"unlock-{rt.hw.id}")  # latched before a restart
         watchdog = LoopWatchdog(
             [rt.hw.contactor.interlock for rt in self.connectors.values()],
             self._loop_stalled,
@@ -399,6 +408,40 @@ class Supervisor:
             rating = None
         self._feed(rt, CableRatingChanged(None if rating is None else float(rating)))
 
+    def _power_fail_changed(self, failing: bool) -> None:
+        """The UPS/supercap HAT's warning: the charger runs on its reserve. Every running
+        transaction stops now (PowerLoss, recorded and queued while there is power) and every
+        connector faults (contactor open) until the supply is back."""
+        if failing:
+            log.warning("power-fail warning: stopping every transaction (PowerLoss)")
+            for rt in self.connectors.values():
+                if rt.transaction is not None and rt.transaction.running:
+                    self._feed(rt, StopRequested(StopReason.POWER_LOSS))
+        else:
+            log.warning("power-fail warning over: the supply is back")
+        self.set_fault(FaultKind.POWER_FAIL, failing)
+        if failing:
+            self.hardware.open_all_contactors()
+
+    def _judge_mains(self, rt: ConnectorRuntime, reading: MeterReading) -> None:
+        """Raise or clear under-/over-voltage as the meter's phase voltages say."""
+        before = rt.mains.fault
+        after = rt.mains.update(reading.voltage_v)
+        if after == before:
+            return
+        volts = ", ".join(f"{v:.0f}" for v in reading.voltage_v if v is not None)
+        log.warning(
+            "connector %d: mains %s V: %s",
+            rt.hw.id,
+            volts,
+            after or f"{before} over",
+            extra=rt.log_fields(),
+        )
+        if before is not None:
+            self._feed(rt, FaultCleared(before))
+        if after is not None:
+            self._feed(rt, FaultRaised(after))
+
     def _rcm_changed(self, rt: ConnectorRuntime, tripped: bool) -> None:
         event = FaultRaised(FaultKind.RCD_TRIP) if tripped else FaultCleared(FaultKind.RCD_TRIP)
         self._feed(rt, event)
@@ -551,6 +594,7 @@ class Supervisor:
                 if offline:
                     offline = False
                     self._feed(rt, FaultCleared(FaultKind.METER_OFFLINE))
+                self._judge_mains(rt, rt.reading)
                 if self.journal is not None and rt.transaction is not None:
                     self.journal.reading(rt.transaction, rt.reading.energy_import_wh)
                 sample = MeterSample(rt.hw.id, utc_now(), rt.reading, rt.offered_a)
@@ -654,6 +698,36 @@ class Supervisor:
             # should the machine have changed its mind without reaching the driver.
             rt.hw.contactor.open()
 
+    async def _lock(self, rt: ConnectorRuntime) -> None:
+        """Latch the plug for the session; the contactor may close only once it holds
+        (``LockChanged``). A lock that fails is LOCK_FAILURE (ConnectorLockFailure), which
+        the next plug-in retries."""
+        assert rt.hw.lock is not None
+        try:
+            await rt.hw.lock.lock()
+        except PermanentFault as fault:
+            log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
+            self._feed(rt, LockChanged(False))
+            self._feed(rt, FaultRaised(fault.kind))
+            return
+        if rt.transaction is None:  # the session ended meanwhile: release it again
+            await self._unlock(rt)
+            return
+        self._feed(rt, LockChanged(True))
+
+    async def _unlock(self, rt: ConnectorRuntime) -> bool:
+        """Release the plug (the session ended, or UnlockConnector); False when it stays
+        latched (LOCK_FAILURE: the cable is stuck, the connector is Faulted)."""
+        assert rt.hw.lock is not None
+        self._feed(rt, LockChanged(False))  # first: the contactor must not close meanwhile
+        try:
+            await rt.hw.lock.unlock()
+        except PermanentFault as fault:
+            log.error("connector %d: %s", rt.hw.id, fault, extra=rt.log_fields())
+            self._feed(rt, FaultRaised(fault.kind))
+            return False
+        return True
+
     async def _verify_open(self, rt: ConnectorRuntime) -> None:
         try:
             await rt.hw.contactor.verify_open()
@@ -684,6 +758,8 @@ class Supervisor:
             reservation_id=reservation_id,
         )
         rt.transaction = tx
+        if rt.hw.lock is not None:  # the socket latches the plug before mains may reach it
+            self._spawn(self._lock(rt), f"lock-{rt.hw.id}")
         log.info(
             "connector %d: transaction %s started for %s at %.0f Wh",
             rt.hw.id,
@@ -710,6 +786,8 @@ class Supervisor:
         tx.stop_id_tag = id_tag if reason is StopReason.LOCAL else None
         rt.transaction = None
         rt.forget_rcm_test()  # each session gets its own RCM self-test before closing
+        if rt.hw.lock is not None:  # the contactor is open: the plug is released
+            self._spawn(self._unlock(rt), f"unlock-{rt.hw.id}")
         log.info(
             "connector %d: transaction %s stopped (%s) at %.0f Wh, %.0f Wh charged",
             rt.hw.id,
@@ -894,11 +972,14 @@ class Supervisor:
         return Answer.ACCEPTED
 
     async def unlock(self, connector_id: int) -> Answer:
+        """UnlockConnector: stop the session (UnlockCommand), then release the plug.
+        NotSupported without a lock actuator (a tethered cable)."""
         rt = self._runtime(connector_id)
         if rt.transaction is not None:
             self._feed(rt, StopRequested(StopReason.UNLOCK_COMMAND))
-        # This hardware has no lock actuator: nothing to unlock.
-        return Answer.NOT_SUPPORTED
+        if rt.hw.lock is None:
+            return Answer.NOT_SUPPORTED
+        return Answer.UNLOCKED if await self._unlock(rt) else Answer.UNLOCK_FAILED
 
     async def change_availability(self, connector_id: int, available: bool) -> Answer:
         runtimes = (

@@ -206,6 +206,37 @@ class ResidualCurrentMonitor(Protocol):
         ...
 
 
+class ConnectorLock(Protocol):
+    """A socket's cable lock actuator with its feedback contact (a tethered cable has none)."""
+
+    @property
+    def locked(self) -> bool:
+        """True while the feedback says the latch is engaged."""
+        ...
+
+    async def lock(self) -> None:
+        """Engage the latch; ``PermanentFault(LOCK_FAILURE)`` when it does not engage."""
+        ...
+
+    async def unlock(self) -> None:
+        """Release the latch; ``PermanentFault(LOCK_FAILURE)`` when it stays engaged."""
+        ...
+
+
+class PowerFailInput(Protocol):
+    """A UPS or supercap HAT's warning that the supply has failed (the charger runs on its
+    reserve for a short while)."""
+
+    @property
+    def failing(self) -> bool:
+        """True while the supply has failed."""
+        ...
+
+    def watch(self, on_change: Callable[[bool], None]) -> None:
+        """Call ``on_change(failing)`` on the loop thread whenever the warning changes."""
+        ...
+
+
 class TemperatureSensor(Protocol):
     """An enclosure or socket temperature sensor."""
 

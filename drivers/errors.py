@@ -25,6 +25,12 @@ class FaultKind(StrEnum):
     DIODE_FAULT = "diode_fault"
     OVERTEMPERATURE = "overtemperature"
     LOCK_FAILURE = "lock_failure"
+    #: Mains out of its tolerance, judged from the meter's phase voltages (drivers.mains).
+    UNDER_VOLTAGE = "under_voltage"
+    OVER_VOLTAGE = "over_voltage"
+    #: The power-fail warning of a UPS or supercap HAT (drivers.power_fail): the charger
+    #: runs on its reserve; transactions are stopped (PowerLoss) before the power goes.
+    POWER_FAIL = "power_fail"
     #: The controller itself cannot work safely: its state database is corrupt, unwritable
     #: or the disk is full (transactions could not be recorded). Not raised by drivers.
     INTERNAL_ERROR = "internal_error"

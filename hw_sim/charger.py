@@ -5,8 +5,9 @@ them: the PWM duty the driver writes into the fake sysfs tells each car what it 
 the contactor's main contacts (MockFactory pins) power it; the car's current reaches its
 meter's registers (a real pymodbus server), whose energy integrates the car's power and is
 kept in the state directory across restarts, as a real meter keeps counting through a
-controller reboot. The CP voltage the car's resistors produce reaches the driver through
-the simulated ADS1115 on the SMBus stand-in. Faults are injected here.
+controller reboot; so are the cars' plug and charge state (``sim-cars.json``), since a car
+stays plugged in while the charger reboots. The CP voltage the car's resistors produce
+reaches the driver through the simulated ADS1115 on the SMBus stand-in. Faults are injected here.
 
 Everything a driver talks to is hardware-level; nothing here knows about the controller.
 """
@@ -35,7 +36,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
-from hw_sim.pins import SimContactorPins, SimRcmPins
+from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.rfid import SimRdm6300
 from hw_sim.rfid_pn532 import SimPn532I2c, SimPn532Uart
@@ -62,10 +63,25 @@ SIM_CONNECTOR_DEFAULTS: tuple[dict[str, int], ...] = (
     {"contactor_pin": 8, "feedback_pin": 9, "rcm_fault_pin": 10, "rcm_test_pin": 11},
 )
 MAX_SIM_CONNECTORS = len(SIM_CONNECTOR_DEFAULTS)
+#: Each socket's lock actuator (a holding solenoid) and its feedback contact: the header's
+#: last free GPIOs (the LED is on 24, the UPS HAT's power-fail output on 25).
+SIM_LOCK_PINS: tuple[dict[str, int], ...] = (
+    {"lock_pin": 7, "lock_feedback_pin": 19},
+    {"lock_pin": 4, "lock_feedback_pin": 18},
+    {"lock_pin": 0, "lock_feedback_pin": 1},
+    {"lock_pin": 14, "lock_feedback_pin": 15},
+)
+#: What ``--sim-cable`` chooses: a Type 2 socket with a lock (the cable's PP resistor rates
+#: it), or a tethered 32 A cable (no PP, no lock).
+CABLES = ("socket", "tethered")
+TETHERED_CABLE_A = 32
 #: Faults ``picharge sim fault`` injects: an RCD trip, an RCM whose self-test no longer
 #: trips it, a welded contactor, one whose contacts do not close when energized (a dead
 #: coil or burnt contacts: the coil pin is driven, the feedback never confirms), the meter
-#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket.
+#: offline or talking garbage, a shorted CP, a missing EV diode, an overheated socket, a
+#: jammed lock actuator (locking or unlocking fails), mains
+#: under- or over-voltage (charger-wide), the state database unwritable (the controller's
+#: side acts on it), the next firmware installation failing (the charger's flash).
 FAULTS = (
     "rcd",
     "rcd-selftest",
@@ -76,14 +92,37 @@ FAULTS = (
     "cp",
     "diode",
     "overtemp",
+    "lock",
+    "undervoltage",
+    "overvoltage",
+    "storage",
+    "firmware",
     "clear",
 )
+#: The mains the simulated meters see (they sit before the contactor, as in most wallboxes):
+#: nominal, and what ``sim fault undervoltage|overvoltage`` makes of it (230 V -15 % / +14 %).
+MAINS_V = 230.0
+UNDERVOLTAGE_V = 195.0
+OVERVOLTAGE_V = 262.0
+#: The GPIO of the simulated UPS HAT's power-fail output (``[hardware] power_fail_pin``).
+POWER_FAIL_PIN = 25
 
 
-def sim_connector_section(index: int, configured: Mapping[str, Any]) -> dict[str, Any]:
-    """Connector ``index``'s driver keys: what is configured, else the simulation's defaults."""
+def sim_connector_section(
+    index: int, configured: Mapping[str, Any], cable: str = "socket"
+) -> dict[str, Any]:
+    """Connector ``index``'s driver keys: what is configured, else the simulation's defaults
+    (``cable``: a ``socket`` with its lock actuator, or a ``tethered`` cable)."""
+    if cable not in CABLES:
+        raise ValueError(f"cable must be one of {', '.join(CABLES)}, got {cable!r}")
+    kind: dict[str, Any] = (
+        dict(SIM_LOCK_PINS[index - 1])
+        if cable == "socket"
+        else {"tethered_cable_a": TETHERED_CABLE_A}
+    )
     defaults: dict[str, Any] = {
         **SIM_CONNECTOR_DEFAULTS[index - 1],
+        **kind,
         "pwm_chip": 0,
         "pwm_channel": index - 1,
         "adc_bus": 1,
@@ -110,6 +149,7 @@ class SimConnector:
     cp_short: bool = False
     meter_endpoint: str = ""
     faults: set[str] = field(default_factory=set)
+    lock: SimLockPins | None = None  # the socket's lock actuator; None: a tethered cable
 
 
 class SimCharger:
@@ -150,14 +190,27 @@ class SimCharger:
         self._energy_file = state_dir / "sim-meters.json"
         self._saved_energy: dict[str, float] | None = None
         self._save_failed = False
+        self._cars_file = state_dir / "sim-cars.json"
+        #: ``sim fault firmware``: the next firmware installation fails (the controller's
+        #: simulated installer asks; it is the charger's flash, not a connector's).
+        self.firmware_fault = False
+        self.mains_v = MAINS_V  # read by the physics thread each step
+        self.power_fail: SimPowerFailPin | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> tuple[HardwareSeams, dict[str, Any], dict[str, Any]]:
         """Start every device; return (seams, meter settings, rfid settings) for the drivers."""
         saved = self._load_energy()
+        cars = self._load_cars()
         for index, section in enumerate(self._sections, start=1):
-            self.connectors.append(await self._start_connector(index, section, saved))
+            connector = await self._start_connector(index, section, saved)
+            car = cars.get(str(index), {})
+            if car.get("plugged"):  # still plugged in from before the restart
+                connector.ev.plug()
+                connector.ev.requesting = bool(car.get("requesting", True))
+            self.connectors.append(connector)
+        self.power_fail = SimPowerFailPin(self.factory, POWER_FAIL_PIN)
         rfid_settings = self._start_reader()
         meter_settings = self._meter_settings()
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
@@ -222,6 +275,15 @@ class SimCharger:
         )
         connector.adc = SimAds1115(lambda channel: self._adc_input(connector, channel))
         self.bus.attach(int(section["adc_address"]), connector.adc)
+        if "lock_pin" in section:
+            unlock = section.get("unlock_pin")
+            connector.lock = SimLockPins(
+                self.factory,
+                int(section["lock_pin"]),
+                int(section["lock_feedback_pin"]),
+                None if unlock is None else int(unlock),
+                feedback_active_high=bool(section.get("lock_feedback_active_high", True)),
+            )
         if self._meter_section.get("transport", "tcp") == "rtu":
             connector.meter_endpoint = await meter.start_rtu()
         else:
@@ -287,7 +349,7 @@ class SimCharger:
         for c in self.connectors:
             powered = c.contactor.main_contacts_closed
             c.ev.step(ev_dt, self.offered_a(c), powered)
-            volts = 230.0 if powered else 0.0
+            volts = self.mains_v  # the meter sits before the contactor: it sees mains
             currents = c.ev.phase_currents_a
             c.meter.set_measurements(
                 (volts, volts, volts),
@@ -324,6 +386,37 @@ class SimCharger:
             return {}
         return {str(k): float(v) for k, v in data.items() if math.isfinite(float(v))}
 
+    def _load_cars(self) -> dict[str, dict[str, bool]]:
+        """Each connector's car as the last run left it: {"1": {"plugged", "requesting"}}."""
+        try:
+            data = json.loads(self._cars_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("simulated cars in %s unreadable (%s): unplugged", self._cars_file, exc)
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(k): {"plugged": bool(v.get("plugged")), "requesting": bool(v.get("requesting"))}
+            for k, v in data.items()
+            if isinstance(v, dict)
+        }
+
+    def _save_cars(self) -> None:
+        """Written at once on every plug, unplug, charge and pause (a SIGKILL loses none)."""
+        data = {
+            str(c.id): {"plugged": c.ev.plugged, "requesting": c.ev.requesting}
+            for c in self.connectors
+        }
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._cars_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self._cars_file)
+        except OSError as exc:  # a broken state directory: the car is still where it is
+            log.warning("simulated cars not saved to %s: %s", self._cars_file, exc)
+
     def _save_energy(self) -> None:
         data = {str(c.id): c.meter.energy_wh for c in self.connectors}
         if data == self._saved_energy:
@@ -357,10 +450,12 @@ class SimCharger:
             uid = bytes.fromhex(uid_hex)
         except ValueError:
             raise ValueError(f"card UID must be hex, got {uid_hex!r}") from None
+        # Queued in the reader, whose thread or chip plays one presentation after another
+        # (field empty in between): a tap acknowledged here is never lost or merged.
         if isinstance(self.reader, SimRdm6300):
-            self.reader.tap(uid)
+            self.reader.tap(uid, hold_s=0.3)
         elif self.reader is not None:
-            self.reader.present(uid)
+            self.reader.tap(uid)
 
     def inject(self, connector_id: int, fault: str) -> None:
         c = self.connector(connector_id)
@@ -376,9 +471,20 @@ class SimCharger:
             c.diode_ok = True
             c.thermometer.set_c(AMBIENT_C)
             c.faults.clear()
+            if c.lock is not None:
+                c.lock.jammed = False
+            self.firmware_fault = False
+            self.mains_v = MAINS_V
+            if self.power_fail is not None:
+                self.power_fail.set(False)  # the supply is back
             return
+        if fault == "lock" and c.lock is None:
+            raise ValueError(f"connector {c.id} has a tethered cable: no lock to jam")
         c.faults.add(fault)
-        if fault == "rcd":
+        if fault == "lock":
+            assert c.lock is not None
+            c.lock.jammed = True
+        elif fault == "rcd":
             c.rcm.trip()
         elif fault == "rcd-selftest":
             c.rcm.set_selftest_broken(True)
@@ -396,6 +502,12 @@ class SimCharger:
             c.diode_ok = False
         elif fault == "overtemp":
             c.thermometer.set_c(OVERTEMP_C)
+        elif fault == "firmware":
+            self.firmware_fault = True
+        elif fault == "undervoltage":
+            self.mains_v = UNDERVOLTAGE_V
+        elif fault == "overvoltage":
+            self.mains_v = OVERVOLTAGE_V
 
     def status(self) -> dict[str, Any]:
         """The hardware's view, per connector (the controller adds OCPP fields)."""
@@ -415,11 +527,18 @@ class SimCharger:
                     "soc_pct": round(c.ev.soc_pct, 1),
                     "ev_plugged": c.ev.plugged,
                     "faults": sorted(c.faults),
+                    "cable": "socket" if c.lock is not None else "tethered",
+                    "lock_engaged": None if c.lock is None else c.lock.engaged,
                     "meter_modbus": c.meter_endpoint,
                 }
             )
         first = self.connectors[0].meter_endpoint if self.connectors else ""
-        return {"connectors": connectors, "meter_modbus_tcp": first}
+        return {
+            "connectors": connectors,
+            "meter_modbus_tcp": first,
+            "mains_v": self.mains_v,
+            "power_fail": self.power_fail is not None and self.power_fail.failing,
+        }
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request (see :mod:`hw_sim.control`)."""
@@ -433,6 +552,11 @@ class SimCharger:
         if action == "fault":
             self.inject(connector_id, str(request.get("fault", "")))
             return {}
+        if action == "power-fail":  # the UPS HAT warns; `sim fault clear` brings power back
+            if self.power_fail is None:
+                raise LookupError("the simulation has no power-fail input")
+            self.power_fail.set(True)
+            return {}
         ev = self.connector(connector_id).ev
         if action == "plug":
             ev.plug()
@@ -444,6 +568,7 @@ class SimCharger:
             ev.pause()
         else:
             raise ValueError(f"unknown action {action!r}")
+        self._save_cars()
         return {}
 
 

@@ -382,3 +382,77 @@ class SimRcmPins:
         with self._lock:
             active = self.fault_active
             self.fault_pin.drive(active if self._fault_active_high else not active)
+
+
+class SimPowerFailPin:
+    """The power-fail output of a simulated UPS HAT, driving the driver's input pin
+    (:class:`drivers.power_fail.GpioPowerFail`): :meth:`set` raises or ends the warning."""
+
+    def __init__(self, factory: MockFactory, number: int, *, active_high: bool = True) -> None:
+        self.pin = _claim(factory, number, DrivenInputPin)
+        self._active_high = active_high
+        self.failing = False
+        self.pin.drive(not active_high)  # the supply is good
+
+    def set(self, failing: bool) -> None:
+        """Raise (True) or end (False) the warning; fires the driver's edge on this thread."""
+        self.failing = failing
+        self.pin.drive(failing == self._active_high)
+
+
+class SimLockPins:
+    """A socket's lock actuator (a holding solenoid on ``lock_pin``, or a motor pulsed on
+    ``lock_pin`` / ``unlock_pin``) and its feedback contact (:mod:`drivers.lock`).
+
+    The latch follows the drive at once; :attr:`jammed` (``sim fault lock``) keeps it where
+    it is, so locking or unlocking fails as with a jammed actuator or a broken contact.
+    """
+
+    def __init__(
+        self,
+        factory: MockFactory,
+        lock_pin: int,
+        feedback_pin: int,
+        unlock_pin: int | None = None,
+        *,
+        feedback_active_high: bool = True,
+    ) -> None:
+        self.lock_pin = _claim(factory, lock_pin, WatchedOutputPin)
+        self.unlock_pin = (
+            None if unlock_pin is None else _claim(factory, unlock_pin, WatchedOutputPin)
+        )
+        self.feedback_pin = _claim(factory, feedback_pin, DrivenInputPin)
+        self._active_high = feedback_active_high
+        self._jammed = False
+        self.engaged = False
+        self.feedback_pin.drive(not feedback_active_high)
+        self.lock_pin.add_listener(self._lock_driven)
+        if self.unlock_pin is not None:
+            self.unlock_pin.add_listener(self._unlock_driven)
+
+    @property
+    def jammed(self) -> bool:
+        return self._jammed
+
+    @jammed.setter
+    def jammed(self, jammed: bool) -> None:
+        """Jam (True) or free (False) the latch; a freed solenoid follows its coil again."""
+        self._jammed = jammed
+        if not jammed and self.unlock_pin is None:
+            self._move(bool(self.lock_pin.output_level))
+
+    def _lock_driven(self, level: bool | None) -> None:
+        if level:
+            self._move(True)
+        elif self.unlock_pin is None and level is False:
+            self._move(False)  # a holding solenoid lets go when its coil drops
+
+    def _unlock_driven(self, level: bool | None) -> None:
+        if level:
+            self._move(False)
+
+    def _move(self, engaged: bool) -> None:
+        if self._jammed:
+            return
+        self.engaged = engaged
+        self.feedback_pin.drive(engaged == self._active_high)

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,6 +25,10 @@ from hw_sim.rfid_pn532 import Pn532Chip, SimPn532I2c, SimPn532Uart
 
 RDM6300_UID_BYTES: Final = 5
 REPEAT_INTERVAL_S: Final = 0.1
+#: Silence before a card is played again right after itself: longer than the driver's
+#: ``repeat_gap_s`` (default 1 s), so two taps of one card are two presentations, as when
+#: a hand takes the card away and brings it back.
+SAME_CARD_GAP_S: Final = 1.2
 
 _log = logging.getLogger(__name__)
 
@@ -64,10 +69,18 @@ class SimRdm6300:
     than the port is read, are lost.
     """
 
-    def __init__(self, *, repeat_interval_s: float = REPEAT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        *,
+        repeat_interval_s: float = REPEAT_INTERVAL_S,
+        same_card_gap_s: float = SAME_CARD_GAP_S,
+    ) -> None:
         self._master_fd, self._port_path = open_pty()
         os.set_blocking(self._master_fd, False)
         self._repeat_interval_s = repeat_interval_s
+        self._same_card_gap_s = same_card_gap_s
+        self._last_frame = b""  # writer thread only: the card played last, and when it ended
+        self._last_end = 0.0
         self._jobs: queue.Queue[_Tap | _Raw | _Marker | None] = queue.Queue()
         self._stop = threading.Event()
         self._closed = False
@@ -83,7 +96,9 @@ class SimRdm6300:
     def tap(self, uid: bytes, hold_s: float = 0.5) -> None:
         """Hold a card with this 5-byte ID in the field for ``hold_s`` seconds.
 
-        The frame is written at once and then every ~100 ms while the card is held.
+        The frame is written at once (after the taps requested before it) and then every
+        ~100 ms while the card is held; the same card right after itself waits for
+        ``same_card_gap_s`` of silence first, so every tap is a presentation of its own.
         """
         frame = rdm6300_frame(uid)
         if not hold_s > 0:
@@ -149,11 +164,16 @@ class SimRdm6300:
                 self._play_tap(job)
 
     def _play_tap(self, tap: _Tap) -> None:
+        if tap.frame == self._last_frame:
+            silence_s = self._last_end + self._same_card_gap_s - time.monotonic()
+            if silence_s > 0 and self._stop.wait(silence_s):
+                return
         repeats = max(1, round(tap.hold_s / self._repeat_interval_s))
         for index in range(repeats):
             if index and self._stop.wait(self._repeat_interval_s):
                 return
             self._write(tap.frame)
+        self._last_frame, self._last_end = tap.frame, time.monotonic()
 
     def _write(self, data: bytes) -> None:
         if not data:

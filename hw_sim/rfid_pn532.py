@@ -11,6 +11,13 @@ Over HSU the chip starts asleep and ignores everything until the ``55 55`` wake-
 Over I2C each read begins with a status byte: 0x00 while nothing is ready, 0x01 followed by
 the pending frame otherwise; a one-byte status read does not consume the frame.
 
+Two ways to bring a card: :meth:`Pn532Chip.present` puts one in the field at once (replacing
+any other), as a test of the driver wants; :meth:`Pn532Chip.tap` queues a *presentation*, as
+a hand does: the card stays until the host has seen it at least once and ``hold_s`` passed,
+then the field stays empty until the host has polled it empty ``gap_polls`` times, then the
+next queued card comes. However close together taps are requested, none merges with the one
+before (the same card twice is two presentations) and none is lost.
+
 Fault knobs: :meth:`Pn532Chip.set_silent` (the chip stops answering), :meth:`inject_garbage`
 (the next response arrives after line noise and with a wrong data checksum),
 :meth:`power_cycle` (back to power-on state).
@@ -25,6 +32,7 @@ import select
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Final
 
 from drivers.rfid_pn532_frame import (
@@ -46,6 +54,10 @@ from hw_sim.smbus import SimSMBus
 
 PN532_I2C_ADDRESS: Final = 0x24
 UID_LENGTHS: Final = (4, 7, 10)
+#: How long a tapped card stays in the field at least (seconds), and how many empty polls
+#: the host must see between two taps: more than a driver's ``removal_polls`` (default 2).
+TAP_HOLD_S: Final = 0.3
+TAP_GAP_POLLS: Final = 3
 FIRMWARE: Final = bytes([0x32, 0x01, 0x06, 0x07])  # IC, Ver, Rev, Support
 NOISE: Final = b"\x55\xaa\x13"
 #: SENS_RES (ATQA, as the PN532 reports it) and SEL_RES (SAK) per UID size: MIFARE Classic
@@ -67,8 +79,11 @@ class Pn532Chip:
     """The chip's command processor. Thread-safe: the interface thread feeds it host bytes,
     the test or simulator thread moves cards in and out of the field."""
 
-    def __init__(self, *, firmware: bytes = FIRMWARE) -> None:
+    def __init__(self, *, firmware: bytes = FIRMWARE, tap_gap_polls: int = TAP_GAP_POLLS) -> None:
         self._firmware = bytes(firmware)
+        self._tap_gap_polls = tap_gap_polls
+        self._taps: deque[tuple[bytes, float]] = deque()  # (uid, hold_s) not yet begun
+        self._tap: _Presentation | None = None  # the tap in the field, or its gap after
         self._lock = threading.Lock()
         self._outbox: deque[bytes] = deque()
         self._parser = FrameParser()
@@ -100,6 +115,28 @@ class Pn532Chip:
             if self._list_pending:  # InListPassiveTarget was waiting for a card
                 self._list_pending = False
                 self._queue_response(self._target_list(card))
+
+    def tap(self, uid: bytes, hold_s: float = TAP_HOLD_S) -> None:
+        """Queue one presentation of a card (see the module docstring); returns at once.
+
+        Once this returns the presentation cannot be lost: it is played when the ones before
+        it have been seen and followed by an empty field.
+        """
+        card = _check_uid(uid)
+        if not hold_s > 0:
+            raise ValueError(f"hold_s must be positive, got {hold_s}")
+        with self._lock:
+            self._taps.append((card, hold_s))
+            if self._list_pending and (card_now := self._card_now()) is not None:
+                self._list_pending = False
+                self._queue_response(self._target_list(card_now))
+                self._seen(card_now)
+
+    @property
+    def taps_pending(self) -> int:
+        """Presentations queued or under way (the one in the field or its gap included)."""
+        with self._lock:
+            return len(self._taps) + (self._tap is not None)
 
     def remove(self) -> None:
         """Take the card out of the field."""
@@ -211,6 +248,7 @@ class Pn532Chip:
 
     def _in_list_passive_target(self, params: bytes) -> None:
         card = self._card_now() if params[1] == 0x00 else None  # only 106 kbps type A
+        self._seen(card)
         if card is not None:
             self._queue_response(self._target_list(card))
         elif self._mx_rty_passive == 0xFF:
@@ -233,10 +271,42 @@ class Pn532Chip:
         self._outbox.append(frame)
 
     def _card_now(self) -> bytes | None:
-        if self._card_until is not None and time.monotonic() >= self._card_until:
+        now = time.monotonic()
+        if self._card_until is not None and now >= self._card_until:
             self._card = None
             self._card_until = None
-        return self._card
+        if self._card is not None:
+            return self._card  # a card put in the field by hand wins over queued taps
+        tap = self._tap
+        if tap is not None and tap.in_field and tap.seen and now >= tap.until:
+            tap.in_field = False  # taken away: the gap begins
+        if tap is not None and not tap.in_field and tap.empty_polls >= self._tap_gap_polls:
+            self._tap = tap = None
+        if tap is None and self._taps:
+            uid, hold_s = self._taps.popleft()
+            self._tap = tap = _Presentation(uid, now + hold_s)
+        return tap.uid if tap is not None and tap.in_field else None
+
+    def _seen(self, card: bytes | None) -> None:
+        """The host has just been told ``card`` (None: an empty field) about the taps."""
+        tap = self._tap
+        if tap is None:
+            return
+        if card is not None and tap.in_field and card == tap.uid:
+            tap.seen = True
+        elif card is None and not tap.in_field:
+            tap.empty_polls += 1
+
+
+@dataclass(slots=True)
+class _Presentation:
+    """One queued tap while it is played: the card in the field, then the empty field."""
+
+    uid: bytes
+    until: float  # monotonic s: not taken away before
+    in_field: bool = True
+    seen: bool = False
+    empty_polls: int = 0
 
 
 class _ChipControls:
@@ -247,6 +317,10 @@ class _ChipControls:
     def present(self, uid: bytes, hold_s: float | None = 0.5) -> None:
         """Put a card (4, 7 or 10-byte UID) in the field for ``hold_s`` seconds."""
         self.chip.present(uid, hold_s)
+
+    def tap(self, uid: bytes, hold_s: float = TAP_HOLD_S) -> None:
+        """Queue one presentation (see :meth:`Pn532Chip.tap`)."""
+        self.chip.tap(uid, hold_s)
 
     def remove(self) -> None:
         self.chip.remove()

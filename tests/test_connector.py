@@ -37,6 +37,7 @@ from controller.connector_types import (
     FaultRaised,
     IdPresented,
     LimitChanged,
+    LockChanged,
     OfferCurrent,
     OpenContactor,
     PilotVerified,
@@ -132,6 +133,29 @@ def test_contactor_may_not_close_when_any_condition_is_missing(
     assert not may_close_contactor(
         cp, authorized, available, faults, offered_a, pilot_verified=True
     )
+
+
+def test_contactor_may_not_close_while_the_socket_lock_is_not_engaged() -> None:
+    """A socket outlet is locked before it is energized (IEC 61851-1): with every other
+    condition met, a latch the actuator's feedback does not confirm keeps mains off."""
+    assert not may_close_contactor(C, True, True, (), 16.0, pilot_verified=True, lock_engaged=False)
+    assert may_close_contactor(C, True, True, (), 16.0, pilot_verified=True, lock_engaged=True)
+
+
+def test_a_socket_with_a_lock_closes_only_once_the_latch_is_engaged_and_opens_if_it_lets_go() -> (
+    None
+):
+    bench = Bench(ConnectorSettings(lock_required=True))
+    bench.start_session()
+    assert CloseContactor() not in bench.send(CpChanged(C))  # the latch is not confirmed yet
+    assert CloseContactor() in bench.send(LockChanged(True))
+    assert OpenContactor() in bench.send(LockChanged(False))  # the actuator let go
+    assert CloseContactor() in bench.send(LockChanged(True))
+
+
+def test_without_a_lock_actuator_the_lock_is_no_condition(bench: Bench) -> None:
+    bench.charge()  # ConnectorSettings() has no lock: closes without any LockChanged
+    assert OpenContactor() not in bench.send(LockChanged(False))
 
 
 def test_contactor_may_close_in_state_d_only_where_ventilation_is_allowed() -> None:

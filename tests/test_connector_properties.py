@@ -107,6 +107,11 @@ NO_F_UNLESS_CHARGING = frozenset(
         FaultKind.METER_OFFLINE,
         FaultKind.READER_FAILURE,
         FaultKind.INTERNAL_ERROR,
+        # issue 13: the mains out of tolerance and the UPS HAT's power-fail warning stop the
+        # offer; nothing is wrong at the car
+        FaultKind.UNDER_VOLTAGE,
+        FaultKind.OVER_VOLTAGE,
+        FaultKind.POWER_FAIL,
     }
 )
 #: Faults that belong to what is plugged in: unplugging (A seen) ends them.
@@ -837,11 +842,13 @@ def rules_allow_close(
     offered_a: float,
     verified: bool,
     ventilation: bool,
+    locked: bool = True,
 ) -> bool:
-    """design.md, "State machines", as a conjunction: the reference for the safety function."""
+    """design.md, "State machines", as a conjunction: the reference for the safety function
+    (``locked``: a socket's latch is engaged, IEC 61851-1; True where there is no lock)."""
     asks = cp is CpState.C or (cp is CpState.D and ventilation)
     offering = offered_a >= MIN_OFFER_A
-    return asks and authorized and available and not faults and offering and verified
+    return asks and authorized and available and not faults and offering and verified and locked
 
 
 def test_the_safety_function_is_exactly_the_rules_on_every_input() -> None:
@@ -855,10 +862,10 @@ def test_the_safety_function_is_exactly_the_rules_on_every_input() -> None:
     faults = [frozenset(), frozenset({FaultKind.READER_FAILURE}), frozenset(FaultKind)]
     offers_a = [0.0, 5.99, MIN_OFFER_A, 6.01, 80.0]
     flags = [False, True]
-    combinations = itertools.product(cps, flags, flags, faults, offers_a, flags, flags)
-    for cp, authorized, available, active, offered_a, verified, ventilation in combinations:
+    combinations = itertools.product(cps, flags, flags, faults, offers_a, flags, flags, flags)
+    for cp, authorized, available, active, offered_a, verified, ventilation, locked in combinations:
         expected = rules_allow_close(
-            cp, authorized, available, active, offered_a, verified, ventilation
+            cp, authorized, available, active, offered_a, verified, ventilation, locked
         )
         got = may_close_contactor(
             cp,
@@ -868,6 +875,9 @@ def test_the_safety_function_is_exactly_the_rules_on_every_input() -> None:
             offered_a,
             pilot_verified=verified,
             state_d_allowed=ventilation,
+            lock_engaged=locked,
         )
-        inputs = (cp, authorized, available, sorted(active), offered_a, verified, ventilation)
+        inputs = (
+            cp, authorized, available, sorted(active), offered_a, verified, ventilation, locked
+        )  # fmt: skip
         assert got == expected, f"may_close_contactor{inputs} is {got}"

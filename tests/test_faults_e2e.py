@@ -278,4 +278,8 @@ async def test_weld_latches_until_the_controller_restarts(idle: Station) -> None
         1:
     ], "charged again with a latched weld"
     await station.csms.wait_for("BootNotification", after=cleared, timeout_s=20)
+    # the car stays plugged in through the restart (as a real one does): the latch is gone
+    # and the connector waits for a card; taking the car away leaves it Available
+    await station.status("Preparing", after=cleared, timeout_s=20)
+    await station.process.sim("unplug")
     await station.status("Available", after=cleared, timeout_s=20)

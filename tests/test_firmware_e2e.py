@@ -1,8 +1,10 @@
 """Firmware and diagnostics end to end: the real controller (`picharge run --sim`) against the
 loopback CSMS. GetDiagnostics uploads the controller's own log file from its state directory;
 UpdateFirmware installs a real wheel, signed by the root the operator configured, with pip
-beside the running version, switches to it and asks for the restart that re-execs into it.
-The refusals of untrusted firmware end to end are in test_firmware_trust_e2e.py."""
+beside the running version, switches to it and asks for the restart that re-execs into it
+(``sim_firmware=False``: ``--sim`` itself simulates the install step, see
+test_sim_contract.py). The refusals of untrusted firmware end to end are in
+test_firmware_trust_e2e.py."""
 
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ async def test_update_firmware_installs_beside_and_restarts_into_the_new_version
     marker = tmp_path / "the new version ran"
     wheel = build_wheel("9.9.9", marker=marker)[1]
     ocpp = {"firmware_signing_ca": str(signer.ca_file)}
-    async with controller(csms, tmp_path, ocpp=ocpp) as rig:
+    async with controller(csms, tmp_path, ocpp=ocpp, sim_firmware=False) as rig:
         with HttpFiles(files=signed_files(signer, {"/picharge.whl": wheel})) as server:
             mark = rig.mark()
             request = call.UpdateFirmware(
@@ -90,7 +92,8 @@ async def test_update_firmware_installs_beside_and_restarts_into_the_new_version
     assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == str(firmware / "current")
     assert (firmware / "trial").read_text() == "9.9.9 0\n"
     assert marker.exists()  # its code ran (the import check): the marker proves what it can
-    async with controller(csms, tmp_path, ocpp=ocpp):  # the restarted charger registers: trial over
+    # the restarted charger registers: trial over
+    async with controller(csms, tmp_path, ocpp=ocpp, sim_firmware=False):
         await csms.wait_for(
             "FirmwareStatusNotification", lambda p: p["status"] == "Installed", after=mark
         )

@@ -16,6 +16,7 @@ from controller.ocpp16.keys import (
     CORE_KEYS,
     MEASURANDS,
     NAMESPACE,
+    PRESET_NAMESPACE,
     PROFILE_KEYS,
     SECURITY_KEYS,
     SUPPORTED_PROFILES,
@@ -28,6 +29,7 @@ from controller.ocpp16.keys import (
     KeyTable,
     OcppConfig,
     normalise,
+    open_ocpp_config,
 )
 from controller.storage import Storage
 
@@ -84,12 +86,12 @@ async def config(storage: Storage) -> OcppConfig:
     return cfg
 
 
-def _stored(storage: Storage) -> dict[str, str]:
+def _stored(storage: Storage, namespace: str = NAMESPACE) -> dict[str, str]:
     """What is on disk right now, read through a connection of our own."""
     conn = sqlite3.connect(storage.path)
     try:
         rows = conn.execute(
-            "SELECT key, value FROM settings WHERE namespace = ?", (NAMESPACE,)
+            "SELECT key, value FROM settings WHERE namespace = ?", (namespace,)
         ).fetchall()
     finally:
         conn.close()
@@ -431,9 +433,7 @@ async def test_a_preset_file_sets_keys_in_a_new_state_dir(tmp_path: Path) -> Non
         'ConnectorPhaseRotation = "1.RST"\n'
     )
     storage = await Storage.open(tmp_path / "state")
-    config = OcppConfig(storage, number_of_connectors=1)
-    await config.load()
-    await config.preset(preset)
+    config = await open_ocpp_config(storage, number_of_connectors=1, preset_path=preset)
     assert config.get("HeartbeatInterval") == "20"
     assert config.get_bool("AuthorizeRemoteTxRequests") is True
     assert config.get("MeterValuesSampledData") == "Voltage,Current.Import"
@@ -441,8 +441,7 @@ async def test_a_preset_file_sets_keys_in_a_new_state_dir(tmp_path: Path) -> Non
 
     storage = await Storage.open(tmp_path / "state")
     try:
-        config = OcppConfig(storage, number_of_connectors=1)
-        await config.load()
+        config = await open_ocpp_config(storage, number_of_connectors=1)  # no preset now
         assert config.get("HeartbeatInterval") == "20"
         assert config.get("StopTxnAlignedData") == "Energy.Active.Import.Register"
         assert config.get("ConnectorPhaseRotation") == "1.RST"
@@ -461,9 +460,7 @@ async def test_a_preset_is_ignored_once_the_state_dir_is_in_use(tmp_path: Path) 
     preset.write_text("HeartbeatInterval = 20\nLocalPreAuthorize = true\n")
     second = await Storage.open(tmp_path)
     try:
-        config = OcppConfig(second, number_of_connectors=1)
-        await config.load()
-        await config.preset(preset)
+        config = await open_ocpp_config(second, number_of_connectors=1, preset_path=preset)
         assert config.get("HeartbeatInterval") == "100"  # what the CSMS set stays
         assert config.get("LocalPreAuthorize") == "false"
     finally:
@@ -482,7 +479,28 @@ async def test_a_preset_is_ignored_once_the_state_dir_is_in_use(tmp_path: Path) 
         ('LocalPreAuthorize = "yes"\n', "--ocpp-keys LocalPreAuthorize", "true or false"),
         ("MeterValueSampleInterval = 1.5\n", "--ocpp-keys MeterValueSampleInterval", "integer"),
         ('MeterValuesSampledData = ["SoC"]\n', "--ocpp-keys MeterValuesSampledData", "SoC"),
-        ("NumberOfConnectors = 4\n", "--ocpp-keys NumberOfConnectors", "read-only"),
+        ("NumberOfConnectors = 4\n", "--ocpp-keys NumberOfConnectors", "describes the hardware"),
+        ("ChargeProfileMaxStackLevel = 9\n", "--ocpp-keys ChargeProfileMaxStackLevel", "raised"),
+        (
+            "ConnectorSwitch3to1PhaseSupported = true\n",
+            "--ocpp-keys ConnectorSwitch3to1PhaseSupported",
+            "not on",
+        ),
+        (
+            'SupportedFeatureProfiles = "Reservation"\n',
+            "--ocpp-keys SupportedFeatureProfiles",
+            "Core",
+        ),
+        (
+            'SupportedFeatureProfiles = "Core,Foo"\n',
+            "--ocpp-keys SupportedFeatureProfiles",
+            "'Foo' is not allowed",
+        ),
+        (
+            'SupportedFeatureProfiles = "Core"\nReserveConnectorZeroSupported = false\n',
+            "--ocpp-keys ReserveConnectorZeroSupported",
+            "switches off",
+        ),
         ("[ocpp]\nHeartbeatInterval = 1\n", "--ocpp-keys ocpp", "unknown"),
         (
             "HeartbeatInterval = 1\nheartbeatinterval = 2\n",
@@ -497,21 +515,57 @@ async def test_a_bad_preset_names_the_key_and_changes_nothing(
 ) -> None:
     preset = tmp_path / "keys.toml"
     preset.write_text(text)
-    config = OcppConfig(storage, number_of_connectors=1)
     with pytest.raises(ConfigError) as caught:
-        await config.preset(preset)
+        await open_ocpp_config(storage, number_of_connectors=1, preset_path=preset)
     assert caught.value.key == key
     assert problem in caught.value.problem
     assert str(caught.value).startswith(key + ":")
     assert _stored(storage) == {}
-    assert config.get("HeartbeatInterval") == "300"
+    assert _stored(storage, PRESET_NAMESPACE) == {}
 
 
 async def test_a_missing_preset_file_is_a_config_error(tmp_path: Path, storage: Storage) -> None:
-    config = OcppConfig(storage, number_of_connectors=1)
     with pytest.raises(ConfigError, match="cannot read") as caught:
-        await config.preset(tmp_path / "missing.toml")
+        await open_ocpp_config(
+            storage, number_of_connectors=1, preset_path=tmp_path / "missing.toml"
+        )
     assert caught.value.key == "--ocpp-keys"
+
+
+async def test_the_preset_is_the_operators_configuration_read_only_keys_included(
+    tmp_path: Path,
+) -> None:
+    """A harness's standard preset (issue 13): read-only keys set like any operator would,
+    capabilities lowered, profiles switched off; all of it kept for every later boot."""
+    preset = tmp_path / "keys.toml"
+    preset.write_text(
+        "ReserveConnectorZeroSupported = false\n"
+        "AdditionalRootCertificateCheck = true\n"
+        "ChargeProfileMaxStackLevel = 3\n"
+        "LocalAuthListMaxLength = 10\n"
+        "NumberOfConnectors = 2\n"
+        "SupportedFeatureProfiles = "
+        '["Core", "SmartCharging", "Reservation", "LocalAuthListManagement"]\n'
+        "HeartbeatInterval = 20\n"
+    )
+    for boot in ("first", "second"):
+        storage = await Storage.open(tmp_path / "state")
+        try:
+            config = await open_ocpp_config(
+                storage, number_of_connectors=2, preset_path=preset if boot == "first" else None
+            )
+            assert config.get_bool("ReserveConnectorZeroSupported") is False
+            assert config.get_bool("AdditionalRootCertificateCheck") is True
+            assert config.get_int("ChargeProfileMaxStackLevel") == 3
+            assert config.get_int("LocalAuthListMaxLength") == 10
+            on = ("Core", "LocalAuthListManagement", "Reservation", "SmartCharging")
+            assert set(config.get_list("SupportedFeatureProfiles")) == set(on)
+            assert config.table.ctx.profiles == on  # FirmwareManagement, RemoteTrigger: off
+            assert config.get("HeartbeatInterval") == "20"
+            # still read-only to a CSMS
+            assert await config.change("ChargeProfileMaxStackLevel", "2") is ConfigStatus.REJECTED
+        finally:
+            await storage.close()
 
 
 def test_a_preset_can_be_checked_before_the_state_dir_is_opened(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 `picharge run --sim` runs as a child process (tests/support/sim_process.py) against the loopback
 CSMS. While a car charges, the CSMS sends Reset Hard or Soft. The controller must stop the
 transaction with reason HardReset/SoftReset before it goes, re-execute itself (the same
-process id, a fresh program: the simulated car starts unplugged again), boot again (a new
+process id, a fresh program; the simulated car is still plugged in, as a real one stays
+through a charger's reboot, and waits for a new card), boot again (a new
 BootNotification, the ResetOrReboot security event naming the reset), recover nothing more
 for the stopped transaction, and charge the next session on the meter that kept counting.
 """
@@ -64,18 +65,24 @@ async def test_reset_stops_the_transaction_re_executes_and_boots_again(
         boot = _index(csms, "StopTransaction", mark)
         await csms.wait_for("BootNotification", after=boot, timeout_s=20)
         # The same process (re-executed in place, as a systemd unit needs it), a new program:
-        # the simulation started afresh, so the car is unplugged and the contactor open.
+        # the simulation started afresh with the car still plugged in and the contactor open.
         assert process.process is not None and process.process.poll() is None
         assert process_alive(pid) and process.pid == pid
         fresh = await process.until(lambda s: True, "the control endpoint after the re-exec")
         del fresh
         status = process.status()
         assert status is not None
-        assert status["ev_plugged"] is False and status["contactor_closed"] is False
+        assert status["ev_plugged"] is True and status["contactor_closed"] is False
         event = await csms.wait_for(
             "SecurityEventNotification", lambda p: p["type"] == "ResetOrReboot", timeout_s=20
         )
         assert kind in event.get("techInfo", "")
+        await csms.wait_for(
+            "StatusNotification",
+            lambda p: p["connectorId"] == 1 and p["status"] == "Preparing",
+            after=boot,
+        )
+        await process.sim("unplug")
         await csms.wait_for(
             "StatusNotification",
             lambda p: p["connectorId"] == 1 and p["status"] == "Available",

@@ -46,6 +46,14 @@ def sim(no_leaks: None) -> Iterator[SimRdm6300]:
 
 
 @pytest.fixture
+def sim_no_gap(no_leaks: None) -> Iterator[SimRdm6300]:
+    """A reader whose card may come back at once (a hand lifting it and bringing it straight
+    back); the simulation otherwise keeps the field silent long enough in between."""
+    with SimRdm6300(same_card_gap_s=0.0) as reader:
+        yield reader
+
+
+@pytest.fixture
 async def start() -> AsyncIterator[Callable[[Any], Harness]]:
     harnesses: list[Harness] = []
 
@@ -205,8 +213,9 @@ async def test_rdm6300_taps_separated_by_the_repeat_gap_are_two_presentations(
 
 
 async def test_rdm6300_card_back_within_the_repeat_gap_is_still_the_same_presentation(
-    sim: SimRdm6300, start: Callable[[Any], Harness]
+    sim_no_gap: SimRdm6300, start: Callable[[Any], Harness]
 ) -> None:
+    sim = sim_no_gap
     harness = start(fast_reader(sim.port_path, repeat_gap_s=1.0))
     await listening(sim)
     sim.tap(CARD, hold_s=0.2)
@@ -214,6 +223,17 @@ async def test_rdm6300_card_back_within_the_repeat_gap_is_still_the_same_present
     sim.tap(OTHER, hold_s=0.2)
     await played(sim)
     assert harness.cards == [CARD_HEX, OTHER_HEX]
+
+
+async def test_rdm6300_simulated_taps_of_one_card_are_each_a_presentation(
+    sim: SimRdm6300, start: Callable[[Any], Harness]
+) -> None:
+    harness = start(fast_reader(sim.port_path, repeat_gap_s=1.0))
+    await listening(sim)
+    for _ in range(3):
+        sim.tap(CARD, hold_s=0.2)
+    await played(sim)
+    assert harness.cards == [CARD_HEX] * 3
 
 
 @pytest.mark.parametrize(

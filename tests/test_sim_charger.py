@@ -163,6 +163,7 @@ async def test_meter_keeps_counting_across_a_controller_restart(tmp_path: Path) 
         await until(lambda: rig.sim.connector(1).ev.current_a == 0.0, what="the current to stop")
         counted = rig.sim.connector(1).meter.energy_wh
         assert counted > 0
+        await rig.act("unplug")  # else the car is still plugged in after the restart
     async with start(tmp_path) as rig:
         reading = await rig.c1.meter.read()
         assert reading.energy_import_wh == pytest.approx(counted, abs=1.0)

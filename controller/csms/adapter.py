@@ -20,6 +20,7 @@ from controller.domain import ChargePointControl, CsmsLink
 if TYPE_CHECKING:
     from controller.config import Config
     from controller.csms.link import LinkState
+    from controller.firmware_install import Installer
     from controller.storage import Storage
 
 
@@ -30,13 +31,15 @@ class AdapterContext:
     ``config`` is the charger's configuration (URL, identity, security files),
     ``storage`` the open state database, ``control`` the supervisor the CSMS acts through,
     ``keys_preset`` a version-specific TOML preset of configuration keys applied when the
-    state directory is new (``--ocpp-keys``), None for none.
+    state directory is new (``--ocpp-keys``), None for none. ``firmware_installer``
+    replaces the default installer of UpdateFirmware (``--sim``: the simulated one).
     """
 
     config: Config
     storage: Storage
     control: ChargePointControl
     keys_preset: Path | None = None
+    firmware_installer: Installer | None = None
 
 
 class CsmsAdapter(CsmsLink, Protocol):

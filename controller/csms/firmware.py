@@ -88,7 +88,9 @@ from controller.firmware_install import (
     FirmwareRejected,
     Installer,
     InstallFailed,
+    PackageInspector,
     VerificationFailed,
+    VersionReporter,
     check_sha256,
     inspect_package,
 )
@@ -175,6 +177,14 @@ def installed_version(dist_name: str = DIST_NAME) -> str:
         return importlib.metadata.version(dist_name)
     except importlib.metadata.PackageNotFoundError:
         return "0"
+
+
+def running_version(installer: Installer | None) -> str:
+    """The firmware version running: the installer's word where it keeps one (a simulated
+    update under ``--sim``), else :func:`installed_version`."""
+    if isinstance(installer, VersionReporter) and (version := installer.running_version()):
+        return version
+    return installed_version()
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -554,13 +564,7 @@ class FirmwareUpdater:
         if certificate:
             await self._notify(job, FirmwareStatus.SIGNATURE_VERIFIED)
         try:
-            return await asyncio.to_thread(
-                inspect_package,
-                fetched,
-                self._current,
-                job.location,
-                allow_downgrade=self._policy.allow_downgrade,
-            )
+            return await asyncio.to_thread(self._inspect, fetched, self._current, job.location)
         except Downgrade as exc:
             message = f"{exc} (allow_firmware_downgrade is off)"
             raise _Refused(message, FirmwareStatus.INSTALLATION_FAILED) from None
@@ -568,6 +572,16 @@ class FirmwareUpdater:
             log.error("firmware update from %s refused: %s", safe_url(job.location), exc)
             await self._end(job, FirmwareStatus.INSTALLATION_FAILED)
             return None
+
+    def _inspect(self, download: Path, current_version: str, url: str) -> FirmwarePackage:
+        """Worker thread: the installer's own package check when it has one (the simulated
+        installer takes any file), else :func:`inspect_package`; after the trust check."""
+        allow_downgrade = self._policy.allow_downgrade
+        if isinstance(self._installer, PackageInspector):
+            return self._installer.inspect(
+                download, current_version, url, allow_downgrade=allow_downgrade
+            )
+        return inspect_package(download, current_version, url, allow_downgrade=allow_downgrade)
 
     def _signature_of(self, job: FirmwareJob, detached: bytes | None) -> tuple[str, str]:
         """(signing certificate PEM, signature base64) of the package; ("", "") for unsigned

@@ -21,7 +21,7 @@ from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
-from controller.csms.firmware import FirmwareUpdater, installed_version
+from controller.csms.firmware import FirmwareUpdater, running_version
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.firmware_signature import file_roots
 from controller.csms.get_log import LogUploads
@@ -120,7 +120,7 @@ def build_services(
     firmware = FirmwareUpdater(
         control=control,
         installer=firmware_installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
-        current_version=installed_version(),
+        current_version=running_version(firmware_installer),
         send=send,
         status_request=status_request,
         spawn=spawn,

@@ -38,7 +38,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ocpp.exceptions import GenericError, InternalError, OCPPError
+from ocpp.exceptions import GenericError, InternalError, NotSupportedError, OCPPError
 from ocpp.messages import Call
 from ocpp.v16 import ChargePoint
 from websockets.exceptions import ConnectionClosed
@@ -54,6 +54,7 @@ from controller.ocpp16.handlers.local_list import LocalListHandlers
 from controller.ocpp16.handlers.reservations import ReservationHandlers
 from controller.ocpp16.handlers.smart_charging import SmartChargingHandlers
 from controller.ocpp16.handlers.triggers import TriggerHandlers
+from controller.ocpp16.keys import profile_of_action
 
 if TYPE_CHECKING:
     from controller.ocpp16.services import Services
@@ -176,6 +177,12 @@ class OcppChargePoint(
 
     async def _serve(self, message: Call) -> None:
         try:
+            profile = profile_of_action(message.action)
+            if profile is not None and profile not in self._s.config.table.ctx.profiles:
+                # switched off by the operator's preset (SupportedFeatureProfiles)
+                raise NotSupportedError(
+                    description=f"{message.action}: the {profile} profile is not supported"
+                )
             problem = number_problem(message)
             if problem is not None:
                 await self._refuse(message, problem)

@@ -1,6 +1,7 @@
 """Build the OCPP 1.6J adapter from the charger's configuration (the registry's "1.6").
 
-The 1.6 key table is opened (and preset from ``--ocpp-keys`` on a new state directory), the
+The operator's key preset is read (``--ocpp-keys`` on a new state directory, else the one
+kept since), the 1.6 key table is opened with it as defaults and its feature profiles, the
 link's security profile is raised to the configured one, the supervisor gets the session
 settings the keys hold, and the adapter is assembled. Nothing connects before ``run()``.
 """
@@ -9,29 +10,27 @@ from __future__ import annotations
 
 from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
-from controller.csms.firmware import installed_version
+from controller.csms.firmware import running_version
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.security import LinkSecurity, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp16.adapter import Ocpp16Adapter
-from controller.ocpp16.keys import OcppConfig
+from controller.ocpp16.keys import open_ocpp_config
 from controller.ocpp16.settings import SECURITY_KEYS, csms_settings
 
 
 async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
     """The 1.6 adapter of ``context``; raises ConfigError for an unusable configuration."""
     config = context.config
-    ocpp_config = OcppConfig(
+    ocpp_config = await open_ocpp_config(
         context.storage,
         number_of_connectors=len(config.connectors),
+        preset_path=context.keys_preset,
         defaults={
             "SecurityProfile": str(config.ocpp_security_profile),
             "AuthorizationKey": config.ocpp_password,
         },
     )
-    await ocpp_config.load()
-    if context.keys_preset is not None:
-        await ocpp_config.preset(context.keys_preset)
     security = LinkSecurity(
         ocpp_config,
         names=SECURITY_KEYS,
@@ -57,7 +56,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         vendor=config.vendor,
         model=config.model,
         serial=config.serial,
-        firmware_version=f"picharge-{installed_version()}",  # the current firmware's
+        firmware_version=f"picharge-{running_version(context.firmware_installer)}",
         control=context.control,
         config=ocpp_config,
         storage=context.storage,
@@ -66,4 +65,5 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         },
         security=security,
         firmware_policy=firmware_policy,
+        firmware_installer=context.firmware_installer,
     )

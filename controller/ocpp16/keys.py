@@ -92,6 +92,14 @@ class ConfigStatus(StrEnum):
     NOT_SUPPORTED = "NotSupported"
 
 
+class PresetRule(StrEnum):
+    """What an operator's ``--ocpp-keys`` preset may do with a key (a CSMS never may more)."""
+
+    FREE = "free"  # any valid value: a writable key, or a read-only policy
+    AT_MOST = "at_most"  # a capability: lowered (INT), switched off (BOOL), narrowed (CSL)
+    FIXED = "fixed"  # a fact of the hardware: only its own value
+
+
 class KeyKind(StrEnum):
     """The value type of a key, which decides its validation."""
 
@@ -132,6 +140,14 @@ class KeyDef:
     #: Write-only (the security whitepaper's AuthorizationKey): never in a GetConfiguration
     #: answer or a log line.
     secret: bool = False
+    #: What a preset may do; None: FREE for a writable key, AT_MOST for a read-only one.
+    preset_rule: PresetRule | None = None
+
+    @property
+    def preset(self) -> PresetRule:
+        if self.preset_rule is not None:
+            return self.preset_rule
+        return PresetRule.AT_MOST if self.readonly else PresetRule.FREE
 
     def default_for(self, ctx: KeyContext) -> str:
         return self.default if isinstance(self.default, str) else self.default(ctx)
@@ -158,8 +174,13 @@ def _rw(
     return KeyDef(name, kind, False, False, default, minimum, maximum, choices, max_items_key)
 
 
-def _ro(name: str, kind: KeyKind, default: str | Callable[[KeyContext], str]) -> KeyDef:
-    return KeyDef(name, kind, True, False, default)
+def _ro(
+    name: str,
+    kind: KeyKind,
+    default: str | Callable[[KeyContext], str],
+    preset: PresetRule | None = None,
+) -> KeyDef:
+    return KeyDef(name, kind, True, False, default, preset_rule=preset)
 
 
 _B, _I = KeyKind.BOOL, KeyKind.INT
@@ -207,7 +228,7 @@ CORE_KEYS: tuple[KeyDef, ...] = (
     _ro("MeterValuesSampledDataMaxLength", _I, _LIST_MAX),
     _rw("MeterValueSampleInterval", _I, "60", maximum=DAY_S),  # s, 0 = off
     _rw("MinimumStatusDuration", _I, "0", maximum=DAY_S),  # s
-    _ro("NumberOfConnectors", _I, lambda ctx: str(ctx.number_of_connectors)),
+    _ro("NumberOfConnectors", _I, lambda ctx: str(ctx.number_of_connectors), PresetRule.FIXED),
     _rw("ResetRetries", _I, "3", maximum=1000),  # times
     _rw("StopTransactionOnEVSideDisconnect", _B, "true"),
     _rw("StopTransactionOnInvalidId", _B, "true"),
@@ -298,7 +319,8 @@ SECURITY_KEYS: tuple[KeyDef, ...] = (
     _rw("CpoName", KeyKind.STRING, ""),
     _ro("CertificateStoreMaxLength", _I, "10"),  # certificates
     _ro("CertificateSignedMaxChainSize", _I, "10000"),  # bytes
-    _ro("AdditionalRootCertificateCheck", _B, "false"),
+    # a policy of the operator's PKI, not a capability: a preset may set it either way
+    _ro("AdditionalRootCertificateCheck", _B, "false", PresetRule.FREE),
 )
 
 #: Keys per feature profile; an OcppConfig serves the keys of the profiles it is built with.
@@ -312,6 +334,26 @@ PROFILE_KEYS: Mapping[str, tuple[KeyDef, ...]] = {
 }
 #: The feature profiles this charger supports (SupportedFeatureProfiles by default).
 SUPPORTED_PROFILES: tuple[str, ...] = tuple(PROFILE_KEYS)
+#: The CSMS-initiated actions each optional profile brings (OCPP 1.6 section 3.1 and the
+#: profile chapters). A charger built without a profile answers them NotSupported; Core
+#: cannot be switched off.
+PROFILE_ACTIONS: Mapping[str, frozenset[str]] = {
+    "FirmwareManagement": frozenset({"GetDiagnostics", "UpdateFirmware"}),
+    "LocalAuthListManagement": frozenset({"GetLocalListVersion", "SendLocalList"}),
+    "Reservation": frozenset({"ReserveNow", "CancelReservation"}),
+    "SmartCharging": frozenset(
+        {"SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"}
+    ),
+    "RemoteTrigger": frozenset({"TriggerMessage"}),
+}
+
+
+def profile_of_action(action: str) -> str | None:
+    """The optional feature profile ``action`` belongs to; None for Core and the rest."""
+    for profile, actions in PROFILE_ACTIONS.items():
+        if action in actions:
+            return profile
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,9 +572,14 @@ class KeyTable:
     def read_preset(self, path: Path) -> dict[str, str]:
         """Read and validate a ``--ocpp-keys`` TOML file: {canonical key: normalised value}.
 
-        Values may be TOML booleans, integers, strings or lists of strings (joined with
-        commas). Read-only keys cannot be preset (they describe the charger). Raises
-        :class:`ConfigError` whose key names the flag and the offending configuration key.
+        The preset is the operator's configuration, not a CSMS's ChangeConfiguration: every
+        key this table knows may be given, read-only ones included, with the same value
+        checks, plus the key's :class:`PresetRule` (a capability may be lowered, never
+        raised past what the code supports; NumberOfConnectors is the hardware's).
+        ``SupportedFeatureProfiles`` switches profiles off (Core stays); a key of a profile
+        switched off in the same file is an error. Values may be TOML booleans, integers,
+        strings or lists of strings (joined with commas). Raises :class:`ConfigError` whose
+        key names the flag and the offending configuration key.
         """
         try:
             text = path.read_text(encoding="utf-8")
@@ -550,15 +597,47 @@ class KeyTable:
             if defn is None:
                 raise ConfigError(f"--ocpp-keys {key}", "unknown OCPP 1.6 configuration key")
             flag = f"--ocpp-keys {defn.name}"
-            if defn.readonly:
-                raise ConfigError(flag, "is read-only: it describes the charger")
             if defn.name in preset:
                 raise ConfigError(flag, "is given more than once (keys ignore case)")
             try:
-                preset[defn.name] = self.normalise(defn, _toml_to_ocpp(value))
+                preset[defn.name] = self._preset_value(defn, _toml_to_ocpp(value))
             except InvalidValue as exc:
                 raise ConfigError(flag, exc.problem) from exc
+        self._check_profiles(preset)
         return preset
+
+    def _preset_value(self, defn: KeyDef, raw: str) -> str:
+        value = self.normalise(defn, raw)
+        builtin = self.normalise(defn, defn.default_for(self.ctx))
+        rule = defn.preset
+        if rule is PresetRule.FIXED and value != builtin:
+            raise InvalidValue(f"is {builtin} on this charger (it describes the hardware)")
+        if rule is not PresetRule.AT_MOST or value == builtin:
+            return value
+        if defn.kind is KeyKind.INT and int(value) > int(builtin):
+            raise InvalidValue(f"may be lowered, not raised: at most {builtin}, got {value}")
+        if defn.kind is KeyKind.BOOL and value == "true":
+            raise InvalidValue("may be switched off, not on: this charger cannot do it")
+        if defn.kind is KeyKind.CSL:
+            extra = set(_split(value)) - set(_split(builtin))
+            if extra:
+                raise InvalidValue(f"may be narrowed, not widened: {', '.join(sorted(extra))}")
+            if defn.name == "SupportedFeatureProfiles" and "Core" not in _split(value):
+                raise InvalidValue("must keep Core")
+        return value
+
+    def _check_profiles(self, preset: Mapping[str, str]) -> None:
+        profiles = preset.get("SupportedFeatureProfiles")
+        if profiles is None:
+            return
+        kept = set(_split(profiles))
+        for name in preset:
+            for profile, keys in PROFILE_KEYS.items():
+                if profile not in kept and any(d.name == name for d in keys):
+                    raise ConfigError(
+                        f"--ocpp-keys {name}",
+                        f"belongs to {profile}, which SupportedFeatureProfiles switches off",
+                    )
 
 
 # --- persistence and change notification --------------------------------------------------
@@ -591,7 +670,9 @@ class OcppConfig:
         """Apply the persisted values over the defaults; fires no callbacks.
 
         A stored value that is no longer valid (bounds changed in an update) or belongs to a
-        key that is gone or read-only is logged and ignored: the default applies.
+        key that is gone or read-only is logged and ignored: the default applies. (The
+        operator's preset is not among them: it comes in as ``defaults``, see
+        :func:`operator_preset`.)
         """
         stored = await self._storage.load_settings(NAMESPACE)
         for name, value in stored.items():
@@ -609,24 +690,6 @@ class OcppConfig:
                     exc.problem,
                     _shown(defn, self.table.get(name) or ""),
                 )
-
-    async def preset(self, path: Path) -> None:
-        """Apply a ``--ocpp-keys`` file when the state directory is new (else log and skip).
-
-        The whole file is validated before anything is stored, so a bad file changes
-        nothing; it raises :class:`ConfigError` naming the key (see
-        :meth:`KeyTable.read_preset`, which the CLI may call earlier to fail fast).
-        """
-        if not self._storage.is_new:
-            log.info("state directory is not new: preset %s not applied", path)
-            return
-        values = self.table.read_preset(path)
-        async with self._lock:
-            for name, value in values.items():
-                defn = self.table.definition(name)
-                assert defn is not None  # read_preset returns known keys only
-                await self._store(defn, value)
-        log.info("preset %d OCPP keys from %s", len(values), path)
 
     def definition(self, key: str) -> KeyDef | None:
         return self.table.definition(key)
@@ -714,3 +777,60 @@ class OcppConfig:
                 callback(defn.name, value)
             except Exception:
                 log.exception("on_change callback %r failed for %s=%r", callback, defn.name, value)
+
+
+#: Storage namespace of the operator's preset (``--ocpp-keys`` at first boot), kept so that
+#: every later boot builds the same charger (read-only keys and profiles included).
+PRESET_NAMESPACE = "ocpp16-preset"
+
+
+async def operator_preset(
+    storage: Storage, path: Path | None, *, number_of_connectors: int
+) -> dict[str, str]:
+    """The operator's preset: read from ``path`` and kept when the state directory is new,
+    else the one kept at first boot (a ``path`` given then is logged and not applied).
+
+    The whole file is validated before anything is stored, so a bad file changes nothing;
+    it raises :class:`ConfigError` naming the key. The result goes to :class:`OcppConfig`
+    as ``defaults`` (with :func:`preset_profiles` as its profiles); what a CSMS changes
+    later is stored apart and wins over it.
+    """
+    if path is not None and storage.is_new:
+        values = KeyTable(number_of_connectors=number_of_connectors).read_preset(path)
+        for name, value in values.items():
+            await storage.save_setting(PRESET_NAMESPACE, name, value)
+        log.info("preset %d OCPP keys from %s", len(values), path)
+        return values
+    if path is not None:
+        log.info("state directory is not new: preset %s not applied", path)
+    return await storage.load_settings(PRESET_NAMESPACE)
+
+
+def preset_profiles(preset: Mapping[str, str]) -> tuple[str, ...]:
+    """The feature profiles a preset leaves on (every supported one without the key)."""
+    value = preset.get("SupportedFeatureProfiles")
+    if value is None:
+        return SUPPORTED_PROFILES
+    kept = {item.casefold() for item in _split(value)}
+    return tuple(p for p in SUPPORTED_PROFILES if p.casefold() in kept)
+
+
+async def open_ocpp_config(
+    storage: Storage,
+    *,
+    number_of_connectors: int,
+    preset_path: Path | None = None,
+    defaults: Mapping[str, str] | None = None,
+) -> OcppConfig:
+    """The charge point's key table as it boots: built-in defaults, then ``defaults`` (from
+    the configuration file), then the operator's preset (:func:`operator_preset`, with its
+    feature profiles), then what a CSMS changed (loaded from storage)."""
+    preset = await operator_preset(storage, preset_path, number_of_connectors=number_of_connectors)
+    config = OcppConfig(
+        storage,
+        number_of_connectors=number_of_connectors,
+        defaults={**(defaults or {}), **preset},
+        profiles=preset_profiles(preset),
+    )
+    await config.load()
+    return config

@@ -27,6 +27,10 @@ ERROR_CODES: dict[FaultKind, ChargePointErrorCode] = {
     FaultKind.OVERTEMPERATURE: ChargePointErrorCode.high_temperature,
     FaultKind.LOCK_FAILURE: ChargePointErrorCode.connector_lock_failure,
     FaultKind.INTERNAL_ERROR: ChargePointErrorCode.internal_error,
+    FaultKind.UNDER_VOLTAGE: ChargePointErrorCode.under_voltage,
+    FaultKind.OVER_VOLTAGE: ChargePointErrorCode.over_voltage,
+    # 1.6 has no code for it; the StatusNotification's info names it (power_fail)
+    FaultKind.POWER_FAIL: ChargePointErrorCode.other_error,
 }
 
 

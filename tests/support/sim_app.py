@@ -131,6 +131,7 @@ async def controller(
     crash: bool = False,
     rig_type: type[R] = AppRig,  # type: ignore[assignment]
     web: str | None = None,
+    sim_firmware: bool = True,
 ) -> AsyncIterator[R]:
     """The controller on simulated hardware (EV time x ``speed``) against ``csms``.
 
@@ -140,7 +141,9 @@ async def controller(
     before it runs. Unless ``wait_ready`` is false, the rig is handed over once connector 1
     reported ``ready_status`` (None: any status) after boot. ``crash`` ends the run task by
     cancelling it (no shutdown, no StopTransaction) instead of asking it to stop.
-    ``rig_type`` may add a test file's own helpers; ``web`` HOST:PORT runs the web page."""
+    ``rig_type`` may add a test file's own helpers; ``web`` HOST:PORT runs the web page.
+    ``sim_firmware=False`` installs firmware for real (pip) instead of simulating the install
+    step as ``--sim`` does."""
     key_file = write_keys(workdir / "keys.toml", {**base_keys, **(keys or {})})
     doc: dict[str, Any] = {
         "chargepoint": {"id": cp_id},
@@ -150,7 +153,12 @@ async def controller(
     app = ChargePointApp(
         dataclasses.replace(parse_config(doc), state_dir=state_dir or workdir / "state"),
         RunOptions(
-            sim=True, sim_speed=speed, ocpp_keys=key_file, sim_connectors=connectors, web=web
+            sim=True,
+            web=web,
+            sim_speed=speed,
+            ocpp_keys=key_file,
+            sim_connectors=connectors,
+            sim_firmware=sim_firmware,
         ),
     )
     stop = asyncio.Event()

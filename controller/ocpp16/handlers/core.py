@@ -42,6 +42,7 @@ _AVAILABILITY = {
 }
 _UNLOCK = {
     Answer.UNLOCKED: UnlockStatus.unlocked,
+    Answer.UNLOCK_FAILED: UnlockStatus.unlock_failed,
     Answer.NOT_SUPPORTED: UnlockStatus.not_supported,
 }
 
