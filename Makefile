@@ -41,6 +41,8 @@ bench: $(STAMP)
 	@$(BIN)/python bench/cp_latency.py --changes 100
 	@echo "== safety reaction: hazard to contactor coil low (bench/safety_reaction.py)"
 	@$(BIN)/python bench/safety_reaction.py
+	@echo "== safety reaction with the web page and MQTT in use (bench/safety_reaction.py --edges)"
+	@$(BIN)/python bench/safety_reaction.py --edges
 	@echo "== card tap to contactor, remote stop (bench/session_latency.py)"
 	@$(BIN)/python bench/session_latency.py
 	@echo "== CPU and memory of the controller (bench/footprint.py)"

@@ -172,19 +172,30 @@ async def controller_rig(
     ev: type[SimEV] | None = None,
     tags: Mapping[str, str] | None = None,
     before_run: Callable[[ChargePointApp], None] | None = None,
+    config: Mapping[str, Mapping[str, object]] | None = None,
+    web: str | None = None,
 ) -> AsyncIterator[Rig]:
     """The controller on simulated hardware (real time) against a loopback CSMS, in this
     process and loop; connector 1 is Available when this yields. ``ev``: the kind of car
-    on connector 1; ``before_run`` sees the started app before it runs (to hook into it)."""
+    on connector 1; ``before_run`` sees the started app before it runs (to hook into it);
+    ``config`` adds configuration sections (``[mqtt]``, ``[web]``), ``web`` HOST:PORT runs the
+    local page."""
     csms = LocalCsms(authorized_tags=dict(tags or {CARD: "Accepted"}))
     url = await csms.start()
     injector = ThreadPoolExecutor(1, thread_name_prefix="bench-injector")
     try:
         with tempfile.TemporaryDirectory(prefix="picharge-bench-") as tmp:
-            config = parse_config({"chargepoint": {"id": CP_ID}, "ocpp": {"url": url}})
+            parsed = parse_config(
+                {"chargepoint": {"id": CP_ID}, "ocpp": {"url": url}, **(config or {})}
+            )
             app = ChargePointApp(
-                dataclasses.replace(config, state_dir=Path(tmp) / "state"),
-                RunOptions(sim=True, sim_speed=1.0, ocpp_keys=write_keys(Path(tmp) / "k", keys)),
+                dataclasses.replace(parsed, state_dir=Path(tmp) / "state"),
+                RunOptions(
+                    sim=True,
+                    sim_speed=1.0,
+                    ocpp_keys=write_keys(Path(tmp) / "k", keys),
+                    web=web,
+                ),
             )
             stop = asyncio.Event()
             try:

@@ -27,8 +27,12 @@ Two more sets of rows repeat the hazards under stress (issue 12 §2):
 - **CPU-bound neighbour**: a process spinning ``while True: pass`` runs beside the
   controller for the whole set.
 
+- **The home edges busy** (``--edges``, issue 15): the local web page with a client polling
+  the status API every 0.2 s and a live WebSocket open, and the MQTT bridge publishing to a
+  mosquitto started here on loopback (Debian's package), while the hazards come.
+
     .venv/bin/python bench/safety_reaction.py [--cb 100] [--rcd 25] [--short 25]
-        [--stress 10] [--flood-calls 10000]
+        [--stress 10] [--flood-calls 10000] [--edges]
 """
 
 from __future__ import annotations
@@ -38,11 +42,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from benchlib import CARD, CP_ID, Rig, controller_rig, figure
 
@@ -157,6 +166,88 @@ async def measure(counts: dict[str, int], stress: int, flood_calls: int) -> None
         print(figure(f"{name} -> coil low", times, target_ms=TARGET_MS))
 
 
+@contextlib.contextmanager
+def mosquitto() -> Iterator[str]:
+    """A throwaway broker on a free loopback port; yields its ``mqtt://`` URL."""
+    with tempfile.TemporaryDirectory(prefix="picharge-bench-mqtt-") as tmp:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        conf = Path(tmp) / "mosquitto.conf"
+        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n")
+        broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # until it listens
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            yield f"mqtt://127.0.0.1:{port}"
+        finally:
+            broker.terminate()
+            broker.wait()
+
+
+async def browse(url: str) -> None:
+    """A phone on the status page: the status API every 0.2 s and the live stream open."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(url + "/api/v1/live") as live:
+
+        async def drain() -> None:
+            async for _ in live:
+                pass
+
+        reader = asyncio.create_task(drain())
+        try:
+            while True:
+                async with http.get(url + "/api/v1/status") as response:
+                    await response.read()
+                await asyncio.sleep(0.2)
+        finally:
+            reader.cancel()
+
+
+async def measure_edges(counts: dict[str, int]) -> None:
+    """The quiet rows again, with the web page and MQTT in use."""
+    rows: list[tuple[str, list[float]]] = []
+    with mosquitto() as broker:
+        config = {"mqtt": {"url": broker}, "web": {"public_status": True}}
+        async with controller_rig(config=config, web="127.0.0.1:0") as rig:
+            assert rig.app.web is not None and rig.app.mqtt is not None
+            await until_listening(rig)
+            phone = asyncio.create_task(browse(rig.app.web.url.rstrip("/")))
+            try:
+                await rig.act("plug")
+                await rig.status("Preparing")
+                await rig.act("tap", uid=CARD)
+                await charging(rig)
+                for name, change, undo in hazards(rig):
+                    times = [await trial(rig, change, undo) for _ in range(counts[name])]
+                    rows.append((f"{name}, page and MQTT in use", times))
+            finally:
+                phone.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await phone
+    for name, times in rows:
+        print(figure(f"{name} -> coil low", times, target_ms=TARGET_MS))
+
+
+async def until_listening(rig: Rig) -> None:
+    deadline = time.monotonic() + 10
+    while rig.app.web.address is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the web page did not start listening")
+        await asyncio.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cb", type=int, default=100, help="C -> B trials (default 100)")
@@ -168,10 +259,18 @@ def main() -> None:
     parser.add_argument(
         "--flood-calls", type=int, default=10_000, help="CALLs per flood (default 10000)"
     )
+    parser.add_argument(
+        "--edges",
+        action="store_true",
+        help="instead: the hazards with the web page and MQTT in use (needs mosquitto)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     counts = {"EV C -> B": args.cb, "RCD trip": args.rcd, "CP short (E)": args.short}
-    asyncio.run(measure(counts, args.stress, args.flood_calls))
+    if args.edges:
+        asyncio.run(measure_edges(counts))
+    else:
+        asyncio.run(measure(counts, args.stress, args.flood_calls))
 
 
 if __name__ == "__main__":
