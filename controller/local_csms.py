@@ -420,6 +420,8 @@ class LocalCsms:
         self.violations: list[Violation] = []
         self.connection_attempts: list[ConnectionAttempt] = []
         self.transactions: dict[int, TransactionRecord] = {}
+        #: OCPP 2.0.1: every TransactionEvent request by (cp_id, transactionId), in order.
+        self.transaction_events: dict[tuple[str, str], list[Payload]] = {}
         #: The last StatusNotification status per (cp_id, connectorId).
         self.statuses: dict[tuple[str, int], str] = {}
 

@@ -4,7 +4,8 @@ A charging station that opens its websocket with the subprotocol ``ocpp2.0.1`` i
 by :class:`Session201`: the same recording, strictness (every schema violation, against
 the library's 2.0.1 schemas, lands in :attr:`LocalCsms.violations`) and fault knobs as a
 1.6 charge point, with the 2.0.1 answers here (:func:`default_answer`) and the CSMS's
-state kept from 2.0.1 requests (:func:`remember`: the last status per (station, EVSE)).
+state kept from 2.0.1 requests (:func:`remember`: the last status per (station, EVSE),
+every TransactionEvent by (station, transactionId)).
 """
 
 from __future__ import annotations
@@ -85,5 +86,8 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
 def remember(csms: LocalCsms, cp_id: str, action: str, request: Payload, answer: Payload) -> None:
     """Update the CSMS's state from a 2.0.1 request and the answer given."""
     csms._remember_boot(cp_id, action, answer)
+    if action == "TransactionEvent":
+        key = (cp_id, request["transactionInfo"]["transactionId"])
+        csms.transaction_events.setdefault(key, []).append(request)
     if action == "StatusNotification":
         csms.statuses[(cp_id, request["evseId"])] = request["connectorStatus"]

@@ -9,7 +9,6 @@ Pending, B03 Rejected, B06/B05 Get/SetVariables, A00 security profiles).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
@@ -19,7 +18,7 @@ from typing import Any
 from ocpp.v201 import call
 
 from controller.local_csms import LocalCsms
-from tests.support.csms import ACCEPTED_TAG, MakeCsms
+from tests.support.csms import MakeCsms
 from tests.support.sim_app import CP_ID, AppRig, controller
 from tests.support.wait import until
 
@@ -245,21 +244,3 @@ async def test_malformed_calls_get_the_201_rpc_error_codes(csms: LocalCsms, tmp_
         "bad-5": "NotImplemented",  # OCPP-J 2.0.1: "not known by receiver"
         "bad-6": "NotSupported",  # "recognized but not supported"
     }
-
-
-# --- no session the CSMS cannot hear of ----------------------------------------------------
-
-
-async def test_no_session_starts_while_transactions_are_not_reported(
-    csms: LocalCsms, tmp_path: Path
-) -> None:
-    async with controller(csms, tmp_path, ocpp=V201) as rig:
-        await rig.act("plug")
-        await rig.act("charge")
-        await rig.act("tap", uid=ACCEPTED_TAG)
-        await rig.status("Occupied")
-        for _ in range(20):  # two seconds: the car would draw long before
-            assert not rig.hw("contactor_closed")
-            assert rig.app.supervisor is not None
-            assert rig.app.supervisor.connectors[1].transaction is None
-            await asyncio.sleep(0.1)

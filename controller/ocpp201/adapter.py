@@ -1,12 +1,12 @@
 """The OCPP 2.0.1 adapter: :class:`Ocpp201Adapter` implements :class:`~controller.domain.
 CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 
-This is the first slice of issue 14: the link (:class:`~.link_loop.LinkLoop`: connect,
-BootNotification, Heartbeat, reconnect, security profiles), the device model
-(:mod:`.device_model`, GetVariables/SetVariables) and StatusNotification per EVSE. It
-has no transactions yet (TransactionEvent through the durable queue is the next step), so
-it refuses every id presented: a session the CSMS would never hear of must not start
-(picharge loses no session). Loop thread only; the CsmsLink notifications return at once.
+It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
+Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
+GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
+durable queue (:mod:`.transactions`) and authorization (Authorize, the cache and the
+offline rules of :mod:`controller.csms.auth`). Loop thread only; the CsmsLink
+notifications return at once.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from collections.abc import Callable
 from ocpp.v201 import call
 
 from controller.connector_types import ConnectorStatus
+from controller.csms.auth import Authorizer
+from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
+from controller.csms.queue import TransactionQueue
 from controller.csms.security import LinkSecurity
 from controller.csms.tasks import TaskSet
+from controller.csms.timers import Retimer
 from controller.domain import (
     AuthResult,
     AuthStatus,
@@ -31,12 +35,17 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
+from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
 from controller.ocpp201.status import status_request
+from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
+from controller.outbox import Outbox
+from controller.storage import Storage
 from drivers.errors import FaultKind
 
 log = logging.getLogger(__name__)
@@ -57,6 +66,8 @@ class Ocpp201Adapter:
         boot_request: call.BootNotification,
         control: ChargePointControl,
         model: DeviceModel,
+        storage: Storage,
+        seq: SeqNumbers,
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
         security: LinkSecurity | None = None,
@@ -67,6 +78,23 @@ class Ocpp201Adapter:
         self._clock = clock
         self._tasks = TaskSet()
         self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
+        self._model = model
+        self._timers = KeyTimers(model, self.timing.interval_scale)
+        self._authorizer = Authorizer(AuthVariables(model), storage, clock)
+        self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
+        self._transactions = TransactionEvents(
+            queue=self._queue,
+            seq=seq,
+            model=model,
+            authorizer=self._authorizer,
+            control=control,
+            registered=lambda: self._caller.registered,
+            clock=clock,
+            spawn=self._tasks.spawn,
+            interval_scale=self.timing.interval_scale,
+        )
+        self._latest: dict[int, MeterSample] = {}
+        model.on_change(self._variable_changed)
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
             chargepoint_id=chargepoint_id,
@@ -74,7 +102,7 @@ class Ocpp201Adapter:
             security=security,
             boot_request=boot_request,
             model=model,
-            timers=KeyTimers(model, self.timing.interval_scale),
+            timers=self._timers,
             caller=self._caller,
             spawn=self._tasks.spawn,
             serve=self._serve_registered,
@@ -88,17 +116,32 @@ class Ocpp201Adapter:
     def state(self) -> LinkState:
         return self._link.state
 
+    @property
+    def queued(self) -> int:
+        """Transaction events waiting to be sent (or being sent)."""
+        return len(self._queue)
+
     async def resync(self) -> None:
-        """Nothing is queued durably by this slice (no transactions yet)."""
+        """Write the transaction queue to the database again (it failed and works again)."""
+        await self._queue.resync()
 
     async def flush(self, timeout_s: float) -> bool:
-        """Nothing is queued by this slice: always empty."""
+        """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.wait_empty()
+        except TimeoutError:
+            return False
         return True
 
     async def run(self) -> None:
         """Talk to the CSMS until cancelled, reconnecting forever."""
+        self._control.apply_settings(csms_settings(self._model))
+        await self._queue.restore()  # what the last run left unsent goes first
         try:
-            await self._link.run()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._link.run(), name="ocpp201-link")
+                group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -109,6 +152,24 @@ class Ocpp201Adapter:
             await self._send_status(cp, connector_id, self._control.view(connector_id).status)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
+            group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
+
+    async def _sample_periodically(self) -> None:
+        """TransactionEvent Updated every TxUpdatedInterval of each running transaction,
+        online or not (the queue keeps them); until cancelled."""
+        interval = "SampledDataCtrlr.TxUpdatedInterval"
+        timer = Retimer(lambda: self._timers.interval(interval))
+        with self._timers.following(interval, timer):
+            while True:
+                await timer.wait()
+                for tx in self._transactions.running():
+                    sample = self._latest.get(tx.connector_id)
+                    if sample is not None:
+                        self._transactions.sampled(sample)
+
+    def _variable_changed(self, name: str, value: str) -> None:
+        if name in SETTING_VARIABLES:
+            self._control.apply_settings(csms_settings(self._model))
 
     async def _send_status(
         self, cp: Ocpp201ChargePoint, connector_id: int, status: ConnectorStatus
@@ -123,7 +184,9 @@ class Ocpp201Adapter:
     def status_changed(
         self, connector_id: int, status: ConnectorStatus, fault: FaultKind | None
     ) -> None:
-        """Send now when registered; offline it is dropped (the reconnect sends the latest)."""
+        """Send now when registered; offline it is dropped (the reconnect sends the latest).
+        A running transaction's new charging state is a TransactionEvent (queued)."""
+        self._transactions.status_changed(connector_id, status)
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
             self._tasks.spawn(
@@ -131,20 +194,33 @@ class Ocpp201Adapter:
             )
 
     def transaction_started(self, tx: Transaction) -> None:
-        # Unreachable while authorize() refuses every id; logged loudly should that change.
-        log.error("transaction %s started, but OCPP 2.0.1 does not report it yet", tx.local_id)
+        self._transactions.started(tx, self._control.view(tx.connector_id).status)
 
     def transaction_stopped(self, tx: Transaction) -> None:
-        log.error("transaction %s stopped, but OCPP 2.0.1 does not report it yet", tx.local_id)
+        self._transactions.stopped(tx)
 
     def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
-        """Meter values go with TransactionEvent, which this slice does not send yet."""
+        """Keep the latest reading; the TxUpdatedInterval timer decides what is sent."""
+        self._latest[sample.connector_id] = sample
 
     async def authorize(self, id_tag: str) -> AuthResult:
-        """Invalid: without TransactionEvent the CSMS would never hear of the session."""
-        log.warning(
-            "id %s refused: OCPP 2.0.1 transactions are not implemented yet, and a session "
-            "the CSMS cannot hear of must not start",
-            id_tag,
-        )
-        return AuthResult(AuthStatus.INVALID)
+        """The cache (LocalPreAuthorize), else the CSMS (Authorize, C01), else the offline
+        rules (LocalAuthorizeOffline, OfflineTxForUnknownIdEnabled)."""
+        pre = await self._authorizer.pre_authorized(id_tag)
+        if pre is not None:
+            log.info("%s pre-authorized from the cache", id_tag)
+            return pre
+        if self._caller.registered:
+            try:
+                async with asyncio.timeout(self.timing.response_timeout_s):
+                    conf = await self._caller.call(call.Authorize(id_token=id_token(id_tag)))
+            except CallRefused as exc:
+                log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
+                return AuthResult(AuthStatus.INVALID)
+            except (CallFailed, TimeoutError) as exc:
+                log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, describe(exc))
+            else:
+                return await self._authorizer.remember(id_tag, result_from_info(conf.id_token_info))
+        result = await self._authorizer.offline(id_tag)
+        log.info("%s authorized offline: %s", id_tag, result.status)
+        return result

@@ -51,6 +51,7 @@ class DataType(StrEnum):
     INTEGER = "integer"
     BOOLEAN = "boolean"
     STRING = "string"
+    MEMBER_LIST = "MemberList"
 
 
 class SetStatus(StrEnum):
@@ -106,13 +107,35 @@ class VariableDef:
         elif self.data_type is DataType.BOOLEAN:
             if value not in ("true", "false"):
                 return f"must be true or false, got {value!r}"
-        elif self.max_length is not None and len(value) > self.max_length:
+        elif self.data_type is DataType.MEMBER_LIST:
+            unknown = [m for m in value.split(",") if m and m not in MEASURANDS]
+            if unknown:
+                return f"unknown measurand(s) {', '.join(unknown)}; known: {', '.join(MEASURANDS)}"
+        if self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters, got {len(value)}"
         return None
 
 
 def _int(component: str, variable: str, default: int, **kw: object) -> VariableDef:
     return VariableDef(component, variable, DataType.INTEGER, str(default), **kw)  # type: ignore[arg-type]
+
+
+def _bool(component: str, variable: str, default: bool) -> VariableDef:
+    return VariableDef(component, variable, DataType.BOOLEAN, "true" if default else "false")
+
+
+#: The measurands a SampledDataCtrlr list may name (what the meter reading holds).
+MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Voltage",
+    "Frequency",
+)
+
+
+def _measurands(component: str, variable: str, default: str) -> VariableDef:
+    return VariableDef(component, variable, DataType.MEMBER_LIST, default, max_length=500)
 
 
 #: Every variable this charger knows (the components of the first 2.0.1 slice).
@@ -133,6 +156,18 @@ VARIABLES: tuple[VariableDef, ...] = (
     ),
     VariableDef(
         "SecurityCtrlr", "Identity", DataType.STRING, "", Mutability.READ_ONLY, max_length=48
+    ),
+    _bool("AuthCtrlr", "LocalAuthorizeOffline", True),
+    _bool("AuthCtrlr", "LocalPreAuthorize", False),
+    _bool("AuthCtrlr", "OfflineTxForUnknownIdEnabled", False),
+    _bool("AuthCacheCtrlr", "Enabled", True),
+    _bool("TxCtrlr", "StopTxOnEVSideDisconnect", True),
+    _int("TxCtrlr", "EVConnectionTimeOut", 60, min_value=1, unit="s"),
+    _int("SampledDataCtrlr", "TxUpdatedInterval", 60, min_value=0, unit="s"),
+    _measurands(
+        "SampledDataCtrlr",
+        "TxUpdatedMeasurands",
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
     ),
 )
 
@@ -231,6 +266,12 @@ class DeviceModel:
     def get(self, key: str) -> str | None:
         """The Actual value of ``Component.Variable``; None for an unknown one."""
         return self._values.get(key)
+
+    def get_bool(self, key: str) -> bool:
+        return self._values[key] == "true"
+
+    def get_list(self, key: str) -> list[str]:
+        return [item for item in self._values[key].split(",") if item]
 
     def get_int(self, key: str) -> int:
         defn = self._defs[key]

@@ -17,6 +17,8 @@ from controller.csms.security import LinkSecurity, SecurityKeyNames, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.settings import csms_settings
+from controller.ocpp201.transactions import SeqNumbers
 
 SECURITY_VARIABLES = SecurityKeyNames(
     profile="SecurityCtrlr.SecurityProfile", password="SecurityCtrlr.BasicAuthPassword"
@@ -46,6 +48,8 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
     )
     await security.require(config.ocpp_security_profile)
     add_secret(config.ocpp_password)
+    # Before the supervisor runs, so the first session already uses the CSMS's settings.
+    context.control.apply_settings(csms_settings(model))
     boot_request = call.BootNotification(
         charging_station=ChargingStationType(
             model=config.model,
@@ -61,5 +65,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         boot_request=boot_request,
         control=context.control,
         model=model,
+        storage=context.storage,
+        seq=await SeqNumbers.load(context.storage),
         security=security,
     )
