@@ -28,6 +28,14 @@ KEYS = {
 }
 
 
+def drew_energy(event: dict[str, Any]) -> bool:
+    """A MeterValuePeriodic event whose register shows energy drawn."""
+    if event["triggerReason"] != "MeterValuePeriodic":
+        return False
+    values = event["meterValue"][0]["sampledValue"]
+    return any(v["measurand"] == "Energy.Active.Import.Register" and v["value"] > 0 for v in values)
+
+
 def events(csms: LocalCsms) -> list[dict[str, Any]]:
     """The TransactionEvents of the one transaction the CSMS knows, in order."""
     [(key, found)] = list(csms.transaction_events.items())
@@ -52,9 +60,7 @@ async def test_a_session_is_authorized_started_updated_and_ended_in_sequence(
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
         started = await charge(rig)
         authorize = await csms.wait_for("Authorize")
-        await csms.wait_for(
-            "TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic"
-        )
+        await csms.wait_for("TransactionEvent", drew_energy)
         await rig.act("unplug")
         ended = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
         assert not rig.hw("contactor_closed")

@@ -39,6 +39,7 @@ from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.services import Services
 from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
 from controller.ocpp201.status import status_request
 from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
@@ -95,6 +96,17 @@ class Ocpp201Adapter:
         )
         self._latest: dict[int, MeterSample] = {}
         model.on_change(self._variable_changed)
+        services = Services(
+            model=model,
+            control=control,
+            transactions=self._transactions,
+            authorizer=self._authorizer,
+            storage=storage,
+            spawn=self._tasks.spawn,
+            clock=clock,
+            latest_sample=self._latest.get,
+            boot_request=boot_request,
+        )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
             chargepoint_id=chargepoint_id,
@@ -104,6 +116,7 @@ class Ocpp201Adapter:
             model=model,
             timers=self._timers,
             caller=self._caller,
+            services=services,
             spawn=self._tasks.spawn,
             serve=self._serve_registered,
         )

@@ -1,11 +1,11 @@
 """The charging-station side of an OCPP 2.0.1 connection: the ocpp library's v201
 ChargePoint, with every frame checked first and each CALL served in a task of its own.
 
-Handlers map a request onto the device model or :class:`~controller.domain.
-ChargePointControl` and return at once (an ``@on`` handler that awaited an outgoing call
-would stall the library's receive loop: its issue #130). A CALL this slice has no handler
-for is answered NotImplemented by the library. One instance per websocket connection; loop
-thread only.
+Handlers (here the device model's, in :mod:`.remote` the remote control's) map a request
+onto the device model or :class:`~controller.domain.ChargePointControl` and return at once
+(an ``@on`` handler that awaited an outgoing call would stall the library's receive loop:
+its issue #130). A CALL without a handler is answered NotSupported (see :mod:`.errors`).
+One instance per websocket connection; loop thread only.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from ocpp.v201.datatypes import GetVariableResultType, SetVariableResultType
 from ocpp.v201.enums import Action, GetVariableStatusEnumType
 from websockets.exceptions import ConnectionClosed
 
-from controller.csms.calls import Spawn
-from controller.ocpp201.device_model import DeviceModel, Mutability, SetStatus
+from controller.ocpp201.device_model import Mutability, SetStatus
 from controller.ocpp201.errors import call_error_for, check_frame
+from controller.ocpp201.remote import RemoteHandlers
+from controller.ocpp201.services import Services
 from controller.ocppj.frames import FrameProblem
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,17 @@ log = logging.getLogger(__name__)
 ACTUAL = "Actual"
 
 
-class Ocpp201ChargePoint(ChargePoint):
+class Ocpp201ChargePoint(RemoteHandlers, ChargePoint):
     def __init__(
-        self,
-        chargepoint_id: str,
-        connection: Any,
-        *,
-        model: DeviceModel,
-        spawn: Spawn,
-        response_timeout: float,
+        self, chargepoint_id: str, connection: Any, *, services: Services, response_timeout: float
     ) -> None:
         super().__init__(chargepoint_id, connection, response_timeout=response_timeout)
-        self._model = model
-        self._spawn = spawn
+        self._s = services
+        self._model = services.model
+        self._spawn = services.spawn
+        #: Set by the link loop once this connection's BootNotification is Accepted (or the
+        #: station registered earlier in this run); until then remote starts are refused.
+        self.registered = False
 
     # --- frames ---------------------------------------------------------------------------
 

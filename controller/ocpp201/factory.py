@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from ocpp.v201 import call
 from ocpp.v201.datatypes import ChargingStationType
-from ocpp.v201.enums import BootReasonEnumType
 
 from controller.csms.adapter import AdapterContext
 from controller.csms.firmware import installed_version
 from controller.csms.security import LinkSecurity, SecurityKeyNames, TlsFiles
 from controller.logging_setup import add_secret
+from controller.ocpp201 import boot_reason
 from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.settings import csms_settings
@@ -57,7 +57,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
             serial_number=config.serial or None,
             firmware_version=f"picharge-{installed_version()}",
         ),
-        reason=BootReasonEnumType.power_up,
+        reason=await boot_reason.take(context.storage),
     )
     return Ocpp201Adapter(
         url=config.ocpp_url,

@@ -35,6 +35,7 @@ from controller.csms.security import LinkSecurity, LinkSecurityError
 from controller.csms.timers import Retimer
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.services import Services
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
 
@@ -75,6 +76,7 @@ class LinkLoop:
         model: DeviceModel,
         timers: KeyTimers,
         caller: SessionCaller[Ocpp201ChargePoint],
+        services: Services,
         spawn: Spawn,
         serve: Callable[[Ocpp201ChargePoint], Awaitable[None]],
     ) -> None:
@@ -86,6 +88,7 @@ class LinkLoop:
         self._model = model
         self._timers = timers
         self._caller = caller
+        self._services = services
         self._spawn = spawn
         self._serve = serve
         self.state = LinkState.STOPPED
@@ -151,8 +154,7 @@ class LinkLoop:
         cp = Ocpp201ChargePoint(
             self._chargepoint_id,
             ws,
-            model=self._model,
-            spawn=self._spawn,
+            services=self._services,
             response_timeout=self._timing.response_timeout_s,
         )
         closed = asyncio.Event()
@@ -179,6 +181,7 @@ class LinkLoop:
             await self._boot(cp)
             self._booted_once = True
         backoff.reset()
+        cp.registered = True
         self._caller.registered = True
         self.set_state(LinkState.REGISTERED)
         await self._serve(cp)

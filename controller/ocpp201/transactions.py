@@ -42,7 +42,7 @@ from controller.ocppj.frames import CALL_FAILURES
 from controller.storage import Storage
 
 if TYPE_CHECKING:
-    from controller.ocpp201.charge_point import Ocpp201ChargePoint
+    from ocpp.charge_point import ChargePoint
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ class TransactionEvents:
         self._spawn = spawn
         self._scale = interval_scale
         self._running: dict[int, Transaction] = {}  # by connector
+        #: RequestStartTransaction's remoteStartId by EVSE (0: whichever starts), until used.
+        self._remote_starts: dict[int, int] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
 
     def running(self) -> list[Transaction]:
@@ -161,6 +163,25 @@ class TransactionEvents:
             body["meter_value"] = [meter]
         self.queue.put(TxMessage(kind, tx.local_id, body))
 
+    def remote_start_expected(self, evse_id: int | None, remote_start_id: int | None) -> None:
+        """RequestStartTransaction was accepted for ``evse_id`` (None: any): the next
+        Started there says RemoteStart and carries ``remote_start_id`` (None: forget it)."""
+        key = evse_id or 0
+        if remote_start_id is None:
+            self._remote_starts.pop(key, None)
+        else:
+            self._remote_starts[key] = remote_start_id
+
+    def triggered(self, connector_id: int, sample: MeterSample | None) -> None:
+        """TriggerMessage TransactionEvent: Updated (Trigger) for the running transaction."""
+        tx = self._running.get(connector_id)
+        if tx is None:
+            return
+        measurands = self._model.get_list("SampledDataCtrlr.TxUpdatedMeasurands")
+        value = None if sample is None else meter_value(sample, measurands, "Trigger")
+        info = {"charging_state": self._states.get(connector_id, "EVConnected")}
+        self._event(TxKind.METER, tx, "Trigger", self._clock(), info, value)
+
     def started(self, tx: Transaction, status: ConnectorStatus) -> None:
         """Queue Started (E03: authorized with the EV connected)."""
         self._running[tx.connector_id] = tx
@@ -173,9 +194,14 @@ class TransactionEvents:
         }
         if tx.reservation_id is not None:
             extra["reservation_id"] = tx.reservation_id
-        self._event(
-            TxKind.START, tx, "Authorized", tx.started_at, {"charging_state": state}, begin, **extra
-        )
+        info: dict[str, Any] = {"charging_state": state}
+        trigger = "Authorized"
+        remote = self._remote_starts.pop(tx.connector_id, None)
+        if remote is None:
+            remote = self._remote_starts.pop(0, None)
+        if remote is not None:
+            trigger, info["remote_start_id"] = "RemoteStart", remote
+        self._event(TxKind.START, tx, trigger, tx.started_at, info, begin, **extra)
 
     def status_changed(self, connector_id: int, status: ConnectorStatus) -> None:
         """Queue Updated (ChargingStateChanged) when the running transaction's state moved."""
@@ -233,7 +259,7 @@ class TransactionEvents:
             ],
         }
 
-    async def drain(self, cp: Ocpp201ChargePoint) -> None:
+    async def drain(self, cp: ChargePoint) -> None:
         """Send the queue in order over ``cp`` (registered), with retries; until cancelled."""
         await self.queue.drain(
             lambda message, _: self._send(cp, message),
@@ -245,7 +271,7 @@ class TransactionEvents:
             ),
         )
 
-    async def _send(self, cp: Ocpp201ChargePoint, message: TxMessage) -> Any:
+    async def _send(self, cp: ChargePoint, message: TxMessage) -> Any:
         try:
             return await call_checked(cp, call.TransactionEvent(**message.body))
         except CALL_FAILURES as exc:
