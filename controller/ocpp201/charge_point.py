@@ -15,17 +15,25 @@ from typing import Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call
-from ocpp.routing import on
-from ocpp.v201 import ChargePoint, call_result
+from ocpp.routing import after, on
+from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.datatypes import GetVariableResultType, SetVariableResultType
-from ocpp.v201.enums import Action, GetVariableStatusEnumType
+from ocpp.v201.enums import (
+    Action,
+    GenericDeviceModelStatusEnumType,
+    GetVariableStatusEnumType,
+    ReportBaseEnumType,
+)
 from websockets.exceptions import ConnectionClosed
 
+from controller.csms.wire import iso_utc
 from controller.ocpp201.device_model import Mutability, SetStatus
 from controller.ocpp201.errors import call_error_for, check_frame
 from controller.ocpp201.remote import RemoteHandlers
+from controller.ocpp201.reports import report_data, split
 from controller.ocpp201.services import Services
-from controller.ocppj.frames import FrameProblem
+from controller.ocppj.caller import call_checked, describe
+from controller.ocppj.frames import CALL_FAILURES, FrameProblem
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,78 @@ class Ocpp201ChargePoint(RemoteHandlers, ChargePoint):
             attribute_type=attribute,
             attribute_value=value,
         )
+
+    # --- reports (B07, B08) -----------------------------------------------------------------
+
+    @on(Action.get_base_report)
+    def _on_get_base_report(self, request_id: int, report_base: str, **_: Any) -> Any:
+        if report_base == ReportBaseEnumType.summary_inventory:
+            return call_result.GetBaseReport(GenericDeviceModelStatusEnumType.not_supported)
+        return call_result.GetBaseReport(GenericDeviceModelStatusEnumType.accepted)
+
+    @after(Action.get_base_report)
+    def _after_get_base_report(self, request_id: int, report_base: str, **_: Any) -> None:
+        if report_base == ReportBaseEnumType.summary_inventory:
+            return
+        configuration = report_base == ReportBaseEnumType.configuration_inventory
+        items = report_data(self._model, configuration_only=configuration)
+        self._spawn(self._notify_report(request_id, items), f"ocpp201-report-{request_id}")
+
+    def _wanted(self, component_variable: list[dict[str, Any]] | None) -> list[Any] | None:
+        if component_variable is None:
+            return None
+        return [
+            (cv["component"]["name"], (cv.get("variable") or {}).get("name"))
+            for cv in component_variable
+        ]
+
+    @on(Action.get_report)
+    def _on_get_report(
+        self,
+        request_id: int,
+        component_variable: list[dict[str, Any]] | None = None,
+        component_criteria: list[str] | None = None,
+        **_: Any,
+    ) -> Any:
+        if component_criteria:  # Active/Available/Enabled/Problem: not kept per component
+            return call_result.GetReport(GenericDeviceModelStatusEnumType.not_supported)
+        items = report_data(self._model, wanted=self._wanted(component_variable))
+        if not items:
+            return call_result.GetReport(GenericDeviceModelStatusEnumType.empty_result_set)
+        return call_result.GetReport(GenericDeviceModelStatusEnumType.accepted)
+
+    @after(Action.get_report)
+    def _after_get_report(
+        self,
+        request_id: int,
+        component_variable: list[dict[str, Any]] | None = None,
+        component_criteria: list[str] | None = None,
+        **_: Any,
+    ) -> None:
+        items = report_data(self._model, wanted=self._wanted(component_variable))
+        if items and not component_criteria:
+            self._spawn(self._notify_report(request_id, items), f"ocpp201-report-{request_id}")
+
+    async def _notify_report(self, request_id: int, items: list[dict[str, Any]]) -> None:
+        parts = split(
+            items,
+            self._model.get_int("DeviceDataCtrlr.ItemsPerMessage"),
+            self._model.get_int("DeviceDataCtrlr.BytesPerMessage"),
+        )
+        generated_at = iso_utc(self._s.clock())
+        for seq_no, part in enumerate(parts):
+            request = call.NotifyReport(
+                request_id=request_id,
+                generated_at=generated_at,
+                seq_no=seq_no,
+                report_data=part,
+                tbc=seq_no < len(parts) - 1,
+            )
+            try:
+                await call_checked(self, request)
+            except CALL_FAILURES as exc:
+                log.warning("NotifyReport %d part %d failed: %s", request_id, seq_no, describe(exc))
+                return
 
     @on(Action.set_variables)
     async def _on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:

@@ -157,6 +157,8 @@ VARIABLES: tuple[VariableDef, ...] = (
     VariableDef(
         "SecurityCtrlr", "Identity", DataType.STRING, "", Mutability.READ_ONLY, max_length=48
     ),
+    _int("DeviceDataCtrlr", "ItemsPerMessage", 10, mutability=Mutability.READ_ONLY),
+    _int("DeviceDataCtrlr", "BytesPerMessage", 8192, mutability=Mutability.READ_ONLY),
     _bool("AuthCtrlr", "LocalAuthorizeOffline", True),
     _bool("AuthCtrlr", "LocalPreAuthorize", False),
     _bool("AuthCtrlr", "OfflineTxForUnknownIdEnabled", False),
@@ -200,6 +202,10 @@ class DeviceModel:
 
     def definition(self, name: str) -> VariableDef | None:
         return self._defs.get(name)
+
+    def definitions(self) -> tuple[VariableDef, ...]:
+        """Every variable, in the table's order (reports)."""
+        return tuple(self._defs.values())
 
     def knows_component(self, component: str) -> bool:
         return component in self._components
