@@ -38,6 +38,7 @@ from controller.domain import (
 from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
 from controller.ocpp201.services import Services
 from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
@@ -95,6 +96,7 @@ class Ocpp201Adapter:
             interval_scale=self.timing.interval_scale,
         )
         self._latest: dict[int, MeterSample] = {}
+        self._faults = FaultEvents()
         model.on_change(self._variable_changed)
         services = Services(
             model=model,
@@ -185,12 +187,19 @@ class Ocpp201Adapter:
             self._control.apply_settings(csms_settings(self._model))
 
     async def _send_status(
-        self, cp: Ocpp201ChargePoint, connector_id: int, status: ConnectorStatus
+        self,
+        cp: Ocpp201ChargePoint,
+        connector_id: int,
+        status: ConnectorStatus,
+        event: call.NotifyEvent | None = None,
     ) -> None:
+        """StatusNotification, then the NotifyEvent of a fault that came or went."""
         try:
             await call_checked(cp, status_request(connector_id, status, self._clock()))
+            if event is not None:
+                await call_checked(cp, event)
         except CALL_FAILURES as exc:
-            log.warning("StatusNotification of EVSE %d failed: %s", connector_id, describe(exc))
+            log.warning("status of EVSE %d not sent: %s", connector_id, describe(exc))
 
     # --- what the supervisor reports ----------------------------------------------------
 
@@ -200,10 +209,12 @@ class Ocpp201Adapter:
         """Send now when registered; offline it is dropped (the reconnect sends the latest).
         A running transaction's new charging state is a TransactionEvent (queued)."""
         self._transactions.status_changed(connector_id, status)
+        event = self._faults.changed(connector_id, fault, self._clock())
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
             self._tasks.spawn(
-                self._send_status(cp, connector_id, status), f"ocpp201-status-{connector_id}"
+                self._send_status(cp, connector_id, status, event),
+                f"ocpp201-status-{connector_id}",
             )
 
     def transaction_started(self, tx: Transaction) -> None:
