@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ocpp.v201 import call
 
 from controller.local_csms import LocalCsms
+from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from tests.support.csms import MakeCsms
 from tests.support.sim_app import CP_ID, AppRig, controller
 from tests.support.wait import until
@@ -244,3 +246,60 @@ async def test_malformed_calls_get_the_201_rpc_error_codes(csms: LocalCsms, tmp_
         "bad-5": "NotImplemented",  # OCPP-J 2.0.1: "not known by receiver"
         "bad-6": "NotSupported",  # "recognized but not supported"
     }
+
+
+# --- a CSMS that does not wait for the answers --------------------------------------------
+
+
+async def test_a_flood_of_calls_is_served_one_at_a_time_and_the_excess_refused_busy(
+    csms: LocalCsms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = most = 0
+    serve = Ocpp201ChargePoint._serve
+
+    async def counted(self: Ocpp201ChargePoint, message: Any) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await serve(self, message)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(Ocpp201ChargePoint, "_serve", counted)
+    async with controller(csms, tmp_path, ocpp=V201) as rig:
+        attempts = len(csms.connection_attempts)
+        after = len(csms.raw_received)
+        ids = [f"flood-{n}" for n in range(300)]
+        for uid in ids:
+            frame = [
+                2,
+                uid,
+                "GetVariables",
+                {
+                    "getVariableData": [
+                        {
+                            "component": {"name": "OCPPCommCtrlr"},
+                            "variable": {"name": "HeartbeatInterval"},
+                        }
+                    ]
+                },
+            ]
+            await csms.send_raw(CP_ID, json.dumps(frame))
+
+        def answered() -> dict[str, list[Any]]:
+            found = {}
+            for raw in csms.raw_received[after:]:
+                if raw.text.startswith(("[3,", "[4,")) and '"flood-' in raw.text:
+                    answer = json.loads(raw.text)
+                    found[answer[1]] = answer
+            return found
+
+        await until(lambda: len(answered()) == len(ids), timeout_s=30)
+        got = answered().values()
+        assert len(csms.connection_attempts) == attempts, "the link was dropped"
+        assert rig.app.adapter is not None
+    served = [a for a in got if a[0] == 3]
+    refused = [a for a in got if a[0] == 4]
+    assert served and all(a[2] == "GenericError" for a in refused)
+    assert most == 1, f"{most} CALLs were served at the same time"

@@ -1,5 +1,6 @@
 """The charging-station side of an OCPP 2.0.1 connection: the ocpp library's v201
-ChargePoint, with every frame checked first and each CALL served in a task of its own.
+ChargePoint, its frames and CALLs served as :mod:`controller.ocppj.serving` says (checked
+first, one at a time with a bounded backlog) with the 2.0.1 error codes.
 
 Handlers (here the device model's, in :mod:`.remote` the remote control's) map a request
 onto the device model or :class:`~controller.domain.ChargePointControl` and return at once
@@ -11,10 +12,11 @@ One instance per websocket connection; loop thread only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call
+from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.datatypes import GetVariableResultType, SetVariableResultType
@@ -24,7 +26,6 @@ from ocpp.v201.enums import (
     GetVariableStatusEnumType,
     ReportBaseEnumType,
 )
-from websockets.exceptions import ConnectionClosed
 
 from controller.csms.wire import iso_utc
 from controller.ocpp201.device_model import Mutability, SetStatus
@@ -34,6 +35,7 @@ from controller.ocpp201.reports import report_data, split
 from controller.ocpp201.services import Services
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES, FrameProblem
+from controller.ocppj.serving import CallServing
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 ACTUAL = "Actual"
 
 
-class Ocpp201ChargePoint(RemoteHandlers, ChargePoint):
+class Ocpp201ChargePoint(RemoteHandlers, CallServing, ChargePoint):
     def __init__(
         self, chargepoint_id: str, connection: Any, *, services: Services, response_timeout: float
     ) -> None:
@@ -52,35 +54,16 @@ class Ocpp201ChargePoint(RemoteHandlers, ChargePoint):
         #: Set by the link loop once this connection's BootNotification is Accepted (or the
         #: station registered earlier in this run); until then remote starts are refused.
         self.registered = False
+        self.init_serving("ocpp201")
 
-    # --- frames ---------------------------------------------------------------------------
+    def check_frame(self, raw: str | bytes) -> Call | CallResult | CallError | FrameProblem:
+        return check_frame(raw)
 
-    async def route_message(self, raw_msg: str | bytes) -> None:
-        message = check_frame(raw_msg)
-        if isinstance(message, FrameProblem):
-            log.warning(
-                "malformed frame from the CSMS (%s): %.200r",
-                message.error.details.get("cause"),
-                raw_msg,
-            )
-            await self._send(message.to_json())
-        elif isinstance(message, Call):
-            self._spawn(self._serve(message), f"ocpp201-{message.action}-{message.unique_id}")
-        else:
-            self._response_queue.put_nowait(message)
+    def call_error_for(self, call: Call, error: OCPPError) -> OCPPError:
+        return call_error_for(call, error)
 
-    async def _serve(self, message: Call) -> None:
-        try:
-            await self._handle_call(message)
-        except OCPPError as error:
-            answer = call_error_for(message, error)
-            log.warning("%s %s: CALLERROR %s", message.action, message.unique_id, answer.code)
-            try:
-                await self._send(message.create_call_error(answer).to_json())
-            except ConnectionClosed:
-                log.info("link closed before the CALLERROR for %s went out", message.action)
-        except ConnectionClosed:
-            log.info("link closed before the answer to %s went out", message.action)
+    def spawn_serving(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._spawn(coro, name)
 
     # --- provisioning (B06, B05) ----------------------------------------------------------
 
