@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("fault", choices=FAULTS)
     _sim_options(fault, default=False)
 
-    commands.add_parser("demo", help="a full charging session on simulated hardware")
+    demo = commands.add_parser("demo", help="a full charging session on simulated hardware")
+    demo.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="OCPP version")
 
     password = commands.add_parser(
         "web-password",
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_hw(args)
         from controller.demo import run_demo
 
-        return asyncio.run(on_named_loop(run_demo()))
+        return asyncio.run(on_named_loop(run_demo(version=args.ocpp)))
     except ConfigError as exc:  # one line, whatever the file held
         print(f"picharge: configuration error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE

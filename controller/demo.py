@@ -1,11 +1,13 @@
 """``picharge demo``: a complete charging session against a bundled local CSMS.
 
-Everything runs in this process and on loopback: a small OCPP 1.6J central system
-(:mod:`controller.local_csms`), the real controller (supervisor, connector state machine,
+Everything runs in this process and on loopback: a small OCPP central system speaking 1.6J
+or 2.0.1 (:mod:`controller.local_csms`), the real controller (supervisor, connector state machine,
 OCPP adapter, drivers) on simulated hardware, and a script that plays the car and its
 driver: plug in, tap a card, charge with accelerated time, a limit imposed by the CSMS,
 unplug. Progress lines come from the controller's view and the simulated car; the summary
-comes from what the CSMS received.
+comes from what the CSMS received. Under 2.0.1 (``picharge demo --ocpp 2.0.1``) the session
+is reported as TransactionEvents and there is no CSMS limit yet (smart charging is not in
+the 2.0.1 adapter).
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ DEMO_SPEED = 60.0  # one wall-clock second is one minute for the car and the met
 DEMO_CARD = "04A1B2C3"
 CHARGE_POINT_ID = "picharge-demo"
 DEMO_KEYS = "MeterValueSampleInterval = 2\nHeartbeatInterval = 60\n"
+DEMO_VARIABLES = (
+    "[SampledDataCtrlr]\nTxUpdatedInterval = 2\n[OCPPCommCtrlr]\nHeartbeatInterval = 60\n"
+)
 
 
 class _Session:
-    def __init__(self, app: ChargePointApp, csms: LocalCsms, out: Callable[[str], None]):
+    def __init__(
+        self,
+        app: ChargePointApp,
+        csms: LocalCsms,
+        out: Callable[[str], None],
+        version: str = "1.6",
+    ):
+        self.v201 = version == "2.0.1"
         self.app = app
         self.csms = csms
         self.out = out
@@ -77,20 +89,34 @@ class _Session:
         await self.app.sim.handle({"action": "tap", "uid": DEMO_CARD})
         await self.csms.wait_for("Authorize", timeout_s=10)
         self.say(f"card {DEMO_CARD} tapped: the CSMS authorized it")
-        start = await self.csms.wait_for("StartTransaction", timeout_s=10)
+        if self.v201:
+            start = await self.csms.wait_for(
+                "TransactionEvent", lambda p: p["eventType"] == "Started", timeout_s=10
+            )
+            meter_start = start["meterValue"][0]["sampledValue"][0]["value"]
+        else:
+            start = await self.csms.wait_for("StartTransaction", timeout_s=10)
+            meter_start = start["meterStart"]
         await self.until("Charging", lambda: self.status() == "Charging")
-        self.say(f"transaction started at {start['meterStart']} Wh: contactor closed, Charging")
+        self.say(f"transaction started at {meter_start} Wh: contactor closed, Charging")
 
         for second in range(int(charge_s)):
-            if second == int(charge_s) // 2:
+            if second == int(charge_s) // 2 and not self.v201:
                 await self._impose_limit(10)
             await asyncio.sleep(1.0)
             self.progress()
 
         await self.app.sim.handle({"action": "unplug", "connector": 1})
-        stop = await self.csms.wait_for("StopTransaction", timeout_s=10)
+        if self.v201:
+            stop = await self.csms.wait_for(
+                "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout_s=10
+            )
+            reason = stop["transactionInfo"].get("stoppedReason")
+        else:
+            stop = await self.csms.wait_for("StopTransaction", timeout_s=10)
+            reason = stop.get("reason")
         await self.until("Available", lambda: self.status() == "Available")
-        self.say(f"car unplugged: transaction stopped ({stop.get('reason')}), contactor open")
+        self.say(f"car unplugged: transaction stopped ({reason}), contactor open")
 
     async def _impose_limit(self, amps: int) -> None:
         profile = {
@@ -113,6 +139,9 @@ class _Session:
         self.say(f"the CSMS limits the session to {amps} A: {result.status}")
 
     def summary(self) -> None:
+        if self.v201:
+            self._summary_201()
+            return
         [record] = list(self.csms.transactions.values())[-1:]
         self.out("")
         self.out("Session summary (as the CSMS recorded it)")
@@ -128,12 +157,29 @@ class _Session:
         self.out("prints the page's URL (http://127.0.0.1:8080/); after `picharge sim plug`,")
         self.out("log in (`picharge web-password --state-dir DIR` sets the password) and Start.")
 
+    def _summary_201(self) -> None:
+        [((_, tx_id), sent)] = list(self.csms.transaction_events.items())[-1:]
+        started, ended = sent[0], sent[-1]
+        begin = started["meterValue"][0]["sampledValue"][0]["value"]
+        end = ended["meterValue"][0]["sampledValue"][0]["value"]
+        self.out("")
+        self.out("Session summary (as the CSMS recorded it, OCPP 2.0.1)")
+        self.out(f"  transaction      {tx_id} on EVSE {started['evse']['id']}")
+        self.out(f"  card             {started['idToken']['idToken']}")
+        self.out(f"  meter start/stop {begin} / {end} Wh")
+        self.out(f"  energy           {(end - begin) / 1000:.3f} kWh")
+        self.out(f"  stop reason      {ended['transactionInfo'].get('stoppedReason')}")
+        self.out(f"  events           {len(sent)} TransactionEvents, seqNo 0-{ended['seqNo']}")
+
 
 async def run_demo(
-    out: Callable[[str], None] = print, charge_s: float = 8.0, state_dir: Path | None = None
+    out: Callable[[str], None] = print,
+    charge_s: float = 8.0,
+    state_dir: Path | None = None,
+    version: str = "1.6",
 ) -> int:
-    """Play the session; returns 0 when it completed."""
-    out("picharge demo: a charging session on simulated hardware with a local CSMS")
+    """Play the session with OCPP ``version``; returns 0 when it completed."""
+    out(f"picharge demo: a charging session on simulated hardware, local CSMS, OCPP {version}")
     out("(car and meter time run x60; OCPP messages are real, over a loopback websocket)")
     csms = LocalCsms(authorized_tags={DEMO_CARD: "Accepted"})
     with contextlib.ExitStack() as stack:
@@ -141,9 +187,11 @@ async def run_demo(
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         keys = state_dir / "demo-keys.toml"
         state_dir.mkdir(parents=True, exist_ok=True)
-        keys.write_text(DEMO_KEYS)
+        keys.write_text(DEMO_VARIABLES if version == "2.0.1" else DEMO_KEYS)
         url = await csms.start()
-        config = parse_config({"chargepoint": {"id": CHARGE_POINT_ID}, "ocpp": {"url": url}})
+        config = parse_config(
+            {"chargepoint": {"id": CHARGE_POINT_ID}, "ocpp": {"url": url, "version": version}}
+        )
         app = ChargePointApp(
             dataclasses.replace(config, state_dir=state_dir / "state"),
             RunOptions(sim=True, sim_speed=DEMO_SPEED, ocpp_keys=keys),
@@ -152,7 +200,7 @@ async def run_demo(
         try:
             await app.start()
             runner = asyncio.create_task(app.run(stop))
-            session = _Session(app, csms, out)
+            session = _Session(app, csms, out, version)
             try:
                 await session.play(charge_s)
             finally:

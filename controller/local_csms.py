@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ocpp.charge_point import camel_to_snake_case
@@ -58,6 +58,9 @@ from websockets.typing import Subprotocol
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+#: The same server also speaks OCPP 2.0.1 (:mod:`controller.local_csms201`) to a charging
+#: station that asks for this subprotocol.
+SUBPROTOCOL_201 = "ocpp2.0.1"
 #: The vendorId whose DataTransfer this CSMS accepts (compared case-insensitively).
 VENDOR_ID = "picharge"
 #: OCPP-J: a message id is at most 36 characters.
@@ -86,6 +89,22 @@ HANDLED_ACTIONS = frozenset(
         Action.start_transaction,
         Action.status_notification,
         Action.stop_transaction,
+    }
+)
+
+
+#: The charging-station-initiated 2.0.1 actions this CSMS answers.
+HANDLED_ACTIONS_201 = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "Heartbeat",
+        "NotifyEvent",
+        "NotifyReport",
+        "SecurityEventNotification",
+        "StatusNotification",
+        "TransactionEvent",
     }
 )
 
@@ -230,8 +249,9 @@ def _short(payload: Any, limit: int = 160) -> str:
 # --- one connection -----------------------------------------------------------------------
 
 
-class _ChargePointSession(ChargePoint):
-    """The CSMS side of one charge point's websocket. Loop thread only.
+class _SessionMixin:
+    """The CSMS side of one charge point's websocket, whatever its version (the version's
+    ``ChargePoint`` follows this class in the bases). Loop thread only.
 
     The handlers only adapt: :class:`LocalCsms` decides every answer. The library hands
     handlers snake_case keyword arguments; the answer logic wants the wire's camelCase, so
@@ -239,8 +259,18 @@ class _ChargePointSession(ChargePoint):
     time per connection: the library's receive loop awaits each).
     """
 
+    #: The version's call_result module (answers are built from its dataclasses).
+    results: Any = call_result
+    id: str
+    _ocpp_version: str
+    if TYPE_CHECKING:  # the version's ChargePoint provides them
+
+        async def start(self) -> None: ...
+
+        async def call(self, payload: Any, suppress: bool = ..., unique_id: Any = ...) -> Any: ...
+
     def __init__(self, cp_id: str, ws: ServerConnection, csms: LocalCsms) -> None:
-        super().__init__(cp_id, ws, response_timeout=csms.call_timeout_s)
+        super().__init__(cp_id, ws, response_timeout=csms.call_timeout_s)  # type: ignore[call-arg]
         self.ws = ws
         self._csms = csms
         self._request: Payload = {}
@@ -265,24 +295,28 @@ class _ChargePointSession(ChargePoint):
         if not isinstance(msg, Call):
             if unique_id in self.awaiting:
                 self.answers[unique_id] = raw_msg
-            await super().route_message(raw_msg)
+            await super().route_message(raw_msg)  # type: ignore[misc]
             return
         try:
             await validate_payload(msg, self._ocpp_version)
         except OCPPError as error:
             csms._violation(self.id, raw_msg, f"{error.code}: {error.description} {error.details}")
-            await super().route_message(raw_msg)  # the library answers with a CALLERROR
+            await super().route_message(raw_msg)  # type: ignore[misc]  # answered: CALLERROR
             return
         for problem in _timestamp_problems(msg.payload):
             csms._violation(self.id, raw_msg, problem)
         csms._check_boot_order(self.id, msg.action, raw_msg, arrived_s)
         self._request = msg.payload
-        await super().route_message(raw_msg)
+        await super().route_message(raw_msg)  # type: ignore[misc]
         csms._record_call(Received(self.id, msg.action, msg.payload, arrived_s))
 
     async def _reply(self, action: str) -> Any:
-        answer = await self._csms._answer(self.id, action, self._request)
-        return getattr(call_result, action)(**camel_to_snake_case(answer))
+        answer = await self._csms._answer(self.id, action, self._request, self._ocpp_version)
+        return getattr(self.results, action)(**camel_to_snake_case(answer))
+
+
+class _ChargePointSession(_SessionMixin, ChargePoint):
+    """An OCPP 1.6J charge point's session."""
 
     @on(Action.boot_notification)
     async def _on_boot_notification(self, **_: Any) -> Any:
@@ -386,12 +420,14 @@ class LocalCsms:
         self.violations: list[Violation] = []
         self.connection_attempts: list[ConnectionAttempt] = []
         self.transactions: dict[int, TransactionRecord] = {}
+        #: OCPP 2.0.1: every TransactionEvent request by (cp_id, transactionId), in order.
+        self.transaction_events: dict[tuple[str, str], list[Payload]] = {}
         #: The last StatusNotification status per (cp_id, connectorId).
         self.statuses: dict[tuple[str, int], str] = {}
 
         self._server: Server | None = None
         self._url: str | None = None
-        self._sessions: dict[str, _ChargePointSession] = {}
+        self._sessions: dict[str, _SessionMixin] = {}
         self._overrides: dict[str, ResponseOverride] = {}
         self._transaction_ids = itertools.count(1)
         self._boots: dict[str, tuple[str, float, float]] = {}  # status, interval_s, at_s
@@ -408,7 +444,7 @@ class LocalCsms:
             self._serve_connection,
             host,
             port,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            subprotocols=[Subprotocol(SUBPROTOCOL), Subprotocol(SUBPROTOCOL_201)],
             process_request=self._process_request,
             close_timeout=2.0,
             ssl=self._ssl_context,
@@ -470,15 +506,23 @@ class LocalCsms:
         The answer must still validate against the schemas, or the library sends an
         InternalError CALLERROR instead. ``fn=None`` restores the default.
         """
-        if action not in HANDLED_ACTIONS:
-            raise ValueError(f"{action!r} is not one of {sorted(HANDLED_ACTIONS)}")
+        if action not in HANDLED_ACTIONS | HANDLED_ACTIONS_201:
+            known = sorted(HANDLED_ACTIONS | HANDLED_ACTIONS_201)
+            raise ValueError(f"{action!r} is not one of {known}")
         if fn is None:
             self._overrides.pop(action, None)
         else:
             self._overrides[action] = fn
 
-    async def _answer(self, cp_id: str, action: str, request: Payload) -> Payload:
-        answer = self._default_answer(action, request)
+    async def _answer(
+        self, cp_id: str, action: str, request: Payload, version: str = "1.6"
+    ) -> Payload:
+        if version == "1.6":
+            answer = self._default_answer(action, request)
+        else:
+            from controller.local_csms201 import default_answer
+
+            answer = default_answer(self, action, request)
         override = self._overrides.get(action)
         if override is not None:
             replaced = override(request)
@@ -486,7 +530,12 @@ class LocalCsms:
                 replaced = await replaced
             if replaced is not None:
                 answer = replaced
-        self._remember(cp_id, action, request, answer)
+        if version == "1.6":
+            self._remember(cp_id, action, request, answer)
+        else:
+            from controller.local_csms201 import remember
+
+            remember(self, cp_id, action, request, answer)
         return answer
 
     def _id_tag_info(self, id_tag: str) -> Payload:
@@ -520,10 +569,8 @@ class LocalCsms:
 
     def _remember(self, cp_id: str, action: str, request: Payload, answer: Payload) -> None:
         """Update the CSMS's state from a request and the answer actually given."""
-        if action == Action.boot_notification:
-            interval = float(answer.get("interval", self.heartbeat_interval_s))
-            self._boots[cp_id] = (str(answer.get("status")), interval, time.monotonic())
-        elif action == Action.start_transaction and "transactionId" in answer:
+        self._remember_boot(cp_id, action, answer)
+        if action == Action.start_transaction and "transactionId" in answer:
             tx_id = int(answer["transactionId"])
             self.transactions[tx_id] = TransactionRecord(
                 transaction_id=tx_id,
@@ -551,6 +598,12 @@ class LocalCsms:
                 record.meter_values.extend(request["meterValue"])
         elif action == Action.status_notification:
             self.statuses[(cp_id, request["connectorId"])] = request["status"]
+
+    def _remember_boot(self, cp_id: str, action: str, answer: Payload) -> None:
+        """A BootNotification's answer: the status and interval the boot order follows."""
+        if action == Action.boot_notification:
+            interval = float(answer.get("interval", self.heartbeat_interval_s))
+            self._boots[cp_id] = (str(answer.get("status")), interval, time.monotonic())
 
     def _check_boot_order(self, cp_id: str, action: str, frame: str, now_s: float) -> None:
         """OCPP 1.6 4.2: after Rejected, nothing but a BootNotification, and that only
@@ -586,7 +639,7 @@ class LocalCsms:
                 log.exception("on_message failed for %s %s", item.cp_id, item.action)
 
     def _violation(self, cp_id: str, frame: str, problem: str) -> None:
-        log.warning("%s broke OCPP 1.6J: %s in %s", cp_id, problem, frame)
+        log.warning("%s broke OCPP: %s in %s", cp_id, problem, frame)
         self.violations.append(Violation(cp_id, frame, problem))
 
     async def _wait(
@@ -675,7 +728,7 @@ class LocalCsms:
 
     # --- talking to charge points ---------------------------------------------------------
 
-    def _session(self, cp_id: str) -> _ChargePointSession:
+    def _session(self, cp_id: str) -> Any:
         try:
             return self._sessions[cp_id]
         except KeyError:
@@ -800,7 +853,13 @@ class LocalCsms:
             log.warning("%s connected again: dropping its previous connection", cp_id)
             previous.ws.transport.abort()
             await previous.finished.wait()
-        session = _ChargePointSession(cp_id, ws, self)
+        session: _SessionMixin
+        if ws.subprotocol == SUBPROTOCOL_201:
+            from controller.local_csms201 import Session201
+
+            session = Session201(cp_id, ws, self)
+        else:
+            session = _ChargePointSession(cp_id, ws, self)
         self._sessions[cp_id] = session
         self._notify()
         log.info("%s connected from %s", cp_id, ws.remote_address)

@@ -211,10 +211,27 @@ def test_bad_driver_setting_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert "meter.model" in result.stderr
 
 
-def test_ocpp_201_is_refused_until_it_is_implemented(tmp_path: Path) -> None:
-    result = picharge("run", "--sim", "--ocpp", "2.0.1", "--state-dir", str(tmp_path))
-    assert result.returncode == 2
-    assert "ocpp.version" in result.stderr
+@pytest.mark.parametrize(
+    ("preset", "named"),
+    [
+        ("[NoSuchCtrlr]\nX = 1\n", "[NoSuchCtrlr]"),
+        ("[OCPPCommCtrlr]\nNoSuchVariable = 1\n", "OCPPCommCtrlr.NoSuchVariable"),
+        ("[OCPPCommCtrlr]\nHeartbeatInterval = -1\n", "OCPPCommCtrlr.HeartbeatInterval"),
+        ('[SecurityCtrlr]\nIdentity = "x"\n', "SecurityCtrlr.Identity"),
+        ("HeartbeatInterval = 10\n", "HeartbeatInterval"),  # 1.6's flat form
+    ],
+)
+def test_an_ocpp_201_preset_is_as_strict_as_1_6(tmp_path: Path, preset: str, named: str) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(preset)
+    state = tmp_path / "state"
+    result = picharge(
+        *("run", "--sim", "--ocpp", "2.0.1", "--csms", "ws://127.0.0.1:9/ocpp"),
+        *("--ocpp-keys", str(keys), "--state-dir", str(state)),
+        *("--sim-control", f"127.0.0.1:{free_port()}"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"--ocpp-keys {named}" in result.stderr
 
 
 @pytest.mark.parametrize(

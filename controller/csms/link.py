@@ -1,11 +1,11 @@
 """The websocket link to the CSMS: URL, subprotocol, timing, backoff and keepalive pings.
 
-OCPP-J 1.6 runs over one websocket with the subprotocol ``ocpp1.6``. The link may drop at
-any time (mobile networks, CSMS restarts); the adapter reconnects forever with a capped,
-jittered exponential backoff, so that a fleet of chargers does not reconnect in lockstep
-after a CSMS outage. A half-open TCP connection is noticed by websocket pings every
-WebSocketPingInterval seconds (0 = off): no pong within the interval and the link is
-dropped and reopened.
+OCPP-J runs over one websocket with the version's subprotocol (``ocpp1.6``,
+``ocpp2.0.1``). The link may drop at any time (mobile networks, CSMS restarts); the
+adapter reconnects forever with a capped, jittered exponential backoff, so that a fleet
+of chargers does not reconnect in lockstep after a CSMS outage. A half-open TCP
+connection is noticed by websocket pings every WebSocketPingInterval seconds (0 = off): no
+pong within the interval and the link is dropped and reopened.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Backoff:
 
 
 class LinkRefused(Exception):
-    """The CSMS completed the handshake without agreeing to ``ocpp1.6``."""
+    """The CSMS completed the handshake without agreeing to the version's subprotocol."""
 
 
 class LinkDead(Exception):
@@ -117,19 +117,21 @@ async def open_link(
     *,
     headers: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    subprotocol: str = SUBPROTOCOL,
 ) -> ClientConnection:
     """Open the websocket; raises OSError, websockets' InvalidHandshake/InvalidURI,
     TimeoutError or :class:`LinkRefused`. Pings are ours (:func:`keepalive`), not websockets'.
 
     ``headers`` go with the handshake (the security profiles' ``Authorization``);
     ``ssl_context`` is used for a ``wss://`` URL (None: websockets' default, the system CAs).
+    ``subprotocol`` is the OCPP version's (default 1.6's); the CSMS must agree to it.
     """
     tls: dict[str, Any] = {}
     if ssl_context is not None and url.startswith("wss://"):
         tls["ssl"] = ssl_context  # websockets refuses ssl=None for wss and any ssl for ws
     ws = await connect(
         url,
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
+        subprotocols=[Subprotocol(subprotocol)],
         ping_interval=None,
         open_timeout=timing.open_timeout_s,
         close_timeout=timing.close_timeout_s,
@@ -137,9 +139,9 @@ async def open_link(
         additional_headers=dict(headers) if headers else None,
         **tls,
     )
-    if ws.subprotocol != SUBPROTOCOL:
+    if ws.subprotocol != subprotocol:
         await ws.close()
-        raise LinkRefused(f"the CSMS did not agree to {SUBPROTOCOL} (got {ws.subprotocol!r})")
+        raise LinkRefused(f"the CSMS did not agree to {subprotocol} (got {ws.subprotocol!r})")
     return ws
 
 

@@ -100,11 +100,19 @@ class TransactionQueue:
     """In-order transaction messages and the map from our transaction ids to the CSMS's.
 
     ``store`` makes it durable (see the module docstring); without one it lives in memory.
+    ``csms_ids``: the CSMS gives each transaction its id in the answer to the start (1.6);
+    False when the charger makes the id itself and the messages carry it (2.0.1's
+    TransactionEvent), so nothing waits for or maps an id.
     """
 
     def __init__(
-        self, max_meter_values: int = MAX_QUEUED_METER_VALUES, store: Outbox | None = None
+        self,
+        max_meter_values: int = MAX_QUEUED_METER_VALUES,
+        store: Outbox | None = None,
+        *,
+        csms_ids: bool = True,
     ) -> None:
+        self._csms_ids = csms_ids
         self._items: deque[_Entry] = deque()
         self._ids: dict[str, int] = {}
         self._max_meter_values = max_meter_values
@@ -244,7 +252,7 @@ class TransactionQueue:
         message = entry.message
         set_id = None
         forget_id = None
-        if answer is not None and message.kind is TxKind.START:
+        if answer is not None and message.kind is TxKind.START and self._csms_ids:
             self._ids[message.local_id] = answer.transaction_id
             set_id = (message.local_id, int(answer.transaction_id))
         elif message.kind is TxKind.STOP:
@@ -294,7 +302,7 @@ class TransactionQueue:
                 continue  # thinned while its insert was awaited
             message = entry.message
             transaction_id = None
-            if message.kind is not TxKind.START:
+            if message.kind is not TxKind.START and self._csms_ids:
                 transaction_id = self._ids.get(message.local_id)
                 if transaction_id is None and message.kind is TxKind.STOP:
                     transaction_id = NO_TRANSACTION_ID

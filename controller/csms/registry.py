@@ -27,8 +27,15 @@ async def _ocpp16(context: AdapterContext) -> CsmsAdapter:
     return await create_adapter(context)
 
 
+async def _ocpp201(context: AdapterContext) -> CsmsAdapter:
+    from controller.ocpp201.factory import create_adapter
+
+    return await create_adapter(context)
+
+
 REGISTRY: dict[str, AdapterFactory] = {
     "1.6": _ocpp16,
+    "2.0.1": _ocpp201,
 }
 
 

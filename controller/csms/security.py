@@ -49,7 +49,7 @@ from typing import Protocol
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
-from controller.csms.link import LinkTiming, open_link
+from controller.csms.link import SUBPROTOCOL, LinkTiming, open_link
 from controller.csms.security_events import SecurityEvent, SecurityEvents
 from controller.logging_setup import add_secret
 
@@ -359,8 +359,11 @@ class LinkSecurity:
         files, roots = self._tls_files()
         return headers, client_ssl_context(profile, files, roots)
 
-    async def open(self, url: str, timing: LinkTiming) -> ClientConnection:
-        """:func:`~controller.csms.link.open_link` with this profile's credentials.
+    async def open(
+        self, url: str, timing: LinkTiming, subprotocol: str = SUBPROTOCOL
+    ) -> ClientConnection:
+        """:func:`~controller.csms.link.open_link` with this profile's credentials, for the
+        OCPP version of ``subprotocol``.
 
         After a raised SecurityProfile, the first attempt refused for a security reason
         returns to the previous profile (whitepaper: an upgrade that cannot connect is
@@ -369,7 +372,9 @@ class LinkSecurity:
         profile = self.profile
         try:
             headers, context = self.options(url)
-            ws = await open_link(url, timing, headers=headers, ssl_context=context)
+            ws = await open_link(
+                url, timing, headers=headers, ssl_context=context, subprotocol=subprotocol
+            )
         except LinkSecurityError:
             await self._client_refused(profile)  # e.g. a client certificate that cannot load
             await self._fall_back()

@@ -31,6 +31,7 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.diagnostics import LogSource
 from controller.csms.firmware_policy import FirmwarePolicy
+from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
 from controller.csms.security import LinkSecurity
@@ -47,16 +48,15 @@ from controller.domain import (
 from controller.firmware_install import Installer
 from controller.ocpp16.assembly import build_services
 from controller.ocpp16.auth import result_from_info
-from controller.ocpp16.caller import SessionCaller, call_checked, describe
 from controller.ocpp16.charge_point import OcppChargePoint
 from controller.ocpp16.errors import CALL_FAILURES
-from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.link_loop import LinkLoop
 from controller.ocpp16.metering import Metering
 from controller.ocpp16.settings import SETTING_KEYS, AuthKeys, csms_settings
 from controller.ocpp16.status_reporter import StatusReporter
 from controller.ocpp16.transaction_sender import TransactionSender
+from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.outbox import Outbox
 from controller.storage import Storage
 from drivers.errors import FaultKind
@@ -114,7 +114,7 @@ class Ocpp16Adapter:
         self._control = control
         self._config = config
         self._tasks = TaskSet()
-        self._caller = SessionCaller()
+        self._caller: SessionCaller[OcppChargePoint] = SessionCaller()
         timers = KeyTimers(config, self.timing.interval_scale)
         self._security_events = SecurityEvents(storage, clock)
         if security is not None:

@@ -2,7 +2,7 @@
 
 Each service is built after the ones it uses, and is handed bound methods of those, never a
 lambda that reaches into a container not yet built. What every service shares: ``send``
-(:meth:`~controller.ocpp16.caller.SessionCaller.call`, refused while not registered) and
+(:meth:`~controller.ocppj.caller.SessionCaller.call`, refused while not registered) and
 ``spawn`` (the adapter's :class:`~controller.csms.tasks.TaskSet`).
 """
 

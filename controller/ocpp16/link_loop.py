@@ -20,6 +20,7 @@ from ocpp.v16.enums import RegistrationStatus
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from controller.csms.calls import Spawn
+from controller.csms.key_timers import KeyTimers
 from controller.csms.link import (
     Backoff,
     LinkDead,
@@ -31,12 +32,11 @@ from controller.csms.link import (
 )
 from controller.csms.security import LinkSecurity, LinkSecurityError
 from controller.csms.timers import Retimer
-from controller.ocpp16.caller import SessionCaller, call_checked, describe
 from controller.ocpp16.charge_point import OcppChargePoint
 from controller.ocpp16.errors import CALL_FAILURES
-from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.services import Services
+from controller.ocppj.caller import SessionCaller, call_checked, describe
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -74,7 +74,7 @@ class LinkLoop:
         boot_request: call.BootNotification,
         config: OcppConfig,
         timers: KeyTimers,
-        caller: SessionCaller,
+        caller: SessionCaller[OcppChargePoint],
         services: Services,
         spawn: Spawn,
         booted: Callable[[], None],

@@ -15,19 +15,22 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.v16 import call
 
 from controller.csms.calls import CallFailed, Spawn
+from controller.csms.key_timers import KeyTimers
 from controller.csms.tasks import TaskSet
 from controller.csms.timers import Retimer, next_boundary
 from controller.domain import ChargePointControl, MeterSample, ReadingContext, Transaction
-from controller.ocpp16.caller import SessionCaller
-from controller.ocpp16.key_timers import KeyTimers
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.meter_values import meter_value, parse_measurands
 from controller.ocpp16.transaction_sender import TransactionSender
+from controller.ocppj.caller import SessionCaller
+
+if TYPE_CHECKING:
+    from controller.ocpp16.charge_point import OcppChargePoint
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class Metering:
         config: OcppConfig,
         timers: KeyTimers,
         transactions: TransactionSender,
-        caller: SessionCaller,
+        caller: SessionCaller[OcppChargePoint],
         tasks: TaskSet,
         clock: Callable[[], dt.datetime],
     ) -> None:

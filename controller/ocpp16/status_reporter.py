@@ -21,9 +21,9 @@ from ocpp.v16 import call
 from controller.connector_types import ConnectorStatus
 from controller.csms.wire import iso_utc
 from controller.domain import ChargePointControl, Transaction
-from controller.ocpp16.caller import call_checked, describe
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.status import charge_point_status, error_code, wire_status
+from controller.ocppj.caller import call_checked, describe
 from drivers.errors import FaultKind
 
 if TYPE_CHECKING:

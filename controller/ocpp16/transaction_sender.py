@@ -20,11 +20,11 @@ from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
 from controller.domain import AuthResult, ChargePointControl, ReadingContext, Transaction
 from controller.ocpp16.auth import result_from_info
-from controller.ocpp16.caller import call_checked, describe
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.meter_values import WireDict, meter_value, parse_measurands
 from controller.ocpp16.transactions import tx_request
+from controller.ocppj.caller import call_checked, describe
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import OcppChargePoint

@@ -34,6 +34,12 @@ FAST_KEYS: Mapping[str, Any] = {
 }
 
 
+#: The same for OCPP 2.0.1: device-model variables, a table per component.
+FAST_VARIABLES_201: Mapping[str, Any] = {
+    "OCPPCommCtrlr": {"HeartbeatInterval": 2, "WebSocketPingInterval": 0},
+}
+
+
 class AppRig:
     """The running controller as a test drives it: the car and the reader through the
     simulator's control channel, the hardware's state, and the CSMS's record."""
@@ -73,12 +79,13 @@ class AppRig:
         **match: Any,
     ) -> dict[str, Any]:
         """The first StatusNotification from ``after`` on of ``connector`` in ``status``,
-        with every ``match`` field equal (``errorCode="GroundFailure"``)."""
+        with every ``match`` field equal (``errorCode="GroundFailure"``). Under 2.0.1 the
+        connector is the EVSE (``evseId``) and the status its ``connectorStatus``."""
         return await self.csms.wait_for(
             "StatusNotification",
             lambda p: (
-                p["connectorId"] == connector
-                and p["status"] == status
+                p.get("evseId", p["connectorId"]) == connector
+                and p.get("connectorStatus", p.get("status")) == status
                 and all(p.get(k) == v for k, v in match.items())
             ),
             after=after,
@@ -104,11 +111,21 @@ class AppRig:
 R = TypeVar("R", bound=AppRig)
 
 
+def _toml(value: Any) -> str:
+    """As written (a string value must be quoted by the caller), booleans lowercase."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_keys(path: Path, keys: Mapping[str, Any]) -> Path:
-    """An ``--ocpp-keys`` preset file at ``path`` (TOML, booleans lowercase)."""
+    """An ``--ocpp-keys`` preset file at ``path`` (TOML, booleans lowercase); a value that
+    is a mapping is a table (2.0.1: ``{"OCPPCommCtrlr": {"HeartbeatInterval": 2}}``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in keys.items()]
-    path.write_text("".join(lines))
+    flat = [f"{k} = {_toml(v)}\n" for k, v in keys.items() if not isinstance(v, Mapping)]
+    for table, values in keys.items():
+        if isinstance(values, Mapping):
+            flat.append(f"[{table}]\n")
+            flat.extend(f"{k} = {_toml(v)}\n" for k, v in values.items())
+    path.write_text("".join(flat))
     return path
 
 
@@ -144,6 +161,9 @@ async def controller(
     ``rig_type`` may add a test file's own helpers; ``web`` HOST:PORT runs the web page.
     ``sim_firmware=False`` installs firmware for real (pip) instead of simulating the install
     step as ``--sim`` does."""
+    version = (ocpp or {}).get("version", "1.6")
+    if version == "2.0.1" and base_keys is FAST_KEYS:
+        base_keys = FAST_VARIABLES_201
     key_file = write_keys(workdir / "keys.toml", {**base_keys, **(keys or {})})
     doc: dict[str, Any] = {
         "chargepoint": {"id": cp_id},
@@ -173,7 +193,10 @@ async def controller(
             if wait_ready:
                 await csms.wait_for(
                     "StatusNotification",
-                    lambda p: p["connectorId"] == 1 and ready_status in (None, p["status"]),
+                    lambda p: (
+                        p.get("connectorId", p.get("evseId")) == 1
+                        and ready_status in (None, p.get("status", p.get("connectorStatus")))
+                    ),
                     after=mark,
                 )
             yield rig

@@ -1,4 +1,5 @@
-"""Calls to the CSMS over the current 1.6 connection, failures as :class:`CallFailed`.
+"""Calls to the CSMS over the current OCPP-J connection (any version), failures as
+:class:`CallFailed`.
 
 :func:`call_checked` sends on a given connection (the session's own tasks use it);
 :class:`SessionCaller` is what everything outside the session sends through (services,
@@ -9,16 +10,14 @@ while there is none or it is not registered. Loop thread only.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
+from ocpp.charge_point import ChargePoint as OcppChargePoint
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from websockets.exceptions import ConnectionClosed
 
 from controller.csms.calls import CallFailed, CallRefused
-from controller.ocpp16.errors import CALL_FAILURES
-
-if TYPE_CHECKING:
-    from controller.ocpp16.charge_point import OcppChargePoint
+from controller.ocppj.frames import CALL_FAILURES
 
 CALL_OR_LINK_FAILURES: tuple[type[BaseException], ...] = (*CALL_FAILURES, ConnectionClosed)
 #: The CSMS answered, but unusably: a CALLERROR, or an answer that fails the schemas (the
@@ -52,15 +51,19 @@ async def call_checked(cp: OcppChargePoint, payload: Any) -> Any:
             raise asyncio.CancelledError
 
 
-class SessionCaller:
+#: The version's ChargePoint class (1.6 or 2.0.1), so its own attributes stay typed.
+CP = TypeVar("CP", bound=OcppChargePoint)
+
+
+class SessionCaller(Generic[CP]):
     """The current connection (set by the link loop) and calls from outside its tasks."""
 
     def __init__(self) -> None:
-        self.cp: OcppChargePoint | None = None
+        self.cp: CP | None = None
         self._closed: asyncio.Event | None = None
         self.registered = False  # the current connection's BootNotification is Accepted
 
-    def attach(self, cp: OcppChargePoint, closed: asyncio.Event) -> None:
+    def attach(self, cp: CP, closed: asyncio.Event) -> None:
         """A connection opened; ``closed`` is set when it ends."""
         self.cp, self._closed = cp, closed
 

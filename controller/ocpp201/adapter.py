@@ -1,0 +1,250 @@
+"""The OCPP 2.0.1 adapter: :class:`Ocpp201Adapter` implements :class:`~controller.domain.
+CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
+
+It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
+Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
+GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
+durable queue (:mod:`.transactions`) and authorization (Authorize, the cache and the
+offline rules of :mod:`controller.csms.auth`). Loop thread only; the CsmsLink
+notifications return at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from ocpp.v201 import call
+
+from controller.connector_types import ConnectorStatus
+from controller.csms.auth import Authorizer
+from controller.csms.calls import CallFailed, CallRefused
+from controller.csms.key_timers import KeyTimers
+from controller.csms.link import LinkState, LinkTiming, endpoint_url
+from controller.csms.queue import TransactionQueue
+from controller.csms.security import LinkSecurity
+from controller.csms.tasks import TaskSet
+from controller.csms.timers import Retimer
+from controller.domain import (
+    AuthResult,
+    AuthStatus,
+    ChargePointControl,
+    MeterSample,
+    Transaction,
+    utc_now,
+)
+from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.charge_point import Ocpp201ChargePoint
+from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.fault_events import FaultEvents
+from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.services import Services
+from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
+from controller.ocpp201.status import status_request
+from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
+from controller.ocppj.caller import SessionCaller, call_checked, describe
+from controller.ocppj.frames import CALL_FAILURES
+from controller.outbox import Outbox
+from controller.storage import Storage
+from drivers.errors import FaultKind
+
+log = logging.getLogger(__name__)
+
+
+class Ocpp201Adapter:
+    """The charging station's OCPP 2.0.1 link to its CSMS (a :class:`CsmsLink`).
+
+    ``boot_request`` is the BootNotification this run sends (its reason decided by the
+    factory); ``security`` gives the link its security profile (None: no credentials).
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        chargepoint_id: str,
+        boot_request: call.BootNotification,
+        control: ChargePointControl,
+        model: DeviceModel,
+        storage: Storage,
+        seq: SeqNumbers,
+        clock: Callable[[], dt.datetime] = utc_now,
+        timing: LinkTiming | None = None,
+        security: LinkSecurity | None = None,
+    ) -> None:
+        self.chargepoint_id = chargepoint_id
+        self.timing = timing or LinkTiming()
+        self._control = control
+        self._clock = clock
+        self._tasks = TaskSet()
+        self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
+        self._model = model
+        self._timers = KeyTimers(model, self.timing.interval_scale)
+        self._authorizer = Authorizer(AuthVariables(model), storage, clock)
+        self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
+        self._transactions = TransactionEvents(
+            queue=self._queue,
+            seq=seq,
+            model=model,
+            authorizer=self._authorizer,
+            control=control,
+            registered=lambda: self._caller.registered,
+            clock=clock,
+            spawn=self._tasks.spawn,
+            interval_scale=self.timing.interval_scale,
+        )
+        self._latest: dict[int, MeterSample] = {}
+        self._faults = FaultEvents()
+        model.on_change(self._variable_changed)
+        services = Services(
+            model=model,
+            control=control,
+            transactions=self._transactions,
+            authorizer=self._authorizer,
+            storage=storage,
+            spawn=self._tasks.spawn,
+            clock=clock,
+            latest_sample=self._latest.get,
+            boot_request=boot_request,
+        )
+        self._link = LinkLoop(
+            url=endpoint_url(url, chargepoint_id),
+            chargepoint_id=chargepoint_id,
+            timing=self.timing,
+            security=security,
+            boot_request=boot_request,
+            model=model,
+            timers=self._timers,
+            caller=self._caller,
+            services=services,
+            spawn=self._tasks.spawn,
+            serve=self._serve_registered,
+        )
+
+    @property
+    def url(self) -> str:
+        return self._link.url
+
+    @property
+    def state(self) -> LinkState:
+        return self._link.state
+
+    @property
+    def queued(self) -> int:
+        """Transaction events waiting to be sent (or being sent)."""
+        return len(self._queue)
+
+    async def resync(self) -> None:
+        """Write the transaction queue to the database again (it failed and works again)."""
+        await self._queue.resync()
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.wait_empty()
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Talk to the CSMS until cancelled, reconnecting forever."""
+        self._control.apply_settings(csms_settings(self._model))
+        await self._queue.restore()  # what the last run left unsent goes first
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._link.run(), name="ocpp201-link")
+                group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
+        finally:
+            self._link.set_state(LinkState.STOPPED)
+            await self._tasks.cancel_all()
+
+    async def _serve_registered(self, cp: Ocpp201ChargePoint) -> None:
+        """While ``cp`` is registered: every connector's status (G01), then heartbeats."""
+        for connector_id in self._control.connector_ids:
+            await self._send_status(cp, connector_id, self._control.view(connector_id).status)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
+            group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
+
+    async def _sample_periodically(self) -> None:
+        """TransactionEvent Updated every TxUpdatedInterval of each running transaction,
+        online or not (the queue keeps them); until cancelled."""
+        interval = "SampledDataCtrlr.TxUpdatedInterval"
+        timer = Retimer(lambda: self._timers.interval(interval))
+        with self._timers.following(interval, timer):
+            while True:
+                await timer.wait()
+                for tx in self._transactions.running():
+                    sample = self._latest.get(tx.connector_id)
+                    if sample is not None:
+                        self._transactions.sampled(sample)
+
+    def _variable_changed(self, name: str, value: str) -> None:
+        if name in SETTING_VARIABLES:
+            self._control.apply_settings(csms_settings(self._model))
+
+    async def _send_status(
+        self,
+        cp: Ocpp201ChargePoint,
+        connector_id: int,
+        status: ConnectorStatus,
+        event: call.NotifyEvent | None = None,
+    ) -> None:
+        """StatusNotification, then the NotifyEvent of a fault that came or went."""
+        try:
+            await call_checked(cp, status_request(connector_id, status, self._clock()))
+            if event is not None:
+                await call_checked(cp, event)
+        except CALL_FAILURES as exc:
+            log.warning("status of EVSE %d not sent: %s", connector_id, describe(exc))
+
+    # --- what the supervisor reports ----------------------------------------------------
+
+    def status_changed(
+        self, connector_id: int, status: ConnectorStatus, fault: FaultKind | None
+    ) -> None:
+        """Send now when registered; offline it is dropped (the reconnect sends the latest).
+        A running transaction's new charging state is a TransactionEvent (queued)."""
+        self._transactions.status_changed(connector_id, status)
+        event = self._faults.changed(connector_id, fault, self._clock())
+        cp = self._caller.cp
+        if cp is not None and self._caller.registered:
+            self._tasks.spawn(
+                self._send_status(cp, connector_id, status, event),
+                f"ocpp201-status-{connector_id}",
+            )
+
+    def transaction_started(self, tx: Transaction) -> None:
+        self._transactions.started(tx, self._control.view(tx.connector_id).status)
+
+    def transaction_stopped(self, tx: Transaction) -> None:
+        self._transactions.stopped(tx)
+
+    def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
+        """Keep the latest reading; the TxUpdatedInterval timer decides what is sent."""
+        self._latest[sample.connector_id] = sample
+
+    async def authorize(self, id_tag: str) -> AuthResult:
+        """The cache (LocalPreAuthorize), else the CSMS (Authorize, C01), else the offline
+        rules (LocalAuthorizeOffline, OfflineTxForUnknownIdEnabled)."""
+        pre = await self._authorizer.pre_authorized(id_tag)
+        if pre is not None:
+            log.info("%s pre-authorized from the cache", id_tag)
+            return pre
+        if self._caller.registered:
+            try:
+                async with asyncio.timeout(self.timing.response_timeout_s):
+                    conf = await self._caller.call(call.Authorize(id_token=id_token(id_tag)))
+            except CallRefused as exc:
+                log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
+                return AuthResult(AuthStatus.INVALID)
+            except (CallFailed, TimeoutError) as exc:
+                log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, describe(exc))
+            else:
+                return await self._authorizer.remember(id_tag, result_from_info(conf.id_token_info))
+        result = await self._authorizer.offline(id_tag)
+        log.info("%s authorized offline: %s", id_tag, result.status)
+        return result

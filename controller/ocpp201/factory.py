@@ -1,0 +1,71 @@
+"""Build the OCPP 2.0.1 adapter from the charger's configuration (the registry's "2.0.1").
+
+The device model is opened (and preset from ``--ocpp-keys`` on a new state directory), the
+link's security profile is raised to the configured one, and the adapter is assembled with
+this run's BootNotification. Nothing connects before ``run()``.
+"""
+
+from __future__ import annotations
+
+from ocpp.v201 import call
+from ocpp.v201.datatypes import ChargingStationType
+
+from controller.csms.adapter import AdapterContext
+from controller.csms.firmware import installed_version
+from controller.csms.security import LinkSecurity, SecurityKeyNames, TlsFiles
+from controller.logging_setup import add_secret
+from controller.ocpp201 import boot_reason
+from controller.ocpp201.adapter import Ocpp201Adapter
+from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.settings import csms_settings
+from controller.ocpp201.transactions import SeqNumbers
+
+SECURITY_VARIABLES = SecurityKeyNames(
+    profile="SecurityCtrlr.SecurityProfile", password="SecurityCtrlr.BasicAuthPassword"
+)
+
+
+async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
+    """The 2.0.1 adapter of ``context``; raises ConfigError for an unusable configuration."""
+    config = context.config
+    model = DeviceModel(
+        context.storage,
+        defaults={
+            "SecurityCtrlr.SecurityProfile": str(config.ocpp_security_profile),
+            "SecurityCtrlr.BasicAuthPassword": config.ocpp_password,
+            "SecurityCtrlr.Identity": config.chargepoint_id,
+        },
+    )
+    await model.load()
+    if context.keys_preset is not None:
+        await model.preset(context.keys_preset)
+    security = LinkSecurity(
+        model,
+        names=SECURITY_VARIABLES,
+        chargepoint_id=config.chargepoint_id,
+        url=config.ocpp_url,
+        files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
+    )
+    await security.require(config.ocpp_security_profile)
+    add_secret(config.ocpp_password)
+    # Before the supervisor runs, so the first session already uses the CSMS's settings.
+    context.control.apply_settings(csms_settings(model))
+    boot_request = call.BootNotification(
+        charging_station=ChargingStationType(
+            model=config.model,
+            vendor_name=config.vendor,
+            serial_number=config.serial or None,
+            firmware_version=f"picharge-{installed_version()}",
+        ),
+        reason=await boot_reason.take(context.storage),
+    )
+    return Ocpp201Adapter(
+        url=config.ocpp_url,
+        chargepoint_id=config.chargepoint_id,
+        boot_request=boot_request,
+        control=context.control,
+        model=model,
+        storage=context.storage,
+        seq=await SeqNumbers.load(context.storage),
+        security=security,
+    )

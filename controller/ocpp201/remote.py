@@ -1,0 +1,234 @@
+"""The CSMS's remote control of the station (F01-F06, G03, B11, P01), as a mixin of
+:class:`~controller.ocpp201.charge_point.Ocpp201ChargePoint`.
+
+RequestStartTransaction/RequestStopTransaction, GetTransactionStatus, Reset
+(Immediate/OnIdle, the whole station), ChangeAvailability (station or EVSE; Scheduled
+while a transaction runs), UnlockConnector, TriggerMessage (BootNotification while not
+accepted, Heartbeat, StatusNotification, MeterValues, TransactionEvent) and DataTransfer
+(no vendor extensions: UnknownVendorId). Each ``@on`` handler answers at once; what
+follows the answer (a reset, a triggered message) runs from ``@after`` in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ocpp.routing import after, on
+from ocpp.v201 import call, call_result
+from ocpp.v201.enums import (
+    Action,
+    BootReasonEnumType,
+    ChangeAvailabilityStatusEnumType,
+    DataTransferStatusEnumType,
+    MessageTriggerEnumType,
+    OperationalStatusEnumType,
+    RequestStartStopStatusEnumType,
+    ResetEnumType,
+    ResetStatusEnumType,
+    TriggerMessageStatusEnumType,
+    UnlockStatusEnumType,
+)
+
+from controller.domain import Answer, ResetKind, Transaction
+from controller.ocpp201 import boot_reason
+from controller.ocpp201.meter_values import meter_value
+from controller.ocpp201.status import status_request
+from controller.ocppj.caller import call_checked, describe
+from controller.ocppj.frames import CALL_FAILURES
+
+if TYPE_CHECKING:
+    from controller.ocpp201.services import Services
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = RequestStartStopStatusEnumType.accepted
+REJECTED = RequestStartStopStatusEnumType.rejected
+#: How often an OnIdle reset looks whether the station is idle yet, in seconds.
+ON_IDLE_POLL_S = 0.5
+_AVAILABILITY = {
+    Answer.ACCEPTED: ChangeAvailabilityStatusEnumType.accepted,
+    Answer.SCHEDULED: ChangeAvailabilityStatusEnumType.scheduled,
+}
+_TRIGGERS = frozenset(
+    {
+        MessageTriggerEnumType.boot_notification,
+        MessageTriggerEnumType.heartbeat,
+        MessageTriggerEnumType.status_notification,
+        MessageTriggerEnumType.meter_values,
+        MessageTriggerEnumType.transaction_event,
+    }
+)
+
+
+class RemoteHandlers:
+    """Remote control, mixed into the 2.0.1 ChargePoint."""
+
+    _s: Services
+    registered: bool  # this connection's BootNotification is Accepted
+
+    # --- transactions (F01-F04) -------------------------------------------------------------
+
+    def _running(self, transaction_id: str) -> Transaction | None:
+        control = self._s.control
+        for connector_id in control.connector_ids:
+            tx = control.view(connector_id).transaction
+            if tx is not None and tx.local_id == transaction_id:
+                return tx
+        return None
+
+    @on(Action.request_start_transaction)
+    async def on_request_start(
+        self,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        evse_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        control = self._s.control
+        if not self.registered:
+            log.info("RequestStartTransaction while the boot is not Accepted: Rejected")
+            return call_result.RequestStartTransaction(REJECTED)
+        if evse_id is not None and evse_id not in control.connector_ids:
+            log.info("RequestStartTransaction for unknown EVSE %s: Rejected", evse_id)
+            return call_result.RequestStartTransaction(REJECTED)
+        if charging_profile is not None:
+            log.info("RequestStartTransaction with a chargingProfile: not supported, Rejected")
+            return call_result.RequestStartTransaction(REJECTED)
+        self._s.transactions.remote_start_expected(evse_id, remote_start_id)
+        accepted = await control.remote_start(str(id_token["id_token"]), evse_id, True)
+        if not accepted:
+            self._s.transactions.remote_start_expected(evse_id, None)
+        return call_result.RequestStartTransaction(ACCEPTED if accepted else REJECTED)
+
+    @on(Action.request_stop_transaction)
+    async def on_request_stop(self, transaction_id: str, **_: Any) -> Any:
+        tx = self._running(transaction_id)
+        stopped = tx is not None and await self._s.control.remote_stop(tx)
+        return call_result.RequestStopTransaction(ACCEPTED if stopped else REJECTED)
+
+    @on(Action.get_transaction_status)
+    def on_get_transaction_status(self, transaction_id: str | None = None, **_: Any) -> Any:
+        queued = self._s.transactions.queue.messages()
+        if transaction_id is None:
+            return call_result.GetTransactionStatus(messages_in_queue=bool(queued))
+        return call_result.GetTransactionStatus(
+            messages_in_queue=any(m.local_id == transaction_id for m in queued),
+            ongoing_indicator=self._running(transaction_id) is not None,
+        )
+
+    # --- the station (B11, G03, F05) --------------------------------------------------------
+
+    def _busy(self) -> bool:
+        control = self._s.control
+        return any(control.view(c).transaction is not None for c in control.connector_ids)
+
+    @on(Action.reset)
+    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
+        if evse_id is not None:
+            log.info("Reset of EVSE %s: only the whole station resets, Rejected", evse_id)
+            return call_result.Reset(ResetStatusEnumType.rejected)
+        if type == ResetEnumType.on_idle and self._busy():
+            return call_result.Reset(ResetStatusEnumType.scheduled)
+        return call_result.Reset(ResetStatusEnumType.accepted)
+
+    @after(Action.reset)
+    def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
+        if evse_id is None:
+            self._s.spawn(self._reset(type), f"ocpp201-reset-{type}")
+
+    async def _reset(self, type: str) -> None:
+        control = self._s.control
+        # B12: once the last transaction has ended (no event says "all idle": polled)
+        while type == ResetEnumType.on_idle and self._busy():  # noqa: ASYNC110
+            await asyncio.sleep(ON_IDLE_POLL_S)
+        await boot_reason.note(self._s.storage, BootReasonEnumType.remote_reset)
+        log.warning("%s reset requested by the CSMS: restarting", type)
+        await control.reset(ResetKind.HARD)
+
+    @on(Action.change_availability)
+    async def on_change_availability(
+        self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        connector_id = 0 if evse is None else int(evse["id"])
+        if connector_id != 0 and connector_id not in self._s.control.connector_ids:
+            return call_result.ChangeAvailability(ChangeAvailabilityStatusEnumType.rejected)
+        available = operational_status == OperationalStatusEnumType.operative
+        answer = await self._s.control.change_availability(connector_id, available)
+        return call_result.ChangeAvailability(
+            _AVAILABILITY.get(answer, ChangeAvailabilityStatusEnumType.rejected)
+        )
+
+    @on(Action.unlock_connector)
+    async def on_unlock(self, evse_id: int, connector_id: int, **_: Any) -> Any:
+        control = self._s.control
+        if evse_id not in control.connector_ids or connector_id != 1:
+            return call_result.UnlockConnector(UnlockStatusEnumType.unknown_connector)
+        if control.view(evse_id).transaction is not None:  # F05.FR.02: stop it first
+            return call_result.UnlockConnector(UnlockStatusEnumType.ongoing_authorized_transaction)
+        answer = await control.unlock(evse_id)
+        unlocked = answer is Answer.UNLOCKED
+        return call_result.UnlockConnector(
+            UnlockStatusEnumType.unlocked if unlocked else UnlockStatusEnumType.unlock_failed
+        )
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        return call_result.DataTransfer(DataTransferStatusEnumType.unknown_vendor_id)
+
+    # --- TriggerMessage (F06) ---------------------------------------------------------------
+
+    @on(Action.trigger_message)
+    def on_trigger(
+        self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> Any:
+        if requested_message not in _TRIGGERS:
+            return call_result.TriggerMessage(TriggerMessageStatusEnumType.not_implemented)
+        if evse is not None and evse["id"] not in self._s.control.connector_ids:
+            return call_result.TriggerMessage(TriggerMessageStatusEnumType.rejected)
+        if requested_message == MessageTriggerEnumType.boot_notification and self.registered:
+            return call_result.TriggerMessage(TriggerMessageStatusEnumType.rejected)  # F06.FR.17
+        return call_result.TriggerMessage(TriggerMessageStatusEnumType.accepted)
+
+    @after(Action.trigger_message)
+    def after_trigger(
+        self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        if requested_message not in _TRIGGERS:
+            return
+        if evse is not None and evse["id"] not in self._s.control.connector_ids:
+            return
+        if requested_message == MessageTriggerEnumType.boot_notification and self.registered:
+            return
+        evses = [evse["id"]] if evse is not None else list(self._s.control.connector_ids)
+        self._s.spawn(self._triggered(requested_message, evses), f"ocpp201-{requested_message}")
+
+    async def _triggered(self, message: str, evses: list[int]) -> None:
+        s = self._s
+        payloads: list[Any] = []
+        if message == MessageTriggerEnumType.boot_notification:
+            payloads.append(s.boot_request)
+        elif message == MessageTriggerEnumType.heartbeat:
+            payloads.append(call.Heartbeat())
+        elif message == MessageTriggerEnumType.status_notification:
+            for evse_id in evses:
+                status = s.control.view(evse_id).status
+                payloads.append(status_request(evse_id, status, s.clock()))
+        elif message == MessageTriggerEnumType.meter_values:
+            for evse_id in evses:
+                sample = s.latest_sample(evse_id)
+                measurands = s.model.get_list("SampledDataCtrlr.TxUpdatedMeasurands")
+                value = None if sample is None else meter_value(sample, measurands, "Trigger")
+                if value is not None:
+                    payloads.append(call.MeterValues(evse_id=evse_id, meter_value=[value]))
+        else:  # TransactionEvent: queued like every transaction message
+            for evse_id in evses:
+                sample = s.latest_sample(evse_id)
+                s.transactions.triggered(evse_id, sample)
+        for payload in payloads:
+            try:
+                await call_checked(self, payload)
+            except CALL_FAILURES as exc:
+                log.warning("triggered %s failed: %s", message, describe(exc))

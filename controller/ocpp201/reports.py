@@ -1,0 +1,82 @@
+"""GetBaseReport and GetReport (B07, B08): the device model as NotifyReport parts.
+
+:func:`report_data` describes each variable as a ReportDataType (its Actual attribute with
+mutability and persistence, never the value of a write-only one, and its characteristics);
+:func:`split` cuts the list into NotifyReport parts of at most ``max_items`` items and about
+``max_bytes`` bytes of JSON each (DeviceDataCtrlr ItemsPerMessage/BytesPerMessage), every
+part but the last sent with ``tbc`` true.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from controller.ocpp201.device_model import DeviceModel, Mutability, VariableDef
+
+Item = dict[str, Any]
+
+
+def _item(model: DeviceModel, defn: VariableDef) -> Item:
+    attribute: Item = {
+        "type": "Actual",
+        "mutability": defn.mutability.value,
+        "persistent": defn.persistent,
+        "constant": defn.mutability is Mutability.READ_ONLY,
+    }
+    if defn.mutability is not Mutability.WRITE_ONLY:
+        attribute["value"] = model.get(defn.name) or ""
+    characteristics: Item = {"dataType": defn.data_type.value, "supportsMonitoring": False}
+    if defn.unit is not None:
+        characteristics["unit"] = defn.unit
+    if defn.min_value is not None:
+        characteristics["minLimit"] = defn.min_value
+    if defn.max_value is not None:
+        characteristics["maxLimit"] = defn.max_value
+    return {
+        "component": {"name": defn.component},
+        "variable": {"name": defn.variable},
+        "variableAttribute": [attribute],
+        "variableCharacteristics": characteristics,
+    }
+
+
+def report_data(
+    model: DeviceModel,
+    *,
+    configuration_only: bool = False,
+    wanted: Iterable[tuple[str, str | None]] | None = None,
+) -> list[Item]:
+    """The ReportDataType items of ``model`` (camelCase): every variable, only the ones a
+    CSMS can set (``configuration_only``), or those ``wanted`` as (component, variable or
+    None for all of the component's)."""
+    wanted_set = None if wanted is None else set(wanted)
+    items = []
+    for defn in model.definitions():
+        if configuration_only and defn.mutability is Mutability.READ_ONLY:
+            continue
+        if wanted_set is not None and not (
+            (defn.component, defn.variable) in wanted_set or (defn.component, None) in wanted_set
+        ):
+            continue
+        items.append(_item(model, defn))
+    return items
+
+
+def split(items: Sequence[Item], max_items: int, max_bytes: int) -> list[list[Item]]:
+    """NotifyReport parts: at most ``max_items`` items each, and no more JSON than
+    ``max_bytes`` unless one item alone is larger (it then goes alone)."""
+    parts: list[list[Item]] = []
+    part: list[Item] = []
+    size = 0
+    for item in items:
+        item_size = len(json.dumps(item, separators=(",", ":")))
+        if part and (len(part) >= max_items or size + item_size > max_bytes):
+            parts.append(part)
+            part, size = [], 0
+        part.append(item)
+        size += item_size
+    if part:
+        parts.append(part)
+    return parts

@@ -1,0 +1,30 @@
+"""What the 2.0.1 handlers serve from, built once per adapter (one per connection would
+lose nothing, but these outlive connections)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocpp.v201 import call
+
+from controller.csms.auth import Authorizer
+from controller.csms.calls import Spawn
+from controller.domain import ChargePointControl, MeterSample
+from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.transactions import TransactionEvents
+from controller.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    model: DeviceModel
+    control: ChargePointControl
+    transactions: TransactionEvents
+    authorizer: Authorizer
+    storage: Storage
+    spawn: Spawn
+    clock: Callable[[], dt.datetime]
+    latest_sample: Callable[[int], MeterSample | None]
+    boot_request: call.BootNotification

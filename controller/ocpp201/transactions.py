@@ -1,0 +1,294 @@
+"""TransactionEvent (E01-E07) through the durable queue of 1.6 (:mod:`controller.csms.queue`).
+
+The supervisor's transactions become TransactionEvent requests, committed to the outbox
+before they are sent and sent in order with MessageAttemptsTransactionEvent tries
+MessageAttemptIntervalTransactionEvent apart (OCPPCommCtrlr), across restarts:
+
+- ``Started`` when the supervisor starts a transaction (the id was authorized with the EV
+  connected: the start point is Authorized+EVConnected), with the idToken, the EVSE and
+  the register as Transaction.Begin;
+- ``Updated`` when the charging state changes (ChargingStateChanged) and every
+  SampledDataCtrlr.TxUpdatedInterval with TxUpdatedMeasurands (MeterValuePeriodic);
+- ``Ended`` when it stops, with the stoppedReason and the register as Transaction.End; a
+  transaction interrupted by a power cut is ended by :mod:`controller.recovery` with
+  PowerLoss as for 1.6.
+
+The transactionId is the charger's own (the journal's id: 32 hex digits, kept across
+restarts); ``seqNo`` counts each transaction's events from 0 and is stored per connector, so
+an Ended after a restart follows the last number sent before it; ``offline`` is true for an
+event that arose while the station was not registered. Loop thread only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ocpp.v201 import call
+
+from controller.connector_types import ConnectorStatus, StopReason
+from controller.csms.auth import Authorizer
+from controller.csms.calls import CallFailed, Spawn
+from controller.csms.queue import TransactionQueue, TxKind, TxMessage
+from controller.csms.wire import iso_utc
+from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
+from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.meter_values import WireDict, meter_value
+from controller.ocppj.caller import call_checked, describe
+from controller.ocppj.frames import CALL_FAILURES
+from controller.storage import Storage
+
+if TYPE_CHECKING:
+    from ocpp.charge_point import ChargePoint
+
+log = logging.getLogger(__name__)
+
+#: Where each connector's last (transactionId, seqNo) is stored.
+SEQ_NAMESPACE = "ocpp201.seqno"
+
+_CHARGING_STATE = {
+    ConnectorStatus.CHARGING: "Charging",
+    ConnectorStatus.SUSPENDED_EV: "SuspendedEV",
+    ConnectorStatus.SUSPENDED_EVSE: "SuspendedEVSE",
+    ConnectorStatus.PREPARING: "EVConnected",
+    ConnectorStatus.FINISHING: "EVConnected",
+}
+#: StopReason -> (stoppedReason, triggerReason of the Ended event).
+_STOPPED = {
+    StopReason.LOCAL: ("Local", "StopAuthorized"),
+    StopReason.REMOTE: ("Remote", "RemoteStop"),
+    StopReason.EV_DISCONNECTED: ("EVDisconnected", "EVCommunicationLost"),
+    StopReason.DE_AUTHORIZED: ("DeAuthorized", "Deauthorized"),
+    StopReason.EMERGENCY_STOP: ("EmergencyStop", "AbnormalCondition"),
+    StopReason.REBOOT: ("Reboot", "ResetCommand"),
+    StopReason.HARD_RESET: ("ImmediateReset", "ResetCommand"),
+    StopReason.SOFT_RESET: ("ImmediateReset", "ResetCommand"),
+    StopReason.POWER_LOSS: ("PowerLoss", "AbnormalCondition"),
+    StopReason.UNLOCK_COMMAND: ("Other", "UnlockCommand"),
+    StopReason.OTHER: ("Other", "AbnormalCondition"),
+}
+
+
+def charging_state(status: ConnectorStatus) -> str | None:
+    """TransactionEvent's chargingState for a connector status (None: not in a session)."""
+    return _CHARGING_STATE.get(status)
+
+
+class SeqNumbers:
+    """Each connector's running transaction and its next seqNo, stored as they are used."""
+
+    def __init__(self, storage: Storage, stored: Mapping[str, str]) -> None:
+        self._storage = storage
+        self._last: dict[int, tuple[str, int]] = {}
+        for connector, text in stored.items():
+            local_id, _, number = text.partition(":")
+            self._last[int(connector)] = (local_id, int(number))
+
+    @classmethod
+    async def load(cls, storage: Storage) -> SeqNumbers:
+        return cls(storage, await storage.load_settings(SEQ_NAMESPACE))
+
+    def next(self, tx: Transaction) -> int:
+        local_id, number = self._last.get(tx.connector_id, ("", -1))
+        number = number + 1 if local_id == tx.local_id else 0
+        self._last[tx.connector_id] = (tx.local_id, number)
+        # Queued behind the outbox insert of the event on the storage thread (one FIFO).
+        self._storage.submit(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO settings (namespace, key, value) VALUES (?, ?, ?)",
+                (SEQ_NAMESPACE, str(tx.connector_id), f"{tx.local_id}:{number}"),
+            )
+        )
+        return number
+
+
+class TransactionEvents:
+    """The transactions the CSMS hears of, as TransactionEvent, and their queue."""
+
+    def __init__(
+        self,
+        *,
+        queue: TransactionQueue,
+        seq: SeqNumbers,
+        model: DeviceModel,
+        authorizer: Authorizer,
+        control: ChargePointControl,
+        registered: Callable[[], bool],
+        clock: Callable[[], dt.datetime],
+        spawn: Spawn,
+        interval_scale: float,
+    ) -> None:
+        self.queue = queue
+        self._seq = seq
+        self._model = model
+        self._authorizer = authorizer
+        self._control = control
+        self._registered = registered
+        self._clock = clock
+        self._spawn = spawn
+        self._scale = interval_scale
+        self._running: dict[int, Transaction] = {}  # by connector
+        #: RequestStartTransaction's remoteStartId by EVSE (0: whichever starts), until used.
+        self._remote_starts: dict[int, int] = {}
+        self._states: dict[int, str] = {}  # the chargingState last sent, by connector
+
+    def running(self) -> list[Transaction]:
+        return list(self._running.values())
+
+    def _event(
+        self,
+        kind: TxKind,
+        tx: Transaction,
+        trigger: str,
+        at: dt.datetime,
+        info: dict[str, Any] | None = None,
+        meter: WireDict | None = None,
+        **extra: Any,
+    ) -> None:
+        event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
+        body: dict[str, Any] = {
+            "event_type": event_type[kind],
+            "timestamp": iso_utc(at),
+            "trigger_reason": trigger,
+            "seq_no": self._seq.next(tx),
+            "transaction_info": {"transaction_id": tx.local_id, **(info or {})},
+            **extra,
+        }
+        if not self._registered():
+            body["offline"] = True
+        if meter is not None:
+            body["meter_value"] = [meter]
+        self.queue.put(TxMessage(kind, tx.local_id, body))
+
+    def remote_start_expected(self, evse_id: int | None, remote_start_id: int | None) -> None:
+        """RequestStartTransaction was accepted for ``evse_id`` (None: any): the next
+        Started there says RemoteStart and carries ``remote_start_id`` (None: forget it)."""
+        key = evse_id or 0
+        if remote_start_id is None:
+            self._remote_starts.pop(key, None)
+        else:
+            self._remote_starts[key] = remote_start_id
+
+    def triggered(self, connector_id: int, sample: MeterSample | None) -> None:
+        """TriggerMessage TransactionEvent: Updated (Trigger) for the running transaction."""
+        tx = self._running.get(connector_id)
+        if tx is None:
+            return
+        measurands = self._model.get_list("SampledDataCtrlr.TxUpdatedMeasurands")
+        value = None if sample is None else meter_value(sample, measurands, "Trigger")
+        info = {"charging_state": self._states.get(connector_id, "EVConnected")}
+        self._event(TxKind.METER, tx, "Trigger", self._clock(), info, value)
+
+    def started(self, tx: Transaction, status: ConnectorStatus) -> None:
+        """Queue Started (E03: authorized with the EV connected)."""
+        self._running[tx.connector_id] = tx
+        state = charging_state(status) or "EVConnected"
+        self._states[tx.connector_id] = state
+        begin = self._energy(tx.meter_start_wh, tx.started_at, "Transaction.Begin")
+        extra: dict[str, Any] = {
+            "id_token": id_token(tx.id_tag),
+            "evse": {"id": tx.connector_id, "connector_id": 1},
+        }
+        if tx.reservation_id is not None:
+            extra["reservation_id"] = tx.reservation_id
+        info: dict[str, Any] = {"charging_state": state}
+        trigger = "Authorized"
+        remote = self._remote_starts.pop(tx.connector_id, None)
+        if remote is None:
+            remote = self._remote_starts.pop(0, None)
+        if remote is not None:
+            trigger, info["remote_start_id"] = "RemoteStart", remote
+        self._event(TxKind.START, tx, trigger, tx.started_at, info, begin, **extra)
+
+    def status_changed(self, connector_id: int, status: ConnectorStatus) -> None:
+        """Queue Updated (ChargingStateChanged) when the running transaction's state moved."""
+        tx = self._running.get(connector_id)
+        state = charging_state(status)
+        if tx is None or state is None or self._states.get(connector_id) == state:
+            return
+        self._states[connector_id] = state
+        self._event(
+            TxKind.METER, tx, "ChargingStateChanged", self._clock(), {"charging_state": state}
+        )
+
+    def sampled(self, sample: MeterSample) -> None:
+        """Queue Updated (MeterValuePeriodic) with TxUpdatedMeasurands of ``sample``."""
+        tx = self._running.get(sample.connector_id)
+        if tx is None:
+            return
+        measurands = self._model.get_list("SampledDataCtrlr.TxUpdatedMeasurands")
+        value = meter_value(sample, measurands, "Sample.Periodic")
+        if value is not None:
+            self._event(TxKind.METER, tx, "MeterValuePeriodic", sample.timestamp, meter=value)
+
+    def stopped(self, tx: Transaction) -> None:
+        """Queue Ended with the stoppedReason and the register at the end."""
+        if self._running.get(tx.connector_id) is tx:
+            del self._running[tx.connector_id]
+        self._states.pop(tx.connector_id, None)
+        reason = tx.stop_reason or StopReason.OTHER
+        stopped, trigger = _STOPPED[reason]
+        at = tx.stopped_at or self._clock()
+        meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+        extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
+        if tx.stop_id_tag:
+            extra["id_token"] = id_token(tx.stop_id_tag)
+        self._event(
+            TxKind.STOP,
+            tx,
+            trigger,
+            at,
+            {"charging_state": "Idle", "stopped_reason": stopped},
+            self._energy(meter_stop, at, "Transaction.End"),
+            **extra,
+        )
+
+    @staticmethod
+    def _energy(energy_wh: float, at: dt.datetime, context: str) -> WireDict:
+        return {
+            "timestamp": iso_utc(at),
+            "sampledValue": [
+                {
+                    "value": round(energy_wh, 3),
+                    "context": context,
+                    "measurand": "Energy.Active.Import.Register",
+                }
+            ],
+        }
+
+    async def drain(self, cp: ChargePoint) -> None:
+        """Send the queue in order over ``cp`` (registered), with retries; until cancelled."""
+        await self.queue.drain(
+            lambda message, _: self._send(cp, message),
+            self._confirmed,
+            lambda: self._model.get_int("OCPPCommCtrlr.MessageAttemptsTransactionEvent"),
+            lambda: (
+                self._model.get_int("OCPPCommCtrlr.MessageAttemptIntervalTransactionEvent")
+                * self._scale
+            ),
+        )
+
+    async def _send(self, cp: ChargePoint, message: TxMessage) -> Any:
+        try:
+            return await call_checked(cp, call.TransactionEvent(**message.body))
+        except CALL_FAILURES as exc:
+            raise CallFailed(describe(exc)) from exc
+
+    async def _confirmed(self, message: TxMessage, answer: Any) -> None:
+        """The CSMS's verdict on the idToken (E05): remembered in the cache; a refused id
+        of a running transaction stops it (TxCtrlr.StopTxOnInvalidId, true here)."""
+        info = answer.id_token_info
+        token = message.body.get("id_token")
+        if info is None or token is None:
+            return
+        result: AuthResult = await self._authorizer.remember(
+            token["id_token"], result_from_info(info)
+        )
+        tx = self._running.get(message.body.get("evse", {}).get("id", 0))
+        refused = message.kind is TxKind.START and not result.accepted
+        if refused and tx is not None and tx.local_id == message.local_id:
+            log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)
+            self._spawn(self._control.deauthorize(tx), f"ocpp201-deauthorize-{tx.local_id}")
