@@ -35,6 +35,7 @@ KNOWN_REQUESTS = {
     "em340": 1,  # 0x0000-0x004F = 80 registers <= 125
     "abb_b23": 2,  # 0x5000 block and 0x5B00 block are 2816 registers apart
     "orno_we516": 2,  # 0x000E-0x0023 and 0x0108-0x0111
+    "em24": 2,  # 0x0000-0x0029 and 0x0033-0x004F (80 registers in all, read 50 at most)
 }
 
 
