@@ -192,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault = actions.add_parser("fault", help="inject or clear a hardware fault")
     fault.add_argument("fault", choices=FAULTS)
     _sim_options(fault, default=False)
+    house = actions.add_parser("house", help="the simulated house behind the grid meter")
+    house.add_argument("--load", type=float, help="the house's own load (W)")
+    house.add_argument("--pv", type=float, help="what the PV produces (W)")
+    house.add_argument(
+        "--meter-fault",
+        choices=("offline", "garbage", "none"),
+        help="make the grid meter silent or garbled, or well again",
+    )
+    _sim_options(house, default=False)
 
     demo = commands.add_parser("demo", help="a full charging session on simulated hardware")
     demo.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="OCPP version")
@@ -232,13 +241,21 @@ def _sim_command(args: argparse.Namespace) -> int:
         request["uid"] = args.uid
     elif args.action == "fault":
         request["fault"] = args.fault
+    elif args.action == "house":
+        for key, value in (
+            ("load_w", args.load),
+            ("pv_w", args.pv),
+            ("meter_fault", args.meter_fault),
+        ):
+            if value is not None:
+                request[key] = value
     try:
         answer = send(args.control, request)
     except SimControlError as exc:
         print(f"picharge sim: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     answer.pop("ok", None)
-    if args.action == "status":
+    if args.action in ("status", "house"):
         print(json.dumps(answer, indent=2))
     return EXIT_OK
 

@@ -62,6 +62,9 @@ async def start_simulation(
                 else 32.0,
                 phases=config.connectors[i - 1].phases if i <= len(config.connectors) else 3,
                 drivers=section,
+                phase_rotation=config.connectors[i - 1].phase_rotation
+                if i <= len(config.connectors)
+                else (0, 1, 2),
             )
             for i, section in enumerate(sections, start=1)
         ),
@@ -76,11 +79,22 @@ async def start_simulation(
         raise ConfigurationError(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
+    # A house behind a grid meter when the configuration protects a fuse with a polled one.
+    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") == "modbus"
     sim = SimChargerOnThread(
-        state_dir, sections, meter_section=config.meter, rfid_section=config.rfid, speed=speed
+        state_dir,
+        sections,
+        meter_section=config.meter,
+        rfid_section=config.rfid,
+        speed=speed,
+        house_meter_section=config.grid_meter if house else None,
+        house_phases=config.site.phases,
     )
     try:
         seams, _, rfid_settings = await sim.start()
+        if house:
+            grid_meter = {**config.grid_meter, **sim.grid_meter_settings}
+            sim_config = dataclasses.replace(sim_config, grid_meter=grid_meter)
         hardware = build_hardware(
             sim_config,
             seams,
