@@ -19,7 +19,7 @@ from drivers.errors import ConfigurationError
 from hw_sim.meter_server import SimMeter
 from tests.support.wait import until
 
-GRID_MODELS = ["sdm630", "sdm72d_v2", "em24"]
+GRID_MODELS = ["sdm630", "sdm72d_v2", "em24", "sunspec_203"]
 FAST: dict[str, Any] = {"timeout_s": 0.2, "retries": 0, "backoff_s": 0.01, "backoff_max_s": 0.02}
 VOLTAGE = (231.0, 229.5, 230.2)
 # The house imports on L1 and L3; PV exports 12.5 A on L2 (the meter shows a magnitude).
