@@ -158,7 +158,6 @@ _TOP_LEVEL = {
     "site",
     "grid_meter",
 }
-_SITE_KEYS = ("fuse_a", "phases", "margin_a", "fallback_current_a", "grid_max_age_s")
 _CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation")
 
 
@@ -183,6 +182,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "authorization": ("cards", "free_charging_id"),
     "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
     "web": ("listen", "public_status", "id_tag"),
+    "site": ("fuse_a", "phases", "margin_a", "fallback_current_a", "grid_max_age_s"),
 }
 BACKENDS = ("pi", "sim")
 
@@ -256,9 +256,6 @@ def _phase_rotation(text: str) -> tuple[int, ...] | None:
 
 def _site(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> SiteConfig:
     site = _table(doc, "site")
-    for key in site:
-        if key not in _SITE_KEYS:
-            raise ConfigError(f"site.{key}", f"unknown key; expected one of {list(_SITE_KEYS)}")
     if not site:
         return SiteConfig()
     fuse = _get(site, "site", "fuse_a", float, 0.0)

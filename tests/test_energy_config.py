@@ -68,12 +68,24 @@ def test_a_bad_energy_key_is_refused_naming_it(doc: dict[str, Any], key: str) ->
     assert caught.value.key == key
 
 
-async def test_a_bad_grid_meter_key_stops_the_start_naming_it(tmp_path: Path) -> None:
-    config = parse_config({"site": SITE, "grid_meter": {**GRID, "baud": 9600}})
+def test_a_misspelt_grid_meter_key_is_refused_naming_the_nearest() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"site": SITE, "grid_meter": {**GRID, "baud": 9600}})
+    assert caught.value.key == "grid_meter.baud"
+    assert "did you mean baudrate?" in caught.value.problem
+    pushed = parse_config({"site": SITE, "grid_meter": {"source": "push"}})
+    assert pushed.grid_meter == {"source": "push"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"site": SITE, "grid_meter": {"source": "push", "modell": "x"}})
+    assert caught.value.key == "grid_meter.modell"
+
+
+async def test_a_bad_grid_meter_value_stops_the_start_naming_it(tmp_path: Path) -> None:
+    config = parse_config({"site": SITE, "grid_meter": {**GRID, "unit_id": 300}})
     app = ChargePointApp(dataclasses.replace(config, state_dir=tmp_path), RunOptions(sim=True))
     try:
         with pytest.raises(ConfigError) as caught:
             await app.start()
-        assert caught.value.key == "grid_meter.baud"
+        assert caught.value.key == "grid_meter.unit_id"
     finally:
         await app.close()

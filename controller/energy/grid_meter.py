@@ -65,6 +65,9 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
     if not 0.2 <= interval <= 60.0:
         raise ConfigurationError("grid_meter.interval_s", f"must be 0.2-60 s, got {interval}")
     meter_keys = {k: v for k, v in section.items() if k not in ROLE_KEYS}
+    meter_type = meter_keys.pop("type", "modbus")
+    if meter_type != "modbus":
+        raise ConfigurationError("grid_meter.type", f"must be 'modbus', got {meter_type!r}")
     if source == "push":
         if meter_keys:
             raise ConfigurationError(
