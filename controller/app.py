@@ -68,6 +68,8 @@ class RunOptions:
     sim_connectors: int = 1
     sim_cable: str = "socket"  # the simulated connectors: "socket" (with a lock) or "tethered"
     sim_speed: float = 1.0
+    sim_house: str | None = None  # a built-in day (sunny, cloudy, winter) or a CSV file
+    sim_house_start_s: float = 0.0  # the simulated time of day the house starts at
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
     ocpp_keys: Path | None = None
@@ -129,6 +131,8 @@ class ChargePointApp:
                     connectors=self.options.sim_connectors,
                     cable=self.options.sim_cable,
                     speed=self.options.sim_speed,
+                    house_day=self.options.sim_house,
+                    house_start_s=self.options.sim_house_start_s,
                     on_event=log_event,
                 )
                 self.config = config

@@ -71,6 +71,16 @@ def _connector_id(text: str) -> int:
     return value
 
 
+def _time_of_day(value: str) -> float:
+    """``HH:MM`` as seconds since midnight."""
+    hours, sep, minutes = value.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HH:MM, got {value!r}")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise argparse.ArgumentTypeError(f"no such time of day {value!r}")
+    return float(int(hours) * 3600 + int(minutes) * 60)
+
+
 def _host_port(text: str) -> str:
     try:
         parse_host_port(text)
@@ -154,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ocpp", choices=("1.6", "2.0.1"), help="OCPP version")
     run.add_argument("--state-dir", type=Path, help="where the SQLite state lives")
     run.add_argument("--sim-control", type=_host_port, default=DEFAULT_CONTROL)
+    run.add_argument(
+        "--sim-house",
+        metavar="FILE|sunny|cloudy|winter",
+        help="the simulated house's day of load and PV: a CSV (time,load_w,pv_w) or built in",
+    )
+    run.add_argument(
+        "--sim-house-start",
+        type=_time_of_day,
+        default=0.0,
+        metavar="HH:MM",
+        help="the time of day the simulated house starts at (default 00:00)",
+    )
     run.add_argument(
         "--sim-control-allow-remote",
         action="store_true",

@@ -35,6 +35,7 @@ from drivers.seams import HardwareSeams
 from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
 from hw_sim.house import SimHouse
+from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
 from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
@@ -172,6 +173,8 @@ class SimCharger:
         ev_spec: EvSpec | None = None,
         house_meter_section: Mapping[str, Any] | None = None,
         house_phases: int = 3,
+        house_profile: HouseProfile | None = None,
+        house_start_s: float = 0.0,
     ) -> None:
         if not 1 <= len(connector_sections) <= MAX_SIM_CONNECTORS:
             raise ValueError(f"the simulation has 1 to {MAX_SIM_CONNECTORS} connectors")
@@ -201,7 +204,9 @@ class SimCharger:
         self.power_fail: SimPowerFailPin | None = None
         #: The house behind a grid meter, when the configuration has one ([grid_meter]).
         self.house = (
-            SimHouse(house_meter_section, house_phases) if house_meter_section is not None else None
+            SimHouse(house_meter_section, house_phases, house_profile, house_start_s)
+            if house_meter_section is not None
+            else None
         )
         #: Driver settings that reach the house's grid meter (after start).
         self.grid_meter_settings: dict[str, Any] = {}

@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_server import SimMeter
 
 NOMINAL_VOLTAGE_V = 230.0
@@ -26,7 +27,13 @@ NOMINAL_VOLTAGE_V = 230.0
 class SimHouse:
     """A household load and a PV array behind one simulated grid meter."""
 
-    def __init__(self, meter_section: Mapping[str, Any] | None = None, phases: int = 3) -> None:
+    def __init__(
+        self,
+        meter_section: Mapping[str, Any] | None = None,
+        phases: int = 3,
+        profile: HouseProfile | None = None,
+        start_s: float = 0.0,
+    ) -> None:
         section = dict(meter_section or {})
         self.phases = phases
         self.meter = SimMeter(
@@ -37,6 +44,12 @@ class SimHouse:
         self.load_w = 0.0
         self.pv_w = 0.0
         self.grid_current_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        #: A day's load and PV to follow (None: the constant ``set`` values).
+        self.profile = profile
+        #: Simulated time of day (s), advanced at the simulation's speed.
+        self.clock_s = start_s
+        if profile is not None:
+            self.load_w, self.pv_w = profile.at(start_s)
 
     async def start(self) -> dict[str, Any]:
         """Serve the grid meter; return the driver settings that reach it."""
@@ -59,9 +72,14 @@ class SimHouse:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a power >= 0 W, got {value}")
         self.load_w, self.pv_w = float(load_w), float(pv_w)
+        self.profile = None  # a value set by hand holds until the next one
 
     def step(self, charger_a: Sequence[tuple[float, float, float]], energy_dt_s: float) -> None:
-        """Measure the house plus ``charger_a`` (each charger's current per grid phase)."""
+        """Advance the day by ``energy_dt_s`` simulated seconds and measure the house plus
+        ``charger_a`` (each charger's current per grid phase)."""
+        self.clock_s += energy_dt_s
+        if self.profile is not None:
+            self.load_w, self.pv_w = self.profile.at(self.clock_s)
         house_w = (self.load_w - self.pv_w) / self.phases
         power = [0.0, 0.0, 0.0]
         for p in range(self.phases):
@@ -78,9 +96,12 @@ class SimHouse:
         self.meter.add_energy_wh(imported_w * energy_dt_s / 3600.0)
 
     def status(self) -> dict[str, Any]:
+        day_s = int(self.clock_s) % 86_400
         return {
-            "load_w": self.load_w,
-            "pv_w": self.pv_w,
+            "profile": None if self.profile is None else self.profile.name,
+            "clock": f"{day_s // 3600:02d}:{day_s // 60 % 60:02d}:{day_s % 60:02d}",
+            "load_w": round(self.load_w, 1),
+            "pv_w": round(self.pv_w, 1),
             "grid_current_a": [round(a, 2) for a in self.grid_current_a],
             "grid_meter_modbus": self.endpoint,
             "grid_meter_fault": self.meter.fault,
