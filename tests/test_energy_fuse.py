@@ -164,3 +164,10 @@ def test_a_site_refuses_negative_or_non_finite_settings(field: str) -> None:
         Site(**{"fuse_a": 25.0, field: -1.0})
     with pytest.raises(ValueError, match=field):
         Site(**{"fuse_a": 25.0, field: math.nan})
+
+
+def test_pv_exporting_on_a_phase_never_lifts_the_limit_above_the_fuse_less_margin() -> None:
+    site = Site(fuse_a=16.0, margin_a=1.0)
+    car = ConnectorLoad(1, frozenset({0, 1, 2}), (10.0, 10.0, 10.0))
+    # PV exports 8 A per phase more than the house uses: a cloud could take it any second.
+    assert fuse_limits(site, GridSample((2.0, 2.0, 2.0), NOW), [car], NOW) == {1: 15.0}

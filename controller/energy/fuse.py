@@ -12,9 +12,10 @@ our chargers' doing (``tests/test_energy_fuse.py`` checks it as a property).
 
 A charger's current counts as the house's other load on a phase its car is not expected to
 draw on (``grid_phases``): that keeps the guarantee even when a car draws a little on a
-phase it was not limited on. Exported current (PV) on a phase lowers the other load and so
-raises the headroom, as it does at the fuse; when the sun goes, the next grid reading (the
-meter is read every second) lowers the limit, within a fuse's tolerance of short overload.
+phase it was not limited on. Exported current (PV) on a phase is not counted as headroom:
+PV can vanish behind a cloud between two readings, and the car must never depend on it to
+stay under the fuse, so a phase's other load counts as zero at least (solar modes use the
+surplus, within that bound).
 
 With no fresh grid reading (the meter silent, garbled, or a phase missing) nothing is known
 of the house, and every connector falls back to the configured safe current.
@@ -141,7 +142,7 @@ def fuse_limits(
         grid_a = sample.current_a[p]
         assert grid_a is not None  # is_fresh checked it
         users = [c for c in connectors if p in c.grid_phases]
-        other_load_a = grid_a - math.fsum(c.current_a[p] for c in users)
+        other_load_a = max(0.0, grid_a - math.fsum(c.current_a[p] for c in users))
         headroom_a = max(0.0, site.usable_a - other_load_a)
         share[p] = headroom_a / len(users) if users else headroom_a
     return {c.connector_id: min(share[p] for p in c.grid_phases) for c in connectors}

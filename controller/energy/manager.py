@@ -75,7 +75,8 @@ class FuseManager:
         self.site = site
         self._wiring = {w.connector_id: w for w in wiring}
         self._feed = feed
-        self._sink = sink
+        #: Where limits go (the supervisor); a bench may wrap it to stamp each one.
+        self.sink = sink
         self._clock = clock
         self._car_a: dict[int, Phases] = {w.connector_id: (0.0, 0.0, 0.0) for w in wiring}
         self._sent: dict[int, float] = {}
@@ -124,7 +125,7 @@ class FuseManager:
         changes = [(a - self._sent.get(cid, math.inf), cid, a) for cid, a in limits.items()]
         for _, cid, a in sorted(changes):
             if self._sent.get(cid) != a:
-                self._sink.set_limit(cid, LimitSource.LOAD_MANAGEMENT, a)
+                self.sink.set_limit(cid, LimitSource.LOAD_MANAGEMENT, a)
                 self._sent[cid] = a
         return limits
 
