@@ -55,6 +55,8 @@ bench: $(STAMP)
 	@$(BIN)/python bench/web_memory.py
 	@echo "== fault trials: SIGKILLs and CSMS outages (bench/fault_trials.py)"
 	@$(BIN)/python bench/fault_trials.py
+	@echo "== main fuse over the dinner peak of a simulated day (bench/energy_day.py)"
+	@$(BIN)/python bench/energy_day.py
 
 # The long safety proof: the connector's random lives against the oracle, thousands of longer
 # examples (minutes); failures are kept in .hypothesis/proof and replayed first next time.

@@ -24,6 +24,7 @@ from controller.connector_types import ConnectorSettings, StopReason
 from controller.csms import registry as csms_registry
 from controller.csms.adapter import AdapterContext, CsmsAdapter
 from controller.domain import ResetKind
+from controller.energy.setup import LocalEnergy, build_local_energy
 from controller.hardware import Hardware, build_hardware, log_event
 from controller.logging_setup import (
     LOGS_DIR,
@@ -67,6 +68,8 @@ class RunOptions:
     sim_connectors: int = 1
     sim_cable: str = "socket"  # the simulated connectors: "socket" (with a lock) or "tethered"
     sim_speed: float = 1.0
+    sim_house: str | None = None  # a built-in day (sunny, cloudy, winter) or a CSV file
+    sim_house_start_s: float = 0.0  # the simulated time of day the house starts at
     sim_control: str | None = None  # HOST:PORT for `picharge sim`, None = no endpoint
     sim_control_allow_remote: bool = False  # listen beyond loopback (anyone there may drive it)
     ocpp_keys: Path | None = None
@@ -93,6 +96,7 @@ class ChargePointApp:
         self._control: Any = None
         self.state_problem: StateProblem | None = None
         self.durability: Durability | None = None
+        self.energy: LocalEnergy | None = None
         self.notifier = ServiceNotifier()
         self.heartbeats = Heartbeats()
         self._log_file: logging.Handler | None = None
@@ -127,6 +131,8 @@ class ChargePointApp:
                     connectors=self.options.sim_connectors,
                     cable=self.options.sim_cable,
                     speed=self.options.sim_speed,
+                    house_day=self.options.sim_house,
+                    house_start_s=self.options.sim_house_start_s,
                     on_event=log_event,
                 )
                 self.config = config
@@ -155,6 +161,13 @@ class ChargePointApp:
                 log.warning("--ocpp-keys ignored: no CSMS configured (standalone mode)")
             self.supervisor.link = StandaloneLink(config.local_cards, CardStore(self.storage))
             log.info("standalone mode: no CSMS; %d card(s) allowed", len(config.local_cards))
+        # Local energy management (issue 16): the grid meter and the main fuse.
+        try:
+            self.energy = build_local_energy(
+                config, self.supervisor, self.supervisor.events, log_event
+            )
+        except ConfigurationError as exc:
+            raise ConfigError(exc.key, exc.problem) from exc
         # Journal, power-loss recovery (interrupted transactions closed) and the watch.
         self.durability = await start_durability(
             self.storage,
@@ -255,6 +268,8 @@ class ChargePointApp:
             tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         if self.web is not None:  # never ends on its own: it restarts itself after a failure
             tasks.append(asyncio.create_task(self.web.run(), name="web"))
+        if self.energy is not None:
+            tasks.extend(self.energy.start())
         self.heartbeats.expect("supervisor", SUPERVISOR_STALL_S)
         for connector_id in supervisor.connector_ids:
             self.heartbeats.expect(f"meter-{connector_id}", METER_STALL_S)

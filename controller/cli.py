@@ -71,6 +71,16 @@ def _connector_id(text: str) -> int:
     return value
 
 
+def _time_of_day(value: str) -> float:
+    """``HH:MM`` as seconds since midnight."""
+    hours, sep, minutes = value.partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HH:MM, got {value!r}")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise argparse.ArgumentTypeError(f"no such time of day {value!r}")
+    return float(int(hours) * 3600 + int(minutes) * 60)
+
+
 def _host_port(text: str) -> str:
     try:
         parse_host_port(text)
@@ -155,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="where the SQLite state lives")
     run.add_argument("--sim-control", type=_host_port, default=DEFAULT_CONTROL)
     run.add_argument(
+        "--sim-house",
+        metavar="FILE|sunny|cloudy|winter",
+        help="the simulated house's day of load and PV: a CSV (time,load_w,pv_w) or built in",
+    )
+    run.add_argument(
+        "--sim-house-start",
+        type=_time_of_day,
+        default=0.0,
+        metavar="HH:MM",
+        help="the time of day the simulated house starts at (default 00:00)",
+    )
+    run.add_argument(
         "--sim-control-allow-remote",
         action="store_true",
         help="let --sim-control listen beyond loopback (whoever reaches it drives the charger)",
@@ -192,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault = actions.add_parser("fault", help="inject or clear a hardware fault")
     fault.add_argument("fault", choices=FAULTS)
     _sim_options(fault, default=False)
+    house = actions.add_parser("house", help="the simulated house behind the grid meter")
+    house.add_argument("--load", type=float, help="the house's own load (W)")
+    house.add_argument("--pv", type=float, help="what the PV produces (W)")
+    house.add_argument(
+        "--meter-fault",
+        choices=("offline", "garbage", "none"),
+        help="make the grid meter silent or garbled, or well again",
+    )
+    _sim_options(house, default=False)
 
     demo = commands.add_parser("demo", help="a full charging session on simulated hardware")
     demo.add_argument("--ocpp", choices=("1.6", "2.0.1"), default="1.6", help="OCPP version")
@@ -232,13 +263,21 @@ def _sim_command(args: argparse.Namespace) -> int:
         request["uid"] = args.uid
     elif args.action == "fault":
         request["fault"] = args.fault
+    elif args.action == "house":
+        for key, value in (
+            ("load_w", args.load),
+            ("pv_w", args.pv),
+            ("meter_fault", args.meter_fault),
+        ):
+            if value is not None:
+                request[key] = value
     try:
         answer = send(args.control, request)
     except SimControlError as exc:
         print(f"picharge sim: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     answer.pop("ok", None)
-    if args.action == "status":
+    if args.action in ("status", "house"):
         print(json.dumps(answer, indent=2))
     return EXIT_OK
 

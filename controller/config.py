@@ -51,6 +51,24 @@ class ConnectorConfig:
     max_current_a: float = 32.0
     phases: int = 3
     drivers: Mapping[str, Any] = field(default_factory=dict)  # pins, PWM, ADC, RCM, ...
+    # The grid phase (0-based) each of its phases is wired to: (1, 2, 0) is a connector wired
+    # L2-L3-L1, (1,) a one-phase connector on L2. Configured as phase_rotation = "L2L3L1".
+    phase_rotation: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """``[site]``: the house connection the chargers share (issue 16). Currents in A.
+
+    ``fuse_a`` 0 means no fuse protection (no [site] table). ``fallback_current_a`` is what
+    each connector may offer while the grid meter gives no reading for ``grid_max_age_s``.
+    """
+
+    fuse_a: float = 0.0
+    phases: int = 3
+    margin_a: float = 1.0
+    fallback_current_a: float = 6.0
+    grid_max_age_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,10 @@ class Config:
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(id=1),)
     meter: Mapping[str, Any] = field(default_factory=dict)
     rfid: Mapping[str, Any] = field(default_factory=dict)
+    site: SiteConfig = SiteConfig()
+    # [grid_meter]: validated by controller.energy.grid_meter.parse_role, as [meter] is by
+    # its driver; required when [site] sets a fuse.
+    grid_meter: Mapping[str, Any] = field(default_factory=dict)
     # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
     # under one id tag.
     local_cards: tuple[str, ...] = ()
@@ -133,7 +155,10 @@ _TOP_LEVEL = {
     "authorization",
     "mqtt",
     "web",
+    "site",
+    "grid_meter",
 }
+_CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation")
 
 
 #: The keys of the sections read here (the drivers' sections: controller.config_keys).
@@ -157,6 +182,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "authorization": ("cards", "free_charging_id"),
     "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
     "web": ("listen", "public_status", "id_tag"),
+    "site": ("fuse_a", "phases", "margin_a", "fallback_current_a", "grid_max_age_s"),
 }
 BACKENDS = ("pi", "sim")
 
@@ -201,8 +227,63 @@ def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
     phases = _get(table, prefix, "phases", int, 3)
     if phases not in (1, 3):
         raise ConfigError(f"{prefix}.phases", f"must be 1 or 3, got {phases}")
-    drivers = {k: v for k, v in table.items() if k not in ("max_current_a", "phases")}
-    return ConnectorConfig(id=index, max_current_a=max_a, phases=phases, drivers=drivers)
+    drivers = {k: v for k, v in table.items() if k not in _CONNECTOR_KEYS}
+    default_rotation = "L1L2L3" if phases == 3 else "L1"
+    rotation_text = _get(table, prefix, "phase_rotation", str, default_rotation)
+    rotation = _phase_rotation(rotation_text)
+    if rotation is None or len(rotation) != phases:
+        raise ConfigError(
+            f"{prefix}.phase_rotation",
+            f"must name the grid phase of each of its {phases} phase(s) once, like "
+            f"{'L2L3L1' if phases == 3 else 'L2'}, got {rotation_text!r}",
+        )
+    return ConnectorConfig(
+        id=index, max_current_a=max_a, phases=phases, drivers=drivers, phase_rotation=rotation
+    )
+
+
+def _phase_rotation(text: str) -> tuple[int, ...] | None:
+    """``"L2L3L1"`` as (1, 2, 0); None unless it names distinct phases L1-L3."""
+    names = [text[i : i + 2].upper() for i in range(0, len(text), 2)]
+    if (
+        not names
+        or any(n not in ("L1", "L2", "L3") for n in names)
+        or len(set(names)) != len(names)
+    ):
+        return None
+    return tuple(int(n[1]) - 1 for n in names)
+
+
+def _site(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> SiteConfig:
+    site = _table(doc, "site")
+    if not site:
+        return SiteConfig()
+    fuse = _get(site, "site", "fuse_a", float, 0.0)
+    if not 6.0 <= fuse <= 1000.0:
+        raise ConfigError("site.fuse_a", f"must be the main fuse, 6-1000 A, got {fuse}")
+    phases = _get(site, "site", "phases", int, 3)
+    if phases not in (1, 3):
+        raise ConfigError("site.phases", f"must be 1 or 3, got {phases}")
+    margin = _get(site, "site", "margin_a", float, 1.0)
+    if not 0.0 <= margin < fuse:
+        raise ConfigError("site.margin_a", f"must be 0 A or more and below the fuse, got {margin}")
+    fallback = _get(site, "site", "fallback_current_a", float, 6.0)
+    if not 0.0 <= fallback <= fuse - margin:
+        raise ConfigError(
+            "site.fallback_current_a",
+            f"must be 0 A up to the fuse less the margin ({fuse - margin:g} A), got {fallback}",
+        )
+    max_age = _get(site, "site", "grid_max_age_s", float, 5.0)
+    if not 1.0 <= max_age <= 60.0:
+        raise ConfigError("site.grid_max_age_s", f"must be 1-60 s, got {max_age}")
+    for c in connectors:
+        if max(c.phase_rotation) >= phases:
+            raise ConfigError(
+                f"connector.{c.id}.phase_rotation", f"uses a phase the {phases}-phase site lacks"
+            )
+    if "grid_meter" not in doc:
+        raise ConfigError("grid_meter", "is required when [site] sets a fuse: nothing to measure")
+    return SiteConfig(fuse, phases, margin, fallback, max_age)
 
 
 def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
@@ -426,6 +507,8 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         connectors=connectors,
         meter=_table(doc, "meter"),
         rfid=_table(doc, "rfid"),
+        site=_site(doc, connectors),
+        grid_meter=_table(doc, "grid_meter"),
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),

@@ -22,7 +22,15 @@ from drivers import registry
 
 #: Keys of a ``[[connector]]`` table besides its drivers': read by controller.config and
 #: controller.hardware (``meter`` is the connector's own meter table).
-CONNECTOR_KEYS = ("max_current_a", "phases", "meter", *registry.CONNECTOR_TYPE_KEYS.values())
+CONNECTOR_KEYS = (
+    "max_current_a",
+    "phases",
+    "phase_rotation",
+    "meter",
+    *registry.CONNECTOR_TYPE_KEYS.values(),
+)
+#: Keys of ``[grid_meter]`` besides its meter driver's (controller.energy.grid_meter).
+GRID_METER_KEYS = ("source", "interval_s")
 #: Keys of ``[hardware]`` besides the LED driver's.
 HARDWARE_KEYS = ("backend", "led_type")
 
@@ -48,6 +56,7 @@ def unknown_key(doc: Mapping[str, Any], sections: Mapping[str, Iterable[str]]) -
         _check("hardware", doc.get("hardware"), _hardware_keys)
         _check("meter", doc.get("meter"), _meter_keys)
         _check("rfid", doc.get("rfid"), _rfid_keys)
+        _check("grid_meter", doc.get("grid_meter"), _grid_meter_keys)
         connectors = doc.get("connector")
         for number, table in enumerate(connectors if isinstance(connectors, list) else [], 1):
             prefix = f"connector.{number}"
@@ -135,6 +144,12 @@ def _hardware_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
 
 def _meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
     return _combine(("type",), _driver(prefix, table, "meter", "type", "modbus"))
+
+
+def _grid_meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
+    if table.get("source") == "push":
+        return _Known(GRID_METER_KEYS)
+    return _combine((*GRID_METER_KEYS, "type"), _driver(prefix, table, "meter", "type", "modbus"))
 
 
 def _rfid_keys(prefix: str, table: Mapping[str, Any]) -> _Known:

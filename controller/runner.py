@@ -69,6 +69,8 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
         sim_connectors=args.sim_connectors,
         sim_cable=args.sim_cable,
         sim_speed=args.sim_speed,
+        sim_house=args.sim_house,
+        sim_house_start_s=args.sim_house_start,
         sim_control=args.sim_control if sim else None,
         sim_control_allow_remote=args.sim_control_allow_remote,
         ocpp_keys=args.ocpp_keys,

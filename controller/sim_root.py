@@ -17,6 +17,7 @@ from controller.hardware import Hardware, build_hardware
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
+from hw_sim import house_profile
 from hw_sim.charger import (
     MAX_SIM_CONNECTORS,
     POWER_FAIL_PIN,
@@ -24,6 +25,7 @@ from hw_sim.charger import (
     sim_connector_section,
 )
 from hw_sim.control import ControlServer, RemoteControlRefused, loopback_only
+from hw_sim.house_profile import HouseProfile
 from hw_sim.loop_thread import SimChargerOnThread
 
 __all__ = [
@@ -44,6 +46,8 @@ async def start_simulation(
     speed: float,
     cable: str = "socket",
     on_event: EventSink,
+    house_day: str | None = None,
+    house_start_s: float = 0.0,
 ) -> tuple[SimCharger, Hardware, Config]:
     """Start the simulated charger and its drivers; returns the config as the drivers saw it."""
     sections = []
@@ -62,6 +66,9 @@ async def start_simulation(
                 else 32.0,
                 phases=config.connectors[i - 1].phases if i <= len(config.connectors) else 3,
                 drivers=section,
+                phase_rotation=config.connectors[i - 1].phase_rotation
+                if i <= len(config.connectors)
+                else (0, 1, 2),
             )
             for i, section in enumerate(sections, start=1)
         ),
@@ -76,11 +83,28 @@ async def start_simulation(
         raise ConfigurationError(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
+    # A house behind a grid meter when the configuration protects a fuse with a polled one.
+    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") == "modbus"
+    if house_day is not None and not house:
+        raise ConfigurationError(
+            "--sim-house", "needs a house: [site] fuse_a and a [grid_meter] that is polled"
+        )
     sim = SimChargerOnThread(
-        state_dir, sections, meter_section=config.meter, rfid_section=config.rfid, speed=speed
+        state_dir,
+        sections,
+        meter_section=config.meter,
+        rfid_section=config.rfid,
+        speed=speed,
+        house_meter_section=config.grid_meter if house else None,
+        house_phases=config.site.phases,
+        house_profile=_house_profile(house_day) if house else None,
+        house_start_s=house_start_s,
     )
     try:
         seams, _, rfid_settings = await sim.start()
+        if house:
+            grid_meter = {**config.grid_meter, **sim.grid_meter_settings}
+            sim_config = dataclasses.replace(sim_config, grid_meter=grid_meter)
         hardware = build_hardware(
             sim_config,
             seams,
@@ -92,3 +116,13 @@ async def start_simulation(
         await sim.stop()
         raise
     return sim, hardware, sim_config
+
+
+def _house_profile(day: str | None) -> HouseProfile | None:
+    """``--sim-house``: a built-in day or a CSV file; the error names the flag."""
+    if day is None:
+        return None
+    try:
+        return house_profile.load(day)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError("--sim-house", str(exc)) from exc

@@ -26,9 +26,12 @@ File shape (a user-defined map in the configuration has the same shape under
     word_order = "big"                 # "big" (high word first, default) or "little"
     scale = 1.0                        # wire count x scale = value in `unit`; default 1.0
     unit = "V"                         # unit on the wire; default: the canonical unit
+    scale_register = 40075             # optional: a SunSpec scale factor (int16 n, x 10^n)
 
 A value on the wire converts to the canonical unit (the suffix of its name: V, A, W, Wh, Hz)
-as ``raw x scale x unit factor`` (kW and kWh have factor 1000). ``energy_import_wh`` is
+as ``raw x scale x unit factor`` (kW and kWh have factor 1000), times ``10^n`` when it has
+a ``scale_register`` holding n (SunSpec's ``sunssf``; -32768 = not implemented, read as
+None). A quantity is always read in the same request as its scale register. ``energy_import_wh`` is
 required; every other quantity is optional (a model that lacks it reads as ``None``).
 
 Errors raise :class:`drivers.errors.ConfigurationError` whose key names the place, for
@@ -156,6 +159,14 @@ class Quantity:
     word_order: WordOrder
     scale: float
     unit: str
+    scale_register: int | None = None  # address of a SunSpec sunssf (int16 power of ten)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """First and one-past-last address a request must cover: itself and its scale."""
+        if self.scale_register is None:
+            return self.address, self.end
+        return min(self.address, self.scale_register), max(self.end, self.scale_register + 1)
 
     @property
     def register_count(self) -> int:
@@ -225,8 +236,9 @@ class RegisterMap:
         """
         blocks: list[ReadBlock] = []
         current: list[Quantity] = []
-        for q in self.quantities:
-            if current and q.end - current[0].address > self.max_registers_per_request:
+        for q in sorted(self.quantities, key=lambda q: q.span):
+            start = min(c.span[0] for c in current) if current else q.span[0]
+            if current and q.span[1] - start > self.max_registers_per_request:
                 blocks.append(_block(current))
                 current = []
             current.append(q)
@@ -234,7 +246,9 @@ class RegisterMap:
             blocks.append(_block(current))
         return tuple(blocks)
 
-    def decode(self, q: Quantity, registers: Sequence[int]) -> float | None:
+    def decode(
+        self, q: Quantity, registers: Sequence[int], scale_exponent: int = 0
+    ) -> float | None:
         """Decode one value from exactly its own registers; None for a "not available" sentinel.
 
         Values are decoded one at a time: older pymodbus 3.x releases reversed the whole
@@ -253,7 +267,9 @@ class RegisterMap:
             and raw == q.data_type.not_available
         ):
             return None
-        return _scaled(float(raw), q.factor)
+        value = _scaled(float(raw), q.factor)
+        # Divide for a negative exponent: 1234567000 / 1000 is exact, x 0.001 is not.
+        return value / 10.0**-scale_exponent if scale_exponent < 0 else value * 10.0**scale_exponent
 
     def decode_block(self, block: ReadBlock, registers: Sequence[int]) -> dict[str, float | None]:
         """Decode every quantity of ``block`` from the registers its request returned."""
@@ -262,10 +278,48 @@ class RegisterMap:
         values: dict[str, float | None] = {}
         for q in block.quantities:
             offset = q.address - block.address
-            values[q.name] = self.decode(q, registers[offset : offset + q.register_count])
+            exponent = 0
+            if q.scale_register is not None:
+                exponent = _int16(registers[q.scale_register - block.address])
+                if exponent == SUNSSF_NOT_IMPLEMENTED:
+                    values[q.name] = None
+                    continue
+            values[q.name] = self.decode(q, registers[offset : offset + q.register_count], exponent)
         return values
 
-    def encode(self, q: Quantity, value: float | None) -> list[int]:
+    def encode_image(self, values: Mapping[str, float | None]) -> dict[int, int]:
+        """Registers a meter would hold for ``values`` (canonical units); the simulator's half.
+
+        Quantities sharing a scale register get the smallest power of ten (from 10^-3) at
+        which every one of them fits its type, as a SunSpec device picks its scale.
+        """
+        image: dict[int, int] = {}
+        groups: dict[int, list[Quantity]] = {}
+        for name, value in values.items():
+            q = self.quantity(name)
+            if q is None:
+                continue
+            if q.scale_register is None:
+                for offset, register in enumerate(self.encode(q, value)):
+                    image[q.address + offset] = register
+            else:
+                groups.setdefault(q.scale_register, []).append(q)
+        for scale_register, quantities in groups.items():
+            for exponent in range(-3, 11):
+                try:
+                    encoded = [(q, self.encode(q, values[q.name], exponent)) for q in quantities]
+                except ValueError:
+                    continue
+                break
+            else:
+                raise ValueError(f"no scale factor fits {[q.name for q in quantities]}")
+            image[scale_register] = exponent & 0xFFFF
+            for q, registers in encoded:
+                for offset, register in enumerate(registers):
+                    image[q.address + offset] = register
+        return image
+
+    def encode(self, q: Quantity, value: float | None, scale_exponent: int = 0) -> list[int]:
         """Registers a meter would hold for ``value`` (canonical unit); the simulator's half.
 
         Energy counters round down (a meter never shows energy not yet delivered); other
@@ -277,16 +331,23 @@ class RegisterMap:
                 raise ValueError(f"{q.name}: this map has no 'not available' value")
             raw: int | float = q.data_type.not_available
         elif q.data_type.is_float:
-            raw = value / q.factor
+            raw = value / q.factor / 10.0**scale_exponent
             if math.isfinite(raw) and abs(raw) > 3.4028234663852886e38:
                 raise ValueError(f"{q.name}: {value} does not fit float32")
         else:
             if not math.isfinite(value):
                 raise ValueError(f"{q.name}: {value} cannot be encoded as {q.data_type}")
             scaled = value / q.factor
-            # Nudge by a tiny relative amount so 1234.0 / 0.1 = 12339.999.. floors to 12340.
+            scaled = (
+                scaled * 10.0**-scale_exponent
+                if scale_exponent < 0
+                else scaled / 10.0**scale_exponent
+            )
+            # Nudge by a tiny relative amount so 1234.0 / 0.1 = 12339.999.. floors to 12340
+            # (a division is off by far less than 1e-12 of the value, and a count of 1e9
+            # must not be nudged past the next integer).
             raw = (
-                math.floor(scaled + 1e-9 * abs(scaled))
+                math.floor(scaled + 1e-12 * abs(scaled) + 1e-9)
                 if q.name in ENERGY_QUANTITIES
                 else round(scaled)
             )
@@ -308,8 +369,15 @@ def _scaled(raw: float, factor: float) -> float:
 
 
 def _block(quantities: list[Quantity]) -> ReadBlock:
-    start = quantities[0].address
-    return ReadBlock(start, max(q.end for q in quantities) - start, tuple(quantities))
+    start = min(q.span[0] for q in quantities)
+    return ReadBlock(start, max(q.span[1] for q in quantities) - start, tuple(quantities))
+
+
+SUNSSF_NOT_IMPLEMENTED = -32768
+
+
+def _int16(register: int) -> int:
+    return register - 0x10000 if register & 0x8000 else register
 
 
 # --------------------------------------------------------------------------- loading
@@ -358,7 +426,9 @@ _TOP_KEYS = frozenset(
     }
 )
 _LINK_KEYS = frozenset({"baudrate", "parity", "stopbits", "unit_id"})
-_QUANTITY_KEYS = frozenset({"name", "address", "type", "word_order", "scale", "unit"})
+_QUANTITY_KEYS = frozenset(
+    {"name", "address", "type", "word_order", "scale", "unit", "scale_register"}
+)
 _MISSING = object()
 
 
@@ -501,8 +571,21 @@ def _quantity(entry: Any, where: str) -> Quantity:
         raise ConfigurationError(
             f"{where}.unit", f"{name} is measured in {' or '.join(allowed)}, got {unit!r}"
         )
+    scale_register = (
+        _field(entry, where, "scale_register", int, None) if "scale_register" in entry else None
+    )
+    if scale_register is not None and not 0 <= scale_register <= 0xFFFF:
+        raise ConfigurationError(
+            f"{where}.scale_register", f"must be 0-65535 (0-based), got {scale_register}"
+        )
     return Quantity(
-        name, address, data_type, "big" if word_order == "big" else "little", scale, unit
+        name,
+        address,
+        data_type,
+        "big" if word_order == "big" else "little",
+        scale,
+        unit,
+        scale_register,
     )
 
 
@@ -523,5 +606,5 @@ def _check_quantities(quantities: tuple[Quantity, ...], where: str, max_count: i
                 key, f"{before.name} and {after.name} overlap at address {after.address}"
             )
     for q in quantities:
-        if q.register_count > max_count:
+        if q.span[1] - q.span[0] > max_count:
             raise ConfigurationError(key, f"{q.name} is longer than max_registers_per_request")

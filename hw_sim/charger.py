@@ -34,6 +34,8 @@ from drivers.rcm import RcmConfig
 from drivers.seams import HardwareSeams
 from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
+from hw_sim.house import SimHouse
+from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
 from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
@@ -169,6 +171,10 @@ class SimCharger:
         rfid_section: Mapping[str, Any] | None = None,
         speed: float = 1.0,
         ev_spec: EvSpec | None = None,
+        house_meter_section: Mapping[str, Any] | None = None,
+        house_phases: int = 3,
+        house_profile: HouseProfile | None = None,
+        house_start_s: float = 0.0,
     ) -> None:
         if not 1 <= len(connector_sections) <= MAX_SIM_CONNECTORS:
             raise ValueError(f"the simulation has 1 to {MAX_SIM_CONNECTORS} connectors")
@@ -196,6 +202,14 @@ class SimCharger:
         self.firmware_fault = False
         self.mains_v = MAINS_V  # read by the physics thread each step
         self.power_fail: SimPowerFailPin | None = None
+        #: The house behind a grid meter, when the configuration has one ([grid_meter]).
+        self.house = (
+            SimHouse(house_meter_section, house_phases, house_profile, house_start_s)
+            if house_meter_section is not None
+            else None
+        )
+        #: Driver settings that reach the house's grid meter (after start).
+        self.grid_meter_settings: dict[str, Any] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -213,6 +227,8 @@ class SimCharger:
         self.power_fail = SimPowerFailPin(self.factory, POWER_FAIL_PIN)
         rfid_settings = self._start_reader()
         meter_settings = self._meter_settings()
+        if self.house is not None:
+            self.grid_meter_settings = await self.house.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
         seams = HardwareSeams(
             pin_factory=self.factory,
@@ -231,6 +247,8 @@ class SimCharger:
             self._ticker = None
         if self.connectors:
             self._save_energy()
+        if self.house is not None:
+            await self.house.stop()
         for c in self.connectors:
             await c.meter.stop()
             c.contactor.close()
@@ -358,6 +376,15 @@ class SimCharger:
                 50.0,
             )
             c.meter.add_energy_wh(c.ev.power_w * ev_dt / 3600.0)
+        if self.house is not None:
+            # Every connector is wired L1-L2-L3 in the simulation: its phase n is grid phase n.
+            self.house.step(
+                [
+                    c.ev.phase_currents_a if c.contactor.main_contacts_closed else (0.0, 0.0, 0.0)
+                    for c in self.connectors
+                ],
+                ev_dt,
+            )
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -533,12 +560,15 @@ class SimCharger:
                 }
             )
         first = self.connectors[0].meter_endpoint if self.connectors else ""
-        return {
+        status: dict[str, Any] = {
             "connectors": connectors,
             "meter_modbus_tcp": first,
             "mains_v": self.mains_v,
             "power_fail": self.power_fail is not None and self.power_fail.failing,
         }
+        if self.house is not None:
+            status["house"] = self.house.status()
+        return status
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One control request (see :mod:`hw_sim.control`)."""
@@ -557,6 +587,8 @@ class SimCharger:
                 raise LookupError("the simulation has no power-fail input")
             self.power_fail.set(True)
             return {}
+        if action == "house":
+            return self._house(request)
         ev = self.connector(connector_id).ev
         if action == "plug":
             ev.plug()
@@ -570,6 +602,20 @@ class SimCharger:
             raise ValueError(f"unknown action {action!r}")
         self._save_cars()
         return {}
+
+    def _house(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``house``: set the load and PV (W) and the grid meter's fault; answer its state."""
+        if self.house is None:
+            raise ValueError("this simulation has no house: configure [site] and [grid_meter]")
+        load_w = float(request.get("load_w", self.house.load_w))
+        pv_w = float(request.get("pv_w", self.house.pv_w))
+        self.house.set(load_w, pv_w)
+        if "meter_fault" in request:
+            fault = request["meter_fault"]
+            if fault not in ("offline", "garbage", "none"):
+                raise ValueError(f"meter_fault must be offline, garbage or none, got {fault!r}")
+            self.house.meter.set_fault(None if fault == "none" else fault)
+        return self.house.status()
 
 
 class _BusHandle:

@@ -278,13 +278,7 @@ class SimMeter:
         self.energy_wh = self._energy_wh + wh
 
     def _encode(self, values: dict[str, float | None]) -> None:
-        image: dict[int, int] = {}
-        for name, value in values.items():
-            q = self.register_map.quantity(name)
-            if q is None:
-                continue
-            for offset, register in enumerate(self.register_map.encode(q, value)):
-                image[q.address + offset] = register
+        image = self.register_map.encode_image(values)
         self._image.update(image)  # only after every value encoded: no half-applied update
 
     # ------------------------------------------------------------------- faults

@@ -23,7 +23,10 @@ from drivers.seams import HardwareSeams
 from hw_sim.meter_server import SimMeter
 
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"
-VALUE_LINE = re.compile(r"^\[(\d+)\]:\s+(-?[0-9.eE+-]+|nan|-?inf)\s*$", re.MULTILINE)
+# A 16-bit register prints unsigned with its signed reading after it: "65533 (-3)".
+VALUE_LINE = re.compile(
+    r"^\[(\d+)\]:\s+(-?[0-9.eE+-]+|nan|-?inf)(?:\s+\((-?\d+)\))?\s*$", re.MULTILINE
+)
 
 VOLTAGE = (229.7, 231.4, 228.1)
 CURRENT = (15.42, 14.87, 16.03)
@@ -75,8 +78,9 @@ async def mbpoll(link: list[str], q: Quantity, function_code: int, unit_id: int)
     text = out.decode()
     assert process.returncode == 0, f"mbpoll {' '.join(args)} failed: {err.decode()}{text}"
     found = VALUE_LINE.findall(text)
-    assert [ref for ref, _ in found] == [str(q.address + 1)], text
-    return float(found[0][1])
+    assert [ref for ref, _, _ in found] == [str(q.address + 1)], text
+    _, unsigned, signed = found[0]
+    return float(signed if signed and q.data_type.is_signed else unsigned)
 
 
 def driver_value(reading: MeterReading, name: str) -> float | None:
@@ -100,6 +104,9 @@ async def compare_with_driver(sim: SimMeter, link: list[str], reading: MeterRead
             continue
         raw = await mbpoll(link, q, rmap.function_code, sim.unit_id)
         theirs = raw * q.factor
+        if q.scale_register is not None:  # SunSpec: x 10^(the int16 in the scale register)
+            sunssf = Quantity("frequency_hz", q.scale_register, DataType.INT16, "big", 1.0, "Hz")
+            theirs *= 10.0 ** await mbpoll(link, sunssf, rmap.function_code, sim.unit_id)
         ours = driver_value(reading, q.name)
         assert ours is not None, q.name
         # mbpoll prints floats with 6 significant digits.

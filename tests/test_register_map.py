@@ -35,6 +35,8 @@ KNOWN_REQUESTS = {
     "em340": 1,  # 0x0000-0x004F = 80 registers <= 125
     "abb_b23": 2,  # 0x5000 block and 0x5B00 block are 2816 registers apart
     "orno_we516": 2,  # 0x000E-0x0023 and 0x0108-0x0111
+    "sunspec_203": 1,  # 40072-40123: the meter model's points and its scale factors
+    "em24": 2,  # 0x0000-0x0029 and 0x0033-0x004F (80 registers in all, read 50 at most)
 }
 
 
@@ -333,3 +335,26 @@ def test_register_map_is_immutable_data() -> None:
     assert isinstance(rmap, RegisterMap)
     with pytest.raises(AttributeError):
         rmap.function_code = 3  # type: ignore[misc]
+
+
+def test_a_sunspec_value_is_scaled_by_its_scale_register_read_in_the_same_request() -> None:
+    rmap = load_model("sunspec_203")
+    current = rmap.quantity("current_l1_a")
+    assert current is not None and current.scale_register == 40075
+    (block,) = rmap.plan()
+    assert block.address <= current.scale_register < block.address + block.count
+    image = rmap.encode_image({"current_l1_a": 15.42, "current_l2_a": 3.0, "current_l3_a": 0.5})
+    assert image[40075] == 0xFFFD  # 10^-3: the finest scale at which all three fit an int16
+    assert image[40072] == 15420
+    registers = [image.get(a, 0) for a in range(block.address, block.address + block.count)]
+    assert rmap.decode_block(block, registers)["current_l1_a"] == pytest.approx(15.42)
+    # A scale factor SunSpec marks "not implemented" leaves its values unknown.
+    registers[40075 - block.address] = 0x8000
+    assert rmap.decode_block(block, registers)["current_l1_a"] is None
+
+
+def test_shared_scale_picks_a_coarser_power_of_ten_when_a_value_needs_it() -> None:
+    rmap = load_model("sunspec_203")
+    image = rmap.encode_image({"power_l1_w": 40_000.0, "power_l2_w": 1.5, "power_l3_w": 0.0})
+    assert image[40091] == 1  # 40 kW does not fit an int16 in W: tens of W
+    assert image[40088] == 4000 and image[40089] == 0

@@ -1,0 +1,93 @@
+"""The grid meter's readings, from wherever they come: one place that holds the newest.
+
+The house connection is measured by a grid meter that is polled over Modbus
+(:mod:`controller.energy.grid_meter`) or whose readings are pushed by another edge (a Home
+Assistant or smart-meter bridge over MQTT or the local API): both end in
+:meth:`GridFeed.push`. The feed does not judge staleness itself; the fuse rule does, from
+``taken_at`` (:func:`controller.energy.fuse.is_fresh`), so a feed that stops is noticed
+whoever stopped it.
+
+Loop thread only: ``push`` wakes waiters through an ``asyncio.Event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from controller.energy.fuse import GridSample
+from drivers.base import MeterReading
+
+Triple = tuple[float | None, float | None, float | None]
+
+
+def _triple(values: Sequence[float | None], what: str) -> Triple:
+    if len(values) != 3:
+        raise ValueError(f"{what} needs three values (L1, L2, L3), got {len(values)}")
+    for value in values:
+        if value is not None and (isinstance(value, bool) or not math.isfinite(value)):
+            raise ValueError(f"{what} must be finite numbers or None, got {value!r}")
+    return (values[0], values[1], values[2])
+
+
+def sample_from_meter(reading: MeterReading) -> GridSample:
+    """A grid sample from a meter reading: currents signed by the direction of the power.
+
+    Most meters report current as a magnitude (Eastron) and the direction only in the
+    sign of the power; a phase that exports (PV) gets a negative current. A meter without
+    a phase current but with power and voltage gets ``P / U`` (signed already).
+    """
+    current: list[float | None] = []
+    for i_a, p_w, u_v in zip(reading.current_a, reading.power_w, reading.voltage_v, strict=True):
+        if i_a is None:
+            current.append(p_w / u_v if p_w is not None and u_v else None)
+        elif p_w is not None and p_w < 0:
+            current.append(-abs(i_a))
+        else:
+            current.append(abs(i_a))
+    return GridSample(_triple(current, "current_a"), reading.taken_at)
+
+
+class GridFeed:
+    """The newest grid sample and a way to wait for the next one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._latest: GridSample | None = None
+        self._changed = asyncio.Event()
+        self.samples = 0  # how many were pushed, for status and tests
+
+    @property
+    def latest(self) -> GridSample | None:
+        """The newest sample, however old (None before the first)."""
+        return self._latest
+
+    def push(self, current_a: Sequence[float | None]) -> GridSample:
+        """The version-neutral entry for pushed readings (MQTT, the local API): the grid's
+        signed current per phase now (A, import positive; None for a phase not measured).
+        Raises ValueError for anything else, before the feed changed."""
+        sample = GridSample(_triple(list(current_a), "current_a"), self._clock())
+        self.push_sample(sample)
+        return sample
+
+    def push_sample(self, sample: GridSample) -> None:
+        """Take a sample made elsewhere (the Modbus poller); an older one than the newest
+        is ignored, so a slow reply can never hide a newer reading."""
+        _triple(sample.current_a, "current_a")
+        if self._latest is not None and sample.taken_at < self._latest.taken_at:
+            return
+        self._latest = sample
+        self.samples += 1
+        self._changed.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a sample pushed after this call; True if one came."""
+        self._changed.clear()
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,108 @@
+"""The grid meter role (``[grid_meter]``): which meter measures the house connection.
+
+``source = "modbus"`` (the default) polls one of the bundled meter models through the same
+driver as a connector's meter, with every ``[meter]`` key (``model``, ``transport``,
+``serial_port`` or ``host``/``port``, ``unit_id``, timeouts...): over Modbus TCP (a PV
+inverter's meter, a TCP gateway) or RTU on its own RS-485 adapter. ``source = "push"``
+reads nothing: another edge pushes readings into the :class:`GridFeed`.
+
+Keys of the role itself:
+
+==============  ==========  ===============================================================
+key             default     meaning
+==============  ==========  ===============================================================
+source          ``modbus``  ``"modbus"`` or ``"push"``
+interval_s      1.0         how often the meter is read (0.2-60 s)
+==============  ==========  ===============================================================
+
+Polling runs on the loop (the driver's pymodbus client is asynchronous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.energy.grid import GridFeed, sample_from_meter
+from drivers import meter as meter_driver
+from drivers.base import EnergyMeter, EventSink, ignore_events
+from drivers.errors import ConfigurationError, PermanentFault
+from drivers.seams import HardwareSeams
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("modbus", "push")
+ROLE_KEYS = frozenset({"source", "interval_s"})
+
+
+@dataclass(frozen=True, slots=True)
+class GridMeterRole:
+    """The parsed ``[grid_meter]`` table; ``meter`` holds the driver's keys for Modbus."""
+
+    source: str = "modbus"
+    interval_s: float = 1.0
+    meter: Mapping[str, Any] | None = None
+
+
+def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
+    """Validate ``[grid_meter]``; ConfigurationError names ``grid_meter.<key>``.
+
+    The Modbus keys are checked by building (not opening) the driver, so a typo is refused
+    at start, not at the first read.
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigurationError("grid_meter", "must be a table ([grid_meter])")
+    source = section.get("source", "modbus")
+    if source not in SOURCES:
+        raise ConfigurationError("grid_meter.source", f"must be 'modbus' or 'push', got {source!r}")
+    interval = section.get("interval_s", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ConfigurationError("grid_meter.interval_s", f"must be a number, got {interval!r}")
+    if not 0.2 <= interval <= 60.0:
+        raise ConfigurationError("grid_meter.interval_s", f"must be 0.2-60 s, got {interval}")
+    meter_keys = {k: v for k, v in section.items() if k not in ROLE_KEYS}
+    meter_type = meter_keys.pop("type", "modbus")
+    if meter_type != "modbus":
+        raise ConfigurationError("grid_meter.type", f"must be 'modbus', got {meter_type!r}")
+    if source == "push":
+        if meter_keys:
+            raise ConfigurationError(
+                f"grid_meter.{sorted(meter_keys)[0]}", "is a Modbus key; source is 'push'"
+            )
+        return GridMeterRole(source, float(interval))
+    build_meter(meter_keys)  # validates; the unopened client is simply dropped
+    return GridMeterRole(source, float(interval), meter_keys)
+
+
+def build_meter(keys: Mapping[str, Any], on_event: EventSink = ignore_events) -> EnergyMeter:
+    """The Modbus driver for the grid meter; errors name ``grid_meter.<key>``."""
+    try:
+        return meter_driver.from_config(keys, HardwareSeams(), on_event)
+    except ConfigurationError as exc:
+        key = exc.key.removeprefix("meter")
+        raise ConfigurationError(f"grid_meter{key}", exc.problem) from exc
+
+
+async def poll(meter: EnergyMeter, feed: GridFeed, interval_s: float) -> None:
+    """Read the grid meter every ``interval_s`` and push each reading; runs until cancelled.
+
+    A meter that stops answering pushes nothing (the driver reports it offline once and
+    back online once); the fuse rule sees the samples age and falls back to the safe
+    current, so a silent or garbled meter never leaves an old reading in charge.
+    """
+    try:
+        while True:
+            started = time.monotonic()
+            try:
+                feed.push_sample(sample_from_meter(await meter.read()))
+            except PermanentFault as exc:
+                log.debug("grid meter read failed: %s", exc)
+            except ValueError as exc:  # a reading no sample can be made of
+                log.warning("grid meter gave an unusable reading: %s", exc)
+            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    finally:
+        await meter.close()

@@ -1,0 +1,143 @@
+"""The fuse manager: grid readings and the connectors' own currents in, limits out.
+
+A listener of the supervisor's broadcast (each connector's ``MeterSampled`` says what its
+car draws) and of the :class:`GridFeed`; it acts only through
+``set_limit(connector, LimitSource.LOAD_MANAGEMENT, A)``. Every grid sample is acted on
+as soon as it arrives (the PWM follows within the supervisor's next turn, well inside a
+second); with no fresh sample the manager wakes when the newest one goes stale and sets
+the safe fallback, so a silent meter is noticed within ``max_age_s`` of its last reading.
+
+When several connectors change, the ones that go down are set first: the house never sees
+a raise before the matching lower. Limits are rounded down to 0.1 A, and one that did not
+change is not sent again. Loop thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.energy.fuse import (
+    ConnectorLoad,
+    Phases,
+    Site,
+    fuse_limits,
+    grid_phases_of,
+    is_fresh,
+    on_grid,
+)
+from controller.energy.grid import GridFeed
+from controller.events import MeterSampled, SupervisorEvent
+from controller.limits import LimitSource
+
+log = logging.getLogger(__name__)
+
+#: Sleep at least this long between two checks for staleness (s): no busy loop.
+MIN_WAKE_S = 0.05
+
+
+class LimitSink(Protocol):
+    """What the manager needs of the supervisor."""
+
+    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
+        """Set or clear ``source``'s limit on one connector (loop thread)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorWiring:
+    """How a connector is wired: ``rotation[i]`` is the grid phase (0-based) of its L(i+1)."""
+
+    connector_id: int
+    rotation: tuple[int, ...] = (0, 1, 2)
+
+
+def round_down(current_a: float) -> float:
+    """``current_a`` rounded down to 0.1 A (never up: the fuse rule's bound stays a bound)."""
+    return math.floor(current_a * 10.0 + 1e-9) / 10.0
+
+
+class FuseManager:
+    """Keeps every connector's LOAD_MANAGEMENT limit at what the main fuse allows."""
+
+    def __init__(
+        self,
+        site: Site,
+        wiring: Sequence[ConnectorWiring],
+        feed: GridFeed,
+        sink: LimitSink,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self._wiring = {w.connector_id: w for w in wiring}
+        self._feed = feed
+        #: Where limits go (the supervisor); a bench may wrap it to stamp each one.
+        self.sink = sink
+        self._clock = clock
+        self._car_a: dict[int, Phases] = {w.connector_id: (0.0, 0.0, 0.0) for w in wiring}
+        self._sent: dict[int, float] = {}
+        self.fallback = True  # until the first fresh reading
+
+    @property
+    def limits(self) -> Mapping[int, float]:
+        """The limits last set, per connector."""
+        return dict(self._sent)
+
+    async def on_event(self, event: SupervisorEvent) -> None:
+        """Broadcast listener: remember what each car draws (its own meter, its phases)."""
+        if isinstance(event, MeterSampled) and event.sample.connector_id in self._car_a:
+            c = event.sample.reading.current_a
+            self._car_a[event.sample.connector_id] = (c[0] or 0.0, c[1] or 0.0, c[2] or 0.0)
+
+    def loads(self) -> list[ConnectorLoad]:
+        """Each connector as the fuse rule sees it now."""
+        loads = []
+        for cid, wiring in self._wiring.items():
+            car = self._car_a[cid]
+            loads.append(
+                ConnectorLoad(
+                    cid, grid_phases_of(wiring.rotation, car), on_grid(wiring.rotation, car)
+                )
+            )
+        return loads
+
+    def step(self) -> Mapping[int, float]:
+        """Decide and set the limits for the newest grid sample now; lowers first."""
+        now = self._clock()
+        sample = self._feed.latest
+        decided = fuse_limits(self.site, sample, self.loads(), now)
+        fresh = is_fresh(self.site, sample, now)
+        if fresh == self.fallback:
+            self.fallback = not fresh
+            if fresh:
+                log.info("grid meter readings are fresh: fuse protection active")
+            else:
+                log.warning(
+                    "no fresh grid meter reading for %.1f s: every connector falls back to %.1f A",
+                    self.site.max_age_s,
+                    self.site.fallback_a,
+                )
+        limits = {cid: round_down(a) for cid, a in decided.items()}
+        changes = [(a - self._sent.get(cid, math.inf), cid, a) for cid, a in limits.items()]
+        for _, cid, a in sorted(changes):
+            if self._sent.get(cid) != a:
+                self.sink.set_limit(cid, LimitSource.LOAD_MANAGEMENT, a)
+                self._sent[cid] = a
+        return limits
+
+    def _until_stale_s(self) -> float:
+        sample = self._feed.latest
+        if sample is None:
+            return self.site.max_age_s
+        return max(MIN_WAKE_S, sample.taken_at + self.site.max_age_s - self._clock() + MIN_WAKE_S)
+
+    async def run(self) -> None:
+        """Act on every sample and on every sample going stale; runs until cancelled."""
+        self.step()
+        while True:
+            await self._feed.wait(self._until_stale_s())
+            self.step()

@@ -1,0 +1,66 @@
+"""Builds local energy management from the configuration (the composition root's helper).
+
+With ``[site] fuse_a`` set, the app gets a :class:`LocalEnergy`: the grid feed, the grid
+meter's poller (unless readings are pushed) and the fuse manager, subscribed to the
+supervisor's broadcast. Without it there is nothing to run and no limit is ever set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.config import Config
+from controller.energy.fuse import Site
+from controller.energy.grid import GridFeed
+from controller.energy.grid_meter import build_meter, parse_role, poll
+from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
+from controller.events import Broadcast
+from drivers.base import EventSink
+
+#: The broadcast queue of the manager: it only needs the newest reading of each connector.
+EVENTS_MAXLEN = 64
+
+
+@dataclass
+class LocalEnergy:
+    """The running parts: ``feed.push`` is the entry for pushed grid readings."""
+
+    feed: GridFeed
+    manager: FuseManager
+    jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = field(default_factory=list)
+
+    def start(self) -> Sequence[asyncio.Task[None]]:
+        """Start the poller and the manager as named tasks of the running loop."""
+        tasks = [asyncio.create_task(job(), name=name) for name, job in self.jobs]
+        return tasks
+
+
+def build_local_energy(
+    config: Config, sink: LimitSink, events: Broadcast, on_event: EventSink
+) -> LocalEnergy | None:
+    """The energy parts ``config`` asks for, or None; ConfigurationError names the key."""
+    if config.site.fuse_a <= 0:
+        return None
+    role = parse_role(config.grid_meter)
+    site = Site(
+        fuse_a=config.site.fuse_a,
+        margin_a=config.site.margin_a,
+        phases=config.site.phases,
+        fallback_a=config.site.fallback_current_a,
+        max_age_s=config.site.grid_max_age_s,
+    )
+    feed = GridFeed()
+    wiring = [ConnectorWiring(c.id, c.phase_rotation) for c in config.connectors]
+    manager = FuseManager(site, wiring, feed, sink)
+    events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
+    energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
+    if role.meter is not None:
+        meter = build_meter(role.meter, on_event)
+        energy.jobs.append(
+            ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
+        )
+    return energy

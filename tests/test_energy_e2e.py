@@ -1,0 +1,55 @@
+"""Main fuse protection end to end (issue 16): the whole controller on the simulated house,
+the grid meter read over Modbus by the real driver from the simulated meter server, the
+limit reaching the PWM the car reads, and the safe fallback when the grid meter goes
+silent or garbles, then recovery."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.support.standalone import running
+from tests.support.wait import until
+
+SITE = {"fuse_a": 25.0, "margin_a": 1.0, "fallback_current_a": 6.0, "grid_max_age_s": 2.0}
+GRID_METER = {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0}
+PHASE_W = 230.0  # one ampere on one phase
+
+
+async def test_the_offer_is_what_the_fuse_leaves_and_falls_back_when_the_grid_meter_fails(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, site=SITE, grid_meter=GRID_METER) as charger:
+        await charger.charging()
+        # The house takes nothing: the car may have the fuse less the margin (24 A), more
+        # than the 32 A connector's car draws here, so the connector bounds it.
+        house = await charger.act("house", load_w=0.0, pv_w=0.0)
+        assert house["grid_meter_modbus"]
+        await until(lambda: charger.hw("offered_current_a") >= 23.9, what="24 A offered")
+
+        # The oven and the heat pump: 15 A on every phase. 24 - 15 = 9 A for the car.
+        changed = time.monotonic()
+        await charger.act("house", load_w=3 * 15 * PHASE_W)
+        await until(
+            lambda: 8.5 < charger.hw("offered_current_a") <= 9.0, what="the PWM offering 9 A"
+        )
+        # The grid meter is read every 0.2 s; the PWM follows within a second of the change.
+        assert time.monotonic() - changed < 1.5
+        await until(lambda: charger.hw("ev_current_a") <= 9.0, what="the car following")
+        status = (await charger.act("status"))["house"]
+        assert max(status["grid_current_a"]) <= 24.0 + 0.1
+
+        # The grid meter goes silent: after grid_max_age_s the connector gets 6 A.
+        silent = time.monotonic()
+        await charger.act("house", meter_fault="offline", load_w=0.0)
+        await until(lambda: 5.9 < charger.hw("offered_current_a") <= 6.0, what="the 6 A fallback")
+        assert time.monotonic() - silent < SITE["grid_max_age_s"] + 1.5
+        # ... and comes back: the fuse rule steers again (the house now takes nothing).
+        await charger.act("house", meter_fault="none")
+        await until(lambda: charger.hw("offered_current_a") >= 23.9, what="24 A again")
+
+        # Garbled replies are no readings either.
+        await charger.act("house", meter_fault="garbage")
+        await until(lambda: charger.hw("offered_current_a") <= 6.0, what="fallback on garbage")
+        await charger.act("house", meter_fault="none")
+        await until(lambda: charger.hw("offered_current_a") >= 23.9, what="24 A at last")
