@@ -25,10 +25,25 @@ def _diagrams() -> ModuleType:
     return module
 
 
-def test_the_committed_schematic_is_what_the_generator_draws_today(tmp_path: Path) -> None:
-    drawn = _diagrams().draw(tmp_path / "cp_frontend.svg")
-    committed = (ROOT / "docs" / "img" / "cp_frontend.svg").read_text()
-    assert drawn == committed, "run: .venv/bin/python docs/diagrams.py"
+def test_every_committed_picture_is_what_the_generator_draws_today(tmp_path: Path) -> None:
+    diagrams = _diagrams()
+    for name, draw in (
+        ("cp_frontend.svg", diagrams.draw),
+        ("mains_single_line.svg", diagrams.mains),
+        ("pi_header.svg", diagrams.header),
+        ("rs485.svg", diagrams.rs485),
+    ):
+        drawn = draw(tmp_path / name)
+        committed = (ROOT / "docs" / "img" / name).read_text()
+        assert drawn == committed, f"{name}: run .venv/bin/python docs/diagrams.py"
+
+
+def test_the_header_picture_shows_the_pins_the_install_guide_lists() -> None:
+    """Each default pin of the picture is in docs/install.md's wiring table as that GPIO."""
+    guide = (ROOT / "docs" / "install.md").read_text()
+    header_pin = {gpio: pin for pin, gpio in _diagrams().HEADER_GPIO.items()}
+    for gpio in _diagrams().DEFAULT_PINS:
+        assert f"GPIO{gpio} ({header_pin[gpio]})" in guide, f"GPIO{gpio}"
 
 
 def test_the_schematic_shows_the_values_the_netlist_simulates() -> None:
