@@ -57,6 +57,26 @@ async def _announce(app: ChargePointApp) -> None:
         )
 
 
+#: What only the installation decides (the breaker, the cable, the supply): on real hardware
+#: these must be written in every ``[[connector]]``, never taken from the parser's defaults
+#: (32 A on three phases would overload a 16 A single-phase circuit).
+SITE_KEYS = ("max_current_a", "phases")
+
+
+def require_site_ratings(config: Config) -> None:
+    """Raise :class:`ConfigError` when a connector leaves a :data:`SITE_KEYS` key unset."""
+    raw = config.raw.get("connector", [{}])
+    tables = raw if isinstance(raw, list) else [{}]
+    for index, table in enumerate(tables, start=1):
+        for key in SITE_KEYS:
+            if not isinstance(table, dict) or key not in table:
+                raise ConfigError(
+                    f"connector.{index}.{key}",
+                    "must be set on real hardware: the circuit breaker, the cable and the "
+                    "supply decide it (there is no safe default)",
+                )
+
+
 async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | None]:
     """Run; returns (exit code, the reset the CSMS asked for, if any).
 
@@ -64,6 +84,8 @@ async def run_controller(args: argparse.Namespace) -> tuple[int, ResetKind | Non
     """
     config = effective_config(args)
     sim = args.sim or config.backend == "sim"
+    if not sim:
+        require_site_ratings(config)
     options = RunOptions(
         sim=sim,
         sim_connectors=args.sim_connectors,

@@ -12,12 +12,16 @@
 #   5. I2C, the UART and the PWM overlay: raspi-config nonint where present, else
 #      instructions; dtoverlay=pwm is added to config.txt (a reboot makes these effective);
 #   6. udev rules for GPIO, I2C and PWM access where Raspberry Pi OS's own rules are absent;
-#   7. the unit /etc/systemd/system/picharge.service, enabled; a running service restarts.
+#   7. the unit /etc/systemd/system/picharge.service, NOT enabled on a first install: the
+#      service must not start (at the next boot either) on the example configuration before
+#      the wiring is checked; `--enable` enables it, an upgrade keeps it as it was, and a
+#      running service restarts.
 #
 # Options:
 #   --example NAME   which deploy/examples/NAME.toml becomes the first configuration
 #                    (default single-phase-sdm120-rdm6300)
-#   --no-enable      install the unit without enabling it
+#   --enable         enable the unit (do this once check-hw passed on the wired board)
+#   --no-enable      the default; kept so older instructions still work
 #
 # Staging root (DESTDIR-style), used by the tests: PICHARGE_ROOT=/tmp/x puts every file
 # under /tmp/x. With a staging root, commands that act on the running system (apt-get,
@@ -45,13 +49,17 @@ UNIT_DIR=/etc/systemd/system
 UNIT=picharge.service
 LOG="$ROOT/var/log/picharge-install.log"
 EXAMPLE=single-phase-sdm120-rdm6300
-ENABLE=1
+ENABLE=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
     --example)
         EXAMPLE="${2:?--example needs a name}"
         shift 2
+        ;;
+    --enable)
+        ENABLE=1
+        shift
         ;;
     --no-enable)
         ENABLE=0
@@ -227,9 +235,9 @@ system systemctl try-restart "$UNIT" # an upgrade: restart it if it was running
 say "done"
 note "1. edit $CONF_DIR/config.toml (sudoedit $CONF_DIR/config.toml)"
 note "2. reboot once if interfaces were enabled, then check the wiring:"
-note "   sudo systemctl stop picharge"
+note "   sudo systemctl stop picharge   (an upgrade: the service may be running)"
 note "   cd /tmp && sudo -u $USER_NAME $VENV/bin/picharge check-hw --config $CONF_DIR/config.toml"
-note "3. sudo systemctl start picharge; journalctl -u picharge -f"
+note "3. only when check-hw passed: sudo systemctl enable --now picharge; journalctl -u picharge -f"
 note "4. the web page: set its password, then open it through an SSH tunnel (it listens on"
 note "   127.0.0.1:8080 until [web] listen opens it to your network):"
 note "   sudo -u $USER_NAME $VENV/bin/picharge web-password --config $CONF_DIR/config.toml"

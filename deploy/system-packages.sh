@@ -10,11 +10,12 @@
 #   systemd                   systemd-analyze, to verify the unit file
 #   mosquitto                 the MQTT broker the tests start (no system service is used)
 #   chromium                  the web page's test in a real (headless) browser, driven by Playwright
+#   ngspice                   simulates the reference CP/PP front-end (tests/test_frontend_spice.py)
 set -euo pipefail
 
 packages=(python3-venv python3-dev gcc libsystemd-dev pkg-config)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(mbpoll systemd mosquitto chromium)
+    packages+=(mbpoll systemd mosquitto chromium ngspice)
 fi
 missing=()
 for p in "${packages[@]}"; do

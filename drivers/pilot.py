@@ -25,6 +25,8 @@ from drivers.errors import ConfigurationError
 from drivers.pilot_levels import (
     DEFAULT_CP_GAIN,
     DEFAULT_CP_OFFSET_V,
+    DEFAULT_PP_PULLUP_OHM,
+    DEFAULT_PP_SUPPLY_V,
     DUTY_STATE_F_PCT,
     FrontEndCalibration,
     duty_for_current,
@@ -154,7 +156,8 @@ def from_config(
     Keys (defaults): ``pwm_chip`` (found under ``seams.pwm_sysfs_root`` when there is one
     chip), ``pwm_channel`` (0 = GPIO18 on a Pi 1-4), ``pwm_inverted`` (false), ``adc_bus`` (1),
     ``adc_address`` (0x48), ``adc_full_scale_v`` (4.096), ``adc_data_rate_sps`` (860),
-    ``cp_adc_gain`` (30/3.3), ``cp_adc_offset_v`` (-15.0), ``cp_low_adc_gain`` and
+    ``cp_adc_gain`` (9.11), ``cp_adc_offset_v`` (-15.0: both computed from the reference
+    front-end, drivers/pilot_reference.py), ``cp_low_adc_gain`` and
     ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0015: PWM on,
     car in C/D), ``waiting_sample_period_s`` (0.01: PWM on, car not in C/D),
     ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
@@ -248,8 +251,8 @@ def _calibration(cfg: _Section, full_scale_v: float) -> FrontEndCalibration:
         high_offset_v=offset,
         low_gain=cfg.number("cp_low_adc_gain", gain),
         low_offset_v=cfg.number("cp_low_adc_offset_v", offset),
-        pp_pullup_ohm=cfg.number("pp_pullup_ohm", 1000.0, minimum=1.0),
-        pp_supply_v=cfg.number("pp_supply_v", 3.3, minimum=0.1, maximum=5.5),
+        pp_pullup_ohm=cfg.number("pp_pullup_ohm", DEFAULT_PP_PULLUP_OHM, minimum=1.0),
+        pp_supply_v=cfg.number("pp_supply_v", DEFAULT_PP_SUPPLY_V, minimum=0.1, maximum=5.5),
     )
     # +-12 V must land inside the ADC's range on both channels, or states cannot be told apart.
     checks = (

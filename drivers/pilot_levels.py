@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from drivers.base import CpState
+from drivers.pilot_reference import REFERENCE
 
 # --- Duty cycle (EVSE side, reference 1.4) -------------------------------------------------
 
@@ -149,9 +150,13 @@ def pp_rating_for_ohms(ohms: float) -> tuple[PpVerdict, int | None]:
 
 # --- The board's analogue front end ----------------------------------------------------------
 
-#: Default divider: -15..+15 V on the CP maps linearly onto 0..3.3 V at the ADC input.
-DEFAULT_CP_GAIN = 30.0 / 3.3
-DEFAULT_CP_OFFSET_V = -15.0
+#: Default divider: about -15..+15 V on the CP maps linearly onto 0..3.3 V at the ADC input.
+#: Computed from the reference front-end's resistors (drivers/pilot_reference.py), the
+#: circuit tests/test_frontend_spice.py simulates with ngspice: never typed in here.
+DEFAULT_CP_GAIN = REFERENCE.cp_gain
+DEFAULT_CP_OFFSET_V = REFERENCE.cp_offset_v
+DEFAULT_PP_PULLUP_OHM = REFERENCE.pp_pullup_ohm.nominal
+DEFAULT_PP_SUPPLY_V = REFERENCE.pp_supply_v
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +177,8 @@ class FrontEndCalibration:
     high_offset_v: float = DEFAULT_CP_OFFSET_V
     low_gain: float = DEFAULT_CP_GAIN
     low_offset_v: float = DEFAULT_CP_OFFSET_V
-    pp_pullup_ohm: float = 1000.0
-    pp_supply_v: float = 3.3
+    pp_pullup_ohm: float = DEFAULT_PP_PULLUP_OHM
+    pp_supply_v: float = DEFAULT_PP_SUPPLY_V
 
     def cp_high_v(self, adc_v: float) -> float:
         """CP positive level (V) from the AIN0 voltage."""

@@ -16,16 +16,22 @@ import math
 
 from drivers.base import CpState
 from drivers.pilot_levels import FrontEndCalibration
+from drivers.pilot_reference import REFERENCE
 
-SUPPLY_V = 12.0
-R1_OHM = 1000.0
-DIODE_DROP_V = 0.7
+# The reference front-end's nominal values (drivers/pilot_reference.py), the same circuit
+# ngspice simulates in tests/test_frontend_spice.py.
+SUPPLY_V = REFERENCE.supply_v.nominal
+R1_OHM = REFERENCE.r_source_ohm.nominal
+DIODE_DROP_V = REFERENCE.ev_diode_drop_v
+_R2 = REFERENCE.ev_r_b_ohm.nominal
+_R3_C = REFERENCE.ev_r_c_ohm.nominal
+_R3_D = REFERENCE.ev_r_d_ohm.nominal
 #: CP-PE load of the EV in each state it can be in (None = open, no EV).
 EV_LOAD_OHM: dict[CpState, float | None] = {
     CpState.A: None,
-    CpState.B: 2740.0,
-    CpState.C: 2740.0 * 1300.0 / (2740.0 + 1300.0),  # 882 Ohm
-    CpState.D: 2740.0 * 270.0 / (2740.0 + 270.0),  # 246 Ohm
+    CpState.B: _R2,
+    CpState.C: _R2 * _R3_C / (_R2 + _R3_C),  # 882 Ohm
+    CpState.D: _R2 * _R3_D / (_R2 + _R3_D),  # 246 Ohm
 }
 
 

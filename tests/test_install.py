@@ -129,10 +129,13 @@ def test_fresh_install_creates_the_files_and_logs_the_system_commands(staging: S
         "chgrp picharge /etc/picharge",
         "chown picharge:picharge /etc/picharge/config.toml",
         "systemctl daemon-reload",
-        "systemctl enable picharge.service",
         "systemctl try-restart picharge.service",
     ):
         assert expected in commands
+    # A first install never enables the service: the next boot would start it on the example
+    # configuration before anyone checked the wiring.
+    assert not any("systemctl enable" in command for command in commands)
+    assert "only when check-hw passed: sudo systemctl enable --now picharge" in result.stdout
     assert "raspi-config not found" in result.stdout
     assert "enable_uart=1" in result.stdout
 
@@ -229,7 +232,7 @@ def test_uninstall_keeps_configuration_and_state_unless_purged(staging: Staging)
 
 
 def test_a_staging_root_is_never_the_running_system(staging: Staging) -> None:
-    result = staging.run(INSTALL, env={"PICHARGE_DRY_SYSTEM": "0"})
+    result = staging.run(INSTALL, "--enable", env={"PICHARGE_DRY_SYSTEM": "0"})
     assert result.returncode == 0, result.stderr
     assert "systemctl enable picharge.service" in staging.commands()
     # staging.run asserted that none of the stand-ins on PATH was called
@@ -253,6 +256,7 @@ def test_the_install_guide_matches_what_is_installed() -> None:
     assert "--card-timeout" in guide and "check-hw --sim" in guide
     unit = (REPO / "systemd/picharge.service").read_text()
     assert "WatchdogSec=10\n" in unit and "TimeoutStopSec=15\n" in unit
-    assert "stall for 10 s" in guide and "15 s stop timeout" in guide
+    assert "stalled after 5 s" in guide and "`WatchdogSec=10`" in guide
+    assert "15 s stop timeout" in guide
     for field in ("CONNECTOR", "TRANSACTION_ID", "OCPP_ACTION", "OCPP_MESSAGE_ID"):
         assert field in guide
