@@ -50,8 +50,11 @@ class RecordingLink:
         self.started: list[Transaction] = []
         self.stopped: list[Transaction] = []
         self.reservations_ended: list[tuple[int, ReservationEnd]] = []
+        self.authorized_in: list[str] = []  # the name of the task each authorize() ran in
 
     async def authorize(self, id_tag: str) -> AuthResult:
+        task = asyncio.current_task()
+        self.authorized_in.append(task.get_name() if task is not None else "")
         return AuthResult(AuthStatus.ACCEPTED)
 
     def status_changed(
@@ -231,3 +234,70 @@ async def test_a_cancelled_reservation_is_reported_ended_to_the_csms(tmp_path: P
         assert await c.supervisor.cancel_reservation(7) is Answer.ACCEPTED
         assert c.link.reservations_ended == [(7, ReservationEnd.CANCELLED)]
         await c.status(ConnectorStatus.AVAILABLE)
+
+
+async def test_the_offer_shown_is_the_pwm_offer_and_nothing_below_6_a(tmp_path: Path) -> None:
+    async with charger(tmp_path) as c:
+        await c.charging()
+        assert c.supervisor.view(1).offered_a == 32.0
+        c.supervisor.set_current_limit(1, 6.0)  # the lowest offer a car may draw on
+        assert c.supervisor.view(1).offered_a == 6.0
+        c.supervisor.set_current_limit(1, 5.0)  # below 6 A: the PWM is off, nothing offered
+        assert c.supervisor.view(1).offered_a == 0.0
+        assert not c.coil_energized
+        c.supervisor.set_current_limit(1, None)
+        await until(lambda: c.coil_energized, what="the coil energized again")
+        assert c.supervisor.view(1).offered_a == 32.0
+        await c.act("fault", fault="rcd")  # a charger-side hazard: state F, nothing offered
+        await c.status(ConnectorStatus.FAULTED)
+        assert c.supervisor.view(1).offered_a == 0.0
+        assert not c.coil_energized
+
+
+async def test_a_contactor_that_does_not_close_faults_the_connector_and_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with charger(tmp_path) as c:
+        await c.act("fault", fault="close-fail")  # energized, the contacts stay open
+        caplog.set_level(logging.ERROR, logger="controller.supervisor")
+        await c.act("plug")
+        await c.act("charge")
+        await c.status(ConnectorStatus.PREPARING)
+        await c.act("tap", uid=CARD)
+        await c.status(ConnectorStatus.FAULTED)
+        assert c.link.statuses[-1] == (
+            1,
+            ConnectorStatus.FAULTED,
+            FaultKind.CONTACTOR_FAILED_CLOSE,
+        )
+        assert not c.coil_energized
+        logged = [r for r in caplog.records if r.name == "controller.supervisor"]
+        assert len(logged) == 1
+        assert logged[0].levelno == logging.ERROR
+        assert logged[0].getMessage().startswith("connector 1: ")
+        assert "close" in logged[0].getMessage()
+        assert getattr(logged[0], "connector", None) == 1
+
+
+async def test_a_contactor_welded_when_it_opens_faults_the_connector_and_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with charger(tmp_path) as c:
+        await c.charging()
+        await c.act("fault", fault="weld")  # the contacts stick closed at the next open
+        caplog.set_level(logging.ERROR, logger="controller.supervisor")
+        await c.act("pause")  # C->B: the contactor opens, its verify finds the weld
+        await c.status(ConnectorStatus.FAULTED)
+        assert c.link.statuses[-1] == (1, ConnectorStatus.FAULTED, FaultKind.CONTACTOR_WELDED)
+        logged = [r for r in caplog.records if r.name == "controller.supervisor"]
+        assert len(logged) == 1
+        assert logged[0].levelno == logging.CRITICAL
+        assert logged[0].getMessage().startswith("connector 1: ")
+        assert "weld" in logged[0].getMessage()
+        assert getattr(logged[0], "connector", None) == 1
+
+
+async def test_a_card_is_authorized_in_a_task_named_for_its_connector(tmp_path: Path) -> None:
+    async with charger(tmp_path) as c:
+        await c.charging()
+        assert c.link.authorized_in == ["authorize-1"]
