@@ -32,6 +32,8 @@ from controller.connector_types import (
     StopReason,
 )
 from controller.domain import Answer, AuthResult, AuthStatus, MeterSample, Transaction
+from controller.journal import TransactionJournal
+from controller.storage import Storage
 from controller.supervisor import ConnectorRuntime, Supervisor
 from drivers.errors import FaultKind
 from hw_sim.charger import SimCharger
@@ -301,3 +303,34 @@ async def test_a_card_is_authorized_in_a_task_named_for_its_connector(tmp_path: 
     async with charger(tmp_path) as c:
         await c.charging()
         assert c.link.authorized_in == ["authorize-1"]
+
+
+async def test_a_session_whose_start_record_is_refused_never_energizes_the_coil(
+    tmp_path: Path,
+) -> None:
+    # No energy flows before the session is on disk: the close awaits the record of this
+    # very transaction, and a record the database refuses keeps the coil off.
+    storage = await Storage.open(tmp_path)
+    try:
+        await storage.run(
+            lambda conn: conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON transactions"
+                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
+        async with charger(tmp_path) as c:
+            c.supervisor.journal = TransactionJournal(storage)
+            await c.act("plug")
+            await c.act("charge")
+            await c.status(ConnectorStatus.PREPARING)
+            await c.act("tap", uid=CARD)
+            # The machine closes (and spawns the close task) in one call: then wait it out.
+            await until(lambda: c.rt.machine.contactor_closed, what="the machine closing")
+            await until(
+                lambda: not any(t.get_name() == "close-1" for t in asyncio.all_tasks()),
+                what="the close task done",
+            )
+            assert True not in c.coil
+            assert not c.coil_energized
+    finally:
+        await storage.close()
