@@ -53,11 +53,12 @@ class RecordingLink:
         self.stopped: list[Transaction] = []
         self.reservations_ended: list[tuple[int, ReservationEnd]] = []
         self.authorized_in: list[str] = []  # the name of the task each authorize() ran in
+        self.parents: dict[str, str] = {}  # the parent id the CSMS gives a card, if any
 
     async def authorize(self, id_tag: str) -> AuthResult:
         task = asyncio.current_task()
         self.authorized_in.append(task.get_name() if task is not None else "")
-        return AuthResult(AuthStatus.ACCEPTED)
+        return AuthResult(AuthStatus.ACCEPTED, self.parents.get(id_tag))
 
     def status_changed(
         self, connector_id: int, status: ConnectorStatus, fault: FaultKind | None
@@ -334,3 +335,15 @@ async def test_a_session_whose_start_record_is_refused_never_energizes_the_coil(
             assert not c.coil_energized
     finally:
         await storage.close()
+
+
+async def test_a_card_stop_reaches_the_csms_with_the_card_that_stopped_it(tmp_path: Path) -> None:
+    async with charger(tmp_path) as c:
+        c.link.parents = {CARD: "FAMILY", OTHER_CARD: "FAMILY"}
+        await c.charging()
+        await c.act("tap", uid=OTHER_CARD)  # same parent: it may stop this session
+        await until(lambda: len(c.link.stopped) == 1, what="the transaction stopped")
+        stopped = c.link.stopped[0]
+        assert stopped.stop_reason is StopReason.LOCAL
+        assert stopped.stop_id_tag == OTHER_CARD  # StopTransaction's idTag: who stopped it
+        assert not c.coil_energized
