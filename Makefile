@@ -79,7 +79,7 @@ mutate: $(STAMP)
 	$(BIN)/mutmut results | grep -v ': not checked$$' || true
 
 # The supervisor's contactor path (the commands carried out, the close and the open's verify)
-# against its fast in-process tests and the await harness (~N min on 2 cores). Its own run:
+# against its fast in-process tests and the await harness (~12 min on 2 cores). Its own run:
 # the harness would also run against every connector mutant it reaches. Same rule: every
 # survivor killed or explained in docs/safety.md.
 SUPERVISOR_MUTANTS := 'controller.supervisor.xǁSupervisorǁ_execute*' \
