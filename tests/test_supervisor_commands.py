@@ -5,7 +5,9 @@ The machine decides and the supervisor acts (controller/supervisor.py ``_execute
 contactor opened or closed (and the CP sensor sampling fast while it is closed, so a car
 leaving is seen at once), status changes and transaction stops told to the CSMS, a card that
 cannot start a session dropped (and logged: nothing else hears of it), a reservation's end
-told to the CSMS. These tests run a Supervisor in process on the simulated hardware (the
+told to the CSMS; and the close path's own outcomes (controller/supervisor.py
+``_close_contactor``, ``_verify_open``): no coil before the session's record is on disk, a
+contactor that does not close or is welded at its open faults the connector. These tests run a Supervisor in process on the simulated hardware (the
 drivers a Pi uses, on hw_sim) with a link that records what the supervisor tells the CSMS,
 and watch the drivers through the seams they offer (the simulated coil, a call-through
 recorder around the sensor and contactor methods). They are fast on purpose: `make
