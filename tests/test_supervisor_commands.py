@@ -7,11 +7,13 @@ leaving is seen at once), status changes and transaction stops told to the CSMS,
 cannot start a session dropped (and logged: nothing else hears of it), a reservation's end
 told to the CSMS; and the close path's own outcomes (controller/supervisor.py
 ``_close_contactor``, ``_verify_open``): no coil before the session's record is on disk, a
-contactor that does not close or is welded at its open faults the connector. These tests run a Supervisor in process on the simulated hardware (the
-drivers a Pi uses, on hw_sim) with a link that records what the supervisor tells the CSMS,
-and watch the drivers through the seams they offer (the simulated coil, a call-through
-recorder around the sensor and contactor methods). They are fast on purpose: `make
-mutate-supervisor` runs them against every mutant of the contactor path.
+contactor that does not close or is welded at its open faults the connector.
+
+These tests run a Supervisor in process on the simulated hardware (the drivers a Pi uses, on
+hw_sim) with a link that records what the supervisor tells the CSMS, and watch the drivers
+through the seams they offer (the simulated coil, a call-through recorder around the sensor
+and contactor methods). They are fast on purpose: `make mutate-supervisor` runs them against
+every mutant of the contactor path.
 """
 
 from __future__ import annotations
