@@ -8,6 +8,7 @@ descriptor behind (threads get a second to finish, as daemon helpers wind down).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,24 @@ from hypothesis import settings
 # `make mutate` runs these tests against code behind mutmut's trampolines on a loaded machine:
 # a per-example deadline there times the tool, not the charger ([tool.mutmut] selects it).
 settings.register_profile("mutmut", deadline=None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run only the test files named in ``PICHARGE_MUTATE_TESTS`` (space-separated), if set.
+
+    `make mutate` and `make mutate-supervisor` share [tool.mutmut]'s one test selection (mutmut
+    reads a single configuration), but each wants only its own tests: the await harness
+    reaches the connector machine too, and run against every connector mutant it would triple
+    `make mutate`. The Makefile names each run's files; unset, nothing is deselected.
+    """
+    wanted = os.environ.get("PICHARGE_MUTATE_TESTS")
+    if not wanted:
+        return
+    files = set(wanted.split())
+    keep = [item for item in items if item.nodeid.split("::")[0] in files]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 def _fds() -> set[str]:
