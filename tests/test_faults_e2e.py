@@ -15,9 +15,9 @@ Each case leaves the connector Available with the car unplugged for the next one
 simulator's record of what it injected: only what the controller did about it. The time
 from injection to the open contactor and to the CSMS hearing Faulted is printed (``-s``).
 
-Out of scope until the simulator can inject them: a lock failure, under- and overvoltage,
-a failing state database through ``picharge sim`` (tests/test_recovery_e2e.py covers storage
-in-process).
+A lock that fails shows when the socket is locked at the start of a session, not while it
+charges: tests/test_sim_contract.py drives it through the real command line (the contactor
+stays open, ConnectorLockFailure) together with a jammed unlock (UnlockFailed).
 """
 
 from __future__ import annotations
@@ -173,6 +173,11 @@ CASES = [
     # The contacts drop out and will not close again; the controller learns it at the next
     # close (the car pauses and asks again): the feedback never confirms.
     Case("close-fail", "PowerSwitchFailure", "unplug", provoke=("pause", "charge")),
+    # The mains judged from the meter's phase voltages, and the state database refusing
+    # writes (its watch probes every 10 s, so its recovery takes up to that long).
+    Case("undervoltage", "UnderVoltage", "charging"),
+    Case("overvoltage", "OverVoltage", "charging"),
+    Case("storage", "InternalError", "charging"),
 ]
 
 
