@@ -61,6 +61,12 @@ class MalformedRig(AppRig):
 
 async def quick_reconnect(app: ChargePointApp) -> None:
     app.adapter.timing = dataclasses.replace(app.adapter.timing, backoff_initial_s=0.1)
+    # Hypothesis runs each example through a run of its own on this loop, so the controller's
+    # loop stands still between examples while hypothesis generates or replays: not a stall
+    # of the charger. Its watchdog (1.5 s, tests/test_safety_blocked_loop.py) would open the
+    # contactor then; these tests are about frames, so the watchdog waits longer here.
+    assert app.supervisor is not None
+    app.supervisor.loop_stall_s = 60.0
 
 
 @pytest.fixture
