@@ -11,8 +11,9 @@ import time
 import pytest
 from ocpp.v16 import call
 
+from controller.backoff import Backoff
 from controller.connector_types import ConnectorStatus
-from controller.csms.link import Backoff, LinkState, LinkTiming, endpoint_url
+from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.timers import next_boundary
 from drivers.errors import FaultKind
 from tests.support.ocpp16_adapter import CP_ID, FAST, MakeRig

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -67,35 +66,6 @@ class LinkTiming:
     boot_retry_s: float = 60.0
     interval_scale: float = 1.0
     max_frame_bytes: int = 256 * 1024
-
-
-class Backoff:
-    """Capped exponential backoff with ±``jitter`` spread: 1, 2, 4, ... ``max_s`` seconds."""
-
-    def __init__(
-        self,
-        initial_s: float,
-        max_s: float,
-        jitter: float,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        if not (0 < initial_s <= max_s) or not 0 <= jitter < 1:
-            raise ValueError(f"bad backoff {initial_s=} {max_s=} {jitter=}")
-        self._initial_s = initial_s
-        self._max_s = max_s
-        self._jitter = jitter
-        self._rng = rng
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        """The wait before the next attempt; each call doubles the base up to the cap."""
-        base = min(self._max_s, self._initial_s * 2 ** min(self._failures, 32))
-        self._failures += 1
-        return base * (1 + self._jitter * (2 * self._rng() - 1))
-
-    def reset(self) -> None:
-        """The link works again: the next failure starts from ``initial_s``."""
-        self._failures = 0
 
 
 class LinkRefused(Exception):

@@ -41,10 +41,10 @@ from typing import TypeVar
 
 import aiomqtt
 
+from controller.backoff import Backoff
 from controller.config import Config, MqttConfig
 from controller.events import SupervisorEvent
 from controller.limits import LimitSource
-from controller.mqtt.backoff import Backoff
 from controller.mqtt.commands import BadCommand, Command, SetCurrentLimit, parse_command
 from controller.mqtt.discovery import Device, discovery_messages
 from controller.mqtt.state import EnergyFloor, connector_state

@@ -19,10 +19,10 @@ from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from controller.backoff import Backoff
 from controller.csms.calls import Spawn
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import (
-    Backoff,
     LinkDead,
     LinkRefused,
     LinkState,

@@ -20,10 +20,10 @@ from ocpp.v201 import call
 from ocpp.v201.enums import RegistrationStatusEnumType
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from controller.backoff import Backoff
 from controller.csms.calls import Spawn
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import (
-    Backoff,
     LinkDead,
     LinkRefused,
     LinkState,

@@ -1,9 +1,8 @@
-"""Capped, jittered exponential backoff between broker connection attempts.
+"""Capped, jittered exponential backoff between connection attempts (the CSMS link, MQTT).
 
-The same shape as the CSMS link's (controller.csms.link.Backoff), kept here so that MQTT,
-an edge of its own, does not import the CSMS services: after a broker outage a fleet of
-chargers must not reconnect in lockstep, and a broker that never answers must not be
-hammered.
+After an outage a fleet of chargers must not reconnect in lockstep, and a peer that never
+answers must not be hammered. Neutral on purpose: edges that may not import the CSMS
+services (MQTT) use it too.
 """
 
 from __future__ import annotations
@@ -13,13 +12,13 @@ from collections.abc import Callable
 
 
 class Backoff:
-    """``initial_s``, twice that, ... up to ``max_s``, each spread by ±``jitter``."""
+    """Capped exponential backoff with ±``jitter`` spread: 1, 2, 4, ... ``max_s`` seconds."""
 
     def __init__(
         self,
         initial_s: float,
         max_s: float,
-        jitter: float = 0.2,
+        jitter: float,
         rng: Callable[[], float] = random.random,
     ) -> None:
         if not (0 < initial_s <= max_s) or not 0 <= jitter < 1:
@@ -31,11 +30,11 @@ class Backoff:
         self._failures = 0
 
     def next_delay(self) -> float:
-        """The wait before the next attempt (s); each call doubles the base up to the cap."""
+        """The wait before the next attempt; each call doubles the base up to the cap."""
         base = min(self._max_s, self._initial_s * 2 ** min(self._failures, 32))
         self._failures += 1
         return base * (1 + self._jitter * (2 * self._rng() - 1))
 
     def reset(self) -> None:
-        """Connected again: the next failure waits ``initial_s`` again."""
+        """The link works again: the next failure starts from ``initial_s``."""
         self._failures = 0
