@@ -9,7 +9,6 @@ other listeners; the queues stay bounded, and no transaction event is lost.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from controller.connector_types import ConnectorStatus
@@ -27,7 +26,8 @@ from controller.events import (
 )
 from controller.limits import LimitSource
 from drivers.errors import FaultKind
-from tests.support.standalone import Charger, running
+from tests.support.hazards import rcd_trip_to_coil_low_s
+from tests.support.standalone import running
 from tests.support.wait import until
 
 #: The coil must be low this soon after the RCD trips: IEC 61851-1 allows 100 ms for the
@@ -218,29 +218,6 @@ async def test_stuck_and_failing_listeners_do_not_delay_the_contactor_or_other_l
         await until(lambda: failing.queued == 0, 5.0)
         assert failing.failures > 32
         await until(lambda: cpu_bound.queued == 0, 10.0)
-
-
-async def rcd_trip_to_coil_low_s(charger: Charger) -> float:
-    """Trip the RCD from another thread (hardware does not wait for the loop); the time
-    until the contactor's coil pin went low, stamped on the thread that moved it."""
-    contactor = charger.app.sim.connectors[0].contactor
-    loop = asyncio.get_running_loop()
-    low: asyncio.Future[float] = loop.create_future()
-
-    def on_coil(energized: bool) -> None:
-        if not energized:
-            stamp = time.monotonic()
-            loop.call_soon_threadsafe(lambda: low.done() or low.set_result(stamp))
-
-    contactor.add_coil_listener(on_coil)
-
-    def trip() -> float:
-        stamp = time.monotonic()
-        charger.app.sim.connectors[0].rcm.trip()
-        return stamp
-
-    tripped = await asyncio.to_thread(trip)
-    return await asyncio.wait_for(low, 2.0) - tripped
 
 
 def test_events_published_before_the_loop_runs_are_delivered_once_it_does() -> None:

@@ -22,6 +22,7 @@ import pytest
 from controller.connector_types import ConnectorStatus
 from controller.mqtt import bridge as bridge_module
 from controller.mqtt.bridge import BridgeTiming, MqttBridge
+from tests.support.hazards import rcd_trip_to_coil_low_s
 from tests.support.mqtt_broker import Broker, free_port, watching
 from tests.support.pki import issue
 from tests.support.standalone import Charger, running
@@ -378,29 +379,6 @@ while time.monotonic() < end:
         time.sleep(max(0.0, start + i / 5000 - time.monotonic()))
 c.disconnect(); c.loop_stop()
 """
-
-
-async def rcd_trip_to_coil_low_s(charger: Charger) -> float:
-    """Trip the RCD from another thread (hardware does not wait for the loop); the time
-    until the contactor's coil pin went low, stamped on the thread that moved it."""
-    contactor = charger.app.sim.connectors[0].contactor
-    loop = asyncio.get_running_loop()
-    low: asyncio.Future[float] = loop.create_future()
-
-    def on_coil(energized: bool) -> None:
-        if not energized:
-            stamp = time.monotonic()
-            loop.call_soon_threadsafe(lambda: low.done() or low.set_result(stamp))
-
-    contactor.add_coil_listener(on_coil)
-
-    def trip() -> float:
-        stamp = time.monotonic()
-        charger.app.sim.connectors[0].rcm.trip()
-        return stamp
-
-    tripped = await asyncio.to_thread(trip)
-    return await asyncio.wait_for(low, 2.0) - tripped
 
 
 async def test_a_flood_of_commands_never_delays_the_rcd_trip(

@@ -10,7 +10,6 @@ import os
 import socket
 import sys
 import textwrap
-import time
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from controller.connector_types import ConnectorStatus
 from controller.events import StatusEvent
-from tests.support.standalone import Charger
+from tests.support.hazards import rcd_trip_to_coil_low_s
 from tests.support.wait import until
 from tests.support.web import web_charger
 
@@ -66,29 +65,6 @@ def stuck_live_client(host: str, port: int) -> socket.socket:
     )
     assert b"101" in sock.recv(12)
     return sock
-
-
-async def rcd_trip_to_coil_low_s(charger: Charger) -> float:
-    """Trip the RCD from another thread; the time until the coil pin went low, stamped on
-    the thread that moved it."""
-    contactor = charger.app.sim.connectors[0].contactor
-    loop = asyncio.get_running_loop()
-    low: asyncio.Future[float] = loop.create_future()
-
-    def on_coil(energized: bool) -> None:
-        if not energized:
-            stamp = time.monotonic()
-            loop.call_soon_threadsafe(lambda: low.done() or low.set_result(stamp))
-
-    contactor.add_coil_listener(on_coil)
-
-    def trip() -> float:
-        stamp = time.monotonic()
-        charger.app.sim.connectors[0].rcm.trip()
-        return stamp
-
-    tripped = await asyncio.to_thread(trip)
-    return await asyncio.wait_for(low, 2.0) - tripped
 
 
 async def test_a_request_flood_and_a_stuck_live_client_do_not_delay_an_rcd_trip(
