@@ -1,5 +1,7 @@
-"""Firmware updates: 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), and the
-security whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification (2.0.1 L01).
+"""Firmware updates: 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), the
+security whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification, and 2.0.1's
+UpdateFirmware and FirmwareStatusNotification (L01, and L02 without a signing certificate:
+the package's detached signature is then checked as for a 1.6 plain update).
 
 The CSMS names a location (http, https or ftp URL of a picharge wheel or sdist), a retrieve
 time, and optionally retries and retryInterval; a signed update adds a requestId, an install
@@ -107,6 +109,9 @@ TRANSACTION_POLL_S = 10
 #: OCPP seconds a resumed update waits for the link to register before it goes on without
 #: (its statuses are only sent while registered).
 RESUME_WAIT_S = 60
+#: The state directory's own temporary folder (firmware downloads): never /tmp, which a
+#: Pi may keep in RAM and other users can list.
+WORK_DIR = "tmp"
 #: Prefix of an update's temporary folder under the work directory.
 WORK_PREFIX = "picharge-firmware-"
 #: Answers meaning "no such file" (HTTP 404 and 410, FTP 550): a package without a detached
@@ -374,9 +379,17 @@ class FirmwareUpdater:
         firmware: SignedFirmware,
         retries: int | None = None,
         retry_interval: int | None = None,
+        *,
+        certificate_optional: bool = False,
     ) -> SignedAnswer:
-        """@on SignedUpdateFirmware: check the request and its signing certificate; the
-        update starts in :meth:`start_planned` (replacing one that has not begun installing)."""
+        """@on SignedUpdateFirmware (1.6) or UpdateFirmware (2.0.1): check the request and
+        its signing certificate; the update starts in :meth:`start_planned` (replacing one
+        that has not begun installing).
+
+        ``certificate_optional`` (2.0.1, where signingCertificate and signature are
+        optional, L02): a request without a signing certificate is checked like a plain
+        update, against the package's detached signature (or refused unless unsigned
+        firmware is allowed); it is still reported step by step with its requestId."""
         location = firmware.location
         if self._installing or (self._job is not None and self._job.stage is not Stage.SCHEDULED):
             log.warning("SignedUpdateFirmware %d while an update installs: Rejected", request_id)
@@ -393,7 +406,8 @@ class FirmwareUpdater:
             return SignedAnswer.REJECTED
         pem = firmware.signing_certificate
         try:
-            await asyncio.to_thread(self._trusted, pem)
+            if pem or not certificate_optional:
+                await asyncio.to_thread(self._trusted, pem)
         except CertificateRefused as exc:
             log.warning("SignedUpdateFirmware %d: %s", request_id, exc)
             self._record(SecurityEvent.INVALID_FIRMWARE_SIGNING_CERTIFICATE, str(exc), logged=True)
@@ -511,7 +525,7 @@ class FirmwareUpdater:
                 )
                 await asyncio.to_thread(check_sha256, fetched, job.location)
                 detached = None
-                if not job.signed:
+                if not job.signing_certificate:
                     detached = await asyncio.to_thread(self._detached, job.location, folder)
             except TooLarge as exc:
                 log.error("firmware download refused: %s", exc)
@@ -584,9 +598,10 @@ class FirmwareUpdater:
         return inspect_package(download, current_version, url, allow_downgrade=allow_downgrade)
 
     def _signature_of(self, job: FirmwareJob, detached: bytes | None) -> tuple[str, str]:
-        """(signing certificate PEM, signature base64) of the package; ("", "") for unsigned
-        firmware the operator allowed; SignatureRefused when there is none to trust."""
-        if job.signed:
+        """(signing certificate PEM, signature base64) of the package: the request's, else
+        the detached signature file's; ("", "") for unsigned firmware the operator allowed;
+        SignatureRefused when there is none to trust."""
+        if job.signing_certificate:
             return job.signing_certificate, job.signature
         if detached is not None:
             found = parse_detached(detached)
