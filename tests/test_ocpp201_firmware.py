@@ -65,6 +65,13 @@ async def ended(rig: AppRig, after: int) -> list[str]:
     return statuses(rig, after)
 
 
+async def reached(rig: AppRig, status: str, after: int) -> dict[str, Any]:
+    """The first FirmwareStatusNotification of ``status`` from ``after`` on."""
+    return await rig.csms.wait_for(
+        "FirmwareStatusNotification", lambda p: p["status"] == status, after=after, timeout_s=30
+    )
+
+
 async def security_event(rig: AppRig, kind: str, after: int) -> dict[str, Any]:
     return await rig.csms.wait_for(
         "SecurityEventNotification", lambda p: p["type"] == kind, after=after
@@ -105,9 +112,7 @@ async def test_a_signed_update_reports_every_step_and_the_next_boot_says_firmwar
     mark = rig.mark()
     async with controller(csms, tmp_path, ocpp=ocpp, state_dir=state) as rig:
         boot = await csms.wait_for("BootNotification", after=mark)
-        installed = await csms.wait_for(
-            "FirmwareStatusNotification", lambda p: p["status"] == "Installed", after=mark
-        )
+        installed = await reached(rig, "Installed", mark)
         updated = await security_event(rig, "FirmwareUpdated", mark)
         idle_mark = rig.mark()
         trigger = call.TriggerMessage(requested_message="FirmwareStatusNotification")
@@ -163,12 +168,7 @@ async def test_a_manufacturer_root_installed_by_the_csms_vouches_only_if_the_ope
             request = update(9, f"{server.base}/picharge.whl", csms_signer, wheel)
             answer = await rig.cp_call(request)
             if operator_allows:
-                await csms.wait_for(
-                    "FirmwareStatusNotification",
-                    lambda p: p["status"] == "SignatureVerified",
-                    after=mark,
-                    timeout_s=30,
-                )
+                await reached(rig, "SignatureVerified", mark)
             else:
                 event = await security_event(rig, "InvalidFirmwareSigningCertificate", mark)
                 assert server.requests == []  # refused before a byte was fetched
@@ -195,12 +195,7 @@ async def test_without_a_signing_certificate_the_detached_signature_decides(
             mark = rig.mark()
             answer = await rig.cp_call(update(10, f"{server.base}/picharge.whl", None, wheel))
             if detached:
-                await csms.wait_for(
-                    "FirmwareStatusNotification",
-                    lambda p: p["status"] == "InstallRebooting",
-                    after=mark,
-                    timeout_s=30,
-                )
+                await reached(rig, "InstallRebooting", mark)
                 sent = statuses(rig, mark)
             else:
                 sent = await ended(rig, mark)

@@ -61,7 +61,7 @@ import importlib.metadata
 import logging
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -75,6 +75,7 @@ from controller.csms.firmware_policy import MAX_SIGNATURE_BYTES, FirmwarePolicy
 from controller.csms.firmware_signature import (
     CertificateRefused,
     SignatureRefused,
+    file_roots,
     parse_detached,
     signature_url,
     trusted_signing_certificate,
@@ -85,12 +86,14 @@ from controller.domain import ChargePointControl, ResetKind
 from controller.file_transfer import TooLarge, TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
     DIST_NAME,
+    FIRMWARE_DIR,
     Downgrade,
     FirmwarePackage,
     FirmwareRejected,
     Installer,
     InstallFailed,
     PackageInspector,
+    PipTargetInstaller,
     VerificationFailed,
     VersionReporter,
     check_sha256,
@@ -215,6 +218,19 @@ class SignedFirmware:
     signature: str  # base64
     install_date_time: str | None = None
 
+    @classmethod
+    def of(cls, firmware: Mapping[str, Any]) -> SignedFirmware:
+        """From the request's ``firmware`` (snake_case, as the ocpp library hands it); a
+        2.0.1 request may leave out the certificate and the signature (""), L02."""
+        install_at = firmware.get("install_date_time")
+        return cls(
+            location=str(firmware["location"]),
+            retrieve_date_time=str(firmware["retrieve_date_time"]),
+            signing_certificate=str(firmware.get("signing_certificate") or ""),
+            signature=str(firmware.get("signature") or ""),
+            install_date_time=None if install_at is None else str(install_at),
+        )
+
 
 class _Refused(Exception):
     """The update is refused for want of trust (the text says why): nothing is installed,
@@ -273,6 +289,43 @@ class FirmwareUpdater:
         self._planned: dict[str, FirmwareJob] = {}
         self._registered = asyncio.Event()
         self._confirmed = False
+
+    @classmethod
+    def in_state_dir(
+        cls,
+        state_dir: Path,
+        *,
+        installer: Installer | None,
+        policy: FirmwarePolicy,
+        manufacturer_roots: Callable[[], list[x509.Certificate]],
+        control: ChargePointControl,
+        send: SendCall,
+        status_request: StatusRequest,
+        spawn: Spawn,
+        clock: Callable[[], dt.datetime],
+        storage: Storage,
+        record_event: RecordEvent,
+        interval_scale: float,
+    ) -> FirmwareUpdater:
+        """The charger's updater (either OCPP version): ``installer`` or pip under
+        ``<state_dir>/firmware``, the version it runs, downloads under ``<state_dir>/tmp``
+        and the operator's trust (``policy``; ``manufacturer_roots``: the CSMS-installed
+        ManufacturerRootCertificates, trusted only where the policy allows)."""
+        return cls(
+            control=control,
+            installer=installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
+            current_version=running_version(installer),
+            send=send,
+            status_request=status_request,
+            spawn=spawn,
+            clock=clock,
+            storage=storage,
+            record_event=record_event,
+            work_dir=state_dir / WORK_DIR,
+            signing_roots=policy.signing_roots(file_roots, manufacturer_roots),
+            policy=policy,
+            interval_scale=interval_scale,
+        )
 
     @property
     def status(self) -> FirmwareStatus:

@@ -20,9 +20,8 @@ from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
-from controller.csms.firmware import WORK_DIR, FirmwareUpdater, running_version
+from controller.csms.firmware import FirmwareUpdater
 from controller.csms.firmware_policy import FirmwarePolicy
-from controller.csms.firmware_signature import file_roots
 from controller.csms.get_log import LogUploads
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
@@ -30,7 +29,7 @@ from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
-from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
+from controller.firmware_install import Installer
 from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware_status import core_status, signed_report, status_request
 from controller.ocpp16.keys import OcppConfig
@@ -104,21 +103,18 @@ def build_services(
         clock=clock,
         interval_scale=scale,
     )
-    firmware = FirmwareUpdater(
+    firmware = FirmwareUpdater.in_state_dir(
+        state_dir,
+        installer=firmware_installer,
+        policy=firmware_policy,
+        manufacturer_roots=lambda: certificates.roots(CertificateUse.MANUFACTURER_ROOT),
         control=control,
-        installer=firmware_installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
-        current_version=running_version(firmware_installer),
         send=send,
         status_request=status_request,
         spawn=spawn,
         clock=clock,
         storage=storage,
         record_event=security_events.record,
-        work_dir=state_dir / WORK_DIR,
-        signing_roots=firmware_policy.signing_roots(
-            file_roots, lambda: certificates.roots(CertificateUse.MANUFACTURER_ROOT)
-        ),
-        policy=firmware_policy,
         interval_scale=scale,
     )
     logs = LogUploads(

@@ -105,18 +105,10 @@ class SecurityHandlers:
     ) -> Any:
         """L01 with a signing certificate (checked now: InvalidCertificate), L02 without
         (the package's detached signature is checked after the download)."""
-        install_at = firmware.get("install_date_time")
-        request = SignedFirmware(
-            location=str(firmware["location"]),
-            retrieve_date_time=str(firmware["retrieve_date_time"]),
-            signing_certificate=str(firmware.get("signing_certificate") or ""),
-            signature=str(firmware.get("signature") or ""),
-            install_date_time=None if install_at is None else str(install_at),
-        )
         answer = await self._s.security.firmware.plan_signed(
             call_unique_id,
             request_id,
-            request,
+            SignedFirmware.of(firmware),
             retries,
             retry_interval,
             certificate_optional=True,

@@ -20,13 +20,12 @@ from ocpp.v201.enums import CertificateSigningUseEnumType
 from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
-from controller.csms.firmware import WORK_DIR, FirmwareUpdater, running_version
+from controller.csms.firmware import FirmwareUpdater
 from controller.csms.firmware_policy import FirmwarePolicy
-from controller.csms.firmware_signature import file_roots
 from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.domain import ChargePointControl
-from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
+from controller.firmware_install import Installer
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.security_wire import CertificateVariables, firmware_status_request
 from controller.storage import Storage
@@ -82,21 +81,18 @@ def build_security_services(
         clock=clock,
     )
     model.provide("SecurityCtrlr.CertificateEntries", lambda: str(certificates.store.count))
-    firmware = FirmwareUpdater(
+    firmware = FirmwareUpdater.in_state_dir(
+        state_dir,
+        installer=installer,
+        policy=policy,
+        manufacturer_roots=lambda: certificates.roots(CertificateUse.MANUFACTURER_ROOT),
         control=control,
-        installer=installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
-        current_version=running_version(installer),
         send=send,
         status_request=firmware_status_request,
         spawn=spawn,
         clock=clock,
         storage=storage,
         record_event=events.record,
-        work_dir=state_dir / WORK_DIR,
-        signing_roots=policy.signing_roots(
-            file_roots, lambda: certificates.roots(CertificateUse.MANUFACTURER_ROOT)
-        ),
-        policy=policy,
         interval_scale=interval_scale,
     )
     if security is not None:
