@@ -149,6 +149,33 @@ async def test_a_package_whose_signature_does_not_match_is_refused_and_nothing_i
     assert not simulated_install(tmp_path / "state").exists()
 
 
+async def test_a_later_retrieve_and_install_time_are_scheduled_and_reported(
+    csms: LocalCsms, tmp_path: Path, release: Signer
+) -> None:
+    _, wheel = build_wheel(VERSION)
+    async with controller(csms, tmp_path, ocpp=trusting(release)) as rig:
+        with HttpFiles(files={"/picharge.whl": wheel}) as server:
+            mark = rig.mark()
+            request = update(12, f"{server.base}/picharge.whl", release, wheel)
+            request.firmware["retrieve_date_time"] = now_iso(2.0)
+            request.firmware["install_date_time"] = now_iso(2.5)
+            answer = await rig.cp_call(request)
+            scheduled = await reached(rig, "DownloadScheduled", mark)
+            assert server.requests == []  # not before its time
+            await reached(rig, "InstallRebooting", mark)
+    assert answer.status == "Accepted"
+    assert scheduled["requestId"] == 12
+    assert statuses(rig, mark) == [
+        "DownloadScheduled",
+        "Downloading",
+        "Downloaded",
+        "SignatureVerified",
+        "InstallScheduled",
+        "Installing",
+        "InstallRebooting",
+    ]
+
+
 # --- the operator's trust: a CSMS cannot make its own signer trusted ---------------------
 
 

@@ -50,6 +50,7 @@ class Ca:
 class Pki:
     ca: Ca  # [ocpp] ca_file: signs the CSMS certificate and the charger's client certificate
     server: Pem
+    impostor: Pem  # a CSMS certificate from a CA the charger does not know
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     ca = Ca(*issue(d, "ca", "picharge 2.0.1 test CA", None, ca=True))
     server, _, _ = issue(d, "server", "csms", (ca.cert, ca.key), server=True)
-    return Pki(ca, server)
+    stranger = Ca(*issue(d, "stranger", "a CA the charger does not trust", None, ca=True))
+    impostor, _, _ = issue(d, "impostor", "csms", (stranger.cert, stranger.key), server=True)
+    return Pki(ca, server, impostor)
 
 
 def tls_csms_context(pki: Pki) -> ssl.SSLContext:
@@ -316,3 +319,20 @@ async def test_security_events_wait_for_the_link_and_use_the_201_names(
     assert new_password not in str([r.payload for r in csms.received])
     assert kind is ResetKind.HARD and boot["reason"] == "RemoteReset"
     assert reset["techInfo"] == "Immediate reset requested by the CSMS"
+
+
+async def test_a_csms_certificate_the_charger_refuses_is_told_once_the_right_one_is_shown(
+    make_csms: MakeCsms, tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = tls_csms_context(pki)
+    context.load_cert_chain(pki.impostor.cert, pki.impostor.key)  # the next handshakes
+    csms = await make_csms(basic_auth={CP_ID: PASSWORD}, ssl_context=context)
+    ocpp = tls_ocpp(pki, 2)
+    async with controller(csms, tmp_path, KEYS, ocpp=ocpp, cp_id=CP_ID, wait_ready=False):
+        # The charger aborts in the TLS handshake (the CSMS never sees a request) ...
+        await until(lambda: "CSMS certificate was refused" in caplog.text, timeout_s=10)
+        assert csms.connection_attempts == []
+        # ... and tells it once it reaches the genuine CSMS.
+        context.load_cert_chain(pki.server.cert, pki.server.key)
+        event = await security_event(csms, "InvalidCsmsCertificate", timeout_s=15)
+    assert "CSMS certificate was refused" in event["techInfo"]
