@@ -13,6 +13,7 @@ root the link relies on is not deleted (M04.FR.06).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,53 @@ async def test_a_certificate_signed_by_an_unknown_ca_is_rejected_and_reported(
     assert answer.status == "Rejected"
     assert "chain" in event["techInfo"] or "root" in event["techInfo"], event
     assert not (tmp_path / "state" / "certs" / "client" / "candidate.pem").exists()
+
+
+def signing_keys(wait_s: int, repeats: int) -> dict[str, Any]:
+    security = {
+        "OrganizationName": f'"{CPO}"',  # TOML text
+        "CertSigningWaitMinimum": wait_s,
+        "CertSigningRepeatTimes": repeats,
+    }
+    return {**KEYS, "SecurityCtrlr": security}
+
+
+async def test_an_unanswered_sign_certificate_is_sent_again_with_the_wait_doubling(
+    csms: LocalCsms, tmp_path: Path, pki: Pki
+) -> None:
+    keys = signing_keys(wait_s=1, repeats=2)
+    async with controller(csms, tmp_path, keys, ocpp=V201, cp_id=CP_ID) as rig:
+        root = call.InstallCertificate("CSMSRootCertificate", pem(pki.ca.cert))
+        assert (await rig.cp_call(root)).status == "Accepted"
+        mark = rig.mark()
+        trigger = call.TriggerMessage(requested_message="SignChargingStationCertificate")
+        await rig.cp_call(trigger)
+        await until(lambda: len(rig.sent("SignCertificate", mark)) == 3, timeout_s=10)
+        sent = [r for r in csms.received[mark:] if r.action == "SignCertificate"]
+        csr = x509.load_pem_x509_csr(sent[-1].payload["csr"].encode())
+        leaf = sign_csr(csr, (pki.ca.cert, pki.ca.key))
+        answer = await rig.cp_call(call.CertificateSigned(certificate_chain=pem(leaf)))
+    assert len({r.payload["csr"] for r in sent}) == 1  # the same CSR: the same pending key
+    gaps = [b.monotonic_s - a.monotonic_s for a, b in itertools.pairwise(sent)]
+    assert gaps[0] >= 0.95 and gaps[1] >= 1.95, gaps  # CertSigningWaitMinimum, doubled
+    assert answer.status == "Accepted"
+
+
+async def test_sign_certificate_stops_after_its_repeats_until_the_next_trigger(
+    csms: LocalCsms, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = signing_keys(wait_s=1, repeats=0)
+    async with controller(csms, tmp_path, keys, ocpp=V201, cp_id=CP_ID) as rig:
+        mark = rig.mark()
+        trigger = call.TriggerMessage(requested_message="SignChargingStationCertificate")
+        await rig.cp_call(trigger)
+        await until(lambda: "waiting for the next trigger" in caplog.text, timeout_s=10)
+        once = rig.sent("SignCertificate", mark)
+        await rig.cp_call(trigger)
+        await until(lambda: len(rig.sent("SignCertificate", mark)) == 2, timeout_s=10)
+        again = rig.sent("SignCertificate", mark)
+    assert len(once) == 1
+    assert again[1]["csr"] != again[0]["csr"]  # a trigger starts afresh: a new key
 
 
 # --- M03-M05: the CA store ---------------------------------------------------------------

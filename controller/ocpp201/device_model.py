@@ -184,6 +184,9 @@ VARIABLES: tuple[VariableDef, ...] = (
     _int("SecurityCtrlr", "CertificateEntries", 0, mutability=Mutability.READ_ONLY),
     _int("SecurityCtrlr", "MaxCertificateChainSize", 10000, mutability=Mutability.READ_ONLY),
     _bool_ro("SecurityCtrlr", "AdditionalRootCertificateCheck", False),
+    # an accepted SignCertificate without CertificateSigned is sent again (A02.FR.17-19)
+    _int("SecurityCtrlr", "CertSigningWaitMinimum", 60, min_value=0, unit="s"),
+    _int("SecurityCtrlr", "CertSigningRepeatTimes", 3, min_value=0),
 )
 
 

@@ -235,7 +235,7 @@ class RemoteHandlers:
         elif message == MessageTriggerEnumType.firmware_status_notification:
             payloads.append(self._firmware_status())
         elif message == MessageTriggerEnumType.sign_charging_station_certificate:
-            await s.security.certificates.request_signing()  # A02: logs its own failure
+            await s.security.signing.run()  # A02: sent again while unanswered; logs failures
         else:  # TransactionEvent: queued like every transaction message
             for evse_id in evses:
                 sample = s.latest_sample(evse_id)

@@ -18,6 +18,7 @@ from ocpp.v201 import call
 from ocpp.v201.enums import CertificateSigningUseEnumType
 
 from controller.csms.calls import Send, Spawn
+from controller.csms.certificate_retries import SigningRetries
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.firmware import FirmwareUpdater
@@ -30,6 +31,8 @@ from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.security_wire import CertificateVariables, firmware_status_request
 from controller.storage import Storage
 
+WAIT_MINIMUM = "SecurityCtrlr.CertSigningWaitMinimum"
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityServices:
@@ -38,6 +41,7 @@ class SecurityServices:
     events: SecurityEvents
     certificates: CertificateManager
     firmware: FirmwareUpdater
+    signing: SigningRetries  # SignCertificate, sent again while unanswered
 
     async def restore(self) -> None:
         """Before the first connection: pending events, the store, an update under way."""
@@ -98,4 +102,9 @@ def build_security_services(
     if security is not None:
         security.report_to(events)  # refused connections, changed profile or password
         security.use_certificates(certificates)  # installed roots, a signed client cert
-    return SecurityServices(events, certificates, firmware)
+    signing = SigningRetries(
+        certificates,
+        wait_minimum_s=lambda: model.get_int(WAIT_MINIMUM) * interval_scale,
+        repeat_times=lambda: model.get_int("SecurityCtrlr.CertSigningRepeatTimes"),
+    )
+    return SecurityServices(events, certificates, firmware, signing)
