@@ -99,10 +99,12 @@ HANDLED_ACTIONS_201 = frozenset(
         "Authorize",
         "BootNotification",
         "DataTransfer",
+        "FirmwareStatusNotification",
         "Heartbeat",
         "NotifyEvent",
         "NotifyReport",
         "SecurityEventNotification",
+        "SignCertificate",
         "StatusNotification",
         "TransactionEvent",
     }

@@ -62,6 +62,14 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_data_transfer(self, **_: Any) -> Any:
         return await self._reply("DataTransfer")
 
+    @on("FirmwareStatusNotification")
+    async def _on_firmware_status_notification(self, **_: Any) -> Any:
+        return await self._reply("FirmwareStatusNotification")
+
+    @on("SignCertificate")
+    async def _on_sign_certificate(self, **_: Any) -> Any:
+        return await self._reply("SignCertificate")
+
 
 def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     """What a plain 2.0.1 CSMS answers (camelCase)."""
@@ -80,7 +88,10 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     if action == "DataTransfer":
         known = str(request["vendorId"]).casefold() == VENDOR_ID
         return {"status": "Accepted" if known else "UnknownVendorId"}
-    return {}  # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification
+    if action == "SignCertificate":
+        # Accepted: the CSR goes to a CA; a test answers with CertificateSigned itself.
+        return {"status": "Accepted"}
+    return {}  # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification, ...
 
 
 def remember(csms: LocalCsms, cp_id: str, action: str, request: Payload, answer: Payload) -> None:

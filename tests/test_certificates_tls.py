@@ -11,7 +11,6 @@ it was shown.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import ssl
 import stat
@@ -22,7 +21,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
@@ -33,7 +31,7 @@ from controller.ocpp16.settings import SECURITY_KEYS
 from controller.storage import Storage
 from tests.support.csms import MakeCsms
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig, FakeControl, build_adapter
-from tests.support.pki import Pem, issue, pem
+from tests.support.pki import Pem, issue, pem, sign_csr
 from tests.support.security import PASSWORD
 from tests.support.wait import until
 
@@ -81,19 +79,7 @@ class Ca:
     key: Key
 
     def sign(self, csr: x509.CertificateSigningRequest, *, days: int = 30) -> x509.Certificate:
-        now = dt.datetime.now(dt.UTC)
-        start = now - dt.timedelta(minutes=5) if days > 0 else now - dt.timedelta(days=30)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(csr.subject)
-            .issuer_name(self.cert.subject)
-            .public_key(csr.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-            .sign(self.key, hashes.SHA256())
-        )
+        return sign_csr(csr, (self.cert, self.key), days=days)
 
 
 @dataclass

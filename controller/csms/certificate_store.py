@@ -1,12 +1,14 @@
 """The charge point's CA store (OCPP 1.6 security whitepaper, use cases M03-M05): the
-installed CentralSystemRootCertificate and ManufacturerRootCertificate PEMs (the X.509
-helpers are in :mod:`.certificate_x509`).
+installed CentralSystemRootCertificate and ManufacturerRootCertificate PEMs, and under 2.0.1
+also V2GRootCertificate and MORootCertificate (the X.509 helpers are in
+:mod:`.certificate_x509`).
 
 On disk (under the state directory, see :class:`CaStore`)::
 
     certs/                                   0700
       CentralSystemRootCertificate/<sha256 of the DER>.pem   0644
       ManufacturerRootCertificate/<sha256 of the DER>.pem    0644
+      V2GRootCertificate/, MORootCertificate/                2.0.1 only, the same way
       fallback/<sha256>.pem     the CSMS root replaced under AdditionalRootCertificateCheck
 
 Every file is written atomically (temporary file, fsync, rename, fsync of the directory), so
@@ -43,6 +45,10 @@ class CertificateUse(StrEnum):
 
     CENTRAL_SYSTEM_ROOT = "CentralSystemRootCertificate"  # verifies the CSMS (TLS)
     MANUFACTURER_ROOT = "ManufacturerRootCertificate"  # verifies signed firmware
+    # 2.0.1 only (InstallCertificateUseEnumType): stored and listed for ISO 15118, which
+    # needs a PLC modem this charger does not have; nothing here trusts them for anything.
+    V2G_ROOT = "V2GRootCertificate"
+    MO_ROOT = "MORootCertificate"
 
 
 # --- files --------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ class CaStore:
 
     @property
     def count(self) -> int:
-        """Installed certificates of both uses (the fallback not counted)."""
+        """Installed certificates of every use (the fallback not counted)."""
         return sum(len(c) for c in self._certs.values())
 
     def contains(self, use: CertificateUse, cert: x509.Certificate) -> bool:

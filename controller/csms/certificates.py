@@ -155,6 +155,8 @@ class CertificateManager:
         self._lock = asyncio.Lock()  # one change of the store at a time
         self._signing = asyncio.Lock()  # one key generation at a time
         self._csms_leaf: x509.Certificate | None = None  # what the current link verified
+        self._csr: str | None = None  # the CSR sent last, until a CertificateSigned took it
+        self._answered = asyncio.Event()  # set by an accepted CertificateSigned
 
     async def load(self) -> None:
         """Read the store and the client credentials (before the first connection)."""
@@ -332,6 +334,8 @@ class CertificateManager:
             except OSError as exc:
                 log.error("SignCertificate not sent: cannot store the new key: %s", exc)
                 return False
+            self._csr = csr
+            self._answered.clear()
             try:
                 status = await self._sign(csr)
             except CallFailed as exc:
@@ -364,4 +368,29 @@ class CertificateManager:
             )
             return CertOutcome.REJECTED
         log.info("CertificateSigned Accepted: %s", chain[0].subject.rfc4514_string())
+        self._csr = None
+        self._answered.set()
         return CertOutcome.ACCEPTED
+
+    async def resend_signing(self) -> bool:
+        """Send the last CSR again (the same key: it is still the pending one); True when
+        the CSMS Accepted; False without one or when the call failed (logged)."""
+        csr = self._csr
+        if csr is None:
+            return False
+        try:
+            status = await self._sign(csr)
+        except CallFailed as exc:
+            log.warning("SignCertificate (again) failed: %s", exc)
+            return False
+        log.info("SignCertificate sent again: %s", status)
+        return status == "Accepted"
+
+    async def signed_within(self, timeout_s: float) -> bool:
+        """True once a CertificateSigned took the last CSR, waiting up to ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._answered.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,5 +1,7 @@
-"""Firmware updates: 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), and the
-security whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification (2.0.1 L01).
+"""Firmware updates: 1.6 UpdateFirmware (§5.16) and FirmwareStatusNotification (§4.5), the
+security whitepaper's SignedUpdateFirmware and SignedFirmwareStatusNotification, and 2.0.1's
+UpdateFirmware and FirmwareStatusNotification (L01, and L02 without a signing certificate:
+the package's detached signature is then checked as for a 1.6 plain update).
 
 The CSMS names a location (http, https or ftp URL of a picharge wheel or sdist), a retrieve
 time, and optionally retries and retryInterval; a signed update adds a requestId, an install
@@ -59,7 +61,7 @@ import importlib.metadata
 import logging
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -73,6 +75,7 @@ from controller.csms.firmware_policy import MAX_SIGNATURE_BYTES, FirmwarePolicy
 from controller.csms.firmware_signature import (
     CertificateRefused,
     SignatureRefused,
+    file_roots,
     parse_detached,
     signature_url,
     trusted_signing_certificate,
@@ -83,12 +86,14 @@ from controller.domain import ChargePointControl, ResetKind
 from controller.file_transfer import TooLarge, TransferError, download, safe_url, scheme_of
 from controller.firmware_install import (
     DIST_NAME,
+    FIRMWARE_DIR,
     Downgrade,
     FirmwarePackage,
     FirmwareRejected,
     Installer,
     InstallFailed,
     PackageInspector,
+    PipTargetInstaller,
     VerificationFailed,
     VersionReporter,
     check_sha256,
@@ -107,6 +112,9 @@ TRANSACTION_POLL_S = 10
 #: OCPP seconds a resumed update waits for the link to register before it goes on without
 #: (its statuses are only sent while registered).
 RESUME_WAIT_S = 60
+#: The state directory's own temporary folder (firmware downloads): never /tmp, which a
+#: Pi may keep in RAM and other users can list.
+WORK_DIR = "tmp"
 #: Prefix of an update's temporary folder under the work directory.
 WORK_PREFIX = "picharge-firmware-"
 #: Answers meaning "no such file" (HTTP 404 and 410, FTP 550): a package without a detached
@@ -210,6 +218,19 @@ class SignedFirmware:
     signature: str  # base64
     install_date_time: str | None = None
 
+    @classmethod
+    def of(cls, firmware: Mapping[str, Any]) -> SignedFirmware:
+        """From the request's ``firmware`` (snake_case, as the ocpp library hands it); a
+        2.0.1 request may leave out the certificate and the signature (""), L02."""
+        install_at = firmware.get("install_date_time")
+        return cls(
+            location=str(firmware["location"]),
+            retrieve_date_time=str(firmware["retrieve_date_time"]),
+            signing_certificate=str(firmware.get("signing_certificate") or ""),
+            signature=str(firmware.get("signature") or ""),
+            install_date_time=None if install_at is None else str(install_at),
+        )
+
 
 class _Refused(Exception):
     """The update is refused for want of trust (the text says why): nothing is installed,
@@ -268,6 +289,43 @@ class FirmwareUpdater:
         self._planned: dict[str, FirmwareJob] = {}
         self._registered = asyncio.Event()
         self._confirmed = False
+
+    @classmethod
+    def in_state_dir(
+        cls,
+        state_dir: Path,
+        *,
+        installer: Installer | None,
+        policy: FirmwarePolicy,
+        manufacturer_roots: Callable[[], list[x509.Certificate]],
+        control: ChargePointControl,
+        send: SendCall,
+        status_request: StatusRequest,
+        spawn: Spawn,
+        clock: Callable[[], dt.datetime],
+        storage: Storage,
+        record_event: RecordEvent,
+        interval_scale: float,
+    ) -> FirmwareUpdater:
+        """The charger's updater (either OCPP version): ``installer`` or pip under
+        ``<state_dir>/firmware``, the version it runs, downloads under ``<state_dir>/tmp``
+        and the operator's trust (``policy``; ``manufacturer_roots``: the CSMS-installed
+        ManufacturerRootCertificates, trusted only where the policy allows)."""
+        return cls(
+            control=control,
+            installer=installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
+            current_version=running_version(installer),
+            send=send,
+            status_request=status_request,
+            spawn=spawn,
+            clock=clock,
+            storage=storage,
+            record_event=record_event,
+            work_dir=state_dir / WORK_DIR,
+            signing_roots=policy.signing_roots(file_roots, manufacturer_roots),
+            policy=policy,
+            interval_scale=interval_scale,
+        )
 
     @property
     def status(self) -> FirmwareStatus:
@@ -374,9 +432,17 @@ class FirmwareUpdater:
         firmware: SignedFirmware,
         retries: int | None = None,
         retry_interval: int | None = None,
+        *,
+        certificate_optional: bool = False,
     ) -> SignedAnswer:
-        """@on SignedUpdateFirmware: check the request and its signing certificate; the
-        update starts in :meth:`start_planned` (replacing one that has not begun installing)."""
+        """@on SignedUpdateFirmware (1.6) or UpdateFirmware (2.0.1): check the request and
+        its signing certificate; the update starts in :meth:`start_planned` (replacing one
+        that has not begun installing).
+
+        ``certificate_optional`` (2.0.1, where signingCertificate and signature are
+        optional, L02): a request without a signing certificate is checked like a plain
+        update, against the package's detached signature (or refused unless unsigned
+        firmware is allowed); it is still reported step by step with its requestId."""
         location = firmware.location
         if self._installing or (self._job is not None and self._job.stage is not Stage.SCHEDULED):
             log.warning("SignedUpdateFirmware %d while an update installs: Rejected", request_id)
@@ -393,7 +459,8 @@ class FirmwareUpdater:
             return SignedAnswer.REJECTED
         pem = firmware.signing_certificate
         try:
-            await asyncio.to_thread(self._trusted, pem)
+            if pem or not certificate_optional:
+                await asyncio.to_thread(self._trusted, pem)
         except CertificateRefused as exc:
             log.warning("SignedUpdateFirmware %d: %s", request_id, exc)
             self._record(SecurityEvent.INVALID_FIRMWARE_SIGNING_CERTIFICATE, str(exc), logged=True)
@@ -511,7 +578,7 @@ class FirmwareUpdater:
                 )
                 await asyncio.to_thread(check_sha256, fetched, job.location)
                 detached = None
-                if not job.signed:
+                if not job.signing_certificate:
                     detached = await asyncio.to_thread(self._detached, job.location, folder)
             except TooLarge as exc:
                 log.error("firmware download refused: %s", exc)
@@ -584,9 +651,10 @@ class FirmwareUpdater:
         return inspect_package(download, current_version, url, allow_downgrade=allow_downgrade)
 
     def _signature_of(self, job: FirmwareJob, detached: bytes | None) -> tuple[str, str]:
-        """(signing certificate PEM, signature base64) of the package; ("", "") for unsigned
-        firmware the operator allowed; SignatureRefused when there is none to trust."""
-        if job.signed:
+        """(signing certificate PEM, signature base64) of the package: the request's, else
+        the detached signature file's; ("", "") for unsigned firmware the operator allowed;
+        SignatureRefused when there is none to trust."""
+        if job.signing_certificate:
             return job.signing_certificate, job.signature
         if detached is not None:
             found = parse_detached(detached)

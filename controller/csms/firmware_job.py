@@ -50,8 +50,11 @@ class Stage(StrEnum):
 class FirmwareJob:
     """One update as the CSMS asked for it, and how far it got.
 
-    ``request_id`` is None for a plain UpdateFirmware; a signed one carries the signing
-    certificate (PEM) and the signature (base64). Times are aware UTC datetimes;
+    ``request_id`` is None for a 1.6 plain UpdateFirmware (reported in 1.6 core's words);
+    a 1.6 SignedUpdateFirmware or any 2.0.1 UpdateFirmware has one (every step reported
+    with it). The signing certificate (PEM) and the signature (base64) are the request's;
+    empty (2.0.1 without them, L02): the package's detached signature decides, as for a
+    plain update. Times are aware UTC datetimes;
     ``retry_interval_s`` is in OCPP seconds (the updater scales it like every interval).
     """
 
@@ -68,6 +71,7 @@ class FirmwareJob:
 
     @property
     def signed(self) -> bool:
+        """Reported step by step with a requestId (not: who vouches for the package)."""
         return self.request_id is not None
 
     def to_json(self) -> str:

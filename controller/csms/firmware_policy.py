@@ -21,8 +21,15 @@ Free of OCPP and asyncio.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+if TYPE_CHECKING:
+    from controller.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +66,32 @@ class FirmwarePolicy:
             )
         if self.signing_ca is None and not (self.allow_unsigned or self.trust_manufacturer_roots):
             log.info("no [ocpp] firmware_signing_ca: firmware updates will be refused")
+
+    @classmethod
+    def of(cls, config: Config) -> FirmwarePolicy:
+        """The policy of the ``[ocpp]`` firmware keys (every OCPP version reads the same)."""
+        return cls(
+            signing_ca=config.ocpp_firmware_signing_ca,
+            trust_manufacturer_roots=config.ocpp_firmware_trust_manufacturer_roots,
+            allow_unsigned=config.ocpp_allow_unsigned_firmware,
+            allow_downgrade=config.ocpp_allow_firmware_downgrade,
+            max_bytes=config.ocpp_firmware_max_bytes,
+        )
+
+    def signing_roots(
+        self,
+        file_roots: Callable[[Path | None], list[x509.Certificate]],
+        manufacturer_roots: Callable[[], list[x509.Certificate]],
+    ) -> Callable[[], list[x509.Certificate]]:
+        """The roots a firmware signing certificate may chain to, read at each check: the
+        operator's (``file_roots(signing_ca)``, a blocking read); the ManufacturerRoot
+        certificates the CSMS installed only when the operator lets them vouch for firmware
+        (else a CSMS could install its own CA and sign whatever it likes: issue 12 §1)."""
+
+        def roots() -> list[x509.Certificate]:
+            found = file_roots(self.signing_ca)
+            if self.trust_manufacturer_roots:
+                found += manufacturer_roots()
+            return found
+
+        return roots

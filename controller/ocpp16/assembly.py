@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
-from cryptography import x509
 from ocpp.v16 import call
 from ocpp.v16.enums import DiagnosticsStatus, UploadLogStatus
 
@@ -21,9 +20,8 @@ from controller.csms.calls import Send, Spawn
 from controller.csms.certificate_store import CertificateUse
 from controller.csms.certificates import CertificateManager
 from controller.csms.diagnostics import Diagnostics, LogSource, default_log_source
-from controller.csms.firmware import FirmwareUpdater, running_version
+from controller.csms.firmware import FirmwareUpdater
 from controller.csms.firmware_policy import FirmwarePolicy
-from controller.csms.firmware_signature import file_roots
 from controller.csms.get_log import LogUploads
 from controller.csms.link import LinkTiming
 from controller.csms.reservations import ReservationBook
@@ -31,7 +29,7 @@ from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
-from controller.firmware_install import FIRMWARE_DIR, Installer, PipTargetInstaller
+from controller.firmware_install import Installer
 from controller.ocpp16.extended_trigger import ExtendedTriggers
 from controller.ocpp16.firmware_status import core_status, signed_report, status_request
 from controller.ocpp16.keys import OcppConfig
@@ -45,10 +43,6 @@ from controller.ocpp16.settings import (
 )
 from controller.ocpp16.triggers import TriggerSender
 from controller.storage import Storage
-
-#: The state directory's own temporary folder (firmware downloads): never /tmp, which a
-#: Pi may keep in RAM and other users can list.
-WORK_DIR = "tmp"
 
 
 def log_status_request(status: str, request_id: int | None) -> call.LogStatusNotification:
@@ -97,14 +91,6 @@ def build_services(
         clock=clock,
     )
 
-    def signing_roots() -> list[x509.Certificate]:
-        """The operator's roots; the CSMS-installed ManufacturerRootCertificates only when
-        the operator lets them vouch for firmware (else a CSMS could sign its own)."""
-        roots = file_roots(firmware_policy.signing_ca)
-        if firmware_policy.trust_manufacturer_roots:
-            roots += certificates.roots(CertificateUse.MANUFACTURER_ROOT)
-        return roots
-
     diagnostics = Diagnostics(
         chargepoint_id=chargepoint_id,
         logs=diagnostics_logs or default_log_source(state_dir),
@@ -117,19 +103,18 @@ def build_services(
         clock=clock,
         interval_scale=scale,
     )
-    firmware = FirmwareUpdater(
+    firmware = FirmwareUpdater.in_state_dir(
+        state_dir,
+        installer=firmware_installer,
+        policy=firmware_policy,
+        manufacturer_roots=lambda: certificates.roots(CertificateUse.MANUFACTURER_ROOT),
         control=control,
-        installer=firmware_installer or PipTargetInstaller(state_dir / FIRMWARE_DIR),
-        current_version=running_version(firmware_installer),
         send=send,
         status_request=status_request,
         spawn=spawn,
         clock=clock,
         storage=storage,
         record_event=security_events.record,
-        work_dir=state_dir / WORK_DIR,
-        signing_roots=signing_roots,
-        policy=firmware_policy,
         interval_scale=scale,
     )
     logs = LogUploads(

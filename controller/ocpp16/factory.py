@@ -40,13 +40,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
     )
     await security.require(config.ocpp_security_profile)
     add_secret(config.ocpp_password)  # also once the CSMS has changed AuthorizationKey
-    firmware_policy = FirmwarePolicy(
-        signing_ca=config.ocpp_firmware_signing_ca,
-        trust_manufacturer_roots=config.ocpp_firmware_trust_manufacturer_roots,
-        allow_unsigned=config.ocpp_allow_unsigned_firmware,
-        allow_downgrade=config.ocpp_allow_firmware_downgrade,
-        max_bytes=config.ocpp_firmware_max_bytes,
-    )
+    firmware_policy = FirmwarePolicy.of(config)
     firmware_policy.warn()  # at every start: what the operator's settings give away
     # Before the supervisor runs, so the first session already uses the CSMS's settings.
     context.control.apply_settings(csms_settings(ocpp_config))

@@ -4,8 +4,10 @@ CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
 Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
-durable queue (:mod:`.transactions`) and authorization (Authorize, the cache and the
-offline rules of :mod:`controller.csms.auth`). Loop thread only; the CsmsLink
+durable queue (:mod:`.transactions`), authorization (Authorize, the cache and the
+offline rules of :mod:`controller.csms.auth`) and the security services
+(:mod:`.security_services`: SecurityEventNotification, sent in order once registered and
+kept while offline; certificates; firmware updates). Loop thread only; the CsmsLink
 notifications return at once.
 """
 
@@ -21,6 +23,7 @@ from ocpp.v201 import call
 from controller.connector_types import ConnectorStatus
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
@@ -35,11 +38,14 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
+from controller.firmware_install import Installer
 from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.security_services import build_security_services
+from controller.ocpp201.security_wire import security_event_request
 from controller.ocpp201.services import Services
 from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
 from controller.ocpp201.status import status_request
@@ -73,6 +79,8 @@ class Ocpp201Adapter:
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
         security: LinkSecurity | None = None,
+        firmware_policy: FirmwarePolicy | None = None,
+        firmware_installer: Installer | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -98,6 +106,19 @@ class Ocpp201Adapter:
         self._latest: dict[int, MeterSample] = {}
         self._faults = FaultEvents()
         model.on_change(self._variable_changed)
+        self._security = build_security_services(
+            chargepoint_id=chargepoint_id,
+            model=model,
+            control=control,
+            storage=storage,
+            send=self._caller.call,
+            spawn=self._tasks.spawn,
+            clock=clock,
+            interval_scale=self.timing.interval_scale,
+            security=security,
+            policy=firmware_policy or FirmwarePolicy(),
+            installer=firmware_installer,
+        )
         services = Services(
             model=model,
             control=control,
@@ -108,6 +129,7 @@ class Ocpp201Adapter:
             clock=clock,
             latest_sample=self._latest.get,
             boot_request=boot_request,
+            security=self._security,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -152,6 +174,7 @@ class Ocpp201Adapter:
     async def run(self) -> None:
         """Talk to the CSMS until cancelled, reconnecting forever."""
         self._control.apply_settings(csms_settings(self._model))
+        await self._security.restore()  # before the first connection uses them
         await self._queue.restore()  # what the last run left unsent goes first
         try:
             async with asyncio.TaskGroup() as group:
@@ -160,14 +183,23 @@ class Ocpp201Adapter:
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
+            await self._security.events.flush()  # stored before the storage closes
 
     async def _serve_registered(self, cp: Ocpp201ChargePoint) -> None:
-        """While ``cp`` is registered: every connector's status (G01), then heartbeats."""
+        """While ``cp`` is registered: every connector's status (G01), then heartbeats, the
+        transaction queue and the security events (those recorded offline first)."""
+        self._security.firmware.booted()  # the running firmware registered: its trial ends
         for connector_id in self._control.connector_ids:
             await self._send_status(cp, connector_id, self._control.view(connector_id).status)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
             group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
+            group.create_task(
+                self._security.events.drain(
+                    lambda event: call_checked(cp, security_event_request(event)), CALL_FAILURES
+                ),
+                name="ocpp201-security-events",
+            )
 
     async def _sample_periodically(self) -> None:
         """TransactionEvent Updated every TxUpdatedInterval of each running transaction,

@@ -124,6 +124,11 @@ def _bool(component: str, variable: str, default: bool) -> VariableDef:
     return VariableDef(component, variable, DataType.BOOLEAN, "true" if default else "false")
 
 
+def _bool_ro(component: str, variable: str, default: bool) -> VariableDef:
+    value = "true" if default else "false"
+    return VariableDef(component, variable, DataType.BOOLEAN, value, Mutability.READ_ONLY)
+
+
 #: The measurands a SampledDataCtrlr list may name (what the meter reading holds).
 MEASURANDS = (
     "Energy.Active.Import.Register",
@@ -171,6 +176,17 @@ VARIABLES: tuple[VariableDef, ...] = (
         "TxUpdatedMeasurands",
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
     ),
+    # --- security (A02-A03, M03-M05): certificates; SecurityProfile and the password above
+    VariableDef(  # the O of the charger's CSR (A02.FR.02): SignCertificate waits for it
+        "SecurityCtrlr", "OrganizationName", DataType.STRING, "", max_length=50
+    ),
+    # installed CA certificates: a live value (DeviceModel.provide), never stored
+    _int("SecurityCtrlr", "CertificateEntries", 0, mutability=Mutability.READ_ONLY),
+    _int("SecurityCtrlr", "MaxCertificateChainSize", 10000, mutability=Mutability.READ_ONLY),
+    _bool_ro("SecurityCtrlr", "AdditionalRootCertificateCheck", False),
+    # an accepted SignCertificate without CertificateSigned is sent again (A02.FR.17-19)
+    _int("SecurityCtrlr", "CertSigningWaitMinimum", 60, min_value=0, unit="s"),
+    _int("SecurityCtrlr", "CertSigningRepeatTimes", 3, min_value=0),
 )
 
 
@@ -198,6 +214,7 @@ class DeviceModel:
         self._values.update(defaults or {})
         self._callbacks: list[Callable[[str, str], None]] = []
         self._checks: dict[str, Callable[[str], str | None]] = {}
+        self._live: dict[str, Callable[[], str]] = {}
         self._lock = asyncio.Lock()  # one change at a time: storage order = memory order
 
     def definition(self, name: str) -> VariableDef | None:
@@ -271,7 +288,16 @@ class DeviceModel:
 
     def get(self, key: str) -> str | None:
         """The Actual value of ``Component.Variable``; None for an unknown one."""
-        return self._values.get(key)
+        live = self._live.get(key)
+        return live() if live is not None else self._values.get(key)
+
+    def provide(self, key: str, value: Callable[[], str]) -> None:
+        """A read-only variable whose Actual value is ``value()`` when read (a count the
+        charger keeps elsewhere, e.g. SecurityCtrlr.CertificateEntries); loop thread."""
+        defn = self._defs[key]
+        if defn.mutability is not Mutability.READ_ONLY:
+            raise ValueError(f"{key} is writable: a live value would hide what is set")
+        self._live[key] = value
 
     def get_bool(self, key: str) -> bool:
         return self._values[key] == "true"
@@ -283,7 +309,8 @@ class DeviceModel:
         defn = self._defs[key]
         if defn.data_type is not DataType.INTEGER:
             raise TypeError(f"{key} is a {defn.data_type} variable")
-        return int(self._values[key])
+        live = self._live.get(key)
+        return int(live() if live is not None else self._values[key])
 
     def add_check(self, key: str, check: Callable[[str], str | None]) -> None:
         """``check(value)`` names why a SetVariables of ``key`` is Rejected, or None."""

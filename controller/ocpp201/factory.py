@@ -11,7 +11,8 @@ from ocpp.v201 import call
 from ocpp.v201.datatypes import ChargingStationType
 
 from controller.csms.adapter import AdapterContext
-from controller.csms.firmware import installed_version
+from controller.csms.firmware import running_version
+from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.security import LinkSecurity, SecurityKeyNames, TlsFiles
 from controller.logging_setup import add_secret
 from controller.ocpp201 import boot_reason
@@ -48,6 +49,8 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
     )
     await security.require(config.ocpp_security_profile)
     add_secret(config.ocpp_password)
+    firmware_policy = FirmwarePolicy.of(config)
+    firmware_policy.warn()  # at every start: what the operator's settings give away
     # Before the supervisor runs, so the first session already uses the CSMS's settings.
     context.control.apply_settings(csms_settings(model))
     boot_request = call.BootNotification(
@@ -55,7 +58,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
             model=config.model,
             vendor_name=config.vendor,
             serial_number=config.serial or None,
-            firmware_version=f"picharge-{installed_version()}",
+            firmware_version=f"picharge-{running_version(context.firmware_installer)}",
         ),
         reason=await boot_reason.take(context.storage),
     )
@@ -68,4 +71,6 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         storage=context.storage,
         seq=await SeqNumbers.load(context.storage),
         security=security,
+        firmware_policy=firmware_policy,
+        firmware_installer=context.firmware_installer,
     )

@@ -2,9 +2,10 @@
 :class:`~controller.ocpp201.charge_point.Ocpp201ChargePoint`.
 
 RequestStartTransaction/RequestStopTransaction, GetTransactionStatus, Reset
-(Immediate/OnIdle, the whole station), ChangeAvailability (station or EVSE; Scheduled
-while a transaction runs), UnlockConnector, TriggerMessage (BootNotification while not
-accepted, Heartbeat, StatusNotification, MeterValues, TransactionEvent) and DataTransfer
+(Immediate/OnIdle, the whole station; a ResetOrReboot security event), ChangeAvailability
+(station or EVSE; Scheduled while a transaction runs), UnlockConnector, TriggerMessage
+(BootNotification while not accepted, Heartbeat, StatusNotification, MeterValues,
+TransactionEvent, FirmwareStatusNotification, SignChargingStationCertificate) and DataTransfer
 (no vendor extensions: UnknownVendorId). Each ``@on`` handler answers at once; what
 follows the answer (a reset, a triggered message) runs from ``@after`` in a task.
 """
@@ -31,9 +32,12 @@ from ocpp.v201.enums import (
     UnlockStatusEnumType,
 )
 
+from controller.csms.firmware import FirmwareStatus
+from controller.csms.security_events import SecurityEvent
 from controller.domain import Answer, ResetKind, Transaction
 from controller.ocpp201 import boot_reason
 from controller.ocpp201.meter_values import meter_value
+from controller.ocpp201.security_wire import firmware_status_request
 from controller.ocpp201.status import status_request
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
@@ -58,6 +62,8 @@ _TRIGGERS = frozenset(
         MessageTriggerEnumType.status_notification,
         MessageTriggerEnumType.meter_values,
         MessageTriggerEnumType.transaction_event,
+        MessageTriggerEnumType.firmware_status_notification,
+        MessageTriggerEnumType.sign_charging_station_certificate,
     }
 )
 
@@ -145,6 +151,9 @@ class RemoteHandlers:
         while type == ResetEnumType.on_idle and self._busy():  # noqa: ASYNC110
             await asyncio.sleep(ON_IDLE_POLL_S)
         await boot_reason.note(self._s.storage, BootReasonEnumType.remote_reset)
+        self._s.security.events.record(
+            SecurityEvent.RESET_OR_REBOOT, f"{type} reset requested by the CSMS"
+        )
         log.warning("%s reset requested by the CSMS: restarting", type)
         await control.reset(ResetKind.HARD)
 
@@ -223,6 +232,10 @@ class RemoteHandlers:
                 value = None if sample is None else meter_value(sample, measurands, "Trigger")
                 if value is not None:
                     payloads.append(call.MeterValues(evse_id=evse_id, meter_value=[value]))
+        elif message == MessageTriggerEnumType.firmware_status_notification:
+            payloads.append(self._firmware_status())
+        elif message == MessageTriggerEnumType.sign_charging_station_certificate:
+            await s.security.signing.run()  # A02: sent again while unanswered; logs failures
         else:  # TransactionEvent: queued like every transaction message
             for evse_id in evses:
                 sample = s.latest_sample(evse_id)
@@ -232,3 +245,10 @@ class RemoteHandlers:
                 await call_checked(self, payload)
             except CALL_FAILURES as exc:
                 log.warning("triggered %s failed: %s", message, describe(exc))
+
+    def _firmware_status(self) -> Any:
+        """The update's step with its requestId; Idle, without one, when none runs."""
+        firmware = self._s.security.firmware
+        if firmware.status is FirmwareStatus.IDLE:
+            return firmware_status_request(FirmwareStatus.IDLE, None)
+        return firmware_status_request(firmware.status, firmware.signed_request_id)

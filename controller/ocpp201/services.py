@@ -13,6 +13,7 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import Spawn
 from controller.domain import ChargePointControl, MeterSample
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.security_services import SecurityServices
 from controller.ocpp201.transactions import TransactionEvents
 from controller.storage import Storage
 
@@ -28,3 +29,4 @@ class Services:
     clock: Callable[[], dt.datetime]
     latest_sample: Callable[[int], MeterSample | None]
     boot_request: call.BootNotification
+    security: SecurityServices  # security log, certificates, firmware (blocks A, L, M)

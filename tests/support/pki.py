@@ -3,6 +3,7 @@
 - :func:`issue` writes a key and its certificate to files (for TLS servers and clients);
   :class:`Pki` is the set the security tests use, :func:`server_context` a CSMS's TLS.
 - :func:`make_cert` makes one in memory (for the certificate store), :func:`pem` its text.
+- :func:`sign_csr` is a CA answering SignCertificate: the leaf for a charger's CSR.
 """
 
 from __future__ import annotations
@@ -150,6 +151,31 @@ def make_cert(
     if ca is not None:
         builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
     return builder.sign(signer_key, hashes.SHA256()), key
+
+
+def sign_csr(
+    csr: x509.CertificateSigningRequest,
+    issuer: tuple[x509.Certificate, Key],
+    *,
+    days: int = 30,
+) -> x509.Certificate:
+    """The client certificate a CA (``issuer``: certificate and key) issues for ``csr``,
+    valid for ``days`` from now; ``days`` <= 0: one that is not valid now (it began 30 days
+    ago and ended ``-days`` days ago)."""
+    issuer_cert, issuer_key = issuer
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(minutes=5) if days > 0 else now - dt.timedelta(days=30)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .sign(issuer_key, hashes.SHA256())
+    )
 
 
 def pem(cert: x509.Certificate) -> str:

@@ -50,19 +50,8 @@ class FirmwareHandlers:
         retry_interval: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        signed = SignedFirmware(
-            location=str(firmware["location"]),
-            retrieve_date_time=str(firmware["retrieve_date_time"]),
-            signing_certificate=str(firmware["signing_certificate"]),
-            signature=str(firmware["signature"]),
-            install_date_time=(
-                None
-                if firmware.get("install_date_time") is None
-                else str(firmware["install_date_time"])
-            ),
-        )
         answer = await self._s.firmware.plan_signed(
-            call_unique_id, request_id, signed, retries, retry_interval
+            call_unique_id, request_id, SignedFirmware.of(firmware), retries, retry_interval
         )
         return call_result.SignedUpdateFirmware(UpdateFirmwareStatus(answer.value))
 
