@@ -58,6 +58,10 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_security_event_notification(self, **_: Any) -> Any:
         return await self._reply("SecurityEventNotification")
 
+    @on("ReservationStatusUpdate")
+    async def _on_reservation_status_update(self, **_: Any) -> Any:
+        return await self._reply("ReservationStatusUpdate")
+
     @on("DataTransfer")
     async def _on_data_transfer(self, **_: Any) -> Any:
         return await self._reply("DataTransfer")
@@ -80,7 +84,7 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     if action == "DataTransfer":
         known = str(request["vendorId"]).casefold() == VENDOR_ID
         return {"status": "Accepted" if known else "UnknownVendorId"}
-    return {}  # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification
+    return {}  # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification, ...
 
 
 def remember(csms: LocalCsms, cp_id: str, action: str, request: Payload, answer: Payload) -> None:

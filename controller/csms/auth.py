@@ -16,6 +16,10 @@ key of each in brackets):
   accepted; an id the list holds with another status than Accepted (or an expired one) is
   refused even so (§3.5.4).
 
+A version may also bound how long a cache entry stays valid (2.0.1: AuthCacheCtrlr.LifeTime):
+an answer stored without an expiry of its own then expires that long after it was stored,
+i.e. after the CSMS last confirmed the id (using it offline does not extend it).
+
 Every answer carries the parentIdTag the list, the cache or the CSMS gave, so a card of the
 same parent may stop a session. An Accepted cache entry whose expiry has passed is changed
 to Expired in the cache (1.6 §3.5.2); an expired list entry answers Expired.
@@ -61,11 +65,17 @@ class Authorizer:
     """Decides locally what the cache and the keys allow; remembers what the CSMS said."""
 
     def __init__(
-        self, settings: AuthSettings, storage: Storage, clock: Callable[[], dt.datetime]
+        self,
+        settings: AuthSettings,
+        storage: Storage,
+        clock: Callable[[], dt.datetime],
+        *,
+        cache_lifetime_s: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._storage = storage
         self._clock = clock
+        self._lifetime_s = cache_lifetime_s
         self.local_list = LocalAuthList(settings, storage, clock)
 
     @property
@@ -76,7 +86,10 @@ class Authorizer:
         """Take the CSMS's answer for ``id_tag``: cache it (when enabled and the local list
         does not hold it) and return it."""
         if self.cache_enabled and not await self.local_list.knows(id_tag):
-            await self._put(id_tag, result.status, result.parent_id, result.expiry)
+            expiry = result.expiry
+            if expiry is None and self._lifetime_s is not None:
+                expiry = self._clock() + dt.timedelta(seconds=self._lifetime_s())
+            await self._put(id_tag, result.status, result.parent_id, expiry)
         return result
 
     async def _put(

@@ -4,9 +4,10 @@ CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
 Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
-durable queue (:mod:`.transactions`) and authorization (Authorize, the cache and the
-offline rules of :mod:`controller.csms.auth`). Loop thread only; the CsmsLink
-notifications return at once.
+durable queue (:mod:`.transactions`), authorization (Authorize, the cache, the local list
+and the offline rules of :mod:`controller.csms.auth`) and reservations
+(:class:`~controller.csms.reservations.ReservationBook`, ReservationStatusUpdate). Loop
+thread only; the CsmsLink notifications return at once.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import logging
 from collections.abc import Callable
 
 from ocpp.v201 import call
+from ocpp.v201.enums import ReservationUpdateStatusEnumType
 
-from controller.connector_types import ConnectorStatus
+from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
+from controller.csms.reservations import ReservationBook
 from controller.csms.security import LinkSecurity
 from controller.csms.tasks import TaskSet
 from controller.csms.timers import Retimer
@@ -35,22 +38,34 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
-from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.auth import TokenKinds, id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
 from controller.ocpp201.services import Services
-from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
+from controller.ocpp201.settings import (
+    SETTING_VARIABLES,
+    AuthVariables,
+    ReservationVariables,
+    csms_settings,
+)
 from controller.ocpp201.status import status_request
 from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
 from controller.outbox import Outbox
-from controller.storage import Storage
+from controller.storage import Storage, StorageError
 from drivers.errors import FaultKind
 
 log = logging.getLogger(__name__)
+
+
+#: How a reservation the charge point ended on its own is reported (H01).
+_RESERVATION_UPDATES = {
+    ReservationEnd.EXPIRED: ReservationUpdateStatusEnumType.expired,
+    ReservationEnd.TERMINATED: ReservationUpdateStatusEnumType.removed,
+}
 
 
 class Ocpp201Adapter:
@@ -82,13 +97,25 @@ class Ocpp201Adapter:
         self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
         self._model = model
         self._timers = KeyTimers(model, self.timing.interval_scale)
-        self._authorizer = Authorizer(AuthVariables(model), storage, clock)
+        auth_variables = AuthVariables(model)
+        self._authorizer = Authorizer(
+            auth_variables,
+            storage,
+            clock,
+            cache_lifetime_s=lambda: auth_variables.cache_lifetime_s,
+        )
+        model.provide("LocalAuthListCtrlr.Entries", lambda: str(self._authorizer.local_list.size))
+        self._token_kinds = TokenKinds()
+        self._reservations = ReservationBook(
+            control, ReservationVariables(model), storage, clock, self._tasks.spawn
+        )
         self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
             seq=seq,
             model=model,
             authorizer=self._authorizer,
+            tokens=self._token_kinds,
             control=control,
             registered=lambda: self._caller.registered,
             clock=clock,
@@ -108,6 +135,8 @@ class Ocpp201Adapter:
             clock=clock,
             latest_sample=self._latest.get,
             boot_request=boot_request,
+            token_kinds=self._token_kinds,
+            reservations=self._reservations,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -153,6 +182,11 @@ class Ocpp201Adapter:
         """Talk to the CSMS until cancelled, reconnecting forever."""
         self._control.apply_settings(csms_settings(self._model))
         await self._queue.restore()  # what the last run left unsent goes first
+        await self._reservations.restore()
+        try:
+            await self._authorizer.local_list.load()
+        except StorageError as exc:  # lookups try again; until then Entries says 0
+            log.error("local authorization list unreadable at start: %s", exc)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link.run(), name="ocpp201-link")
@@ -215,6 +249,36 @@ class Ocpp201Adapter:
             self._tasks.spawn(
                 self._send_status(cp, connector_id, status, event),
                 f"ocpp201-status-{connector_id}",
+            )
+
+    def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
+        """:class:`~controller.domain.ReservationListener`: forget the stored reservation and,
+        when the charge point ended it on its own, tell the CSMS (H01: Expired when its time
+        came, Removed when its EVSE became Faulted or Unavailable). Used up by a transaction
+        (the Started event names it) or cancelled by the CSMS, it is not reported again.
+        Sent while registered; offline it is dropped (the reconnect's StatusNotification
+        shows the EVSE free again)."""
+        self._reservations.ended(reservation_id, reason)
+        update = _RESERVATION_UPDATES.get(reason)
+        cp = self._caller.cp
+        if update is None:
+            return
+        if cp is None or not self._caller.registered:
+            log.info("reservation %d %s while offline: not reported", reservation_id, update)
+            return
+        request = call.ReservationStatusUpdate(
+            reservation_id=reservation_id, reservation_update_status=update
+        )
+        self._tasks.spawn(self._send_update(cp, request), f"ocpp201-reservation-{reservation_id}")
+
+    async def _send_update(
+        self, cp: Ocpp201ChargePoint, request: call.ReservationStatusUpdate
+    ) -> None:
+        try:
+            await call_checked(cp, request)
+        except CALL_FAILURES as exc:
+            log.warning(
+                "ReservationStatusUpdate %d not sent: %s", request.reservation_id, describe(exc)
             )
 
     def transaction_started(self, tx: Transaction) -> None:

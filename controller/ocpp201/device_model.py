@@ -120,8 +120,9 @@ def _int(component: str, variable: str, default: int, **kw: object) -> VariableD
     return VariableDef(component, variable, DataType.INTEGER, str(default), **kw)  # type: ignore[arg-type]
 
 
-def _bool(component: str, variable: str, default: bool) -> VariableDef:
-    return VariableDef(component, variable, DataType.BOOLEAN, "true" if default else "false")
+def _bool(component: str, variable: str, default: bool, **kw: object) -> VariableDef:
+    text = "true" if default else "false"
+    return VariableDef(component, variable, DataType.BOOLEAN, text, **kw)  # type: ignore[arg-type]
 
 
 #: The measurands a SampledDataCtrlr list may name (what the meter reading holds).
@@ -137,6 +138,33 @@ MEASURANDS = (
 def _measurands(component: str, variable: str, default: str) -> VariableDef:
     return VariableDef(component, variable, DataType.MEMBER_LIST, default, max_length=500)
 
+
+#: The local list's capacity (LocalAuthListCtrlr.Entries' maxLimit), as for 1.6.
+LOCAL_LIST_ENTRIES_MAX = 1000
+
+#: The local list, the cache's lifetime and reservations (C10, D01-D04, H01-H04). Entries
+#: is the list's live size (see :meth:`DeviceModel.provide`); ItemsPerMessage and
+#: BytesPerMessage bound one SendLocalList (250 entries of idToken, status, expiry and group
+#: stay far below the link's 256 KiB frame limit, :class:`controller.csms.link.LinkTiming`).
+AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
+    _bool("LocalAuthListCtrlr", "Enabled", True),
+    _bool("LocalAuthListCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _int(
+        "LocalAuthListCtrlr",
+        "Entries",
+        0,
+        mutability=Mutability.READ_ONLY,
+        persistent=False,
+        max_value=LOCAL_LIST_ENTRIES_MAX,
+    ),
+    _int("LocalAuthListCtrlr", "ItemsPerMessage", 250, mutability=Mutability.READ_ONLY),
+    _int("LocalAuthListCtrlr", "BytesPerMessage", 128 * 1024, mutability=Mutability.READ_ONLY),
+    _bool("AuthCacheCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _int("AuthCacheCtrlr", "LifeTime", 7 * 86400, min_value=1, unit="s"),
+    _bool("ReservationCtrlr", "Enabled", True),
+    _bool("ReservationCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _bool("ReservationCtrlr", "NonEvseSpecific", True),
+)
 
 #: Every variable this charger knows (the components of the first 2.0.1 slice).
 VARIABLES: tuple[VariableDef, ...] = (
@@ -171,6 +199,7 @@ VARIABLES: tuple[VariableDef, ...] = (
         "TxUpdatedMeasurands",
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
     ),
+    *AUTHORIZATION_VARIABLES,
 )
 
 
@@ -198,6 +227,7 @@ class DeviceModel:
         self._values.update(defaults or {})
         self._callbacks: list[Callable[[str, str], None]] = []
         self._checks: dict[str, Callable[[str], str | None]] = {}
+        self._live: dict[str, Callable[[], str]] = {}
         self._lock = asyncio.Lock()  # one change at a time: storage order = memory order
 
     def definition(self, name: str) -> VariableDef | None:
@@ -271,7 +301,16 @@ class DeviceModel:
 
     def get(self, key: str) -> str | None:
         """The Actual value of ``Component.Variable``; None for an unknown one."""
-        return self._values.get(key)
+        live = self._live.get(key)
+        return live() if live is not None else self._values.get(key)
+
+    def provide(self, key: str, value: Callable[[], str]) -> None:
+        """The Actual value of the read-only ``key`` is ``value()`` at each read from now on
+        (a count kept elsewhere, e.g. LocalAuthListCtrlr.Entries). Loop thread only."""
+        defn = self._defs[key]
+        if defn.mutability is not Mutability.READ_ONLY:
+            raise ValueError(f"{key} is not read-only: its value is the stored one")
+        self._live[key] = value
 
     def get_bool(self, key: str) -> bool:
         return self._values[key] == "true"
@@ -283,7 +322,7 @@ class DeviceModel:
         defn = self._defs[key]
         if defn.data_type is not DataType.INTEGER:
             raise TypeError(f"{key} is a {defn.data_type} variable")
-        return int(self._values[key])
+        return int(self.get(key) or defn.default)
 
     def add_check(self, key: str, check: Callable[[str], str | None]) -> None:
         """``check(value)`` names why a SetVariables of ``key`` is Rejected, or None."""

@@ -97,6 +97,7 @@ class RemoteHandlers:
         if charging_profile is not None:
             log.info("RequestStartTransaction with a chargingProfile: not supported, Rejected")
             return call_result.RequestStartTransaction(REJECTED)
+        self._s.token_kinds.note(id_token)  # the Started event names it as the CSMS did
         self._s.transactions.remote_start_expected(evse_id, remote_start_id)
         accepted = await control.remote_start(str(id_token["id_token"]), evse_id, True)
         if not accepted:

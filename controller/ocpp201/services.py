@@ -11,7 +11,9 @@ from ocpp.v201 import call
 
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Spawn
+from controller.csms.reservations import ReservationBook
 from controller.domain import ChargePointControl, MeterSample
+from controller.ocpp201.auth import TokenKinds
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.transactions import TransactionEvents
 from controller.storage import Storage
@@ -28,3 +30,6 @@ class Services:
     clock: Callable[[], dt.datetime]
     latest_sample: Callable[[int], MeterSample | None]
     boot_request: call.BootNotification
+    # --- authorization and reservations (C, D, H) ---
+    token_kinds: TokenKinds
+    reservations: ReservationBook

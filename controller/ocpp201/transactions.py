@@ -34,7 +34,7 @@ from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
 from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
-from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import WireDict, meter_value
 from controller.ocppj.caller import call_checked, describe
@@ -115,6 +115,7 @@ class TransactionEvents:
         seq: SeqNumbers,
         model: DeviceModel,
         authorizer: Authorizer,
+        tokens: TokenKinds,
         control: ChargePointControl,
         registered: Callable[[], bool],
         clock: Callable[[], dt.datetime],
@@ -125,6 +126,7 @@ class TransactionEvents:
         self._seq = seq
         self._model = model
         self._authorizer = authorizer
+        self._tokens = tokens
         self._control = control
         self._registered = registered
         self._clock = clock
@@ -189,7 +191,7 @@ class TransactionEvents:
         self._states[tx.connector_id] = state
         begin = self._energy(tx.meter_start_wh, tx.started_at, "Transaction.Begin")
         extra: dict[str, Any] = {
-            "id_token": id_token(tx.id_tag),
+            "id_token": self._tokens.token(tx.id_tag),
             "evse": {"id": tx.connector_id, "connector_id": 1},
         }
         if tx.reservation_id is not None:
@@ -235,7 +237,7 @@ class TransactionEvents:
         meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
         if tx.stop_id_tag:
-            extra["id_token"] = id_token(tx.stop_id_tag)
+            extra["id_token"] = self._tokens.token(tx.stop_id_tag)
         self._event(
             TxKind.STOP,
             tx,
