@@ -40,7 +40,7 @@ from controller.domain import (
 )
 from controller.ocpp201.auth import TokenKinds, id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
-from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
 from controller.ocpp201.services import Services
@@ -103,7 +103,9 @@ class Ocpp201Adapter:
             storage,
             clock,
             cache_lifetime_s=lambda: auth_variables.cache_lifetime_s,
+            cache_max_bytes=AUTH_CACHE_BYTES_MAX,
         )
+        model.provide("AuthCacheCtrlr.Storage", lambda: str(self._authorizer.cache_bytes))
         model.provide("LocalAuthListCtrlr.Entries", lambda: str(self._authorizer.local_list.size))
         self._token_kinds = TokenKinds()
         self._reservations = ReservationBook(
@@ -183,6 +185,7 @@ class Ocpp201Adapter:
         self._control.apply_settings(csms_settings(self._model))
         await self._queue.restore()  # what the last run left unsent goes first
         await self._reservations.restore()
+        await self._authorizer.measure_cache()
         try:
             await self._authorizer.local_list.load()
         except StorageError as exc:  # lookups try again; until then Entries says 0

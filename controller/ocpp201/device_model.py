@@ -52,6 +52,7 @@ class DataType(StrEnum):
     BOOLEAN = "boolean"
     STRING = "string"
     MEMBER_LIST = "MemberList"
+    OPTION_LIST = "OptionList"
 
 
 class SetStatus(StrEnum):
@@ -141,9 +142,13 @@ def _measurands(component: str, variable: str, default: str) -> VariableDef:
 
 #: The local list's capacity (LocalAuthListCtrlr.Entries' maxLimit), as for 1.6.
 LOCAL_LIST_ENTRIES_MAX = 1000
+#: The cache's capacity in bytes of stored text (AuthCacheCtrlr.Storage's maxLimit): some
+#: 700 cards with a parent and an expiry.
+AUTH_CACHE_BYTES_MAX = 64 * 1024
 
-#: The local list, the cache's lifetime and reservations (C10, D01-D04, H01-H04). Entries
-#: is the list's live size (see :meth:`DeviceModel.provide`); ItemsPerMessage and
+#: The local list, the cache and reservations (C10, D01-D04, H01-H04). Entries and the
+#: cache's Storage are live sizes (see :meth:`DeviceModel.provide`); Policy is the cache's
+#: replacement once Storage is full (:mod:`controller.csms.auth`); ItemsPerMessage and
 #: BytesPerMessage bound one SendLocalList (250 entries of idToken, status, expiry and group
 #: stay far below the link's 256 KiB frame limit, :class:`controller.csms.link.LinkTiming`).
 AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
@@ -161,6 +166,16 @@ AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
     _int("LocalAuthListCtrlr", "BytesPerMessage", 128 * 1024, mutability=Mutability.READ_ONLY),
     _bool("AuthCacheCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
     _int("AuthCacheCtrlr", "LifeTime", 7 * 86400, min_value=1, unit="s"),
+    _int(
+        "AuthCacheCtrlr",
+        "Storage",
+        0,
+        mutability=Mutability.READ_ONLY,
+        persistent=False,
+        max_value=AUTH_CACHE_BYTES_MAX,
+        unit="B",
+    ),
+    VariableDef("AuthCacheCtrlr", "Policy", DataType.OPTION_LIST, "LRU", Mutability.READ_ONLY),
     _bool("ReservationCtrlr", "Enabled", True),
     _bool("ReservationCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
     _bool("ReservationCtrlr", "NonEvseSpecific", True),
