@@ -250,6 +250,32 @@ async def test_the_group_the_csms_names_lets_another_card_stop_the_session(
     assert ended["idToken"]["idToken"] == CARD_B
 
 
+async def test_the_group_of_a_remote_start_comes_from_the_started_answer(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    fleet = {"status": "Accepted", "groupIdToken": {"idToken": "FLEET-9", "type": "Central"}}
+    async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
+        csms.set_response("TransactionEvent", lambda request: {"idTokenInfo": fleet})
+        csms.set_response("Authorize", lambda request: {"idTokenInfo": fleet})
+        await rig.act("plug")
+        await rig.status("Occupied")
+        token = {"id_token": "REMOTE-1", "type": "Central"}
+        await rig.cp_call(call.RequestStartTransaction(id_token=token, remote_start_id=4))
+        await rig.act("charge")
+        await csms.wait_for("TransactionEvent", event("Started"))
+        await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
+        supervisor = rig.app.supervisor
+        assert supervisor is not None
+        await until(  # no Authorize preceded the start: the group is in the Started answer
+            lambda: getattr(supervisor.view(1).transaction, "parent_id", None) == "FLEET-9",
+            what="the Started answer's group taken",
+        )
+        await rig.act("tap", uid=CARD_B)
+        ended = await csms.wait_for("TransactionEvent", event("Ended"))
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+    assert ended["idToken"]["idToken"] == CARD_B
+
+
 async def test_a_remote_start_names_the_token_as_the_csms_did(
     csms: LocalCsms, tmp_path: Path
 ) -> None:

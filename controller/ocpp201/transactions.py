@@ -281,7 +281,9 @@ class TransactionEvents:
 
     async def _confirmed(self, message: TxMessage, answer: Any) -> None:
         """The CSMS's verdict on the idToken (E05): remembered in the cache; a refused id
-        of a running transaction stops it (TxCtrlr.StopTxOnInvalidId, true here)."""
+        of a running transaction stops it (TxCtrlr.StopTxOnInvalidId, true here); the
+        groupIdToken it names becomes the transaction's group (C09), which matters for a
+        session no Authorize preceded (a remote start, a start offline)."""
         info = answer.id_token_info
         token = message.body.get("id_token")
         if info is None or token is None:
@@ -290,7 +292,13 @@ class TransactionEvents:
             token["id_token"], result_from_info(info)
         )
         tx = self._running.get(message.body.get("evse", {}).get("id", 0))
-        refused = message.kind is TxKind.START and not result.accepted
-        if refused and tx is not None and tx.local_id == message.local_id:
+        if message.kind is not TxKind.START or tx is None or tx.local_id != message.local_id:
+            return
+        if not result.accepted:
             log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)
             self._spawn(self._control.deauthorize(tx), f"ocpp201-deauthorize-{tx.local_id}")
+        elif result.parent_id is not None:  # C09: a card of this group may stop it
+            self._spawn(
+                self._control.transaction_answered(tx, result.parent_id, False),
+                f"ocpp201-start-answered-{tx.local_id}",
+            )
