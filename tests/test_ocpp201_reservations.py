@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
 from ocpp.v201 import call
 
+from controller.connector_types import ConnectorStatus
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
@@ -188,3 +190,31 @@ async def test_a_reservation_survives_a_restart(csms: LocalCsms, tmp_path: Path)
     ) as rig:
         cancelled = await cancel(rig, 31)
     assert cancelled == "Accepted"
+
+
+async def test_a_reservation_that_expires_offline_or_while_off_is_reported_after_the_boot(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
+        assert await reserve(rig, 41, seconds=1.0, evse_id=1) == "Accepted"
+        await rig.status("Reserved")
+        csms.refuse_connections = True
+        await csms.drop_connections()
+        supervisor = rig.app.supervisor
+        assert supervisor is not None
+        await until(
+            lambda: supervisor.view(1).status is ConnectorStatus.AVAILABLE,
+            what="the reservation expired offline",
+        )
+        mark = rig.mark()
+        csms.refuse_connections = False
+        await csms.wait_for("ReservationStatusUpdate", update(41, "Expired"), after=mark)
+        assert await reserve(rig, 42, seconds=1.0, evse_id=1) == "Accepted"
+        until_expired = time.monotonic() + 1.2
+    # the behaviour under test is the reservation's time passing while the station is off
+    await asyncio.sleep(max(0.0, until_expired - time.monotonic()))
+    mark = len(csms.received)
+    async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
+        await csms.wait_for("ReservationStatusUpdate", update(42, "Expired"), after=mark)
+        cancelled = await cancel(rig, 42)
+    assert cancelled == "Rejected"

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 
 from ocpp.v201 import call
-from ocpp.v201.enums import ReservationUpdateStatusEnumType
 
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
@@ -43,6 +42,7 @@ from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.reservation_updates import ReservationUpdates
 from controller.ocpp201.services import Services
 from controller.ocpp201.settings import (
     SETTING_VARIABLES,
@@ -59,13 +59,6 @@ from controller.storage import Storage, StorageError
 from drivers.errors import FaultKind
 
 log = logging.getLogger(__name__)
-
-
-#: How a reservation the charge point ended on its own is reported (H01).
-_RESERVATION_UPDATES = {
-    ReservationEnd.EXPIRED: ReservationUpdateStatusEnumType.expired,
-    ReservationEnd.TERMINATED: ReservationUpdateStatusEnumType.removed,
-}
 
 
 class Ocpp201Adapter:
@@ -111,6 +104,7 @@ class Ocpp201Adapter:
         self._reservations = ReservationBook(
             control, ReservationVariables(model), storage, clock, self._tasks.spawn
         )
+        self._reservation_updates = ReservationUpdates(self._tasks.spawn)
         self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
@@ -184,7 +178,7 @@ class Ocpp201Adapter:
         """Talk to the CSMS until cancelled, reconnecting forever."""
         self._control.apply_settings(csms_settings(self._model))
         await self._queue.restore()  # what the last run left unsent goes first
-        await self._reservations.restore()
+        await self._reservations.restore(dropped=self._reservation_updates.ended_at_restart)
         await self._authorizer.measure_cache()
         try:
             await self._authorizer.local_list.load()
@@ -199,9 +193,11 @@ class Ocpp201Adapter:
             await self._tasks.cancel_all()
 
     async def _serve_registered(self, cp: Ocpp201ChargePoint) -> None:
-        """While ``cp`` is registered: every connector's status (G01), then heartbeats."""
+        """While ``cp`` is registered: every connector's status (G01), the reservation
+        updates raised offline, then heartbeats."""
         for connector_id in self._control.connector_ids:
             await self._send_status(cp, connector_id, self._control.view(connector_id).status)
+        await self._reservation_updates.flush(cp)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
             group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
@@ -255,34 +251,11 @@ class Ocpp201Adapter:
             )
 
     def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
-        """:class:`~controller.domain.ReservationListener`: forget the stored reservation and,
-        when the charge point ended it on its own, tell the CSMS (H01: Expired when its time
-        came, Removed when its EVSE became Faulted or Unavailable). Used up by a transaction
-        (the Started event names it) or cancelled by the CSMS, it is not reported again.
-        Sent while registered; offline it is dropped (the reconnect's StatusNotification
-        shows the EVSE free again)."""
+        """:class:`~controller.domain.ReservationListener`: forget the stored reservation and
+        tell the CSMS when the charge point ended it on its own (:mod:`.reservation_updates`)."""
         self._reservations.ended(reservation_id, reason)
-        update = _RESERVATION_UPDATES.get(reason)
-        cp = self._caller.cp
-        if update is None:
-            return
-        if cp is None or not self._caller.registered:
-            log.info("reservation %d %s while offline: not reported", reservation_id, update)
-            return
-        request = call.ReservationStatusUpdate(
-            reservation_id=reservation_id, reservation_update_status=update
-        )
-        self._tasks.spawn(self._send_update(cp, request), f"ocpp201-reservation-{reservation_id}")
-
-    async def _send_update(
-        self, cp: Ocpp201ChargePoint, request: call.ReservationStatusUpdate
-    ) -> None:
-        try:
-            await call_checked(cp, request)
-        except CALL_FAILURES as exc:
-            log.warning(
-                "ReservationStatusUpdate %d not sent: %s", request.reservation_id, describe(exc)
-            )
+        cp = self._caller.cp if self._caller.registered else None
+        self._reservation_updates.ended(reservation_id, reason, cp)
 
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)
