@@ -17,26 +17,10 @@ from controller.domain import AuthResult, AuthStatus, utc_now
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
 from tests.support.csms import ACCEPTED_TAG
+from tests.support.device_model import QUIET_KEYS, V201, get_variable, set_variable, tx_event
 from tests.support.sim_app import AppRig, controller
 
-V201 = {"version": "2.0.1"}
-KEYS = {
-    "OCPPCommCtrlr": {"HeartbeatInterval": 300, "WebSocketPingInterval": 0},
-    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
-    "AuthCtrlr": {"LocalPreAuthorize": True},  # a cached Accepted card starts at once
-}
-
-
-async def variable(rig: AppRig, component: str, name: str) -> str:
-    data = {"component": {"name": component}, "variable": {"name": name}}
-    [result] = (await rig.cp_call(call.GetVariables(get_variable_data=[data]))).get_variable_result
-    return str(result["attribute_value"])
-
-
-async def set_variable(rig: AppRig, component: str, name: str, value: str) -> str:
-    data = {"component": {"name": component}, "variable": {"name": name}, "attribute_value": value}
-    answer = await rig.cp_call(call.SetVariables(set_variable_data=[data]))
-    return str(answer.set_variable_result[0]["attribute_status"])
+KEYS = {**QUIET_KEYS, "AuthCtrlr": {"LocalPreAuthorize": True}}  # a cached card starts at once
 
 
 def authorizes(rig: AppRig) -> int:
@@ -48,9 +32,9 @@ async def session(rig: AppRig) -> None:
     mark = rig.mark()
     await rig.act("plug")
     await rig.act("tap", uid=ACCEPTED_TAG)
-    await rig.csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started", after=mark)
+    await rig.csms.wait_for("TransactionEvent", tx_event("Started"), after=mark)
     await rig.act("unplug")
-    await rig.csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended", after=mark)
+    await rig.csms.wait_for("TransactionEvent", tx_event("Ended"), after=mark)
     await rig.status("Available", mark)
 
 
@@ -60,16 +44,16 @@ async def test_a_cached_card_starts_without_asking_until_clear_cache_forgets_it(
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
         await session(rig)
         asked_first = authorizes(rig)
-        used = int(await variable(rig, "AuthCacheCtrlr", "Storage"))
+        used = int(await get_variable(rig, "AuthCacheCtrlr", "Storage"))
         await session(rig)
         asked_again = authorizes(rig)
         cleared = str((await rig.cp_call(call.ClearCache())).status)
-        emptied = await variable(rig, "AuthCacheCtrlr", "Storage")
+        emptied = await get_variable(rig, "AuthCacheCtrlr", "Storage")
         await session(rig)
         asked_after_clear = authorizes(rig)
         assert await set_variable(rig, "AuthCacheCtrlr", "Enabled", "false") == "Accepted"
         refused = str((await rig.cp_call(call.ClearCache())).status)
-        policy = await variable(rig, "AuthCacheCtrlr", "Policy")
+        policy = await get_variable(rig, "AuthCacheCtrlr", "Policy")
     assert (asked_first, asked_again, asked_after_clear) == (1, 1, 2)
     assert used > len(ACCEPTED_TAG)
     assert (cleared, emptied) == ("Accepted", "0")

@@ -17,14 +17,11 @@ from ocpp.v201 import call
 
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG, UNKNOWN_TAG
+from tests.support.device_model import QUIET_KEYS, V201, get_variable, set_variable, tx_event
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
-V201 = {"version": "2.0.1"}
-KEYS = {
-    "OCPPCommCtrlr": {"HeartbeatInterval": 300, "WebSocketPingInterval": 0},
-    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
-}
+KEYS = QUIET_KEYS
 CARD_A = "AA000001"
 CARD_B = "BB000002"
 CARD_C = "CC000003"
@@ -55,34 +52,9 @@ async def list_version(rig: AppRig) -> int:
     return int((await rig.cp_call(call.GetLocalListVersion())).version_number)
 
 
-async def variable(rig: AppRig, component: str, name: str) -> str:
-    answer = await rig.cp_call(
-        call.GetVariables(
-            get_variable_data=[{"component": {"name": component}, "variable": {"name": name}}]
-        )
-    )
-    [result] = answer.get_variable_result
-    assert result["attribute_status"] == "Accepted", result
-    return str(result["attribute_value"])
-
-
-async def set_variable(rig: AppRig, component: str, name: str, value: str) -> str:
-    answer = await rig.cp_call(
-        call.SetVariables(
-            set_variable_data=[
-                {
-                    "component": {"name": component},
-                    "variable": {"name": name},
-                    "attribute_value": value,
-                }
-            ]
-        )
-    )
-    return str(answer.set_variable_result[0]["attribute_status"])
-
-
-def event(kind: str) -> Any:
-    return lambda p: p["eventType"] == kind
+async def list_state(rig: AppRig) -> tuple[int, str]:
+    """GetLocalListVersion and LocalAuthListCtrlr.Entries."""
+    return await list_version(rig), await get_variable(rig, "LocalAuthListCtrlr", "Entries")
 
 
 async def test_full_and_differential_updates_keep_the_version_and_entries_of_every_kind(
@@ -101,17 +73,14 @@ async def test_full_and_differential_updates_keep_the_version_and_entries_of_eve
             entry("local-1", kind="Local"),
         ]
         first = await send_list(rig, 3, full, "Full")
-        after_full = (await list_version(rig), await variable(rig, "LocalAuthListCtrlr", "Entries"))
+        after_full = await list_state(rig)
         change = [entry(CARD_A, None), entry(CARD_C), entry(CARD_B, "Accepted")]
         second = await send_list(rig, 4, change, "Differential")
         stale = await send_list(rig, 4, [entry(CARD_A)], "Differential")
         older = await send_list(rig, 2, [entry(CARD_A)], "Differential")
-        after_diff = (await list_version(rig), await variable(rig, "LocalAuthListCtrlr", "Entries"))
+        after_diff = await list_state(rig)
         emptied = await send_list(rig, 5, [], "Full")
-        after_empty = (
-            await list_version(rig),
-            await variable(rig, "LocalAuthListCtrlr", "Entries"),
-        )
+        after_empty = await list_state(rig)
     assert before == 0
     assert (first, after_full) == ("Accepted", (3, "6"))
     assert (second, stale, older) == ("Accepted", "VersionMismatch", "VersionMismatch")
@@ -123,8 +92,8 @@ async def test_an_update_beyond_the_list_limits_fails_and_changes_nothing(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
-        per_message = int(await variable(rig, "LocalAuthListCtrlr", "ItemsPerMessage"))
-        max_bytes = int(await variable(rig, "LocalAuthListCtrlr", "BytesPerMessage"))
+        per_message = int(await get_variable(rig, "LocalAuthListCtrlr", "ItemsPerMessage"))
+        max_bytes = int(await get_variable(rig, "LocalAuthListCtrlr", "BytesPerMessage"))
         assert (per_message, max_bytes) == (250, 128 * 1024)
         cards = [f"{n:08X}" for n in range(1001)]
         too_many = await send_list(rig, 1, [entry(c) for c in cards[:251]], "Full")
@@ -133,13 +102,13 @@ async def test_an_update_beyond_the_list_limits_fails_and_changes_nothing(
         too_big = await send_list(rig, 1, wordy, "Full")
         without_info = await send_list(rig, 1, [entry(CARD_A), entry(CARD_B, None)], "Full")
         twice = await send_list(rig, 1, [entry(CARD_A), entry(CARD_A.lower())], "Full")
-        refused = (await list_version(rig), await variable(rig, "LocalAuthListCtrlr", "Entries"))
+        refused = await list_state(rig)
         filled = [await send_list(rig, 1, [entry(c) for c in cards[:250]], "Full")]
         for version, start in ((2, 250), (3, 500), (4, 750)):
             chunk = [entry(c) for c in cards[start : start + 250]]
             filled.append(await send_list(rig, version, chunk, "Differential"))
         over = await send_list(rig, 5, [entry(cards[1000])], "Differential")
-        full = (await list_version(rig), await variable(rig, "LocalAuthListCtrlr", "Entries"))
+        full = await list_state(rig)
     assert (too_many, too_big, without_info, twice) == ("Failed",) * 4
     assert refused == (0, "0")
     assert filled == ["Accepted"] * 4
@@ -185,7 +154,7 @@ async def test_a_listed_card_charges_while_the_csms_is_down_a_blocked_one_does_n
         await rig.act("charge")
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
         csms.refuse_connections = False
-        started = await csms.wait_for("TransactionEvent", event("Started"), after=mark)
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"), after=mark)
     assert started["idToken"] == {"idToken": CARD_A, "type": "ISO14443"}
     assert started["offline"] is True
     assert not rig.sent("Authorize")
@@ -196,7 +165,7 @@ async def test_the_list_and_its_version_survive_a_restart(csms: LocalCsms, tmp_p
         entries = [entry(CARD_A), entry("123456", kind="KeyCode")]
         assert await send_list(rig, 9, entries, "Full") == "Accepted"
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
-        restored = (await list_version(rig), await variable(rig, "LocalAuthListCtrlr", "Entries"))
+        restored = await list_state(rig)
         stale = await send_list(rig, 9, [entry(CARD_B)], "Differential")
     assert restored == (9, "2")
     assert stale == "VersionMismatch"
@@ -225,7 +194,7 @@ async def test_a_card_of_the_same_group_stops_a_session_another_group_does_not(
         await asyncio.sleep(0.5)
         assert rig.hw("contactor_closed") is True
         await rig.act("tap", uid=CARD_B)
-        ended = await csms.wait_for("TransactionEvent", event("Ended"))
+        ended = await csms.wait_for("TransactionEvent", tx_event("Ended"))
         await until(lambda: rig.hw("contactor_closed") is False, timeout_s=10)
     assert ended["triggerReason"] == "StopAuthorized"
     assert ended["transactionInfo"]["stoppedReason"] == "Local"
@@ -244,7 +213,7 @@ async def test_the_group_the_csms_names_lets_another_card_stop_the_session(
         await rig.act("charge")
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
         await rig.act("tap", uid=CARD_B)
-        ended = await csms.wait_for("TransactionEvent", event("Ended"))
+        ended = await csms.wait_for("TransactionEvent", tx_event("Ended"))
         await until(lambda: rig.hw("contactor_closed") is False, timeout_s=10)
     assert ended["transactionInfo"]["stoppedReason"] == "Local"
     assert ended["idToken"]["idToken"] == CARD_B
@@ -262,7 +231,7 @@ async def test_the_group_of_a_remote_start_comes_from_the_started_answer(
         token = {"id_token": "REMOTE-1", "type": "Central"}
         await rig.cp_call(call.RequestStartTransaction(id_token=token, remote_start_id=4))
         await rig.act("charge")
-        await csms.wait_for("TransactionEvent", event("Started"))
+        await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
         supervisor = rig.app.supervisor
         assert supervisor is not None
@@ -271,7 +240,7 @@ async def test_the_group_of_a_remote_start_comes_from_the_started_answer(
             what="the Started answer's group taken",
         )
         await rig.act("tap", uid=CARD_B)
-        ended = await csms.wait_for("TransactionEvent", event("Ended"))
+        ended = await csms.wait_for("TransactionEvent", tx_event("Ended"))
     assert ended["transactionInfo"]["stoppedReason"] == "Local"
     assert ended["idToken"]["idToken"] == CARD_B
 
@@ -287,7 +256,7 @@ async def test_a_remote_start_names_the_token_as_the_csms_did(
         token = {"id_token": emaid, "type": "eMAID"}
         answer = await rig.cp_call(call.RequestStartTransaction(id_token=token, remote_start_id=3))
         await rig.act("charge")
-        started = await csms.wait_for("TransactionEvent", event("Started"))
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
     assert answer.status == "Accepted"
     assert started["idToken"] == {"idToken": emaid, "type": "eMAID"}

@@ -21,14 +21,11 @@ from controller.connector_types import ConnectorStatus
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
+from tests.support.device_model import QUIET_KEYS, V201, set_variable, tx_event
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
-V201 = {"version": "2.0.1"}
-KEYS = {
-    "OCPPCommCtrlr": {"HeartbeatInterval": 300, "WebSocketPingInterval": 0},
-    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
-}
+KEYS = QUIET_KEYS
 DRIVER = "D0000001"
 FLEET_CARD = "F0000002"
 TOKEN = {"id_token": DRIVER, "type": "ISO14443"}
@@ -50,16 +47,6 @@ async def reserve(
 
 async def cancel(rig: AppRig, reservation_id: int) -> str:
     return str((await rig.cp_call(call.CancelReservation(reservation_id=reservation_id))).status)
-
-
-async def set_variable(rig: AppRig, component: str, name: str, value: str) -> str:
-    data = {"component": {"name": component}, "variable": {"name": name}, "attribute_value": value}
-    answer = await rig.cp_call(call.SetVariables(set_variable_data=[data]))
-    return str(answer.set_variable_result[0]["attribute_status"])
-
-
-def event(kind: str) -> Any:
-    return lambda p: p["eventType"] == kind
 
 
 def update(reservation_id: int, status: str) -> Any:
@@ -94,7 +81,7 @@ async def test_a_reserved_evse_starts_only_for_its_token_group_and_the_start_nam
         assert rig.hw("contactor_closed") is False
         assert not rig.sent("TransactionEvent")
         await rig.act("tap", uid=FLEET_CARD)  # of the reservation's group
-        started = await csms.wait_for("TransactionEvent", event("Started"))
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
         cancelled = await cancel(rig, 5)  # used up by the transaction
     assert started["reservationId"] == 5
@@ -113,7 +100,7 @@ async def test_a_reservation_of_any_evse_holds_one_for_its_token(
         await rig.status("Reserved", mark)
         await rig.act("plug")
         await rig.act("tap", uid=DRIVER)
-        started = await csms.wait_for("TransactionEvent", event("Started"))
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"))
         assert await set_variable(rig, "ReservationCtrlr", "NonEvseSpecific", "false") == (
             "Accepted"
         )
