@@ -37,6 +37,11 @@ def entry(
     return {"id_token": token, "id_token_info": {"status": status, **info}}
 
 
+def central_wire(tag: str) -> dict[str, str]:
+    """A Central idToken as it travels (camelCase)."""
+    return {"idToken": tag, "type": "Central"}
+
+
 def group(tag: str) -> dict[str, str]:
     return {"id_token": tag, "type": "Central"}
 
@@ -260,3 +265,54 @@ async def test_a_remote_start_names_the_token_as_the_csms_did(
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
     assert answer.status == "Accepted"
     assert started["idToken"] == {"idToken": emaid, "type": "eMAID"}
+
+
+async def test_with_authorize_remote_start_a_remote_token_is_authorized_as_named(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    keys = {**KEYS, "AuthCtrlr": {"AuthorizeRemoteStart": True}}
+    csms.set_tag("REMOTE-2", "Accepted")
+    async with controller(csms, tmp_path, keys, ocpp=V201, base_keys={}) as rig:
+        await rig.act("plug")
+        await rig.status("Occupied")
+        central = {"id_token": "REMOTE-2", "type": "Central"}
+        answer = await rig.cp_call(
+            call.RequestStartTransaction(id_token=central, remote_start_id=6)
+        )
+        await rig.act("charge")
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"))
+        await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
+    assert answer.status == "Accepted"
+    assert [p["idToken"] for p in rig.sent("Authorize")] == [central_wire("REMOTE-2")]
+    assert started["idToken"] == central_wire("REMOTE-2")
+    assert (started["triggerReason"], started["transactionInfo"]["remoteStartId"]) == (
+        "RemoteStart",
+        6,
+    )
+
+
+async def test_a_refused_remote_token_starts_nothing_and_a_card_after_it_is_no_remote_start(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    keys = {**KEYS, "AuthCtrlr": {"AuthorizeRemoteStart": True}}
+    csms.set_tag("1234", "Blocked")
+    async with controller(csms, tmp_path, keys, ocpp=V201, base_keys={}) as rig:
+        await rig.act("plug")
+        await rig.status("Occupied")
+        blocked = {"id_token": "1234", "type": "KeyCode"}
+        answer = await rig.cp_call(
+            call.RequestStartTransaction(id_token=blocked, remote_start_id=5)
+        )
+        await csms.wait_for(
+            "Authorize", lambda p: p["idToken"] == {"idToken": "1234", "type": "KeyCode"}
+        )
+        # nothing may happen after the answer; the charger acts within tens of ms, so 0.5 s
+        # is a wide margin on a loaded machine, and a late wake-up only widens the window
+        await asyncio.sleep(0.5)
+        assert not rig.sent("TransactionEvent")
+        await rig.act("tap", uid=ACCEPTED_TAG)
+        started = await csms.wait_for("TransactionEvent", tx_event("Started"))
+    assert answer.status == "Accepted"  # F01: answered before the token is authorized
+    assert started["idToken"]["idToken"] == ACCEPTED_TAG
+    assert started["triggerReason"] == "Authorized"
+    assert "remoteStartId" not in started["transactionInfo"]

@@ -37,7 +37,7 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
-from controller.ocpp201.auth import TokenKinds, id_token, result_from_info
+from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
@@ -277,7 +277,8 @@ class Ocpp201Adapter:
         if self._caller.registered:
             try:
                 async with asyncio.timeout(self.timing.response_timeout_s):
-                    conf = await self._caller.call(call.Authorize(id_token=id_token(id_tag)))
+                    token = self._token_kinds.token(id_tag)  # a card, or as the CSMS named it
+                    conf = await self._caller.call(call.Authorize(id_token=token))
             except CallRefused as exc:
                 log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
                 return AuthResult(AuthStatus.INVALID)

@@ -146,12 +146,14 @@ LOCAL_LIST_ENTRIES_MAX = 1000
 #: 700 cards with a parent and an expiry.
 AUTH_CACHE_BYTES_MAX = 64 * 1024
 
-#: The local list, the cache and reservations (C10, D01-D04, H01-H04). Entries and the
+#: The local list, the cache and reservations (C10, D01-D04, H01-H04), and whether a
+#: RequestStartTransaction's idToken is authorized like a card first (F01). Entries and the
 #: cache's Storage are live sizes (see :meth:`DeviceModel.provide`); Policy is the cache's
 #: replacement once Storage is full (:mod:`controller.csms.auth`); ItemsPerMessage and
 #: BytesPerMessage bound one SendLocalList (250 entries of idToken, status, expiry and group
 #: stay far below the link's 256 KiB frame limit, :class:`controller.csms.link.LinkTiming`).
 AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
+    _bool("AuthCtrlr", "AuthorizeRemoteStart", False),
     _bool("LocalAuthListCtrlr", "Enabled", True),
     _bool("LocalAuthListCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
     _int(

@@ -133,8 +133,9 @@ class TransactionEvents:
         self._spawn = spawn
         self._scale = interval_scale
         self._running: dict[int, Transaction] = {}  # by connector
-        #: RequestStartTransaction's remoteStartId by EVSE (0: whichever starts), until used.
-        self._remote_starts: dict[int, int] = {}
+        #: RequestStartTransaction's (remoteStartId, idToken) by EVSE (0: whichever starts),
+        #: until a session starts there.
+        self._remote_starts: dict[int, tuple[int, str | None]] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
 
     def running(self) -> list[Transaction]:
@@ -165,14 +166,33 @@ class TransactionEvents:
             body["meter_value"] = [meter]
         self.queue.put(TxMessage(kind, tx.local_id, body))
 
-    def remote_start_expected(self, evse_id: int | None, remote_start_id: int | None) -> None:
+    def remote_start_expected(
+        self, evse_id: int | None, remote_start_id: int | None, id_tag: str | None = None
+    ) -> None:
         """RequestStartTransaction was accepted for ``evse_id`` (None: any): the next
-        Started there says RemoteStart and carries ``remote_start_id`` (None: forget it)."""
+        Started there (of ``id_tag``, when given) says RemoteStart and carries
+        ``remote_start_id`` (None: forget it). A session of another id starting there first
+        (the remote one was refused by AuthorizeRemoteStart, or a card came first) is not
+        the remote one, and the EVSE's expectation is dropped."""
         key = evse_id or 0
         if remote_start_id is None:
             self._remote_starts.pop(key, None)
         else:
-            self._remote_starts[key] = remote_start_id
+            self._remote_starts[key] = (remote_start_id, id_tag)
+
+    def _remote_start(self, tx: Transaction) -> int | None:
+        """The remoteStartId of ``tx``, if it is the session a RequestStartTransaction asked."""
+        for key in (tx.connector_id, 0):
+            expected = self._remote_starts.get(key)
+            if expected is None:
+                continue
+            remote_start_id, id_tag = expected
+            ours = id_tag is None or id_tag.casefold() == tx.id_tag.casefold()
+            if ours or key != 0:
+                del self._remote_starts[key]
+            if ours:
+                return remote_start_id
+        return None
 
     def triggered(self, connector_id: int, sample: MeterSample | None) -> None:
         """TriggerMessage TransactionEvent: Updated (Trigger) for the running transaction."""
@@ -198,9 +218,7 @@ class TransactionEvents:
             extra["reservation_id"] = tx.reservation_id
         info: dict[str, Any] = {"charging_state": state}
         trigger = "Authorized"
-        remote = self._remote_starts.pop(tx.connector_id, None)
-        if remote is None:
-            remote = self._remote_starts.pop(0, None)
+        remote = self._remote_start(tx)
         if remote is not None:
             trigger, info["remote_start_id"] = "RemoteStart", remote
         self._event(TxKind.START, tx, trigger, tx.started_at, info, begin, **extra)
