@@ -57,6 +57,14 @@ async def list_version(rig: AppRig) -> int:
     return int((await rig.cp_call(call.GetLocalListVersion())).version_number)
 
 
+async def plugged_remote_start(rig: AppRig, token: dict[str, str], remote_start_id: int) -> Any:
+    """Plug the car in, then RequestStartTransaction for ``token``: the answer."""
+    await rig.act("plug")
+    await rig.status("Occupied")
+    request = call.RequestStartTransaction(id_token=token, remote_start_id=remote_start_id)
+    return await rig.cp_call(request)
+
+
 async def list_state(rig: AppRig) -> tuple[int, str]:
     """GetLocalListVersion and LocalAuthListCtrlr.Entries."""
     return await list_version(rig), await get_variable(rig, "LocalAuthListCtrlr", "Entries")
@@ -231,10 +239,7 @@ async def test_the_group_of_a_remote_start_comes_from_the_started_answer(
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
         csms.set_response("TransactionEvent", lambda request: {"idTokenInfo": fleet})
         csms.set_response("Authorize", lambda request: {"idTokenInfo": fleet})
-        await rig.act("plug")
-        await rig.status("Occupied")
-        token = {"id_token": "REMOTE-1", "type": "Central"}
-        await rig.cp_call(call.RequestStartTransaction(id_token=token, remote_start_id=4))
+        await plugged_remote_start(rig, {"id_token": "REMOTE-1", "type": "Central"}, 4)
         await rig.act("charge")
         await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
@@ -256,10 +261,7 @@ async def test_a_remote_start_names_the_token_as_the_csms_did(
     emaid = "DE*PIC*C12345678*9"
     csms.set_tag(emaid, "Accepted")
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
-        await rig.act("plug")
-        await rig.status("Occupied")
-        token = {"id_token": emaid, "type": "eMAID"}
-        answer = await rig.cp_call(call.RequestStartTransaction(id_token=token, remote_start_id=3))
+        answer = await plugged_remote_start(rig, {"id_token": emaid, "type": "eMAID"}, 3)
         await rig.act("charge")
         started = await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
@@ -273,12 +275,7 @@ async def test_with_authorize_remote_start_a_remote_token_is_authorized_as_named
     keys = {**KEYS, "AuthCtrlr": {"AuthorizeRemoteStart": True}}
     csms.set_tag("REMOTE-2", "Accepted")
     async with controller(csms, tmp_path, keys, ocpp=V201, base_keys={}) as rig:
-        await rig.act("plug")
-        await rig.status("Occupied")
-        central = {"id_token": "REMOTE-2", "type": "Central"}
-        answer = await rig.cp_call(
-            call.RequestStartTransaction(id_token=central, remote_start_id=6)
-        )
+        answer = await plugged_remote_start(rig, {"id_token": "REMOTE-2", "type": "Central"}, 6)
         await rig.act("charge")
         started = await csms.wait_for("TransactionEvent", tx_event("Started"))
         await until(lambda: rig.hw("contactor_closed") is True, timeout_s=10)
@@ -297,12 +294,7 @@ async def test_a_refused_remote_token_starts_nothing_and_a_card_after_it_is_no_r
     keys = {**KEYS, "AuthCtrlr": {"AuthorizeRemoteStart": True}}
     csms.set_tag("1234", "Blocked")
     async with controller(csms, tmp_path, keys, ocpp=V201, base_keys={}) as rig:
-        await rig.act("plug")
-        await rig.status("Occupied")
-        blocked = {"id_token": "1234", "type": "KeyCode"}
-        answer = await rig.cp_call(
-            call.RequestStartTransaction(id_token=blocked, remote_start_id=5)
-        )
+        answer = await plugged_remote_start(rig, {"id_token": "1234", "type": "KeyCode"}, 5)
         await csms.wait_for(
             "Authorize", lambda p: p["idToken"] == {"idToken": "1234", "type": "KeyCode"}
         )
