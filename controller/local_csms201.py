@@ -58,6 +58,10 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_security_event_notification(self, **_: Any) -> Any:
         return await self._reply("SecurityEventNotification")
 
+    @on("ReservationStatusUpdate")
+    async def _on_reservation_status_update(self, **_: Any) -> Any:
+        return await self._reply("ReservationStatusUpdate")
+
     @on("DataTransfer")
     async def _on_data_transfer(self, **_: Any) -> Any:
         return await self._reply("DataTransfer")

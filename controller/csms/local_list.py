@@ -160,6 +160,16 @@ class LocalAuthList:
 
     # --- reading ----------------------------------------------------------------------------
 
+    @property
+    def size(self) -> int:
+        """The entries held, whether the list is enabled or not (0 until first read)."""
+        return len(self._entries)
+
+    async def load(self) -> None:
+        """Read the list now (at start, so :attr:`size` is right before the first lookup);
+        raises StorageError."""
+        await self._ensure_loaded()
+
     async def _ensure_loaded(self) -> None:
         """Read the list from storage once; raises StorageError (and tries again next time)."""
         if self._loaded:

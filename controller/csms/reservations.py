@@ -168,11 +168,12 @@ class ReservationBook:
         except StorageError as exc:
             log.error("reservation %d not deleted: %s", gone.reservation_id, exc)
 
-    async def restore(self) -> None:
+    async def restore(self, dropped: Callable[[int, ReservationEnd], None] | None = None) -> None:
         """Re-make the stored reservations that have not expired (at start, before the link).
 
         One the charge point no longer takes (expired, its connector gone, occupied) is
-        deleted. A database that cannot be read is logged: no reservation is restored.
+        deleted and, when given, ``dropped(reservation_id, EXPIRED or TERMINATED)`` is told
+        (2.0.1 reports it). A database that cannot be read is logged: none is restored.
         """
         try:
             stored = await self._storage.run(_load_job)
@@ -198,6 +199,8 @@ class ReservationBook:
             else:
                 log.info("stored reservation %d dropped: %s", rid, problem)
                 await self._forget(reservation)
+                if dropped is not None:
+                    dropped(rid, ReservationEnd.EXPIRED if expired else ReservationEnd.TERMINATED)
 
 
 # --- storage jobs (run on the storage thread) -----------------------------------------------

@@ -4,11 +4,12 @@ CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
 Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
-durable queue (:mod:`.transactions`), authorization (Authorize, the cache and the
-offline rules of :mod:`controller.csms.auth`) and the security services
-(:mod:`.security_services`: SecurityEventNotification, sent in order once registered and
-kept while offline; certificates; firmware updates). Loop thread only; the CsmsLink
-notifications return at once.
+durable queue (:mod:`.transactions`), authorization (Authorize, the cache, the local list
+and the offline rules of :mod:`controller.csms.auth`), reservations
+(:class:`~controller.csms.reservations.ReservationBook`, ReservationStatusUpdate) and the
+security services (:mod:`.security_services`: SecurityEventNotification, sent in order once
+registered and kept while offline; certificates; firmware updates). Loop thread only; the
+CsmsLink notifications return at once.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from collections.abc import Callable
 
 from ocpp.v201 import call
 
-from controller.connector_types import ConnectorStatus
+from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
+from controller.csms.reservations import ReservationBook
 from controller.csms.security import LinkSecurity
 from controller.csms.tasks import TaskSet
 from controller.csms.timers import Retimer
@@ -39,21 +41,27 @@ from controller.domain import (
     utc_now,
 )
 from controller.firmware_install import Installer
-from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
-from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.reservation_updates import ReservationUpdates
 from controller.ocpp201.security_services import build_security_services
 from controller.ocpp201.security_wire import security_event_request
 from controller.ocpp201.services import Services
-from controller.ocpp201.settings import SETTING_VARIABLES, AuthVariables, csms_settings
+from controller.ocpp201.settings import (
+    SETTING_VARIABLES,
+    AuthVariables,
+    ReservationVariables,
+    csms_settings,
+)
 from controller.ocpp201.status import status_request
 from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
 from controller.outbox import Outbox
-from controller.storage import Storage
+from controller.storage import Storage, StorageError
 from drivers.errors import FaultKind
 
 log = logging.getLogger(__name__)
@@ -90,13 +98,28 @@ class Ocpp201Adapter:
         self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
         self._model = model
         self._timers = KeyTimers(model, self.timing.interval_scale)
-        self._authorizer = Authorizer(AuthVariables(model), storage, clock)
+        auth_variables = AuthVariables(model)
+        self._authorizer = Authorizer(
+            auth_variables,
+            storage,
+            clock,
+            cache_lifetime_s=lambda: auth_variables.cache_lifetime_s,
+            cache_max_bytes=AUTH_CACHE_BYTES_MAX,
+        )
+        model.provide("AuthCacheCtrlr.Storage", lambda: str(self._authorizer.cache_bytes))
+        model.provide("LocalAuthListCtrlr.Entries", lambda: str(self._authorizer.local_list.size))
+        self._token_kinds = TokenKinds()
+        self._reservations = ReservationBook(
+            control, ReservationVariables(model), storage, clock, self._tasks.spawn
+        )
+        self._reservation_updates = ReservationUpdates(self._tasks.spawn)
         self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
             seq=seq,
             model=model,
             authorizer=self._authorizer,
+            tokens=self._token_kinds,
             control=control,
             registered=lambda: self._caller.registered,
             clock=clock,
@@ -130,6 +153,8 @@ class Ocpp201Adapter:
             latest_sample=self._latest.get,
             boot_request=boot_request,
             security=self._security,
+            token_kinds=self._token_kinds,
+            reservations=self._reservations,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -176,6 +201,12 @@ class Ocpp201Adapter:
         self._control.apply_settings(csms_settings(self._model))
         await self._security.restore()  # before the first connection uses them
         await self._queue.restore()  # what the last run left unsent goes first
+        await self._reservations.restore(dropped=self._reservation_updates.ended_at_restart)
+        await self._authorizer.measure_cache()
+        try:
+            await self._authorizer.local_list.load()
+        except StorageError as exc:  # lookups try again; until then Entries says 0
+            log.error("local authorization list unreadable at start: %s", exc)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link.run(), name="ocpp201-link")
@@ -186,11 +217,13 @@ class Ocpp201Adapter:
             await self._security.events.flush()  # stored before the storage closes
 
     async def _serve_registered(self, cp: Ocpp201ChargePoint) -> None:
-        """While ``cp`` is registered: every connector's status (G01), then heartbeats, the
-        transaction queue and the security events (those recorded offline first)."""
+        """While ``cp`` is registered: every connector's status (G01), the reservation
+        updates raised offline, then heartbeats, the transaction queue and the security
+        events (those recorded offline first)."""
         self._security.firmware.booted()  # the running firmware registered: its trial ends
         for connector_id in self._control.connector_ids:
             await self._send_status(cp, connector_id, self._control.view(connector_id).status)
+        await self._reservation_updates.flush(cp)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
             group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
@@ -249,6 +282,13 @@ class Ocpp201Adapter:
                 f"ocpp201-status-{connector_id}",
             )
 
+    def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
+        """:class:`~controller.domain.ReservationListener`: forget the stored reservation and
+        tell the CSMS when the charge point ended it on its own (:mod:`.reservation_updates`)."""
+        self._reservations.ended(reservation_id, reason)
+        cp = self._caller.cp if self._caller.registered else None
+        self._reservation_updates.ended(reservation_id, reason, cp)
+
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)
 
@@ -269,7 +309,8 @@ class Ocpp201Adapter:
         if self._caller.registered:
             try:
                 async with asyncio.timeout(self.timing.response_timeout_s):
-                    conf = await self._caller.call(call.Authorize(id_token=id_token(id_tag)))
+                    token = self._token_kinds.token(id_tag)  # a card, or as the CSMS named it
+                    conf = await self._caller.call(call.Authorize(id_token=token))
             except CallRefused as exc:
                 log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
                 return AuthResult(AuthStatus.INVALID)

@@ -3,7 +3,8 @@ ChargePoint, its frames and CALLs served as :mod:`controller.ocppj.serving` says
 first, one at a time with a bounded backlog) with the 2.0.1 error codes.
 
 Handlers (here the device model's, in :mod:`.remote` the remote control's, in
-:mod:`.security_handlers` the certificates' and firmware's) map a request
+:mod:`.security_handlers` the certificates' and firmware's, in :mod:`.auth_handlers` the
+local list's and the cache's, in :mod:`.reservation_handlers` the reservations') map a request
 onto the device model or :class:`~controller.domain.ChargePointControl` and return at once
 (an ``@on`` handler that awaited an outgoing call would stall the library's receive loop:
 its issue #130). A CALL without a handler is answered NotSupported (see :mod:`.errors`).
@@ -29,10 +30,12 @@ from ocpp.v201.enums import (
 )
 
 from controller.csms.wire import iso_utc
+from controller.ocpp201.auth_handlers import AuthHandlers
 from controller.ocpp201.device_model import Mutability, SetStatus
 from controller.ocpp201.errors import call_error_for, check_frame
 from controller.ocpp201.remote import RemoteHandlers
 from controller.ocpp201.reports import report_data, split
+from controller.ocpp201.reservation_handlers import ReservationHandlers
 from controller.ocpp201.security_handlers import SecurityHandlers
 from controller.ocpp201.services import Services
 from controller.ocppj.caller import call_checked, describe
@@ -45,7 +48,14 @@ log = logging.getLogger(__name__)
 ACTUAL = "Actual"
 
 
-class Ocpp201ChargePoint(RemoteHandlers, SecurityHandlers, CallServing, ChargePoint):
+class Ocpp201ChargePoint(
+    RemoteHandlers,
+    SecurityHandlers,
+    AuthHandlers,
+    ReservationHandlers,
+    CallServing,
+    ChargePoint,
+):
     def __init__(
         self, chargepoint_id: str, connection: Any, *, services: Services, response_timeout: float
     ) -> None:

@@ -52,6 +52,7 @@ class DataType(StrEnum):
     BOOLEAN = "boolean"
     STRING = "string"
     MEMBER_LIST = "MemberList"
+    OPTION_LIST = "OptionList"
 
 
 class SetStatus(StrEnum):
@@ -120,8 +121,9 @@ def _int(component: str, variable: str, default: int, **kw: object) -> VariableD
     return VariableDef(component, variable, DataType.INTEGER, str(default), **kw)  # type: ignore[arg-type]
 
 
-def _bool(component: str, variable: str, default: bool) -> VariableDef:
-    return VariableDef(component, variable, DataType.BOOLEAN, "true" if default else "false")
+def _bool(component: str, variable: str, default: bool, **kw: object) -> VariableDef:
+    text = "true" if default else "false"
+    return VariableDef(component, variable, DataType.BOOLEAN, text, **kw)  # type: ignore[arg-type]
 
 
 def _bool_ro(component: str, variable: str, default: bool) -> VariableDef:
@@ -142,6 +144,49 @@ MEASURANDS = (
 def _measurands(component: str, variable: str, default: str) -> VariableDef:
     return VariableDef(component, variable, DataType.MEMBER_LIST, default, max_length=500)
 
+
+#: The local list's capacity (LocalAuthListCtrlr.Entries' maxLimit), as for 1.6.
+LOCAL_LIST_ENTRIES_MAX = 1000
+#: The cache's capacity in bytes of stored text (AuthCacheCtrlr.Storage's maxLimit): some
+#: 700 cards with a parent and an expiry.
+AUTH_CACHE_BYTES_MAX = 64 * 1024
+
+#: The local list, the cache and reservations (C10, D01-D04, H01-H04), and whether a
+#: RequestStartTransaction's idToken is authorized like a card first (F01). Entries and the
+#: cache's Storage are live sizes (see :meth:`DeviceModel.provide`); Policy is the cache's
+#: replacement once Storage is full (:mod:`controller.csms.auth`); ItemsPerMessage and
+#: BytesPerMessage bound one SendLocalList (250 entries of idToken, status, expiry and group
+#: stay far below the link's 256 KiB frame limit, :class:`controller.csms.link.LinkTiming`).
+AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
+    _bool("AuthCtrlr", "AuthorizeRemoteStart", False),
+    _bool("LocalAuthListCtrlr", "Enabled", True),
+    _bool("LocalAuthListCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _int(
+        "LocalAuthListCtrlr",
+        "Entries",
+        0,
+        mutability=Mutability.READ_ONLY,
+        persistent=False,
+        max_value=LOCAL_LIST_ENTRIES_MAX,
+    ),
+    _int("LocalAuthListCtrlr", "ItemsPerMessage", 250, mutability=Mutability.READ_ONLY),
+    _int("LocalAuthListCtrlr", "BytesPerMessage", 128 * 1024, mutability=Mutability.READ_ONLY),
+    _bool("AuthCacheCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _int("AuthCacheCtrlr", "LifeTime", 7 * 86400, min_value=1, unit="s"),
+    _int(
+        "AuthCacheCtrlr",
+        "Storage",
+        0,
+        mutability=Mutability.READ_ONLY,
+        persistent=False,
+        max_value=AUTH_CACHE_BYTES_MAX,
+        unit="B",
+    ),
+    VariableDef("AuthCacheCtrlr", "Policy", DataType.OPTION_LIST, "LRU", Mutability.READ_ONLY),
+    _bool("ReservationCtrlr", "Enabled", True),
+    _bool("ReservationCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
+    _bool("ReservationCtrlr", "NonEvseSpecific", True),
+)
 
 #: Every variable this charger knows (the components of the first 2.0.1 slice).
 VARIABLES: tuple[VariableDef, ...] = (
@@ -187,6 +232,7 @@ VARIABLES: tuple[VariableDef, ...] = (
     # an accepted SignCertificate without CertificateSigned is sent again (A02.FR.17-19)
     _int("SecurityCtrlr", "CertSigningWaitMinimum", 60, min_value=0, unit="s"),
     _int("SecurityCtrlr", "CertSigningRepeatTimes", 3, min_value=0),
+    *AUTHORIZATION_VARIABLES,
 )
 
 
@@ -292,11 +338,11 @@ class DeviceModel:
         return live() if live is not None else self._values.get(key)
 
     def provide(self, key: str, value: Callable[[], str]) -> None:
-        """A read-only variable whose Actual value is ``value()`` when read (a count the
-        charger keeps elsewhere, e.g. SecurityCtrlr.CertificateEntries); loop thread."""
+        """The Actual value of the read-only ``key`` is ``value()`` at each read from now on
+        (a count kept elsewhere, e.g. LocalAuthListCtrlr.Entries). Loop thread only."""
         defn = self._defs[key]
         if defn.mutability is not Mutability.READ_ONLY:
-            raise ValueError(f"{key} is writable: a live value would hide what is set")
+            raise ValueError(f"{key} is not read-only: its value is the stored one")
         self._live[key] = value
 
     def get_bool(self, key: str) -> bool:
@@ -309,8 +355,7 @@ class DeviceModel:
         defn = self._defs[key]
         if defn.data_type is not DataType.INTEGER:
             raise TypeError(f"{key} is a {defn.data_type} variable")
-        live = self._live.get(key)
-        return int(live() if live is not None else self._values[key])
+        return int(self.get(key) or defn.default)
 
     def add_check(self, key: str, check: Callable[[str], str | None]) -> None:
         """``check(value)`` names why a SetVariables of ``key`` is Rejected, or None."""

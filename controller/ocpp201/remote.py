@@ -103,8 +103,11 @@ class RemoteHandlers:
         if charging_profile is not None:
             log.info("RequestStartTransaction with a chargingProfile: not supported, Rejected")
             return call_result.RequestStartTransaction(REJECTED)
-        self._s.transactions.remote_start_expected(evse_id, remote_start_id)
-        accepted = await control.remote_start(str(id_token["id_token"]), evse_id, True)
+        self._s.token_kinds.note(id_token)  # the Started event names it as the CSMS did
+        id_tag = str(id_token["id_token"])
+        self._s.transactions.remote_start_expected(evse_id, remote_start_id, id_tag)
+        authorized = not self._s.model.get_bool("AuthCtrlr.AuthorizeRemoteStart")
+        accepted = await control.remote_start(id_tag, evse_id, authorized)
         if not accepted:
             self._s.transactions.remote_start_expected(evse_id, None)
         return call_result.RequestStartTransaction(ACCEPTED if accepted else REJECTED)

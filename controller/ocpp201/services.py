@@ -11,7 +11,9 @@ from ocpp.v201 import call
 
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Spawn
+from controller.csms.reservations import ReservationBook
 from controller.domain import ChargePointControl, MeterSample
+from controller.ocpp201.auth import TokenKinds
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.security_services import SecurityServices
 from controller.ocpp201.transactions import TransactionEvents
@@ -30,3 +32,6 @@ class Services:
     latest_sample: Callable[[int], MeterSample | None]
     boot_request: call.BootNotification
     security: SecurityServices  # security log, certificates, firmware (blocks A, L, M)
+    # --- authorization and reservations (C, D, H) ---
+    token_kinds: TokenKinds
+    reservations: ReservationBook

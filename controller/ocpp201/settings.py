@@ -1,7 +1,9 @@
 """What the version-neutral services and the supervisor read from the 2.0.1 device model.
 
-:class:`AuthVariables` is :class:`~controller.csms.auth.AuthSettings` over AuthCtrlr and
-AuthCacheCtrlr (the local list, LocalAuthListCtrlr, is not in this slice: disabled);
+:class:`AuthVariables` is :class:`~controller.csms.auth.AuthSettings` over AuthCtrlr,
+AuthCacheCtrlr and LocalAuthListCtrlr (the list holds Entries' maxLimit, one
+SendLocalList carries ItemsPerMessage); :class:`ReservationVariables` is
+:class:`~controller.csms.reservations.ReservationSettings` over ReservationCtrlr;
 :func:`csms_settings` the session settings of TxCtrlr.
 """
 
@@ -45,12 +47,34 @@ class AuthVariables:
 
     @property
     def local_list_enabled(self) -> bool:
-        return False  # LocalAuthListCtrlr is not in this slice
+        return self._model.get_bool("LocalAuthListCtrlr.Enabled")
 
     @property
     def local_list_max(self) -> int:
-        return 0
+        entries = self._model.definition("LocalAuthListCtrlr.Entries")
+        assert entries is not None and entries.max_value is not None  # the table says so
+        return entries.max_value
 
     @property
     def local_list_update_max(self) -> int:
-        return 0
+        return self._model.get_int("LocalAuthListCtrlr.ItemsPerMessage")
+
+    @property
+    def cache_lifetime_s(self) -> int:
+        """AuthCacheCtrlr.LifeTime: how long an entry stays valid after it was stored."""
+        return self._model.get_int("AuthCacheCtrlr.LifeTime")
+
+
+class ReservationVariables:
+    """ReservationCtrlr read at each ReserveNow."""
+
+    def __init__(self, model: DeviceModel) -> None:
+        self._model = model
+
+    @property
+    def reservations_supported(self) -> bool:
+        return self._model.get_bool("ReservationCtrlr.Enabled")
+
+    @property
+    def reserve_any_connector(self) -> bool:
+        return self._model.get_bool("ReservationCtrlr.NonEvseSpecific")

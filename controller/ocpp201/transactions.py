@@ -34,7 +34,7 @@ from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
 from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
-from controller.ocpp201.auth import id_token, result_from_info
+from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import WireDict, meter_value
 from controller.ocppj.caller import call_checked, describe
@@ -115,6 +115,7 @@ class TransactionEvents:
         seq: SeqNumbers,
         model: DeviceModel,
         authorizer: Authorizer,
+        tokens: TokenKinds,
         control: ChargePointControl,
         registered: Callable[[], bool],
         clock: Callable[[], dt.datetime],
@@ -125,14 +126,16 @@ class TransactionEvents:
         self._seq = seq
         self._model = model
         self._authorizer = authorizer
+        self._tokens = tokens
         self._control = control
         self._registered = registered
         self._clock = clock
         self._spawn = spawn
         self._scale = interval_scale
         self._running: dict[int, Transaction] = {}  # by connector
-        #: RequestStartTransaction's remoteStartId by EVSE (0: whichever starts), until used.
-        self._remote_starts: dict[int, int] = {}
+        #: RequestStartTransaction's (remoteStartId, idToken) by EVSE (0: whichever starts),
+        #: until a session starts there.
+        self._remote_starts: dict[int, tuple[int, str | None]] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
 
     def running(self) -> list[Transaction]:
@@ -163,14 +166,33 @@ class TransactionEvents:
             body["meter_value"] = [meter]
         self.queue.put(TxMessage(kind, tx.local_id, body))
 
-    def remote_start_expected(self, evse_id: int | None, remote_start_id: int | None) -> None:
+    def remote_start_expected(
+        self, evse_id: int | None, remote_start_id: int | None, id_tag: str | None = None
+    ) -> None:
         """RequestStartTransaction was accepted for ``evse_id`` (None: any): the next
-        Started there says RemoteStart and carries ``remote_start_id`` (None: forget it)."""
+        Started there (of ``id_tag``, when given) says RemoteStart and carries
+        ``remote_start_id`` (None: forget it). A session of another id starting there first
+        (the remote one was refused by AuthorizeRemoteStart, or a card came first) is not
+        the remote one, and the EVSE's expectation is dropped."""
         key = evse_id or 0
         if remote_start_id is None:
             self._remote_starts.pop(key, None)
         else:
-            self._remote_starts[key] = remote_start_id
+            self._remote_starts[key] = (remote_start_id, id_tag)
+
+    def _remote_start(self, tx: Transaction) -> int | None:
+        """The remoteStartId of ``tx``, if it is the session a RequestStartTransaction asked."""
+        for key in (tx.connector_id, 0):
+            expected = self._remote_starts.get(key)
+            if expected is None:
+                continue
+            remote_start_id, id_tag = expected
+            ours = id_tag is None or id_tag.casefold() == tx.id_tag.casefold()
+            if ours or key != 0:
+                del self._remote_starts[key]
+            if ours:
+                return remote_start_id
+        return None
 
     def triggered(self, connector_id: int, sample: MeterSample | None) -> None:
         """TriggerMessage TransactionEvent: Updated (Trigger) for the running transaction."""
@@ -189,16 +211,14 @@ class TransactionEvents:
         self._states[tx.connector_id] = state
         begin = self._energy(tx.meter_start_wh, tx.started_at, "Transaction.Begin")
         extra: dict[str, Any] = {
-            "id_token": id_token(tx.id_tag),
+            "id_token": self._tokens.token(tx.id_tag),
             "evse": {"id": tx.connector_id, "connector_id": 1},
         }
         if tx.reservation_id is not None:
             extra["reservation_id"] = tx.reservation_id
         info: dict[str, Any] = {"charging_state": state}
         trigger = "Authorized"
-        remote = self._remote_starts.pop(tx.connector_id, None)
-        if remote is None:
-            remote = self._remote_starts.pop(0, None)
+        remote = self._remote_start(tx)
         if remote is not None:
             trigger, info["remote_start_id"] = "RemoteStart", remote
         self._event(TxKind.START, tx, trigger, tx.started_at, info, begin, **extra)
@@ -235,7 +255,7 @@ class TransactionEvents:
         meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
         if tx.stop_id_tag:
-            extra["id_token"] = id_token(tx.stop_id_tag)
+            extra["id_token"] = self._tokens.token(tx.stop_id_tag)
         self._event(
             TxKind.STOP,
             tx,
@@ -279,7 +299,9 @@ class TransactionEvents:
 
     async def _confirmed(self, message: TxMessage, answer: Any) -> None:
         """The CSMS's verdict on the idToken (E05): remembered in the cache; a refused id
-        of a running transaction stops it (TxCtrlr.StopTxOnInvalidId, true here)."""
+        of a running transaction stops it (TxCtrlr.StopTxOnInvalidId, true here); the
+        groupIdToken it names becomes the transaction's group (C09), which matters for a
+        session no Authorize preceded (a remote start, a start offline)."""
         info = answer.id_token_info
         token = message.body.get("id_token")
         if info is None or token is None:
@@ -288,7 +310,13 @@ class TransactionEvents:
             token["id_token"], result_from_info(info)
         )
         tx = self._running.get(message.body.get("evse", {}).get("id", 0))
-        refused = message.kind is TxKind.START and not result.accepted
-        if refused and tx is not None and tx.local_id == message.local_id:
+        if message.kind is not TxKind.START or tx is None or tx.local_id != message.local_id:
+            return
+        if not result.accepted:
             log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)
             self._spawn(self._control.deauthorize(tx), f"ocpp201-deauthorize-{tx.local_id}")
+        elif result.parent_id is not None:  # C09: a card of this group may stop it
+            self._spawn(
+                self._control.transaction_answered(tx, result.parent_id, False),
+                f"ocpp201-start-answered-{tx.local_id}",
+            )

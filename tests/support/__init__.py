@@ -16,6 +16,8 @@
   and the detached ``.sig`` files of plain UpdateFirmware.
 - ``card_reader``: a reader running as a task (:class:`Harness`) and the ``no_leaks`` check.
 - ``file_servers``: local HTTP(S) and FTP servers for downloads and uploads.
+- ``device_model``: OCPP 2.0.1 quiet keys, Get/SetVariables of one variable, TransactionEvent
+  matches.
 - ``pki``: certificates and TLS contexts; ``security``: the charger with a security profile
   and the log it writes.
 
