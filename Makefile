@@ -30,8 +30,11 @@ $(TEST_STAMP): $(STAMP) deploy/system-packages.sh
 	bash deploy/system-packages.sh --test
 	touch $(TEST_STAMP)
 
+# Two parts (see [tool.pytest.ini_options]): the untimed tests on two workers, then the
+# tests with wall-clock bounds alone. Plain `pytest` runs everything in one process.
 test: lint $(TEST_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadscope -m "not timing"
+	$(BIN)/pytest -m timing
 
 # Every figure of docs/benchmarks.md (each script's --help for longer runs; the first six take ~6 min).
 bench: $(STAMP)

@@ -12,6 +12,8 @@ from drivers.errors import TransientError
 from hw_sim.ads1115 import SimAds1115
 from hw_sim.smbus import SimSMBus
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 class Recorder:
     """Sits between the bus and the chip and keeps every write transaction."""

@@ -18,6 +18,8 @@ from drivers.seams import HardwareSeams
 from hw_sim.pins import SimContactorPins
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 FAST = {"close_settle_s": 0.05, "open_settle_s": 0.03}
 
 

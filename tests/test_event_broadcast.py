@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from controller.connector_types import ConnectorStatus
 from controller.domain import Transaction, utc_now
 from controller.events import (
@@ -167,6 +169,7 @@ def _tx(i: int) -> Transaction:
 # --- on the running charger ---------------------------------------------------------------
 
 
+@pytest.mark.timing  # the coil's bound is wall-clock time: run alone
 async def test_stuck_and_failing_listeners_do_not_delay_the_contactor_or_other_listeners(
     tmp_path: Path,
 ) -> None:

@@ -30,6 +30,8 @@ from controller.local_csms import (
 )
 from tests.support.csms import ACCEPTED_TAG, BLOCKED_TAG, EXPIRED_TAG, UNKNOWN_TAG, MakeCsms
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 OCPP16 = Subprotocol("ocpp1.6")
 NOW = "2025-01-01T12:00:00.000Z"
 LATER = "2025-01-01T12:30:00.000Z"

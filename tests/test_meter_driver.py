@@ -25,6 +25,8 @@ from drivers.register_map import DataType, Quantity, RegisterMap, available_mode
 from drivers.seams import HardwareSeams
 from hw_sim.meter_server import SimMeter
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 MODELS = available_models()
 
 # Short timeouts and backoffs: a fault test costs a fraction of a second.

@@ -19,6 +19,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from drivers.register_map import parse_register_map
 from hw_sim.meter_server import PtyLink, SimMeter, flip_one_bit
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 @pytest.fixture
 def link() -> Iterator[PtyLink]:

@@ -381,6 +381,7 @@ c.disconnect(); c.loop_stop()
 """
 
 
+@pytest.mark.timing  # the coil's bound is wall-clock time: run alone
 async def test_a_flood_of_commands_never_delays_the_rcd_trip(
     tmp_path: Path, broker: Broker
 ) -> None:

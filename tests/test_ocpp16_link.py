@@ -19,6 +19,8 @@ from drivers.errors import FaultKind
 from tests.support.ocpp16_adapter import CP_ID, FAST, MakeRig
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 async def test_boot_notification_comes_first_and_acceptance_registers_the_charge_point(
     make_rig: MakeRig,

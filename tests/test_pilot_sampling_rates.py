@@ -27,6 +27,8 @@ from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 class Board:
     """A configured pilot board on simulated hardware, its sensor running."""

@@ -29,6 +29,8 @@ from hw_sim.pilot_frontend import adc_inputs, cp_levels
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 # --- pure logic: CpSampleProcessor ----------------------------------------------------------
 
 LEVEL = {CpState.A: 12.0, CpState.B: 9.0, CpState.C: 6.0, CpState.D: 3.0, CpState.E: 0.0}

@@ -15,6 +15,8 @@ from drivers.pwm_sysfs import SysfsPwm, find_chip
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from tests.support.wait import until_sync
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimPwmSysfs]:

@@ -18,6 +18,8 @@ from drivers.seams import HardwareSeams
 from hw_sim.pins import SimRcmPins
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 FAST = {"rcm_test_pulse_s": 0.02, "rcm_selftest_timeout_s": 0.1}
 
 

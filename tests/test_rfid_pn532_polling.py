@@ -23,6 +23,8 @@ from hw_sim.rfid import SimPn532Uart
 from tests.support.card_reader import Harness
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 
 class Running(Harness):
     """A PN532 reader running on its simulated chip."""

@@ -29,6 +29,8 @@ from hw_sim.w1 import SimW1Thermometer
 from tests.support.standalone import Charger, running
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 #: How long the test holds the loop: well beyond a hazard's reaction, short of the watchdog.
 HOLD_S = 1.0
 #: IEC 61851-1 gives the whole chain (controller and contactor) 100 ms.

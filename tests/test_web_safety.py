@@ -67,6 +67,7 @@ def stuck_live_client(host: str, port: int) -> socket.socket:
     return sock
 
 
+@pytest.mark.timing  # the coil's bound is wall-clock time: run alone
 async def test_a_request_flood_and_a_stuck_live_client_do_not_delay_an_rcd_trip(
     tmp_path: Path,
 ) -> None:
