@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ocpp.v201 import call
 
+from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
@@ -35,6 +36,7 @@ from controller.domain import (
     Transaction,
     utc_now,
 )
+from controller.ocpp201 import smart_charging
 from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
@@ -58,6 +60,8 @@ class Ocpp201Adapter:
 
     ``boot_request`` is the BootNotification this run sends (its reason decided by the
     factory); ``security`` gives the link its security profile (None: no credentials).
+    ``connector_ratings`` (phases, maximum current) serve smart charging; a connector
+    missing from it counts as three-phase 32 A.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Ocpp201Adapter:
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
         security: LinkSecurity | None = None,
+        connector_ratings: Mapping[int, ConnectorRating] | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -97,6 +102,14 @@ class Ocpp201Adapter:
         )
         self._latest: dict[int, MeterSample] = {}
         self._faults = FaultEvents()
+        self._profiles = smart_charging.build(
+            model=model,
+            control=control,
+            storage=storage,
+            spawn=self._tasks.spawn,
+            clock=clock,
+            ratings=connector_ratings,
+        )
         model.on_change(self._variable_changed)
         services = Services(
             model=model,
@@ -108,6 +121,7 @@ class Ocpp201Adapter:
             clock=clock,
             latest_sample=self._latest.get,
             boot_request=boot_request,
+            profiles=self._profiles,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -157,6 +171,7 @@ class Ocpp201Adapter:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link.run(), name="ocpp201-link")
                 group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
+                group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -209,6 +224,9 @@ class Ocpp201Adapter:
         """Send now when registered; offline it is dropped (the reconnect sends the latest).
         A running transaction's new charging state is a TransactionEvent (queued)."""
         self._transactions.status_changed(connector_id, status)
+        idle = self._control.view(connector_id).transaction is None
+        if status is ConnectorStatus.AVAILABLE and idle:
+            self._profiles.connector_idle(connector_id)  # a remote start that never began
         event = self._faults.changed(connector_id, fault, self._clock())
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
@@ -219,9 +237,11 @@ class Ocpp201Adapter:
 
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)
+        self._profiles.transaction_started(tx)
 
     def transaction_stopped(self, tx: Transaction) -> None:
         self._transactions.stopped(tx)
+        self._profiles.transaction_stopped(tx)
 
     def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
         """Keep the latest reading; the TxUpdatedInterval timer decides what is sent."""

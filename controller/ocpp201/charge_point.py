@@ -33,6 +33,7 @@ from controller.ocpp201.errors import call_error_for, check_frame
 from controller.ocpp201.remote import RemoteHandlers
 from controller.ocpp201.reports import report_data, split
 from controller.ocpp201.services import Services
+from controller.ocpp201.smart_charging_handlers import SmartChargingHandlers
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES, FrameProblem
 from controller.ocppj.serving import CallServing
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 ACTUAL = "Actual"
 
 
-class Ocpp201ChargePoint(RemoteHandlers, CallServing, ChargePoint):
+class Ocpp201ChargePoint(RemoteHandlers, SmartChargingHandlers, CallServing, ChargePoint):
     def __init__(
         self, chargepoint_id: str, connection: Any, *, services: Services, response_timeout: float
     ) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class DataType(StrEnum):
     """OCPP 2.0.1 DataEnumType (the subset this table uses)."""
 
     INTEGER = "integer"
+    DECIMAL = "decimal"
     BOOLEAN = "boolean"
     STRING = "string"
     MEMBER_LIST = "MemberList"
@@ -69,8 +71,9 @@ class SetStatus(StrEnum):
 class VariableDef:
     """One component variable: its Actual attribute's type, default and bounds.
 
-    ``min_value``/``max_value`` bound an integer; ``max_length`` a string; ``secret``
-    variables are never shown (WriteOnly); ``reboot_required`` ones apply at the next boot.
+    ``min_value``/``max_value`` bound a number; ``max_length`` a string; ``members`` are
+    what a MemberList may hold (None: :data:`MEASURANDS`); ``secret`` variables are never
+    shown (WriteOnly); ``reboot_required`` ones apply at the next boot.
     """
 
     component: str
@@ -84,6 +87,7 @@ class VariableDef:
     max_length: int | None = None
     unit: str | None = None
     reboot_required: bool = False
+    members: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -104,13 +108,25 @@ class VariableDef:
                 return f"must be at least {self.min_value}, got {number}"
             if self.max_value is not None and number > self.max_value:
                 return f"must be at most {self.max_value}, got {number}"
+        elif self.data_type is DataType.DECIMAL:
+            try:
+                decimal = float(value)
+            except ValueError:
+                return f"must be a number, got {value!r}"
+            if not math.isfinite(decimal):
+                return f"must be a finite number, got {value!r}"
+            if self.min_value is not None and decimal < self.min_value:
+                return f"must be at least {self.min_value}, got {value}"
+            if self.max_value is not None and decimal > self.max_value:
+                return f"must be at most {self.max_value}, got {value}"
         elif self.data_type is DataType.BOOLEAN:
             if value not in ("true", "false"):
                 return f"must be true or false, got {value!r}"
         elif self.data_type is DataType.MEMBER_LIST:
-            unknown = [m for m in value.split(",") if m and m not in MEASURANDS]
+            members = self.members or MEASURANDS
+            unknown = [m for m in value.split(",") if m and m not in members]
             if unknown:
-                return f"unknown measurand(s) {', '.join(unknown)}; known: {', '.join(MEASURANDS)}"
+                return f"unknown member(s) {', '.join(unknown)}; known: {', '.join(members)}"
         if self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters, got {len(value)}"
         return None
@@ -171,6 +187,35 @@ VARIABLES: tuple[VariableDef, ...] = (
         "TxUpdatedMeasurands",
         "Energy.Active.Import.Register,Power.Active.Import,Current.Import",
     ),
+    # --- smart charging (K): what SetChargingProfile may install; Entries is live ---------
+    _bool("SmartChargingCtrlr", "Enabled", True),
+    VariableDef("SmartChargingCtrlr", "Available", DataType.BOOLEAN, "true", Mutability.READ_ONLY),
+    _int("SmartChargingCtrlr", "Entries", 0, mutability=Mutability.READ_ONLY, max_value=16),
+    _int("SmartChargingCtrlr", "ProfileStackLevel", 8, mutability=Mutability.READ_ONLY),
+    _int("SmartChargingCtrlr", "PeriodsPerSchedule", 48, mutability=Mutability.READ_ONLY),
+    VariableDef(
+        "SmartChargingCtrlr",
+        "RateUnit",
+        DataType.MEMBER_LIST,
+        "A,W",
+        Mutability.READ_ONLY,
+        members=("A", "W"),
+    ),
+    VariableDef(
+        "SmartChargingCtrlr",
+        "LimitChangeSignificance",
+        DataType.DECIMAL,
+        "10",
+        min_value=0,
+        max_value=100,
+        unit="Percent",
+    ),
+    # --- clock-aligned meter values (J01) -----------------------------------------------
+    _int("AlignedDataCtrlr", "Interval", 900, min_value=0, max_value=86400, unit="s"),
+    _measurands("AlignedDataCtrlr", "Measurands", "Energy.Active.Import.Register"),
+    _bool("AlignedDataCtrlr", "SendDuringIdle", False),
+    _int("AlignedDataCtrlr", "TxEndedInterval", 0, min_value=0, max_value=86400, unit="s"),
+    _measurands("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register"),
 )
 
 
@@ -198,6 +243,7 @@ class DeviceModel:
         self._values.update(defaults or {})
         self._callbacks: list[Callable[[str, str], None]] = []
         self._checks: dict[str, Callable[[str], str | None]] = {}
+        self._live: dict[str, Callable[[], str]] = {}
         self._lock = asyncio.Lock()  # one change at a time: storage order = memory order
 
     def definition(self, name: str) -> VariableDef | None:
@@ -271,13 +317,26 @@ class DeviceModel:
 
     def get(self, key: str) -> str | None:
         """The Actual value of ``Component.Variable``; None for an unknown one."""
-        return self._values.get(key)
+        live = self._live.get(key)
+        return live() if live is not None else self._values.get(key)
+
+    def provide(self, key: str, actual: Callable[[], str]) -> None:
+        """``actual()`` is the Actual value of the read-only ``key`` from now on: what the
+        station measures rather than stores (SmartChargingCtrlr.Entries)."""
+        defn = self._defs[key]
+        if defn.mutability is not Mutability.READ_ONLY:
+            raise ValueError(f"{key} is not read-only: its value is the CSMS's")
+        self._live[key] = actual
 
     def get_bool(self, key: str) -> bool:
         return self._values[key] == "true"
 
     def get_list(self, key: str) -> list[str]:
         return [item for item in self._values[key].split(",") if item]
+
+    def get_float(self, key: str) -> float:
+        """A decimal (or integer) variable's Actual value."""
+        return float(self._values[key])
 
     def get_int(self, key: str) -> int:
         defn = self._defs[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ocpp.v201 import call
 from ocpp.v201.datatypes import ChargingStationType
 
+from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
 from controller.csms.firmware import installed_version
 from controller.csms.security import LinkSecurity, SecurityKeyNames, TlsFiles
@@ -68,4 +69,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         storage=context.storage,
         seq=await SeqNumbers.load(context.storage),
         security=security,
+        connector_ratings={
+            c.id: ConnectorRating(c.phases, c.max_current_a) for c in config.connectors
+        },
     )

@@ -34,6 +34,7 @@ from ocpp.v201.enums import (
 from controller.domain import Answer, ResetKind, Transaction
 from controller.ocpp201 import boot_reason
 from controller.ocpp201.meter_values import meter_value
+from controller.ocpp201.smart_charging import SmartChargingVariables
 from controller.ocpp201.status import status_request
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
@@ -94,13 +95,21 @@ class RemoteHandlers:
         if evse_id is not None and evse_id not in control.connector_ids:
             log.info("RequestStartTransaction for unknown EVSE %s: Rejected", evse_id)
             return call_result.RequestStartTransaction(REJECTED)
-        if charging_profile is not None:
-            log.info("RequestStartTransaction with a chargingProfile: not supported, Rejected")
-            return call_result.RequestStartTransaction(REJECTED)
+        id_tag = str(id_token["id_token"])
+        held = None
+        if charging_profile is not None:  # F01.FR.08-12: a TxProfile for the new transaction
+            if not SmartChargingVariables(self._s.model).enabled:
+                log.info("RequestStartTransaction with a profile, smart charging off: Rejected")
+                return call_result.RequestStartTransaction(REJECTED)
+            held = await self._s.profiles.hold_for_remote_start(evse_id, id_tag, charging_profile)
+            if held is None:
+                return call_result.RequestStartTransaction(REJECTED)
         self._s.transactions.remote_start_expected(evse_id, remote_start_id)
-        accepted = await control.remote_start(str(id_token["id_token"]), evse_id, True)
+        accepted = await control.remote_start(id_tag, evse_id, True)
         if not accepted:
             self._s.transactions.remote_start_expected(evse_id, None)
+            if held is not None:
+                self._s.profiles.release(held)  # the start was refused: its profile goes
         return call_result.RequestStartTransaction(ACCEPTED if accepted else REJECTED)
 
     @on(Action.request_stop_transaction)

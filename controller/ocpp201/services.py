@@ -11,6 +11,7 @@ from ocpp.v201 import call
 
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Spawn
+from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.transactions import TransactionEvents
@@ -28,3 +29,4 @@ class Services:
     clock: Callable[[], dt.datetime]
     latest_sample: Callable[[int], MeterSample | None]
     boot_request: call.BootNotification
+    profiles: SmartCharging  # charging profiles (K), version-neutral
