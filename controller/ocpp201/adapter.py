@@ -37,6 +37,7 @@ from controller.domain import (
     utc_now,
 )
 from controller.ocpp201 import smart_charging
+from controller.ocpp201.aligned_data import AlignedData
 from controller.ocpp201.auth import id_token, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import DeviceModel
@@ -101,6 +102,16 @@ class Ocpp201Adapter:
             interval_scale=self.timing.interval_scale,
         )
         self._latest: dict[int, MeterSample] = {}
+        self._aligned = AlignedData(
+            model=model,
+            control=control,
+            timers=self._timers,
+            transactions=self._transactions,
+            caller=self._caller,
+            latest=self._latest.get,
+            spawn=self._tasks.spawn,
+            clock=clock,
+        )
         self._faults = FaultEvents()
         self._profiles = smart_charging.build(
             model=model,
@@ -109,6 +120,9 @@ class Ocpp201Adapter:
             spawn=self._tasks.spawn,
             clock=clock,
             ratings=connector_ratings,
+        )
+        self._rates = smart_charging.RateWatch(
+            lambda: smart_charging.SmartChargingVariables(model).significance
         )
         model.on_change(self._variable_changed)
         services = Services(
@@ -172,6 +186,8 @@ class Ocpp201Adapter:
                 group.create_task(self._link.run(), name="ocpp201-link")
                 group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
                 group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
+                group.create_task(self._aligned.run_interval(), name="ocpp201-clock-aligned")
+                group.create_task(self._aligned.run_tx_ended(), name="ocpp201-tx-ended-aligned")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -238,14 +254,21 @@ class Ocpp201Adapter:
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)
         self._profiles.transaction_started(tx)
+        self._rates.forget(tx.connector_id)
 
     def transaction_stopped(self, tx: Transaction) -> None:
         self._transactions.stopped(tx)
         self._profiles.transaction_stopped(tx)
+        self._rates.forget(tx.connector_id)
 
     def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
-        """Keep the latest reading; the TxUpdatedInterval timer decides what is sent."""
-        self._latest[sample.connector_id] = sample
+        """Keep the latest reading (the timers decide what is sent); while a transaction
+        runs, an offer that moved by more than LimitChangeSignificance is an Updated
+        (ChargingRateChanged)."""
+        connector_id = sample.connector_id
+        self._latest[connector_id] = sample
+        if tx is not None and self._rates.changed(connector_id, sample.offered_a):
+            self._transactions.updated(connector_id, "ChargingRateChanged")
 
     async def authorize(self, id_tag: str) -> AuthResult:
         """The cache (LocalPreAuthorize), else the CSMS (Authorize, C01), else the offline

@@ -86,33 +86,26 @@ def build(
 
 
 class RateWatch:
-    """Which connectors' offered current changed significantly since last reported.
+    """Whether a connector's offered current moved significantly since last reported.
 
-    ``changed(connector_id, offered_a)`` is True when ``offered_a`` differs from the value
-    last reported for the connector by more than ``significance()`` of it (any change from
-    or to 0 A counts); the first value of a transaction is its baseline
-    (:meth:`baseline`).
+    :meth:`changed` is True when the offer differs from the one last reported for the
+    connector (at first: the first one seen) by more than ``significance()`` of it. An offer
+    of 0 A (paused) is left to the ChargingStateChanged of SuspendedEVSE and never counts.
+    :meth:`forget` starts a connector afresh (a transaction began or ended there).
     """
 
     def __init__(self, significance: Callable[[], float]) -> None:
         self._significance = significance
         self._reported: dict[int, float] = {}
 
-    def baseline(self, connector_id: int, offered_a: float | None) -> None:
-        """Start (or end, with None) watching ``connector_id`` from ``offered_a``."""
-        if offered_a is None:
-            self._reported.pop(connector_id, None)
-        else:
-            self._reported[connector_id] = offered_a
+    def forget(self, connector_id: int) -> None:
+        self._reported.pop(connector_id, None)
 
     def changed(self, connector_id: int, offered_a: float) -> bool:
-        before = self._reported.get(connector_id)
-        if before is None or before == offered_a:
+        if offered_a <= 0.0:
             return False
-        if before == 0.0 or offered_a == 0.0:
-            moved = True
-        else:
-            moved = abs(offered_a - before) / before > self._significance()
-        if moved:
-            self._reported[connector_id] = offered_a
-        return moved
+        before = self._reported.setdefault(connector_id, offered_a)
+        if abs(offered_a - before) <= self._significance() * before:
+            return False
+        self._reported[connector_id] = offered_a
+        return True
