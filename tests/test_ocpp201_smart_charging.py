@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 from ocpp.v201 import call
 
+from controller.charging_schedule import RateUnit, ScheduleKind
+from controller.csms.profiles import ProfileRejected, ProfileRules, Purpose
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
+from controller.ocpp201.profiles import parse_profile
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
@@ -209,7 +212,9 @@ async def test_profiles_hold_across_a_restart_and_entries_counts_them(
 ) -> None:
     state = tmp_path / "state"
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}, state_dir=state) as rig:
-        default = await set_profile(rig, 0, profile("TxDefaultProfile", (0, 10.0)))
+        # every day from a minute ago: in force now, and again tomorrow
+        daily = profile("TxDefaultProfile", (0, 10.0), kind="Recurring", recurrency_kind="Daily")
+        default = await set_profile(rig, 0, daily)
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}, state_dir=state) as rig:
         entries = await rig.cp_call(
             call.GetVariables(
@@ -276,3 +281,66 @@ async def test_with_smart_charging_disabled_no_profile_is_installed(
         )
     assert answer.status == "Rejected"
     assert answer.status_info["reason_code"] == "NotEnabled"
+
+
+RULES = ProfileRules(
+    max_stack_level=8,
+    allowed_units=frozenset({RateUnit.AMPS}),
+    max_periods=2,
+    max_installed=16,
+    replace_same_level=False,
+)
+
+
+def test_a_recurring_profile_is_read_with_its_recurrence_and_the_neutral_purpose() -> None:
+    body = profile(
+        "ChargingStationMaxProfile", (0, 16.0), kind="Recurring", recurrency_kind="Weekly"
+    )
+    parsed = parse_profile(body, 0, utc_now(), RULES, key="k")
+    assert (parsed.purpose, parsed.schedule.kind, parsed.schedule.recurrency) == (
+        Purpose.CHARGE_POINT_MAX,
+        ScheduleKind.RECURRING,
+        "Weekly",
+    )
+
+
+def _two_schedules() -> dict[str, Any]:
+    body = profile("TxDefaultProfile", (0, 16.0))
+    body["charging_schedule"] = body["charging_schedule"] * 2
+    return body
+
+
+def _relative_with_start() -> dict[str, Any]:
+    body = profile("TxDefaultProfile", (0, 16.0), kind="Relative")
+    body["charging_schedule"][0]["start_schedule"] = utc_now().isoformat()
+    return body
+
+
+def _absolute_without_start() -> dict[str, Any]:
+    body = profile("TxDefaultProfile", (0, 16.0))
+    del body["charging_schedule"][0]["start_schedule"]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("evse_id", "body", "why"),
+    [
+        (0, profile("ChargingStationExternalConstraints", (0, 16.0)), "not the CSMS's"),
+        (1, profile("ChargingStationMaxProfile", (0, 16.0)), "belongs on EVSE 0"),
+        (0, profile("ChargingStationMaxProfile", (0, 16.0), kind="Relative"), "Relative"),
+        (0, profile("TxProfile", (0, 16.0), transaction_id="t"), "EVSE of its transaction"),
+        (1, profile("TxDefaultProfile", (0, 16.0), transaction_id="t"), "transactionId"),
+        (1, _two_schedules(), "ISO 15118"),
+        (1, _relative_with_start(), "no startSchedule"),
+        (1, _absolute_without_start(), "needs a start"),
+        (1, profile("TxDefaultProfile", (5, 16.0)), "start at 0"),
+        (1, profile("TxDefaultProfile", (0, 16.0), stack_level=9), "maximum stack level"),
+        (1, profile("TxDefaultProfile", (0, 16.0), (1, 8.0), (2, 6.0)), "at most 2"),
+        (1, profile("TxDefaultProfile", (0, 9000.0), unit="W"), "allowed rate units"),
+    ],
+)
+def test_a_profile_against_the_201_rules_is_refused_saying_why(
+    evse_id: int, body: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(ProfileRejected, match=why):
+        parse_profile(body, evse_id, utc_now(), RULES, key="k")

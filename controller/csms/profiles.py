@@ -6,7 +6,8 @@ schedule is a :class:`~controller.charging_schedule.Schedule` (1.6:
 :func:`controller.ocpp201.profiles.parse_profile`), or raises :class:`ProfileRejected`
 saying why, checking the :class:`ProfileRules` the configuration allows. What both versions
 spell alike lives here: :func:`plain`, :func:`read_schedule` (a schedule as the library
-hands it over, snake_case) and :func:`check_rules`.
+hands it over, snake_case), :func:`malformed_rejected` and :func:`checked_profile` (the
+configuration's rules, then the profile).
 
 :class:`ProfileBook` keeps the installed profiles and arranges them into the layers whose
 minimum is a connector's limit (1.6 section 3.13): ChargePointMaxProfile, and "the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -35,6 +37,7 @@ from controller.charging_schedule import (
     RateUnit,
     Recurrency,
     Schedule,
+    ScheduleError,
     ScheduleKind,
     SchedulePeriod,
 )
@@ -266,11 +269,28 @@ def read_schedule(
     )
 
 
-def check_rules(
+@contextmanager
+def malformed_rejected() -> Iterator[None]:
+    """Reading a profile's fields: a schedule that cannot be followed or a missing or
+    mistyped field becomes :class:`ProfileRejected` saying so."""
+    try:
+        yield
+    except ScheduleError as exc:
+        raise ProfileRejected(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileRejected(f"malformed profile ({type(exc).__name__}: {exc})") from exc
+
+
+def checked_profile(profile: InstalledProfile, rules: ProfileRules | None) -> InstalledProfile:
+    """``profile`` once it keeps the configuration's ``rules`` (None: loaded after a
+    restart, not checked again); else :class:`ProfileRejected`."""
+    _check_rules(profile.schedule, profile.stack_level, rules, profile.installed_at)
+    return profile
+
+
+def _check_rules(
     schedule: Schedule, stack_level: int, rules: ProfileRules | None, installed_at: dt.datetime
 ) -> None:
-    """Raise :class:`ProfileRejected` unless a profile with ``schedule`` at ``stack_level``
-    keeps the configuration's ``rules`` (None: loaded after a restart, not checked again)."""
     if stack_level < 0:
         raise ProfileRejected(f"stack level {stack_level} is negative")
     if rules is None:

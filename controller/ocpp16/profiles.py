@@ -17,13 +17,13 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from controller.charging_schedule import ScheduleError
 from controller.csms.profiles import (
     InstalledProfile,
     ProfileRejected,
     ProfileRules,
     Purpose,
-    check_rules,
+    checked_profile,
+    malformed_rejected,
     plain,
     read_schedule,
 )
@@ -43,15 +43,11 @@ def parse_profile(
     accepted under the rules of its day). Raises :class:`ProfileRejected`.
     """
     body = plain(body)
-    try:
+    with malformed_rejected():
         purpose = Purpose(body["charging_profile_purpose"])
         schedule = read_schedule(body, body["charging_schedule"], installed_at)
         profile_id = int(body["charging_profile_id"])
         stack_level = int(body["stack_level"])
-    except ScheduleError as exc:
-        raise ProfileRejected(str(exc)) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileRejected(f"malformed profile ({type(exc).__name__}: {exc})") from exc
     if purpose is Purpose.CHARGE_POINT_MAX and connector_id != 0:
         raise ProfileRejected("a ChargePointMaxProfile belongs on connector 0")
     if purpose is Purpose.TX and connector_id == 0:
@@ -59,15 +55,17 @@ def parse_profile(
     if purpose is not Purpose.TX and body.get("transaction_id") is not None:
         raise ProfileRejected(f"a transactionId on a {purpose}")
     transaction_id = body.get("transaction_id")
-    check_rules(schedule, stack_level, rules, installed_at)
-    return InstalledProfile(
-        key=key,
-        profile_id=profile_id,
-        connector_id=connector_id,
-        purpose=purpose,
-        stack_level=stack_level,
-        schedule=schedule,
-        body=body,
-        installed_at=installed_at,
-        csms_transaction_id=None if transaction_id is None else int(transaction_id),
+    return checked_profile(
+        InstalledProfile(
+            key,
+            profile_id,
+            connector_id,
+            purpose,
+            stack_level,
+            schedule,
+            body,
+            installed_at,
+            csms_transaction_id=None if transaction_id is None else int(transaction_id),
+        ),
+        rules,
     )

@@ -4,8 +4,10 @@ CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
 Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
-durable queue (:mod:`.transactions`) and authorization (Authorize, the cache and the
-offline rules of :mod:`controller.csms.auth`). Loop thread only; the CsmsLink
+durable queue (:mod:`.transactions`), authorization (Authorize, the cache and the
+offline rules of :mod:`controller.csms.auth`), smart charging (:mod:`.smart_charging`: the
+profiles' timer, transactions binding and ending TxProfiles, ChargingRateChanged) and the
+clock-aligned meter values (:mod:`.aligned_data`). Loop thread only; the CsmsLink
 notifications return at once.
 """
 

@@ -29,13 +29,14 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from controller.charging_schedule import ScheduleError, ScheduleKind
+from controller.charging_schedule import ScheduleKind
 from controller.csms.profiles import (
     InstalledProfile,
     ProfileRejected,
     ProfileRules,
     Purpose,
-    check_rules,
+    checked_profile,
+    malformed_rejected,
     plain,
     read_schedule,
 )
@@ -72,7 +73,7 @@ def parse_profile(
     docstring); ``rules`` None skips SmartCharging's limits (a profile loaded after a restart
     was accepted under the rules of its day). Raises :class:`ProfileRejected`."""
     body = plain(body)
-    try:
+    with malformed_rejected():
         name = str(body["charging_profile_purpose"])
         schedules = body["charging_schedule"]
         if len(schedules) != 1:
@@ -85,10 +86,6 @@ def parse_profile(
         schedule = read_schedule(body, raw, None)
         profile_id = int(body["id"])
         stack_level = int(body["stack_level"])
-    except ScheduleError as exc:
-        raise ProfileRejected(str(exc)) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileRejected(f"malformed profile ({type(exc).__name__}: {exc})") from exc
     purpose = parse_purpose(name)
     if purpose is None:
         raise ProfileRejected(f"a {name} is not the CSMS's to set")
@@ -103,15 +100,17 @@ def parse_profile(
             raise ProfileRejected("a TxProfile belongs on the EVSE of its transaction")
     elif transaction_id is not None:
         raise ProfileRejected(f"a transactionId on a {name}")
-    check_rules(schedule, stack_level, rules, installed_at)
-    return InstalledProfile(
-        key=key,
-        profile_id=profile_id,
-        connector_id=connector_id,
-        purpose=purpose,
-        stack_level=stack_level,
-        schedule=schedule,
-        body=body,
-        installed_at=installed_at,
-        csms_transaction_id=None if transaction_id is None else str(transaction_id),
+    return checked_profile(
+        InstalledProfile(
+            key,
+            profile_id,
+            connector_id,
+            purpose,
+            stack_level,
+            schedule,
+            body,
+            installed_at,
+            csms_transaction_id=None if transaction_id is None else str(transaction_id),
+        ),
+        rules,
     )

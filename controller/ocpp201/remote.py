@@ -1,12 +1,14 @@
 """The CSMS's remote control of the station (F01-F06, G03, B11, P01), as a mixin of
 :class:`~controller.ocpp201.charge_point.Ocpp201ChargePoint`.
 
-RequestStartTransaction/RequestStopTransaction, GetTransactionStatus, Reset
-(Immediate/OnIdle, the whole station), ChangeAvailability (station or EVSE; Scheduled
-while a transaction runs), UnlockConnector, TriggerMessage (BootNotification while not
-accepted, Heartbeat, StatusNotification, MeterValues, TransactionEvent) and DataTransfer
-(no vendor extensions: UnknownVendorId). Each ``@on`` handler answers at once; what
-follows the answer (a reset, a triggered message) runs from ``@after`` in a task.
+RequestStartTransaction (its TxProfile held by the smart-charging service before the
+start is asked, released if the start is refused) and RequestStopTransaction,
+GetTransactionStatus, Reset (Immediate/OnIdle, the whole station), ChangeAvailability
+(station or EVSE; Scheduled while a transaction runs), UnlockConnector, TriggerMessage
+(BootNotification while not accepted, Heartbeat, StatusNotification, MeterValues,
+TransactionEvent) and DataTransfer (no vendor extensions: UnknownVendorId). Each ``@on``
+handler answers at once; what follows the answer (a reset, a triggered message) runs from
+``@after`` in a task.
 """
 
 from __future__ import annotations
