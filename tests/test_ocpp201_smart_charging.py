@@ -344,3 +344,36 @@ def test_a_profile_against_the_201_rules_is_refused_saying_why(
 ) -> None:
     with pytest.raises(ProfileRejected, match=why):
         parse_profile(body, evse_id, utc_now(), RULES, key="k")
+
+
+async def test_smart_charging_variables_are_described_and_checked(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    def item(variable: str, value: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "component": {"name": "SmartChargingCtrlr"},
+            "variable": {"name": variable},
+        }
+        return out if value is None else {**out, "attribute_value": value}
+
+    async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
+        got = await rig.cp_call(
+            call.GetVariables(
+                get_variable_data=[
+                    item(v)
+                    for v in ("RateUnit", "ProfileStackLevel", "PeriodsPerSchedule", "Entries")
+                ]
+            )
+        )
+        changes = [("LimitChangeSignificance", "12.5"), ("LimitChangeSignificance", "101")]
+        changes += [("LimitChangeSignificance", "much"), ("RateUnit", "A")]
+        answer = await rig.cp_call(
+            call.SetVariables(set_variable_data=[item(v, value) for v, value in changes])
+        )
+    assert [r["attribute_value"] for r in got.get_variable_result] == ["A,W", "8", "48", "0"]
+    assert [r["attribute_status"] for r in answer.set_variable_result] == [
+        "Accepted",
+        "Rejected",
+        "Rejected",
+        "Rejected",
+    ]
