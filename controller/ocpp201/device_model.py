@@ -210,8 +210,9 @@ VARIABLES: tuple[VariableDef, ...] = (
         max_value=100,
         unit="Percent",
     ),
-    # --- clock-aligned meter values (J01) -----------------------------------------------
-    _int("AlignedDataCtrlr", "Interval", 900, min_value=0, max_value=86400, unit="s"),
+    # --- clock-aligned meter values (J01); off until configured, so that a new station
+    # sends no unasked-for traffic (a 2.0.1 CSMS sets AlignedDataCtrlr at its first boot) ---
+    _int("AlignedDataCtrlr", "Interval", 0, min_value=0, max_value=86400, unit="s"),
     _measurands("AlignedDataCtrlr", "Measurands", "Energy.Active.Import.Register"),
     _bool("AlignedDataCtrlr", "SendDuringIdle", False),
     _int("AlignedDataCtrlr", "TxEndedInterval", 0, min_value=0, max_value=86400, unit="s"),
