@@ -8,6 +8,7 @@ connector's "csms" limit source: the simulated car is offered it as the PWM duty
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,18 @@ async def test_a_station_maximum_in_watts_is_the_cars_pwm_offer_and_the_composit
         on_evse = await set_profile(rig, 1, station_max)
         relative = await set_profile(rig, 0, {**station_max, "charging_profile_kind": "Relative"})
         accepted = await set_profile(rig, 0, station_max)
+        answered = time.monotonic()
+        await until(lambda: rig.hw("offered_current_a") == 10.0, timeout_s=10)
+        offer_s = time.monotonic() - answered
         await offered(rig, 10.0)  # 6900 W over three phases of 230 V
+        print(f"the PWM offered the profile's limit {offer_s * 1000:.0f} ms after Accepted")
         amps = await rig.cp_call(call.GetCompositeSchedule(duration=60, evse_id=1))
         watts = await rig.cp_call(
             call.GetCompositeSchedule(duration=60, evse_id=1, charging_rate_unit="W")
         )
         unknown = await rig.cp_call(call.GetCompositeSchedule(duration=60, evse_id=7))
     assert (on_evse, relative, accepted) == ("Rejected", "Rejected", "Accepted")
+    assert offer_s < 1.0  # the limit is pushed before Accepted goes out: seen at once
     assert amps.status == "Accepted"
     assert amps.schedule["evse_id"] == 1
     assert amps.schedule["charging_rate_unit"] == "A"
