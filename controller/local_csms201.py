@@ -74,6 +74,14 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_sign_certificate(self, **_: Any) -> Any:
         return await self._reply("SignCertificate")
 
+    @on("ReportChargingProfiles")
+    async def _on_report_charging_profiles(self, **_: Any) -> Any:
+        return await self._reply("ReportChargingProfiles")
+
+    @on("MeterValues")
+    async def _on_meter_values(self, **_: Any) -> Any:
+        return await self._reply("MeterValues")
+
 
 def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     """What a plain 2.0.1 CSMS answers (camelCase)."""
@@ -95,7 +103,9 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     if action == "SignCertificate":
         # Accepted: the CSR goes to a CA; a test answers with CertificateSigned itself.
         return {"status": "Accepted"}
-    return {}  # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification, ...
+    # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification,
+    # ReportChargingProfiles, MeterValues
+    return {}
 
 
 def remember(csms: LocalCsms, cp_id: str, action: str, request: Payload, answer: Payload) -> None:

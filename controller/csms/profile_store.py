@@ -30,6 +30,7 @@ class StoredProfile:
     id_tag: str | None
     body: Mapping[str, Any]
     installed_at: dt.datetime
+    profile_id: int  # the CSMS's id (1.6 chargingProfileId, 2.0.1 id)
 
 
 def _write(conn: sqlite3.Connection, statements: list[tuple[str, tuple[object, ...]]]) -> None:
@@ -51,7 +52,7 @@ class ProfileStore:
         """Every stored profile in the order they were installed."""
         rows = await self._storage.run(
             lambda conn: conn.execute(
-                "SELECT key, connector_id, transaction_key, id_tag, body, installed_at"
+                "SELECT key, connector_id, transaction_key, id_tag, body, installed_at, profile_id"
                 " FROM charging_profiles ORDER BY installed_at, rowid"
             ).fetchall()
         )
@@ -63,8 +64,9 @@ class ProfileStore:
                 id_tag,
                 json.loads(body),
                 dt.datetime.fromisoformat(installed_at).astimezone(dt.UTC),
+                profile_id,
             )
-            for key, connector_id, transaction_key, id_tag, body, installed_at in rows
+            for key, connector_id, transaction_key, id_tag, body, installed_at, profile_id in rows
         ]
 
     async def install(self, profile: StoredProfile, replaced: Collection[str]) -> None:
@@ -78,7 +80,7 @@ class ProfileStore:
                 " id_tag, body, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     profile.key,
-                    int(profile.body["charging_profile_id"]),
+                    profile.profile_id,
                     profile.connector_id,
                     profile.transaction_key,
                     profile.id_tag,

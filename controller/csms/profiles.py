@@ -2,8 +2,12 @@
 
 A version adapter parses what its CSMS sends into an :class:`InstalledProfile` whose
 schedule is a :class:`~controller.charging_schedule.Schedule` (1.6:
-:func:`controller.ocpp16.profiles.parse_profile`), or raises :class:`ProfileRejected`
-saying why, checking the :class:`ProfileRules` the configuration allows.
+:func:`controller.ocpp16.profiles.parse_profile`, 2.0.1:
+:func:`controller.ocpp201.profiles.parse_profile`), or raises :class:`ProfileRejected`
+saying why, checking the :class:`ProfileRules` the configuration allows. What both versions
+spell alike lives here: :func:`plain`, :func:`read_schedule` (a schedule as the library
+hands it over, snake_case), :func:`malformed_rejected` and :func:`checked_profile` (the
+configuration's rules, then the profile).
 
 :class:`ProfileBook` keeps the installed profiles and arranges them into the layers whose
 minimum is a connector's limit (1.6 section 3.13): ChargePointMaxProfile, and "the
@@ -21,11 +25,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from controller.charging_schedule import Layer, Ranked, RateUnit, Schedule
+from controller.charging_schedule import (
+    Layer,
+    Ranked,
+    RateUnit,
+    Recurrency,
+    Schedule,
+    ScheduleError,
+    ScheduleKind,
+    SchedulePeriod,
+)
+from controller.csms.wire import parse_iso
 
 
 class Purpose(StrEnum):
@@ -45,6 +61,9 @@ class ProfileRules:
     allowed_units: frozenset[RateUnit]  # ChargingScheduleAllowedChargingRateUnit
     max_periods: int  # ChargingScheduleMaxPeriods
     max_installed: int  # MaxChargingProfilesInstalled
+    #: 1.6 replaces a profile of the same connector, purpose and stack level (section
+    #: 3.13.2); 2.0.1 replaces only the same id and rejects such a clash (K01.FR.05/06).
+    replace_same_level: bool = True
 
 
 class ProfileRejected(Exception):
@@ -74,7 +93,7 @@ class InstalledProfile:
     installed_at: dt.datetime
     transaction_key: str | None = None
     id_tag: str | None = None
-    csms_transaction_id: int | None = None
+    csms_transaction_id: int | str | None = None
 
 
 class ParseProfile(Protocol):
@@ -106,19 +125,31 @@ class ProfileBook:
     def __iter__(self) -> Iterator[InstalledProfile]:
         return iter(list(self._profiles))
 
-    def replaced_by(self, new: InstalledProfile) -> list[InstalledProfile]:
-        """The profiles ``new`` replaces: its id, or its connector, purpose and stack level."""
+    def replaced_by(self, new: InstalledProfile, same_level: bool = True) -> list[InstalledProfile]:
+        """The profiles ``new`` replaces: its id, or (``same_level``) its connector, purpose
+        and stack level."""
         return [
             p
             for p in self._profiles
-            if p.profile_id == new.profile_id
-            or (p.connector_id, p.purpose, p.stack_level)
-            == (new.connector_id, new.purpose, new.stack_level)
+            if p.profile_id == new.profile_id or (same_level and _same_level(p, new))
         ]
 
-    def put(self, new: InstalledProfile) -> None:
+    def clashing(self, new: InstalledProfile) -> list[InstalledProfile]:
+        """Profiles of another id at ``new``'s connector, purpose and stack level (for a
+        TxProfile: of its transaction) whose validity overlaps ``new``'s: 2.0.1 refuses
+        ``new`` then (K01.FR.06, K01.FR.39)."""
+        return [
+            p
+            for p in self._profiles
+            if p.profile_id != new.profile_id
+            and _same_level(p, new)
+            and (p.purpose is not Purpose.TX or p.transaction_key == new.transaction_key)
+            and _overlap(p.schedule, new.schedule)
+        ]
+
+    def put(self, new: InstalledProfile, same_level: bool = True) -> None:
         """Install ``new`` in place of what it replaces."""
-        gone = {p.key for p in self.replaced_by(new)}
+        gone = {p.key for p in self.replaced_by(new, same_level)}
         self._profiles = [p for p in self._profiles if p.key not in gone]
         self._profiles.append(new)
 
@@ -174,3 +205,105 @@ class ProfileBook:
                 own = 1 if p.connector_id == connector_id else 0
                 tx.append(Ranked((0, p.stack_level, own), p.schedule))
         return [cp_max, tx]
+
+
+def _same_level(a: InstalledProfile, b: InstalledProfile) -> bool:
+    return (a.connector_id, a.purpose, a.stack_level) == (b.connector_id, b.purpose, b.stack_level)
+
+
+def _overlap(a: Schedule, b: Schedule) -> bool:
+    """Whether the validity windows of ``a`` and ``b`` share an instant (None: unbounded)."""
+    starts_before_b_ends = a.valid_from is None or b.valid_to is None or a.valid_from < b.valid_to
+    starts_before_a_ends = b.valid_from is None or a.valid_to is None or b.valid_from < a.valid_to
+    return starts_before_b_ends and starts_before_a_ends
+
+
+def plain(value: Any) -> Any:
+    """``value`` with Decimals as floats: the library parses numbers of schemas with
+    ``multipleOf`` (limits) as Decimal, which neither JSON nor our math wants."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _when(value: object) -> dt.datetime | None:
+    return None if value is None else parse_iso(str(value))
+
+
+def read_schedule(
+    body: Mapping[str, Any], raw: Mapping[str, Any], default_start: dt.datetime | None
+) -> Schedule:
+    """The :class:`Schedule` of a profile ``body`` whose chargingSchedule is ``raw`` (both
+    versions spell its fields alike); an Absolute one without startSchedule starts at
+    ``default_start`` (1.6: its installation; 2.0.1 requires one: None). Raises
+    :class:`~controller.charging_schedule.ScheduleError`, KeyError, TypeError, ValueError."""
+    kind = ScheduleKind(body["charging_profile_kind"])
+    start = _when(raw.get("start_schedule"))
+    if kind is ScheduleKind.ABSOLUTE and start is None:
+        start = default_start
+    duration = raw.get("duration")
+    return Schedule(
+        kind=kind,
+        unit=RateUnit(raw["charging_rate_unit"]),
+        periods=tuple(
+            SchedulePeriod(
+                int(period["start_period"]),
+                float(period["limit"]),
+                None if period.get("number_phases") is None else int(period["number_phases"]),
+            )
+            for period in raw["charging_schedule_period"]
+        ),
+        start=start,
+        duration_s=None if duration is None else int(duration),
+        recurrency=(
+            Recurrency(body["recurrency_kind"])
+            if kind is ScheduleKind.RECURRING and body.get("recurrency_kind") is not None
+            else None
+        ),
+        valid_from=_when(body.get("valid_from")),
+        valid_to=_when(body.get("valid_to")),
+    )
+
+
+@contextmanager
+def malformed_rejected() -> Iterator[None]:
+    """Reading a profile's fields: a schedule that cannot be followed or a missing or
+    mistyped field becomes :class:`ProfileRejected` saying so."""
+    try:
+        yield
+    except ScheduleError as exc:
+        raise ProfileRejected(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileRejected(f"malformed profile ({type(exc).__name__}: {exc})") from exc
+
+
+def checked_profile(profile: InstalledProfile, rules: ProfileRules | None) -> InstalledProfile:
+    """``profile`` once it keeps the configuration's ``rules`` (None: loaded after a
+    restart, not checked again); else :class:`ProfileRejected`."""
+    _check_rules(profile.schedule, profile.stack_level, rules, profile.installed_at)
+    return profile
+
+
+def _check_rules(
+    schedule: Schedule, stack_level: int, rules: ProfileRules | None, installed_at: dt.datetime
+) -> None:
+    if stack_level < 0:
+        raise ProfileRejected(f"stack level {stack_level} is negative")
+    if rules is None:
+        return
+    if stack_level > rules.max_stack_level:
+        raise ProfileRejected(
+            f"stack level {stack_level} is above the maximum stack level {rules.max_stack_level}"
+        )
+    if schedule.unit not in rules.allowed_units:
+        raise ProfileRejected(f"limits in {schedule.unit} are not among the allowed rate units")
+    if len(schedule.periods) > rules.max_periods:
+        raise ProfileRejected(
+            f"{len(schedule.periods)} periods, at most {rules.max_periods} per schedule"
+        )
+    if schedule.valid_to is not None and schedule.valid_to <= installed_at:
+        raise ProfileRejected("validTo has passed")

@@ -86,6 +86,15 @@ class CompositeAnswer:
     #: (start offset s, limit, numberPhases of the period that sets it or None)
     periods: tuple[tuple[int, float, int | None], ...]
 
+    def wire_periods(self) -> list[dict[str, Any]]:
+        """The periods as ChargingSchedulePeriod (snake_case; 1.6 and 2.0.1 spell it
+        alike), numberPhases only where a period gave it."""
+        return [
+            {"start_period": offset, "limit": limit}
+            | ({} if phases is None else {"number_phases": phases})
+            for offset, limit, phases in self.periods
+        ]
+
 
 class SmartCharging:
     """The charge point's charging profiles and the limits they impose. Loop thread only.
@@ -94,6 +103,8 @@ class SmartCharging:
     GetCompositeSchedule reports where no profile limits); a connector missing from it is
     taken as three-phase 32 A. ``spawn`` runs a background coroutine (a storage write that
     follows a transaction event) in a tracked task whose failure is logged.
+    ``transaction_id_of`` is how the version's CSMS names a transaction, which a TxProfile's
+    transactionId must match (1.6: the id the CSMS gave; 2.0.1: the charger's own).
     """
 
     def __init__(
@@ -106,8 +117,10 @@ class SmartCharging:
         spawn: Spawn,
         clock: Callable[[], dt.datetime] = utc_now,
         ratings: Mapping[int, ConnectorRating] | None = None,
+        transaction_id_of: Callable[[Transaction], object] = lambda tx: tx.csms_id,
     ) -> None:
         self._control = control
+        self._transaction_id_of = transaction_id_of
         self._settings = settings
         self._parse = parse
         self._store = ProfileStore(storage)
@@ -228,6 +241,7 @@ class SmartCharging:
             log.error("charging profiles not loaded, none apply: %s", exc)
             return
         broken = []
+        same_level = self.rules().replace_same_level
         for row in stored:
             try:
                 profile = self._parse(
@@ -237,9 +251,10 @@ class SmartCharging:
                 log.warning("stored charging profile %s dropped: %s", row.key, exc)
                 broken.append(row.key)
                 continue
-            self.book.put(
-                dataclasses.replace(profile, transaction_key=row.transaction_key, id_tag=row.id_tag)
+            bound = dataclasses.replace(
+                profile, transaction_key=row.transaction_key, id_tag=row.id_tag
             )
+            self.book.put(bound, same_level)
         if broken:
             await self._forget(broken)
         log.info("%d charging profile(s) loaded", len(self.book))
@@ -268,18 +283,30 @@ class SmartCharging:
         tx = self._running_tx(profile.connector_id)
         if tx is None:
             raise ProfileRejected(f"no transaction runs on connector {profile.connector_id}")
-        if transaction_id is not None and transaction_id != tx.csms_id:
+        running_id = self._transaction_id_of(tx)
+        if transaction_id is not None and transaction_id != running_id:
             raise ProfileRejected(
                 f"transaction {transaction_id} is not the one on connector "
-                f"{profile.connector_id} ({tx.csms_id})"
+                f"{profile.connector_id} ({running_id})"
             )
         return dataclasses.replace(profile, transaction_key=tx.local_id)
 
     async def _put(self, profile: InstalledProfile, action: str) -> bool:
+        rules = self.rules()
         async with self._lock:
-            replaced = self.book.replaced_by(profile)
+            clashing = [] if rules.replace_same_level else self.book.clashing(profile)
+            if clashing:
+                log.info(
+                    "%s rejected: profile %d has stack level %d of %s there",
+                    action,
+                    clashing[0].profile_id,
+                    profile.stack_level,
+                    profile.purpose,
+                )
+                return False
+            replaced = self.book.replaced_by(profile, rules.replace_same_level)
             installed = len(self.book) - len(replaced) + 1
-            limit = self.rules().max_installed
+            limit = rules.max_installed
             if installed > limit:
                 log.info(
                     "%s rejected: %d profiles installed, MaxChargingProfilesInstalled is %d",
@@ -293,7 +320,7 @@ class SmartCharging:
             except StorageError as exc:
                 log.error("%s rejected: the profile could not be stored: %s", action, exc)
                 return False
-            self.book.put(profile)
+            self.book.put(profile, rules.replace_same_level)
         log.info(
             "charging profile %d installed: %s, stack level %d, connector %s",
             profile.profile_id,
@@ -466,6 +493,7 @@ def _stored(profile: InstalledProfile) -> StoredProfile:
         profile.id_tag,
         profile.body,
         profile.installed_at,
+        profile.profile_id,
     )
 
 

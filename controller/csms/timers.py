@@ -2,7 +2,9 @@
 
 A :class:`Retimer` reads its interval each time it starts waiting; :meth:`Retimer.retime`
 interrupts the wait so a new interval applies from now. An interval of 0 (or None) means
-"off": the timer then waits for the next retime. Loop thread only.
+"off": the timer then waits for the next retime. :class:`ClockAligned` gives a Retimer the
+wait until the next clock-aligned boundary (1.6 ClockAlignedDataInterval, 2.0.1
+AlignedDataCtrlr), each boundary once. Loop thread only.
 """
 
 from __future__ import annotations
@@ -53,3 +55,40 @@ def next_boundary(now: dt.datetime, interval_s: float) -> dt.datetime:
     boundary = midnight + dt.timedelta(seconds=count * interval_s)
     next_midnight = midnight + dt.timedelta(days=1)
     return min(boundary, next_midnight)
+
+
+class ClockAligned:
+    """The boundaries of an interval aligned to midnight UTC (:func:`next_boundary`), as a
+    :class:`Retimer`'s interval: ``Retimer(aligned.until_next)``; call :meth:`fired` when
+    the timer returns. A boundary fires once even if the timer wakes a little early, and a
+    wall clock set back (NTP on a Pi without RTC) starts afresh instead of waiting for the
+    boundary it had aimed at.
+
+    ``interval_s()`` is the interval in seconds (None: off); ``clock`` the wall clock.
+    """
+
+    def __init__(
+        self, interval_s: Callable[[], float | None], clock: Callable[[], dt.datetime]
+    ) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._fired: dt.datetime | None = None
+        self._target: dt.datetime | None = None
+
+    def until_next(self) -> float | None:
+        """Seconds until the next boundary not fired yet (None: off)."""
+        interval = self._interval_s()
+        if interval is None:
+            return None
+        now = self._clock()
+        fired = self._fired
+        if fired is not None and fired > now + dt.timedelta(seconds=interval):
+            fired = None  # the wall clock was set back: start afresh
+        since = max(now, fired) if fired is not None else now
+        self._target = next_boundary(since, interval)
+        return max((self._target - now).total_seconds(), 0.001)
+
+    def fired(self) -> dt.datetime | None:
+        """The timer returned: the boundary it waited for has passed; that boundary."""
+        self._fired = self._target
+        return self._target

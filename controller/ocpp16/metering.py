@@ -22,7 +22,7 @@ from ocpp.v16 import call
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.key_timers import KeyTimers
 from controller.csms.tasks import TaskSet
-from controller.csms.timers import Retimer, next_boundary
+from controller.csms.timers import ClockAligned, Retimer
 from controller.domain import ChargePointControl, MeterSample, ReadingContext, Transaction
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.meter_values import meter_value, parse_measurands
@@ -70,8 +70,9 @@ class Metering:
         self._latest: dict[int, MeterSample] = {}
         self._used: dict[tuple[int, ReadingContext], MeterSample] = {}
         self._samplers: dict[str, asyncio.Task[None]] = {}
-        self._aligned_fired: dt.datetime | None = None
-        self._aligned_target: dt.datetime | None = None
+        self._aligned = ClockAligned(
+            lambda: self._timers.interval("ClockAlignedDataInterval"), clock
+        )
 
     def latest(self, connector_id: int) -> MeterSample | None:
         """The connector's latest reading (TriggerMessage MeterValues)."""
@@ -105,11 +106,11 @@ class Metering:
         """ClockAlignedDataInterval boundaries: every connector, with or without a transaction;
         until cancelled."""
         with self._timers.following(
-            "ClockAlignedDataInterval", Retimer(self._until_boundary)
+            "ClockAlignedDataInterval", Retimer(self._aligned.until_next)
         ) as timer:
             while True:
                 await timer.wait()
-                self._aligned_fired = self._aligned_target
+                self._aligned.fired()
                 self._clock_aligned_tick()
 
     def _fresh(self, connector_id: int, context: ReadingContext) -> MeterSample | None:
@@ -137,18 +138,6 @@ class Metering:
                 value = meter_value(sample, measurands, ReadingContext.PERIODIC)
                 if value is not None:
                     self._transactions.meter_value(tx, value)
-
-    def _until_boundary(self) -> float | None:
-        interval = self._timers.interval("ClockAlignedDataInterval")
-        if interval is None:
-            return None
-        now = self._clock()
-        fired = self._aligned_fired
-        if fired is not None and fired > now + dt.timedelta(seconds=interval):
-            fired = None  # the wall clock was set back (NTP on a Pi without RTC): start afresh
-        since = max(now, fired) if fired is not None else now
-        self._aligned_target = next_boundary(since, interval)
-        return max((self._aligned_target - now).total_seconds(), 0.001)
 
     def _clock_aligned_tick(self) -> None:
         measurands = self._measurands("MeterValuesAlignedData")

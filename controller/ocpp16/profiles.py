@@ -15,65 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from controller.charging_schedule import (
-    RateUnit,
-    Recurrency,
-    Schedule,
-    ScheduleError,
-    ScheduleKind,
-    SchedulePeriod,
+from controller.csms.profiles import (
+    InstalledProfile,
+    ProfileRejected,
+    ProfileRules,
+    Purpose,
+    checked_profile,
+    malformed_rejected,
+    plain,
+    read_schedule,
 )
-from controller.csms.profiles import InstalledProfile, ProfileRejected, ProfileRules, Purpose
-from controller.csms.wire import parse_iso
-
-
-def plain(value: Any) -> Any:
-    """``value`` with Decimals as floats: the library parses numbers of schemas with
-    ``multipleOf`` (limits) as Decimal, which neither JSON nor our math wants."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-def _when(value: object) -> dt.datetime | None:
-    return None if value is None else parse_iso(str(value))
-
-
-def _schedule(body: Mapping[str, Any], installed_at: dt.datetime) -> Schedule:
-    kind = ScheduleKind(body["charging_profile_kind"])
-    raw = body["charging_schedule"]
-    start = _when(raw.get("start_schedule"))
-    if kind is ScheduleKind.ABSOLUTE and start is None:
-        start = installed_at
-    duration = raw.get("duration")
-    return Schedule(
-        kind=kind,
-        unit=RateUnit(raw["charging_rate_unit"]),
-        periods=tuple(
-            SchedulePeriod(
-                int(period["start_period"]),
-                float(period["limit"]),
-                None if period.get("number_phases") is None else int(period["number_phases"]),
-            )
-            for period in raw["charging_schedule_period"]
-        ),
-        start=start,
-        duration_s=None if duration is None else int(duration),
-        recurrency=(
-            Recurrency(body["recurrency_kind"])
-            if kind is ScheduleKind.RECURRING and body.get("recurrency_kind") is not None
-            else None
-        ),
-        valid_from=_when(body.get("valid_from")),
-        valid_to=_when(body.get("valid_to")),
-    )
 
 
 def parse_profile(
@@ -90,15 +43,11 @@ def parse_profile(
     accepted under the rules of its day). Raises :class:`ProfileRejected`.
     """
     body = plain(body)
-    try:
+    with malformed_rejected():
         purpose = Purpose(body["charging_profile_purpose"])
-        schedule = _schedule(body, installed_at)
+        schedule = read_schedule(body, body["charging_schedule"], installed_at)
         profile_id = int(body["charging_profile_id"])
         stack_level = int(body["stack_level"])
-    except ScheduleError as exc:
-        raise ProfileRejected(str(exc)) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileRejected(f"malformed profile ({type(exc).__name__}: {exc})") from exc
     if purpose is Purpose.CHARGE_POINT_MAX and connector_id != 0:
         raise ProfileRejected("a ChargePointMaxProfile belongs on connector 0")
     if purpose is Purpose.TX and connector_id == 0:
@@ -106,33 +55,17 @@ def parse_profile(
     if purpose is not Purpose.TX and body.get("transaction_id") is not None:
         raise ProfileRejected(f"a transactionId on a {purpose}")
     transaction_id = body.get("transaction_id")
-    if stack_level < 0:
-        raise ProfileRejected(f"stack level {stack_level} is negative")
-    if rules is not None:
-        if stack_level > rules.max_stack_level:
-            raise ProfileRejected(
-                f"stack level {stack_level} is above ChargeProfileMaxStackLevel "
-                f"{rules.max_stack_level}"
-            )
-        if schedule.unit not in rules.allowed_units:
-            raise ProfileRejected(
-                f"limits in {schedule.unit} are not in ChargingScheduleAllowedChargingRateUnit"
-            )
-        if len(schedule.periods) > rules.max_periods:
-            raise ProfileRejected(
-                f"{len(schedule.periods)} periods, ChargingScheduleMaxPeriods is "
-                f"{rules.max_periods}"
-            )
-        if schedule.valid_to is not None and schedule.valid_to <= installed_at:
-            raise ProfileRejected("validTo has passed")
-    return InstalledProfile(
-        key=key,
-        profile_id=profile_id,
-        connector_id=connector_id,
-        purpose=purpose,
-        stack_level=stack_level,
-        schedule=schedule,
-        body=body,
-        installed_at=installed_at,
-        csms_transaction_id=None if transaction_id is None else int(transaction_id),
+    return checked_profile(
+        InstalledProfile(
+            key,
+            profile_id,
+            connector_id,
+            purpose,
+            stack_level,
+            schedule,
+            body,
+            installed_at,
+            csms_transaction_id=None if transaction_id is None else int(transaction_id),
+        ),
+        rules,
     )

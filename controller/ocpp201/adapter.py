@@ -6,10 +6,12 @@ Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
 durable queue (:mod:`.transactions`), authorization (Authorize, the cache, the local list
 and the offline rules of :mod:`controller.csms.auth`), reservations
-(:class:`~controller.csms.reservations.ReservationBook`, ReservationStatusUpdate) and the
-security services (:mod:`.security_services`: SecurityEventNotification, sent in order once
-registered and kept while offline; certificates; firmware updates). Loop thread only; the
-CsmsLink notifications return at once.
+(:class:`~controller.csms.reservations.ReservationBook`, ReservationStatusUpdate), smart
+charging (:mod:`.smart_charging`: the profiles' timer, transactions binding and ending
+TxProfiles, ChargingRateChanged), the clock-aligned meter values (:mod:`.aligned_data`) and
+the security services (:mod:`.security_services`: SecurityEventNotification, sent in order
+once registered and kept while offline; certificates; firmware updates). Loop thread only;
+the CsmsLink notifications return at once.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ocpp.v201 import call
 
+from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
@@ -41,6 +44,8 @@ from controller.domain import (
     utc_now,
 )
 from controller.firmware_install import Installer
+from controller.ocpp201 import smart_charging
+from controller.ocpp201.aligned_data import AlignedData
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
@@ -72,6 +77,8 @@ class Ocpp201Adapter:
 
     ``boot_request`` is the BootNotification this run sends (its reason decided by the
     factory); ``security`` gives the link its security profile (None: no credentials).
+    ``connector_ratings`` (phases, maximum current) serve smart charging; a connector
+    missing from it counts as three-phase 32 A.
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class Ocpp201Adapter:
         security: LinkSecurity | None = None,
         firmware_policy: FirmwarePolicy | None = None,
         firmware_installer: Installer | None = None,
+        connector_ratings: Mapping[int, ConnectorRating] | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -127,7 +135,28 @@ class Ocpp201Adapter:
             interval_scale=self.timing.interval_scale,
         )
         self._latest: dict[int, MeterSample] = {}
+        self._aligned = AlignedData(
+            model=model,
+            control=control,
+            timers=self._timers,
+            transactions=self._transactions,
+            caller=self._caller,
+            latest=self._latest.get,
+            spawn=self._tasks.spawn,
+            clock=clock,
+        )
         self._faults = FaultEvents()
+        self._profiles = smart_charging.build(
+            model=model,
+            control=control,
+            storage=storage,
+            spawn=self._tasks.spawn,
+            clock=clock,
+            ratings=connector_ratings,
+        )
+        self._rates = smart_charging.RateWatch(
+            lambda: smart_charging.SmartChargingVariables(model).significance
+        )
         model.on_change(self._variable_changed)
         self._security = build_security_services(
             chargepoint_id=chargepoint_id,
@@ -155,6 +184,7 @@ class Ocpp201Adapter:
             security=self._security,
             token_kinds=self._token_kinds,
             reservations=self._reservations,
+            profiles=self._profiles,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -211,6 +241,9 @@ class Ocpp201Adapter:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link.run(), name="ocpp201-link")
                 group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
+                group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
+                group.create_task(self._aligned.run_interval(), name="ocpp201-clock-aligned")
+                group.create_task(self._aligned.run_tx_ended(), name="ocpp201-tx-ended-aligned")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -274,6 +307,9 @@ class Ocpp201Adapter:
         """Send now when registered; offline it is dropped (the reconnect sends the latest).
         A running transaction's new charging state is a TransactionEvent (queued)."""
         self._transactions.status_changed(connector_id, status)
+        idle = self._control.view(connector_id).transaction is None
+        if status is ConnectorStatus.AVAILABLE and idle:
+            self._profiles.connector_idle(connector_id)  # a remote start that never began
         event = self._faults.changed(connector_id, fault, self._clock())
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
@@ -291,13 +327,22 @@ class Ocpp201Adapter:
 
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)
+        self._profiles.transaction_started(tx)
+        self._rates.forget(tx.connector_id)
 
     def transaction_stopped(self, tx: Transaction) -> None:
         self._transactions.stopped(tx)
+        self._profiles.transaction_stopped(tx)
+        self._rates.forget(tx.connector_id)
 
     def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
-        """Keep the latest reading; the TxUpdatedInterval timer decides what is sent."""
-        self._latest[sample.connector_id] = sample
+        """Keep the latest reading (the timers decide what is sent); while a transaction
+        runs, an offer that moved by more than LimitChangeSignificance is an Updated
+        (ChargingRateChanged)."""
+        connector_id = sample.connector_id
+        self._latest[connector_id] = sample
+        if tx is not None and self._rates.changed(connector_id, sample.offered_a):
+            self._transactions.updated(connector_id, "ChargingRateChanged")
 
     async def authorize(self, id_tag: str) -> AuthResult:
         """The cache (LocalPreAuthorize), else the CSMS (Authorize, C01), else the offline

@@ -38,6 +38,7 @@ from controller.ocpp201.reports import report_data, split
 from controller.ocpp201.reservation_handlers import ReservationHandlers
 from controller.ocpp201.security_handlers import SecurityHandlers
 from controller.ocpp201.services import Services
+from controller.ocpp201.smart_charging_handlers import SmartChargingHandlers
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES, FrameProblem
 from controller.ocppj.serving import CallServing
@@ -53,6 +54,7 @@ class Ocpp201ChargePoint(
     SecurityHandlers,
     AuthHandlers,
     ReservationHandlers,
+    SmartChargingHandlers,
     CallServing,
     ChargePoint,
 ):

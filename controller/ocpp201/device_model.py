@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class DataType(StrEnum):
     """OCPP 2.0.1 DataEnumType (the subset this table uses)."""
 
     INTEGER = "integer"
+    DECIMAL = "decimal"
     BOOLEAN = "boolean"
     STRING = "string"
     MEMBER_LIST = "MemberList"
@@ -70,8 +72,9 @@ class SetStatus(StrEnum):
 class VariableDef:
     """One component variable: its Actual attribute's type, default and bounds.
 
-    ``min_value``/``max_value`` bound an integer; ``max_length`` a string; ``secret``
-    variables are never shown (WriteOnly); ``reboot_required`` ones apply at the next boot.
+    ``min_value``/``max_value`` bound a number; ``max_length`` a string; ``members`` are
+    what a MemberList may hold (None: :data:`MEASURANDS`); ``secret`` variables are never
+    shown (WriteOnly); ``reboot_required`` ones apply at the next boot.
     """
 
     component: str
@@ -85,6 +88,7 @@ class VariableDef:
     max_length: int | None = None
     unit: str | None = None
     reboot_required: bool = False
+    members: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -105,13 +109,25 @@ class VariableDef:
                 return f"must be at least {self.min_value}, got {number}"
             if self.max_value is not None and number > self.max_value:
                 return f"must be at most {self.max_value}, got {number}"
+        elif self.data_type is DataType.DECIMAL:
+            try:
+                decimal = float(value)
+            except ValueError:
+                return f"must be a number, got {value!r}"
+            if not math.isfinite(decimal):
+                return f"must be a finite number, got {value!r}"
+            if self.min_value is not None and decimal < self.min_value:
+                return f"must be at least {self.min_value}, got {value}"
+            if self.max_value is not None and decimal > self.max_value:
+                return f"must be at most {self.max_value}, got {value}"
         elif self.data_type is DataType.BOOLEAN:
             if value not in ("true", "false"):
                 return f"must be true or false, got {value!r}"
         elif self.data_type is DataType.MEMBER_LIST:
-            unknown = [m for m in value.split(",") if m and m not in MEASURANDS]
+            members = self.members or MEASURANDS
+            unknown = [m for m in value.split(",") if m and m not in members]
             if unknown:
-                return f"unknown measurand(s) {', '.join(unknown)}; known: {', '.join(MEASURANDS)}"
+                return f"unknown member(s) {', '.join(unknown)}; known: {', '.join(members)}"
         if self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters, got {len(value)}"
         return None
@@ -233,6 +249,36 @@ VARIABLES: tuple[VariableDef, ...] = (
     _int("SecurityCtrlr", "CertSigningWaitMinimum", 60, min_value=0, unit="s"),
     _int("SecurityCtrlr", "CertSigningRepeatTimes", 3, min_value=0),
     *AUTHORIZATION_VARIABLES,
+    # --- smart charging (K): what SetChargingProfile may install; Entries is live ---------
+    _bool("SmartChargingCtrlr", "Enabled", True),
+    VariableDef("SmartChargingCtrlr", "Available", DataType.BOOLEAN, "true", Mutability.READ_ONLY),
+    _int("SmartChargingCtrlr", "Entries", 0, mutability=Mutability.READ_ONLY, max_value=16),
+    _int("SmartChargingCtrlr", "ProfileStackLevel", 8, mutability=Mutability.READ_ONLY),
+    _int("SmartChargingCtrlr", "PeriodsPerSchedule", 48, mutability=Mutability.READ_ONLY),
+    VariableDef(
+        "SmartChargingCtrlr",
+        "RateUnit",
+        DataType.MEMBER_LIST,
+        "A,W",
+        Mutability.READ_ONLY,
+        members=("A", "W"),
+    ),
+    VariableDef(
+        "SmartChargingCtrlr",
+        "LimitChangeSignificance",
+        DataType.DECIMAL,
+        "10",
+        min_value=0,
+        max_value=100,
+        unit="Percent",
+    ),
+    # --- clock-aligned meter values (J01); off until configured, so that a new station
+    # sends no unasked-for traffic (a 2.0.1 CSMS sets AlignedDataCtrlr at its first boot) ---
+    _int("AlignedDataCtrlr", "Interval", 0, min_value=0, max_value=86400, unit="s"),
+    _measurands("AlignedDataCtrlr", "Measurands", "Energy.Active.Import.Register"),
+    _bool("AlignedDataCtrlr", "SendDuringIdle", False),
+    _int("AlignedDataCtrlr", "TxEndedInterval", 0, min_value=0, max_value=86400, unit="s"),
+    _measurands("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register"),
 )
 
 
@@ -350,6 +396,10 @@ class DeviceModel:
 
     def get_list(self, key: str) -> list[str]:
         return [item for item in self._values[key].split(",") if item]
+
+    def get_float(self, key: str) -> float:
+        """A decimal (or integer) variable's Actual value."""
+        return float(self._values[key])
 
     def get_int(self, key: str) -> int:
         defn = self._defs[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ocpp.v201 import call
 from ocpp.v201.datatypes import ChargingStationType
 
+from controller.charging_schedule import ConnectorRating
 from controller.csms.adapter import AdapterContext
 from controller.csms.firmware import running_version
 from controller.csms.firmware_policy import FirmwarePolicy
@@ -73,4 +74,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         security=security,
         firmware_policy=firmware_policy,
         firmware_installer=context.firmware_installer,
+        connector_ratings={
+            c.id: ConnectorRating(c.phases, c.max_current_a) for c in config.connectors
+        },
     )

@@ -1,13 +1,15 @@
 """The CSMS's remote control of the station (F01-F06, G03, B11, P01), as a mixin of
 :class:`~controller.ocpp201.charge_point.Ocpp201ChargePoint`.
 
-RequestStartTransaction/RequestStopTransaction, GetTransactionStatus, Reset
-(Immediate/OnIdle, the whole station; a ResetOrReboot security event), ChangeAvailability
-(station or EVSE; Scheduled while a transaction runs), UnlockConnector, TriggerMessage
-(BootNotification while not accepted, Heartbeat, StatusNotification, MeterValues,
-TransactionEvent, FirmwareStatusNotification, SignChargingStationCertificate) and DataTransfer
-(no vendor extensions: UnknownVendorId). Each ``@on`` handler answers at once; what
-follows the answer (a reset, a triggered message) runs from ``@after`` in a task.
+RequestStartTransaction (its TxProfile held by the smart-charging service before the
+start is asked, released if the start is refused) and RequestStopTransaction,
+GetTransactionStatus, Reset (Immediate/OnIdle, the whole station; a ResetOrReboot security
+event), ChangeAvailability (station or EVSE; Scheduled while a transaction runs),
+UnlockConnector, TriggerMessage (BootNotification while not accepted, Heartbeat,
+StatusNotification, MeterValues, TransactionEvent, FirmwareStatusNotification,
+SignChargingStationCertificate) and DataTransfer (no vendor extensions: UnknownVendorId).
+Each ``@on`` handler answers at once; what follows the answer (a reset, a triggered
+message) runs from ``@after`` in a task.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from controller.domain import Answer, ResetKind, Transaction
 from controller.ocpp201 import boot_reason
 from controller.ocpp201.meter_values import meter_value
 from controller.ocpp201.security_wire import firmware_status_request
+from controller.ocpp201.smart_charging import SmartChargingVariables
 from controller.ocpp201.status import status_request
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
@@ -100,16 +103,23 @@ class RemoteHandlers:
         if evse_id is not None and evse_id not in control.connector_ids:
             log.info("RequestStartTransaction for unknown EVSE %s: Rejected", evse_id)
             return call_result.RequestStartTransaction(REJECTED)
-        if charging_profile is not None:
-            log.info("RequestStartTransaction with a chargingProfile: not supported, Rejected")
-            return call_result.RequestStartTransaction(REJECTED)
-        self._s.token_kinds.note(id_token)  # the Started event names it as the CSMS did
         id_tag = str(id_token["id_token"])
+        held = None
+        if charging_profile is not None:  # F01.FR.08-12: a TxProfile for the new transaction
+            if not SmartChargingVariables(self._s.model).enabled:
+                log.info("RequestStartTransaction with a profile, smart charging off: Rejected")
+                return call_result.RequestStartTransaction(REJECTED)
+            held = await self._s.profiles.hold_for_remote_start(evse_id, id_tag, charging_profile)
+            if held is None:
+                return call_result.RequestStartTransaction(REJECTED)
+        self._s.token_kinds.note(id_token)  # the Started event names it as the CSMS did
         self._s.transactions.remote_start_expected(evse_id, remote_start_id, id_tag)
         authorized = not self._s.model.get_bool("AuthCtrlr.AuthorizeRemoteStart")
         accepted = await control.remote_start(id_tag, evse_id, authorized)
         if not accepted:
             self._s.transactions.remote_start_expected(evse_id, None)
+            if held is not None:
+                self._s.profiles.release(held)  # the start was refused: its profile goes
         return call_result.RequestStartTransaction(ACCEPTED if accepted else REJECTED)
 
     @on(Action.request_stop_transaction)

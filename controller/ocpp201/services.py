@@ -12,6 +12,7 @@ from ocpp.v201 import call
 from controller.csms.auth import Authorizer
 from controller.csms.calls import Spawn
 from controller.csms.reservations import ReservationBook
+from controller.csms.smart_charging import SmartCharging
 from controller.domain import ChargePointControl, MeterSample
 from controller.ocpp201.auth import TokenKinds
 from controller.ocpp201.device_model import DeviceModel
@@ -35,3 +36,4 @@ class Services:
     # --- authorization and reservations (C, D, H) ---
     token_kinds: TokenKinds
     reservations: ReservationBook
+    profiles: SmartCharging  # charging profiles (K), version-neutral

@@ -7,11 +7,14 @@ MessageAttemptIntervalTransactionEvent apart (OCPPCommCtrlr), across restarts:
 - ``Started`` when the supervisor starts a transaction (the id was authorized with the EV
   connected: the start point is Authorized+EVConnected), with the idToken, the EVSE and
   the register as Transaction.Begin;
-- ``Updated`` when the charging state changes (ChargingStateChanged) and every
-  SampledDataCtrlr.TxUpdatedInterval with TxUpdatedMeasurands (MeterValuePeriodic);
-- ``Ended`` when it stops, with the stoppedReason and the register as Transaction.End; a
-  transaction interrupted by a power cut is ended by :mod:`controller.recovery` with
-  PowerLoss as for 1.6.
+- ``Updated`` when the charging state changes (ChargingStateChanged), every
+  SampledDataCtrlr.TxUpdatedInterval with TxUpdatedMeasurands (MeterValuePeriodic), and
+  what :meth:`TransactionEvents.updated` is given (clock-aligned values: MeterValueClock;
+  a significant change of the offered current: ChargingRateChanged);
+- ``Ended`` when it stops, with the stoppedReason, the clock-aligned values kept for it
+  (AlignedDataCtrlr.TxEndedInterval, :meth:`TransactionEvents.keep_for_end`) and the
+  register as Transaction.End; a transaction interrupted by a power cut is ended by
+  :mod:`controller.recovery` with PowerLoss as for 1.6.
 
 The transactionId is the charger's own (the journal's id: 32 hex digits, kept across
 restarts); ``seqNo`` counts each transaction's events from 0 and is stored per connector, so
@@ -57,6 +60,8 @@ _CHARGING_STATE = {
     ConnectorStatus.FINISHING: "EVConnected",
 }
 #: StopReason -> (stoppedReason, triggerReason of the Ended event).
+#: Clock-aligned values kept per transaction for its Ended; beyond it every other one goes.
+MAX_ENDED_VALUES = 240
 _STOPPED = {
     StopReason.LOCAL: ("Local", "StopAuthorized"),
     StopReason.REMOTE: ("Remote", "RemoteStop"),
@@ -137,6 +142,7 @@ class TransactionEvents:
         #: until a session starts there.
         self._remote_starts: dict[int, tuple[int, str | None]] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
+        self._for_end: dict[int, list[WireDict]] = {}  # TxEnded values, by connector
 
     def running(self) -> list[Transaction]:
         return list(self._running.values())
@@ -149,8 +155,10 @@ class TransactionEvents:
         at: dt.datetime,
         info: dict[str, Any] | None = None,
         meter: WireDict | None = None,
+        before: list[WireDict] | None = None,
         **extra: Any,
     ) -> None:
+        """Queue one event; ``before`` are meter values that go ahead of ``meter``."""
         event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
         body: dict[str, Any] = {
             "event_type": event_type[kind],
@@ -162,8 +170,9 @@ class TransactionEvents:
         }
         if not self._registered():
             body["offline"] = True
-        if meter is not None:
-            body["meter_value"] = [meter]
+        values = [*(before or []), *([] if meter is None else [meter])]
+        if values:
+            body["meter_value"] = values
         self.queue.put(TxMessage(kind, tx.local_id, body))
 
     def remote_start_expected(
@@ -244,10 +253,33 @@ class TransactionEvents:
         if value is not None:
             self._event(TxKind.METER, tx, "MeterValuePeriodic", sample.timestamp, meter=value)
 
+    def updated(self, connector_id: int, trigger: str, meter: WireDict | None = None) -> bool:
+        """Queue Updated with ``trigger`` (and ``meter``) for the connector's running
+        transaction; False when none runs there."""
+        tx = self._running.get(connector_id)
+        if tx is None:
+            return False
+        self._event(TxKind.METER, tx, trigger, self._clock(), meter=meter)
+        return True
+
+    def keep_for_end(self, connector_id: int, meter: WireDict) -> None:
+        """Keep ``meter`` for the Ended of the connector's running transaction (thinned to
+        every other one beyond :data:`MAX_ENDED_VALUES`)."""
+        if connector_id not in self._running:
+            return
+        kept = self._for_end.setdefault(connector_id, [])
+        kept.append(meter)
+        if len(kept) > MAX_ENDED_VALUES:
+            kept[:] = kept[::2]
+
     def stopped(self, tx: Transaction) -> None:
-        """Queue Ended with the stoppedReason and the register at the end."""
+        """Queue Ended with the stoppedReason, the values kept for it and the register at
+        the end."""
+        kept = self._for_end.pop(tx.connector_id, [])
         if self._running.get(tx.connector_id) is tx:
             del self._running[tx.connector_id]
+        else:
+            kept = []  # not the transaction they were kept for
         self._states.pop(tx.connector_id, None)
         reason = tx.stop_reason or StopReason.OTHER
         stopped, trigger = _STOPPED[reason]
@@ -263,6 +295,7 @@ class TransactionEvents:
             at,
             {"charging_state": "Idle", "stopped_reason": stopped},
             self._energy(meter_stop, at, "Transaction.End"),
+            before=kept,
             **extra,
         )
 

@@ -90,10 +90,6 @@ class SmartChargingHandlers:
                 "duration": answer.duration_s,
                 "start_schedule": start,
                 "charging_rate_unit": answer.unit.value,
-                "charging_schedule_period": [
-                    {"start_period": offset, "limit": limit}
-                    | ({} if phases is None else {"number_phases": phases})
-                    for offset, limit, phases in answer.periods
-                ],
+                "charging_schedule_period": answer.wire_periods(),
             },
         )
