@@ -30,6 +30,8 @@ from hw_sim.rfid import SimRdm6300, rdm6300_frame
 from tests.support.card_reader import Harness
 from tests.support.wait import until
 
+pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
+
 CARD = bytes.fromhex("0a00c3d2e1")
 CARD_HEX = "0A00C3D2E1"
 OTHER = bytes.fromhex("1f2e3d4c5b")
