@@ -382,6 +382,11 @@ class AdcPilotSensor:
         """The last debounced state (loop thread); None until the first one settles."""
         return self._state
 
+    @property
+    def calibration(self) -> FrontEndCalibration:
+        """How this board's ADC voltages map to CP volts (``check-hw`` reads with it)."""
+        return self._calibration
+
     def wake(self) -> None:
         """Sample now rather than at the end of the current pause (any thread): the generator
         calls this when the duty changes, so a new PWM is watched at its rate at once."""

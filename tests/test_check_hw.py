@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -25,6 +26,7 @@ from controller.check_hw import (
     CpWatch,
     Outcome,
     StepResult,
+    Waits,
     check_contactor,
     check_hardware,
     run_check_hw,
@@ -33,6 +35,7 @@ from controller.check_hw import (
 from controller.config import Config, parse_config
 from controller.hardware import Hardware
 from controller.sim_root import SimCharger
+from drivers.pilot_levels import FrontEndCalibration
 from tests.support.sim_hardware import simulated_hardware
 from tests.support.wait import until
 
@@ -67,13 +70,15 @@ async def run_checks(
     *,
     tap: str | None = "04A1B2C3",
     card_timeout_s: float = 3.0,
+    tester_s: float = 0.0,
 ) -> tuple[dict[str, StepResult], str]:
     out = io.StringIO()
     tapper = asyncio.create_task(_tap_when_asked(sim, out, tap)) if tap else None
+    waits = Waits(
+        card_s=card_timeout_s, click_hold_s=CLICK_HOLD_S, tester_s=tester_s, led_hold_s=0.01
+    )
     try:
-        results = await check_hardware(
-            hardware, config, out, card_timeout_s=card_timeout_s, click_hold_s=CLICK_HOLD_S
-        )
+        results = await check_hardware(hardware, config, out, waits)
     finally:
         if tapper is not None:
             tapper.cancel()
@@ -88,8 +93,10 @@ ALL_PASS = {
     "meter": Outcome.PASS,
     "cp": Outcome.PASS,
     "contactor": Outcome.PASS,
+    "pwm": Outcome.PASS,
     "rcm": Outcome.PASS,
     "temperature": Outcome.PASS,
+    "led": Outcome.LOOK,  # only a person can see the LED
     "card": Outcome.PASS,
 }
 
@@ -102,8 +109,112 @@ async def test_good_wiring_passes_every_step_and_prints_the_values(tmp_path: Pat
     assert "1.234 kWh" in results["meter"].detail
     assert results["cp"].detail == "+12.0 V with the PWM off: state A (no EV connected)"
     assert results["card"].detail == "UID 04A1B2C3"
-    assert "result: no step failed (6 steps)" in text
+    assert "result: no step failed (8 steps)" in text
     assert "FAIL" not in text
+
+
+async def test_the_pwm_step_measures_both_swings_against_the_reference_levels(
+    tmp_path: Path,
+) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        results, _ = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.05)
+        assert hardware.connector(1).pilot.generator.duty_pct == 0.0  # left in state F
+    assert results["pwm"].outcome is Outcome.PASS
+    assert results["pwm"].detail == (
+        "10 % PWM: positive swing +12.0 V, negative swing -12.0 V (reference +12.0 / -12.0 V)"
+    )
+
+
+async def test_a_negative_swing_off_minus_12_v_fails_the_pwm_step(tmp_path: Path) -> None:
+    """A board whose AIN1 divider is not the reference's (a wrong resistor): -14 V."""
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.calibration = FrontEndCalibration(low_offset_v=-13.0)
+        results, _ = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.05)
+    pwm = results["pwm"]
+    assert pwm.outcome is Outcome.FAIL
+    assert "negative swing -14.0 V" in pwm.detail
+    assert "-12 V output of the DC/DC" in pwm.fix and "--calibrate" in pwm.fix
+
+
+async def _plug_tester_when_asked(sim: SimCharger, out: io.StringIO) -> None:
+    """A person with an EV tester: plugs it in once check-hw asks for it."""
+    await until(lambda: "plug in the EV tester" in out.getvalue(), what="the tester prompt")
+    sim.connector(1).ev.plug()
+
+
+async def run_with_tester(
+    sim: SimCharger, hardware: Hardware, config: Config, *, tester_s: float = 5.0
+) -> tuple[dict[str, StepResult], str, list[bool]]:
+    coil: list[bool] = []
+    sim.connector(1).contactor.add_coil_listener(coil.append)
+    out = io.StringIO()
+    person = asyncio.create_task(_plug_tester_when_asked(sim, out))
+    waits = Waits(card_s=0.05, click_hold_s=CLICK_HOLD_S, tester_s=tester_s, led_hold_s=0.0)
+    try:
+        results = await check_hardware(hardware, config, out, waits)
+    finally:
+        person.cancel()
+    return {r.step: r for r in results}, out.getvalue(), coil
+
+
+async def test_an_ev_tester_gives_the_cable_rating_and_its_diode_passes(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        results, text, coil = await run_with_tester(sim, hardware, config)
+    assert results["pp"].outcome is Outcome.PASS
+    assert results["pp"].detail == "PP-PE 220 Ohm: a 32 A cable"
+    assert results["diode"].outcome is Outcome.PASS
+    assert results["diode"].detail.startswith(
+        "the EV's diode blocks: positive swing +6.0 V (state C)"
+    )
+    assert "negative swing -12.0 V" in results["diode"].detail
+    assert coil.count(True) == 1  # the contactor step's click only, before the tester came
+    assert text.index("contactor   PASS") < text.index("plug in the EV tester")
+    assert "unplug the EV tester" in text
+
+
+async def test_a_tester_without_its_diode_fails_the_diode_step(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        sim.inject(1, "diode")
+        results, _, coil = await run_with_tester(sim, hardware, config)
+    diode = results["diode"]
+    assert diode.outcome is Outcome.FAIL
+    assert diode.detail.startswith("NO DIODE: the negative swing is not held at -12 V")
+    assert "never gets mains" in diode.fix
+    assert coil.count(True) == 1
+
+
+async def test_without_a_tester_pp_and_the_diode_are_skipped_not_passed(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (_sim, hardware, config):
+        out = io.StringIO()
+        waits = Waits(card_s=0.05, click_hold_s=CLICK_HOLD_S, tester_s=0.3, led_hold_s=0.0)
+        results = {r.step: r for r in await check_hardware(hardware, config, out, waits)}
+    for step in ("pp", "diode"):
+        assert results[step].outcome is Outcome.SKIP
+        assert results[step].detail == "no EV tester plugged in within 0.3 s"
+
+
+async def test_the_led_shows_every_pattern_on_its_pin_and_asks_a_person(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        pin = sim.factory.pin(24)
+        before = len(pin.states)
+        out = io.StringIO()
+        waits = Waits(card_s=0.05, click_hold_s=CLICK_HOLD_S, tester_s=0.0, led_hold_s=0.6)
+        results = {r.step: r for r in await check_hardware(hardware, config, out, waits)}
+        shown = [s.state for s in pin.states[before:]]
+        assert pin.state is False  # off again
+    assert results["led"].outcome is Outcome.LOOK
+    assert "did the LED follow them?" in results["led"].detail
+    assert shown.count(True) >= 4  # steady, a slow and fast blink, a double flash
+    for meaning in ("steady on", "slow blink", "fast blink", "double flash"):
+        assert f"LED now: {meaning}" in out.getvalue()
+
+
+async def test_the_contactor_step_says_what_to_power_for_a_230_v_coil(tmp_path: Path) -> None:
+    async with simulated(tmp_path) as (sim, hardware, config):
+        _, text = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.05)
+    explained = text[: text.index("contactor   PASS")]
+    assert "A 230 V coil pulls in only with mains on its control circuit" in explained
+    assert "mirror (NC) feedback contact on GPIO27 must say 'main contacts open'" in explained
 
 
 async def test_a_welded_contactor_fails_and_says_do_not_charge(tmp_path: Path) -> None:
@@ -116,7 +227,7 @@ async def test_a_welded_contactor_fails_and_says_do_not_charge(tmp_path: Path) -
     assert "still closed" in contactor.detail
     assert "WELDED" in contactor.fix and "do not charge" in contactor.fix
     assert "feedback GPIO27" in contactor.detail
-    assert "2 of 6 steps FAILED (contactor, card)" in text
+    assert "2 of 8 steps FAILED (contactor, card)" in text
 
 
 async def test_a_silent_meter_fails_with_the_rs485_hints(tmp_path: Path) -> None:
@@ -178,6 +289,7 @@ async def test_a_car_plugged_in_means_the_contactor_is_not_touched(tmp_path: Pat
     assert contactor.detail == ("refused to switch: the CP says an EV is connected (state B)")
     assert contactor.fix == "unplug the car and run check-hw again"
     assert True not in energized
+    assert results["pwm"].outcome is Outcome.SKIP  # the PWM step needs nothing plugged in
 
 
 async def test_a_shorted_cp_is_named_state_e_and_the_contactor_stays_off(tmp_path: Path) -> None:
@@ -274,9 +386,16 @@ async def test_a_contactor_without_feedback_is_clicked_but_not_claimed_checked(
 async def test_run_check_hw_exit_codes_on_the_simulation(tmp_path: Path) -> None:
     out = io.StringIO()
     config = parse_config({"meter": FAST_METER})
-    code = await run_check_hw(config, out, sim=True, card_timeout_s=0.1, click_hold_s=0.01)
+    waits = Waits(card_s=0.1, click_hold_s=0.01, tester_s=0.0, led_hold_s=0.0)
+    code = await run_check_hw(config, out, sim=True, waits=waits)
     assert code == 1  # nobody tapped a card
     assert "card        FAIL  no card within 0.1 s" in out.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def picharge(*args: str) -> subprocess.CompletedProcess[str]:
@@ -292,13 +411,21 @@ def picharge(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_hw_command_line_runs_on_the_simulation(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[meter]\ntimeout_s = 0.2\nretries = 0\n")
-    result = picharge("check-hw", "--sim", "--config", str(config), "--card-timeout", "0.2")
+    result = picharge(
+        "check-hw",
+        "--sim",
+        "--config",
+        str(config),
+        "--card-timeout",
+        "0.2",
+        *("--tester-timeout", "0", "--led-hold", "0", "--sim-control", f"127.0.0.1:{free_port()}"),
+    )
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("picharge check-hw: 1 connector(s) on simulated hardware")
-    for step in ("meter", "cp", "contactor", "rcm", "temperature"):
+    for step in ("meter", "cp", "contactor", "pwm", "rcm", "temperature"):
         assert any(line.split()[:2] == [step, "PASS"] for line in lines), result.stdout
-    assert "result: 1 of 6 steps FAILED (card)" in result.stdout
+    assert "result: 1 of 8 steps FAILED (card)" in result.stdout
 
 
 @pytest.mark.parametrize(
