@@ -107,8 +107,7 @@ async def calibrate(hardware: Hardware, config: Config, path: Path, out: TextIO)
         calibration = await measure(c)
         print(
             f"connector {c.id}: +12 V reads {calibration.adc_high_v:.4f} V on AIN0, -12 V reads "
-            f"{calibration.adc_low_v:.4f} V on AIN1: gain {calibration.gain:.4f}, offset "
-            f"{calibration.offset_v:+.4f} V",
+            f"{calibration.adc_low_v:.4f} V on AIN1",
             file=out,
             flush=True,
         )
@@ -121,6 +120,10 @@ async def calibrate(hardware: Hardware, config: Config, path: Path, out: TextIO)
                 file=out,
             )
             return 1
+        print(
+            f"connector {c.id}: gain {calibration.gain:.4f}, offset {calibration.offset_v:+.4f} V",
+            file=out,
+        )
         results.append((index, calibration))
     try:
         await asyncio.to_thread(write_calibrations, path, results)

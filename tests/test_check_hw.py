@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,10 +33,12 @@ from controller.check_hw import (
     run_check_hw,
     with_sim_reader_type,
 )
+from controller.check_hw_calibrate import calibrate
 from controller.config import Config, parse_config
+from controller.config_edit import ConfigEditError, set_array_table_keys
 from controller.hardware import Hardware
 from controller.sim_root import SimCharger
-from drivers.pilot_levels import FrontEndCalibration
+from drivers.pilot_levels import DEFAULT_CP_GAIN, DEFAULT_CP_OFFSET_V, FrontEndCalibration
 from tests.support.sim_hardware import simulated_hardware
 from tests.support.wait import until
 
@@ -473,3 +476,86 @@ def test_a_machine_without_a_gpio_library_is_named_not_mistaken_for_a_busy_servi
     assert "Traceback" not in result.stderr
     assert "systemctl stop" not in result.stdout
     assert "PASS" not in result.stdout
+
+
+# --- check-hw --calibrate -----------------------------------------------------------------
+
+HAND_WRITTEN = """# my wallbox
+[meter]
+timeout_s = 0.2   # fast
+retries = 0
+
+[[connector]]
+# the garage socket
+max_current_a = 16
+phases = 1
+cp_adc_gain = 9.5  # guessed
+
+[rfid]
+type = "pn532_uart"
+"""
+
+
+def _connector_keys(path: Path) -> dict[str, Any]:
+    return dict(tomllib.loads(path.read_text())["connector"][0])
+
+
+def test_calibrate_writes_gain_and_offset_keeping_the_rest_of_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(HAND_WRITTEN)
+    result = picharge("check-hw", "--sim", "--config", str(config), "--calibrate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"wrote cp_adc_gain and cp_adc_offset_v into {config}" in result.stdout
+    text = config.read_text()
+    for line in ("# my wallbox", "timeout_s = 0.2   # fast", "# the garage socket", "[rfid]"):
+        assert line in text
+    keys = _connector_keys(config)
+    assert keys["cp_adc_gain"] == pytest.approx(DEFAULT_CP_GAIN, abs=0.01)
+    assert keys["cp_adc_offset_v"] == pytest.approx(DEFAULT_CP_OFFSET_V, abs=0.02)
+    assert (keys["max_current_a"], keys["phases"]) == (16, 1)
+
+
+async def test_calibrate_measures_the_board_not_the_configuration(tmp_path: Path) -> None:
+    """A board whose dividers differ from the reference (9.4 / -15.4): that is what lands."""
+    path = tmp_path / "config.toml"
+    path.write_text(HAND_WRITTEN)
+    board = FrontEndCalibration(
+        high_gain=9.4, high_offset_v=-15.4, low_gain=9.4, low_offset_v=-15.4
+    )
+    async with simulated(tmp_path / "sim") as (sim, hardware, config):
+        sim.calibration = board
+        assert await calibrate(hardware, config, path, io.StringIO()) == 0
+    keys = _connector_keys(path)
+    assert keys["cp_adc_gain"] == pytest.approx(9.4, abs=0.01)
+    assert keys["cp_adc_offset_v"] == pytest.approx(-15.4, abs=0.02)
+
+
+@pytest.mark.parametrize("fault", ["plugged", "cp"])
+async def test_calibrate_refuses_implausible_levels_and_writes_nothing(
+    tmp_path: Path, fault: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(HAND_WRITTEN)
+    out = io.StringIO()
+    async with simulated(tmp_path / "sim") as (sim, hardware, config):
+        if fault == "plugged":
+            sim.connector(1).ev.plug()  # a car reads 9 V where +12 V is expected
+        else:
+            sim.inject(1, "cp")
+        assert await calibrate(hardware, config, path, out) == 1
+    assert "REFUSED, nothing written" in out.getvalue()
+    why = "from the reference board's" if fault == "plugged" else "does not read above"
+    assert why in out.getvalue()
+    assert path.read_text() == HAND_WRITTEN
+
+
+def test_calibration_edits_add_a_connector_table_when_there_is_none() -> None:
+    text = "# only a meter\n[meter]\nmodel = 'sdm630'\n"
+    edited = set_array_table_keys(text, "connector", 0, {"cp_adc_gain": 9.2}, "measured")
+    assert edited.startswith(text)
+    assert tomllib.loads(edited)["connector"] == [{"cp_adc_gain": 9.2}]
+    with pytest.raises(ConfigEditError):
+        set_array_table_keys(text, "connector", 1, {"cp_adc_gain": 9.2})
+    inline = "connector = [{ max_current_a = 16 }]\n"
+    with pytest.raises(ConfigEditError):  # not line by line: refused, never half-edited
+        set_array_table_keys(inline, "connector", 0, {"cp_adc_gain": 9.2})

@@ -194,6 +194,24 @@ def test_on_raspberry_pi_os_raspi_config_enables_i2c_uart_and_pwm(staging: Stagi
     assert not [c for c in commands if c.startswith("udevadm")]
 
 
+@pytest.mark.parametrize(
+    ("example", "overlay"),
+    [("three-phase-sdm630-pn532-i2c", True), (None, False)],
+)
+def test_the_one_wire_overlay_is_added_only_when_a_temperature_sensor_is_configured(
+    staging: Staging, example: str | None, overlay: bool
+) -> None:
+    boot = staging.root / "boot/firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text("[all]\n")
+    args = ["--example", example] if example else []
+    assert staging.run(INSTALL, *args).returncode == 0
+    assert staging.run(INSTALL).returncode == 0  # an upgrade: nothing added twice
+    config_txt = (boot / "config.txt").read_text()
+    assert config_txt.count("dtoverlay=w1-gpio,gpiopin=4") == (1 if overlay else 0)
+    assert config_txt.count("dtoverlay=pwm") == 1
+
+
 def test_an_unknown_example_or_option_is_refused(staging: Staging) -> None:
     result = staging.run(INSTALL, "--example", "no-such-build")
     assert result.returncode == 2
