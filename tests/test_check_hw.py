@@ -431,6 +431,45 @@ def test_check_hw_command_line_runs_on_the_simulation(tmp_path: Path) -> None:
     assert "result: 1 of 8 steps FAILED (card)" in result.stdout
 
 
+def test_every_step_passes_on_the_simulation_with_a_person_at_the_sim_control(
+    tmp_path: Path,
+) -> None:
+    """The real CLI end to end: a person plugs the tester, unplugs it and taps a card with
+    `picharge sim` in a second terminal, each when check-hw asks."""
+    config = tmp_path / "config.toml"
+    config.write_text("[meter]\ntimeout_s = 0.2\nretries = 0\n")
+    control = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "controller.cli", "check-hw", "--sim", "--config"]
+    args = ("--tester-timeout", "20", "--card-timeout", "20", "--led-hold", "0")
+    errors = (tmp_path / "stderr").open("w")
+    check = subprocess.Popen(
+        [*command, str(config), *args, "--sim-control", control],
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        text=True,
+    )
+    person = {"plug in the EV tester": ["plug"], "unplug the EV tester": ["unplug"]}
+    person["hold a card"] = ["tap", "04A1B2C3"]
+    lines: list[str] = []
+    try:
+        assert check.stdout is not None
+        for line in check.stdout:
+            lines.append(line)
+            for prompt, action in person.items():
+                if prompt in line:
+                    assert picharge("sim", *action, "--control", control).returncode == 0
+        code = check.wait(timeout=30)
+    finally:
+        check.kill()
+        check.wait()
+        errors.close()
+    text = "".join(lines)
+    assert code == 0, text + (tmp_path / "stderr").read_text()
+    for step in ("meter", "cp", "contactor", "pwm", "rcm", "temperature", "pp", "diode", "card"):
+        assert any(line.split()[:2] == [step, "PASS"] for line in lines), text
+    assert "result: no step failed (10 steps)" in text
+
+
 @pytest.mark.parametrize(
     ("content", "sim", "message"),
     [
