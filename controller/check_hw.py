@@ -4,16 +4,23 @@ Per connector: read the meter and print its values; read the CP with the PWM off
 a steady +12 V from the EVSE side) and name the IEC 61851 state; click the contactor and
 check that the feedback contact follows, only in state A (no EV connected), with the PWM
 still off so no car could draw current even if one were plugged in at that moment (the
-contactor also opens at once if the CP leaves A while it is closed); run the RCM self-test;
-read the temperature sensor if one is configured. Then wait (bounded) for a card at the
-reader and print its UID. Each step prints PASS, FAIL (with the reason and what to check
-in the wiring) or SKIP (nothing configured to check). Exit code 0 when nothing failed, 1
-otherwise; a bad configuration exits with 2 before any pin moves.
+contactor also opens at once if the CP leaves A while it is closed), after saying what to
+power for a 230 V coil and what the feedback must show; run the PWM at 6 A with nothing
+plugged in and measure both swings against +12/-12 V; run the RCM self-test; read the
+temperature sensor if one is configured; then ask for an EV tester (bounded, SKIP without
+one), read PP into a cable rating and let the CP sensor judge the diode with the PWM on
+(:mod:`controller.check_hw_pilot`). Then show every LED pattern (LOOK: a person judges) and
+wait (bounded) for a card at the reader and print its UID. Each step prints PASS, FAIL
+(with the reason and what to check in the wiring), SKIP (nothing configured to check) or
+LOOK. Exit code 0 when nothing failed, 1 otherwise; a bad configuration exits with 2
+before any pin moves. ``--calibrate`` measures the CP levels and writes the board's gain and
+offset instead (:mod:`controller.check_hw_calibrate`).
 
 It drives the same drivers as ``picharge run`` (built by
 :func:`controller.hardware.build_hardware`), so stop the service first. ``--sim`` runs it
 against the simulated charger of :mod:`controller.sim_root` (to try it without a Pi, and
-for the tests, which inject each fault there).
+for the tests, which inject each fault there); ``--sim-control`` then lets ``picharge sim``
+plug in the tester and tap cards while check-hw waits for them.
 """
 
 from __future__ import annotations
@@ -166,7 +173,7 @@ async def check_cp(c: ConnectorHardware, cp: CpWatch) -> StepResult:
             "cp",
             Outcome.FAIL,
             f"{volts} with the PWM off fits no IEC 61851 state",
-            "calibrate cp_adc_gain and cp_adc_offset_v for your divider, and check the CP "
+            "calibrate the board (picharge check-hw --calibrate), and check the CP "
             "front end's supply",
         )
     if reading.state in _CP_FAILS:
