@@ -245,6 +245,8 @@ async def check_with_tester(c: ConnectorHardware, report: Report, timeout_s: flo
         plugged = await cp.wait_for(lambda r: r.state in _CAR_STATES, timeout_s)
         if plugged is None:
             why = f"no EV tester plugged in within {timeout_s:g} s"
+            if cp.unreadable is not None:
+                why = f"the CP is unreadable ({cp.unreadable}): see the cp step"
             report.add(StepResult("pp", Outcome.SKIP, why))
             report.add(StepResult("diode", Outcome.SKIP, why))
             return
