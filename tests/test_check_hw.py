@@ -139,6 +139,22 @@ async def test_a_negative_swing_off_minus_12_v_fails_the_pwm_step(tmp_path: Path
     assert "-12 V output of the DC/DC" in pwm.fix and "--calibrate" in pwm.fix
 
 
+async def test_a_pwm_that_does_not_run_fails_naming_the_overlay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No dtoverlay=pwm (or the wrong channel): the pin, and so the CP, stays at +12 V. The
+    negative detector then rests near +5 V, which only a PWM that never ran gives."""
+    async with simulated(tmp_path) as (sim, hardware, config):
+        monkeypatch.setattr(sim.pwm, "output_pct", lambda channel: 100.0)
+        results, _ = await run_checks(sim, hardware, config, tap=None, card_timeout_s=0.05)
+    pwm = results["pwm"]
+    assert results["cp"].outcome is Outcome.PASS  # with the PWM off nothing shows it
+    assert pwm.outcome is Outcome.FAIL
+    assert "positive swing +12.0 V, negative swing +5.1 V" in pwm.detail
+    assert pwm.fix.startswith("no negative swing: the PWM does not run")
+    assert "pwm_channel = 2" in pwm.fix
+
+
 async def _plug_tester_when_asked(sim: SimCharger, out: io.StringIO) -> None:
     """A person with an EV tester: plugs it in once check-hw asks for it."""
     await until(lambda: "plug in the EV tester" in out.getvalue(), what="the tester prompt")
