@@ -272,6 +272,12 @@ def test_the_install_guide_matches_what_is_installed() -> None:
     check_hw = build_parser().parse_args(["check-hw", "--config", "x", "--card-timeout", "5"])
     assert (check_hw.command, check_hw.card_timeout) == ("check-hw", 5.0)
     assert "--card-timeout" in guide and "check-hw --sim" in guide
+    args = ["--tester-timeout", "0", "--led-hold", "1", "--calibrate", "--sim"]
+    check_hw = build_parser().parse_args(["check-hw", "--config", "x", *args])
+    assert (check_hw.tester_timeout, check_hw.led_hold, check_hw.calibrate) == (0.0, 1.0, True)
+    for option in ("--tester-timeout", "--led-hold", "--calibrate", "--sim-control"):
+        assert option in guide, option
+    assert "dtoverlay=w1-gpio,gpiopin=4" in guide
     unit = (REPO / "systemd/picharge.service").read_text()
     assert "WatchdogSec=10\n" in unit and "TimeoutStopSec=15\n" in unit
     assert "stalled after 5 s" in guide and "`WatchdogSec=10`" in guide
