@@ -4,16 +4,23 @@ Per connector: read the meter and print its values; read the CP with the PWM off
 a steady +12 V from the EVSE side) and name the IEC 61851 state; click the contactor and
 check that the feedback contact follows, only in state A (no EV connected), with the PWM
 still off so no car could draw current even if one were plugged in at that moment (the
-contactor also opens at once if the CP leaves A while it is closed); run the RCM self-test;
-read the temperature sensor if one is configured. Then wait (bounded) for a card at the
-reader and print its UID. Each step prints PASS, FAIL (with the reason and what to check
-in the wiring) or SKIP (nothing configured to check). Exit code 0 when nothing failed, 1
-otherwise; a bad configuration exits with 2 before any pin moves.
+contactor also opens at once if the CP leaves A while it is closed), after saying what to
+power for a 230 V coil and what the feedback must show; run the PWM at 6 A with nothing
+plugged in and measure both swings against +12/-12 V; run the RCM self-test; read the
+temperature sensor if one is configured; then ask for an EV tester (bounded, SKIP without
+one), read PP into a cable rating and let the CP sensor judge the diode with the PWM on
+(:mod:`controller.check_hw_pilot`). Then show every LED pattern (LOOK: a person judges) and
+wait (bounded) for a card at the reader and print its UID. Each step prints PASS, FAIL
+(with the reason and what to check in the wiring), SKIP (nothing configured to check) or
+LOOK. Exit code 0 when nothing failed, 1 otherwise; a bad configuration exits with 2
+before any pin moves. ``--calibrate`` measures the CP levels and writes the board's gain and
+offset instead (:mod:`controller.check_hw_calibrate`).
 
 It drives the same drivers as ``picharge run`` (built by
 :func:`controller.hardware.build_hardware`), so stop the service first. ``--sim`` runs it
 against the simulated charger of :mod:`controller.sim_root` (to try it without a Pi, and
-for the tests, which inject each fault there).
+for the tests, which inject each fault there); ``--sim-control`` then lets ``picharge sim``
+plug in the tester and tap cards while check-hw waits for them.
 """
 
 from __future__ import annotations
@@ -24,17 +31,24 @@ import contextlib
 import dataclasses
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
+from controller.check_hw_pilot import CpWatch, check_pwm, check_with_tester
+from controller.check_hw_report import Outcome, Report, StepResult
 from controller.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from controller.hardware import ConnectorHardware, Hardware, build_hardware, log_event
-from drivers.base import CardReader, CpReading, CpState, DriverEvent, MeterReading
+from drivers.base import (
+    CardReader,
+    CpState,
+    DriverEvent,
+    LedPattern,
+    MeterReading,
+    StatusIndicator,
+)
 from drivers.errors import ConfigurationError, DriverError, FaultKind, PermanentFault
-from drivers.pilot import PilotBoard
 from drivers.rcm import GpioRcm
 from drivers.seams import HardwareSeams
 from drivers.threads import on_named_loop
@@ -42,46 +56,8 @@ from drivers.threads import on_named_loop
 CP_TIMEOUT_S = 2.0  # a settled CP state takes ~0.1 s; an absent ADC is reported after 0.1 s
 CLICK_HOLD_S = 0.5  # how long the contactor stays closed: long enough to hear it
 CARD_TIMEOUT_S = 20.0
-
-
-class Outcome(StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    SKIP = "SKIP"
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    """One step's verdict; ``fix`` says what to check in the wiring when it failed."""
-
-    step: str
-    outcome: Outcome
-    detail: str
-    fix: str = ""
-
-
-class Report:
-    """Prints each result as it comes (a human is watching) and keeps them."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self.results: list[StepResult] = []
-
-    def heading(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
-
-    def note(self, text: str) -> None:
-        print(f"  {'':<11} {text}", file=self._out, flush=True)
-
-    def add(self, result: StepResult) -> None:
-        self.results.append(result)
-        print(f"  {result.step:<11} {result.outcome}  {result.detail}", file=self._out, flush=True)
-        if result.outcome is Outcome.FAIL and result.fix:
-            print(f"  {'':<11}       fix: {result.fix}", file=self._out, flush=True)
-
-    @property
-    def failed(self) -> list[StepResult]:
-        return [r for r in self.results if r.outcome is Outcome.FAIL]
+TESTER_TIMEOUT_S = 60.0  # plugging an EV tester in takes a person a moment
+LED_HOLD_S = 3.0  # long enough to see two slow blinks
 
 
 # --- meter ---------------------------------------------------------------------------------
@@ -155,65 +131,6 @@ async def check_meter(c: ConnectorHardware) -> StepResult:
 # --- control pilot --------------------------------------------------------------------------
 
 
-class CpWatch:
-    """The CP sensor running with the PWM off (x1); keeps the latest debounced reading.
-
-    ``guard`` (set while the contactor is being clicked) is called on the loop thread the
-    moment the CP leaves state A.
-    """
-
-    def __init__(self, pilot: PilotBoard) -> None:
-        self._pilot = pilot
-        self.latest: CpReading | None = None
-        self.unreadable: str | None = None
-        self.guard: Callable[[], None] | None = None
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> CpWatch:
-        self._pilot.generator.offer_current(0.0)  # x1: steady +12 V, nothing offered
-        self._task = asyncio.create_task(
-            self._pilot.sensor.run(self._on_state, self._on_event), name="check-cp"
-        )
-        self._task.add_done_callback(lambda _: self._changed.set())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._pilot.generator.set_state_f()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def _on_state(self, reading: CpReading) -> None:
-        self.latest = reading
-        self._changed.set()
-        if reading.state is not CpState.A and self.guard is not None:
-            self.guard()
-
-    def _on_event(self, event: DriverEvent) -> None:
-        # Single dropped samples (adc_error, out_of_range) are the sensor's business; once
-        # none was usable for its blind time, the CP state is unknown.
-        if event.kind == "cp_unreadable":
-            self.unreadable = event.detail
-            self._changed.set()
-            if self.guard is not None:
-                self.guard()
-        elif event.kind == "cp_readable":
-            self.unreadable = None
-
-    async def settle(self, timeout_s: float) -> None:
-        """Wait for the first reading, an unreadable CP, or ``timeout_s``."""
-        async with asyncio.timeout(timeout_s):
-            while self.latest is None and self.unreadable is None:
-                if self._task is not None and self._task.done():
-                    error = self._task.exception()
-                    self.unreadable = f"the CP sampler stopped: {error}"
-                    return
-                self._changed.clear()
-                await self._changed.wait()
-
-
 _CP_FAILS = {
     CpState.E: (
         "0 V: state E (CP shorted to PE, or no CP supply)",
@@ -256,7 +173,7 @@ async def check_cp(c: ConnectorHardware, cp: CpWatch) -> StepResult:
             "cp",
             Outcome.FAIL,
             f"{volts} with the PWM off fits no IEC 61851 state",
-            "calibrate cp_adc_gain and cp_adc_offset_v for your divider, and check the CP "
+            "calibrate the board (picharge check-hw --calibrate), and check the CP "
             "front end's supply",
         )
     if reading.state in _CP_FAILS:
@@ -268,7 +185,27 @@ async def check_cp(c: ConnectorHardware, cp: CpWatch) -> StepResult:
 # --- contactor ------------------------------------------------------------------------------
 
 
-async def check_contactor(c: ConnectorHardware, cp: CpWatch, hold_s: float) -> StepResult:
+def explain_contactor(c: ConnectorHardware, report: Report) -> None:
+    """What to power before the click, and what the feedback contact must show."""
+    cfg = c.contactor.config
+    report.note(
+        f"the coil is switched by GPIO{cfg.coil_pin} through the relay driver. A 230 V coil "
+        "pulls in only with mains on its control circuit: switch on the breaker that feeds "
+        "the coil now (nothing is plugged in, so the socket carries no current); a 12/24 V "
+        "coil needs its DC supply"
+    )
+    if cfg.feedback_pin is not None:
+        kind = "mirror (NC)" if cfg.feedback_type == "mirror" else "auxiliary (NO)"
+        report.note(
+            f"listen for one click in and one out; the {kind} feedback contact on "
+            f"GPIO{cfg.feedback_pin} must say 'main contacts open' before, 'closed' while "
+            "the coil is on and 'open' again after"
+        )
+
+
+async def check_contactor(
+    c: ConnectorHardware, cp: CpWatch, hold_s: float, report: Report | None = None
+) -> StepResult:
     contactor = c.contactor
     cfg = contactor.config
     reading = cp.latest
@@ -295,6 +232,8 @@ async def check_contactor(c: ConnectorHardware, cp: CpWatch, hold_s: float) -> S
             f"the feedback says the main contacts are closed with the coil off ({pins})",
             "a welded contactor (do not charge: have it replaced), or " + feedback_fix,
         )
+    if report is not None:
+        explain_contactor(c, report)
     interrupted: list[CpState | None] = []
     left_a = asyncio.Event()
 
@@ -310,9 +249,10 @@ async def check_contactor(c: ConnectorHardware, cp: CpWatch, hold_s: float) -> S
             await contactor.close()
         except PermanentFault as fault:
             fix = (
-                f"if you heard no click: check the coil driver (GPIO{cfg.coil_pin} -> "
-                "transistor or relay board -> coil) and the coil's supply; if it clicked: "
-                + feedback_fix
+                "if you heard no click: a 230 V coil needs mains on its control circuit "
+                "(switch on its breaker), a 12/24 V coil its DC supply; then check the coil "
+                f"driver (GPIO{cfg.coil_pin} -> transistor or relay board -> coil); if it "
+                "clicked: " + feedback_fix
             )
             if fault.kind is FaultKind.CONTACTOR_WELDED:
                 fix = "a welded contactor (do not charge: have it replaced), or " + feedback_fix
@@ -402,6 +342,37 @@ async def check_temperature(c: ConnectorHardware) -> StepResult:
     return StepResult("temperature", Outcome.PASS, f"{celsius:.1f} °C")
 
 
+# --- status LED -----------------------------------------------------------------------------
+
+#: Each pattern the controller shows, in the order a session shows them, and what it means.
+LED_PATTERNS = (
+    (LedPattern.IDLE, "steady on: available, nothing plugged in"),
+    (LedPattern.WAITING, "slow blink (1 s): plugged in, waiting for a card or the car"),
+    (LedPattern.CHARGING, "fast blink (0.25 s): charging"),
+    (LedPattern.FAULT, "double flash: a fault, see the journal"),
+)
+
+
+async def check_led(led: StatusIndicator | None, report: Report, hold_s: float) -> StepResult:
+    """Show every pattern for ``hold_s``; only a person can see whether the LED followed."""
+    if led is None:
+        return StepResult("led", Outcome.SKIP, "no status LED configured ([hardware] led_type)")
+    try:
+        for pattern, meaning in LED_PATTERNS:
+            report.note(f"LED now: {meaning}")
+            led.show(pattern)
+            await asyncio.sleep(hold_s)
+    finally:
+        led.show(LedPattern.OFF)
+    return StepResult(
+        "led",
+        Outcome.LOOK,
+        f"showed {len(LED_PATTERNS)} patterns, {hold_s:g} s each: did the LED follow them?",
+        "check led_pin (default GPIO24, pin 18), the LED's series resistor and its polarity "
+        "(led_active_high)",
+    )
+
+
 # --- card -----------------------------------------------------------------------------------
 
 _READER_FIXES = {
@@ -458,13 +429,18 @@ async def check_card(
 # --- the whole test -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Waits:
+    """How long check-hw waits for a person (s): the tests shorten every one of them."""
+
+    card_s: float = CARD_TIMEOUT_S
+    click_hold_s: float = CLICK_HOLD_S
+    tester_s: float = TESTER_TIMEOUT_S  # 0: skip the EV tester steps without asking
+    led_hold_s: float = LED_HOLD_S
+
+
 async def check_hardware(
-    hardware: Hardware,
-    config: Config,
-    out: TextIO,
-    *,
-    card_timeout_s: float = CARD_TIMEOUT_S,
-    click_hold_s: float = CLICK_HOLD_S,
+    hardware: Hardware, config: Config, out: TextIO, waits: Waits = Waits()
 ) -> list[StepResult]:
     """Run every step on ``hardware`` (built from ``config``), printing as it goes."""
     report = Report(out)
@@ -473,12 +449,21 @@ async def check_hardware(
         report.add(await check_meter(c))
         async with CpWatch(c.pilot) as cp:
             report.add(await check_cp(c, cp))
-            report.add(await check_contactor(c, cp, click_hold_s))
+            report.add(await check_contactor(c, cp, waits.click_hold_s, report))
+            state_a = cp.latest is not None and cp.latest.state is CpState.A
+        if state_a:
+            report.add(await check_pwm(c))
+        else:
+            report.add(StepResult("pwm", Outcome.SKIP, "needs state A (see the cp step)"))
         report.add(await check_rcm(c))
         if c.thermometer is not None:
             report.add(await check_temperature(c))
+        if waits.tester_s > 0:
+            await check_with_tester(c, report, waits.tester_s)
+    report.heading("status LED")
+    report.add(await check_led(hardware.led, report, waits.led_hold_s))
     report.heading("reader")
-    report.add(await check_card(hardware.reader, config.rfid, card_timeout_s, report))
+    report.add(await check_card(hardware.reader, config.rfid, waits.card_s, report))
     failed = report.failed
     total = len(report.results)
     if failed:
@@ -495,15 +480,21 @@ def with_sim_reader_type(config: Config) -> Config:
     return dataclasses.replace(config, rfid={"type": "pn532_uart", **config.rfid})
 
 
-async def run_check_hw(
-    config: Config,
-    out: TextIO,
-    *,
-    sim: bool = False,
-    card_timeout_s: float = CARD_TIMEOUT_S,
-    click_hold_s: float = CLICK_HOLD_S,
-) -> int:
-    """Build the hardware (or the simulated charger), check it, release it; the exit code."""
+class HardwareUnavailable(Exception):
+    """The drivers could not be built (pins held by the service, no I2C bus, ...)."""
+
+
+@contextlib.asynccontextmanager
+async def open_hardware(
+    config: Config, out: TextIO, *, sim: bool = False, sim_control: str | None = None
+) -> AsyncIterator[tuple[Hardware, Config]]:
+    """The charger's drivers (or the simulated charger's) for check-hw, released on exit.
+
+    On ``sim`` with ``sim_control`` (HOST:PORT), the simulation also listens for ``picharge
+    sim`` commands there, so a person (or a test) can plug in a tester and tap cards while
+    check-hw waits for them. Raises :class:`HardwareUnavailable`, or ConfigError for a bad
+    driver key.
+    """
     with tempfile.TemporaryDirectory(prefix="picharge-check-hw-") as tmp:
         simulation: Any = None
         try:
@@ -522,22 +513,63 @@ async def run_check_hw(
         except ConfigurationError as exc:
             raise ConfigError(exc.key, exc.problem) from exc
         except Exception as exc:  # gpiozero's BadPinFactory/GPIOPinInUse, lgpio.error, OSError
-            print(
-                f"picharge check-hw: cannot set up the hardware: {exc!r}\n"
-                "Is the picharge service running? Stop it first: sudo systemctl stop picharge",
-                file=out,
-            )
-            return 1
-        if sim:
-            config = with_sim_reader_type(config)
+            raise HardwareUnavailable(repr(exc)) from exc
+        control: Any = None
         try:
-            results = await check_hardware(
-                hardware, config, out, card_timeout_s=card_timeout_s, click_hold_s=click_hold_s
-            )
+            if sim:
+                config = with_sim_reader_type(config)
+                if sim_control is not None:
+                    control = await _start_control(simulation, sim_control, out)
+            yield hardware, config
         finally:
+            if control is not None:
+                await control.stop()
             await hardware.close()
             if simulation is not None:
                 await simulation.stop()
+
+
+async def _start_control(simulation: Any, address: str, out: TextIO) -> Any:
+    from controller.sim_client import parse_host_port
+    from controller.sim_root import ControlServer
+
+    control = ControlServer(simulation.handle)
+    host, port = parse_host_port(address)
+    try:
+        host, port = await control.start(host, port)
+    except OSError as exc:
+        print(f"simulation control not started on {address}: {exc}", file=out, flush=True)
+        return None
+    print(f"simulation control on {host}:{port} (picharge sim plug|unplug|tap UID)", file=out)
+    return control
+
+
+def _unavailable(exc: HardwareUnavailable, out: TextIO) -> int:
+    print(
+        f"picharge check-hw: cannot set up the hardware: {exc}\n"
+        "Is the picharge service running? Stop it first: sudo systemctl stop picharge",
+        file=out,
+    )
+    return 1
+
+
+async def run_check_hw(
+    config: Config,
+    out: TextIO,
+    *,
+    sim: bool = False,
+    sim_control: str | None = None,
+    waits: Waits = Waits(),
+) -> int:
+    """Build the hardware (or the simulated charger), check it, release it; the exit code."""
+    try:
+        async with open_hardware(config, out, sim=sim, sim_control=sim_control) as (
+            hardware,
+            config,
+        ):
+            results = await check_hardware(hardware, config, out, waits)
+    except HardwareUnavailable as exc:
+        return _unavailable(exc, out)
     return 1 if any(r.outcome is Outcome.FAIL for r in results) else 0
 
 
@@ -546,12 +578,22 @@ def main(args: argparse.Namespace) -> int:
     path = args.config if args.config is not None else (None if args.sim else DEFAULT_CONFIG_PATH)
     config = load_config(path)
     sim = args.sim or config.backend == "sim"
-    print(
-        f"picharge check-hw: {len(config.connectors)} connector(s)"
-        + (" on simulated hardware" if sim else "")
-        + "; the contactor is only switched with no EV connected",
-        flush=True,
-    )
-    return asyncio.run(
-        on_named_loop(run_check_hw(config, sys.stdout, sim=sim, card_timeout_s=args.card_timeout))
-    )
+    control = args.sim_control if sim else None
+    if args.calibrate:
+        from controller.check_hw_calibrate import run_calibration
+
+        if path is None:
+            raise ConfigError("--config", "--calibrate writes the calibration into a file: name it")
+        coroutine = run_calibration(config, path, sys.stdout, sim=sim)
+    else:
+        print(
+            f"picharge check-hw: {len(config.connectors)} connector(s)"
+            + (" on simulated hardware" if sim else "")
+            + "; the contactor is only switched with no EV connected",
+            flush=True,
+        )
+        waits = Waits(
+            card_s=args.card_timeout, tester_s=args.tester_timeout, led_hold_s=args.led_hold
+        )
+        coroutine = run_check_hw(config, sys.stdout, sim=sim, sim_control=control, waits=waits)
+    return asyncio.run(on_named_loop(coroutine))

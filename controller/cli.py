@@ -57,6 +57,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _connector_count(text: str) -> int:
     value = int(text)
     if not 1 <= value <= MAX_SIM_CONNECTORS:
@@ -250,9 +257,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a card (default 20)",
     )
     check_hw.add_argument(
+        "--tester-timeout",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds to wait for an EV tester for the PP and diode steps (default 60; 0 skips)",
+    )
+    check_hw.add_argument(
+        "--led-hold",
+        type=_non_negative_float,
+        default=3.0,
+        help="seconds each LED pattern is shown (default 3)",
+    )
+    check_hw.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure the CP levels (+12 V, -12 V) with nothing plugged in and write "
+        "cp_adc_gain/cp_adc_offset_v into the --config file",
+    )
+    check_hw.add_argument(
         "--sim",
         action="store_true",
         help="check the simulated charger (hw_sim) instead of the Pi's pins, to try check-hw",
+    )
+    check_hw.add_argument(
+        "--sim-control",
+        type=_host_port,
+        default=DEFAULT_CONTROL,
+        help=f"with --sim: where `picharge sim` plugs the tester and taps cards "
+        f"(default {DEFAULT_CONTROL})",
     )
     return parser
 

@@ -10,7 +10,8 @@
 #   4. /etc/picharge/config.toml from an example (mode 0600, owned by picharge), only when
 #      no configuration exists: yours is never overwritten;
 #   5. I2C, the UART and the PWM overlay: raspi-config nonint where present, else
-#      instructions; dtoverlay=pwm is added to config.txt (a reboot makes these effective);
+#      instructions; dtoverlay=pwm is added to config.txt, and dtoverlay=w1-gpio,gpiopin=4
+#      when the configuration names a DS18B20 (a reboot makes these effective);
 #   6. udev rules for GPIO, I2C and PWM access where Raspberry Pi OS's own rules are absent;
 #   7. the unit /etc/systemd/system/picharge.service, NOT enabled on a first install: the
 #      service must not start (at the next boot either) on the example configuration before
@@ -200,6 +201,20 @@ if [ -n "$boot_config" ]; then
     fi
 else
     note "no config.txt found: add dtoverlay=pwm to the boot configuration (GPIO18 PWM)"
+fi
+# A DS18B20 (temperature_type = "ds18b20" in a [[connector]]) needs the 1-wire bus on GPIO4;
+# added only when the configuration names one (run the installer again after adding it).
+if grep -Eq '^[[:space:]]*temperature_type[[:space:]]*=[[:space:]]*"ds18b20"' \
+    "$ROOT$CONF_DIR/config.toml" 2>/dev/null; then
+    if [ -z "$boot_config" ]; then
+        note "no config.txt found: add dtoverlay=w1-gpio,gpiopin=4 (the DS18B20 on GPIO4)"
+    elif grep -Eq '^[[:space:]]*dtoverlay=w1-gpio([,[:space:]]|$)' "$ROOT$boot_config"; then
+        note "$boot_config already loads the 1-wire overlay"
+    else
+        printf '\n# picharge: 1-wire bus for the DS18B20 temperature sensor (GPIO4)\n%s\n' \
+            'dtoverlay=w1-gpio,gpiopin=4' >>"$ROOT$boot_config"
+        note "added dtoverlay=w1-gpio,gpiopin=4 to $boot_config: reboot to make it effective"
+    fi
 fi
 
 # --- 6. device permissions ---------------------------------------------------------------

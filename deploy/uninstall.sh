@@ -88,4 +88,4 @@ if [ "$PURGE" = 1 ]; then
 else
     say "kept: /etc/picharge, /var/lib/picharge and the user picharge (--purge removes them)"
 fi
-say "done (dtoverlay=pwm and the enabled I2C/UART stay in the boot configuration)"
+say "done (dtoverlay=pwm, dtoverlay=w1-gpio and the enabled I2C/UART stay in the boot configuration)"

@@ -166,8 +166,8 @@ class FrontEndCalibration:
     CP: two peak detectors, each followed by a divider with an offset, so that
     ``v_cp = v_adc * gain + offset_v`` (``high_*`` for AIN0, the positive peak; ``low_*`` for
     AIN1, the negative peak). The defaults map -15..+15 V onto 0..3.3 V, so +-12 V sits well
-    inside the ADC's +-4.096 V range with margin for the detectors' diode drops; calibrate per
-    board (measure A and F, solve for gain and offset).
+    inside the ADC's +-4.096 V range with margin for the detectors' diode drops; ``picharge check-hw
+    --calibrate`` measures a board (+12 V on AIN0, -12 V on AIN1) and writes its gain and offset.
 
     PP: a pull-up of ``pp_pullup_ohm`` to ``pp_supply_v`` against the plug's PP-PE resistor:
     ``v_adc = supply * R / (R + pullup)``.

@@ -23,12 +23,18 @@ Circuit (docs/img/cp_frontend.svg):
 * **PP**: ``pp_pullup_ohm`` from 3.3 V to the PP pin; the plug's coding resistor to PE
   forms the divider read on AIN2.
 
-Known limit, found by simulating it: a passive peak detector cannot both hold the positive
-level through the 0.9 ms gap of a 10 % duty (needs a slow bleed) and fall to -12 V within the
-driver's ``duty_settle_s`` (20 ms) when the EVSE switches to state F (needs a fast one). With
-these values the positive detector settles near -2.7 V in F (the bleeder against the
-divider), so AIN0 does not show F; the negative detector (AIN1) does, at -12 V. The tests
-therefore check F on AIN1 only; an F reading on AIN0 would need a discharge switch.
+Known limit, found by simulating it, and what the driver does about it: a passive peak
+detector cannot both hold the positive level through the 0.9 ms gap of a 10 % duty (needs a
+slow bleed) and fall to -12 V when the EVSE switches to state F (needs a fast one, and a
+bleeder low enough to outweigh the divider's pull towards +1.9 V). With these values the
+positive detector rests at :meth:`ReferenceFrontEnd.detector_rest_v` of the negative rail,
+about -2.6 V, in F: AIN0 cannot show F. The negative detector (AIN1) follows a steady -12 V
+exactly, so the driver reads its own state F on AIN1 and never classifies AIN0 while it drives
+F (drivers/pilot_sensor.py, ``feed_state_f``). A hardware fix was weighed and rejected
+(docs/safety.md, "State F on the reference board"): a bleeder of at most ~140 kOhm would let
+AIN0 reach F, but the positive level then droops by ~1.4 V in the gap of a 10 % duty, and a
+bigger capacitor to hide that takes ~0.3 s to fall into F; a discharge switch adds a part and
+a GPIO for a reading the driver does not need.
 """
 
 from __future__ import annotations
@@ -86,6 +92,19 @@ class ReferenceFrontEnd:
         k = (1.0 / top) / conductance
         c = self.reference_v.nominal * (1.0 / ref) / conductance
         return k, c
+
+    def detector_rest_v(self, rail_v: float) -> float:
+        """Where a peak detector's capacitor settles when its diode never conducts (V).
+
+        Its bleeder pulls it towards ``rail_v`` (the opposite rail: -12 V for the positive
+        detector, +12 V for the negative one) and the divider towards its own Thevenin
+        voltage; the two meet at this level. The positive detector rests here in state F
+        (about -2.6 V), the negative one with a steady positive line (about +5.1 V).
+        """
+        ref, bottom = self.r_ref_ohm.nominal, self.r_bottom_ohm.nominal
+        r_divider = self.r_top_ohm.nominal + ref * bottom / (ref + bottom)
+        v_divider = self.reference_v.nominal * bottom / (ref + bottom)
+        return (rail_v * r_divider + v_divider * self.r_bleed_ohm) / (r_divider + self.r_bleed_ohm)
 
     @property
     def cp_gain(self) -> float:

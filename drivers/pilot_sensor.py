@@ -17,6 +17,13 @@ cannot fake a state (into F the positive peak falls; out of PWM the negative one
 change into PWM, and a new duty within PWM, makes no detector decay and needs no pause of
 its own (a pause still running from the last change is kept).
 
+While the EVSE drives state F itself, AIN0 is not read at all: a passive peak detector has
+nothing positive to hold and rests near -2.6 V on the reference board (simulated with ngspice,
+tests/test_frontend_spice.py), which fits no state. The negative detector (AIN1) follows a
+steady line exactly, so F is read there: -12 V is F, 0 V is E (the line shorted to PE), and
+any other level fits no state (a CP error), never a car's state
+(:meth:`CpSampleProcessor.feed_state_f`; docs/safety.md, "State F on the reference board").
+
 Classification (reference 1.2): cut points 10.5 / 7.5 / 4.5 / 1.5 V on the positive level,
 E down to -1.5 V, F at or below -10 V, anything else fits no state (None). Levels beyond
 +-14 V or a saturated ADC code cannot come from the CP: the sample is dropped with an
@@ -184,8 +191,35 @@ class CpSampleProcessor:
         if not plausible(high_v) or (low_v is not None and not plausible(low_v)):
             low = "" if low_v is None else f", low {low_v:+.2f} V"
             return self.unusable("out_of_range", f"CP high {high_v:+.2f} V{low}", now=now)
+        return self._classified(classify_high(high_v), high_v, low_v, check_diode, now)
+
+    def feed_state_f(self, line_v: float, *, now: float) -> list[Output]:
+        """One sample while the EVSE itself drives state F (a steady -12 V).
+
+        ``line_v`` is the negative peak detector (AIN1): on a steady line its lowest level is
+        the line itself. The positive detector (AIN0) is not read: with nothing positive to
+        follow it rests near -2.6 V on the reference board (its bleeder against the divider,
+        drivers/pilot_reference.py) and would read "fits no state" all through our own F.
+        Only F (-12 V: our driver stage works) or E (the line is shorted to PE) can come of
+        it; any other level means the line is not what we drive, and it fits no state (a
+        CP error), never A-D: a car's state cannot be seen behind our own F.
+        """
+        if not plausible(line_v):
+            return self.unusable("out_of_range", f"CP {line_v:+.2f} V in state F", now=now)
+        raw = classify_high(line_v)
+        if raw not in (CpState.E, CpState.F):
+            raw = None
+        return self._classified(raw, line_v, None, False, now)
+
+    def _classified(
+        self,
+        raw: CpState | None,
+        high_v: float,
+        low_v: float | None,
+        check_diode: bool,
+        now: float,
+    ) -> list[Output]:
         out = self._recovered(now)
-        raw = classify_high(high_v)
         state_changed = self._debounce_state(raw)
         verdict_new = diode_changed = False
         if check_diode and low_v is not None and raw in _DIODE_STATES:
@@ -348,6 +382,11 @@ class AdcPilotSensor:
         """The last debounced state (loop thread); None until the first one settles."""
         return self._state
 
+    @property
+    def calibration(self) -> FrontEndCalibration:
+        """How this board's ADC voltages map to CP volts (``check-hw`` reads with it)."""
+        return self._calibration
+
     def wake(self) -> None:
         """Sample now rather than at the end of the current pause (any thread): the generator
         calls this when the duty changes, so a new PWM is watched at its rate at once."""
@@ -499,6 +538,8 @@ class AdcPilotSensor:
     ) -> list[Output]:
         """One sample: AIN0, and AIN1 when ``read_low`` (only while PWM runs). ``prev_pwm``:
         PWM ran through the previous sample too, so the negative peak detector is charged."""
+        if wave is Waveform.F:
+            return self._sample_state_f(processor, settle_until)
         pwm = wave is Waveform.PWM
         try:
             raw_high = self._adc.read_raw(self._high_channel)
@@ -517,3 +558,20 @@ class AdcPilotSensor:
         if raw_low is not None:
             low_v = self._calibration.cp_low_v(self._adc.to_volts(raw_low))
         return processor.feed(high_v, low_v, check_diode=pwm and prev_pwm, now=now)
+
+    def _sample_state_f(self, processor: CpSampleProcessor, settle_until: float) -> list[Output]:
+        """One sample of our own state F: AIN1 only (:meth:`CpSampleProcessor.feed_state_f`
+        says why AIN0 cannot show F)."""
+        try:
+            raw_line = self._adc.read_raw(self._low_channel)
+        except TransientError as exc:
+            return processor.unusable("adc_error", str(exc), now=time.monotonic())
+        now = time.monotonic()
+        if now < settle_until or waveform(self._duty_pct()) is not Waveform.F:
+            return []  # the detectors are still following our own waveform change
+        if Ads1115.saturated(raw_line):
+            return processor.unusable(
+                "out_of_range", f"ADC saturated (raw {raw_line}) in state F", now=now
+            )
+        line_v = self._calibration.cp_low_v(self._adc.to_volts(raw_line))
+        return processor.feed_state_f(line_v, now=now)

@@ -229,6 +229,7 @@ class SimCharger:
         meter_settings = self._meter_settings()
         if self.house is not None:
             self.grid_meter_settings = await self.house.start()
+        self.step(0.0)  # the meters measure the mains from the start, as wired ones do
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
         seams = HardwareSeams(
             pin_factory=self.factory,

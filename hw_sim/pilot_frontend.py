@@ -26,6 +26,9 @@ DIODE_DROP_V = REFERENCE.ev_diode_drop_v
 _R2 = REFERENCE.ev_r_b_ohm.nominal
 _R3_C = REFERENCE.ev_r_c_ohm.nominal
 _R3_D = REFERENCE.ev_r_d_ohm.nominal
+#: Where each peak detector rests when the line gives it nothing to hold (V on the CP scale).
+POSITIVE_DETECTOR_REST_V = REFERENCE.detector_rest_v(-SUPPLY_V)
+NEGATIVE_DETECTOR_REST_V = REFERENCE.detector_rest_v(SUPPLY_V)
 #: CP-PE load of the EV in each state it can be in (None = open, no EV).
 EV_LOAD_OHM: dict[CpState, float | None] = {
     CpState.A: None,
@@ -80,17 +83,23 @@ def adc_inputs(
     """The four ADS1115 input voltages of our board: AIN0 positive peak, AIN1 negative peak,
     AIN2 PP divider (``pp_ohms`` None = no plug), AIN3 unused (0 V).
 
-    The exact inverse of the driver's calibration; dividers cannot go below GND or above the
-    3.3 V rail, so results are clipped to 0..3.3 V as the board's clamp diodes would.
+    The exact inverse of the driver's calibration applied to what the peak detectors hold:
+    a detector whose diode never conducts rests where its bleeder meets the divider
+    (:meth:`ReferenceFrontEnd.detector_rest_v`), so the positive one reads about -2.6 V in
+    state F and the negative one about +5.1 V with a steady positive line, as the ngspice
+    simulation of the circuit shows. Dividers cannot go below GND or above the 3.3 V rail,
+    so results are clipped to 0..3.3 V as the board's clamp diodes would.
     """
 
     def rail(volts: float) -> float:
         return min(max(volts, 0.0), 3.3)
 
+    held_high = max(high_v, POSITIVE_DETECTOR_REST_V)
+    held_low = min(low_v, NEGATIVE_DETECTOR_REST_V)
     pp = calibration.adc_for_pp(math.inf if pp_ohms is None else pp_ohms)
     return (
-        rail(calibration.adc_for_high(high_v)),
-        rail(calibration.adc_for_low(low_v)),
+        rail(calibration.adc_for_high(held_high)),
+        rail(calibration.adc_for_low(held_low)),
         rail(pp),
         0.0,
     )

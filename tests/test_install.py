@@ -194,6 +194,24 @@ def test_on_raspberry_pi_os_raspi_config_enables_i2c_uart_and_pwm(staging: Stagi
     assert not [c for c in commands if c.startswith("udevadm")]
 
 
+@pytest.mark.parametrize(
+    ("example", "overlay"),
+    [("three-phase-sdm630-pn532-i2c", True), (None, False)],
+)
+def test_the_one_wire_overlay_is_added_only_when_a_temperature_sensor_is_configured(
+    staging: Staging, example: str | None, overlay: bool
+) -> None:
+    boot = staging.root / "boot/firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text("[all]\n")
+    args = ["--example", example] if example else []
+    assert staging.run(INSTALL, *args).returncode == 0
+    assert staging.run(INSTALL).returncode == 0  # an upgrade: nothing added twice
+    config_txt = (boot / "config.txt").read_text()
+    assert config_txt.count("dtoverlay=w1-gpio,gpiopin=4") == (1 if overlay else 0)
+    assert config_txt.count("dtoverlay=pwm") == 1
+
+
 def test_an_unknown_example_or_option_is_refused(staging: Staging) -> None:
     result = staging.run(INSTALL, "--example", "no-such-build")
     assert result.returncode == 2
@@ -254,6 +272,12 @@ def test_the_install_guide_matches_what_is_installed() -> None:
     check_hw = build_parser().parse_args(["check-hw", "--config", "x", "--card-timeout", "5"])
     assert (check_hw.command, check_hw.card_timeout) == ("check-hw", 5.0)
     assert "--card-timeout" in guide and "check-hw --sim" in guide
+    args = ["--tester-timeout", "0", "--led-hold", "1", "--calibrate", "--sim"]
+    check_hw = build_parser().parse_args(["check-hw", "--config", "x", *args])
+    assert (check_hw.tester_timeout, check_hw.led_hold, check_hw.calibrate) == (0.0, 1.0, True)
+    for option in ("--tester-timeout", "--led-hold", "--calibrate", "--sim-control"):
+        assert option in guide, option
+    assert "dtoverlay=w1-gpio,gpiopin=4" in guide
     unit = (REPO / "systemd/picharge.service").read_text()
     assert "WatchdogSec=10\n" in unit and "TimeoutStopSec=15\n" in unit
     assert "stalled after 5 s" in guide and "`WatchdogSec=10`" in guide

@@ -216,6 +216,8 @@ class CpBench:
         self.diode_ok = True
         self.cp_short = False
         self.glitches: list[float] = []  # AIN0 volts for the next conversions, one each
+        self.low_glitches: list[float] = []  # the same for AIN1
+        self.line_duty: float | None = None  # the line ignores the PWM: a broken driver stage
         self.stale_low_until = -math.inf  # AIN1 reads -12 V until then: a decaying detector
         self.inverted = inverted
         self.calibration = FrontEndCalibration()
@@ -237,10 +239,14 @@ class CpBench:
     def input_v(self, channel: int) -> float:
         if channel == 0 and self.glitches:
             return self.glitches.pop(0)
+        if channel == 1 and self.low_glitches:
+            return self.low_glitches.pop(0)
         if channel == 1 and time.monotonic() < self.stale_low_until:
             return adc_inputs(12.0, -12.0, None, self.calibration)[1]
         pin_pct = self.sim_pwm.output_pct(0)
         duty = 100.0 - pin_pct if self.inverted else pin_pct
+        if self.line_duty is not None:
+            duty = self.line_duty
         high, low = cp_levels(self.ev_state, duty, self.diode_ok, self.cp_short)
         return adc_inputs(high, low, None, self.calibration)[channel]
 
@@ -437,22 +443,67 @@ async def test_an_unexpected_error_in_the_sampler_ends_run_with_it(tmp_path: Pat
 async def test_levels_right_after_our_own_waveform_change_are_ignored(
     tmp_path: Path, settle_s: float, fooled: bool
 ) -> None:
-    """A peak detector decays slowly after x1 -> F: it passes through 0 V on its way down.
+    """A detector still following our own x1 -> F passes through 0 V on its way down.
 
-    The glitches play that decay; with no settle time they would fake a CP short (E)."""
+    In F the sensor reads the negative detector, which on the reference board falls at once;
+    a slower board (a bigger hold capacitor, a slewing driver stage) would not. The glitches
+    play that fall; with no settle time they would fake a CP short (E)."""
     bench = CpBench(tmp_path, duty_settle_s=settle_s)
     bench.start()
     try:
         bench.ev_state = CpState.B
         await bench.wait_state(CpState.B)
         bench.generator.set_state_f()
-        bench.glitches.extend([bench.calibration.adc_for_high(0.0)] * 3)
+        bench.low_glitches.extend([bench.calibration.adc_for_low(0.0)] * 3)
         await bench.wait_state(CpState.F)
         faked = [r.state for r in bench.readings if r.state is CpState.E]
         assert bool(faked) is fooled
         assert any(e.kind == "cp_error" for e in bench.events) is fooled
     finally:
         await bench.stop()
+
+
+@pytest.mark.parametrize("ev_state", [CpState.A, CpState.B])
+async def test_our_own_state_f_reads_f_with_no_cp_error_on_the_reference_board(
+    bench: CpBench, ev_state: CpState
+) -> None:
+    """On the reference board the positive detector rests near -2.6 V in F (the bench's
+    front end models it, as ngspice finds): F is read on AIN1, not taken for a broken CP."""
+    bench.ev_state = ev_state
+    await bench.wait_state(ev_state)
+    assert bench.calibration.cp_high_v(bench.input_v(0)) > -3.0  # x1 still: AIN0 high
+    bench.generator.set_state_f()
+    assert bench.calibration.cp_high_v(bench.input_v(0)) == pytest.approx(-2.54, abs=0.05)
+    reading = await bench.wait_state(CpState.F)
+    assert reading.high_v == pytest.approx(-12.0, abs=0.01)
+    await asyncio.sleep(0.05)  # ten samples of F: none of them may read as an error
+    assert bench.readings[-1].state is CpState.F
+    assert not [e for e in bench.events if e.fault is not None]
+
+
+async def test_a_short_to_pe_during_our_own_state_f_is_state_e(bench: CpBench) -> None:
+    bench.generator.set_state_f()
+    await bench.wait_state(CpState.F)
+    bench.cp_short = True
+    await bench.wait_state(CpState.E)
+    assert bench.events[-1].kind == "cp_error"
+
+
+@pytest.mark.parametrize("ev_state", [CpState.B, CpState.C, CpState.D])
+async def test_a_line_not_at_minus_12_v_in_our_state_f_is_an_error_never_a_car_state(
+    bench: CpBench, ev_state: CpState
+) -> None:
+    """The driver stage ignores our F (a steady positive line, e.g. a dead -12 V rail): the
+    car's state must not be read from it (AIN0 would show C); it fits no state, an error."""
+    bench.ev_state = ev_state
+    bench.line_duty = 100.0
+    await bench.wait_state(ev_state)
+    bench.generator.set_state_f()
+    await bench.wait_state(None)
+    assert bench.events[-1].kind == "cp_error" and bench.events[-1].fault is FaultKind.CP_ERROR
+    await asyncio.sleep(0.05)
+    states = [r.state for r in bench.readings]
+    assert states[states.index(None) :] == [None]  # nothing after: no car state from our F
 
 
 def test_first_good_diode_verdict_after_the_pwm_starts_is_reported_for_the_settled_state() -> None:
