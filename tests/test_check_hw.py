@@ -340,6 +340,7 @@ async def test_a_missing_cp_adc_is_reported_with_the_i2c_wiring(tmp_path: Path) 
         assert results[step].detail.startswith("the CP is unreadable (")
 
 
+@pytest.mark.timing  # the coil drop is bounded in wall-clock time: run alone
 async def test_the_contactor_opens_at_once_when_a_car_arrives_during_the_click(
     tmp_path: Path,
 ) -> None:
