@@ -161,7 +161,7 @@ def draw(path: Path = OUT, ref: ReferenceFrontEnd = REFERENCE) -> str:
         _detector(d, ref, True, "AIN0")
         d += elm.Line().at(split.center).down(7.5)
         _detector(d, ref, False, "AIN1")
-        d += elm.Vdd().at((2, -7)).label("3.3 V")
+        d += elm.Vdd().at((2, -11.5)).label("3.3 V")  # below the -peak line: no crossing
         d += elm.Resistor().down().label(ohms(ref.pp_pullup_ohm) + " PP pull-up")
         d += (pp := elm.Dot())
         d += elm.Line().right(3)
@@ -170,7 +170,7 @@ def draw(path: Path = OUT, ref: ReferenceFrontEnd = REFERENCE) -> str:
         d += elm.Dot(open=True).label("ADS1115 AIN2", loc="left")
         d += (
             elm.Ground()
-            .at((0, -11))
+            .at((0, -16))
             .label("all grounds are PE (the Pi's GND is bonded to PE)", loc="right")
         )
         svg = d.get_imagedata("svg").decode()
