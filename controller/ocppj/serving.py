@@ -25,6 +25,7 @@ RecursionError that dropped the link). Loop thread only.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import logging
@@ -48,9 +49,13 @@ _LOGGED_COUNTS = frozenset(10**n for n in range(12))
 CALL_BACKLOG = 16
 
 
-class CallServing(ChargePoint):
+class CallServing(ChargePoint, abc.ABC):
     """The serving of CALLs; the version gives its frame check, its CALLERROR mapping and a
-    task spawner (:meth:`spawn_serving`), and calls :meth:`init_serving` in ``__init__``."""
+    task spawner (:meth:`spawn_serving`), and calls :meth:`init_serving` in ``__init__``.
+
+    Abstract: a version class that forgot one of the three cannot be instantiated (a
+    TypeError naming it at the first connection, not a NotImplementedError at the first
+    frame)."""
 
     def init_serving(self, task_prefix: str) -> None:
         self._task_prefix = task_prefix
@@ -62,18 +67,21 @@ class CallServing(ChargePoint):
 
     # --- what the version gives ----------------------------------------------------------
 
+    @abc.abstractmethod
     def check_frame(self, raw: str | bytes) -> Call | CallResult | CallError | FrameProblem:
-        raise NotImplementedError  # pragma: no cover - every version overrides it
+        """The frame parsed, or the problem to answer with a CALLERROR."""
 
+    @abc.abstractmethod
     def call_error_for(self, call: Call, error: OCPPError) -> OCPPError:
-        raise NotImplementedError  # pragma: no cover - every version overrides it
+        """The version's CALLERROR for ``error`` raised while serving ``call``."""
 
     def precheck(self, call: Call) -> OCPPError | None:
         """A CALLERROR for a CALL the library must not see, else None."""
         return None
 
+    @abc.abstractmethod
     def spawn_serving(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        raise NotImplementedError  # pragma: no cover - every version overrides it
+        """Run ``coro`` as a task the connection's owner cancels with it."""
 
     # --- calls and frames -----------------------------------------------------------------
 
