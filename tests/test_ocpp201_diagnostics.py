@@ -18,17 +18,13 @@ from controller.app import ChargePointApp
 from controller.csms.security_events import SecurityEvent, SecurityEvents
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
+from tests.support.device_model import QUIET_KEYS, V201, card_session
 from tests.support.diagnostics import unpack
 from tests.support.file_servers import HttpFiles
-from tests.support.ocpp201 import card_session
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
-V201 = {"version": "2.0.1"}
-KEYS = {
-    "OCPPCommCtrlr": {"HeartbeatInterval": 300, "WebSocketPingInterval": 0},
-    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
-}
+KEYS = QUIET_KEYS
 FINAL = {"Uploaded", "UploadFailure", "PermissionDenied", "BadMessage", "NotSupportedOperation"}
 
 

@@ -16,16 +16,18 @@ from controller.connector_types import ConnectorStatus
 from controller.local_csms import LocalCsms
 from controller.ocpp201 import tx_points
 from tests.support.csms import ACCEPTED_TAG, MakeCsms
+from tests.support.device_model import (
+    QUIET_KEYS,
+    V201,
+    card_session,
+    remote_started,
+    set_variable,
+)
 from tests.support.file_servers import closed_port
-from tests.support.ocpp201 import card_session, remote_started
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
-V201 = {"version": "2.0.1"}
-KEYS = {
-    "OCPPCommCtrlr": {"HeartbeatInterval": 300, "WebSocketPingInterval": 0},
-    "SampledDataCtrlr": {"TxUpdatedInterval": 0},
-}
+KEYS = QUIET_KEYS
 
 
 def profile(url: str, security_profile: int = 0, **extra: Any) -> dict[str, Any]:
@@ -40,16 +42,9 @@ def profile(url: str, security_profile: int = 0, **extra: Any) -> dict[str, Any]
     }
 
 
-def priority(value: str) -> call.SetVariables:
-    return call.SetVariables(
-        set_variable_data=[
-            {
-                "component": {"name": "OCPPCommCtrlr"},
-                "variable": {"name": "NetworkConfigurationPriority"},
-                "attribute_value": value,
-            }
-        ]
-    )
+async def priority(rig: AppRig, value: str) -> str:
+    """SetVariables of OCPPCommCtrlr.NetworkConfigurationPriority: its status."""
+    return await set_variable(rig, "OCPPCommCtrlr", "NetworkConfigurationPriority", value)
 
 
 async def test_set_network_profile_accepts_a_usable_profile_and_rejects_the_rest(
@@ -66,10 +61,10 @@ async def test_set_network_profile_accepts_a_usable_profile_and_rejects_the_rest
                 (2, profile("wss://csms.example/ocpp", ocpp_transport="SOAP")),
             ]
         ]
-        no_profile = await rig.cp_call(priority("2"))
+        no_profile = await priority(rig, "2")
     assert [a.status for a in answers] == ["Accepted"] + ["Rejected"] * 4
     assert answers[1].status_info["reason_code"] == "InvalidProfile"
-    assert no_profile.set_variable_result[0]["attribute_status"] == "Rejected"
+    assert no_profile == "Rejected"
 
 
 async def test_the_preferred_network_profile_is_used_from_the_next_boot(
@@ -81,9 +76,8 @@ async def test_the_preferred_network_profile_is_used_from_the_next_boot(
         stored = await rig.cp_call(
             call.SetNetworkProfile(configuration_slot=2, connection_data=profile(second.url))
         )
-        chosen = await rig.cp_call(priority("2"))
-    assert stored.status == "Accepted"
-    assert chosen.set_variable_result[0]["attribute_status"] == "RebootRequired"
+        chosen = await priority(rig, "2")
+    assert (stored.status, chosen) == ("Accepted", "RebootRequired")
     booted_first = len(first.received)
     async with controller(
         first, tmp_path, KEYS, ocpp=V201, base_keys={}, state_dir=state, wait_ready=False
@@ -233,22 +227,10 @@ async def test_tx_stop_point_power_path_closed_ends_the_transaction_when_the_car
 async def test_tx_points_offer_only_what_the_charger_can_detect(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
-    def set_start(value: str) -> call.SetVariables:
-        return call.SetVariables(
-            set_variable_data=[
-                {
-                    "component": {"name": "TxCtrlr"},
-                    "variable": {"name": "TxStartPoint"},
-                    "attribute_value": value,
-                }
-            ]
-        )
-
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
-        bay = await rig.cp_call(set_start("ParkingBayOccupancy"))
-        energy = await rig.cp_call(set_start("EnergyTransfer"))
-    assert bay.set_variable_result[0]["attribute_status"] == "Rejected"
-    assert energy.set_variable_result[0]["attribute_status"] == "Accepted"
+        bay = await set_variable(rig, "TxCtrlr", "TxStartPoint", "ParkingBayOccupancy")
+        energy = await set_variable(rig, "TxCtrlr", "TxStartPoint", "EnergyTransfer")
+    assert (bay, energy) == ("Rejected", "Accepted")
 
 
 def evse_item(
@@ -436,20 +418,9 @@ async def test_an_unreachable_network_profile_falls_back_to_the_configured_csms(
         await rig.cp_call(
             call.SetNetworkProfile(configuration_slot=1, connection_data=profile(nowhere))
         )
-        attempts = await rig.cp_call(
-            call.SetVariables(
-                set_variable_data=[
-                    {
-                        "component": {"name": "OCPPCommCtrlr"},
-                        "variable": {"name": "NetworkProfileConnectionAttempts"},
-                        "attribute_value": "1",
-                    }
-                ]
-            )
-        )
-        chosen = await rig.cp_call(priority("1"))
-    assert attempts.set_variable_result[0]["attribute_status"] == "Accepted"
-    assert chosen.set_variable_result[0]["attribute_status"] == "RebootRequired"
+        attempts = await set_variable(rig, "OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "1")
+        chosen = await priority(rig, "1")
+    assert (attempts, chosen) == ("Accepted", "RebootRequired")
     mark = len(csms.received)
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}, state_dir=state):
         boot = await csms.wait_for("BootNotification", after=mark)  # after one refused try

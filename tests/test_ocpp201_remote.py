@@ -14,7 +14,7 @@ from ocpp.v201 import call
 
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
-from tests.support.ocpp201 import remote_started
+from tests.support.device_model import remote_started
 from tests.support.sim_app import controller
 from tests.support.wait import until
 
