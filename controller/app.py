@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller import run_marker
 from controller.availability import AvailabilityStore, load_inoperative
 from controller.card_store import CardStore
 from controller.config import Config, ConfigError
@@ -95,6 +96,8 @@ class ChargePointApp:
         self.control_address: tuple[str, int] | None = None
         self._control: Any = None
         self.state_problem: StateProblem | None = None
+        #: How the previous run ended (controller.run_marker), known once started.
+        self.last_run = run_marker.LastRun.FIRST
         self.durability: Durability | None = None
         self.energy: LocalEnergy | None = None
         self.notifier = ServiceNotifier()
@@ -116,6 +119,7 @@ class ChargePointApp:
         # A corrupt database is moved aside, an unusable one replaced by memory (and
         # InternalError): see controller.recovery.
         self.storage, self.state_problem = await open_state(config.state_dir)
+        self.last_run = await run_marker.begin(self.storage)  # before anything reads it
         if not under_systemd():  # under systemd the journal is the log (GetDiagnostics)
             try:
                 self._log_file = add_log_file(config.state_dir / LOGS_DIR)
@@ -299,6 +303,8 @@ class ChargePointApp:
         for task in tasks:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+        assert self.storage is not None
+        await run_marker.end(self.storage)  # a stop or a reset: ended on purpose
         return supervisor.restart_requested
 
     def status_line(self) -> str:

@@ -207,6 +207,11 @@ class ChargePointControl(Protocol):
         """Stop every transaction (SoftReset/HardReset) and restart the controller."""
         ...
 
+    async def stop_transaction(self, tx: Transaction, reason: StopReason) -> bool:
+        """Stop ``tx`` for ``reason`` (2.0.1: a Reset of its EVSE, a TxStopPoint reached);
+        False when it no longer runs. Stopping only ever opens the contactor."""
+        ...
+
     async def unlock(self, connector_id: int) -> Answer: ...
 
     async def change_availability(self, connector_id: int, available: bool) -> Answer:

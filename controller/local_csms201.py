@@ -54,6 +54,14 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_notify_event(self, **_: Any) -> Any:
         return await self._reply("NotifyEvent")
 
+    @on("LogStatusNotification")
+    async def _on_log_status_notification(self, **_: Any) -> Any:
+        return await self._reply("LogStatusNotification")
+
+    @on("NotifyMonitoringReport")
+    async def _on_notify_monitoring_report(self, **_: Any) -> Any:
+        return await self._reply("NotifyMonitoringReport")
+
     @on("SecurityEventNotification")
     async def _on_security_event_notification(self, **_: Any) -> Any:
         return await self._reply("SecurityEventNotification")
@@ -104,7 +112,7 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
         # Accepted: the CSR goes to a CA; a test answers with CertificateSigned itself.
         return {"status": "Accepted"}
     # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification,
-    # ReportChargingProfiles, MeterValues
+    # ReportChargingProfiles, MeterValues, LogStatusNotification, NotifyMonitoringReport
     return {}
 
 

@@ -436,6 +436,10 @@ class Storage:
             (namespace, key, value),
         )
 
+    async def delete_setting(self, namespace: str, key: str) -> None:
+        """Remove (``namespace``, ``key``) if stored; durable when this returns."""
+        await self._write("DELETE FROM settings WHERE namespace = ? AND key = ?", (namespace, key))
+
     # --- authorization cache ---------------------------------------------------------------
 
     async def cache_get(self, id_tag: str) -> CachedAuth | None:

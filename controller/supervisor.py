@@ -971,6 +971,13 @@ class Supervisor:
         loop.call_later(0.5 if kind is ResetKind.SOFT else 0.1, self.request_stop)
         return Answer.ACCEPTED
 
+    async def stop_transaction(self, tx: Transaction, reason: StopReason) -> bool:
+        rt = self._runtime(tx.connector_id)
+        if rt.transaction is not tx:
+            return False
+        self._feed(rt, StopRequested(reason))
+        return True
+
     async def unlock(self, connector_id: int) -> Answer:
         """UnlockConnector: stop the session (UnlockCommand), then release the plug.
         NotSupported without a lock actuator (a tethered cable)."""

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
-import tarfile
 import threading
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from ocpp.v16 import call
 from controller.csms.security_events import MAX_HISTORY, SecurityEvent, SecurityEvents
 from controller.local_csms import LocalCsms
 from controller.storage import Storage
-from tests.support.diagnostics import LOG, SECRET, MakeDiagRig, get_log
+from tests.support.diagnostics import LOG, SECRET, MakeDiagRig, get_log, unpack
 from tests.support.file_servers import FtpFiles, HttpFiles
 from tests.support.ocpp16_adapter import CP_ID, AdapterRig
 from tests.support.security import CP_ID as SECURE_CP_ID
@@ -45,14 +43,6 @@ async def log_statuses(
         for r in csms.received[after:]
         if r.action == "LogStatusNotification"
     ]
-
-
-def unpack(archive: bytes, member: str) -> str:
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        assert tar.getnames() == [member]
-        extracted = tar.extractfile(member)
-        assert extracted is not None
-        return extracted.read().decode()
 
 
 async def test_the_diagnostics_log_of_the_window_goes_redacted_to_an_http_server(

@@ -12,6 +12,7 @@ from ocpp.v201 import call
 
 from controller.local_csms import LocalCsms
 from controller.ocpp201.device_model import VARIABLES, Mutability
+from controller.ocpp201.evse_variables import VARIABLES as LIVE_VARIABLES
 from controller.ocpp201.reports import split
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
@@ -47,8 +48,9 @@ async def test_a_full_inventory_comes_in_parts_of_items_per_message(
     assert [p["seqNo"] for p in parts] == list(range(len(parts)))
     assert [p.get("tbc", False) for p in parts] == [True] * (len(parts) - 1) + [False]
     assert all(len(p["reportData"]) <= 10 for p in parts)  # ItemsPerMessage
-    assert len(parts) == -(-len(VARIABLES) // 10)
-    assert names(parts) == [d.name for d in VARIABLES]
+    live = [f"{v.component}.{v.variable}" for v in LIVE_VARIABLES]  # EVSE 1's
+    assert len(parts) == -(-(len(VARIABLES) + len(live)) // 10)
+    assert names(parts) == [d.name for d in VARIABLES] + live
     flat = [i for p in parts for i in p["reportData"]]
     items = dict(zip(names(parts), flat, strict=True))
     password = items["SecurityCtrlr.BasicAuthPassword"]["variableAttribute"][0]
@@ -91,6 +93,8 @@ async def test_configuration_inventory_and_get_report_select_what_they_ask_for(
         "AuthCtrlr.LocalPreAuthorize",
         "TxCtrlr.StopTxOnEVSideDisconnect",
         "TxCtrlr.EVConnectionTimeOut",
+        "TxCtrlr.TxStartPoint",
+        "TxCtrlr.TxStopPoint",
     ]
     assert (none.status, criteria.status) == ("EmptyResultSet", "NotSupported")
 

@@ -145,6 +145,18 @@ def default_log_source(state_dir: Path) -> LogSource:
     return FileLogs(state_dir / "logs")
 
 
+def prepare_log(
+    logs: LogSource,
+    secrets: Callable[[], Iterable[str]],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    to: Path,
+) -> None:
+    """Worker thread: the controller's log for the window, redacted, packed into ``to``
+    (steps 1-3 above; GetDiagnostics and 2.0.1's GetLog DiagnosticsLog both use it)."""
+    pack(redact(logs.collect(since, until), secrets()), to, ARCHIVE_MEMBER)
+
+
 class DiagnosticsStatus(StrEnum):
     """Where the diagnostics upload is, in OCPP 1.6 spelling."""
 
@@ -244,7 +256,7 @@ class Diagnostics:
 
     def prepare(self, since: dt.datetime | None, until: dt.datetime | None, to: Path) -> None:
         """Worker thread: the log for the window, redacted, packed into ``to``."""
-        pack(redact(self._logs.collect(since, until), self._secrets()), to, ARCHIVE_MEMBER)
+        prepare_log(self._logs, self._secrets, since, until, to)
 
     async def _notify(self, status: DiagnosticsStatus) -> None:
         await notify(self._send, self._status_request(status))

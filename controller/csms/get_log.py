@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -172,6 +172,29 @@ class LogUploads:
         status = LogAnswer.ACCEPTED if self._running is None else LogAnswer.ACCEPTED_CANCELED
         log.info("GetLog %d (%s): %s, file %s", request_id, kind, status, plan.file_name)
         return status, plan.file_name
+
+    def plan_request(
+        self,
+        unique_id: str,
+        kind: LogKind,
+        request_id: int,
+        parameters: Mapping[str, Any],
+        retries: int | None,
+        retry_interval: int | None,
+    ) -> tuple[LogAnswer, str | None]:
+        """:meth:`plan` for a GetLog request as both versions' handlers receive it:
+        ``parameters`` is its ``log`` (snake_case ``remote_location``, ``oldest_timestamp``,
+        ``latest_timestamp``)."""
+        return self.plan(
+            unique_id,
+            kind,
+            request_id,
+            str(parameters["remote_location"]),
+            since=parameters.get("oldest_timestamp"),
+            until=parameters.get("latest_timestamp"),
+            retries=retries,
+            retry_interval=retry_interval,
+        )
 
     def start_planned(self, unique_id: str) -> None:
         """@after: cancel the upload under way, if any, and start the one just accepted."""

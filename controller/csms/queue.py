@@ -102,7 +102,8 @@ class TransactionQueue:
     ``store`` makes it durable (see the module docstring); without one it lives in memory.
     ``csms_ids``: the CSMS gives each transaction its id in the answer to the start (1.6);
     False when the charger makes the id itself and the messages carry it (2.0.1's
-    TransactionEvent), so nothing waits for or maps an id.
+    TransactionEvent), so nothing waits for or maps an id (a started transaction is still
+    recorded as known, with :data:`NO_TRANSACTION_ID`).
     """
 
     def __init__(
@@ -252,9 +253,13 @@ class TransactionQueue:
         message = entry.message
         set_id = None
         forget_id = None
-        if answer is not None and message.kind is TxKind.START and self._csms_ids:
-            self._ids[message.local_id] = answer.transaction_id
-            set_id = (message.local_id, int(answer.transaction_id))
+        if answer is not None and message.kind is TxKind.START:
+            # Recorded with the deletion: the CSMS knows the transaction, so recovery ends it
+            # after a power cut even when nothing of it is queued any more. Without ids of
+            # the CSMS's (2.0.1) NO_TRANSACTION_ID marks it known.
+            csms_id = int(answer.transaction_id) if self._csms_ids else NO_TRANSACTION_ID
+            self._ids[message.local_id] = csms_id
+            set_id = (message.local_id, csms_id)
         elif message.kind is TxKind.STOP:
             self._ids.pop(message.local_id, None)
             forget_id = message.local_id

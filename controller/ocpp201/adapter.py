@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Mapping
 
@@ -27,7 +28,9 @@ from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, CallRefused
+from controller.csms.diagnostics import LogSource, default_log_source, prepare_log
 from controller.csms.firmware_policy import FirmwarePolicy
+from controller.csms.get_log import LogUploads
 from controller.csms.key_timers import KeyTimers
 from controller.csms.link import LinkState, LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
@@ -49,8 +52,13 @@ from controller.ocpp201.aligned_data import AlignedData
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
+from controller.ocpp201.diagnostics_handlers import log_status_request
+from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.monitoring import Monitors
+from controller.ocpp201.network_profiles import NetworkProfiles
+from controller.ocpp201.notify_events import NotifyEvents
 from controller.ocpp201.reservation_updates import ReservationUpdates
 from controller.ocpp201.security_services import build_security_services
 from controller.ocpp201.security_wire import security_event_request
@@ -97,6 +105,9 @@ class Ocpp201Adapter:
         firmware_policy: FirmwarePolicy | None = None,
         firmware_installer: Installer | None = None,
         connector_ratings: Mapping[int, ConnectorRating] | None = None,
+        diagnostics_logs: LogSource | None = None,
+        network: NetworkProfiles | None = None,
+        fallback_url: str | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -145,7 +156,17 @@ class Ocpp201Adapter:
             spawn=self._tasks.spawn,
             clock=clock,
         )
-        self._faults = FaultEvents()
+        self._events = NotifyEvents(clock)
+        self._faults = FaultEvents(self._events)
+        self._evses = EvseVariables(control, connector_ratings or {}, self._latest.get)
+        self._monitors = Monitors(
+            storage=storage,
+            model=model,
+            evses=self._evses,
+            events=self._events,
+            running=lambda evse_id: control.view(evse_id).transaction is not None,
+            clock=clock,
+        )
         self._profiles = smart_charging.build(
             model=model,
             control=control,
@@ -185,6 +206,11 @@ class Ocpp201Adapter:
             token_kinds=self._token_kinds,
             reservations=self._reservations,
             profiles=self._profiles,
+            events=self._events,
+            logs=self._log_uploads(chargepoint_id, storage, diagnostics_logs),
+            network=network or NetworkProfiles(storage, {}),
+            evses=self._evses,
+            monitors=self._monitors,
         )
         self._link = LinkLoop(
             url=endpoint_url(url, chargepoint_id),
@@ -198,6 +224,32 @@ class Ocpp201Adapter:
             services=services,
             spawn=self._tasks.spawn,
             serve=self._serve_registered,
+            fallback_url=None
+            if fallback_url is None
+            else endpoint_url(fallback_url, chargepoint_id),
+        )
+
+    def _log_uploads(
+        self, chargepoint_id: str, storage: Storage, logs: LogSource | None
+    ) -> LogUploads:
+        """GetLog's uploads: the controller's log (``logs``, default the journal or the
+        state directory's log file) and the security event history, redacted of the
+        BasicAuthPassword."""
+        source = logs or default_log_source(storage.path.parent)
+
+        def secrets() -> list[str]:
+            return [v for v in (self._model.get("SecurityCtrlr.BasicAuthPassword"),) if v]
+
+        return LogUploads(
+            chargepoint_id=chargepoint_id,
+            diagnostics_log=functools.partial(prepare_log, source, secrets),
+            security_history=self._security.events.history,
+            secrets=secrets,
+            send=self._caller.call,
+            status_request=log_status_request,
+            spawn=self._tasks.spawn,
+            clock=self._clock,
+            interval_scale=self.timing.interval_scale,
         )
 
     @property
@@ -237,6 +289,7 @@ class Ocpp201Adapter:
             await self._authorizer.local_list.load()
         except StorageError as exc:  # lookups try again; until then Entries says 0
             log.error("local authorization list unreadable at start: %s", exc)
+        await self._monitors.load()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._link.run(), name="ocpp201-link")
@@ -266,6 +319,7 @@ class Ocpp201Adapter:
                 ),
                 name="ocpp201-security-events",
             )
+            group.create_task(self._events.drain(cp), name="ocpp201-notify-events")
 
     async def _sample_periodically(self) -> None:
         """TransactionEvent Updated every TxUpdatedInterval of each running transaction,
@@ -285,17 +339,10 @@ class Ocpp201Adapter:
             self._control.apply_settings(csms_settings(self._model))
 
     async def _send_status(
-        self,
-        cp: Ocpp201ChargePoint,
-        connector_id: int,
-        status: ConnectorStatus,
-        event: call.NotifyEvent | None = None,
+        self, cp: Ocpp201ChargePoint, connector_id: int, status: ConnectorStatus
     ) -> None:
-        """StatusNotification, then the NotifyEvent of a fault that came or went."""
         try:
             await call_checked(cp, status_request(connector_id, status, self._clock()))
-            if event is not None:
-                await call_checked(cp, event)
         except CALL_FAILURES as exc:
             log.warning("status of EVSE %d not sent: %s", connector_id, describe(exc))
 
@@ -305,16 +352,17 @@ class Ocpp201Adapter:
         self, connector_id: int, status: ConnectorStatus, fault: FaultKind | None
     ) -> None:
         """Send now when registered; offline it is dropped (the reconnect sends the latest).
-        A running transaction's new charging state is a TransactionEvent (queued)."""
+        A running transaction's new charging state is a TransactionEvent, a fault that came
+        or went a NotifyEvent (both queued: delivered after a reconnect too)."""
         self._transactions.status_changed(connector_id, status)
         idle = self._control.view(connector_id).transaction is None
         if status is ConnectorStatus.AVAILABLE and idle:
             self._profiles.connector_idle(connector_id)  # a remote start that never began
-        event = self._faults.changed(connector_id, fault, self._clock())
+        self._faults.changed(connector_id, fault, self._clock())
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
             self._tasks.spawn(
-                self._send_status(cp, connector_id, status, event),
+                self._send_status(cp, connector_id, status),
                 f"ocpp201-status-{connector_id}",
             )
 
@@ -338,9 +386,12 @@ class Ocpp201Adapter:
     def meter_sampled(self, sample: MeterSample, tx: Transaction | None) -> None:
         """Keep the latest reading (the timers decide what is sent); while a transaction
         runs, an offer that moved by more than LimitChangeSignificance is an Updated
-        (ChargingRateChanged)."""
+        (ChargingRateChanged). A TxStartPoint EnergyTransfer may be reached by it, and the
+        variable monitors look at its power."""
         connector_id = sample.connector_id
         self._latest[connector_id] = sample
+        self._transactions.reading(sample)
+        self._monitors.reading(connector_id)
         if tx is not None and self._rates.changed(connector_id, sample.offered_a):
             self._transactions.updated(connector_id, "ChargingRateChanged")
 

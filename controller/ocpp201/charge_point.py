@@ -32,20 +32,23 @@ from ocpp.v201.enums import (
 from controller.csms.wire import iso_utc
 from controller.ocpp201.auth_handlers import AuthHandlers
 from controller.ocpp201.device_model import Mutability, SetStatus
+from controller.ocpp201.diagnostics_handlers import DiagnosticsHandlers
 from controller.ocpp201.errors import call_error_for, check_frame
+from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
+from controller.ocpp201.provisioning_handlers import ProvisioningHandlers
 from controller.ocpp201.remote import RemoteHandlers
-from controller.ocpp201.reports import report_data, split
+from controller.ocpp201.reports import report_data, send_in_parts
 from controller.ocpp201.reservation_handlers import ReservationHandlers
 from controller.ocpp201.security_handlers import SecurityHandlers
 from controller.ocpp201.services import Services
 from controller.ocpp201.smart_charging_handlers import SmartChargingHandlers
-from controller.ocppj.caller import call_checked, describe
-from controller.ocppj.frames import CALL_FAILURES, FrameProblem
+from controller.ocppj.frames import FrameProblem
 from controller.ocppj.serving import CallServing
 
 log = logging.getLogger(__name__)
 
-#: The only attribute this slice keeps per variable (MinSet/MaxSet/Target are not held).
+#: The attribute the stored variables hold (a bounded integer also has read-only MinSet and
+#: MaxSet, the live EVSE variables MaxSet of Power).
 ACTUAL = "Actual"
 
 
@@ -55,6 +58,8 @@ class Ocpp201ChargePoint(
     AuthHandlers,
     ReservationHandlers,
     SmartChargingHandlers,
+    DiagnosticsHandlers,
+    ProvisioningHandlers,
     CallServing,
     ChargePoint,
 ):
@@ -93,12 +98,17 @@ class Ocpp201ChargePoint(
         name = f"{component['name']}.{variable['name']}"
         defn = self._model.definition(name)
         status, value = GetVariableStatusEnumType.accepted, None
-        if defn is None:
+        if component["name"] in LIVE_COMPONENTS:
+            live_status, value = self._s.evses.get(component, variable, attribute)
+            status = GetVariableStatusEnumType(live_status)
+        elif defn is None:
             status = (
                 GetVariableStatusEnumType.unknown_variable
                 if self._model.knows_component(component["name"])
                 else GetVariableStatusEnumType.unknown_component
             )
+        elif attribute in defn.bounds:
+            value = defn.bounds[attribute]
         elif attribute != ACTUAL:
             status = GetVariableStatusEnumType.not_supported_attribute_type
         elif defn.mutability is Mutability.WRITE_ONLY:
@@ -127,6 +137,8 @@ class Ocpp201ChargePoint(
             return
         configuration = report_base == ReportBaseEnumType.configuration_inventory
         items = report_data(self._model, configuration_only=configuration)
+        if not configuration:  # the EVSE and Connector variables are all read-only
+            items += self._s.evses.report_items()
         self._spawn(self._notify_report(request_id, items), f"ocpp201-report-{request_id}")
 
     def _wanted(self, component_variable: list[dict[str, Any]] | None) -> list[Any] | None:
@@ -147,8 +159,7 @@ class Ocpp201ChargePoint(
     ) -> Any:
         if component_criteria:  # Active/Available/Enabled/Problem: not kept per component
             return call_result.GetReport(GenericDeviceModelStatusEnumType.not_supported)
-        items = report_data(self._model, wanted=self._wanted(component_variable))
-        if not items:
+        if not self._report_items(component_variable):
             return call_result.GetReport(GenericDeviceModelStatusEnumType.empty_result_set)
         return call_result.GetReport(GenericDeviceModelStatusEnumType.accepted)
 
@@ -160,30 +171,29 @@ class Ocpp201ChargePoint(
         component_criteria: list[str] | None = None,
         **_: Any,
     ) -> None:
-        items = report_data(self._model, wanted=self._wanted(component_variable))
+        items = self._report_items(component_variable)
         if items and not component_criteria:
             self._spawn(self._notify_report(request_id, items), f"ocpp201-report-{request_id}")
 
+    def _report_items(self, component_variable: list[dict[str, Any]] | None) -> list[Any]:
+        """GetReport's items: the stored variables, then the live EVSE/Connector ones."""
+        wanted = self._wanted(component_variable)
+        items = report_data(self._model, wanted=wanted)
+        return items + self._s.evses.report_items(None if wanted is None else set(wanted))
+
     async def _notify_report(self, request_id: int, items: list[dict[str, Any]]) -> None:
-        parts = split(
-            items,
-            self._model.get_int("DeviceDataCtrlr.ItemsPerMessage"),
-            self._model.get_int("DeviceDataCtrlr.BytesPerMessage"),
-        )
         generated_at = iso_utc(self._s.clock())
-        for seq_no, part in enumerate(parts):
-            request = call.NotifyReport(
+
+        def part(seq_no: int, data: list[dict[str, Any]], tbc: bool) -> call.NotifyReport:
+            return call.NotifyReport(
                 request_id=request_id,
                 generated_at=generated_at,
                 seq_no=seq_no,
-                report_data=part,
-                tbc=seq_no < len(parts) - 1,
+                report_data=data,
+                tbc=tbc,
             )
-            try:
-                await call_checked(self, request)
-            except CALL_FAILURES as exc:
-                log.warning("NotifyReport %d part %d failed: %s", request_id, seq_no, describe(exc))
-                return
+
+        await send_in_parts(self, self._model, items, part, f"NotifyReport {request_id}")
 
     @on(Action.set_variables)
     async def _on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
@@ -191,12 +201,16 @@ class Ocpp201ChargePoint(
         for item in set_variable_data:
             component, variable = item["component"], item["variable"]
             attribute = item.get("attribute_type", ACTUAL)
-            if attribute != ACTUAL:
+            status: SetStatus | None = None
+            if component["name"] in LIVE_COMPONENTS:
+                status = self._s.evses.change(component, variable, attribute)
+            elif attribute != ACTUAL:
                 name = f"{component['name']}.{variable['name']}"
-                known = self._model.definition(name) is not None
-                status = SetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE if known else None
-            else:
-                status = None
+                defn = self._model.definition(name)
+                if defn is not None and attribute in defn.bounds:
+                    status = SetStatus.REJECTED  # the bounds are the charger's, read-only
+                elif defn is not None:
+                    status = SetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE
             if status is None:
                 status = await self._model.change(
                     f"{component['name']}.{variable['name']}", item["attribute_value"]

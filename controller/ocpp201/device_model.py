@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from controller.config import ConfigError
+from controller.ocpp201 import tx_points
 from controller.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class DataType(StrEnum):
     BOOLEAN = "boolean"
     STRING = "string"
     MEMBER_LIST = "MemberList"
+    SEQUENCE_LIST = "SequenceList"
     OPTION_LIST = "OptionList"
 
 
@@ -98,6 +100,17 @@ class VariableDef:
     def secret(self) -> bool:
         return self.mutability is Mutability.WRITE_ONLY
 
+    @property
+    def bounds(self) -> dict[str, str]:
+        """The read-only MinSet/MaxSet attributes of a bounded integer (the minimal and
+        maximal value allowed for it, as AttributeEnumType defines them), by type."""
+        bounds = {}
+        if self.data_type is DataType.INTEGER and self.min_value is not None:
+            bounds["MinSet"] = str(self.min_value)
+        if self.data_type is DataType.INTEGER and self.max_value is not None:
+            bounds["MaxSet"] = str(self.max_value)
+        return bounds
+
     def problem(self, value: str) -> str | None:
         """Why ``value`` cannot be this variable's Actual value, or None."""
         if self.data_type is DataType.INTEGER:
@@ -128,9 +141,16 @@ class VariableDef:
             unknown = [m for m in value.split(",") if m and m not in members]
             if unknown:
                 return f"unknown member(s) {', '.join(unknown)}; known: {', '.join(members)}"
+        elif self.data_type is DataType.SEQUENCE_LIST and not _numbers(value):
+            return f"must be a comma-separated list of numbers, got {value!r}"
         if self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters, got {len(value)}"
         return None
+
+
+def _numbers(value: str) -> bool:
+    """Whether ``value`` is a SequenceList of numbers (empty is)."""
+    return all(item.isdigit() for item in value.split(",") if item)
 
 
 def _int(component: str, variable: str, default: int, **kw: object) -> VariableDef:
@@ -202,6 +222,37 @@ AUTHORIZATION_VARIABLES: tuple[VariableDef, ...] = (
     _bool("ReservationCtrlr", "Enabled", True),
     _bool("ReservationCtrlr", "Available", True, mutability=Mutability.READ_ONLY),
     _bool("ReservationCtrlr", "NonEvseSpecific", True),
+)
+
+#: Provisioning (issue 14, block B: NetworkConfigurationPriority, :mod:`.network_profiles`)
+#: and the transaction points (E01-E07, :mod:`.tx_points`: only the members this charger
+#: can detect; the default is where the session begins and ends).
+PROVISIONING_VARIABLES: tuple[VariableDef, ...] = (
+    VariableDef(
+        "TxCtrlr",
+        "TxStartPoint",
+        DataType.MEMBER_LIST,
+        "EVConnected,Authorized",
+        max_length=100,
+        members=tx_points.MEMBERS,
+    ),
+    VariableDef(
+        "TxCtrlr",
+        "TxStopPoint",
+        DataType.MEMBER_LIST,
+        "EVConnected,Authorized",
+        max_length=100,
+        members=tx_points.MEMBERS,
+    ),
+    _int("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3, min_value=1),
+    VariableDef(
+        "OCPPCommCtrlr",
+        "NetworkConfigurationPriority",
+        DataType.SEQUENCE_LIST,
+        "",
+        max_length=20,
+        reboot_required=True,
+    ),
 )
 
 #: Every variable this charger knows (the components of the first 2.0.1 slice).
@@ -279,6 +330,7 @@ VARIABLES: tuple[VariableDef, ...] = (
     _bool("AlignedDataCtrlr", "SendDuringIdle", False),
     _int("AlignedDataCtrlr", "TxEndedInterval", 0, min_value=0, max_value=86400, unit="s"),
     _measurands("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register"),
+    *PROVISIONING_VARIABLES,
 )
 
 

@@ -7,6 +7,8 @@ this run's BootNotification. Nothing connects before ``run()``.
 
 from __future__ import annotations
 
+import logging
+
 from ocpp.v201 import call
 from ocpp.v201.datatypes import ChargingStationType
 
@@ -19,9 +21,14 @@ from controller.logging_setup import add_secret
 from controller.ocpp201 import boot_reason
 from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.settings import csms_settings
 from controller.ocpp201.transactions import SeqNumbers
 
+log = logging.getLogger(__name__)
+
+#: Which network profile slot the link uses, in order (the first holding a profile).
+PRIORITY = "OCPPCommCtrlr.NetworkConfigurationPriority"
 SECURITY_VARIABLES = SecurityKeyNames(
     profile="SecurityCtrlr.SecurityProfile", password="SecurityCtrlr.BasicAuthPassword"
 )
@@ -41,14 +48,22 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
     await model.load()
     if context.keys_preset is not None:
         await model.preset(context.keys_preset)
+    network = await NetworkProfiles.load(context.storage)
+    model.add_check(PRIORITY, network.priority_problem)
+    url, minimum_profile = config.ocpp_url, config.ocpp_security_profile
+    preferred = network.preferred(model.get_list(PRIORITY))
+    if preferred is not None:  # B10: the CSMS's own profile, from the boot after it was set
+        network.active_slot, profile = preferred
+        url, minimum_profile = profile.url, max(minimum_profile, profile.security_profile)
+        log.info("connecting with network profile slot %d: %s", network.active_slot, url)
     security = LinkSecurity(
         model,
         names=SECURITY_VARIABLES,
         chargepoint_id=config.chargepoint_id,
-        url=config.ocpp_url,
+        url=url,
         files=TlsFiles(config.ocpp_ca_file, config.ocpp_cert_file, config.ocpp_key_file),
     )
-    await security.require(config.ocpp_security_profile)
+    await security.require(minimum_profile)
     add_secret(config.ocpp_password)
     firmware_policy = FirmwarePolicy.of(config)
     firmware_policy.warn()  # at every start: what the operator's settings give away
@@ -64,7 +79,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         reason=await boot_reason.take(context.storage),
     )
     return Ocpp201Adapter(
-        url=config.ocpp_url,
+        url=url,
         chargepoint_id=config.chargepoint_id,
         boot_request=boot_request,
         control=context.control,
@@ -77,4 +92,6 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         connector_ratings={
             c.id: ConnectorRating(c.phases, c.max_current_a) for c in config.connectors
         },
+        network=network,
+        fallback_url=None if preferred is None else config.ocpp_url,
     )

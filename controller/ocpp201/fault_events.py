@@ -4,16 +4,17 @@ Each fault the supervisor reports on a connector is the Problem variable of the 
 device's component on that EVSE turning true (its FaultKind as techCode); when the fault
 clears (or gives way to another) the same component's Problem turns false with
 ``cleared``. The component names are the 2.0.1 standardized ones closest to each device.
+The reports go through :class:`~.notify_events.NotifyEvents`, so one made while offline is
+delivered after the reconnect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-
-from ocpp.v201 import call
+from typing import Any
 
 from controller.csms.wire import iso_utc
+from controller.ocpp201.notify_events import NotifyEvents
 from drivers.errors import FaultKind
 
 _COMPONENT = {
@@ -34,35 +35,32 @@ _COMPONENT = {
 class FaultEvents:
     """The faults last reported per EVSE, and the NotifyEvent each change makes."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: NotifyEvents) -> None:
         self._faults: dict[int, FaultKind] = {}
-        self._event_ids = itertools.count(1)
-        self._seq = itertools.count(0)
+        self._events = events
 
-    def changed(
-        self, evse_id: int, fault: FaultKind | None, at: dt.datetime
-    ) -> call.NotifyEvent | None:
-        """The NotifyEvent for ``evse_id`` now reporting ``fault`` (None: no fault), or
-        None when nothing changed."""
+    def changed(self, evse_id: int, fault: FaultKind | None, at: dt.datetime) -> None:
+        """Queue the NotifyEvent for ``evse_id`` now reporting ``fault`` (None: no fault);
+        nothing when nothing changed."""
         previous = self._faults.get(evse_id)
         if previous == fault:
-            return None
+            return
         if fault is None:
             del self._faults[evse_id]
         else:
             self._faults[evse_id] = fault
-        data: list[dict[str, object]] = []
+        data: list[dict[str, Any]] = []
         if previous is not None:
             data.append(self._data(evse_id, previous, at, raised=False))
         if fault is not None:
             data.append(self._data(evse_id, fault, at, raised=True))
-        return call.NotifyEvent(generated_at=iso_utc(at), seq_no=next(self._seq), event_data=data)
+        self._events.report(data)
 
     def _data(
         self, evse_id: int, fault: FaultKind, at: dt.datetime, *, raised: bool
-    ) -> dict[str, object]:
-        data: dict[str, object] = {
-            "event_id": next(self._event_ids),
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "event_id": self._events.next_event_id(),
             "timestamp": iso_utc(at),
             "trigger": "Alerting",
             "actual_value": "true" if raised else "false",

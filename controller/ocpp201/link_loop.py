@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.0.1"
 HEARTBEAT = "OCPPCommCtrlr.HeartbeatInterval"
 PING = "OCPPCommCtrlr.WebSocketPingInterval"
+ATTEMPTS = "OCPPCommCtrlr.NetworkProfileConnectionAttempts"
 #: Why a connection attempt or a connection ended; anything else is a bug, logged in full.
 LINK_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -79,8 +80,13 @@ class LinkLoop:
         services: Services,
         spawn: Spawn,
         serve: Callable[[Ocpp201ChargePoint], Awaitable[None]],
+        fallback_url: str | None = None,
     ) -> None:
         self.url = url
+        #: Where to go when ``url`` (a network profile's) never registers within
+        #: NetworkProfileConnectionAttempts tries (B10): the ``[ocpp]`` URL; None: nowhere.
+        self._fallback_url = fallback_url
+        self._registered_once = False
         self._chargepoint_id = chargepoint_id
         self._timing = timing
         self._security = security
@@ -105,6 +111,7 @@ class LinkLoop:
         """Connect, talk, back off, connect again; until cancelled."""
         timing = self._timing
         backoff = Backoff(timing.backoff_initial_s, timing.backoff_max_s, timing.backoff_jitter)
+        failures = 0
         while True:
             self.set_state(LinkState.CONNECTING)
             try:
@@ -113,10 +120,27 @@ class LinkLoop:
                 log.warning("CSMS link %s: %s", self.url, "; ".join(map(str, group.exceptions)))
             except* Exception as group:
                 log.error("CSMS link failed unexpectedly; reconnecting", exc_info=group)
+            failures += 1
+            self._fall_back(failures)
             delay = backoff.next_delay()
             self.set_state(LinkState.BACKOFF)
             log.info("reconnecting to %s in %.1f s", self.url, delay)
             await asyncio.sleep(delay)
+
+    def _fall_back(self, failures: int) -> None:
+        """After NetworkProfileConnectionAttempts failed tries without ever registering,
+        leave the network profile's URL for the ``[ocpp]`` one, for the rest of this run."""
+        if self._fallback_url is None or self._registered_once:
+            return
+        if failures < self._model.get_int(ATTEMPTS):
+            return
+        log.warning(
+            "CSMS link: network profile URL %s unreachable after %d tries; using %s",
+            self.url,
+            failures,
+            self._fallback_url,
+        )
+        self.url, self._fallback_url = self._fallback_url, None
 
     async def heartbeat(self, cp: Ocpp201ChargePoint) -> None:
         """Heartbeat every HeartbeatInterval while registered on ``cp``; until cancelled."""
@@ -181,6 +205,7 @@ class LinkLoop:
             await self._boot(cp)
             self._booted_once = True
         backoff.reset()
+        self._registered_once = True
         cp.registered = True
         self._caller.registered = True
         self.set_state(LinkState.REGISTERED)

@@ -3,13 +3,13 @@
 
 RequestStartTransaction (its TxProfile held by the smart-charging service before the
 start is asked, released if the start is refused) and RequestStopTransaction,
-GetTransactionStatus, Reset (Immediate/OnIdle, the whole station; a ResetOrReboot security
-event), ChangeAvailability (station or EVSE; Scheduled while a transaction runs),
-UnlockConnector, TriggerMessage (BootNotification while not accepted, Heartbeat,
-StatusNotification, MeterValues, TransactionEvent, FirmwareStatusNotification,
-SignChargingStationCertificate) and DataTransfer (no vendor extensions: UnknownVendorId).
-Each ``@on`` handler answers at once; what follows the answer (a reset, a triggered
-message) runs from ``@after`` in a task.
+GetTransactionStatus, Reset (Immediate/OnIdle, the whole station or one EVSE; a
+ResetOrReboot security event), ChangeAvailability (station or EVSE; Scheduled while a
+transaction runs), UnlockConnector, TriggerMessage (BootNotification while not accepted,
+Heartbeat, StatusNotification, MeterValues, TransactionEvent, FirmwareStatusNotification,
+SignChargingStationCertificate, LogStatusNotification) and DataTransfer (no vendor
+extensions: UnknownVendorId). Each ``@on`` handler answers at once; what follows the
+answer (a reset, a triggered message) runs from ``@after`` in a task.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ocpp.v201.enums import (
     UnlockStatusEnumType,
 )
 
+from controller.connector_types import StopReason
 from controller.csms.firmware import FirmwareStatus
 from controller.csms.security_events import SecurityEvent
 from controller.domain import Answer, ResetKind, Transaction
@@ -67,6 +68,7 @@ _TRIGGERS = frozenset(
         MessageTriggerEnumType.transaction_event,
         MessageTriggerEnumType.firmware_status_notification,
         MessageTriggerEnumType.sign_charging_station_certificate,
+        MessageTriggerEnumType.log_status_notification,
     }
 )
 
@@ -140,16 +142,18 @@ class RemoteHandlers:
 
     # --- the station (B11, G03, F05) --------------------------------------------------------
 
-    def _busy(self) -> bool:
+    def _busy(self, evse_id: int | None = None) -> bool:
+        """Whether a transaction runs on ``evse_id`` (None: on any EVSE)."""
         control = self._s.control
-        return any(control.view(c).transaction is not None for c in control.connector_ids)
+        evses = control.connector_ids if evse_id is None else (evse_id,)
+        return any(control.view(c).transaction is not None for c in evses)
 
     @on(Action.reset)
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
-        if evse_id is not None:
-            log.info("Reset of EVSE %s: only the whole station resets, Rejected", evse_id)
+        if evse_id is not None and evse_id not in self._s.control.connector_ids:
+            log.info("Reset of unknown EVSE %s: Rejected", evse_id)
             return call_result.Reset(ResetStatusEnumType.rejected)
-        if type == ResetEnumType.on_idle and self._busy():
+        if type == ResetEnumType.on_idle and self._busy(evse_id):
             return call_result.Reset(ResetStatusEnumType.scheduled)
         return call_result.Reset(ResetStatusEnumType.accepted)
 
@@ -157,12 +161,27 @@ class RemoteHandlers:
     def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
         if evse_id is None:
             self._s.spawn(self._reset(type), f"ocpp201-reset-{type}")
+        elif evse_id in self._s.control.connector_ids:
+            self._s.spawn(self._reset_evse(type, evse_id), f"ocpp201-reset-{evse_id}-{type}")
+
+    async def _idle(self, type: str, evse_id: int | None) -> None:
+        """Return at once (Immediate) or once the transactions concerned have ended (OnIdle,
+        B12; no event says "idle": polled)."""
+        while type == ResetEnumType.on_idle and self._busy(evse_id):  # noqa: ASYNC110
+            await asyncio.sleep(ON_IDLE_POLL_S)
+
+    async def _reset_evse(self, type: str, evse_id: int) -> None:
+        """B11/B12 for one EVSE: its transaction ends (ImmediateReset) and the EVSE is judged
+        afresh from the hardware; the station and the other EVSEs go on."""
+        await self._idle(type, evse_id)
+        log.warning("%s reset of EVSE %d requested by the CSMS", type, evse_id)
+        tx = self._s.control.view(evse_id).transaction
+        if tx is not None:
+            await self._s.control.stop_transaction(tx, StopReason.HARD_RESET)
 
     async def _reset(self, type: str) -> None:
         control = self._s.control
-        # B12: once the last transaction has ended (no event says "all idle": polled)
-        while type == ResetEnumType.on_idle and self._busy():  # noqa: ASYNC110
-            await asyncio.sleep(ON_IDLE_POLL_S)
+        await self._idle(type, None)
         await boot_reason.note(self._s.storage, BootReasonEnumType.remote_reset)
         self._s.security.events.record(
             SecurityEvent.RESET_OR_REBOOT, f"{type} reset requested by the CSMS"
@@ -238,6 +257,8 @@ class RemoteHandlers:
             for evse_id in evses:
                 status = s.control.view(evse_id).status
                 payloads.append(status_request(evse_id, status, s.clock()))
+        elif message == MessageTriggerEnumType.log_status_notification:
+            payloads.append(s.logs.status_notification())  # Uploading with its id, or Idle
         elif message == MessageTriggerEnumType.meter_values:
             for evse_id in evses:
                 sample = s.latest_sample(evse_id)

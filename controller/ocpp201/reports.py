@@ -10,10 +10,24 @@ part but the last sent with ``tbc`` true.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from controller.ocpp201.device_model import DeviceModel, Mutability, VariableDef
+from controller.ocpp201.device_model import (
+    MEASURANDS,
+    DataType,
+    DeviceModel,
+    Mutability,
+    VariableDef,
+)
+from controller.ocppj.caller import call_checked, describe
+from controller.ocppj.frames import CALL_FAILURES
+
+if TYPE_CHECKING:
+    from ocpp.charge_point import ChargePoint
+
+log = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 
@@ -34,10 +48,16 @@ def _item(model: DeviceModel, defn: VariableDef) -> Item:
         characteristics["minLimit"] = defn.min_value
     if defn.max_value is not None:
         characteristics["maxLimit"] = defn.max_value
+    if defn.data_type is DataType.MEMBER_LIST:
+        characteristics["valuesList"] = ",".join(defn.members or MEASURANDS)
+    bounds: list[Item] = [
+        {"type": kind, "value": value, "mutability": "ReadOnly", "constant": True}
+        for kind, value in defn.bounds.items()
+    ]
     return {
         "component": {"name": defn.component},
         "variable": {"name": defn.variable},
-        "variableAttribute": [attribute],
+        "variableAttribute": [attribute, *bounds],
         "variableCharacteristics": characteristics,
     }
 
@@ -62,6 +82,30 @@ def report_data(
             continue
         items.append(_item(model, defn))
     return items
+
+
+async def send_in_parts(
+    cp: ChargePoint,
+    model: DeviceModel,
+    items: Sequence[Item],
+    request: Callable[[int, list[Item], bool], Any],
+    what: str,
+) -> None:
+    """Send ``items`` over ``cp`` as :func:`split` cuts them (DeviceDataCtrlr's
+    ItemsPerMessage and BytesPerMessage): ``request(seq_no, part, tbc)`` builds each part
+    (NotifyReport, NotifyMonitoringReport); a part that fails ends the report (logged as
+    ``what``)."""
+    parts = split(
+        items,
+        model.get_int("DeviceDataCtrlr.ItemsPerMessage"),
+        model.get_int("DeviceDataCtrlr.BytesPerMessage"),
+    )
+    for seq_no, part in enumerate(parts):
+        try:
+            await call_checked(cp, request(seq_no, part, seq_no < len(parts) - 1))
+        except CALL_FAILURES as exc:
+            log.warning("%s part %d failed: %s", what, seq_no, describe(exc))
+            return
 
 
 def split(items: Sequence[Item], max_items: int, max_bytes: int) -> list[list[Item]]:

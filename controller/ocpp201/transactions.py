@@ -5,8 +5,8 @@ before they are sent and sent in order with MessageAttemptsTransactionEvent trie
 MessageAttemptIntervalTransactionEvent apart (OCPPCommCtrlr), across restarts:
 
 - ``Started`` when the supervisor starts a transaction (the id was authorized with the EV
-  connected: the start point is Authorized+EVConnected), with the idToken, the EVSE and
-  the register as Transaction.Begin;
+  connected), or later at the TxStartPoint PowerPathClosed or EnergyTransfer
+  (:mod:`.tx_points`), with the idToken, the EVSE and the register as Transaction.Begin;
 - ``Updated`` when the charging state changes (ChargingStateChanged), every
   SampledDataCtrlr.TxUpdatedInterval with TxUpdatedMeasurands (MeterValuePeriodic), and
   what :meth:`TransactionEvents.updated` is given (clock-aligned values: MeterValueClock;
@@ -14,7 +14,8 @@ MessageAttemptIntervalTransactionEvent apart (OCPPCommCtrlr), across restarts:
 - ``Ended`` when it stops, with the stoppedReason, the clock-aligned values kept for it
   (AlignedDataCtrlr.TxEndedInterval, :meth:`TransactionEvents.keep_for_end`) and the
   register as Transaction.End; a transaction interrupted by a power cut is ended by
-  :mod:`controller.recovery` with PowerLoss as for 1.6.
+  :mod:`controller.recovery` with PowerLoss as for 1.6. A TxStopPoint PowerPathClosed or
+  EnergyTransfer stops the session when the connector stops Charging (:mod:`.tx_points`).
 
 The transactionId is the charger's own (the journal's id: 32 hex digits, kept across
 restarts); ``seqNo`` counts each transaction's events from 0 and is stored per connector, so
@@ -37,6 +38,7 @@ from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
 from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
+from controller.ocpp201 import tx_points
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import WireDict, meter_value
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 #: Where each connector's last (transactionId, seqNo) is stored.
 SEQ_NAMESPACE = "ocpp201.seqno"
+START_POINT, STOP_POINT = "TxCtrlr.TxStartPoint", "TxCtrlr.TxStopPoint"
 
 _CHARGING_STATE = {
     ConnectorStatus.CHARGING: "Charging",
@@ -143,6 +146,13 @@ class TransactionEvents:
         self._remote_starts: dict[int, tuple[int, str | None]] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
         self._for_end: dict[int, list[WireDict]] = {}  # TxEnded values, by connector
+        #: Sessions whose Started waits for a TxStartPoint, by connector.
+        self._waiting: dict[int, tuple[Transaction, tx_points.Wait]] = {}
+        self._status: dict[int, ConnectorStatus] = {}  # the latest status, by connector
+        self._power_w: dict[int, float] = {}  # the latest power reading, by connector
+        self._charged: set[int] = set()  # connectors whose transaction has been Charging
+        #: (stoppedReason, triggerReason) of transactions a TxStopPoint stopped, by id.
+        self._point_stops: dict[str, tuple[str, str]] = {}
 
     def running(self) -> list[Transaction]:
         return list(self._running.values())
@@ -214,11 +224,29 @@ class TransactionEvents:
         self._event(TxKind.METER, tx, "Trigger", self._clock(), info, value)
 
     def started(self, tx: Transaction, status: ConnectorStatus) -> None:
-        """Queue Started (E03: authorized with the EV connected)."""
+        """The session began (authorized with the EV connected): queue Started now, or once
+        the TxStartPoint is reached."""
+        self._status[tx.connector_id] = status
+        wait = tx_points.start_wait(self._model.get_list(START_POINT))
+        if wait is None:
+            self._begin(tx, status, tx.started_at)
+        elif tx_points.reached(wait, status, self._power_w.get(tx.connector_id)):
+            self._begin(tx, status, tx.started_at, "ChargingStateChanged")
+        else:
+            log.info("transaction %s waits for TxStartPoint %s", tx.local_id, wait)
+            self._waiting[tx.connector_id] = (tx, wait)
+
+    def _begin(
+        self, tx: Transaction, status: ConnectorStatus, at: dt.datetime, trigger: str = ""
+    ) -> None:
+        """Queue Started (E01-E03), ``trigger`` its reason (default Authorized, or
+        RemoteStart for a RequestStartTransaction)."""
         self._running[tx.connector_id] = tx
+        if status is ConnectorStatus.CHARGING:
+            self._charged.add(tx.connector_id)
         state = charging_state(status) or "EVConnected"
         self._states[tx.connector_id] = state
-        begin = self._energy(tx.meter_start_wh, tx.started_at, "Transaction.Begin")
+        begin = self._energy(tx.meter_start_wh, at, "Transaction.Begin")
         extra: dict[str, Any] = {
             "id_token": self._tokens.token(tx.id_tag),
             "evse": {"id": tx.connector_id, "connector_id": 1},
@@ -226,15 +254,50 @@ class TransactionEvents:
         if tx.reservation_id is not None:
             extra["reservation_id"] = tx.reservation_id
         info: dict[str, Any] = {"charging_state": state}
-        trigger = "Authorized"
         remote = self._remote_start(tx)
         if remote is not None:
-            trigger, info["remote_start_id"] = "RemoteStart", remote
-        self._event(TxKind.START, tx, trigger, tx.started_at, info, begin, **extra)
+            info["remote_start_id"] = remote
+        trigger = trigger or ("Authorized" if remote is None else "RemoteStart")
+        self._event(TxKind.START, tx, trigger, at, info, begin, **extra)
+
+    def _reach(self, connector_id: int) -> None:
+        """Queue the Started of a waiting session whose TxStartPoint is now reached."""
+        waiting = self._waiting.get(connector_id)
+        status = self._status.get(connector_id)
+        if waiting is None or status is None:
+            return
+        tx, wait = waiting
+        if tx_points.reached(wait, status, self._power_w.get(connector_id)):
+            del self._waiting[connector_id]
+            self._begin(tx, status, self._clock(), "ChargingStateChanged")
+
+    def _stop_point(self, tx: Transaction, status: ConnectorStatus) -> None:
+        """Stop the session when a TxStopPoint PowerPathClosed/EnergyTransfer is left: the
+        connector was Charging and is now suspended (the session's own ends need nothing)."""
+        suspended = status in (ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE)
+        if (
+            not suspended
+            or tx.connector_id not in self._charged
+            or tx.local_id in self._point_stops
+            or not tx_points.ends_with_charging(self._model.get_list(STOP_POINT))
+        ):
+            return
+        log.info("transaction %s ends at its TxStopPoint (%s)", tx.local_id, status)
+        self._point_stops[tx.local_id] = (tx_points.stopped_reason(status), "ChargingStateChanged")
+        self._spawn(
+            self._control.stop_transaction(tx, StopReason.OTHER), f"ocpp201-stop-{tx.local_id}"
+        )
 
     def status_changed(self, connector_id: int, status: ConnectorStatus) -> None:
-        """Queue Updated (ChargingStateChanged) when the running transaction's state moved."""
+        """Queue Updated (ChargingStateChanged) when the running transaction's state moved;
+        a waiting Started may now go, a TxStopPoint may end the transaction."""
+        self._status[connector_id] = status
+        self._reach(connector_id)
         tx = self._running.get(connector_id)
+        if tx is not None:
+            if status is ConnectorStatus.CHARGING:
+                self._charged.add(connector_id)
+            self._stop_point(tx, status)
         state = charging_state(status)
         if tx is None or state is None or self._states.get(connector_id) == state:
             return
@@ -242,6 +305,13 @@ class TransactionEvents:
         self._event(
             TxKind.METER, tx, "ChargingStateChanged", self._clock(), {"charging_state": state}
         )
+
+    def reading(self, sample: MeterSample) -> None:
+        """Every meter reading: the power a TxStartPoint EnergyTransfer waits for."""
+        power_w = sample.reading.total_power_w
+        if power_w is not None:
+            self._power_w[sample.connector_id] = power_w
+        self._reach(sample.connector_id)
 
     def sampled(self, sample: MeterSample) -> None:
         """Queue Updated (MeterValuePeriodic) with TxUpdatedMeasurands of ``sample``."""
@@ -274,15 +344,23 @@ class TransactionEvents:
 
     def stopped(self, tx: Transaction) -> None:
         """Queue Ended with the stoppedReason, the values kept for it and the register at
-        the end."""
+        the end; nothing for a session that never reached its TxStartPoint."""
         kept = self._for_end.pop(tx.connector_id, [])
+        waiting = self._waiting.get(tx.connector_id)
+        if waiting is not None and waiting[0] is tx:
+            del self._waiting[tx.connector_id]
+            self._remote_start(tx)  # its RequestStartTransaction, if any, is spent
+            log.info("transaction %s ended before its TxStartPoint: never reported", tx.local_id)
+            return
+        # (After a restart, recovery ends only a transaction whose Started was queued.)
         if self._running.get(tx.connector_id) is tx:
             del self._running[tx.connector_id]
         else:
             kept = []  # not the transaction they were kept for
         self._states.pop(tx.connector_id, None)
+        self._charged.discard(tx.connector_id)
         reason = tx.stop_reason or StopReason.OTHER
-        stopped, trigger = _STOPPED[reason]
+        stopped, trigger = self._point_stops.pop(tx.local_id, _STOPPED[reason])
         at = tx.stopped_at or self._clock()
         meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}

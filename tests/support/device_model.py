@@ -1,5 +1,7 @@
-"""OCPP 2.0.1 test helpers: the controller speaking 2.0.1 with quiet timers, and reading or
-setting one device-model variable the way a CSMS does (GetVariables/SetVariables)."""
+"""OCPP 2.0.1 test helpers: the controller speaking 2.0.1 with quiet timers, reading or
+setting one device-model variable the way a CSMS does (GetVariables/SetVariables), and a
+session on the whole controller started by the CSMS (:func:`remote_started`) or by a card
+(:func:`card_session`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from typing import Any
 
 from ocpp.v201 import call
 
+from tests.support.csms import ACCEPTED_TAG
 from tests.support.sim_app import AppRig
+from tests.support.wait import until
 
 #: ``controller(..., ocpp=V201)``: speak 2.0.1.
 V201 = {"version": "2.0.1"}
@@ -38,3 +42,37 @@ async def set_variable(rig: AppRig, component: str, name: str, value: str) -> st
 def tx_event(kind: str) -> Callable[[dict[str, Any]], bool]:
     """A ``wait_for`` match of the TransactionEvent of ``eventType`` ``kind``."""
     return lambda p: bool(p["eventType"] == kind)
+
+
+#: The idToken RequestStartTransaction sends: the tag the test CSMS accepts.
+TOKEN = {"id_token": ACCEPTED_TAG, "type": "Central"}
+
+
+async def remote_started(rig: AppRig, remote_start_id: int = 7) -> dict[str, Any]:
+    """Plug in, RequestStartTransaction (Accepted), let the car ask for energy and wait until
+    the contactor closed: the Started TransactionEvent."""
+    await rig.act("plug")
+    await rig.status("Occupied")
+    answer = await rig.cp_call(
+        call.RequestStartTransaction(id_token=TOKEN, remote_start_id=remote_start_id)
+    )
+    assert answer.status == "Accepted"
+    await rig.act("charge")
+    started = await rig.csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+    await until(lambda: rig.hw("contactor_closed"), timeout_s=10)
+    return started
+
+
+async def card_session(rig: AppRig, *, charge: bool = False) -> Any:
+    """Plug in and tap the accepted card; with ``charge`` the car then asks for energy and
+    the contactor closes. The supervisor's running session (its Transaction)."""
+    assert rig.app.supervisor is not None
+    supervisor = rig.app.supervisor
+    await rig.act("plug")
+    await rig.status("Occupied")
+    await rig.act("tap", uid=ACCEPTED_TAG.lower())  # the reader gives hex
+    await until(lambda: supervisor.view(1).transaction is not None, what="the session begun")
+    if charge:
+        await rig.act("charge")
+        await until(lambda: rig.hw("contactor_closed"), timeout_s=10)
+    return supervisor.view(1).transaction

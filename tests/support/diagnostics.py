@@ -8,6 +8,8 @@ with a secret that must never leave the charger) from ``tmp_path/logs``.
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,15 @@ LOG = (
 )
 
 MakeDiagRig = Callable[..., Awaitable[AdapterRig]]
+
+
+def unpack(archive: bytes, member: str) -> str:
+    """The text of ``member``, the only file of the uploaded gzip tar ``archive``."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        assert tar.getnames() == [member]
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        return extracted.read().decode()
 
 
 @pytest.fixture(name="make_diag_rig")

@@ -142,6 +142,10 @@ class FakeControl:
     async def deauthorize(self, tx: Transaction) -> None:
         self.calls.append(("deauthorize", (tx,)))
 
+    async def stop_transaction(self, tx: Transaction, reason: StopReason) -> bool:
+        self.calls.append(("stop_transaction", (tx, reason)))
+        return True
+
     async def transaction_answered(
         self, tx: Transaction, parent_id: str | None, withhold_energy: bool
     ) -> None:

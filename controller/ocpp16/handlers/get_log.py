@@ -34,15 +34,8 @@ class GetLogHandlers:
         retry_interval: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        answer, file_name = self._s.logs.plan(
-            call_unique_id,
-            LogKind(Log(log_type).value),
-            request_id,
-            str(log["remote_location"]),
-            since=log.get("oldest_timestamp"),
-            until=log.get("latest_timestamp"),
-            retries=retries,
-            retry_interval=retry_interval,
+        answer, file_name = self._s.logs.plan_request(
+            call_unique_id, LogKind(Log(log_type).value), request_id, log, retries, retry_interval
         )
         return call_result.GetLog(LogStatus(answer.value), filename=file_name)
 

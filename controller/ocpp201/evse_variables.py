@@ -1,0 +1,190 @@
+"""The EVSE and Connector components of the device model: one instance per EVSE (its one
+connector is connector 1), with values read live rather than stored.
+
+=============================  ==================  ======================================
+variable                       attributes          value
+=============================  ==================  ======================================
+EVSE.Power (W)                 Actual, MaxSet      the meter's total active power; MaxSet
+                                                   the most the EVSE can deliver (its
+                                                   maximum current x phases x 230 V)
+EVSE.AvailabilityState         Actual              Available, Occupied, Reserved,
+                                                   Unavailable or Faulted
+EVSE.SupplyPhases              Actual              the phases wired (1 or 3)
+Connector.AvailabilityState    Actual              as the EVSE's
+=============================  ==================  ======================================
+
+All are ReadOnly: SetVariables gets Rejected for an attribute they have and
+NotSupportedAttributeType for one they lack (Target, MinSet, or MaxSet where not listed),
+GetVariables NotSupportedAttributeType for the latter; an EVSE or connector that does not
+exist is UnknownComponent (B05/B06). MaxSet of Power is what a CSMS reads before it sets a
+limit; the limit itself is smart charging's (block K), not this variable's. EVSE.Power is
+the variable the monitors of :mod:`.monitoring` watch. Loop thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.charging_schedule import ConnectorRating, RateUnit, from_amps
+from controller.domain import ChargePointControl, MeterSample
+from controller.ocpp201.device_model import DataType, SetStatus
+from controller.ocpp201.status import connector_status
+
+ACTUAL, MAX_SET = "Actual", "MaxSet"
+EVSE, CONNECTOR = "EVSE", "Connector"
+COMPONENTS = frozenset({EVSE, CONNECTOR})
+Item = dict[str, Any]
+
+
+def max_power_w(rating: ConnectorRating) -> int:
+    """The most an EVSE delivers: its maximum current on each of its phases at 230 V."""
+    return round(from_amps(rating.max_current_a, RateUnit.WATTS, rating.phases))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVariable:
+    component: str
+    variable: str
+    data_type: DataType
+    attributes: tuple[str, ...]
+    unit: str | None = None
+    values_list: str | None = None
+
+
+AVAILABILITY = "Available,Occupied,Reserved,Unavailable,Faulted"
+VARIABLES: tuple[LiveVariable, ...] = (
+    LiveVariable(EVSE, "Power", DataType.DECIMAL, (ACTUAL, MAX_SET), unit="W"),
+    LiveVariable(EVSE, "AvailabilityState", DataType.OPTION_LIST, (ACTUAL,), None, AVAILABILITY),
+    LiveVariable(EVSE, "SupplyPhases", DataType.INTEGER, (ACTUAL,)),
+    LiveVariable(
+        CONNECTOR, "AvailabilityState", DataType.OPTION_LIST, (ACTUAL,), None, AVAILABILITY
+    ),
+)
+_BY_NAME = {(v.component, v.variable): v for v in VARIABLES}
+
+
+class Unknown(Exception):
+    """A component or variable this table does not hold; ``status`` says which."""
+
+    def __init__(self, status: SetStatus) -> None:
+        super().__init__(status.value)
+        self.status = status
+
+
+class EvseVariables:
+    """The live EVSE and Connector variables of the EVSEs ``ratings`` describes."""
+
+    def __init__(
+        self,
+        control: ChargePointControl,
+        ratings: Mapping[int, ConnectorRating],
+        latest: Callable[[int], MeterSample | None],
+    ) -> None:
+        self._control = control
+        self._ratings = ratings
+        self._latest = latest
+
+    def find(
+        self, component: Mapping[str, Any], variable: Mapping[str, Any]
+    ) -> tuple[LiveVariable, int]:
+        """The variable a request names and its EVSE id; :class:`Unknown` otherwise."""
+        evse = component.get("evse") or {}
+        evse_id = evse.get("id")
+        connector = evse.get("connector_id")
+        if evse_id not in self._control.connector_ids or evse_id not in self._ratings:
+            raise Unknown(SetStatus.UNKNOWN_COMPONENT)
+        if component["name"] == CONNECTOR and connector != 1:
+            raise Unknown(SetStatus.UNKNOWN_COMPONENT)
+        if component["name"] == EVSE and connector not in (None, 1):
+            raise Unknown(SetStatus.UNKNOWN_COMPONENT)
+        live = _BY_NAME.get((component["name"], variable["name"]))
+        if live is None:
+            raise Unknown(SetStatus.UNKNOWN_VARIABLE)
+        return live, int(evse_id)
+
+    def power_w(self, evse_id: int) -> float | None:
+        """The EVSE's total active power now (None: no reading yet)."""
+        sample = self._latest(evse_id)
+        return None if sample is None else sample.reading.total_power_w
+
+    def value(self, live: LiveVariable, evse_id: int, attribute: str) -> str:
+        """The ``attribute`` of ``live`` on ``evse_id`` as text (one of its attributes)."""
+        if live.variable == "Power":
+            if attribute == MAX_SET:
+                return str(max_power_w(self._ratings[evse_id]))
+            power = self.power_w(evse_id)
+            return "" if power is None else f"{power:.1f}"
+        if live.variable == "SupplyPhases":
+            return str(self._ratings[evse_id].phases)
+        return connector_status(self._control.view(evse_id).status).value
+
+    def get(
+        self, component: Mapping[str, Any], variable: Mapping[str, Any], attribute: str
+    ) -> tuple[str, str | None]:
+        """GetVariables of one item: (GetVariableStatus, value or None)."""
+        try:
+            live, evse_id = self.find(component, variable)
+        except Unknown as unknown:
+            return unknown.status.value, None
+        if attribute not in live.attributes:
+            return "NotSupportedAttributeType", None
+        return "Accepted", self.value(live, evse_id, attribute)
+
+    def change(
+        self, component: Mapping[str, Any], variable: Mapping[str, Any], attribute: str
+    ) -> SetStatus:
+        """SetVariables of one item: every attribute here is read-only."""
+        try:
+            live, _ = self.find(component, variable)
+        except Unknown as unknown:
+            return unknown.status
+        if attribute not in live.attributes:
+            return SetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE
+        return SetStatus.REJECTED
+
+    def report_items(self, wanted: set[tuple[str, str | None]] | None = None) -> list[Item]:
+        """ReportDataType items (camelCase) of every EVSE's variables, or those ``wanted``
+        as (component, variable or None for all of the component's)."""
+        items = []
+        for evse_id in self._control.connector_ids:
+            if evse_id not in self._ratings:
+                continue
+            for live in VARIABLES:
+                if wanted is not None and not (
+                    (live.component, live.variable) in wanted or (live.component, None) in wanted
+                ):
+                    continue
+                items.append(self._item(live, evse_id))
+        return items
+
+    def _item(self, live: LiveVariable, evse_id: int) -> Item:
+        evse: Item = {"id": evse_id}
+        if live.component == CONNECTOR:
+            evse["connectorId"] = 1
+        characteristics: Item = {
+            "dataType": live.data_type.value,
+            "supportsMonitoring": live.variable == "Power",
+        }
+        if live.unit is not None:
+            characteristics["unit"] = live.unit
+        if live.values_list is not None:
+            characteristics["valuesList"] = live.values_list
+        if live.variable == "Power":
+            characteristics["maxLimit"] = max_power_w(self._ratings[evse_id])
+        return {
+            "component": {"name": live.component, "evse": evse},
+            "variable": {"name": live.variable},
+            "variableAttribute": [
+                {
+                    "type": attribute,
+                    "value": self.value(live, evse_id, attribute),
+                    "mutability": "ReadOnly",
+                    "persistent": False,
+                    "constant": attribute == MAX_SET or live.variable == "SupplyPhases",
+                }
+                for attribute in live.attributes
+            ],
+            "variableCharacteristics": characteristics,
+        }
