@@ -85,7 +85,7 @@ class Controller:
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[Controller]:
     c = Controller(tmp_path)
-    until_sync(c.listening, 15, what="the --sim controller to open its control port")
+    until_sync(c.listening, 45, what="the --sim controller to open its control port")
     yield c
     c.process.send_signal(signal.SIGTERM)
     try:
@@ -183,7 +183,7 @@ def test_bad_tap_is_refused_with_the_reason(controller: Controller) -> None:
 
 def test_sigterm_stops_the_controller_promptly(tmp_path: Path) -> None:
     c = Controller(tmp_path)
-    until_sync(c.listening, 15, what="the --sim controller to open its control port")
+    until_sync(c.listening, 45, what="the --sim controller to open its control port")
     c.process.send_signal(signal.SIGTERM)
     assert c.process.wait(timeout=10) == 0
     c.process.communicate()

@@ -70,7 +70,7 @@ def control_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             sock.close()
             return True
 
-        until_sync(listening, 20, what="the --sim controller to open its control port")
+        until_sync(listening, 45, what="the --sim controller to open its control port")
         yield port
     finally:
         stop(process)

@@ -20,6 +20,9 @@ from tests.support.web import PASSWORD, web_charger
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.timeout(120)
+# Each expectation waits for the page to show what the charger did; 5 s (Playwright's
+# default) was too short on a loaded 2-core machine, and a waiting pass costs nothing.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(autouse=True)
