@@ -67,7 +67,7 @@ class CliSim:
         #: The controller's log (stderr), in a file so a chatty run never fills a pipe.
         self.log_path = state_dir.with_name(state_dir.name + ".stderr")
 
-    def start(self, timeout_s: float = 20.0) -> CliSim:
+    def start(self, timeout_s: float = 45.0) -> CliSim:
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
                 [*PICHARGE, *self.args], stdout=subprocess.DEVNULL, stderr=log, text=True

@@ -20,8 +20,9 @@ from typing import TypeVar, cast
 
 T = TypeVar("T")
 
-#: Long enough for a loaded 2-core machine running six suites; only a failing test waits it.
-DEFAULT_TIMEOUT_S = 10.0
+#: Long enough for a loaded 2-core machine running the suite on two workers beside other
+#: work; only a failing test waits it out.
+DEFAULT_TIMEOUT_S = 20.0
 
 
 def _describe(predicate: Callable[[], object], what: str | None) -> str:
