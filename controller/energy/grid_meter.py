@@ -3,7 +3,9 @@
 ``source = "modbus"`` (the default) polls one of the bundled meter models through the same
 driver as a connector's meter, with every ``[meter]`` key (``model``, ``transport``,
 ``serial_port`` or ``host``/``port``, ``unit_id``, timeouts...): over Modbus TCP (a PV
-inverter's meter, a TCP gateway) or RTU on its own RS-485 adapter. ``source = "push"``
+inverter's meter, a TCP gateway) or RTU, on its own RS-485 adapter or on the charger meter's
+bus with its own unit id (the same ``serial_port``: both then share one line, see
+:mod:`drivers.modbus_line`). ``source = "push"``
 reads nothing: another edge pushes readings into the :class:`GridFeed`.
 
 Keys of the role itself:
@@ -78,10 +80,18 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
     return GridMeterRole(source, float(interval), meter_keys)
 
 
-def build_meter(keys: Mapping[str, Any], on_event: EventSink = ignore_events) -> EnergyMeter:
-    """The Modbus driver for the grid meter; errors name ``grid_meter.<key>``."""
+def build_meter(
+    keys: Mapping[str, Any],
+    on_event: EventSink = ignore_events,
+    seams: HardwareSeams | None = None,
+) -> EnergyMeter:
+    """The Modbus driver for the grid meter; errors name ``grid_meter.<key>``.
+
+    Built with the charger's ``seams``, a grid meter on the charger meter's RS-485 port (its
+    own unit id) shares that port's line; without them it gets lines of its own.
+    """
     try:
-        return meter_driver.from_config(keys, HardwareSeams(), on_event)
+        return meter_driver.from_config(keys, seams or HardwareSeams(), on_event)
     except ConfigurationError as exc:
         key = exc.key.removeprefix("meter")
         raise ConfigurationError(f"grid_meter{key}", exc.problem) from exc

@@ -1,0 +1,171 @@
+"""One RS-485 bus, two meters (issue 16): the charger's own meter and the grid meter, each
+with its own unit id on the same serial port, share one line (one pymodbus client, one
+request on the wire at a time) through the real drivers, against one simulated bus serving
+both unit ids on one pseudo-terminal. A silent grid meter costs the charger's meter at most
+one reply timeout per request and never faults it; settings that cannot share a bus are
+refused at start, naming the key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from controller.energy.grid import GridFeed
+from controller.energy.grid_meter import build_meter, poll
+from drivers import meter as meter_driver
+from drivers.errors import ConfigurationError, PermanentFault
+from drivers.meter import ModbusMeter
+from drivers.seams import HardwareSeams
+from hw_sim.meter_bus import SimMeterBus
+from hw_sim.meter_server import SimMeter
+from tests.support.wait import until
+from tests.test_meter_mbpoll import compare_with_driver
+
+# The same timeout on both: it is the line's reply timeout (drivers.modbus_line).
+LINE: dict[str, Any] = {"parity": "N", "timeout_s": 0.3, "min_request_gap_s": 0.0}
+CHARGER = {"model": "sdm630", "unit_id": 1, "retries": 1, "backoff_s": 0.05}
+GRID = {"model": "em24", "unit_id": 2, "retries": 3, "backoff_s": 0.05, "backoff_max_s": 0.2}
+CAR = ((230.1, 229.8, 230.4), (16.0, 16.1, 15.9), (3681.6, 3699.8, 3663.4))
+HOUSE = ((231.0, 229.5, 230.2), (17.25, 12.5, 3.75), (3984.75, -2868.75, 863.25))
+
+
+@contextlib.asynccontextmanager
+async def one_bus(baudrate: int | None = None) -> AsyncIterator[tuple[SimMeterBus, str]]:
+    """A simulated SDM630 (unit 1, the charger's) and EM24 (unit 2, the grid's) on one pty."""
+    charger, grid = SimMeter("sdm630", unit_id=1, energy_wh=1234.0), SimMeter("em24", unit_id=2)
+    charger.set_measurements(*CAR)
+    grid.energy_wh = 5_000_000.0
+    grid.set_measurements(*HOUSE)
+    bus = SimMeterBus([charger, grid])
+    path = await bus.start_rtu(baudrate)
+    try:
+        yield bus, path
+    finally:
+        await bus.stop()
+
+
+def both_meters(path: str, seams: HardwareSeams) -> tuple[ModbusMeter, ModbusMeter]:
+    """The charger's meter as hardware.py builds it and the grid meter as energy setup does."""
+    charger = meter_driver.from_config({**CHARGER, **LINE, "serial_port": path}, seams)
+    grid = build_meter({**GRID, **LINE, "serial_port": path}, seams=seams)
+    assert isinstance(grid, ModbusMeter)
+    return charger, grid
+
+
+async def test_the_charger_meter_and_the_grid_meter_share_one_line_and_both_read_right() -> None:
+    # At 9600 baud on the emulated wire two masters talking at once would garble each other.
+    async with one_bus(baudrate=9600) as (bus, path):
+        charger, grid = both_meters(path, HardwareSeams())
+        try:
+            assert charger.line is grid.line and charger.line.shared
+            for _ in range(3):  # both poll at once, as the supervisor and the grid poller do
+                car, house = await asyncio.gather(charger.read(), grid.read())
+                assert car.current_a == pytest.approx(CAR[1], abs=1e-4)
+                assert car.energy_import_wh == pytest.approx(1234.0, abs=0.1)
+                assert house.current_a == pytest.approx(HOUSE[1], abs=1e-3)
+                assert house.power_w == pytest.approx(HOUSE[2], abs=0.1)
+            assert charger.online and grid.online
+            # Every request reached its own unit, none garbled: no retry was needed.
+            assert bus.meters[0].request_count == 3 * charger.requests_per_read
+            assert bus.meters[1].request_count == 3 * grid.requests_per_read
+        finally:
+            await charger.close()
+            await grid.close()
+
+
+@pytest.mark.timing
+async def test_a_silent_grid_meter_does_not_fault_the_charger_meter_or_break_its_cadence() -> None:
+    cadence_s = 0.25
+    async with one_bus() as (bus, path):
+        charger, grid = both_meters(path, HardwareSeams())
+        feed = GridFeed()
+        poller = asyncio.create_task(poll(grid, feed, interval_s=0.2))
+        read_at: list[float] = []
+        try:
+            await until(lambda: feed.samples >= 2, what="grid samples while it answers")
+            bus.meters[1].set_fault("offline")  # the grid meter's unit falls silent
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:  # the supervisor's loop: read, then wait
+                await charger.read()  # raises PermanentFault if the charger's meter faulted
+                read_at.append(time.monotonic())
+                await asyncio.sleep(cadence_s)
+            assert not grid.online  # the grid meter did go offline meanwhile
+            samples = feed.samples
+            assert charger.online
+            # Waiting for the line costs at most the one grid request in flight (its 0.3 s
+            # reply timeout); 0.25 s of slack is for a loaded machine.
+            gaps = [b - a for a, b in itertools.pairwise(read_at)]
+            assert max(gaps) <= cadence_s + LINE["timeout_s"] + 0.25, gaps
+            bus.meters[1].set_fault(None)
+            await until(lambda: feed.samples > samples, what="the grid meter back")
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await charger.close()
+
+
+async def test_the_charger_meter_still_fails_when_its_own_unit_is_silent() -> None:
+    async with one_bus() as (bus, path):
+        charger, grid = both_meters(path, HardwareSeams())
+        try:
+            bus.meters[0].set_fault("offline")
+            with pytest.raises(PermanentFault):
+                await charger.read()
+            house = await grid.read()  # the other unit on the bus still answers
+            assert house.current_a == pytest.approx(HOUSE[1], abs=1e-3)
+        finally:
+            await charger.close()
+            await grid.close()
+
+
+@pytest.mark.parametrize(
+    ("grid_keys", "key"),
+    [
+        ({"baudrate": 19200}, "grid_meter.baudrate"),
+        ({"parity": "E"}, "grid_meter.parity"),
+        ({"stopbits": 2}, "grid_meter.stopbits"),
+        ({"timeout_s": 0.5}, "grid_meter.timeout_s"),
+        ({"unit_id": 1}, "grid_meter.unit_id"),
+    ],
+)
+def test_settings_that_cannot_share_one_bus_are_refused_naming_the_key(
+    grid_keys: dict[str, Any], key: str
+) -> None:
+    seams = HardwareSeams()
+    meter_driver.from_config({**CHARGER, **LINE, "serial_port": "/dev/ttyUSB0"}, seams)
+    with pytest.raises(ConfigurationError) as refused:
+        build_meter({**GRID, **LINE, "serial_port": "/dev/ttyUSB0", **grid_keys}, seams=seams)
+    assert refused.value.key == key
+    assert "/dev/ttyUSB0" in refused.value.problem
+
+
+def test_meters_on_different_ports_or_over_tcp_get_lines_of_their_own() -> None:
+    seams = HardwareSeams()
+    charger = meter_driver.from_config({**CHARGER, "serial_port": "/dev/ttyUSB0"}, seams)
+    other_port = build_meter(
+        {**GRID, "serial_port": "/dev/ttyUSB1", "baudrate": 19200}, seams=seams
+    )
+    tcp = build_meter({**GRID, "transport": "tcp", "host": "192.0.2.7", "unit_id": 1}, seams=seams)
+    assert isinstance(other_port, ModbusMeter) and isinstance(tcp, ModbusMeter)
+    assert len({id(charger.line), id(other_port.line), id(tcp.line)}) == 3
+    assert not charger.line.shared
+
+
+async def test_mbpoll_as_an_independent_master_reads_both_units_on_the_bus() -> None:
+    async with one_bus() as (bus, path):
+        charger, grid = both_meters(path, HardwareSeams())
+        try:
+            car, house = await asyncio.gather(charger.read(), grid.read())
+        finally:
+            await charger.close()  # one master on the line at a time
+            await grid.close()
+        link = ["-m", "rtu", "-b", "9600", "-P", "none", path]
+        assert await compare_with_driver(bus.meters[0], link, car) == 12
+        assert await compare_with_driver(bus.meters[1], link, house) == 12
