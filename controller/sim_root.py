@@ -84,7 +84,7 @@ async def start_simulation(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
     # A house behind a grid meter when the configuration protects a fuse with a polled one.
-    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") == "modbus"
+    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") != "push"
     if house_day is not None and not house:
         raise ConfigurationError(
             "--sim-house", "needs a house: [site] fuse_a and a [grid_meter] that is polled"

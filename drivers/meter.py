@@ -361,6 +361,7 @@ class ModbusMeter:
             energy_import_wh=energy_wh,
             frequency_hz=values.get("frequency_hz"),
             taken_at=taken_at,
+            energy_export_wh=values.get("energy_export_wh"),
         )
 
 

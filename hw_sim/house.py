@@ -1,7 +1,8 @@
 """The simulated house behind the grid meter (issue 16): its own load, its PV, its meter.
 
 The grid meter is a :class:`~hw_sim.meter_server.SimMeter` of the configured model, served
-over Modbus like every simulated meter, so the controller reads it through the real driver.
+over Modbus like every simulated meter, so the controller reads it through the real driver;
+or, with ``source = "shelly"``, a :class:`~hw_sim.shelly.SimShellyPro3EM` on HTTP.
 It measures the house's load and PV (spread evenly over the house's phases) plus every
 simulated charger's current on the phase it is wired to. The simulator steps it with the
 cars (:meth:`SimHouse.step`), so a car that follows a lower offer shows on the grid.
@@ -20,6 +21,7 @@ from typing import Any
 
 from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_server import SimMeter
+from hw_sim.shelly import SimShellyPro3EM
 
 NOMINAL_VOLTAGE_V = 230.0
 
@@ -36,9 +38,13 @@ class SimHouse:
     ) -> None:
         section = dict(meter_section or {})
         self.phases = phases
-        self.meter = SimMeter(
-            str(section.get("model", "sdm630")), unit_id=section.get("unit_id"), energy_wh=0.0
-        )
+        self.meter: SimMeter | SimShellyPro3EM
+        if section.get("source") == "shelly":  # a Shelly Pro 3EM's HTTP API, not Modbus
+            self.meter = SimShellyPro3EM()
+        else:
+            self.meter = SimMeter(
+                str(section.get("model", "sdm630")), unit_id=section.get("unit_id"), energy_wh=0.0
+            )
         self._transport = str(section.get("transport", "tcp"))
         self.endpoint = ""
         self.load_w = 0.0
@@ -53,6 +59,10 @@ class SimHouse:
 
     async def start(self) -> dict[str, Any]:
         """Serve the grid meter; return the driver settings that reach it."""
+        if isinstance(self.meter, SimShellyPro3EM):
+            host, port = await self.meter.start("127.0.0.1", 0)
+            self.endpoint = f"http://{host}:{port}"
+            return {"host": host, "port": port}
         settings: dict[str, Any] = {"unit_id": self.meter.unit_id, "min_request_gap_s": 0.0}
         if self._transport == "rtu":
             self.endpoint = await self.meter.start_rtu()
@@ -92,8 +102,13 @@ class SimHouse:
             (abs(current[0]), abs(current[1]), abs(current[2])),
             (power[0], power[1], power[2]),
         )
+        # Import and export count per phase, each on its own register (a phase exporting
+        # while another imports adds to both); a meter that nets the phases first (German
+        # "saldierend") would count less of each: the simulation does not model that choice.
         imported_w = math.fsum(p for p in power if p > 0)
+        exported_w = -math.fsum(p for p in power if p < 0)
         self.meter.add_energy_wh(imported_w * energy_dt_s / 3600.0)
+        self.meter.add_export_wh(exported_w * energy_dt_s / 3600.0)
 
     def status(self) -> dict[str, Any]:
         day_s = int(self.clock_s) % 86_400

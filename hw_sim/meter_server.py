@@ -221,6 +221,7 @@ class SimMeter:
         self.unit_id = self.register_map.link.unit_id if unit_id is None else unit_id
         self._image: dict[int, int] = {}
         self._energy_wh = 0.0
+        self._export_wh = 0.0
         self._fault: MeterFault | None = None
         self._drop_reply = False
         self.request_count = 0
@@ -269,13 +270,25 @@ class SimMeter:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"energy must be a finite count >= 0 Wh, got {value}")
         self._energy_wh = value
-        self._encode({"energy_import_wh": value, "energy_export_wh": 0.0})
+        self._encode({"energy_import_wh": value, "energy_export_wh": self._export_wh})
 
     def add_energy_wh(self, wh: float) -> None:
         """Count ``wh`` more imported energy (>= 0)."""
         if not math.isfinite(wh) or wh < 0:
             raise ValueError(f"energy only counts up, got {wh} Wh")
         self.energy_wh = self._energy_wh + wh
+
+    @property
+    def export_wh(self) -> float:
+        """The export energy register, in Wh (a grid meter behind PV counts what went out)."""
+        return self._export_wh
+
+    def add_export_wh(self, wh: float) -> None:
+        """Count ``wh`` more exported energy (>= 0)."""
+        if not math.isfinite(wh) or wh < 0:
+            raise ValueError(f"energy only counts up, got {wh} Wh")
+        self._export_wh += wh
+        self._encode({"energy_export_wh": self._export_wh})
 
     def _encode(self, values: dict[str, float | None]) -> None:
         image = self.register_map.encode_image(values)

@@ -66,6 +66,15 @@ def build_local_energy(
     manager = FuseManager(site, wiring, feed, sink)
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
+    if role.shelly is not None:
+        from controller.energy.shelly import poll_shelly  # aiohttp only where configured
+
+        energy.jobs.append(
+            (
+                "energy-grid-meter",
+                functools.partial(poll_shelly, role.shelly, feed, role.interval_s),
+            )
+        )
     if role.meter is not None:
         meter = build_meter(role.meter, on_event, seams)
         energy.jobs.append(
