@@ -46,6 +46,7 @@ class SimHouse:
                 str(section.get("model", "sdm630")), unit_id=section.get("unit_id"), energy_wh=0.0
             )
         self._transport = str(section.get("transport", "tcp"))
+        self._serial_port = str(section.get("serial_port", "/dev/serial0"))
         self.endpoint = ""
         self.load_w = 0.0
         self.pv_w = 0.0
@@ -63,15 +64,33 @@ class SimHouse:
             host, port = await self.meter.start("127.0.0.1", 0)
             self.endpoint = f"http://{host}:{port}"
             return {"host": host, "port": port}
-        settings: dict[str, Any] = {"unit_id": self.meter.unit_id, "min_request_gap_s": 0.0}
         if self._transport == "rtu":
-            self.endpoint = await self.meter.start_rtu()
-            settings.update(transport="rtu", serial_port=self.endpoint, parity="N")
-        else:
-            host, port = await self.meter.start_tcp("127.0.0.1", 0)
-            self.endpoint = f"{host}:{port}"
-            settings.update(transport="tcp", host=host, port=port)
+            return self.served_on(await self.meter.start_rtu())
+        settings: dict[str, Any] = {"unit_id": self.meter.unit_id, "min_request_gap_s": 0.0}
+        host, port = await self.meter.start_tcp("127.0.0.1", 0)
+        self.endpoint = f"{host}:{port}"
+        settings.update(transport="tcp", host=host, port=port)
         return settings
+
+    def served_on(self, path: str) -> dict[str, Any]:
+        """The driver settings of the grid meter served over RTU on the pty ``path`` (its
+        own, or an RS-485 bus it shares with a charger's meter: hw_sim.meter_bus)."""
+        assert isinstance(self.meter, SimMeter)
+        self.endpoint = path
+        return {
+            "unit_id": self.meter.unit_id,
+            "min_request_gap_s": 0.0,
+            "transport": "rtu",
+            "serial_port": path,
+            "parity": "N",
+        }
+
+    @property
+    def rtu_port(self) -> str | None:
+        """The serial port configured for a Modbus RTU grid meter (None: TCP or HTTP)."""
+        if isinstance(self.meter, SimShellyPro3EM) or self._transport != "rtu":
+            return None
+        return self._serial_port
 
     async def stop(self) -> None:
         await self.meter.stop()

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.app import ChargePointApp, RunOptions
+from controller.config import ConfigError, parse_config
+from controller.connector_types import ConnectorStatus
 from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, poll
 from drivers import meter as meter_driver
@@ -24,6 +29,7 @@ from drivers.meter import ModbusMeter
 from drivers.seams import HardwareSeams
 from hw_sim.meter_bus import SimMeterBus
 from hw_sim.meter_server import SimMeter
+from tests.support.standalone import running
 from tests.support.wait import until
 from tests.test_meter_mbpoll import compare_with_driver
 
@@ -169,3 +175,59 @@ async def test_mbpoll_as_an_independent_master_reads_both_units_on_the_bus() -> 
         link = ["-m", "rtu", "-b", "9600", "-P", "none", path]
         assert await compare_with_driver(bus.meters[0], link, car) == 12
         assert await compare_with_driver(bus.meters[1], link, house) == 12
+
+
+# --- the whole controller: [meter] and [grid_meter] naming the same port ---------------------
+
+BUS_PORT = "/dev/ttyUSB0"  # the simulation serves both unit ids on one pty in its place
+E2E_LINE = {"transport": "rtu", "serial_port": BUS_PORT, "timeout_s": 0.3}
+E2E_SITE = {"fuse_a": 25.0, "margin_a": 1.0, "fallback_current_a": 6.0, "grid_max_age_s": 2.0}
+E2E_GRID = {**E2E_LINE, "model": "em24", "unit_id": 2, "interval_s": 0.2, "retries": 0}
+PHASE_W = 230.0
+
+
+async def test_the_controller_reads_both_meters_on_one_bus_and_survives_a_silent_grid_meter(
+    tmp_path: Path,
+) -> None:
+    async with running(
+        tmp_path, meter={**E2E_LINE, "unit_id": 1}, site=E2E_SITE, grid_meter=E2E_GRID
+    ) as charger:
+        line = charger.app.hardware.connectors[0].meter.line
+        assert line.unit_ids == {1, 2} and line.settings.port == charger.hw("meter_modbus")
+        await charger.charging()  # the charger's meter reads through the shared line
+        # The grid meter's unit steers the offer: the house's 15 A per phase leaves 9 A.
+        await charger.act("house", load_w=3 * 15 * PHASE_W, pv_w=0.0)
+        await until(lambda: 8.5 < charger.hw("offered_current_a") <= 9.0, what="9 A offered")
+
+        # The grid meter's unit falls silent: the fuse falls back to 6 A, while the charger's
+        # meter on the same wires goes on being read (its energy keeps coming) unfaulted.
+        await charger.act("house", meter_fault="offline")
+        await until(lambda: charger.hw("offered_current_a") == 6.0, what="the 6 A fallback")
+        reading = charger.supervisor.connectors[1].reading
+        await until(
+            lambda: charger.supervisor.connectors[1].reading.taken_at > reading.taken_at + 1.0,
+            what="the charger's meter still read",
+        )
+        assert charger.fault() is None
+        assert charger.status() is ConnectorStatus.CHARGING
+        await charger.act("house", meter_fault="none")
+        await until(lambda: 8.5 < charger.hw("offered_current_a") <= 9.0, what="9 A again")
+
+
+async def test_a_grid_meter_with_the_charger_meters_unit_id_on_its_bus_is_refused(
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "meter": {**E2E_LINE, "unit_id": 1},
+        "site": E2E_SITE,
+        "grid_meter": {**E2E_GRID, "unit_id": 1},
+    }
+    config = dataclasses.replace(parse_config(doc), state_dir=tmp_path)
+    app = ChargePointApp(config, RunOptions(sim=True))
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await app.start()
+    finally:
+        await app.close()
+    assert refused.value.key == "grid_meter.unit_id"
+    assert BUS_PORT in refused.value.problem
