@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import re
+import textwrap
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
 from controller.connector_types import ConnectorStatus
 from controller.energy.grid import GridFeed
-from controller.energy.grid_meter import build_meter, poll
+from controller.energy.grid_meter import build_meter, parse_role, poll
 from drivers import meter as meter_driver
 from drivers.errors import ConfigurationError, PermanentFault
 from drivers.meter import ModbusMeter
@@ -231,3 +234,17 @@ async def test_a_grid_meter_with_the_charger_meters_unit_id_on_its_bus_is_refuse
         await app.close()
     assert refused.value.key == "grid_meter.unit_id"
     assert BUS_PORT in refused.value.problem
+
+
+def test_the_install_guides_example_puts_both_meters_on_one_line() -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "install.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", guide, flags=re.DOTALL)
+    example = next(b for b in blocks if "on the same two wires" in b)
+    doc = tomllib.loads(textwrap.dedent(example))
+    seams = HardwareSeams()
+    charger = meter_driver.from_config(doc["meter"], seams)
+    role = parse_role(doc["grid_meter"])
+    assert role.meter is not None
+    grid = build_meter(role.meter, seams=seams)
+    assert isinstance(grid, ModbusMeter)
+    assert charger.line is grid.line and charger.line.unit_ids == {1, 2}
