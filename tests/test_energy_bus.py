@@ -33,6 +33,7 @@ from drivers.seams import HardwareSeams
 from hw_sim.meter_bus import SimMeterBus
 from hw_sim.meter_server import SimMeter
 from tests.support.standalone import running
+from tests.support.tasks import in_background
 from tests.support.wait import until
 from tests.test_meter_mbpoll import compare_with_driver
 
@@ -94,29 +95,26 @@ async def test_a_silent_grid_meter_does_not_fault_the_charger_meter_or_break_its
     async with one_bus() as (bus, path):
         charger, grid = both_meters(path, HardwareSeams())
         feed = GridFeed()
-        poller = asyncio.create_task(poll(grid, feed, interval_s=0.2))
         read_at: list[float] = []
         try:
-            await until(lambda: feed.samples >= 2, what="grid samples while it answers")
-            bus.meters[1].set_fault("offline")  # the grid meter's unit falls silent
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:  # the supervisor's loop: read, then wait
-                await charger.read()  # raises PermanentFault if the charger's meter faulted
-                read_at.append(time.monotonic())
-                await asyncio.sleep(cadence_s)
-            assert not grid.online  # the grid meter did go offline meanwhile
-            samples = feed.samples
-            assert charger.online
-            # Waiting for the line costs at most the one grid request in flight (its 0.3 s
-            # reply timeout); 0.25 s of slack is for a loaded machine.
-            gaps = [b - a for a, b in itertools.pairwise(read_at)]
-            assert max(gaps) <= cadence_s + LINE["timeout_s"] + 0.25, gaps
-            bus.meters[1].set_fault(None)
-            await until(lambda: feed.samples > samples, what="the grid meter back")
+            async with in_background(poll(grid, feed, interval_s=0.2)):
+                await until(lambda: feed.samples >= 2, what="grid samples while it answers")
+                bus.meters[1].set_fault("offline")  # the grid meter's unit falls silent
+                deadline = time.monotonic() + 3.0
+                while time.monotonic() < deadline:  # the supervisor's loop: read, then wait
+                    await charger.read()  # raises PermanentFault if the charger's meter faulted
+                    read_at.append(time.monotonic())
+                    await asyncio.sleep(cadence_s)
+                assert not grid.online  # the grid meter did go offline meanwhile
+                samples = feed.samples
+                assert charger.online
+                # Waiting for the line costs at most the one grid request in flight (its
+                # 0.3 s reply timeout); 0.25 s of slack is for a loaded machine.
+                gaps = [b - a for a, b in itertools.pairwise(read_at)]
+                assert max(gaps) <= cadence_s + LINE["timeout_s"] + 0.25, gaps
+                bus.meters[1].set_fault(None)
+                await until(lambda: feed.samples > samples, what="the grid meter back")
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
             await charger.close()
 
 

@@ -7,7 +7,6 @@ nonsense leaving the samples to go stale, and recovering."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from controller.energy.shelly import poll_shelly
 from drivers.errors import ConfigurationError
 from hw_sim.house import NOMINAL_VOLTAGE_V, SimHouse
 from hw_sim.shelly import SimShellyPro3EM
+from tests.support.tasks import in_background
 from tests.support.wait import until
 
 FAST: dict[str, Any] = {"timeout_s": 0.3, "retries": 0, "backoff_s": 0.01, "backoff_max_s": 0.02}
@@ -81,13 +81,8 @@ async def shelly_polled(
     role = parse_role({"source": "shelly", **settings, "interval_s": 0.2, **keys})
     assert role.shelly is not None
     feed = GridFeed()
-    task = asyncio.create_task(poll_shelly(role.shelly, feed, role.interval_s))
-    try:
+    async with in_background(poll_shelly(role.shelly, feed, role.interval_s)):
         yield feed
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_shelly_pro_3em_is_polled_over_http_with_currents_signed_by_its_power() -> None:
