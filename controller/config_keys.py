@@ -31,6 +31,8 @@ CONNECTOR_KEYS = (
 )
 #: Keys of ``[grid_meter]`` besides its meter driver's (controller.energy.grid_meter).
 GRID_METER_KEYS = ("source", "interval_s")
+#: Keys of ``[grid_meter]`` with ``source = "shelly"`` (controller.energy.grid_meter).
+SHELLY_KEYS = ("host", "port", "em_id", "timeout_s")
 #: Keys of ``[hardware]`` besides the LED driver's.
 HARDWARE_KEYS = ("backend", "led_type")
 
@@ -149,6 +151,8 @@ def _meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
 def _grid_meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
     if table.get("source") == "push":
         return _Known(GRID_METER_KEYS)
+    if table.get("source") == "shelly":
+        return _Known((*GRID_METER_KEYS, *SHELLY_KEYS))
     return _combine((*GRID_METER_KEYS, "type"), _driver(prefix, table, "meter", "type", "modbus"))
 
 

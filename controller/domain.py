@@ -111,6 +111,9 @@ class ConnectorView:
     transaction: Transaction | None
     reading: MeterReading | None
     offered_a: float
+    #: The lowest limit set on the connector by a source other than the CSMS (local load
+    #: management, the user, thermal derating) in A; None when none is set.
+    local_limit_a: float | None = None
 
 
 class CsmsLink(Protocol):

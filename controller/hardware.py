@@ -64,6 +64,9 @@ class Hardware:
     led: StatusIndicator | None = None
     #: A UPS or supercap HAT's power-fail warning (``[hardware] power_fail_pin``), if wired.
     power_fail: PowerFailInput | None = None
+    #: The seams the drivers were built with: other meters (the grid meter) are built with
+    #: them too, so that a meter on the charger's RS-485 port shares its line.
+    seams: HardwareSeams = field(default_factory=HardwareSeams)
 
     def connector(self, connector_id: int) -> ConnectorHardware:
         for c in self.connectors:
@@ -125,7 +128,7 @@ def build_hardware(
     ConfigurationError of ``hardware.backend``: restarting cannot fix it, the configuration
     (``backend = "sim"``, ``--sim``) or the installation can.
     """
-    hardware = Hardware()
+    hardware = Hardware(seams=seams)
     created: list[Any] = []
 
     def make(kind: str, type_name: str, section: Mapping[str, Any], **kw: Any) -> Any:

@@ -89,6 +89,13 @@ class CurrentLimits:
         """The lowest limit of all sources that are set, None when none is."""
         return min((a for _, a in self._by_source), default=None)
 
+    def lowest_except(self, source: LimitSource) -> float | None:
+        """The lowest limit of every source but ``source``, None when no other is set.
+
+        GetCompositeSchedule reports the CSMS's own schedule capped by the others (the local
+        limits: load management, the user, thermal derating)."""
+        return min((a for s, a in self._by_source if s is not source), default=None)
+
     @property
     def binding(self) -> tuple[LimitSource, ...]:
         """The sources whose limit is the lowest (several when they tie), in enum order."""

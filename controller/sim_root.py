@@ -13,10 +13,13 @@ import dataclasses
 from pathlib import Path
 
 from controller.config import Config, ConnectorConfig
+from controller.energy.grid_meter import build_meter, parse_role
 from controller.hardware import Hardware, build_hardware
+from drivers import meter as meter_driver
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
+from drivers.seams import HardwareSeams
 from hw_sim import house_profile
 from hw_sim.charger import (
     MAX_SIM_CONNECTORS,
@@ -84,11 +87,16 @@ async def start_simulation(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
     # A house behind a grid meter when the configuration protects a fuse with a polled one.
-    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") == "modbus"
+    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") != "push"
     if house_day is not None and not house:
         raise ConfigurationError(
             "--sim-house", "needs a house: [site] fuse_a and a [grid_meter] that is polled"
         )
+    both_rtu = all(
+        section.get("transport") == "rtu" for section in (config.meter, config.grid_meter)
+    )
+    if house and both_rtu:  # the simulation defaults to Modbus TCP where none is named
+        _check_meter_lines(config)
     sim = SimChargerOnThread(
         state_dir,
         sections,
@@ -116,6 +124,19 @@ async def start_simulation(
         await sim.stop()
         raise
     return sim, hardware, sim_config
+
+
+def _check_meter_lines(config: Config) -> None:
+    """Claim the configured meters' lines as on a Pi, before the simulation puts its own
+    pseudo-terminals in their place: a grid meter on the charger meter's RS-485 port with
+    the same unit id or other line settings is refused naming the key, as it would be on
+    the real bus (drivers.modbus_line). Builds drivers without opening anything."""
+    seams = HardwareSeams()
+    meter_section = {k: v for k, v in config.meter.items() if k != "type"}
+    meter_driver.from_config(meter_section, seams)
+    role = parse_role(config.grid_meter)
+    if role.meter is not None:
+        build_meter(role.meter, seams=seams)
 
 
 def _house_profile(day: str | None) -> HouseProfile | None:

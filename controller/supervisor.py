@@ -896,7 +896,13 @@ class Supervisor:
         rt = self._runtime(connector_id)
         status = rt.status or rt.machine.status
         return ConnectorView(
-            connector_id, status.status, status.fault, rt.transaction, rt.reading, rt.offered_a
+            connector_id,
+            status.status,
+            status.fault,
+            rt.transaction,
+            rt.reading,
+            rt.offered_a,
+            rt.machine.limits.lowest_except(LimitSource.CSMS),
         )
 
     def snapshot(self) -> StatusSnapshot:

@@ -69,6 +69,8 @@ class MeterReading:
     energy_import_wh: float
     frequency_hz: float | None
     taken_at: float
+    #: Energy sent to the grid (Wh), for meters that count it (a grid meter behind PV).
+    energy_export_wh: float | None = None
 
 
 class EnergyMeter(Protocol):

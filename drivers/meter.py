@@ -48,20 +48,18 @@ blocking it (opening a serial port is a short synchronous ``open`` inside pymodb
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
-import termios
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import DriverEvent, EventSink, MeterReading, ignore_events
 from drivers.errors import ConfigurationError, FaultKind, PermanentFault
+from drivers.modbus_line import LineSettings, LineUnavailable, ModbusLine
 from drivers.register_map import (
     ReadBlock,
     RegisterMap,
@@ -108,11 +106,24 @@ class MeterSettings:
     min_request_gap_s: float = 0.0
 
     @property
+    def line(self) -> LineSettings:
+        """The settings of the line the meter hangs on (shared by every meter on a bus)."""
+        return LineSettings(
+            transport=self.transport,
+            port=self.serial_port,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            bytesize=self.bytesize,
+            timeout_s=self.timeout_s,
+            host=self.host,
+            tcp_port=self.port,
+        )
+
+    @property
     def where(self) -> str:
         """The link, for messages: ``tcp 10.0.0.5:502`` or ``rtu /dev/ttyUSB0 9600 8N1``."""
-        if self.transport == "tcp":
-            return f"tcp {self.host}:{self.port}"
-        return f"rtu {self.serial_port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+        return self.line.where
 
 
 class _AttemptFailed(Exception):
@@ -140,7 +151,9 @@ def _raise_lost_cancellation() -> None:
 class ModbusMeter:
     """An energy meter on Modbus RTU or TCP, read through pymodbus' async clients.
 
-    ``on_event`` is called on the loop thread. The pymodbus client is created on the first
+    ``on_event`` is called on the loop thread. Requests go through ``line``
+    (:mod:`drivers.modbus_line`), shared with the other meters on the same RS-485 port; without
+    one the meter has a line of its own. The pymodbus client is created on the first
     :meth:`read` (it needs the running loop) and reused; :meth:`close` releases it, and a later
     ``read`` connects again.
     """
@@ -150,16 +163,15 @@ class ModbusMeter:
         register_map: RegisterMap,
         settings: MeterSettings,
         on_event: EventSink = ignore_events,
+        line: ModbusLine | None = None,
     ) -> None:
         self._map = register_map
         self._settings = settings
         self._on_event = on_event
         self._plan: tuple[ReadBlock, ...] = register_map.plan()
-        self._client: ModbusBaseClient | None = None
+        self._line = line or ModbusLine(settings.line, {settings.unit_id})
         self._online = True
         self._last_energy_wh: float | None = None
-        self._last_request_end = -math.inf
-        self._reply_bytes_seen = False
         self._lock = asyncio.Lock()
 
     @property
@@ -169,6 +181,11 @@ class ModbusMeter:
     @property
     def settings(self) -> MeterSettings:
         return self._settings
+
+    @property
+    def line(self) -> ModbusLine:
+        """The line this meter's requests go through (shared on an RS-485 bus)."""
+        return self._line
 
     @property
     def requests_per_read(self) -> int:
@@ -217,9 +234,7 @@ class ModbusMeter:
 
     async def close(self) -> None:
         """Close the connection; idempotent."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._line.release(self)
 
     # ------------------------------------------------------------------ internals
 
@@ -241,99 +256,52 @@ class ModbusMeter:
             FaultKind.METER_OFFLINE,
         )
 
-    def _make_client(self) -> ModbusBaseClient:
-        s = self._settings
-        # retries=0 and reconnect_delay=0: this driver owns retrying and reconnecting, so no
-        # pymodbus background task outlives a read and every failure reaches the event log.
-        if s.transport == "tcp":
-            return AsyncModbusTcpClient(
-                s.host,
-                port=s.port,
-                name=DEVICE,
-                timeout=s.timeout_s,
-                retries=0,
-                reconnect_delay=0,
-                trace_packet=self._trace_packet,
-            )
-        return AsyncModbusSerialClient(
-            s.serial_port,
-            name=DEVICE,
-            baudrate=s.baudrate,
-            bytesize=s.bytesize,
-            parity=s.parity,
-            stopbits=s.stopbits,
-            timeout=s.timeout_s,
-            retries=0,
-            reconnect_delay=0,
-            trace_packet=self._trace_packet,
-        )
-
-    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """pymodbus hook (loop thread): remember that reply bytes arrived, to name CRC errors."""
-        if not sending and data:
-            self._reply_bytes_seen = True
-        return data
-
-    async def _connected_client(self) -> ModbusBaseClient:
-        if self._client is None:
-            self._client = self._make_client()
-        if self._client.connected:
-            return self._client
-        refused = ""
-        try:
-            connected = await self._client.connect()
-        except (OSError, ValueError, termios.error) as exc:
-            # pymodbus turns a missing port into False, but a port that refuses a setting
-            # (termios.error, e.g. parity on a pty or a USB adapter without 2 stop bits)
-            # escapes from pyserial, and its traceback sits in a reference cycle (through
-            # asyncio.wait_for's task) with pyserial's half-opened port. Keep only the words and
-            # collect the cycle, so the port's fd and exclusive lock are released before the
-            # next attempt. This runs only on that misconfiguration.
-            refused = str(exc)
-            connected = False
-        if refused:
-            gc.collect()
-            raise _AttemptFailed(f"cannot open the port ({self._where}): {refused}")
-        if not connected:
-            raise _AttemptFailed(f"cannot connect ({self._where})")
-        return self._client
-
     async def _attempt(self) -> MeterReading:
-        client = await self._connected_client()
         values: dict[str, float | None] = {}
         for block in self._plan:
-            registers = await self._request(client, block)
+            registers = await self._request(block)
             values.update(self._map.decode_block(block, registers))
         taken_at = time.monotonic()
         energy_wh = self._check_plausible(values)
         self._last_energy_wh = energy_wh
         return self._reading(values, energy_wh, taken_at)
 
-    async def _request(self, client: ModbusBaseClient, block: ReadBlock) -> list[int]:
-        """One read request, after the model's minimum gap; returns exactly ``block.count``."""
-        gap = self._last_request_end + self._settings.min_request_gap_s - time.monotonic()
-        if gap > 0:
-            await asyncio.sleep(gap)
-        read = client.read_input_registers
-        if self._map.function_code == 3:
-            read = client.read_holding_registers
-        self._reply_bytes_seen = False
-        # Guard against a request that never settles (pymodbus has its own timeout).
-        guard_s = 2 * self._settings.timeout_s + 1.0
-        try:
-            async with asyncio.timeout(guard_s):
-                response: ModbusPDU = await read(
-                    block.address, count=block.count, device_id=self._settings.unit_id
-                )
-        except (ModbusIOException, TimeoutError) as exc:
-            self._drop_tcp_connection(client)
-            raise _AttemptFailed(self._no_reply_reason(block, exc)) from exc
-        except ConnectionException as exc:
-            raise _AttemptFailed(f"connection lost ({self._where}): {exc}") from exc
-        except ModbusException as exc:
-            raise _AttemptFailed(f"Modbus error reading {self._span(block)}: {exc}") from exc
-        finally:
-            self._last_request_end = time.monotonic()
+    async def _request(self, block: ReadBlock) -> list[int]:
+        """One read request in the line's turn, after the quiet gap; returns ``block.count``.
+
+        The turn is held for this one request only: a meter sharing the line waits for at
+        most one reply timeout of ours, and our retry pauses leave the line to the others.
+        """
+        line = self._line
+        async with line.turn():
+            gap = line.last_request_end + self._settings.min_request_gap_s - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            try:
+                client = await line.client(self)
+            except LineUnavailable as exc:
+                raise _AttemptFailed(exc.reason) from exc
+            read = client.read_input_registers
+            if self._map.function_code == 3:
+                read = client.read_holding_registers
+            line.reply_bytes_seen = False
+            line.requests += 1
+            # Guard against a request that never settles (pymodbus has its own timeout).
+            guard_s = 2 * self._settings.timeout_s + 1.0
+            try:
+                async with asyncio.timeout(guard_s):
+                    response: ModbusPDU = await read(
+                        block.address, count=block.count, device_id=self._settings.unit_id
+                    )
+            except (ModbusIOException, TimeoutError) as exc:
+                line.drop_connection()
+                raise _AttemptFailed(self._no_reply_reason(block, exc)) from exc
+            except ConnectionException as exc:
+                raise _AttemptFailed(f"connection lost ({self._where}): {exc}") from exc
+            except ModbusException as exc:
+                raise _AttemptFailed(f"Modbus error reading {self._span(block)}: {exc}") from exc
+            finally:
+                line.last_request_end = time.monotonic()
         _raise_lost_cancellation()
         if response.isError():
             code = response.exception_code
@@ -350,19 +318,9 @@ class ModbusMeter:
     def _no_reply_reason(self, block: ReadBlock, exc: Exception) -> str:
         if isinstance(exc, ModbusIOException) and "No response" not in str(exc):
             return f"bad reply to {self._span(block)}: {exc}"
-        if self._reply_bytes_seen:
+        if self._line.reply_bytes_seen:
             return f"garbled reply to {self._span(block)} (bad CRC or framing)"
         return f"no reply to {self._span(block)} within {self._settings.timeout_s:g} s"
-
-    def _drop_tcp_connection(self, client: ModbusBaseClient) -> None:
-        """After a lost reply on TCP start the next attempt on a fresh connection.
-
-        A late reply can then never be taken for the next request's, and a half-open
-        connection (cable pulled, gateway rebooted) is replaced at once. A serial port stays
-        open: there is nothing to reconnect.
-        """
-        if self._settings.transport == "tcp":
-            client.close()
 
     def _check_plausible(self, values: Mapping[str, float | None]) -> float:
         for name, value in values.items():
@@ -403,6 +361,7 @@ class ModbusMeter:
             energy_import_wh=energy_wh,
             frequency_hz=values.get("frequency_hz"),
             taken_at=taken_at,
+            energy_export_wh=values.get("energy_export_wh"),
         )
 
 
@@ -509,11 +468,11 @@ def from_config(
 ) -> ModbusMeter:
     """Build a meter from the ``[meter]`` table; ConfigurationError names ``meter.<key>``.
 
-    ``seams`` is accepted for the common driver signature: the meter's only seam is its serial
-    port path (or host), which comes from configuration. Unknown keys are rejected so a typo
-    cannot silently fall back to a default.
+    ``seams.modbus_lines`` is where meters on the same RS-485 port find their shared line
+    (the port itself comes from configuration); conflicting line settings or a unit id
+    used twice on one port are refused here. Unknown keys are rejected so a typo cannot
+    silently fall back to a default.
     """
-    del seams
     if not isinstance(section, Mapping):
         raise ConfigurationError("meter", "must be a table ([meter])")
     for key in section:
@@ -522,4 +481,6 @@ def from_config(
                 f"meter.{key}", f"unknown key; expected one of {', '.join(sorted(CONFIG_KEYS))}"
             )
     register_map = register_map_from_config(section)
-    return ModbusMeter(register_map, settings_from_config(section, register_map), on_event)
+    settings = settings_from_config(section, register_map)
+    line = seams.modbus_lines.claim(settings.line, settings.unit_id)
+    return ModbusMeter(register_map, settings, on_event, line)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import SMBusLike
+from drivers.modbus_line import ModbusLines
 
 
 def open_smbus(bus: int) -> SMBusLike:
@@ -36,4 +37,6 @@ class HardwareSeams:
     open_i2c_bus: Callable[[int], SMBusLike] = open_smbus
     pwm_sysfs_root: Path = Path("/sys/class/pwm")
     w1_sysfs_root: Path = Path("/sys/bus/w1/devices")
+    #: The Modbus lines of this hardware: meters naming the same serial port share one.
+    modbus_lines: ModbusLines = field(default_factory=ModbusLines)
     extra: dict[str, Any] = field(default_factory=dict)

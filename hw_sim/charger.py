@@ -36,6 +36,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.ev import EvSpec, SimEV
 from hw_sim.house import SimHouse
 from hw_sim.house_profile import HouseProfile
+from hw_sim.meter_bus import SimMeterBus
 from hw_sim.meter_server import SimMeter
 from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
 from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
@@ -210,6 +211,9 @@ class SimCharger:
         )
         #: Driver settings that reach the house's grid meter (after start).
         self.grid_meter_settings: dict[str, Any] = {}
+        #: Connector 1's meter and the grid meter on one simulated RS-485 bus, when the
+        #: configuration puts both on the same serial port.
+        self._meter_bus: SimMeterBus | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -217,8 +221,11 @@ class SimCharger:
         """Start every device; return (seams, meter settings, rfid settings) for the drivers."""
         saved = self._load_energy()
         cars = self._load_cars()
+        shared = self._grid_meter_on_the_meter_bus()
         for index, section in enumerate(self._sections, start=1):
-            connector = await self._start_connector(index, section, saved)
+            connector = await self._start_connector(
+                index, section, saved, serve=not (shared and index == 1)
+            )
             car = cars.get(str(index), {})
             if car.get("plugged"):  # still plugged in from before the restart
                 connector.ev.plug()
@@ -226,9 +233,16 @@ class SimCharger:
             self.connectors.append(connector)
         self.power_fail = SimPowerFailPin(self.factory, POWER_FAIL_PIN)
         rfid_settings = self._start_reader()
-        meter_settings = self._meter_settings()
-        if self.house is not None:
+        if self.house is not None and shared:
+            # One RS-485 bus: connector 1's meter and the grid meter, each with its unit id.
+            c1, grid = self.connectors[0], self.house.meter
+            assert isinstance(grid, SimMeter)  # rtu_port is None for a Shelly
+            self._meter_bus = SimMeterBus([c1.meter, grid])
+            c1.meter_endpoint = await self._meter_bus.start_rtu()
+            self.grid_meter_settings = self.house.served_on(c1.meter_endpoint)
+        elif self.house is not None:
             self.grid_meter_settings = await self.house.start()
+        meter_settings = self._meter_settings()
         self.step(0.0)  # the meters measure the mains from the start, as wired ones do
         self._ticker = asyncio.create_task(self._tick_forever(), name="sim-physics")
         seams = HardwareSeams(
@@ -248,6 +262,9 @@ class SimCharger:
             self._ticker = None
         if self.connectors:
             self._save_energy()
+        if self._meter_bus is not None:
+            await self._meter_bus.stop()
+            self._meter_bus = None
         if self.house is not None:
             await self.house.stop()
         for c in self.connectors:
@@ -267,9 +284,21 @@ class SimCharger:
         # take the bus away from the others, so each driver gets a view that only it closes.
         return _BusHandle(self.bus)
 
+    def _grid_meter_on_the_meter_bus(self) -> bool:
+        """True when ``[grid_meter]`` names the charger meter's RS-485 port (both RTU): the
+        simulation then serves both unit ids on one pty, as the wires are on a real bus."""
+        port = None if self.house is None else self.house.rtu_port
+        meter = self._meter_section
+        return (
+            port is not None
+            and meter.get("transport", "tcp") == "rtu"
+            and port == str(meter.get("serial_port", "/dev/serial0"))
+        )
+
     async def _start_connector(
-        self, index: int, section: dict[str, Any], saved: dict[str, float]
+        self, index: int, section: dict[str, Any], saved: dict[str, float], serve: bool = True
     ) -> SimConnector:
+        """Start one connector's devices; ``serve=False`` leaves its meter to a shared bus."""
         prefix = f"connector.{index}"
         ev = SimEV(EvSpec(**vars(self._ev_spec)) if self._ev_spec else EvSpec())
         meter = SimMeter(
@@ -303,7 +332,9 @@ class SimCharger:
                 None if unlock is None else int(unlock),
                 feedback_active_high=bool(section.get("lock_feedback_active_high", True)),
             )
-        if self._meter_section.get("transport", "tcp") == "rtu":
+        if not serve:
+            pass  # its pty is the shared bus's, started with the grid meter
+        elif self._meter_section.get("transport", "tcp") == "rtu":
             connector.meter_endpoint = await meter.start_rtu()
         else:
             host, port = await meter.start_tcp("127.0.0.1", 0)

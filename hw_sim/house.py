@@ -1,7 +1,8 @@
 """The simulated house behind the grid meter (issue 16): its own load, its PV, its meter.
 
 The grid meter is a :class:`~hw_sim.meter_server.SimMeter` of the configured model, served
-over Modbus like every simulated meter, so the controller reads it through the real driver.
+over Modbus like every simulated meter, so the controller reads it through the real driver;
+or, with ``source = "shelly"``, a :class:`~hw_sim.shelly.SimShellyPro3EM` on HTTP.
 It measures the house's load and PV (spread evenly over the house's phases) plus every
 simulated charger's current on the phase it is wired to. The simulator steps it with the
 cars (:meth:`SimHouse.step`), so a car that follows a lower offer shows on the grid.
@@ -20,6 +21,7 @@ from typing import Any
 
 from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_server import SimMeter
+from hw_sim.shelly import SimShellyPro3EM
 
 NOMINAL_VOLTAGE_V = 230.0
 
@@ -36,10 +38,15 @@ class SimHouse:
     ) -> None:
         section = dict(meter_section or {})
         self.phases = phases
-        self.meter = SimMeter(
-            str(section.get("model", "sdm630")), unit_id=section.get("unit_id"), energy_wh=0.0
-        )
+        self.meter: SimMeter | SimShellyPro3EM
+        if section.get("source") == "shelly":  # a Shelly Pro 3EM's HTTP API, not Modbus
+            self.meter = SimShellyPro3EM()
+        else:
+            self.meter = SimMeter(
+                str(section.get("model", "sdm630")), unit_id=section.get("unit_id"), energy_wh=0.0
+            )
         self._transport = str(section.get("transport", "tcp"))
+        self._serial_port = str(section.get("serial_port", "/dev/serial0"))
         self.endpoint = ""
         self.load_w = 0.0
         self.pv_w = 0.0
@@ -53,15 +60,37 @@ class SimHouse:
 
     async def start(self) -> dict[str, Any]:
         """Serve the grid meter; return the driver settings that reach it."""
-        settings: dict[str, Any] = {"unit_id": self.meter.unit_id, "min_request_gap_s": 0.0}
+        if isinstance(self.meter, SimShellyPro3EM):
+            host, port = await self.meter.start("127.0.0.1", 0)
+            self.endpoint = f"http://{host}:{port}"
+            return {"host": host, "port": port}
         if self._transport == "rtu":
-            self.endpoint = await self.meter.start_rtu()
-            settings.update(transport="rtu", serial_port=self.endpoint, parity="N")
-        else:
-            host, port = await self.meter.start_tcp("127.0.0.1", 0)
-            self.endpoint = f"{host}:{port}"
-            settings.update(transport="tcp", host=host, port=port)
+            return self.served_on(await self.meter.start_rtu())
+        settings: dict[str, Any] = {"unit_id": self.meter.unit_id, "min_request_gap_s": 0.0}
+        host, port = await self.meter.start_tcp("127.0.0.1", 0)
+        self.endpoint = f"{host}:{port}"
+        settings.update(transport="tcp", host=host, port=port)
         return settings
+
+    def served_on(self, path: str) -> dict[str, Any]:
+        """The driver settings of the grid meter served over RTU on the pty ``path`` (its
+        own, or an RS-485 bus it shares with a charger's meter: hw_sim.meter_bus)."""
+        assert isinstance(self.meter, SimMeter)
+        self.endpoint = path
+        return {
+            "unit_id": self.meter.unit_id,
+            "min_request_gap_s": 0.0,
+            "transport": "rtu",
+            "serial_port": path,
+            "parity": "N",
+        }
+
+    @property
+    def rtu_port(self) -> str | None:
+        """The serial port configured for a Modbus RTU grid meter (None: TCP or HTTP)."""
+        if isinstance(self.meter, SimShellyPro3EM) or self._transport != "rtu":
+            return None
+        return self._serial_port
 
     async def stop(self) -> None:
         await self.meter.stop()
@@ -92,8 +121,13 @@ class SimHouse:
             (abs(current[0]), abs(current[1]), abs(current[2])),
             (power[0], power[1], power[2]),
         )
+        # Import and export count per phase, each on its own register (a phase exporting
+        # while another imports adds to both); a meter that nets the phases first (German
+        # "saldierend") would count less of each: the simulation does not model that choice.
         imported_w = math.fsum(p for p in power if p > 0)
+        exported_w = -math.fsum(p for p in power if p < 0)
         self.meter.add_energy_wh(imported_w * energy_dt_s / 3600.0)
+        self.meter.add_export_wh(exported_w * energy_dt_s / 3600.0)
 
     def status(self) -> dict[str, Any]:
         day_s = int(self.clock_s) % 86_400

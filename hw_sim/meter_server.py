@@ -221,6 +221,7 @@ class SimMeter:
         self.unit_id = self.register_map.link.unit_id if unit_id is None else unit_id
         self._image: dict[int, int] = {}
         self._energy_wh = 0.0
+        self._export_wh = 0.0
         self._fault: MeterFault | None = None
         self._drop_reply = False
         self.request_count = 0
@@ -269,13 +270,25 @@ class SimMeter:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"energy must be a finite count >= 0 Wh, got {value}")
         self._energy_wh = value
-        self._encode({"energy_import_wh": value, "energy_export_wh": 0.0})
+        self._encode({"energy_import_wh": value, "energy_export_wh": self._export_wh})
 
     def add_energy_wh(self, wh: float) -> None:
         """Count ``wh`` more imported energy (>= 0)."""
         if not math.isfinite(wh) or wh < 0:
             raise ValueError(f"energy only counts up, got {wh} Wh")
         self.energy_wh = self._energy_wh + wh
+
+    @property
+    def export_wh(self) -> float:
+        """The export energy register, in Wh (a grid meter behind PV counts what went out)."""
+        return self._export_wh
+
+    def add_export_wh(self, wh: float) -> None:
+        """Count ``wh`` more exported energy (>= 0)."""
+        if not math.isfinite(wh) or wh < 0:
+            raise ValueError(f"energy only counts up, got {wh} Wh")
+        self._export_wh += wh
+        self._encode({"energy_export_wh": self._export_wh})
 
     def _encode(self, values: dict[str, float | None]) -> None:
         image = self.register_map.encode_image(values)
@@ -297,14 +310,23 @@ class SimMeter:
 
     # ---------------------------------------------------------------- servers
 
-    def _device(self) -> SimDevice:
-        # id=0 answers every unit id; replies for other ids are dropped in _trace_pdu, so a
-        # master addressing the wrong meter times out as on a real bus.
+    def device(self, device_id: int = 0) -> SimDevice:
+        """This meter as a pymodbus server device answering ``device_id``.
+
+        Alone on a server it answers as id 0 (every unit id); replies for other ids are
+        dropped in _trace_pdu, so a master addressing the wrong meter times out as on a real
+        bus. On a shared bus (:mod:`hw_sim.meter_bus`) it answers its own unit id only.
+        """
         blocks = [
             SimData(block.address, values=[0] * block.count, datatype=DataType.REGISTERS)
             for block in self.register_map.plan()
         ]
-        return SimDevice(id=0, simdata=blocks, action=self._action)
+        return SimDevice(id=device_id, simdata=blocks, action=self._action)
+
+    def note_request(self, pdu: ModbusPDU) -> None:
+        """Count a request addressed to this meter (loop thread)."""
+        self.request_count += 1
+        self.request_log.append((pdu.function_code, pdu.address, pdu.count))
 
     async def _action(
         self,
@@ -329,8 +351,7 @@ class SimMeter:
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU, *, tcp: bool) -> ModbusPDU:
         """pymodbus server hook (loop thread): count requests, drop or spoil replies."""
         if not sending:
-            self.request_count += 1
-            self.request_log.append((pdu.function_code, pdu.address, pdu.count))
+            self.note_request(pdu)
             return pdu
         if self._fault == "offline" or pdu.dev_id != self.unit_id:
             self._drop_reply = True
@@ -350,7 +371,7 @@ class SimMeter:
         if self._tcp is not None:
             raise RuntimeError("the TCP server is already running")
         server = ModbusTcpServer(
-            self._device(),
+            self.device(),
             address=(host, port),
             trace_pdu=lambda sending, pdu: self._trace_pdu(sending, pdu, tcp=True),
             trace_packet=self._trace_packet,
@@ -377,7 +398,7 @@ class SimMeter:
             # A pty ignores line settings but Linux refuses parity on one (tcsetattr EINVAL),
             # so the device end is always opened 8N1.
             server = ModbusSerialServer(
-                self._device(),
+                self.device(),
                 port=link.device_path,
                 baudrate=baudrate or self.register_map.link.baudrate,
                 parity="N",

@@ -1,5 +1,6 @@
 """Main fuse protection end to end (issue 16): the whole controller on the simulated house,
-the grid meter read over Modbus by the real driver from the simulated meter server, the
+the grid meter read over Modbus by the real driver from the simulated meter server (or a
+Shelly Pro 3EM over HTTP from the simulated one), the
 limit reaching the PWM the car reads, and the safe fallback when the grid meter goes
 silent or garbles, then recovery."""
 
@@ -7,19 +8,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.support.standalone import running
 from tests.support.wait import until
 
 SITE = {"fuse_a": 25.0, "margin_a": 1.0, "fallback_current_a": 6.0, "grid_max_age_s": 2.0}
 GRID_METER = {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0}
+# A Shelly Pro 3EM on its local HTTP API (the simulator serves it; the host is filled in).
+SHELLY = {"source": "shelly", "host": "127.0.0.1", "interval_s": 0.2, "timeout_s": 0.3}
 PHASE_W = 230.0  # one ampere on one phase
 
 
+@pytest.mark.timing  # the PWM must follow a grid reading within a wall-clock bound
+@pytest.mark.parametrize("grid_meter", [GRID_METER, SHELLY], ids=["em24-modbus", "shelly-http"])
 async def test_the_offer_is_what_the_fuse_leaves_and_falls_back_when_the_grid_meter_fails(
-    tmp_path: Path,
+    tmp_path: Path, grid_meter: dict[str, Any]
 ) -> None:
-    async with running(tmp_path, site=SITE, grid_meter=GRID_METER) as charger:
+    async with running(tmp_path, site=SITE, grid_meter=grid_meter) as charger:
         await charger.charging()
         # The house takes nothing: the car may have the fuse less the margin (24 A), more
         # than the 32 A connector's car draws here, so the connector bounds it.

@@ -17,6 +17,7 @@ from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, parse_role, poll
 from drivers.errors import ConfigurationError
 from hw_sim.meter_server import SimMeter
+from tests.support.tasks import in_background
 from tests.support.wait import until
 
 GRID_MODELS = ["sdm630", "sdm72d_v2", "em24", "sunspec_203"]
@@ -33,13 +34,10 @@ async def polled(sim: SimMeter, section: dict[str, Any]) -> AsyncIterator[GridFe
     role = parse_role(section)
     assert role.meter is not None
     feed = GridFeed()
-    task = asyncio.create_task(poll(build_meter(role.meter), feed, role.interval_s))
     try:
-        yield feed
+        async with in_background(poll(build_meter(role.meter), feed, role.interval_s)):
+            yield feed
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await sim.stop()
 
 

@@ -386,7 +386,19 @@ class SmartCharging:
     def composite(
         self, connector_id: int, duration_s: int, unit: RateUnit | None
     ) -> CompositeAnswer | None:
-        """GetCompositeSchedule from the next whole second; None for an unknown connector."""
+        """GetCompositeSchedule from the next whole second; None for an unknown connector.
+
+        The schedule is the station's effective limit, as OCPP 1.6 (section 5.7) and 2.0.1
+        (K08) allow: "the result of the calculation of all active schedules and possible
+        local limits present in the Charge Point". A connector's profiles are capped by its
+        local limits in force now (:attr:`ConnectorView.local_limit_a`: the fuse or circuit
+        rule, solar, the user's limit), over the whole requested duration: nothing local is
+        known of the future (it follows the house's load), and both versions call the
+        answer indicative, liable to change "due to external causes (for instance, local
+        balancing based on grid connection capacity)". A local limit below 6 A is reported
+        as it is, as a profile's would be. Connector 0 (the whole station) reports its
+        profiles alone: the local limits are per connector.
+        """
         if connector_id != 0 and connector_id not in self._control.connector_ids:
             return None
         if duration_s <= 0:
@@ -397,13 +409,17 @@ class SmartCharging:
             start += dt.timedelta(seconds=1)  # from the next whole second: offsets are integers
         tx_key, started = self._relative_start(connector_id)
         rating = self.rating(connector_id)
+        cap_a = rating.max_current_a
+        if connector_id != 0:
+            local_a = self._control.view(connector_id).local_limit_a
+            cap_a = cap_a if local_a is None else min(cap_a, local_a)
         periods = composite_schedule(
             self.book.layers(connector_id, tx_key),
             start,
             duration_s,
             phases=rating.phases,
             relative_start=started or start,
-            cap_a=rating.max_current_a,
+            cap_a=cap_a,
         )
         unit = unit or RateUnit.AMPS
         return CompositeAnswer(

@@ -39,15 +39,28 @@ def sample_from_meter(reading: MeterReading) -> GridSample:
     sign of the power; a phase that exports (PV) gets a negative current. A meter without
     a phase current but with power and voltage gets ``P / U`` (signed already).
     """
+    return GridSample(
+        signed_currents(reading.current_a, reading.power_w, reading.voltage_v), reading.taken_at
+    )
+
+
+def signed_currents(
+    current_a: Sequence[float | None],
+    power_w: Sequence[float | None],
+    voltage_v: Sequence[float | None],
+) -> Triple:
+    """Per-phase currents signed by the direction of each phase's power (export negative);
+    ``P / U`` where a phase has power and voltage but no current. ValueError unless three
+    finite values (or None) come out."""
     current: list[float | None] = []
-    for i_a, p_w, u_v in zip(reading.current_a, reading.power_w, reading.voltage_v, strict=True):
+    for i_a, p_w, u_v in zip(current_a, power_w, voltage_v, strict=True):
         if i_a is None:
             current.append(p_w / u_v if p_w is not None and u_v else None)
         elif p_w is not None and p_w < 0:
             current.append(-abs(i_a))
         else:
             current.append(abs(i_a))
-    return GridSample(_triple(current, "current_a"), reading.taken_at)
+    return _triple(current, "current_a")
 
 
 class GridFeed:

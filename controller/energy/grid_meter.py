@@ -3,15 +3,19 @@
 ``source = "modbus"`` (the default) polls one of the bundled meter models through the same
 driver as a connector's meter, with every ``[meter]`` key (``model``, ``transport``,
 ``serial_port`` or ``host``/``port``, ``unit_id``, timeouts...): over Modbus TCP (a PV
-inverter's meter, a TCP gateway) or RTU on its own RS-485 adapter. ``source = "push"``
-reads nothing: another edge pushes readings into the :class:`GridFeed`.
+inverter's meter, a TCP gateway) or RTU, on its own RS-485 adapter or on the charger meter's
+bus with its own unit id (the same ``serial_port``: both then share one line, see
+:mod:`drivers.modbus_line`). ``source = "push"`` reads nothing: another edge pushes
+readings into the :class:`GridFeed`. ``source = "shelly"``
+polls a Shelly Pro 3EM over its local HTTP API (:mod:`controller.energy.shelly`; keys
+``host``, ``port`` 80, ``em_id`` 0, ``timeout_s`` 1.0).
 
 Keys of the role itself:
 
 ==============  ==========  ===============================================================
 key             default     meaning
 ==============  ==========  ===============================================================
-source          ``modbus``  ``"modbus"`` or ``"push"``
+source          ``modbus``  ``"modbus"``, ``"push"`` or ``"shelly"``
 interval_s      1.0         how often the meter is read (0.2-60 s)
 ==============  ==========  ===============================================================
 
@@ -27,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.config_keys import SHELLY_KEYS
 from controller.energy.grid import GridFeed, sample_from_meter
 from drivers import meter as meter_driver
 from drivers.base import EnergyMeter, EventSink, ignore_events
@@ -35,17 +40,34 @@ from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("modbus", "push")
+SOURCES = ("modbus", "push", "shelly")
 ROLE_KEYS = frozenset({"source", "interval_s"})
 
 
 @dataclass(frozen=True, slots=True)
+class ShellySettings:
+    """Where a Shelly Pro 3EM answers its local Gen2 RPC API (``source = "shelly"``)."""
+
+    host: str
+    port: int = 80
+    em_id: int = 0
+    timeout_s: float = 1.0
+
+    @property
+    def url(self) -> str:
+        """The status call the poller makes."""
+        return f"http://{self.host}:{self.port}/rpc/EM.GetStatus?id={self.em_id}"
+
+
+@dataclass(frozen=True, slots=True)
 class GridMeterRole:
-    """The parsed ``[grid_meter]`` table; ``meter`` holds the driver's keys for Modbus."""
+    """The parsed ``[grid_meter]`` table; ``meter`` holds the driver's keys for Modbus,
+    ``shelly`` where a Shelly answers."""
 
     source: str = "modbus"
     interval_s: float = 1.0
     meter: Mapping[str, Any] | None = None
+    shelly: ShellySettings | None = None
 
 
 def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
@@ -58,7 +80,9 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
         raise ConfigurationError("grid_meter", "must be a table ([grid_meter])")
     source = section.get("source", "modbus")
     if source not in SOURCES:
-        raise ConfigurationError("grid_meter.source", f"must be 'modbus' or 'push', got {source!r}")
+        raise ConfigurationError(
+            "grid_meter.source", f"must be 'modbus', 'push' or 'shelly', got {source!r}"
+        )
     interval = section.get("interval_s", 1.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float):
         raise ConfigurationError("grid_meter.interval_s", f"must be a number, got {interval!r}")
@@ -68,6 +92,8 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
     meter_type = meter_keys.pop("type", "modbus")
     if meter_type != "modbus":
         raise ConfigurationError("grid_meter.type", f"must be 'modbus', got {meter_type!r}")
+    if source == "shelly":
+        return GridMeterRole(source, float(interval), shelly=parse_shelly(meter_keys))
     if source == "push":
         if meter_keys:
             raise ConfigurationError(
@@ -78,10 +104,42 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
     return GridMeterRole(source, float(interval), meter_keys)
 
 
-def build_meter(keys: Mapping[str, Any], on_event: EventSink = ignore_events) -> EnergyMeter:
-    """The Modbus driver for the grid meter; errors name ``grid_meter.<key>``."""
+def parse_shelly(keys: Mapping[str, Any]) -> ShellySettings:
+    """The Shelly keys of ``[grid_meter]``; ConfigurationError names ``grid_meter.<key>``."""
+    for key in keys:
+        if key not in SHELLY_KEYS:
+            raise ConfigurationError(f"grid_meter.{key}", "is not read when source is 'shelly'")
+    host = keys.get("host")
+    if not isinstance(host, str) or not host:
+        raise ConfigurationError("grid_meter.host", "is required: the Shelly's address")
+    port = keys.get("port", 80)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigurationError("grid_meter.port", f"must be 1-65535, got {port!r}")
+    em_id = keys.get("em_id", 0)
+    if isinstance(em_id, bool) or not isinstance(em_id, int) or em_id < 0:
+        raise ConfigurationError("grid_meter.em_id", f"must be an integer >= 0, got {em_id!r}")
+    timeout = keys.get("timeout_s", 1.0)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0.1 <= timeout <= 30
+    ):
+        raise ConfigurationError("grid_meter.timeout_s", f"must be 0.1-30 s, got {timeout!r}")
+    return ShellySettings(host, port, em_id, float(timeout))
+
+
+def build_meter(
+    keys: Mapping[str, Any],
+    on_event: EventSink = ignore_events,
+    seams: HardwareSeams | None = None,
+) -> EnergyMeter:
+    """The Modbus driver for the grid meter; errors name ``grid_meter.<key>``.
+
+    Built with the charger's ``seams``, a grid meter on the charger meter's RS-485 port (its
+    own unit id) shares that port's line; without them it gets lines of its own.
+    """
     try:
-        return meter_driver.from_config(keys, HardwareSeams(), on_event)
+        return meter_driver.from_config(keys, seams or HardwareSeams(), on_event)
     except ConfigurationError as exc:
         key = exc.key.removeprefix("meter")
         raise ConfigurationError(f"grid_meter{key}", exc.problem) from exc

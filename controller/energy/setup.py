@@ -20,6 +20,7 @@ from controller.energy.grid_meter import build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
 from controller.events import Broadcast
 from drivers.base import EventSink
+from drivers.seams import HardwareSeams
 
 #: The broadcast queue of the manager: it only needs the newest reading of each connector.
 EVENTS_MAXLEN = 64
@@ -40,9 +41,16 @@ class LocalEnergy:
 
 
 def build_local_energy(
-    config: Config, sink: LimitSink, events: Broadcast, on_event: EventSink
+    config: Config,
+    sink: LimitSink,
+    events: Broadcast,
+    on_event: EventSink,
+    seams: HardwareSeams | None = None,
 ) -> LocalEnergy | None:
-    """The energy parts ``config`` asks for, or None; ConfigurationError names the key."""
+    """The energy parts ``config`` asks for, or None; ConfigurationError names the key.
+
+    ``seams`` are the charger's (``Hardware.seams``): a grid meter on its meter's RS-485
+    port then shares that line."""
     if config.site.fuse_a <= 0:
         return None
     role = parse_role(config.grid_meter)
@@ -58,8 +66,17 @@ def build_local_energy(
     manager = FuseManager(site, wiring, feed, sink)
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
+    if role.shelly is not None:
+        from controller.energy.shelly import poll_shelly  # aiohttp only where configured
+
+        energy.jobs.append(
+            (
+                "energy-grid-meter",
+                functools.partial(poll_shelly, role.shelly, feed, role.interval_s),
+            )
+        )
     if role.meter is not None:
-        meter = build_meter(role.meter, on_event)
+        meter = build_meter(role.meter, on_event, seams)
         energy.jobs.append(
             ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
         )
