@@ -37,13 +37,14 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
-from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
+from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction, utc_now
 from controller.ocpp201 import tx_points
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import WireDict, meter_value
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
+from controller.outbox import OutboxEntry
 from controller.storage import Storage
 
 if TYPE_CHECKING:
@@ -83,6 +84,80 @@ _STOPPED = {
 def charging_state(status: ConnectorStatus) -> str | None:
     """TransactionEvent's chargingState for a connector status (None: not in a session)."""
     return _CHARGING_STATE.get(status)
+
+
+def register_value(energy_wh: float, at: dt.datetime, context: str) -> WireDict:
+    """The energy register as a MeterValue (Transaction.Begin, Transaction.End)."""
+    return {
+        "timestamp": iso_utc(at),
+        "sampledValue": [
+            {
+                "value": round(energy_wh, 3),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+            }
+        ],
+    }
+
+
+def event_body(
+    kind: TxKind,
+    tx: Transaction,
+    trigger: str,
+    at: dt.datetime,
+    seq_no: int,
+    *,
+    offline: bool,
+    info: dict[str, Any] | None = None,
+    values: list[WireDict] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A TransactionEvent request's fields (snake_case) for ``tx``."""
+    event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
+    body: dict[str, Any] = {
+        "event_type": event_type[kind],
+        "timestamp": iso_utc(at),
+        "trigger_reason": trigger,
+        "seq_no": seq_no,
+        "transaction_info": {"transaction_id": tx.local_id, **(info or {})},
+        **extra,
+    }
+    if offline:
+        body["offline"] = True
+    if values:
+        body["meter_value"] = values
+    return body
+
+
+def ended_fields(
+    tx: Transaction, now: dt.datetime, reasons: tuple[str, str] | None = None
+) -> tuple[str, dt.datetime, dict[str, Any], WireDict]:
+    """What an Ended says of the stopped ``tx``: its triggerReason, time (``now`` when it
+    has none), transactionInfo (stoppedReason) and the register as Transaction.End;
+    ``reasons`` (stoppedReason, triggerReason) when a TxStopPoint ended it, else those of
+    its stop reason."""
+    stopped, trigger = reasons or _STOPPED[tx.stop_reason or StopReason.OTHER]
+    at = tx.stopped_at or now
+    meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+    info = {"charging_state": "Idle", "stopped_reason": stopped}
+    return trigger, at, info, register_value(meter_stop, at, "Transaction.End")
+
+
+async def end_message(tx: Transaction, storage: Storage) -> OutboxEntry:
+    """The Ended of ``tx`` as an outbox row: the registry's 2.0.1 end message, which
+    power-loss recovery queues under 2.0.1 while another version runs (the 2.0.1 CSMS that
+    has the start hears the end when 2.0.1 runs again). Its seqNo follows the last one the
+    connector used for ``tx``; it is offline (no 2.0.1 link is up); the stop id's kind is
+    not known here, so a card's (the interrupted transaction has none anyway)."""
+    seq = await SeqNumbers.load(storage)
+    trigger, at, info, end = ended_fields(tx, utc_now())
+    extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
+    if tx.stop_id_tag:
+        extra["id_token"] = TokenKinds().token(tx.stop_id_tag)
+    body = event_body(
+        TxKind.STOP, tx, trigger, at, seq.next(tx), offline=True, info=info, values=[end], **extra
+    )
+    return OutboxEntry(tx.local_id, TxKind.STOP.value, body, True)
 
 
 class SeqNumbers:
@@ -169,20 +244,18 @@ class TransactionEvents:
         **extra: Any,
     ) -> None:
         """Queue one event; ``before`` are meter values that go ahead of ``meter``."""
-        event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
-        body: dict[str, Any] = {
-            "event_type": event_type[kind],
-            "timestamp": iso_utc(at),
-            "trigger_reason": trigger,
-            "seq_no": self._seq.next(tx),
-            "transaction_info": {"transaction_id": tx.local_id, **(info or {})},
-            **extra,
-        }
-        if not self._registered():
-            body["offline"] = True
         values = [*(before or []), *([] if meter is None else [meter])]
-        if values:
-            body["meter_value"] = values
+        body = event_body(
+            kind,
+            tx,
+            trigger,
+            at,
+            self._seq.next(tx),
+            offline=not self._registered(),
+            info=info,
+            values=values,
+            **extra,
+        )
         self.queue.put(TxMessage(kind, tx.local_id, body))
 
     def remote_start_expected(
@@ -246,7 +319,7 @@ class TransactionEvents:
             self._charged.add(tx.connector_id)
         state = charging_state(status) or "EVConnected"
         self._states[tx.connector_id] = state
-        begin = self._energy(tx.meter_start_wh, at, "Transaction.Begin")
+        begin = register_value(tx.meter_start_wh, at, "Transaction.Begin")
         extra: dict[str, Any] = {
             "id_token": self._tokens.token(tx.id_tag),
             "evse": {"id": tx.connector_id, "connector_id": 1},
@@ -359,36 +432,13 @@ class TransactionEvents:
             kept = []  # not the transaction they were kept for
         self._states.pop(tx.connector_id, None)
         self._charged.discard(tx.connector_id)
-        reason = tx.stop_reason or StopReason.OTHER
-        stopped, trigger = self._point_stops.pop(tx.local_id, _STOPPED[reason])
-        at = tx.stopped_at or self._clock()
-        meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+        trigger, at, info, end = ended_fields(
+            tx, self._clock(), self._point_stops.pop(tx.local_id, None)
+        )
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
         if tx.stop_id_tag:
             extra["id_token"] = self._tokens.token(tx.stop_id_tag)
-        self._event(
-            TxKind.STOP,
-            tx,
-            trigger,
-            at,
-            {"charging_state": "Idle", "stopped_reason": stopped},
-            self._energy(meter_stop, at, "Transaction.End"),
-            before=kept,
-            **extra,
-        )
-
-    @staticmethod
-    def _energy(energy_wh: float, at: dt.datetime, context: str) -> WireDict:
-        return {
-            "timestamp": iso_utc(at),
-            "sampledValue": [
-                {
-                    "value": round(energy_wh, 3),
-                    "context": context,
-                    "measurand": "Energy.Active.Import.Register",
-                }
-            ],
-        }
+        self._event(TxKind.STOP, tx, trigger, at, info, end, before=kept, **extra)
 
     async def drain(self, cp: ChargePoint) -> None:
         """Send the queue in order over ``cp`` (registered), with retries; until cancelled."""
