@@ -24,7 +24,7 @@ from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.registry import END_MESSAGES
 from controller.domain import Transaction
 from controller.journal import TransactionJournal
-from controller.ocpp201.transactions import SEQ_NAMESPACE
+from controller.ocpp201.transactions import SEQ_NAMESPACE, SeqNumbers
 from controller.outbox import Outbox, OutboxEntry, Told
 from controller.recovery import recover_transactions
 from controller.storage import DB_NAME, MIGRATIONS, Storage
@@ -251,3 +251,24 @@ async def test_picharge_outbox_lists_and_exports_what_waits_without_touching_it(
     assert exported[0]["body"] == {"meter_stop": 1500} and exported[0]["ends_transaction"]
     assert await old.size() == 2  # read, not taken
     assert cli(["outbox", "--state-dir", str(tmp_path / "nowhere")]) == 1
+
+
+async def test_a_2_0_1_event_stored_before_its_number_is_not_numbered_again(
+    storage: Storage,
+) -> None:
+    """A power cut between an event's outbox insert and the store of its seqNo: the next run
+    numbers on from the queued event, neither repeating its number nor leaving a gap."""
+    tx = interrupted("tx-201")
+    await storage.run(
+        lambda c: c.execute(
+            "INSERT INTO settings (namespace, key, value) VALUES (?, '1', ?)",
+            (SEQ_NAMESPACE, f"{tx.local_id}:1"),
+        )
+    )
+    newer = Outbox(storage, protocol="2.0.1")
+    for number in (1, 2):
+        await newer.append(OutboxEntry(tx.local_id, "MeterValues", {"seq_no": number}, False))
+    seq = await SeqNumbers.load(storage)
+    assert seq.next(tx) == 3
+    other = Transaction("tx-next", 1, "04A1B2C3", 0.0, T0)
+    assert seq.next(other) == 0  # a new transaction on the connector starts again

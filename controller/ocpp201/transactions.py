@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -147,8 +148,9 @@ async def end_message(tx: Transaction, storage: Storage) -> OutboxEntry:
     """The Ended of ``tx`` as an outbox row: the registry's 2.0.1 end message, which
     power-loss recovery queues under 2.0.1 while another version runs (the 2.0.1 CSMS that
     has the start hears the end when 2.0.1 runs again). Its seqNo follows the last one the
-    connector used for ``tx``; it is offline (no 2.0.1 link is up); the stop id's kind is
-    not known here, so a card's (the interrupted transaction has none anyway)."""
+    connector used for ``tx`` (not stored: the next load finds it in the outbox, see
+    :class:`SeqNumbers`); it is offline (no 2.0.1 link is up); the stop id's kind is not
+    known here, so a card's (the interrupted transaction has none anyway)."""
     seq = await SeqNumbers.load(storage)
     trigger, at, info, end = ended_fields(tx, utc_now())
     extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
@@ -161,7 +163,16 @@ async def end_message(tx: Transaction, storage: Storage) -> OutboxEntry:
 
 
 class SeqNumbers:
-    """Each connector's running transaction and its next seqNo, stored as they are used."""
+    """Each connector's running transaction and the last seqNo it used.
+
+    A number is taken (:meth:`next`) for an event, the event is queued (its outbox insert
+    submitted), and only then is the number stored (:meth:`save`): both writes run in that
+    order on the storage thread, so a power cut between them leaves the event stored and
+    the number not, never the reverse (a stored number whose event was lost would be a gap
+    in the transaction's seqNo at the CSMS). :meth:`load` therefore takes, per connector, the
+    higher of the stored number and the highest seqNo of the transaction's events still in
+    the outbox (found by the fault trials: bench/fault_trials.py --ocpp 2.0.1).
+    """
 
     def __init__(self, storage: Storage, stored: Mapping[str, str]) -> None:
         self._storage = storage
@@ -172,20 +183,40 @@ class SeqNumbers:
 
     @classmethod
     async def load(cls, storage: Storage) -> SeqNumbers:
-        return cls(storage, await storage.load_settings(SEQ_NAMESPACE))
+        stored = await storage.load_settings(SEQ_NAMESPACE)
+
+        def queued(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT local_id, MAX(json_extract(body, '$.seq_no')) FROM outbox"
+                " WHERE protocol = '2.0.1' AND json_valid(body) GROUP BY local_id"
+            ).fetchall()
+            return {str(local_id): int(n) for local_id, n in rows if n is not None}
+
+        highest = await storage.run(queued)
+        merged = dict(stored)
+        for connector, text in stored.items():
+            local_id, _, number = text.partition(":")
+            if highest.get(local_id, -1) > int(number):
+                merged[connector] = f"{local_id}:{highest[local_id]}"
+        return cls(storage, merged)
 
     def next(self, tx: Transaction) -> int:
+        """The next seqNo of ``tx`` (0 for a transaction new on its connector); kept in
+        memory until :meth:`save`."""
         local_id, number = self._last.get(tx.connector_id, ("", -1))
         number = number + 1 if local_id == tx.local_id else 0
         self._last[tx.connector_id] = (tx.local_id, number)
-        # Queued behind the outbox insert of the event on the storage thread (one FIFO).
+        return number
+
+    def save(self, tx: Transaction) -> None:
+        """Store the last number of ``tx``'s connector; call after its event was queued."""
+        local_id, number = self._last[tx.connector_id]
         self._storage.submit(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO settings (namespace, key, value) VALUES (?, ?, ?)",
-                (SEQ_NAMESPACE, str(tx.connector_id), f"{tx.local_id}:{number}"),
+                (SEQ_NAMESPACE, str(tx.connector_id), f"{local_id}:{number}"),
             )
         )
-        return number
 
 
 class TransactionEvents:
@@ -257,6 +288,7 @@ class TransactionEvents:
             **extra,
         )
         self.queue.put(TxMessage(kind, tx.local_id, body))
+        self._seq.save(tx)  # after the event's outbox insert: see SeqNumbers
 
     def remote_start_expected(
         self, evse_id: int | None, remote_start_id: int | None, id_tag: str | None = None
