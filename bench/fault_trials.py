@@ -697,6 +697,8 @@ async def outage_trial(rig: OutageRig, mode: str, plan: str, outage_s: float) ->
         await until(lambda: csms.connected == [rig.cp_id], 15.0, "reconnected")
         await asyncio.sleep(0.5)
         await rig.act("unplug")
+    # the session has ended (its end is queued) before an empty queue means anything
+    await until(rig.idle, 10.0, "connector idle")
     await until(
         lambda: rig.app.adapter.queued == 0 and str(rig.app.adapter.state) == "registered",
         30.0,
