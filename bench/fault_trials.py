@@ -22,6 +22,15 @@ message whose answer was lost with the power is sent again. Such repeats are cou
 duplicate.
 
     .venv/bin/python bench/fault_trials.py [--kill-trials 45] [--outage-trials 12] [--seed 1]
+        [--ocpp 1.6|2.0.1]
+
+Both OCPP versions run through the same driver and judge (``--ocpp``; what differs, the
+words each version has for a transaction's start and end, lives in
+``bench/trial_protocols.py``). Under 2.0.1 the judge reads the CSMS's TransactionEvents:
+Started and Ended per transaction, identical repeats of a seqNo allowed, no seqNo missing.
+Every trial also checks the stop reason (PowerLoss after a cut, else what ended the session:
+EVDisconnected for an unplugged car, Local for the card) and that nothing is left in the
+outbox once the restarted controller settled.
 
 The figures printed: trials, transactions lost, transactions duplicated, worst meterStop
 error (Wh, and in meter readings: the energy between two readings, 1 s apart, at the trial's
@@ -35,7 +44,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import random
@@ -53,19 +61,14 @@ from typing import IO, Any
 
 from controller.local_csms import LocalCsms, Received, parse_timestamp
 
+try:
+    from bench.trial_protocols import DIALECTS, Dialect, TxView
+except ModuleNotFoundError:  # run as a script: bench/ itself is on sys.path
+    from trial_protocols import DIALECTS, Dialect, TxView  # type: ignore[no-redef, import-not-found]
+
 CARD = "04A1B2C3"
 CP_STATE_DB = "picharge.db"
 REPO = Path(__file__).resolve().parents[1]
-#: OCPP keys for every trial: a meter sample every second, no clock-aligned values.
-TRIAL_KEYS = {
-    "HeartbeatInterval": 300,
-    "MeterValueSampleInterval": 1,
-    "ClockAlignedDataInterval": 0,
-    "TransactionMessageRetryInterval": 1,
-    "WebSocketPingInterval": 1,
-    "ConnectionTimeOut": 60,
-}
-TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
 #: The time between two meter readings (the supervisor polls every second): "within one
 #: meter reading" is the energy drawn in this long, plus the half Wh OCPP's whole-Wh
 #: meterStop may round by (:data:`ROUNDING_WH`).
@@ -83,12 +86,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_keys(path: Path, keys: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{k} = {v}\n" for k, v in keys.items()))
-    return path
-
-
 async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -101,15 +98,35 @@ async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> N
 
 
 class TrialCsms:
-    """A :class:`LocalCsms` that recognises repeated StartTransactions and can run a hook
-    (a kill) while it handles the next StartTransaction or StopTransaction."""
+    """A :class:`LocalCsms` that recognises repeated starts and can run a hook (a kill)
+    while it handles the next message starting or ending a transaction (``dialect``: the
+    OCPP version's words for them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.csms = LocalCsms(authorized_tags={CARD: "Accepted"}, call_timeout_s=10.0)
         self.repeated_starts = 0
         self.hooks: dict[str, tuple[str, Callable[[], None]]] = {}
-        self.csms.set_response("StartTransaction", self._on_start)
-        self.csms.set_response("StopTransaction", self._on_stop)
+        for action in dialect.hooked:
+            self.csms.set_response(action, self._handler(action))
+
+    def _handler(self, action: str) -> Callable[[dict[str, Any]], Any]:
+        async def handle(request: dict[str, Any]) -> dict[str, Any] | None:
+            moment = self.dialect.moment(action, request)
+            if moment is not None:
+                await self._run_hook(moment)
+            if action == "StartTransaction":
+                return self._repeated_start(request)
+            if moment == "start" and any(
+                event["eventType"] == "Started"
+                for (_, tid), events in self.csms.transaction_events.items()
+                if tid == request["transactionInfo"]["transactionId"]
+                for event in events
+            ):
+                self.repeated_starts += 1  # 2.0.1: the charger's id, nothing to look up
+            return None
+
+        return handle
 
     async def start(self) -> str:
         return await self.csms.start()
@@ -117,13 +134,13 @@ class TrialCsms:
     async def stop(self) -> None:
         await self.csms.stop()
 
-    def arm(self, action: str, when: str, hook: Callable[[], None]) -> None:
-        """Run ``hook`` while handling the next ``action``: ``before`` answering, or a moment
-        ``after`` the answer went out."""
-        self.hooks[action] = (when, hook)
+    def arm(self, moment: str, when: str, hook: Callable[[], None]) -> None:
+        """Run ``hook`` while handling the next message of ``moment`` (``start`` or ``stop``
+        of a transaction): ``before`` answering, or a moment ``after`` the answer went out."""
+        self.hooks[moment] = (when, hook)
 
-    async def _run_hook(self, action: str) -> None:
-        armed = self.hooks.pop(action, None)
+    async def _run_hook(self, moment: str) -> None:
+        armed = self.hooks.pop(moment, None)
         if armed is None:
             return
         when, hook = armed
@@ -133,8 +150,8 @@ class TrialCsms:
         else:
             asyncio.get_running_loop().call_later(random.uniform(0.0, 0.01), hook)
 
-    async def _on_start(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        await self._run_hook("StartTransaction")
+    def _repeated_start(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """1.6: the id given before to the same StartTransaction (as SteVe does)."""
         started = parse_timestamp(request["timestamp"])
         for record in self.csms.transactions.values():
             if (
@@ -151,10 +168,6 @@ class TrialCsms:
                 }
         return None
 
-    async def _on_stop(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        await self._run_hook("StopTransaction")
-        return None
-
 
 # --- the controller as a separate process -------------------------------------------------
 
@@ -162,10 +175,13 @@ class TrialCsms:
 class ControllerProcess:
     """``picharge run --sim`` in a subprocess, driven through its sim control endpoint."""
 
-    def __init__(self, workdir: Path, csms_url: str, cp_id: str, speed: float) -> None:
+    def __init__(
+        self, workdir: Path, csms_url: str, cp_id: str, speed: float, dialect: Dialect
+    ) -> None:
         self.workdir = workdir
         self.state_dir = workdir / "state"
-        self.keys = write_keys(workdir / "keys.toml", TRIAL_KEYS)
+        self.version = dialect.version
+        self.keys = dialect.write_keys(workdir / "keys.toml")
         self.csms_url = csms_url
         self.cp_id = cp_id
         self.speed = speed
@@ -196,6 +212,8 @@ class ControllerProcess:
                 str(self.speed),
                 "--ocpp-keys",
                 str(self.keys),
+                "--ocpp",
+                self.version,
             ],
             cwd=REPO,
             stdout=self._log,
@@ -282,25 +300,33 @@ class KillResult:
     transactions: int  # distinct transactions the CSMS opened in this trial
     closed: int
     lost: int  # opened and never closed, or energy delivered with no closed transaction
-    duplicated: int  # a second transaction for the session, or a Stop that differs
-    redelivered: int  # identical repeats of a Stop (Start repeats are counted by the CSMS)
+    duplicated: int  # a second transaction for the session, or an end that differs
+    redelivered: int  # identical repeats: 1.6 of a Stop, 2.0.1 of any event
     energy_wh: float
     meter_stop_error_wh: float
     reading_wh: float  # the energy between two meter readings at this trial's power
     sim_lag_wh: float  # the simulated meter's own loss at the kill (saved every 0.2 s)
     reasons: list[str]
+    trigger: str = ""  # what ended the session: unplug or tap ("" when the cut did)
+    wrong_reason: int = 0  # an end whose stop reason is not the cut's or the trigger's
+    sequence_faults: int = 0  # 2.0.1: a seqNo missing or repeated differently
+    outbox_left: int = 0  # messages still in the outbox once the trial settled
 
 
-async def _wait_status(
-    csms: LocalCsms, cp_id: str, status: str, after: int, timeout_s: float = 10.0
+async def _wait(
+    csms: LocalCsms,
+    cp_id: str,
+    what: tuple[str, Callable[[dict[str, Any]], bool]],
+    after: int,
+    timeout_s: float = 10.0,
 ) -> None:
-    await csms.wait_for(
-        "StatusNotification",
-        lambda p: p["connectorId"] == 1 and p["status"] == status,
-        after=after,
-        cp_id=cp_id,
-        timeout_s=timeout_s,
-    )
+    action, predicate = what
+    await csms.wait_for(action, predicate, after=after, cp_id=cp_id, timeout_s=timeout_s)
+
+
+#: The stop reason an end may carry: the cut's, or that of what ended the session first.
+CUT_REASON = "PowerLoss"
+TRIGGER_REASONS = {"unplug": "EVDisconnected", "tap": "Local"}
 
 
 async def kill_trial(
@@ -313,15 +339,17 @@ async def kill_trial(
     """One session killed at ``moment``; the controller runs (registered, Available) before
     and after."""
     csms = trial_csms.csms
+    dialect = trial_csms.dialect
     cp = ctl.cp_id
-    known = set(csms.transactions)
+    known = dialect.known(csms, cp)
     mark = len(csms.received)
     start_wh = float((await ctl.status())["energy_wh"])
     await ctl.sim("plug")
     await ctl.sim("charge")
-    await _wait_status(csms, cp, "Preparing", mark)
+    await _wait(csms, cp, dialect.plugged(), mark)
     killed = asyncio.Event()
     pre_kill_wh = start_wh
+    trigger = ""
 
     def kill() -> None:
         ctl.kill()
@@ -336,7 +364,7 @@ async def kill_trial(
     if phase == "start":
         if moment.startswith("csms-"):
             when = "before" if moment == "csms-before-answer" else "after"
-            trial_csms.arm("StartTransaction", when, kill)
+            trial_csms.arm("start", when, kill)
             await ctl.sim("tap", uid=CARD)
             await asyncio.wait_for(killed.wait(), 10)
         else:
@@ -345,7 +373,7 @@ async def kill_trial(
             await snapshot_then_kill()
     else:
         await ctl.sim("tap", uid=CARD)
-        await _wait_status(csms, cp, "Charging", mark)
+        await _wait(csms, cp, dialect.charging(), mark)
         if phase == "charging":
             await asyncio.sleep(rng.uniform(0.3, 2.0))
             await snapshot_then_kill()
@@ -357,7 +385,7 @@ async def kill_trial(
             trigger = rng.choice(("unplug", "tap"))
             if moment.startswith("csms-"):
                 when = "before" if moment == "csms-before-answer" else "after"
-                trial_csms.arm("StopTransaction", when, kill)
+                trial_csms.arm("stop", when, kill)
             if trigger == "unplug":
                 await ctl.sim("unplug")
             else:
@@ -377,81 +405,72 @@ async def kill_trial(
     # trial ends by taking it away, so the next one starts from Available.
     await ctl.sim("unplug")
 
-    def opened() -> list[int]:
-        return [
-            tid
-            for tid, record in csms.transactions.items()
-            if tid not in known and record.cp_id == cp
-        ]
+    def opened() -> list[TxView]:
+        return dialect.transactions(csms, cp, known, mark)
 
     def settled() -> bool:
-        return ctl.outbox_size() == 0 and all(
-            csms.transactions[tid].stopped_at is not None for tid in opened()
-        )
+        return ctl.outbox_size() == 0 and all(view.closed for view in opened())
 
     with contextlib.suppress(TimeoutError):
         await until(settled, 20.0, "outbox drained")
-    await _wait_status(csms, cp, "Available", restart_mark)
-    return _judge(
-        csms,
-        cp,
-        phase,
-        moment,
-        opened(),
-        mark,
-        start_wh,
-        end_wh,
-        pre_kill_wh,
-        ctl.speed,
-    )
+    await _wait(csms, cp, dialect.connector_is("Available"), restart_mark)
+    result = _judge(opened(), phase, moment, start_wh, end_wh, pre_kill_wh, ctl.speed)
+    result.trigger = trigger
+    allowed = {CUT_REASON} | ({TRIGGER_REASONS[trigger]} if trigger else set())
+    for view in opened():
+        if view.closed and view.stop_reason not in allowed:
+            result.wrong_reason += 1
+            result.reasons.append(
+                f"transaction {view.tx_id} ended {view.stop_reason}, not one of {sorted(allowed)}"
+            )
+    result.outbox_left = ctl.outbox_size() or 0
+    if result.outbox_left:
+        result.reasons.append(f"{result.outbox_left} message(s) left in the outbox")
+    return result
 
 
 def _judge(
-    csms: LocalCsms,
-    cp: str,
+    views: list[TxView],
     phase: str,
     moment: str,
-    ids: list[int],
-    mark: int,
     start_wh: float,
     end_wh: float,
     pre_kill_wh: float,
     speed: float,
 ) -> KillResult:
+    """Each transaction the CSMS heard of closed exactly once, at the register (either
+    OCPP version: ``views`` are the CSMS's transactions of the trial)."""
     reasons: list[str] = []
-    stops: dict[int, list[str]] = {}
-    for item in csms.received[mark:]:
-        if item.cp_id == cp and item.action == "StopTransaction":
-            text = json.dumps(item.payload, sort_keys=True)
-            stops.setdefault(item.payload["transactionId"], []).append(text)
-    closed = [tid for tid in ids if csms.transactions[tid].stopped_at is not None]
-    lost = len(ids) - len(closed)
+    closed = [view for view in views if view.closed]
+    lost = len(views) - len(closed)
     energy = end_wh - start_wh
     if energy > 1.0 and not closed:
         lost += 1
         reasons.append(f"{energy:.0f} Wh delivered and no transaction closed")
-    duplicated = max(0, len(ids) - 1)
+    duplicated = max(0, len(views) - 1)
     redelivered = 0
-    for tid in ids:
-        distinct = set(stops.get(tid, []))
+    sequence_faults = 0
+    for view in views:
+        distinct = set(view.ends)
         if len(distinct) > 1:
             duplicated += 1
-            reasons.append(f"transaction {tid} stopped {len(distinct)} different ways")
-        redelivered += len(stops.get(tid, [])) - len(distinct)
+            reasons.append(f"transaction {view.tx_id} ended {len(distinct)} different ways")
+        redelivered += view.redelivered
+        sequence_faults += len(view.problems)
+        reasons += view.problems
     error = 0.0
-    for tid in closed:
-        record = csms.transactions[tid]
-        assert record.meter_stop_wh is not None
-        error = max(error, abs(record.meter_stop_wh - end_wh))
-        if record.meter_start_wh > record.meter_stop_wh:
-            reasons.append(f"transaction {tid}: meterStart above meterStop")
+    for view in closed:
+        assert view.meter_stop_wh is not None
+        error = max(error, abs(view.meter_stop_wh - end_wh))
+        if view.meter_start_wh is not None and view.meter_start_wh > view.meter_stop_wh:
+            reasons.append(f"transaction {view.tx_id}: the register at its end below its start")
     if lost:
         reasons.append(f"{lost} transaction(s) lost")
     power_w = 3 * 16 * 230.0  # the simulated car: 16 A on three phases
     return KillResult(
         phase=phase,
         moment=moment,
-        transactions=len(ids),
+        transactions=len(views),
         closed=len(closed),
         lost=lost,
         duplicated=duplicated,
@@ -461,6 +480,7 @@ def _judge(
         reading_wh=power_w * speed * READING_PERIOD_S / 3600.0,
         sim_lag_wh=max(0.0, pre_kill_wh - end_wh),
         reasons=reasons,
+        sequence_faults=sequence_faults,
     )
 
 
@@ -472,21 +492,23 @@ async def run_kill_trials(
     speed: float = 10.0,
     moments: tuple[tuple[str, str], ...] = KILL_MOMENTS,
     progress: Callable[[int, KillResult], None] | None = None,
+    ocpp: str = "1.6",
 ) -> tuple[list[KillResult], int, list[str]]:
     """``count`` kill trials on one controller and state directory, cycling through
-    ``moments`` (shuffled); returns the results, the CSMS's repeated StartTransactions and
-    its OCPP violations."""
+    ``moments`` (shuffled), under OCPP ``ocpp``; returns the results, the CSMS's repeated
+    starts and its OCPP violations."""
     rng = random.Random(seed)
-    trial_csms = TrialCsms()
+    dialect = DIALECTS[ocpp]
+    trial_csms = TrialCsms(dialect)
     url = await trial_csms.start()
-    ctl = ControllerProcess(workdir, url, "kill-trials", speed)
+    ctl = ControllerProcess(workdir, url, "kill-trials", speed, dialect)
     plan = [moments[i % len(moments)] for i in range(count)]
     rng.shuffle(plan)
     results = []
     try:
         mark = len(trial_csms.csms.received)
         await ctl.start()
-        await _wait_status(trial_csms.csms, ctl.cp_id, "Available", mark, 20.0)
+        await _wait(trial_csms.csms, ctl.cp_id, dialect.connector_is("Available"), mark, 20.0)
         for index, (phase, moment) in enumerate(plan):
             result = await kill_trial(trial_csms, ctl, phase, moment, rng)
             results.append(result)
@@ -525,8 +547,15 @@ class OutageRig:
     """The controller (ChargePointApp on the simulation) in this process, its transaction
     messages recorded as the adapter queues them."""
 
-    def __init__(self, csms: LocalCsms, state_dir: Path, cp_id: str = "outage-trials") -> None:
+    def __init__(
+        self,
+        csms: LocalCsms,
+        state_dir: Path,
+        cp_id: str = "outage-trials",
+        dialect: Dialect = DIALECTS["1.6"],
+    ) -> None:
         self.csms = csms
+        self.dialect = dialect
         self.state_dir = state_dir
         self.cp_id = cp_id
         self.app: Any = None
@@ -540,8 +569,13 @@ class OutageRig:
         from controller.config import parse_config
         from controller.csms.link import LinkTiming
 
-        keys = write_keys(self.state_dir / "keys.toml", TRIAL_KEYS)
-        config = parse_config({"chargepoint": {"id": self.cp_id}, "ocpp": {"url": self.csms.url}})
+        keys = self.dialect.write_keys(self.state_dir / "keys.toml")
+        config = parse_config(
+            {
+                "chargepoint": {"id": self.cp_id},
+                "ocpp": {"url": self.csms.url, "version": self.dialect.version},
+            }
+        )
         self.app = ChargePointApp(
             dataclasses.replace(config, state_dir=self.state_dir / "state"),
             RunOptions(sim=True, sim_speed=speed, ocpp_keys=keys),
@@ -566,7 +600,7 @@ class OutageRig:
 
         queue.put = recording_put
         self._task = asyncio.create_task(self.app.run(self._stop), name="outage-rig")
-        await _wait_status(self.csms, self.cp_id, "Available", mark, 15.0)
+        await _wait(self.csms, self.cp_id, self.dialect.connector_is("Available"), mark, 15.0)
 
     async def act(self, action: str, **extra: Any) -> None:
         if action == "tap":  # the reader takes a card still in its field for the same tap
@@ -587,10 +621,10 @@ class OutageRig:
         await self.act("plug")
         await self.act("charge")
         await self.act("tap", uid=CARD)
-        await self.csms.wait_for("StartTransaction", after=mark, cp_id=self.cp_id)
+        await _wait(self.csms, self.cp_id, self.dialect.started(), mark)
         await until(lambda: self.hw("contactor_closed"), 10.0, "charging")
         await self.act("unplug")
-        await self.csms.wait_for("StopTransaction", after=mark, cp_id=self.cp_id)
+        await _wait(self.csms, self.cp_id, self.dialect.ended(), mark)
         await until(self.idle, 10.0, "connector idle")
 
     async def stop(self) -> None:
@@ -663,25 +697,15 @@ async def outage_trial(rig: OutageRig, mode: str, plan: str, outage_s: float) ->
         await until(lambda: csms.connected == [rig.cp_id], 15.0, "reconnected")
         await asyncio.sleep(0.5)
         await rig.act("unplug")
+    # the session has ended (its end is queued) before an empty queue means anything
+    await until(rig.idle, 10.0, "connector idle")
     await until(
-        lambda: rig.app.adapter.queued == 0 and rig.app.adapter.registered,
+        lambda: rig.app.adapter.queued == 0 and str(rig.app.adapter.state) == "registered",
         30.0,
         "queue empty",
     )
     await asyncio.sleep(0.2)
     return _judge_outage(rig, mode, plan, outage_s, first, mark, wall_offset)
-
-
-def _timestamp(kind: str, body: dict[str, Any]) -> str:
-    if kind == "MeterValues":
-        return str(body["meter_value"][0]["timestamp"])
-    return str(body["timestamp"])
-
-
-def _wire_timestamp(action: str, payload: dict[str, Any]) -> str:
-    if action == "MeterValues":
-        return str(payload["meterValue"][0]["timestamp"])
-    return str(payload["timestamp"])
 
 
 def _judge_outage(
@@ -693,14 +717,16 @@ def _judge_outage(
     mark: int,
     wall_offset: float,
 ) -> OutageResult:
+    """Every message the charger queued arrived once (identical repeats collapse), in
+    order, with its transaction's id and the time it happened (either OCPP version: the
+    rig's dialect says how a queued message looks on the wire)."""
+    dialect = rig.dialect
     reasons: list[str] = []
     generated = rig.generated[first:]
     arrived: list[Received] = [
         r
         for r in rig.csms.received[mark:]
-        if r.cp_id == rig.cp_id
-        and r.action in TX_ACTIONS
-        and (r.action != "MeterValues" or "transactionId" in r.payload)
+        if r.cp_id == rig.cp_id and dialect.is_transaction_message(r)
     ]
     # identical repeats (at least once) collapse; anything else must match one to one
     unique: list[Received] = []
@@ -712,21 +738,19 @@ def _judge_outage(
             duplicated += 1
             reasons.append(f"{item.action} repeated after other messages")
             continue
+        if any(dialect.wire_key(u) == dialect.wire_key(item) for u in unique):
+            duplicated += 1  # 2.0.1: one seqNo, two different events
+            reasons.append(f"{item.action} {dialect.wire_key(item)} repeated differently")
+            continue
         unique.append(item)
-    ids: dict[str, int] = {}
+    ids: dict[str, str | None] = {}
     lost = out_of_order = wrong_id = restamped = 0
     max_delay = 0.0
     position = 0
     for kind, local_id, body in generated:
-        stamp = _timestamp(kind, body)
-        match = next(
-            (
-                i
-                for i in range(len(unique))
-                if unique[i].action == kind and _wire_timestamp(kind, unique[i].payload) == stamp
-            ),
-            None,
-        )
+        key = dialect.queued_key(kind, body)
+        stamp = dialect.queued_stamp(kind, body)
+        match = next((i for i, u in enumerate(unique) if dialect.wire_key(u) == key), None)
         if match is None:
             lost += 1
             reasons.append(f"{kind} of {local_id} at {stamp} never arrived")
@@ -737,23 +761,14 @@ def _judge_outage(
         position = max(position, match)
         item = unique[match]
         if kind == "StartTransaction":
-            record = next(
-                (
-                    t
-                    for t in rig.csms.transactions.values()
-                    if t.cp_id == rig.cp_id
-                    and t.started_at == parse_timestamp(_wire_timestamp(kind, item.payload))
-                ),
-                None,
-            )
-            if record is not None:
-                ids[local_id] = record.transaction_id
-        elif item.payload.get("transactionId") != ids.get(local_id):
+            ids[local_id] = dialect.csms_id(rig.csms, rig.cp_id, item)
+        elif dialect.carried_id(item) != ids.get(local_id):
             wrong_id += 1
-            reasons.append(f"{kind} of {local_id} carried {item.payload.get('transactionId')}")
-        moment = parse_timestamp(stamp)
-        if moment is None:
+            reasons.append(f"{kind} of {local_id} carried {dialect.carried_id(item)}")
+        moment = parse_timestamp(dialect.wire_stamp(item.payload))
+        if moment is None or dialect.wire_stamp(item.payload) != stamp:
             restamped += 1
+            reasons.append(f"{kind} queued at {stamp} arrived stamped otherwise")
             continue
         arrived_at = item.monotonic_s + wall_offset
         delay = arrived_at - moment.timestamp()
@@ -789,14 +804,15 @@ async def run_outage_trials(
     durations_s: tuple[float, ...] = (1.0, 3.0, 8.0, 20.0),
     combos: list[tuple[str, str]] | None = None,
     progress: Callable[[int, OutageResult], None] | None = None,
+    ocpp: str = "1.6",
 ) -> tuple[list[OutageResult], list[str]]:
     """``count`` sessions with an outage each, cycling through ``combos`` (mode, plan; all
-    of them shuffled by default) and ``durations_s``; returns the results and the CSMS's
-    OCPP violations."""
+    of them shuffled by default) and ``durations_s``, under OCPP ``ocpp``; returns the
+    results and the CSMS's OCPP violations."""
     rng = random.Random(seed)
     csms = LocalCsms(authorized_tags={CARD: "Accepted"}, call_timeout_s=10.0)
     await csms.start()
-    rig = OutageRig(csms, workdir)
+    rig = OutageRig(csms, workdir, dialect=DIALECTS[ocpp])
     results = []
     try:
         await rig.start()
@@ -865,6 +881,9 @@ def kill_summary(results: list[KillResult], repeated_starts: int) -> dict[str, A
         "meter_stop_beyond_one_reading": sum(
             r.meter_stop_error_wh > r.reading_wh + ROUNDING_WH for r in results
         ),
+        "wrong_reason": sum(r.wrong_reason for r in results),
+        "sequence_faults": sum(r.sequence_faults for r in results),
+        "outbox_left": sum(r.outbox_left for r in results),
         "reading_wh": results[0].reading_wh if results else 0.0,
     }
 
@@ -907,6 +926,7 @@ async def main_async(args: argparse.Namespace) -> int:
             work / "kill",
             speed=args.speed,
             progress=show_kill,
+            ocpp=args.ocpp,
         )
         ks = kill_summary(kills, repeats)
 
@@ -919,12 +939,12 @@ async def main_async(args: argparse.Namespace) -> int:
             )
 
         outages, outage_violations = await run_outage_trials(
-            args.outage_trials, args.seed, work / "outage", progress=show_outage
+            args.outage_trials, args.seed, work / "outage", progress=show_outage, ocpp=args.ocpp
         )
         os_ = outage_summary(outages)
         elapsed = time.monotonic() - started
     print()
-    print(f"kill trials (SIGKILL at random moments, speed {args.speed:g}):")
+    print(f"kill trials (OCPP {args.ocpp}, SIGKILL at random moments, speed {args.speed:g}):")
     print(f"  trials                      {ks['trials']}")
     print(f"  transactions                {ks['transactions']}")
     print(f"  transactions lost           {ks['lost']}")
@@ -935,12 +955,18 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{ks['reading_wh']:.1f} Wh)"
     )
     print(
-        f"  redelivered (identical)     {ks['redelivered_starts']} StartTransaction, "
-        f"{ks['redelivered_stops']} StopTransaction"
+        f"  redelivered (identical)     {ks['redelivered_starts']} start(s), "
+        f"{ks['redelivered_stops']} other message(s)"
     )
     print(f"  meterStop beyond a reading  {ks['meter_stop_beyond_one_reading']}")
+    print(f"  wrong stop reason           {ks['wrong_reason']}")
+    print(f"  seqNo gaps or differing     {ks['sequence_faults']}")
+    print(f"  left in the outbox          {ks['outbox_left']}")
     print(f"  simulated meter lag at kill {ks['worst_sim_lag_wh']:.1f} Wh (worst)")
-    print("outage trials (refuse, flap, freeze; sessions starting, charging, stopping offline):")
+    print(
+        f"outage trials (OCPP {args.ocpp}; refuse, flap, freeze; sessions starting, "
+        "charging, stopping offline):"
+    )
     for key in ("trials", "messages", "lost", "out_of_order", "duplicated", "wrong_id"):
         print(f"  {key:27s} {os_[key]}")
     print(f"  restamped                   {os_['restamped']}")
@@ -956,6 +982,9 @@ async def main_async(args: argparse.Namespace) -> int:
         + ks["lost"]
         + ks["meter_stop_beyond_one_reading"]
         + ks["duplicated"]
+        + ks["wrong_reason"]
+        + ks["sequence_faults"]
+        + ks["outbox_left"]
         + sum(os_[k] for k in ("lost", "out_of_order", "duplicated", "wrong_id", "restamped"))
     )
     return 1 if bad else 0
@@ -967,6 +996,7 @@ def main() -> int:
     parser.add_argument("--outage-trials", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--ocpp", choices=sorted(DIALECTS), default="1.6", help="OCPP version")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     return asyncio.run(main_async(args))

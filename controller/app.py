@@ -33,6 +33,7 @@ from controller.logging_setup import (
     remove_log_file,
     under_systemd,
 )
+from controller.outbox import Outbox
 from controller.recovery import Durability, StateProblem, open_state, start_durability
 from controller.service import (
     METER_STALL_S,
@@ -179,7 +180,10 @@ class ChargePointApp:
             self.supervisor,
             state_dir=config.state_dir,
             resync_link=None if self.adapter is None else self.adapter.resync,
+            protocol=self._protocol,
+            end_messages=csms_registry.END_MESSAGES,
         )
+        await self._note_other_versions()
         if config.mqtt is not None:
             # Imported only when configured: aiomqtt and paho cost memory a charger
             # without MQTT need not pay (docs/benchmarks.md).
@@ -197,6 +201,32 @@ class ChargePointApp:
             log.info("simulation control on %s:%d", *self.control_address)
         if self.options.web:
             self._build_web(self.options.web)
+
+    @property
+    def _protocol(self) -> str | None:
+        """The OCPP version this run speaks (None: standalone, no CSMS)."""
+        return self.config.ocpp_version if self.config.ocpp_url else None
+
+    async def _note_other_versions(self) -> None:
+        """Transaction messages another OCPP version queued wait untouched for that version
+        (controller.outbox): say so once at start, and show the count in the snapshot."""
+        assert self.storage is not None and self.supervisor is not None
+        try:
+            waiting = await Outbox(self.storage, protocol=self._protocol or "").waiting_elsewhere()
+        except StorageError as exc:
+            log.error("outbox unreadable: messages of other OCPP versions not counted: %s", exc)
+            return
+        self.supervisor.outbox_other_versions = waiting
+        for version, count in waiting.items():
+            log.warning(
+                "%d transaction message(s) queued under OCPP %s wait in the outbox: they are "
+                "sent when this charger runs OCPP %s again; to bill them by hand, "
+                "`picharge outbox --state-dir %s --export FILE`",
+                count,
+                version,
+                version,
+                self.config.state_dir,
+            )
 
     def _build_web(self, listen: str) -> None:
         """The page is an edge: imported only when enabled (its library costs memory)."""
@@ -334,6 +364,7 @@ class ChargePointApp:
                     if key not in entry
                 )
             answer["csms_link"] = snapshot.csms_link
+            answer["outbox_other_versions"] = dict(snapshot.outbox_other_versions)
         return answer
 
     async def _sim_storage_fault(self, broken: bool) -> None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from controller.config import DEFAULT_CONFIG_PATH, ConfigError
+from controller.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, ConfigError
 from controller.logging_setup import configure_logging
 from controller.sim_client import (
     DEFAULT_CONTROL,
@@ -243,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     password.add_argument("--state-dir", type=Path, help="where the password file goes")
 
+    outbox = commands.add_parser(
+        "outbox",
+        help="list the transaction messages not yet delivered (read-only; safe while running)",
+    )
+    outbox.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="where the SQLite state lives"
+    )
+    outbox.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="write them as JSON lines to FILE ('-': stdout) for billing by hand",
+    )
+
     check_hw = commands.add_parser(
         "check-hw",
         help="wiring self-test: meter, CP, contactor, RCM, card (stop the service first)",
@@ -324,6 +338,39 @@ def _restart(argv: Sequence[str] | None) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "controller.cli", *args])
 
 
+def _outbox_command(args: argparse.Namespace) -> int:
+    """``picharge outbox``: every message still in the outbox, with the OCPP version that
+    queued it (one a line), or ``--export``: as JSON lines. Reads only (controller.outbox)."""
+    import sqlite3
+
+    from controller.outbox import export_rows
+
+    try:
+        rows = export_rows(args.state_dir)
+    except sqlite3.Error as exc:
+        print(f"picharge: cannot read the outbox of {args.state_dir}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    lines = [json.dumps(row, separators=(",", ":")) + "\n" for row in rows]
+    if args.export is not None:
+        if str(args.export) == "-":
+            sys.stdout.writelines(lines)
+            return EXIT_OK
+        args.export.write_text("".join(lines))
+        print(f"{len(rows)} message(s) written to {args.export}")
+        return EXIT_OK
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["protocol"]] = counts.get(row["protocol"], 0) + 1
+        body = row["body"] if isinstance(row["body"], dict) else {}
+        print(
+            f"{row['seq']:>8} OCPP {row['protocol']:<5} {row['kind']:<17} "
+            f"transaction {row['transaction']} {body.get('timestamp', '')}"
+        )
+    summary = ", ".join(f"{n} under OCPP {v}" for v, n in sorted(counts.items())) or "empty"
+    print(f"outbox: {summary}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, quiet=args.command in ("demo", "check-hw"))
@@ -338,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if reset is not None:
                 _restart(argv)
             return code
+        if args.command == "outbox":
+            return _outbox_command(args)
         if args.command == "web-password":
             return _web_password(args)
         if args.command == "check-hw":

@@ -16,10 +16,19 @@ order, and mirrors every change here:
 
 Rows keep their order in ``seq`` (AUTOINCREMENT, so never reused). Each row also records the
 run (``boot``) that queued it, so a run that queued messages before it loaded the outbox
-does not load its own rows twice. Bodies are JSON; the outbox does not interpret them and
-knows no OCPP version: ``kind`` is the adapter's name for the message and
-``ends_transaction`` marks the message that closes a transaction (power-loss recovery asks
-:meth:`Outbox.told` whether the CSMS already has, or will get, one).
+does not load its own rows twice. Bodies are JSON; the outbox does not interpret them:
+``kind`` is the adapter's name for the message and ``ends_transaction`` marks the message
+that closes a transaction (power-loss recovery asks :meth:`Outbox.told` whether the CSMS
+already has, or will get, one).
+
+Each row and each ``outbox_ids`` row also records the ``protocol`` (the OCPP version, "1.6"
+or "2.0.1") that queued it, because a charger switched from one version to the other keeps
+its state directory and a message of one version means nothing to the other's CSMS (issue
+14). An :class:`Outbox` is opened for one protocol and loads, thins, rewrites and deletes
+only that protocol's rows; the other version's rows stay untouched, in order, until that
+version runs again (:meth:`Outbox.waiting_elsewhere` counts them, :func:`export_rows` reads
+them for manual billing). An ``outbox_ids`` row says the CSMS has a transaction's start: with
+the CSMS's id under 1.6, without one (NULL) under 2.0.1, whose transactions carry our id.
 
 Threads: every method is called on the loop thread. Writes are submitted to the storage
 thread at once (:meth:`controller.storage.Storage.submit`) and run in call order, which is
@@ -35,12 +44,16 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from controller.storage import Storage, StorageError
+from controller.storage import DB_NAME, Storage, StorageError
+
+if TYPE_CHECKING:
+    from controller.domain import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +77,38 @@ class OutboxEntry:
     seq: int | None = field(default=None)
 
 
-class Outbox:
-    """The ``outbox`` and ``outbox_ids`` tables of the state database (see module docstring)."""
+#: Builds, for one protocol, the message that ends ``tx`` (a power-loss recovery of a
+#: transaction whose start only that protocol's CSMS knows); the composition root hands
+#: recovery one per version (:data:`controller.csms.registry.END_MESSAGES`).
+EndMessage = Callable[["Transaction", Storage], Awaitable[OutboxEntry]]
 
-    def __init__(self, storage: Storage, boot: str | None = None) -> None:
+
+class Outbox:
+    """The ``outbox`` and ``outbox_ids`` tables of the state database (see module docstring),
+    as seen by the queue of ``protocol`` (the OCPP version string)."""
+
+    def __init__(self, storage: Storage, boot: str | None = None, *, protocol: str) -> None:
         self._storage = storage
         self.boot = boot or uuid.uuid4().hex
+        self.protocol = protocol
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
 
     # --- writes, submitted in call order --------------------------------------------------
 
     def append(self, entry: OutboxEntry) -> asyncio.Future[None]:
         """Insert ``entry`` after every row queued so far; the future says it committed."""
         body = json.dumps(dict(entry.body), separators=(",", ":"))
-        boot = self.boot
+        boot, protocol = self.boot, self.protocol
 
         def job(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 cursor = conn.execute(
-                    "INSERT INTO outbox (local_id, kind, body, ends_transaction, boot)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (entry.local_id, entry.kind, body, int(entry.ends_transaction), boot),
+                    "INSERT INTO outbox (local_id, kind, body, ends_transaction, boot, protocol)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (entry.local_id, entry.kind, body, int(entry.ends_transaction), boot, protocol),
                 )
             entry.seq = cursor.lastrowid
 
@@ -93,11 +118,13 @@ class Outbox:
         self,
         entry: OutboxEntry,
         *,
-        set_id: tuple[str, int] | None = None,
+        set_id: tuple[str, int | None] | None = None,
         forget_id: str | None = None,
     ) -> asyncio.Future[None]:
         """Remove ``entry`` and, in the same transaction, record (``set_id``: our id, the
-        CSMS's) or forget (``forget_id``) a transaction id."""
+        CSMS's, None when the CSMS knows it by ours) or forget (``forget_id``) that the CSMS
+        has a transaction's start."""
+        protocol = self.protocol
 
         def job(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
@@ -105,9 +132,10 @@ class Outbox:
                     conn.execute("DELETE FROM outbox WHERE seq = ?", (entry.seq,))
                 if set_id is not None:
                     conn.execute(
-                        "INSERT INTO outbox_ids (local_id, csms_id) VALUES (?, ?)"
-                        " ON CONFLICT (local_id) DO UPDATE SET csms_id = excluded.csms_id",
-                        set_id,
+                        "INSERT INTO outbox_ids (local_id, csms_id, protocol) VALUES (?, ?, ?)"
+                        " ON CONFLICT (local_id) DO UPDATE SET csms_id = excluded.csms_id,"
+                        " protocol = excluded.protocol",
+                        (*set_id, protocol),
                     )
                 if forget_id is not None:
                     conn.execute("DELETE FROM outbox_ids WHERE local_id = ?", (forget_id,))
@@ -127,27 +155,37 @@ class Outbox:
         return self._submit(job)
 
     def rewrite(
-        self, entries: Sequence[OutboxEntry], ids: Mapping[str, int]
+        self, entries: Sequence[OutboxEntry], ids: Mapping[str, int | None]
     ) -> asyncio.Future[None]:
-        """Replace the whole outbox with ``entries`` (in order) and the id map with ``ids``:
-        after the database failed and works again, memory is the truth."""
+        """Replace this protocol's rows with ``entries`` (in order) and its id map with
+        ``ids`` (None: the CSMS knows the transaction by our id): after the database failed
+        and works again, memory is the truth. The other protocols' rows stay."""
         rows = [(e, json.dumps(dict(e.body), separators=(",", ":"))) for e in entries]
-        id_rows = list(ids.items())
+        protocol = self.protocol
+        id_rows = [(local_id, csms_id, protocol) for local_id, csms_id in ids.items()]
         boot = self.boot
 
         def job(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.execute("DELETE FROM outbox")
-                conn.execute("DELETE FROM outbox_ids")
+                conn.execute("DELETE FROM outbox WHERE protocol = ?", (protocol,))
+                conn.execute("DELETE FROM outbox_ids WHERE protocol = ?", (protocol,))
                 conn.executemany(
-                    "INSERT INTO outbox_ids (local_id, csms_id) VALUES (?, ?)", id_rows
+                    "INSERT INTO outbox_ids (local_id, csms_id, protocol) VALUES (?, ?, ?)",
+                    id_rows,
                 )
                 seqs = []
                 for entry, body in rows:
                     cursor = conn.execute(
-                        "INSERT INTO outbox (local_id, kind, body, ends_transaction, boot)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (entry.local_id, entry.kind, body, int(entry.ends_transaction), boot),
+                        "INSERT INTO outbox (local_id, kind, body, ends_transaction, boot,"
+                        " protocol) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            entry.local_id,
+                            entry.kind,
+                            body,
+                            int(entry.ends_transaction),
+                            boot,
+                            protocol,
+                        ),
                     )
                     seqs.append(cursor.lastrowid)
             for (entry, _), seq in zip(rows, seqs, strict=True):
@@ -168,21 +206,24 @@ class Outbox:
 
     # --- reads ------------------------------------------------------------------------------
 
-    async def load(self) -> tuple[list[OutboxEntry], dict[str, int]]:
-        """What earlier runs queued and did not finish (oldest first), and the id map.
+    async def load(self) -> tuple[list[OutboxEntry], dict[str, int | None]]:
+        """What earlier runs of this protocol queued and did not finish (oldest first), and
+        its id map.
 
         A row whose body is not valid JSON is logged and left out (and deleted): it cannot
         be sent, and keeping it would block every message behind it.
         """
-        boot = self.boot
+        boot, protocol = self.boot, self.protocol
 
         def job(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
             rows = conn.execute(
                 "SELECT seq, local_id, kind, body, ends_transaction FROM outbox"
-                " WHERE boot != ? ORDER BY seq",
-                (boot,),
+                " WHERE boot != ? AND protocol = ? ORDER BY seq",
+                (boot, protocol),
             ).fetchall()
-            ids = conn.execute("SELECT local_id, csms_id FROM outbox_ids").fetchall()
+            ids = conn.execute(
+                "SELECT local_id, csms_id FROM outbox_ids WHERE protocol = ?", (protocol,)
+            ).fetchall()
             return rows, ids
 
         rows, id_rows = await self._storage.run(job)
@@ -206,27 +247,44 @@ class Outbox:
             await self.discard(broken)
         if entries:
             log.info("outbox: %d message(s) from before the restart to send", len(entries))
-        return entries, {str(k): int(v) for k, v in id_rows}
+        return entries, {str(k): None if v is None else int(v) for k, v in id_rows}
 
     async def told(self, local_id: str) -> Told:
-        """Whether the CSMS has heard (or will hear) of transaction ``local_id``, and whether
-        a message ending it is already queued."""
+        """Whether a CSMS (of any protocol) has heard (or will hear) of transaction
+        ``local_id``, and whether a message ending it is already queued."""
+        return (await self.told_by(local_id))[0]
 
-        def job(conn: sqlite3.Connection) -> Told:
+    async def told_by(self, local_id: str) -> tuple[Told, str | None]:
+        """:meth:`told`, and the protocol whose CSMS that is (None with Told.NOTHING)."""
+
+        def job(conn: sqlite3.Connection) -> tuple[Told, str | None]:
             ended = conn.execute(
-                "SELECT 1 FROM outbox WHERE local_id = ? AND ends_transaction = 1 LIMIT 1",
+                "SELECT protocol FROM outbox WHERE local_id = ? AND ends_transaction = 1 LIMIT 1",
                 (local_id,),
             ).fetchone()
             if ended is not None:
-                return Told.ENDED
+                return Told.ENDED, str(ended[0])
             known = conn.execute(
-                "SELECT 1 FROM outbox WHERE local_id = ?"
-                " UNION ALL SELECT 1 FROM outbox_ids WHERE local_id = ? LIMIT 1",
+                "SELECT protocol FROM outbox WHERE local_id = ?"
+                " UNION ALL SELECT protocol FROM outbox_ids WHERE local_id = ? LIMIT 1",
                 (local_id, local_id),
             ).fetchone()
-            return Told.STARTED if known is not None else Told.NOTHING
+            return (Told.STARTED, str(known[0])) if known is not None else (Told.NOTHING, None)
 
         return await self._storage.run(job)
+
+    async def waiting_elsewhere(self) -> dict[str, int]:
+        """Messages queued by other protocols than this one, by protocol: they wait for
+        their version to run again (see the module docstring)."""
+        protocol = self.protocol
+        rows = await self._storage.run(
+            lambda conn: conn.execute(
+                "SELECT protocol, COUNT(*) FROM outbox WHERE protocol != ? GROUP BY protocol"
+                " ORDER BY protocol",
+                (protocol,),
+            ).fetchall()
+        )
+        return {str(p): int(n) for p, n in rows}
 
     async def size(self) -> int:
         """How many messages the outbox holds (for tests and the bench)."""
@@ -234,6 +292,47 @@ class Outbox:
             lambda conn: conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
         )
         return int(row[0])
+
+
+def export_rows(state_dir: Path) -> list[dict[str, Any]]:
+    """Every message in the outbox of ``state_dir``'s database, oldest first, as JSON-ready
+    objects (``picharge outbox``: for billing by hand what waits for another OCPP version).
+
+    Read-only and safe while the controller runs: the database is opened ``mode=ro`` and
+    read in one snapshot (WAL lets a reader see the last commit without blocking the
+    writer). Raises :class:`sqlite3.Error` when the database cannot be read.
+    """
+    path = state_dir / DB_NAME
+    if not path.exists():
+        raise sqlite3.OperationalError(f"no state database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        ids = dict(conn.execute("SELECT local_id, csms_id FROM outbox_ids").fetchall())
+        rows = conn.execute(
+            "SELECT seq, protocol, local_id, kind, ends_transaction, boot, body FROM outbox"
+            " ORDER BY seq"
+        ).fetchall()
+    finally:
+        conn.close()
+    exported = []
+    for seq, protocol, local_id, kind, ends, boot, body in rows:
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            parsed = body  # kept as the text it is: a human reads this
+        exported.append(
+            {
+                "seq": seq,
+                "protocol": protocol,
+                "transaction": local_id,
+                "csms_transaction_id": ids.get(local_id),
+                "kind": kind,
+                "ends_transaction": bool(ends),
+                "boot": boot,
+                "body": parsed,
+            }
+        )
+    return exported
 
 
 @contextlib.contextmanager

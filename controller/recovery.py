@@ -12,6 +12,10 @@ persisted reading. Its stop time is that of the last persisted reading, the last
 was known to run. A transaction whose StopTransaction is already in the outbox is only
 marked closed (the crash fell between queueing the Stop and recording it); one the CSMS was
 never going to hear of (its start never reached the outbox) is closed without a message.
+One whose start only another OCPP version's CSMS has (the charger was switched from 1.6 to
+2.0.1 or back, or to standalone, since) gets that version's end message queued under that
+version (:data:`controller.csms.registry.END_MESSAGES`, handed in by the composition root),
+so that CSMS hears the end when that version runs again.
 Nothing here touches a connector: each state machine starts afresh and learns the CP state,
 cable and faults from the hardware, so the contactor stays open until the machine decides
 otherwise (the car is in C, and a new session is authorized).
@@ -51,7 +55,7 @@ from pathlib import Path
 from controller.connector_types import StopReason
 from controller.domain import CsmsLink, ResetKind, Transaction, utc_now
 from controller.journal import JournalEntry, TransactionJournal
-from controller.outbox import Outbox, Told
+from controller.outbox import EndMessage, Outbox, Told
 from controller.storage import DB_NAME, Storage, StorageCorrupt, StorageError
 from controller.supervisor import Supervisor
 from drivers.base import EnergyMeter
@@ -221,9 +225,16 @@ async def recover_transactions(
     link: CsmsLink | None,
     *,
     meter_timeout_s: float = METER_TIMEOUT_S,
+    protocol: str | None = None,
+    end_messages: Mapping[str, EndMessage] | None = None,
 ) -> list[Transaction]:
     """Close every transaction the last run left open (see the module docstring); returns
-    them as closed. Call once at start, before the supervisor runs."""
+    them as closed. Call once at start, before the supervisor runs.
+
+    ``protocol`` is the OCPP version ``link`` speaks (None: standalone); a transaction whose
+    start another version's CSMS has is ended with that version's ``end_messages`` entry,
+    queued under that version (issue 14: nothing is lost when the charger is switched)."""
+    end_messages = end_messages or {}
     note = await journal.take_shutdown_note()
     reason = StopReason.REBOOT if note is not None else StopReason.POWER_LOSS
     closed = []
@@ -240,9 +251,18 @@ async def recover_transactions(
             stopped_at=max(entry.last_meter_at, entry.started_at),
             stop_reason=reason,
         )
-        told = await outbox.told(entry.local_id)
-        if told is Told.STARTED and link is not None:
-            link.transaction_stopped(tx)
+        told, teller = await outbox.told_by(entry.local_id)
+        note_text = {
+            Told.STARTED: "",
+            Told.ENDED: "; its StopTransaction was already queued",
+            Told.NOTHING: "; the CSMS never heard of it",
+        }[told]
+        if told is Told.STARTED:
+            if teller == protocol or teller is None:
+                if link is not None:
+                    link.transaction_stopped(tx)
+            else:
+                note_text = await _end_elsewhere(outbox, tx, teller, end_messages)
         journal.stopped(tx)
         closed.append(tx)
         log.warning(
@@ -252,13 +272,29 @@ async def recover_transactions(
             tx.id_tag,
             reason,
             tx.meter_stop_wh,
-            {
-                Told.STARTED: "",
-                Told.ENDED: "; its StopTransaction was already queued",
-                Told.NOTHING: "; the CSMS never heard of it",
-            }[told],
+            note_text,
         )
     return closed
+
+
+async def _end_elsewhere(
+    outbox: Outbox, tx: Transaction, teller: str, end_messages: Mapping[str, EndMessage]
+) -> str:
+    """Queue the end of ``tx`` under ``teller``, the OCPP version whose CSMS alone knows its
+    start (the charger was switched to another version or to standalone since): that CSMS
+    hears the end when that version runs again. Returns what the log line adds."""
+    build = end_messages.get(teller)
+    if build is None:
+        log.error(
+            "transaction %s was started under OCPP %s, which this picharge cannot end: "
+            "no end message queued for it (bill it from `picharge outbox`)",
+            tx.local_id,
+            teller,
+        )
+        return f"; started under OCPP {teller}, its end NOT queued"
+    entry = await build(tx, outbox.storage)
+    await Outbox(outbox.storage, outbox.boot, protocol=teller).append(entry)
+    return f"; started under OCPP {teller}: its end waits in the outbox for {teller}"
 
 
 # --- a database that fails while running --------------------------------------------------
@@ -386,6 +422,8 @@ async def start_durability(
     *,
     state_dir: Path,
     resync_link: Callable[[], Awaitable[None]] | None = None,
+    protocol: str | None = None,
+    end_messages: Mapping[str, EndMessage] | None = None,
 ) -> Durability:
     """Attach a journal to ``supervisor``, close what the last run left open, and watch the
     database. Call after the supervisor's link is set, before it runs."""
@@ -420,7 +458,14 @@ async def start_durability(
     storage.on_failure = watch.failed
     meters = {rt.hw.id: rt.hw.meter for rt in supervisor.connectors.values()}
     try:
-        recovered = await recover_transactions(journal, Outbox(storage), meters, supervisor.link)
+        recovered = await recover_transactions(
+            journal,
+            Outbox(storage, protocol=protocol or ""),
+            meters,
+            supervisor.link,
+            protocol=protocol,
+            end_messages=end_messages,
+        )
     except StorageError as exc:
         log.error("power-loss recovery could not read the journal: %s", exc)
         recovered = []

@@ -14,7 +14,8 @@ Units live in names: A, W, Wh, V.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from controller.connector_types import ConnectorStatus
@@ -134,6 +135,9 @@ class StatusSnapshot:
 
     connectors: tuple[ConnectorSnapshot, ...]
     csms_link: str
+    #: transaction messages queued under another OCPP version than the one running (or any,
+    #: standalone), by version: they wait for it (controller.outbox)
+    outbox_other_versions: Mapping[str, int] = field(default_factory=dict)
 
     def connector(self, connector_id: int) -> ConnectorSnapshot:
         for connector in self.connectors:
@@ -145,4 +149,5 @@ class StatusSnapshot:
         return {
             "connectors": [c.to_json() for c in self.connectors],
             "csms_link": self.csms_link,
+            "outbox_other_versions": dict(self.outbox_other_versions),
         }

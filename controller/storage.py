@@ -193,6 +193,36 @@ def _v7_local_cards(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX transactions_started ON transactions (started_at)")
 
 
+def _v8_outbox_protocol(conn: sqlite3.Connection) -> None:
+    """Which OCPP version queued each outbox row (issue 14: a charger switched between 1.6
+    and 2.0.1 keeps its state directory; each version's queue touches only its own rows,
+    see :mod:`controller.outbox`). Rows from before: '2.0.1' when the body has
+    TransactionEvent's keys, else '1.6'. ``outbox_ids`` is rebuilt with the protocol and a
+    nullable ``csms_id``: under 2.0.1 the charger's own id is the transaction's id, and the
+    row only records that the CSMS has the transaction's start."""
+    conn.execute("ALTER TABLE outbox ADD COLUMN protocol TEXT NOT NULL DEFAULT '1.6'")
+    conn.execute(
+        "UPDATE outbox SET protocol = '2.0.1'"
+        " WHERE json_valid(body) AND (json_extract(body, '$.event_type') IS NOT NULL"
+        " OR json_extract(body, '$.seq_no') IS NOT NULL)"
+    )
+    conn.execute("CREATE INDEX outbox_protocol ON outbox (protocol, seq)")
+    conn.execute(
+        "CREATE TABLE outbox_ids_v8 ("
+        " local_id TEXT PRIMARY KEY,"
+        " csms_id INTEGER,"  # NULL: the CSMS knows it by our id (2.0.1)
+        " protocol TEXT NOT NULL)"
+    )
+    # -1 marked a 2.0.1 transaction known before this migration (a 1.6 CSMS gives no -1)
+    conn.execute(
+        "INSERT INTO outbox_ids_v8 (local_id, csms_id, protocol)"
+        " SELECT local_id, NULLIF(csms_id, -1),"
+        " CASE WHEN csms_id = -1 THEN '2.0.1' ELSE '1.6' END FROM outbox_ids"
+    )
+    conn.execute("DROP TABLE outbox_ids")
+    conn.execute("ALTER TABLE outbox_ids_v8 RENAME TO outbox_ids")
+
+
 #: Schema migrations in order; ``PRAGMA user_version`` = how many have been applied.
 #: Append only: a released migration never changes.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -203,6 +233,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v5_transactions_and_outbox,
     _v6_security_events,
     _v7_local_cards,
+    _v8_outbox_protocol,
 )
 
 

@@ -202,6 +202,8 @@ class Supervisor:
         #: CSMS); set by the app. Read at each timer tick (at least every ``TICK_S``): a
         #: change is published as LinkStateChanged, so the adapter needs no hook for it.
         self.link_state: Callable[[], str] = lambda: STANDALONE
+        #: set at start by the composition root: messages waiting for another OCPP version
+        self.outbox_other_versions: dict[str, int] = {}
         self._link_state_published: str | None = None
         self._clock = clock
         self.connectors = {
@@ -910,7 +912,9 @@ class Supervisor:
         the systemd status line and any listener. Loop thread only."""
         connectors = sorted(self.connectors.values(), key=lambda rt: rt.hw.id)
         return StatusSnapshot(
-            tuple(ConnectorSnapshot.of(rt) for rt in connectors), self.link_state()
+            tuple(ConnectorSnapshot.of(rt) for rt in connectors),
+            self.link_state(),
+            self.outbox_other_versions,
         )
 
     def transaction_by_csms_id(self, csms_id: int) -> Transaction | None:

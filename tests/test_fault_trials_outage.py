@@ -1,23 +1,26 @@
 """CSMS outages during sessions, short version of bench/fault_trials.py: the CSMS refuses
 connections, drops every connection as soon as it is up, or freezes (an open link that
-answers nothing), while a session charges, while it stops, and from before it starts.
-Afterwards the CSMS has every transaction message the charge point made, in order, with the
-CSMS's transactionId and the timestamp of the moment it happened."""
+answers nothing), while a session charges, while it stops, and from before it starts; under
+OCPP 1.6 and 2.0.1 alike. Afterwards the CSMS has every transaction message the charge point
+made, in order, with the transaction's id and the timestamp of the moment it happened."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from bench.fault_trials import outage_summary, run_outage_trials
 
 COMBOS = [("refuse", "charging"), ("flap", "stop"), ("freeze", "start")]
 
 
+@pytest.mark.parametrize("ocpp", ["1.6", "2.0.1"])
 async def test_after_each_outage_the_csms_has_every_transaction_message_in_order(
-    tmp_path: Path,
+    tmp_path: Path, ocpp: str
 ) -> None:
     results, violations = await run_outage_trials(
-        len(COMBOS), seed=3, workdir=tmp_path, durations_s=(1.0,), combos=COMBOS
+        len(COMBOS), seed=3, workdir=tmp_path, durations_s=(1.0,), combos=COMBOS, ocpp=ocpp
     )
     assert not violations
     for r in results:

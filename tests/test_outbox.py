@@ -102,7 +102,7 @@ async def drain_until(
 async def test_queued_messages_are_in_the_database_until_the_csms_answers(
     storage: Storage,
 ) -> None:
-    queue = TransactionQueue(store=Outbox(storage))
+    queue = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     queue.put(start("a"))
     queue.put(meter("a", 1))
@@ -127,7 +127,7 @@ async def test_queued_messages_are_in_the_database_until_the_csms_answers(
 async def test_a_message_is_not_sent_before_its_insert_committed(
     storage: Storage,
 ) -> None:
-    queue = TransactionQueue(store=Outbox(storage))
+    queue = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     release = threading.Event()
     blocker = storage.submit(lambda conn: release.wait(5))  # the SD card is slow
@@ -149,7 +149,7 @@ async def test_a_message_is_not_sent_before_its_insert_committed(
 async def test_after_a_restart_the_rest_goes_out_in_order_with_the_csms_id(
     storage: Storage,
 ) -> None:
-    first = TransactionQueue(store=Outbox(storage))
+    first = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await first.restore()
     for message in (start("a"), meter("a", 1), meter("a", 2), stop("a", 9), start("b")):
         first.put(message)
@@ -164,7 +164,7 @@ async def test_after_a_restart_the_rest_goes_out_in_order_with_the_csms_id(
     await until(answered_rows_deleted)
     csms.hold_after = None
     # The power fails here. The next run loads what is left, and the id map.
-    second = TransactionQueue(store=Outbox(storage))
+    second = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     second.put(stop("b", 5))  # recovery queues a Stop before the adapter restores
     await second.restore()
     assert [(m.kind, m.local_id) for m in second.messages()] == [
@@ -188,7 +188,7 @@ async def test_after_a_restart_the_rest_goes_out_in_order_with_the_csms_id(
 async def test_a_start_confirmed_offline_keeps_its_id_across_a_restart(
     storage: Storage,
 ) -> None:
-    first = TransactionQueue(store=Outbox(storage))
+    first = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await first.restore()
     first.put(start("a"))
     csms = FakeCsms()
@@ -198,21 +198,21 @@ async def test_a_start_confirmed_offline_keeps_its_id_across_a_restart(
         return await rows(storage) == []
 
     await until(start_row_deleted)
-    second = TransactionQueue(store=Outbox(storage))
+    second = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await second.restore()
     assert second.csms_id("a") == 100
-    assert await Outbox(storage).told("a") is Told.STARTED
+    assert await Outbox(storage, protocol="1.6").told("a") is Told.STARTED
     second.put(stop("a"))
-    assert await Outbox(storage).told("a") is Told.ENDED
+    assert await Outbox(storage, protocol="1.6").told("a") is Told.ENDED
     await drain_until(second, csms, lambda: not second)
     assert csms.sent[-1][:2] == (TxKind.STOP, 100)
-    assert await Outbox(storage).told("a") is Told.NOTHING
+    assert await Outbox(storage, protocol="1.6").told("a") is Told.NOTHING
 
 
 async def test_a_refused_message_is_retried_and_stays_stored_meanwhile(
     storage: Storage,
 ) -> None:
-    queue = TransactionQueue(store=Outbox(storage))
+    queue = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     queue.put(start("a"))
     csms = FakeCsms()
@@ -225,7 +225,7 @@ async def test_a_refused_message_is_retried_and_stays_stored_meanwhile(
 async def test_thinning_keeps_start_and_stop_and_halves_the_oldest_meter_values(
     storage: Storage,
 ) -> None:
-    queue = TransactionQueue(max_meter_values=8, store=Outbox(storage))
+    queue = TransactionQueue(max_meter_values=8, store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     queue.put(start("a"))
     for n in range(30):
@@ -246,7 +246,7 @@ async def test_thinning_keeps_start_and_stop_and_halves_the_oldest_meter_values(
 
 
 async def test_a_message_being_sent_is_never_thinned(storage: Storage) -> None:
-    queue = TransactionQueue(max_meter_values=2, store=Outbox(storage))
+    queue = TransactionQueue(max_meter_values=2, store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     csms = FakeCsms()
     csms.gate = asyncio.Event()
@@ -272,7 +272,7 @@ async def test_a_message_being_sent_is_never_thinned(storage: Storage) -> None:
 async def test_an_unreadable_row_is_dropped_and_the_rest_still_goes(
     storage: Storage,
 ) -> None:
-    outbox = Outbox(storage, boot="old")
+    outbox = Outbox(storage, boot="old", protocol="1.6")
     await outbox.append(OutboxEntry("a", "StartTransaction", {"meter_start": 0}, False))
     await outbox.append(OutboxEntry("a", "StopTransaction", {"meter_stop": 1}, True))
     await storage.run(
@@ -280,7 +280,7 @@ async def test_an_unreadable_row_is_dropped_and_the_rest_still_goes(
             "UPDATE outbox SET body = '{broken' WHERE kind = ?", ("StartTransaction",)
         )
     )
-    queue = TransactionQueue(store=Outbox(storage))
+    queue = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     assert [m.kind for m in queue.messages()] == [TxKind.STOP]
     assert await rows(storage) == [("StopTransaction", "a")]
@@ -291,7 +291,7 @@ async def test_a_failed_insert_still_sends_from_memory_and_resync_stores_it_agai
 ) -> None:
     failures: list[str] = []
     storage.on_failure = lambda exc: failures.append(str(exc))
-    queue = TransactionQueue(store=Outbox(storage))
+    queue = TransactionQueue(store=Outbox(storage, protocol="1.6"))
     await queue.restore()
     await storage.run(lambda conn: conn.execute("PRAGMA query_only = 1"))  # unwritable
     queue.put(start("a"))
@@ -310,7 +310,7 @@ async def test_a_failed_insert_still_sends_from_memory_and_resync_stores_it_agai
 async def test_a_full_disk_fails_the_commit_and_rolls_back(storage: Storage) -> None:
     failures: list[str] = []
     storage.on_failure = lambda exc: failures.append(str(exc))
-    outbox = Outbox(storage)
+    outbox = Outbox(storage, protocol="1.6")
     pages = await storage.run(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
     await storage.run(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
     with pytest.raises(Exception, match="full"):

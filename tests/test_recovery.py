@@ -71,7 +71,7 @@ async def interrupted(
     tx = Transaction("tx-1", 1, "04A1B2C3", start_wh, T0)
     journal.started(tx)
     journal.reading(tx, last_wh, T0 + dt.timedelta(minutes=30))
-    outbox = Outbox(storage, boot="crashed")
+    outbox = Outbox(storage, boot="crashed", protocol="1.6")
     if queued in ("start", "stop"):
         outbox.append(OutboxEntry(tx.local_id, "StartTransaction", {"meter_start": 1000}, False))
     if queued == "confirmed":
@@ -87,7 +87,12 @@ async def interrupted(
 async def recover(storage: Storage, meter: Meter, link: Link) -> list[Transaction]:
     journal = TransactionJournal(storage)
     closed = await recover_transactions(
-        journal, Outbox(storage), {1: meter}, link, meter_timeout_s=1.0
+        journal,
+        Outbox(storage, protocol="1.6"),
+        {1: meter},
+        link,
+        meter_timeout_s=1.0,
+        protocol="1.6",
     )
     await storage.run(lambda conn: None)
     assert await journal.open_transactions() == []  # closed exactly once, on disk
@@ -169,7 +174,7 @@ def fill(path: Path) -> None:
         store = await Storage.open(path.parent)
         try:
             await store.save_setting("ocpp16", "HeartbeatInterval", "123")
-            outbox = Outbox(store, boot="old")
+            outbox = Outbox(store, boot="old", protocol="1.6")
             for n in range(50):
                 await outbox.append(OutboxEntry(f"tx-{n}", "MeterValues", {"n": n}, False))
         finally:
@@ -208,7 +213,7 @@ async def test_a_corrupt_database_is_kept_aside_and_its_readable_rows_salvaged(
         assert problem.kept_as.read_bytes() == broken  # kept as it was, for inspection
         assert problem.salvaged_rows >= 51
         assert (await storage.load_settings("ocpp16"))["HeartbeatInterval"] == "123"
-        assert await Outbox(storage).size() == 50
+        assert await Outbox(storage, protocol="1.6").size() == 50
     finally:
         await storage.close()
 

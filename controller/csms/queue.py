@@ -103,7 +103,7 @@ class TransactionQueue:
     ``csms_ids``: the CSMS gives each transaction its id in the answer to the start (1.6);
     False when the charger makes the id itself and the messages carry it (2.0.1's
     TransactionEvent), so nothing waits for or maps an id (a started transaction is still
-    recorded as known, with :data:`NO_TRANSACTION_ID`).
+    recorded as known, without an id: None).
     """
 
     def __init__(
@@ -115,7 +115,9 @@ class TransactionQueue:
     ) -> None:
         self._csms_ids = csms_ids
         self._items: deque[_Entry] = deque()
-        self._ids: dict[str, int] = {}
+        #: our transaction id -> the CSMS's (None: it knows ours), for each transaction
+        #: whose start the CSMS confirmed and whose end it has not
+        self._ids: dict[str, int | None] = {}
         self._max_meter_values = max_meter_values
         self._store = store
         self._restored = store is None
@@ -170,6 +172,7 @@ class TransactionQueue:
             self._watch(self._store.discard([e.row for e in dropped]))
 
     def csms_id(self, local_id: str) -> int | None:
+        """The CSMS's id of our transaction ``local_id`` (1.6), None when unknown."""
         return self._ids.get(local_id)
 
     def set_csms_id(self, local_id: str, csms_id: int) -> None:
@@ -254,10 +257,9 @@ class TransactionQueue:
         set_id = None
         forget_id = None
         if answer is not None and message.kind is TxKind.START:
-            # Recorded with the deletion: the CSMS knows the transaction, so recovery ends it
-            # after a power cut even when nothing of it is queued any more. Without ids of
-            # the CSMS's (2.0.1) NO_TRANSACTION_ID marks it known.
-            csms_id = int(answer.transaction_id) if self._csms_ids else NO_TRANSACTION_ID
+            # Recorded under 2.0.1 too (without an id): power-loss recovery must know that
+            # the CSMS has this transaction's start once no message of it is queued.
+            csms_id = int(answer.transaction_id) if self._csms_ids else None
             self._ids[message.local_id] = csms_id
             set_id = (message.local_id, csms_id)
         elif message.kind is TxKind.STOP:

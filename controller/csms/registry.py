@@ -4,6 +4,8 @@ On the model of :mod:`drivers.registry`: each version maps to a factory with one
 ``(AdapterContext) -> CsmsAdapter``. Adding a version is adding its package beside
 ``controller/ocpp16/`` and one entry here; the composition root asks for
 ``await create("1.6", context)`` and gets a :class:`~controller.csms.adapter.CsmsAdapter`.
+Beside each factory, the version's end message (:data:`END_MESSAGES`), which power-loss
+recovery uses for a transaction another version started.
 
 This module is the one place in :mod:`controller.csms` that names a version package, and only
 inside a factory (the import is deferred, so choosing 1.6 does not import a 2.0.1 adapter and
@@ -17,6 +19,9 @@ from collections.abc import Awaitable, Callable
 
 from controller.config import ConfigError
 from controller.csms.adapter import AdapterContext, CsmsAdapter
+from controller.domain import Transaction
+from controller.outbox import EndMessage, OutboxEntry
+from controller.storage import Storage
 
 AdapterFactory = Callable[[AdapterContext], Awaitable[CsmsAdapter]]
 
@@ -36,6 +41,27 @@ async def _ocpp201(context: AdapterContext) -> CsmsAdapter:
 REGISTRY: dict[str, AdapterFactory] = {
     "1.6": _ocpp16,
     "2.0.1": _ocpp201,
+}
+
+
+async def _end16(tx: Transaction, storage: Storage) -> OutboxEntry:
+    from controller.ocpp16.factory import end_message
+
+    return await end_message(tx, storage)
+
+
+async def _end201(tx: Transaction, storage: Storage) -> OutboxEntry:
+    from controller.ocpp201.factory import end_message
+
+    return await end_message(tx, storage)
+
+
+#: Each version's message ending a transaction, as an outbox row of that version: power-loss
+#: recovery (:func:`controller.recovery.recover_transactions`) queues it for a transaction
+#: whose start only that version's CSMS knows, while another version (or none) runs.
+END_MESSAGES: dict[str, EndMessage] = {
+    "1.6": _end16,
+    "2.0.1": _end201,
 }
 
 

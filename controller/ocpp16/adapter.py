@@ -49,7 +49,7 @@ from controller.firmware_install import Installer
 from controller.ocpp16.assembly import build_services
 from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.charge_point import OcppChargePoint
-from controller.ocpp16.errors import CALL_FAILURES
+from controller.ocpp16.errors import CALL_FAILURES, VERSION
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.link_loop import LinkLoop
 from controller.ocpp16.metering import Metering
@@ -129,7 +129,7 @@ class Ocpp16Adapter:
             firmware_version=firmware_version or None,
         )
         self._authorizer = Authorizer(AuthKeys(config), storage, clock)
-        self._queue = TransactionQueue(store=Outbox(storage))
+        self._queue = TransactionQueue(store=Outbox(storage, protocol=VERSION))
         self._transactions = TransactionSender(
             queue=self._queue,
             authorizer=self._authorizer,

@@ -43,6 +43,9 @@ from controller.ocppj.frames import CALL_FAILURES, FrameProblem
 
 log = logging.getLogger(__name__)
 
+#: The registry's name of this version (and the protocol of its outbox rows).
+VERSION = "1.6"
+
 #: Actions whose schemas hold decimals (the library validates them with Decimal floats).
 _DECIMAL_ACTIONS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
 #: The largest magnitude a number in a frame may have. No OCPP 1.6 quantity (Wh, W, A, s,
@@ -81,7 +84,7 @@ def number_problem(call: Call) -> OCPPError | None:
     if bad is None:
         return None
     try:
-        problem = frames.schema_violation(call, "1.6", _DECIMAL_ACTIONS)
+        problem = frames.schema_violation(call, VERSION, _DECIMAL_ACTIONS)
     except (ArithmeticError, TypeError, ValueError):  # Decimal arithmetic on that number
         problem = None
     if problem is not None and problem.validator in ("type", "required", "maxLength", "enum"):
@@ -98,7 +101,10 @@ def call_error_for(call: Call, error: OCPPError) -> OCPPError:
     if isinstance(error, NotImplementedError | NotSupportedError):
         return error
     problem = frames.schema_error_code(
-        call, version="1.6", format_error=FormationViolationError, decimal_actions=_DECIMAL_ACTIONS
+        call,
+        version=VERSION,
+        format_error=FormationViolationError,
+        decimal_actions=_DECIMAL_ACTIONS,
     )
     if problem is not None:
         return problem

@@ -17,6 +17,7 @@ from controller.logging_setup import add_secret
 from controller.ocpp16.adapter import Ocpp16Adapter
 from controller.ocpp16.keys import open_ocpp_config
 from controller.ocpp16.settings import SECURITY_KEYS, csms_settings
+from controller.ocpp16.transaction_sender import end_message
 
 
 async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
@@ -61,3 +62,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp16Adapter:
         firmware_policy=firmware_policy,
         firmware_installer=context.firmware_installer,
     )
+
+
+#: The registry's end message of this version (power-loss recovery under another version).
+__all__ = ["create_adapter", "end_message"]

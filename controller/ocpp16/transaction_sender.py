@@ -18,18 +18,48 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
-from controller.domain import AuthResult, ChargePointControl, ReadingContext, Transaction
+from controller.domain import (
+    AuthResult,
+    ChargePointControl,
+    ReadingContext,
+    Transaction,
+    utc_now,
+)
 from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.errors import CALL_FAILURES
 from controller.ocpp16.keys import OcppConfig
 from controller.ocpp16.meter_values import WireDict, meter_value, parse_measurands
 from controller.ocpp16.transactions import tx_request
 from controller.ocppj.caller import call_checked, describe
+from controller.outbox import OutboxEntry
+from controller.storage import Storage
 
 if TYPE_CHECKING:
     from controller.ocpp16.charge_point import OcppChargePoint
 
 log = logging.getLogger(__name__)
+
+
+def stop_body(
+    tx: Transaction, now: dt.datetime, transaction_data: list[WireDict]
+) -> dict[str, Any]:
+    """StopTransaction's fields for ``tx`` (``now``: its time when it has no stop time)."""
+    meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+    return {
+        "meter_stop": round(meter_stop),
+        "timestamp": iso_utc(tx.stopped_at or now),
+        "reason": tx.stop_reason.value if tx.stop_reason else None,
+        "id_tag": tx.stop_id_tag,
+        "transaction_data": transaction_data or None,
+    }
+
+
+async def end_message(tx: Transaction, storage: Storage) -> OutboxEntry:
+    """The StopTransaction of ``tx`` as an outbox row: the registry's 1.6 end message, which
+    power-loss recovery queues under 1.6 while another version runs (the 1.6 CSMS that has
+    the start hears the end when 1.6 runs again; its transactionId joins it then, from
+    ``outbox_ids``). The interrupted transaction's samples are gone with the power."""
+    return OutboxEntry(tx.local_id, TxKind.STOP.value, stop_body(tx, utc_now(), []), True)
 
 
 class TransactionSender:
@@ -83,14 +113,7 @@ class TransactionSender:
         self._transactions.setdefault(tx.local_id, tx)
         if tx.csms_id is not None:
             self.queue.set_csms_id(tx.local_id, tx.csms_id)
-        meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
-        body = {
-            "meter_stop": round(meter_stop),
-            "timestamp": iso_utc(tx.stopped_at or self._clock()),
-            "reason": tx.stop_reason.value if tx.stop_reason else None,
-            "id_tag": tx.stop_id_tag,
-            "transaction_data": self._transaction_data(tx) or None,
-        }
+        body = stop_body(tx, self._clock(), self._transaction_data(tx))
         self.queue.put(TxMessage(TxKind.STOP, tx.local_id, body))
 
     def meter_value(self, tx: Transaction, value: WireDict) -> None:

@@ -53,6 +53,7 @@ from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.diagnostics_handlers import log_status_request
+from controller.ocpp201.errors import VERSION
 from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
 from controller.ocpp201.link_loop import LinkLoop
@@ -132,7 +133,7 @@ class Ocpp201Adapter:
             control, ReservationVariables(model), storage, clock, self._tasks.spawn
         )
         self._reservation_updates = ReservationUpdates(self._tasks.spawn)
-        self._queue = TransactionQueue(store=Outbox(storage), csms_ids=False)
+        self._queue = TransactionQueue(store=Outbox(storage, protocol=VERSION), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
             seq=seq,

@@ -23,7 +23,7 @@ from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.settings import csms_settings
-from controller.ocpp201.transactions import SeqNumbers
+from controller.ocpp201.transactions import SeqNumbers, end_message
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +95,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         network=network,
         fallback_url=None if preferred is None else config.ocpp_url,
     )
+
+
+#: The registry's end message of this version (power-loss recovery under another version).
+__all__ = ["create_adapter", "end_message"]

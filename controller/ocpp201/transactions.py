@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +38,14 @@ from controller.csms.auth import Authorizer
 from controller.csms.calls import CallFailed, Spawn
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from controller.csms.wire import iso_utc
-from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction
+from controller.domain import AuthResult, ChargePointControl, MeterSample, Transaction, utc_now
 from controller.ocpp201 import tx_points
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import WireDict, meter_value
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
+from controller.outbox import OutboxEntry
 from controller.storage import Storage
 
 if TYPE_CHECKING:
@@ -85,8 +87,92 @@ def charging_state(status: ConnectorStatus) -> str | None:
     return _CHARGING_STATE.get(status)
 
 
+def register_value(energy_wh: float, at: dt.datetime, context: str) -> WireDict:
+    """The energy register as a MeterValue (Transaction.Begin, Transaction.End)."""
+    return {
+        "timestamp": iso_utc(at),
+        "sampledValue": [
+            {
+                "value": round(energy_wh, 3),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+            }
+        ],
+    }
+
+
+def event_body(
+    kind: TxKind,
+    tx: Transaction,
+    trigger: str,
+    at: dt.datetime,
+    seq_no: int,
+    *,
+    offline: bool,
+    info: dict[str, Any] | None = None,
+    values: list[WireDict] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A TransactionEvent request's fields (snake_case) for ``tx``."""
+    event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
+    body: dict[str, Any] = {
+        "event_type": event_type[kind],
+        "timestamp": iso_utc(at),
+        "trigger_reason": trigger,
+        "seq_no": seq_no,
+        "transaction_info": {"transaction_id": tx.local_id, **(info or {})},
+        **extra,
+    }
+    if offline:
+        body["offline"] = True
+    if values:
+        body["meter_value"] = values
+    return body
+
+
+def ended_fields(
+    tx: Transaction, now: dt.datetime, reasons: tuple[str, str] | None = None
+) -> tuple[str, dt.datetime, dict[str, Any], WireDict]:
+    """What an Ended says of the stopped ``tx``: its triggerReason, time (``now`` when it
+    has none), transactionInfo (stoppedReason) and the register as Transaction.End;
+    ``reasons`` (stoppedReason, triggerReason) when a TxStopPoint ended it, else those of
+    its stop reason."""
+    stopped, trigger = reasons or _STOPPED[tx.stop_reason or StopReason.OTHER]
+    at = tx.stopped_at or now
+    meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+    info = {"charging_state": "Idle", "stopped_reason": stopped}
+    return trigger, at, info, register_value(meter_stop, at, "Transaction.End")
+
+
+async def end_message(tx: Transaction, storage: Storage) -> OutboxEntry:
+    """The Ended of ``tx`` as an outbox row: the registry's 2.0.1 end message, which
+    power-loss recovery queues under 2.0.1 while another version runs (the 2.0.1 CSMS that
+    has the start hears the end when 2.0.1 runs again). Its seqNo follows the last one the
+    connector used for ``tx`` (not stored: the next load finds it in the outbox, see
+    :class:`SeqNumbers`); it is offline (no 2.0.1 link is up); the stop id's kind is not
+    known here, so a card's (the interrupted transaction has none anyway)."""
+    seq = await SeqNumbers.load(storage)
+    trigger, at, info, end = ended_fields(tx, utc_now())
+    extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
+    if tx.stop_id_tag:
+        extra["id_token"] = TokenKinds().token(tx.stop_id_tag)
+    body = event_body(
+        TxKind.STOP, tx, trigger, at, seq.next(tx), offline=True, info=info, values=[end], **extra
+    )
+    return OutboxEntry(tx.local_id, TxKind.STOP.value, body, True)
+
+
 class SeqNumbers:
-    """Each connector's running transaction and its next seqNo, stored as they are used."""
+    """Each connector's running transaction and the last seqNo it used.
+
+    A number is taken (:meth:`next`) for an event, the event is queued (its outbox insert
+    submitted), and only then is the number stored (:meth:`save`): both writes run in that
+    order on the storage thread, so a power cut between them leaves the event stored and
+    the number not, never the reverse (a stored number whose event was lost would be a gap
+    in the transaction's seqNo at the CSMS). :meth:`load` therefore takes, per connector, the
+    higher of the stored number and the highest seqNo of the transaction's events still in
+    the outbox (found by the fault trials: bench/fault_trials.py --ocpp 2.0.1).
+    """
 
     def __init__(self, storage: Storage, stored: Mapping[str, str]) -> None:
         self._storage = storage
@@ -97,20 +183,40 @@ class SeqNumbers:
 
     @classmethod
     async def load(cls, storage: Storage) -> SeqNumbers:
-        return cls(storage, await storage.load_settings(SEQ_NAMESPACE))
+        stored = await storage.load_settings(SEQ_NAMESPACE)
+
+        def queued(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT local_id, MAX(json_extract(body, '$.seq_no')) FROM outbox"
+                " WHERE protocol = '2.0.1' AND json_valid(body) GROUP BY local_id"
+            ).fetchall()
+            return {str(local_id): int(n) for local_id, n in rows if n is not None}
+
+        highest = await storage.run(queued)
+        merged = dict(stored)
+        for connector, text in stored.items():
+            local_id, _, number = text.partition(":")
+            if highest.get(local_id, -1) > int(number):
+                merged[connector] = f"{local_id}:{highest[local_id]}"
+        return cls(storage, merged)
 
     def next(self, tx: Transaction) -> int:
+        """The next seqNo of ``tx`` (0 for a transaction new on its connector); kept in
+        memory until :meth:`save`."""
         local_id, number = self._last.get(tx.connector_id, ("", -1))
         number = number + 1 if local_id == tx.local_id else 0
         self._last[tx.connector_id] = (tx.local_id, number)
-        # Queued behind the outbox insert of the event on the storage thread (one FIFO).
+        return number
+
+    def save(self, tx: Transaction) -> None:
+        """Store the last number of ``tx``'s connector; call after its event was queued."""
+        local_id, number = self._last[tx.connector_id]
         self._storage.submit(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO settings (namespace, key, value) VALUES (?, ?, ?)",
-                (SEQ_NAMESPACE, str(tx.connector_id), f"{tx.local_id}:{number}"),
+                (SEQ_NAMESPACE, str(tx.connector_id), f"{local_id}:{number}"),
             )
         )
-        return number
 
 
 class TransactionEvents:
@@ -169,21 +275,20 @@ class TransactionEvents:
         **extra: Any,
     ) -> None:
         """Queue one event; ``before`` are meter values that go ahead of ``meter``."""
-        event_type = {TxKind.START: "Started", TxKind.METER: "Updated", TxKind.STOP: "Ended"}
-        body: dict[str, Any] = {
-            "event_type": event_type[kind],
-            "timestamp": iso_utc(at),
-            "trigger_reason": trigger,
-            "seq_no": self._seq.next(tx),
-            "transaction_info": {"transaction_id": tx.local_id, **(info or {})},
-            **extra,
-        }
-        if not self._registered():
-            body["offline"] = True
         values = [*(before or []), *([] if meter is None else [meter])]
-        if values:
-            body["meter_value"] = values
+        body = event_body(
+            kind,
+            tx,
+            trigger,
+            at,
+            self._seq.next(tx),
+            offline=not self._registered(),
+            info=info,
+            values=values,
+            **extra,
+        )
         self.queue.put(TxMessage(kind, tx.local_id, body))
+        self._seq.save(tx)  # after the event's outbox insert: see SeqNumbers
 
     def remote_start_expected(
         self, evse_id: int | None, remote_start_id: int | None, id_tag: str | None = None
@@ -246,7 +351,7 @@ class TransactionEvents:
             self._charged.add(tx.connector_id)
         state = charging_state(status) or "EVConnected"
         self._states[tx.connector_id] = state
-        begin = self._energy(tx.meter_start_wh, at, "Transaction.Begin")
+        begin = register_value(tx.meter_start_wh, at, "Transaction.Begin")
         extra: dict[str, Any] = {
             "id_token": self._tokens.token(tx.id_tag),
             "evse": {"id": tx.connector_id, "connector_id": 1},
@@ -359,36 +464,13 @@ class TransactionEvents:
             kept = []  # not the transaction they were kept for
         self._states.pop(tx.connector_id, None)
         self._charged.discard(tx.connector_id)
-        reason = tx.stop_reason or StopReason.OTHER
-        stopped, trigger = self._point_stops.pop(tx.local_id, _STOPPED[reason])
-        at = tx.stopped_at or self._clock()
-        meter_stop = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.meter_start_wh
+        trigger, at, info, end = ended_fields(
+            tx, self._clock(), self._point_stops.pop(tx.local_id, None)
+        )
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
         if tx.stop_id_tag:
             extra["id_token"] = self._tokens.token(tx.stop_id_tag)
-        self._event(
-            TxKind.STOP,
-            tx,
-            trigger,
-            at,
-            {"charging_state": "Idle", "stopped_reason": stopped},
-            self._energy(meter_stop, at, "Transaction.End"),
-            before=kept,
-            **extra,
-        )
-
-    @staticmethod
-    def _energy(energy_wh: float, at: dt.datetime, context: str) -> WireDict:
-        return {
-            "timestamp": iso_utc(at),
-            "sampledValue": [
-                {
-                    "value": round(energy_wh, 3),
-                    "context": context,
-                    "measurand": "Energy.Active.Import.Register",
-                }
-            ],
-        }
+        self._event(TxKind.STOP, tx, trigger, at, info, end, before=kept, **extra)
 
     async def drain(self, cp: ChargePoint) -> None:
         """Send the queue in order over ``cp`` (registered), with retries; until cancelled."""

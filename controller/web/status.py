@@ -109,5 +109,6 @@ def status_json(core: Core, card_name: Callable[[str], str | None]) -> dict[str,
     snapshot = core.snapshot()
     return {
         "csms_link": snapshot.csms_link,
+        "outbox_other_versions": dict(snapshot.outbox_other_versions),
         "connectors": [connector_json(c, core.view(c.id), card_name) for c in snapshot.connectors],
     }
