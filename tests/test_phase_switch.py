@@ -1,0 +1,328 @@
+"""The 1/3-phase switching sequence (controller/energy/phase_switch.py), alone.
+
+First the sequence step by step as an installer would expect it, then random lives of one
+connector against an independent account of the world (:class:`RandomPhaseSwitchLife`):
+hypothesis plays the connector machine (its main contacts are seen open some time after a
+hold or a fault, unless they are welded; it closes them only when nothing holds it and no
+fault is active), the car
+(its current, a meter that lags), the phase contactor (its feedback follows the coil after
+a while, unless it does not pull in or is welded), faults and the clock. The test keeps
+its own account from the commands alone and states the rules without calling the code:
+
+- the phase contactor never changes while the main contactor is closed or current flows;
+- two switches are at least ``min_interval_s`` apart, and none starts while a fault is
+  active;
+- a switch is released only when the phase contactor's feedback shows what it was told;
+- a fault, in any step, ends with both contactors safe: the hold stays (the main contactor
+  cannot close) until the connector's fault came and went, and the phase contactor is
+  de-energized as soon as nothing flows; a mismatch names the right fault.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from controller.energy.phase_switch import (
+    Command,
+    HoldPwm,
+    Observation,
+    PhaseSwitch,
+    PhaseSwitchSettings,
+    RaiseFault,
+    ReleasePwm,
+    SetPhases,
+    Step,
+)
+from drivers.errors import FaultKind
+
+SETTINGS = PhaseSwitchSettings(
+    min_interval_s=60.0, zero_current_timeout_s=10.0, feedback_timeout_s=2.0, zero_current_a=0.5
+)
+LONG = os.environ.get("PICHARGE_PROOF", "ci") == "long"
+
+
+def quiet(
+    main_closed: bool = False,
+    current_a: float = 0.0,
+    feedback: int | None = 1,
+    fault: bool = False,
+) -> Observation:
+    return Observation(main_closed, current_a, feedback, fault)
+
+
+# --- the sequence, step by step -------------------------------------------------------------
+
+
+def test_a_switch_pauses_waits_for_the_current_switches_checks_and_resumes() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    assert ps.observe(quiet(main_closed=True, current_a=16.0), 0.0) == []
+    assert ps.want(3, 1.0) == [HoldPwm()]  # the connector machine opens the main contactor
+    assert ps.observe(quiet(main_closed=False, current_a=9.0), 1.1) == []  # meter lags
+    assert ps.observe(quiet(main_closed=False, current_a=0.2), 2.0) == [SetPhases(3)]
+    assert ps.observe(quiet(feedback=1), 2.1) == []  # the contacts are still moving
+    assert ps.observe(quiet(feedback=3), 2.2) == [ReleasePwm()]
+    assert (ps.step, ps.phases, ps.held) == (Step.STEADY, 3, False)
+
+
+def test_the_next_switch_waits_for_the_minimum_interval() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    ps.want(3, 0.0)
+    assert ps.observe(quiet(feedback=3), 0.5) == [ReleasePwm()]
+    assert ps.want(1, 10.0) == []
+    assert ps.next_timer_at == pytest.approx(60.5)
+    assert ps.tick(60.4) == []
+    assert ps.tick(60.5) == [HoldPwm(), SetPhases(1)]  # nothing flowing: at once
+
+
+def test_no_switch_starts_while_a_fault_is_active() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    ps.observe(quiet(fault=True), 0.0)
+    assert ps.want(3, 1.0) == []
+    assert ps.observe(quiet(fault=False), 2.0) == [HoldPwm(), SetPhases(3)]
+
+
+def test_a_fault_while_the_current_goes_cancels_the_switch() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    ps.observe(quiet(main_closed=True, current_a=16.0), 0.0)
+    assert ps.want(3, 0.0) == [HoldPwm()]
+    assert ps.observe(quiet(main_closed=False, current_a=3.0, fault=True), 0.5) == [ReleasePwm()]
+    assert (ps.step, ps.commanded) == (Step.STEADY, 1)
+
+
+def test_current_that_does_not_go_is_a_fault_and_the_phase_contactor_stays_as_it_was() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    ps.want(3, 0.0)
+    ps.observe(quiet(feedback=3), 0.1)
+    ps.observe(quiet(main_closed=True, current_a=16.0, feedback=3), 100.0)
+    assert ps.want(1, 100.0) == [HoldPwm()]
+    assert ps.tick(109.9) == []
+    [fault] = ps.tick(110.0)
+    assert isinstance(fault, RaiseFault) and fault.kind is FaultKind.CONTACTOR_WELDED
+    assert ps.observe(quiet(main_closed=True, current_a=16.0, feedback=3, fault=True), 111) == []
+    # Once nothing flows, the coil drops to one phase; the hold stays while the fault lasts.
+    assert ps.observe(quiet(feedback=3, fault=True), 112.0) == [SetPhases(1)]
+    assert ps.observe(quiet(feedback=1, fault=True), 112.3) == []
+    assert ps.held
+
+
+@pytest.mark.parametrize(
+    ("target", "stuck_at", "kind"),
+    [(3, 1, FaultKind.CONTACTOR_FAILED_CLOSE), (1, 3, FaultKind.CONTACTOR_WELDED)],
+)
+def test_a_feedback_mismatch_is_a_fault_that_names_the_contactor(
+    target: int, stuck_at: int, kind: FaultKind
+) -> None:
+    ps = PhaseSwitch(SETTINGS)
+    if target == 1:  # get onto three phases first
+        ps.want(3, 0.0)
+        ps.observe(quiet(feedback=3), 0.1)
+    start = 100.0
+    assert ps.want(target, start) == [HoldPwm(), SetPhases(target)]
+    ps.observe(quiet(feedback=stuck_at), start + 1.0)
+    commands = ps.tick(start + SETTINGS.feedback_timeout_s)
+    assert commands[0] == RaiseFault(kind, commands[0].detail)  # type: ignore[union-attr]
+    assert ps.commanded == 1 and ps.held
+    assert "phase contactor" in commands[0].detail  # type: ignore[union-attr]
+
+
+def test_after_a_fault_cleared_it_starts_over_on_one_phase() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    ps.want(3, 0.0)
+    ps.tick(2.0)  # never pulled in: CONTACTOR_FAILED_CLOSE
+    assert ps.step is Step.FAULTED
+    assert ps.observe(quiet(feedback=1), 2.1) == []  # the fault not heard yet: hold stays
+    assert ps.observe(quiet(feedback=1, fault=True), 2.2) == []
+    assert ps.observe(quiet(feedback=1, fault=False), 30.0) == [ReleasePwm()]  # unplugged
+    assert (ps.step, ps.phases) == (Step.STEADY, 1)
+    assert ps.tick(89.9) == []  # the minimum interval counts from the recovery
+    assert ps.tick(90.0)[0] == HoldPwm()
+
+
+# --- random lives against an independent account ---------------------------------------------
+
+
+class RandomPhaseSwitchLife(RuleBasedStateMachine):
+    """One connector with a phase switch, its car and its faults, at random."""
+
+    @initialize()
+    def start(self) -> None:
+        self.ps = PhaseSwitch(SETTINGS)
+        self.now = 0.0
+        # The world, as the hardware would be.
+        self.main_closed = False
+        self.main_welded = False
+        self.current_a = 0.0
+        self.coil = 1  # what the phase contactor's coil was told
+        self.feedback = 1
+        self.pulls_in = True
+        self.drops_out = True
+        self.fault = False  # a fault of the connector's own (an RCD trip, ...)
+        self.raised: FaultKind | None = None  # the fault the phase switch raised
+        # The account kept from the commands alone.
+        self.held = False
+        self.fault_mode = False  # between a RaiseFault and the ReleasePwm that ends it
+        self.fault_seen = False  # the connector's fault was active since the RaiseFault
+        self.last_set_at: float | None = None
+        self.switch_target: int | None = None
+        self.switches = 0
+
+    # -- feeding and checking ------------------------------------------------------------------
+
+    def _observe(self) -> None:
+        faulty = self.fault or self.raised is not None
+        obs = Observation(self.main_closed, self.current_a, self.feedback, faulty)
+        if self.raised is not None and self.fault_mode:
+            self.fault_seen = True  # the machine hears the connector's fault now
+        self._run(self.ps.observe(obs, self.now))
+
+    def _run(self, commands: list[Command]) -> None:
+        for command in commands:
+            self._check_and_apply(command)
+        if commands:  # the runner looks again after acting, as the hardware moved
+            self._observe()
+
+    def _check_and_apply(self, command: Command) -> None:
+        match command:
+            case HoldPwm():
+                assert not self.held, "a second hold while one is active"
+                assert not self.fault and self.raised is None, "a switch started during a fault"
+                self.held = True  # the main contacts open later (connector_opens_main_contactor)
+            case SetPhases(phases=phases):
+                assert not self.main_closed, "phase contactor switched with the main closed"
+                assert self.current_a < SETTINGS.zero_current_a, "phase contactor under load"
+                assert self.held, "phase contactor switched while the PWM runs"
+                if self.fault_mode:
+                    assert phases == 1, "a fault may only de-energize the phase contactor"
+                else:
+                    assert not self.fault and self.raised is None, "a switch during a fault"
+                    if self.last_set_at is not None:
+                        gap = self.now - self.last_set_at
+                        assert gap >= SETTINGS.min_interval_s, f"switches {gap} s apart"
+                    self.switch_target = phases
+                    self.switches += 1
+                self.last_set_at = self.now
+                self.coil = phases
+            case RaiseFault(kind=kind):
+                assert self.held, "a fault outside a switch"
+                self.fault_mode, self.fault_seen = True, False
+                if self.switch_target is not None:  # the contactor was told and did not follow
+                    expected = (
+                        FaultKind.CONTACTOR_FAILED_CLOSE
+                        if self.switch_target == 3
+                        else FaultKind.CONTACTOR_WELDED
+                    )
+                    assert kind is expected
+                    assert self.feedback != self.switch_target
+                else:  # the current did not go
+                    assert kind is FaultKind.CONTACTOR_WELDED
+                    assert self.main_closed or self.current_a >= SETTINGS.zero_current_a
+                self.switch_target = None
+                self.raised = kind  # the connector hears it: it opens the main contactor
+            case ReleasePwm():
+                assert self.held
+                if self.fault_mode:
+                    assert self.fault_seen and self.raised is None, "hold released in a fault"
+                    assert self.feedback == 1 == self.coil, "released with L2/L3 not safe"
+                elif self.switch_target is not None:
+                    assert self.feedback == self.switch_target, "released before the feedback"
+                self.held = self.fault_mode = False
+                self.switch_target = None
+
+    @invariant()
+    def a_fault_leaves_both_contactors_safe(self) -> None:
+        if not hasattr(self, "ps"):
+            return
+        if self.fault_mode:
+            assert self.held, "the main contactor could close during a fault"
+            unloaded = not self.main_closed and self.current_a < SETTINGS.zero_current_a
+            if unloaded:
+                assert self.coil == 1, "phase contactor left energized with nothing flowing"
+
+    # -- the world -------------------------------------------------------------------------
+
+    @rule(phases=st.sampled_from([1, 3]))
+    def controller_wants(self, phases: int) -> None:
+        self._run(self.ps.want(phases, self.now))
+
+    @rule()
+    def controller_wants_the_other_count(self) -> None:
+        self._run(self.ps.want(4 - self.ps.phases, self.now))
+
+    @rule(dt=st.sampled_from([0.1, 0.5, 1.9, 2.0, 5.0, 9.9, 10.0, 30.0, 59.9, 60.0, 120.0]))
+    def time_passes(self, dt: float) -> None:
+        self.now += dt
+        self._run(self.ps.tick(self.now))
+
+    @precondition(lambda self: not self.held and not self.fault)
+    @rule()
+    def connector_closes_main_contactor(self) -> None:
+        self.main_closed = True
+        self._observe()
+
+    @precondition(lambda self: not self.main_welded)
+    @rule()
+    def connector_opens_main_contactor(self) -> None:
+        self.main_closed = False
+        self._observe()
+
+    @rule(current_a=st.sampled_from([0.0, 0.3, 0.5, 6.0, 16.0, 32.0]))
+    def meter_reads(self, current_a: float) -> None:
+        # With the main contacts open a lagging meter may still read a current.
+        self.current_a = current_a
+        self._observe()
+
+    @precondition(lambda self: not self.main_closed)
+    @rule()
+    def current_dies_away(self) -> None:
+        self.current_a = 0.0
+        self._observe()
+
+    @rule()
+    def phase_contactor_settles(self) -> None:
+        if (self.coil == 3 and self.pulls_in) or (self.coil == 1 and self.drops_out):
+            self.feedback = self.coil
+        self._observe()
+
+    @rule(part=st.sampled_from(["no pull-in", "no drop-out", "main weld", "repaired"]))
+    def hardware_wears(self, part: str) -> None:
+        if part == "repaired":
+            self.pulls_in = self.drops_out = True
+            self.main_welded = False
+        else:
+            self.pulls_in = self.pulls_in and part != "no pull-in"
+            self.drops_out = self.drops_out and part != "no drop-out"
+            self.main_welded = self.main_welded or part == "main weld"
+
+    @rule(active=st.booleans())
+    def fault_changes(self, active: bool) -> None:
+        self.fault = active  # the main contacts open a moment later
+        self._observe()
+
+    @precondition(lambda self: self.raised is FaultKind.CONTACTOR_FAILED_CLOSE)
+    @rule()
+    def unplugging_clears_the_failed_close(self) -> None:
+        # FAULT_POLICY: a contactor that failed to close is retried with the next plug-in;
+        # a weld latches until a restart.
+        self.raised = None
+        self._observe()
+
+    def teardown(self) -> None:
+        if hasattr(self, "ps"):
+            event(f"switches made: {min(self.switches, 3)}{'+' if self.switches > 3 else ''}")
+            event(f"ended faulted: {self.fault_mode}")
+
+
+RandomPhaseSwitchLife.TestCase.settings = settings(
+    max_examples=2000 if LONG else 300,
+    stateful_step_count=80 if LONG else 50,
+    deadline=None,
+    derandomize=not LONG,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRandomLivesKeepThePhaseSwitchRules = RandomPhaseSwitchLife.TestCase
