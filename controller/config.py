@@ -128,6 +128,10 @@ class Config:
     # [grid_meter]: validated by controller.energy.grid_meter.parse_role, as [meter] is by
     # its driver; required when [site] sets a fuse.
     grid_meter: Mapping[str, Any] = field(default_factory=dict)
+    # [[circuit]] and [phase_switch]: validated by controller.energy (circuits.parse_circuits,
+    # phase_control.parse_phase_switch) when local energy management is built.
+    circuits: tuple[Mapping[str, Any], ...] = ()
+    phase_switch: Mapping[str, Any] = field(default_factory=dict)
     # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
     # under one id tag.
     local_cards: tuple[str, ...] = ()
@@ -157,6 +161,8 @@ _TOP_LEVEL = {
     "web",
     "site",
     "grid_meter",
+    "circuit",
+    "phase_switch",
 }
 _CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation")
 
@@ -206,6 +212,14 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a table ([{key}]), got {type(value).__name__}")
     return value
+
+
+def _tables(doc: Mapping[str, Any], key: str) -> tuple[Mapping[str, Any], ...]:
+    """An array of tables (``[[key]]``), empty when absent."""
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+        raise ConfigError(key, f"must be one or more [[{key}]] tables")
+    return tuple(value)
 
 
 def _get(table: Mapping[str, Any], prefix: str, key: str, kind: type, default: Any) -> Any:
@@ -509,6 +523,8 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         rfid=_table(doc, "rfid"),
         site=_site(doc, connectors),
         grid_meter=_table(doc, "grid_meter"),
+        circuits=_tables(doc, "circuit"),
+        phase_switch=_table(doc, "phase_switch"),
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),

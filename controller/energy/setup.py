@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import Config
+from controller.energy.circuits import Circuits, parse_circuits
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
 from controller.events import Broadcast
 from drivers.base import EventSink
+from drivers.errors import ConfigurationError
 
 #: The broadcast queue of the manager: it only needs the newest reading of each connector.
 EVENTS_MAXLEN = 64
@@ -44,7 +46,12 @@ def build_local_energy(
 ) -> LocalEnergy | None:
     """The energy parts ``config`` asks for, or None; ConfigurationError names the key."""
     if config.site.fuse_a <= 0:
+        for key, given in (("circuit", config.circuits), ("phase_switch", config.phase_switch)):
+            if given:
+                raise ConfigurationError(key, "needs [site] fuse_a and a [grid_meter]")
         return None
+    if config.phase_switch:  # the next commit builds it; until then refuse, never ignore
+        raise ConfigurationError("phase_switch", "is not supported by this version")
     role = parse_role(config.grid_meter)
     site = Site(
         fuse_a=config.site.fuse_a,
@@ -54,8 +61,11 @@ def build_local_energy(
         max_age_s=config.site.grid_max_age_s,
     )
     feed = GridFeed()
-    wiring = [ConnectorWiring(c.id, c.phase_rotation) for c in config.connectors]
-    manager = FuseManager(site, wiring, feed, sink)
+    wiring = [ConnectorWiring(c.id, c.phase_rotation, c.max_current_a) for c in config.connectors]
+    circuits = parse_circuits(config.circuits, [c.id for c in config.connectors])
+    manager = FuseManager(
+        site, wiring, feed, sink, circuits=Circuits(circuits) if circuits else None
+    )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
     if role.meter is not None:
