@@ -20,17 +20,25 @@ its own account from the commands alone and states the rules without calling the
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from controller.config import PhaseSwitchConfig
+from controller.energy.fuse import Site
+from controller.energy.grid import GridFeed
+from controller.energy.manager import ConnectorWiring, FuseManager
+from controller.energy.phase_control import PhaseControl
 from controller.energy.phase_switch import (
     Command,
     HoldPwm,
     Observation,
+    PhaseChoice,
     PhaseSwitch,
     PhaseSwitchSettings,
     RaiseFault,
@@ -38,7 +46,10 @@ from controller.energy.phase_switch import (
     SetPhases,
     Step,
 )
+from drivers.contactor import ContactorConfig, GpioContactor
 from drivers.errors import FaultKind
+from hw_sim.pins import SimContactorPins
+from tests.support.wait import until
 
 SETTINGS = PhaseSwitchSettings(
     min_interval_s=60.0, zero_current_timeout_s=10.0, feedback_timeout_s=2.0, zero_current_a=0.5
@@ -326,3 +337,69 @@ RandomPhaseSwitchLife.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestRandomLivesKeepThePhaseSwitchRules = RandomPhaseSwitchLife.TestCase
+
+
+# --- when to switch -----------------------------------------------------------------------------
+
+
+def test_one_phase_when_three_cannot_have_6_a_but_one_can() -> None:
+    choice = PhaseChoice(min_interval_s=60.0)
+    assert choice.decide(3, offer_three_a=10.0, offer_one_a=10.0, now=0.0) == 3
+    assert choice.decide(3, offer_three_a=4.0, offer_one_a=14.0, now=1.0) == 1
+    assert choice.decide(3, offer_three_a=4.0, offer_one_a=5.0, now=2.0) == 3  # nothing gained
+    assert choice.decide(1, offer_three_a=4.0, offer_one_a=5.0, now=3.0) == 1
+
+
+def test_back_to_three_only_after_enough_for_longer_than_the_minimum_interval() -> None:
+    choice = PhaseChoice(min_interval_s=60.0)
+    assert choice.decide(1, 7.0, 20.0, now=-1.0) == 3  # at start: three at once
+    assert choice.decide(1, 5.0, 20.0, now=-0.5) == 1
+    assert choice.decide(1, 7.0, 20.0, now=0.0) == 1
+    assert choice.decide(1, 7.0, 20.0, now=60.0) == 1
+    assert choice.decide(1, 5.0, 20.0, now=61.0) == 1  # a dip starts the wait over
+    assert choice.decide(1, 7.0, 20.0, now=62.0) == 1
+    assert choice.decide(1, 7.0, 20.0, now=122.0) == 1
+    assert choice.decide(1, 7.0, 20.0, now=122.1) == 3
+
+
+# --- the coil's own interlock (controller/energy/phase_control.py) ------------------------------
+
+
+class NoCharger:
+    def set_limit(self, connector_id: int, source: object, current_a: float | None) -> None:
+        raise AssertionError("not expected here")
+
+    def set_fault(self, kind: FaultKind, active: bool, connector_id: int = 0) -> None:
+        raise AssertionError("not expected here")
+
+
+async def test_the_phase_coil_never_moves_while_the_main_contactor_is_closed() -> None:
+    """Defence in depth: even a sequence that asked for a switch too early (a bug) cannot
+    move the phase contactor while the main contactor's coil is energized."""
+    factory = MockFactory()
+    main_cfg = ContactorConfig(coil_pin=17, feedback_pin=27)
+    phase_cfg = ContactorConfig(coil_pin=5, feedback_pin=6)
+    pins = [SimContactorPins.from_config(factory, c) for c in (main_cfg, phase_cfg)]
+    main = GpioContactor(main_cfg, pin_factory=factory, name="main")
+    phase = GpioContactor(phase_cfg, pin_factory=factory, name="phase")
+    try:
+        feed = GridFeed()
+        manager = FuseManager(Site(fuse_a=25.0), [ConnectorWiring(1)], feed, NoCharger())
+        control = PhaseControl(
+            PhaseSwitchConfig(connector=1), ConnectorWiring(1), main, phase, manager, feed,
+            NoCharger(),
+        )  # fmt: skip
+        await main.close()
+        control._drive_coil(3)
+        await asyncio.sleep(phase_cfg.open_settle_s + phase_cfg.close_settle_s)
+        assert not phase.energized and not pins[1].main_contacts_closed
+        main.open()
+        await main.verify_open()
+        control._drive_coil(3)
+        await until(lambda: pins[1].main_contacts_closed, what="the phase contactor closed")
+    finally:
+        for driver in (main, phase):
+            driver.release()
+        for sim in pins:
+            sim.close()
+        factory.close()

@@ -106,6 +106,11 @@ class FuseManager:
         elif isinstance(event, StatusEvent):
             self._wants[event.connector_id] = event.status in WANTS_CURRENT
 
+    @property
+    def wiring(self) -> list[ConnectorWiring]:
+        """How each connector is wired now."""
+        return list(self._wiring.values())
+
     def rewire(self, wiring: ConnectorWiring) -> None:
         """A connector's phases changed (1/3-phase switching): the fuse rule sees the new ones."""
         self._wiring[wiring.connector_id] = wiring

@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.limits import MIN_OFFER_A
 from drivers.errors import FaultKind
 
 #: The phase counts a phase switch knows: de-energized 1, energized 3.
@@ -271,3 +272,31 @@ class PhaseSwitch:
         self._last_switch_at = now
         self._enter(Step.STEADY, now)
         return [*commands, ReleasePwm()]
+
+
+class PhaseChoice:
+    """When to ask for one phase and when for three (pure; ``now`` in seconds).
+
+    One phase when the offer on three is below 6 A but the offer on one phase is 6 A or
+    more (the house's other load or a small solar surplus leaves room for a car on one phase
+    only); three again once the offer on three has been 6 A or more for longer than
+    ``min_interval_s`` without a break, so a passing cloud or the oven's thermostat does not
+    wear the contactors. With neither enough, it stays where it is (the car is paused by the
+    limit anyway; a switch would gain nothing). At start three phases count as enough since
+    ever: the phase contactor starts de-energized, and a switch with nothing flowing is free.
+    """
+
+    def __init__(self, min_interval_s: float) -> None:
+        self.min_interval_s = min_interval_s
+        self._three_enough_since: float | None = -math.inf
+
+    def decide(self, phases_now: int, offer_three_a: float, offer_one_a: float, now: float) -> int:
+        """The phases to ask for, given the offers on three phases and on one (A)."""
+        if offer_three_a < MIN_OFFER_A:
+            self._three_enough_since = None
+            return 1 if offer_one_a >= MIN_OFFER_A else phases_now
+        if self._three_enough_since is None:
+            self._three_enough_since = now
+        if phases_now == 1 and now - self._three_enough_since <= self.min_interval_s:
+            return 1
+        return 3

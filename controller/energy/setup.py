@@ -19,7 +19,9 @@ from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
+from controller.energy.phase_control import ChargerControl, PhaseControl
 from controller.events import Broadcast
+from controller.hardware import Hardware
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError
 
@@ -42,16 +44,23 @@ class LocalEnergy:
 
 
 def build_local_energy(
-    config: Config, sink: LimitSink, events: Broadcast, on_event: EventSink
+    config: Config,
+    sink: LimitSink,
+    events: Broadcast,
+    on_event: EventSink,
+    hardware: Hardware | None = None,
 ) -> LocalEnergy | None:
-    """The energy parts ``config`` asks for, or None; ConfigurationError names the key."""
+    """The energy parts ``config`` asks for, or None; ConfigurationError names the key.
+
+    With ``[phase_switch]``, ``sink`` must also raise connector faults
+    (:class:`~controller.energy.phase_control.ChargerControl`) and ``hardware`` hold the
+    connector's phase contactor.
+    """
     if config.site.fuse_a <= 0:
         for key, given in (("circuit", config.circuits), ("phase_switch", config.phase_switch)):
             if given:
                 raise ConfigurationError(key, "needs [site] fuse_a and a [grid_meter]")
         return None
-    if config.phase_switch:  # the next commit builds it; until then refuse, never ignore
-        raise ConfigurationError("phase_switch", "is not supported by this version")
     role = parse_role(config.grid_meter)
     site = Site(
         fuse_a=config.site.fuse_a,
@@ -68,9 +77,42 @@ def build_local_energy(
     )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
+    if config.phase_switch is not None:
+        control = _phase_control(config, manager, feed, sink, events, hardware)
+        energy.jobs.append(("energy-phase-switch", control.run))
     if role.meter is not None:
         meter = build_meter(role.meter, on_event)
         energy.jobs.append(
             ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
         )
     return energy
+
+
+def _phase_control(
+    config: Config,
+    manager: FuseManager,
+    feed: GridFeed,
+    sink: LimitSink,
+    events: Broadcast,
+    hardware: Hardware | None,
+) -> PhaseControl:
+    """The phase switch of ``[phase_switch]``'s connector, subscribed to the broadcast."""
+    assert config.phase_switch is not None
+    cid = config.phase_switch.connector
+    connector = None if hardware is None else hardware.connector(cid)
+    if connector is None or connector.phase_contactor is None:
+        raise ConfigurationError("phase_switch", "no phase contactor was built for it")
+    if not isinstance(sink, ChargerControl):
+        raise TypeError("a phase switch needs a sink that raises connector faults")
+    wiring = next(w for w in manager.wiring if w.connector_id == cid)
+    control = PhaseControl(
+        config.phase_switch,
+        wiring,
+        connector.contactor,
+        connector.phase_contactor,
+        manager,
+        feed,
+        sink,
+    )
+    events.subscribe("energy-phase-switch", control.on_event, maxlen=EVENTS_MAXLEN)
+    return control
