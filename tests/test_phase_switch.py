@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from controller.config import PhaseSwitchConfig
+from controller.config import ConfigError, PhaseSwitchConfig, parse_config
+from controller.domain import ConnectorView
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager
@@ -46,8 +47,10 @@ from controller.energy.phase_switch import (
     SetPhases,
     Step,
 )
+from controller.energy.setup import build_local_energy
+from controller.events import Broadcast
 from drivers.contactor import ContactorConfig, GpioContactor
-from drivers.errors import FaultKind
+from drivers.errors import ConfigurationError, FaultKind
 from hw_sim.pins import SimContactorPins
 from tests.support.wait import until
 
@@ -372,6 +375,9 @@ class NoCharger:
     def set_fault(self, kind: FaultKind, active: bool, connector_id: int = 0) -> None:
         raise AssertionError("not expected here")
 
+    def view(self, connector_id: int) -> ConnectorView:
+        raise AssertionError("not expected here")
+
 
 async def test_the_phase_coil_never_moves_while_the_main_contactor_is_closed() -> None:
     """Defence in depth: even a sequence that asked for a switch too early (a bug) cannot
@@ -403,3 +409,50 @@ async def test_the_phase_coil_never_moves_while_the_main_contactor_is_closed() -
         for sim in pins:
             sim.close()
         factory.close()
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def phase_switch_doc(**table: object) -> dict[str, object]:
+    keys: dict[str, object] = {"contactor_pin": 5, "feedback_pin": 6, **table}
+    return {"site": {"fuse_a": 25}, "grid_meter": {"source": "push"}, "phase_switch": keys}
+
+
+def test_the_phase_switch_is_read_from_its_table() -> None:
+    config = parse_config(phase_switch_doc(min_interval_s=600, feedback_type="auxiliary"))
+    assert config.phase_switch is not None
+    assert config.phase_switch.connector == 1 and config.phase_switch.min_interval_s == 600.0
+    assert config.phase_switch.drivers == {
+        "contactor_pin": 5,
+        "feedback_pin": 6,
+        "feedback_type": "auxiliary",
+    }
+    assert parse_config({}).phase_switch is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "key"),
+    [
+        ({"phase_switch": {"feedback_pin": 6}}, "phase_switch.contactor_pin"),
+        ({"phase_switch": {"contactor_pin": 5}}, "phase_switch.feedback_pin"),
+        (phase_switch_doc(feedback_type="none"), "phase_switch.feedback_type"),
+        (phase_switch_doc(connector=2), "phase_switch.connector"),
+        (phase_switch_doc(min_interval_s=1), "phase_switch.min_interval_s"),
+        (phase_switch_doc(zero_current_timeout_s=3), "phase_switch.zero_current_timeout_s"),
+        (phase_switch_doc(min_interval=300), "phase_switch.min_interval"),
+        ({**phase_switch_doc(), "connector": [{"phases": 1}]}, "phase_switch.connector"),
+    ],
+)
+def test_a_wrong_phase_switch_is_refused_naming_the_key(doc: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(doc)
+    assert refused.value.key == key
+
+
+def test_a_phase_switch_without_a_fuse_to_steer_by_is_refused() -> None:
+    doc = phase_switch_doc()
+    del doc["site"], doc["grid_meter"]
+    with pytest.raises(ConfigurationError) as refused:
+        build_local_energy(parse_config(doc), NoCharger(), Broadcast(), lambda event: None)
+    assert refused.value.key == "phase_switch"

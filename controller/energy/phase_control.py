@@ -29,6 +29,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 from controller.config import PhaseSwitchConfig
+from controller.connector_types import ConnectorStatus
+from controller.domain import ConnectorView
 from controller.energy.fuse import fuse_limits
 from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager
@@ -43,7 +45,7 @@ from controller.energy.phase_switch import (
     ReleasePwm,
     SetPhases,
 )
-from controller.events import FaultsChanged, MeterSampled, SupervisorEvent
+from controller.events import FaultsChanged, MeterSampled, Resync, SupervisorEvent
 from controller.limits import LimitSource
 from drivers.contactor import GpioContactor
 from drivers.errors import FaultKind, PermanentFault
@@ -66,6 +68,10 @@ class ChargerControl(Protocol):
 
     def set_fault(self, kind: FaultKind, active: bool, connector_id: int = 0) -> None:
         """Raise or clear a fault on one connector."""
+        ...
+
+    def view(self, connector_id: int) -> ConnectorView:
+        """How the connector is now (after a Resync: the faults missed)."""
         ...
 
 
@@ -115,6 +121,10 @@ class PhaseControl:
             self._wake.set()
         elif isinstance(event, FaultsChanged) and event.connector_id == self.connector_id:
             self._faulty = bool(event.faults)
+            self._wake.set()
+        elif isinstance(event, Resync):  # events were missed: the view says how things are
+            view = self._charger.view(self.connector_id)
+            self._faulty = view.status is ConnectorStatus.FAULTED or view.fault is not None
             self._wake.set()
 
     def observation(self) -> Observation:
