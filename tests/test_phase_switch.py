@@ -21,6 +21,7 @@ its own account from the commands alone and states the rules without calling the
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 
 import pytest
@@ -60,13 +61,20 @@ SETTINGS = PhaseSwitchSettings(
 LONG = os.environ.get("PICHARGE_PROOF", "ci") == "long"
 
 
+#: A fault of the connector's own, not the phase switch's.
+OTHER_FAULT = FaultKind.RCD_TRIP
+
+
 def quiet(
     main_closed: bool = False,
     current_a: float = 0.0,
     feedback: int | None = 1,
-    fault: bool = False,
+    fault: bool | FaultKind = False,
 ) -> Observation:
-    return Observation(main_closed, current_a, feedback, fault)
+    kind = OTHER_FAULT if fault is True else fault or None
+    return Observation(
+        main_closed, current_a, feedback, frozenset() if kind is None else frozenset({kind})
+    )
 
 
 # --- the sequence, step by step -------------------------------------------------------------
@@ -117,10 +125,12 @@ def test_current_that_does_not_go_is_a_fault_and_the_phase_contactor_stays_as_it
     assert ps.tick(109.9) == []
     [fault] = ps.tick(110.0)
     assert isinstance(fault, RaiseFault) and fault.kind is FaultKind.CONTACTOR_WELDED
-    assert ps.observe(quiet(main_closed=True, current_a=16.0, feedback=3, fault=True), 111) == []
+    assert fault.detail.startswith("the main contactor still closed 10 s after the PWM was")
+    weld = FaultKind.CONTACTOR_WELDED
+    assert ps.observe(quiet(main_closed=True, current_a=16.0, feedback=3, fault=weld), 111) == []
     # Once nothing flows, the coil drops to one phase; the hold stays while the fault lasts.
-    assert ps.observe(quiet(feedback=3, fault=True), 112.0) == [SetPhases(1)]
-    assert ps.observe(quiet(feedback=1, fault=True), 112.3) == []
+    assert ps.observe(quiet(feedback=3, fault=weld), 112.0) == [SetPhases(1)]
+    assert ps.observe(quiet(feedback=1, fault=weld), 112.3) == []
     assert ps.held
 
 
@@ -141,7 +151,8 @@ def test_a_feedback_mismatch_is_a_fault_that_names_the_contactor(
     commands = ps.tick(start + SETTINGS.feedback_timeout_s)
     assert commands[0] == RaiseFault(kind, commands[0].detail)  # type: ignore[union-attr]
     assert ps.commanded == 1 and ps.held
-    assert "phase contactor" in commands[0].detail  # type: ignore[union-attr]
+    what = "did not pull in" if target == 3 else "did not drop out"
+    assert f"phase contactor {what}" in commands[0].detail  # type: ignore[union-attr]
 
 
 def test_after_a_fault_cleared_it_starts_over_on_one_phase() -> None:
@@ -150,7 +161,9 @@ def test_after_a_fault_cleared_it_starts_over_on_one_phase() -> None:
     ps.tick(2.0)  # never pulled in: CONTACTOR_FAILED_CLOSE
     assert ps.step is Step.FAULTED
     assert ps.observe(quiet(feedback=1), 2.1) == []  # the fault not heard yet: hold stays
-    assert ps.observe(quiet(feedback=1, fault=True), 2.2) == []
+    assert ps.observe(quiet(feedback=1, fault=True), 2.15) == []  # another fault...
+    assert ps.observe(quiet(feedback=1), 2.16) == []  # ... that cleared: ours still unheard
+    assert ps.observe(quiet(feedback=1, fault=FaultKind.CONTACTOR_FAILED_CLOSE), 2.2) == []
     assert ps.observe(quiet(feedback=1, fault=False), 30.0) == [ReleasePwm()]  # unplugged
     assert (ps.step, ps.phases) == (Step.STEADY, 1)
     assert ps.tick(89.9) == []  # the minimum interval counts from the recovery
@@ -177,6 +190,7 @@ class RandomPhaseSwitchLife(RuleBasedStateMachine):
         self.drops_out = True
         self.fault = False  # a fault of the connector's own (an RCD trip, ...)
         self.raised: FaultKind | None = None  # the fault the phase switch raised
+        self.reported = False  # ... and the runner has heard it (FaultsChanged comes later)
         # The account kept from the commands alone.
         self.held = False
         self.fault_mode = False  # between a RaiseFault and the ReleasePwm that ends it
@@ -188,9 +202,11 @@ class RandomPhaseSwitchLife(RuleBasedStateMachine):
     # -- feeding and checking ------------------------------------------------------------------
 
     def _observe(self) -> None:
-        faulty = self.fault or self.raised is not None
-        obs = Observation(self.main_closed, self.current_a, self.feedback, faulty)
-        if self.raised is not None and self.fault_mode:
+        faults = {OTHER_FAULT} if self.fault else set()
+        if self.raised is not None and self.reported:
+            faults.add(self.raised)
+        obs = Observation(self.main_closed, self.current_a, self.feedback, frozenset(faults))
+        if self.raised is not None and self.reported and self.fault_mode:
             self.fault_seen = True  # the machine hears the connector's fault now
         self._run(self.ps.observe(obs, self.now))
 
@@ -237,10 +253,13 @@ class RandomPhaseSwitchLife(RuleBasedStateMachine):
                     assert self.main_closed or self.current_a >= SETTINGS.zero_current_a
                 self.switch_target = None
                 self.raised = kind  # the connector hears it: it opens the main contactor
+                self.reported = False  # the broadcast tells the runner a moment later
             case ReleasePwm():
                 assert self.held
                 if self.fault_mode:
                     assert self.fault_seen and self.raised is None, "hold released in a fault"
+                    assert not self.main_closed, "hold released with the main contacts closed"
+                    assert self.current_a < SETTINGS.zero_current_a, "released with current"
                     assert self.feedback == 1 == self.coil, "released with L2/L3 not safe"
                 elif self.switch_target is not None:
                     assert self.feedback == self.switch_target, "released before the feedback"
@@ -317,7 +336,13 @@ class RandomPhaseSwitchLife(RuleBasedStateMachine):
         self.fault = active  # the main contacts open a moment later
         self._observe()
 
-    @precondition(lambda self: self.raised is FaultKind.CONTACTOR_FAILED_CLOSE)
+    @precondition(lambda self: self.raised is not None and not self.reported)
+    @rule()
+    def the_broadcast_reports_the_fault(self) -> None:
+        self.reported = True
+        self._observe()
+
+    @precondition(lambda self: self.raised is FaultKind.CONTACTOR_FAILED_CLOSE and self.reported)
     @rule()
     def unplugging_clears_the_failed_close(self) -> None:
         # FAULT_POLICY: a contactor that failed to close is retried with the next plug-in;
@@ -351,6 +376,29 @@ def test_one_phase_when_three_cannot_have_6_a_but_one_can() -> None:
     assert choice.decide(3, offer_three_a=4.0, offer_one_a=14.0, now=1.0) == 1
     assert choice.decide(3, offer_three_a=4.0, offer_one_a=5.0, now=2.0) == 3  # nothing gained
     assert choice.decide(1, offer_three_a=4.0, offer_one_a=5.0, now=3.0) == 1
+
+
+def test_6_a_is_enough_and_just_below_is_not() -> None:
+    choice = PhaseChoice(min_interval_s=60.0)
+    assert choice.decide(3, offer_three_a=6.0, offer_one_a=6.0, now=0.0) == 3
+    assert choice.decide(3, offer_three_a=5.99, offer_one_a=6.0, now=1.0) == 1
+    assert choice.decide(3, offer_three_a=5.99, offer_one_a=5.99, now=2.0) == 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_interval_s": -1.0},
+        {"zero_current_timeout_s": math.inf},
+        {"feedback_timeout_s": math.nan},
+        {"zero_current_a": 0.0},
+        {"zero_current_a": math.inf},
+    ],
+)
+def test_settings_out_of_range_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PhaseSwitchSettings(**bad)
+    PhaseSwitchSettings(min_interval_s=0.0, zero_current_timeout_s=0.0, feedback_timeout_s=0.0)
 
 
 def test_back_to_three_only_after_enough_for_longer_than_the_minimum_interval() -> None:

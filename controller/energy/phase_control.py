@@ -29,7 +29,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 from controller.config import PhaseSwitchConfig
-from controller.connector_types import ConnectorStatus
 from controller.domain import ConnectorView
 from controller.energy.fuse import fuse_limits
 from controller.energy.grid import GridFeed
@@ -106,7 +105,7 @@ class PhaseControl:
         self._charger = charger
         self._clock = clock
         self._car_a = 0.0
-        self._faulty = False
+        self._faults: frozenset[FaultKind] = frozenset()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wired_phases = 0
@@ -120,11 +119,13 @@ class PhaseControl:
             self._car_a = max((a or 0.0) for a in event.sample.reading.current_a)
             self._wake.set()
         elif isinstance(event, FaultsChanged) and event.connector_id == self.connector_id:
-            self._faulty = bool(event.faults)
+            self._faults = event.faults
             self._wake.set()
         elif isinstance(event, Resync):  # events were missed: the view says how things are
             view = self._charger.view(self.connector_id)
-            self._faulty = view.status is ConnectorStatus.FAULTED or view.fault is not None
+            # The view names the most serious fault only: enough to start no switch, and
+            # ours hidden behind another still keeps the main contactor open by itself.
+            self._faults = frozenset() if view.fault is None else frozenset({view.fault})
             self._wake.set()
 
     def observation(self) -> Observation:
@@ -132,7 +133,7 @@ class PhaseControl:
         main_closed = self._main.energized or bool(self._main.main_contacts_closed)
         feedback = self._phase.main_contacts_closed
         phases = None if feedback is None else 3 if feedback else 1
-        return Observation(main_closed, self._car_a, phases, self._faulty)
+        return Observation(main_closed, self._car_a, phases, self._faults)
 
     def offers(self, now: float) -> tuple[float, float]:
         """What the fuse rule would offer the connector on three phases and on one (A)."""

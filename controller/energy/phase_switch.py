@@ -25,10 +25,11 @@ on the connector, and never while one is under way. A fault that appears while t
 machine waits for the current to go (step 2) cancels the switch: the fault keeps the main
 contactor open by itself. ``tests/test_phase_switch.py`` checks these rules as properties.
 
-After a fault the machine keeps the hold until the connector's fault was heard and has
-cleared again, and the phase contactor's feedback shows the de-energized state: then it
-starts over on one phase. A welded contact keeps the connector's fault latched, so the
-connector stays off until a repair and a restart.
+After a fault the machine keeps the hold until the connector was seen with the fault it
+raised and that fault has cleared again (another fault that clears meanwhile does not
+count), and the phase contactor's feedback shows the de-energized state: then it starts
+over on one phase. A welded contact keeps the connector's fault latched, so the connector
+stays off until a repair and a restart.
 """
 
 from __future__ import annotations
@@ -82,13 +83,18 @@ class Observation:
     ``main_closed``: the main contactor's coil is energized or its feedback shows the main
     contacts closed (either counts as closed). ``car_current_a``: the largest phase current
     of the connector's meter. ``feedback_phases``: what the phase contactor's feedback shows
-    (1 or 3; None without a reading). ``fault_active``: any fault on the connector.
+    (1 or 3; None without a reading). ``faults``: the faults active on the connector.
     """
 
     main_closed: bool
     car_current_a: float
     feedback_phases: int | None
-    fault_active: bool
+    faults: frozenset[FaultKind] = frozenset()
+
+    @property
+    def fault_active(self) -> bool:
+        """Any fault is active on the connector."""
+        return bool(self.faults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +141,11 @@ class PhaseSwitch:
         #: The phases the controller asks for.
         self.wanted = 1
         self._target = 1
-        self._obs = Observation(False, 0.0, None, False)
+        self._obs = Observation(False, 0.0, None)
         self._step_since = -math.inf
         self._last_switch_at = -math.inf  # when the last switch ended
+        self._raised: FaultKind | None = None  # the fault this machine raised last
         self._fault_heard = False
-        self._looks = 0  # observations so far: only one after a RaiseFault can hear it
-        self._fault_look = 0
         #: What the coil was last told (the driver starts de-energized: 1).
         self.commanded = 1
 
@@ -171,7 +176,6 @@ class PhaseSwitch:
     def observe(self, obs: Observation, now: float) -> list[Command]:
         """A new look at the connector and the phase contactor."""
         self._obs = obs
-        self._looks += 1
         return self._advance(now)
 
     def tick(self, now: float) -> list[Command]:
@@ -245,9 +249,7 @@ class PhaseSwitch:
     def _fault(self, now: float, kind: FaultKind, detail: str) -> list[Command]:
         """Raise ``kind`` first (it opens the main contactor), then make the coil safe."""
         self._enter(Step.FAULTED, now)
-        self._fault_heard = False
-        self._fault_look = self._looks
-        self._target = 1
+        self._raised, self._fault_heard = kind, False
         return [RaiseFault(kind, detail), *self._faulted(now)]
 
     def _set(self, phases: int) -> SetPhases:
@@ -262,9 +264,10 @@ class PhaseSwitch:
         # The coil goes to its safe state as soon as nothing flows (a timeout left it as
         # it was, under load); no minimum interval holds back a move to safety.
         commands: list[Command] = [self._set(1)] if self.commanded != 1 and self._unloaded() else []
-        if obs.fault_active:
-            # A fault seen before ours was raised (another one, about to clear) is not ours.
-            self._fault_heard = self._fault_heard or self._looks > self._fault_look
+        if self._raised in obs.faults:
+            # Only our own fault counts: another one, about to clear, would end the hold
+            # before the connector has even heard of ours (its report comes a moment later).
+            self._fault_heard = True
             return commands
         if not self._fault_heard or not self._unloaded() or obs.feedback_phases != 1:
             return commands
