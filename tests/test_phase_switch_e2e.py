@@ -8,7 +8,9 @@ at the very moment they move, that the main contacts are open and no current flo
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,15 +55,22 @@ class ContactWatch:
         sim.phase_contactor.add_listener(moved)
 
 
-async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_all_do(
-    tmp_path: Path,
-) -> None:
+@contextlib.asynccontextmanager
+async def on_three_phases(tmp_path: Path) -> AsyncIterator[Charger]:
+    """The controller with a phase switch, the house taking nothing: at start the phase
+    contactor pulls in at once (nothing flows, every phase has room)."""
     async with running(
         tmp_path, site=SITE, grid_meter=GRID_METER, phase_switch=PHASE_SWITCH
     ) as charger:
         await charger.act("house", load_w=0.0, pv_w=0.0)
-        # At start the phase contactor pulls in at once: nothing flows, all phases have room.
         await until(lambda: charger.hw("phases_supplied") == 3, what="three phases at start")
+        yield charger
+
+
+async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_all_do(
+    tmp_path: Path,
+) -> None:
+    async with on_three_phases(tmp_path) as charger:
         watch = ContactWatch()
         watch.attach(charger)
         await charger.charging()
@@ -99,11 +108,7 @@ async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_al
 async def test_a_welded_phase_contactor_faults_the_connector_and_keeps_the_main_one_open(
     tmp_path: Path,
 ) -> None:
-    async with running(
-        tmp_path, site=SITE, grid_meter=GRID_METER, phase_switch=PHASE_SWITCH
-    ) as charger:
-        await charger.act("house", load_w=0.0, pv_w=0.0)
-        await until(lambda: charger.hw("phases_supplied") == 3, what="three phases at start")
+    async with on_three_phases(tmp_path) as charger:
         await charger.charging()
         await charger.act("fault", fault="phase-weld")
         await charger.act("house", phase_load_w=[0.0, 20 * PHASE_W, 20 * PHASE_W])
