@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -33,6 +34,8 @@ from controller.energy.manager import ConnectorWiring, FuseManager
 from controller.events import StatusEvent
 from controller.limits import MIN_OFFER_A, LimitSource
 from drivers.errors import ConfigurationError
+from tests.support.standalone import running
+from tests.support.wait import until
 
 TOLERANCE_A = 1e-6
 PHASE_SETS = st.sampled_from(
@@ -259,6 +262,38 @@ def test_the_manager_lowers_the_paused_connector_before_it_raises_the_other() ->
     feed.push([0.0, 0.0, 0.0])
     manager.step()
     assert sink.calls == [(2, 0.0), (3, 8.0)]
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+async def test_two_cars_on_a_16_a_circuit_share_it_and_one_alone_gets_it_all(
+    tmp_path: Path,
+) -> None:
+    """The whole controller on the simulated house, two connectors behind a 16 A breaker."""
+    async with running(
+        tmp_path,
+        sim_connectors=2,
+        authorization={"free_charging_id": "FREE"},
+        site={"fuse_a": 63.0, "grid_max_age_s": 2.0},
+        grid_meter={"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0},
+        circuit=[{"name": "garage", "limit_a": 16, "connectors": [1, 2]}],
+    ) as charger:
+        await charger.act("house", load_w=0.0, pv_w=0.0)
+        await charger.act("plug", connector=1)
+        await until(lambda: charger.hw("ev_current_a", 1) > 15.0, what="car 1 alone: 16 A")
+        await charger.act("plug", connector=2)
+        await until(
+            lambda: (
+                charger.status(2) is ConnectorStatus.CHARGING
+                and charger.hw("offered_current_a", 1) == 8.0 == charger.hw("offered_current_a", 2)
+            ),
+            what="8 A each",
+        )
+        await until(lambda: charger.hw("ev_current_a", 1) <= 8.0, what="car 1 following")
+        # Car 1 leaves: car 2 gets the whole circuit.
+        await charger.act("unplug", connector=1)
+        await until(lambda: charger.hw("offered_current_a", 2) == 16.0, what="16 A for car 2")
 
 
 # --- configuration ----------------------------------------------------------------------------
