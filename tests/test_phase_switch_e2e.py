@@ -94,7 +94,8 @@ async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_al
         # The oven is off: three phases have room again, and after the minimum interval
         # the car is back on three.
         await charger.act("house", phase_load_w=[0.0, 0.0, 0.0])
-        await until(lambda: charger.hw("phases_supplied") == 3, what="three phases again")
+        # (the minimum interval plus the wait for "enough for longer than it": 30 s is room)
+        await until(lambda: charger.hw("phases_supplied") == 3, 30.0, what="three phases again")
         await until(
             lambda: min(charger.hw("ev_phase_currents_a")) > 15.0, what="16 A on three phases"
         )
