@@ -134,6 +134,23 @@ def test_current_that_does_not_go_is_a_fault_and_the_phase_contactor_stays_as_it
     assert ps.held
 
 
+def test_current_still_flowing_through_an_open_contactor_is_a_weld_too() -> None:
+    ps = PhaseSwitch(SETTINGS)
+    assert ps.want(3, 0.0) == [HoldPwm(), SetPhases(3)]
+    ps.observe(quiet(feedback=3), 0.1)
+    ps.observe(quiet(main_closed=True, current_a=16.0, feedback=3), 100.0)
+    ps.want(1, 100.0)
+    ps.observe(quiet(main_closed=False, current_a=16.0, feedback=3), 100.2)  # no feedback?
+    [fault] = ps.tick(110.0)
+    assert fault == RaiseFault(FaultKind.CONTACTOR_WELDED, fault.detail)  # type: ignore[union-attr]
+    assert fault.detail.startswith("current flowing 10 s after")  # type: ignore[union-attr]
+
+
+def test_only_one_or_three_phases_can_be_asked_for() -> None:
+    with pytest.raises(ValueError, match="phases must be 1 or 3, got 2"):
+        PhaseSwitch(SETTINGS).want(2, 0.0)
+
+
 @pytest.mark.parametrize(
     ("target", "stuck_at", "kind"),
     [(3, 1, FaultKind.CONTACTOR_FAILED_CLOSE), (1, 3, FaultKind.CONTACTOR_WELDED)],
