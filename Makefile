@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-packages
 
-.PHONY: demo test lint bench setup clean proof mutate mutate-supervisor
+.PHONY: demo test lint bench setup clean proof mutate mutate-supervisor mutate-phase-switch
 
 setup: $(STAMP)
 
@@ -93,6 +93,16 @@ mutate-supervisor: $(STAMP)
 	rm -rf mutants
 	PICHARGE_MUTATE_TESTS='$(MUTATE_SUPERVISOR_TESTS)' \
 		$(BIN)/mutmut run --max-children $$(nproc) $(SUPERVISOR_MUTANTS)
+	$(BIN)/mutmut results | grep -v ': not checked$$' || true
+
+# The 1/3-phase switching sequence and choice against their tests (the hypothesis lives
+# included). Same rule: every survivor killed or explained in docs/safety.md.
+PHASE_SWITCH_MUTANTS := 'controller.energy.phase_switch*'
+MUTATE_PHASE_SWITCH_TESTS := tests/test_phase_switch.py
+mutate-phase-switch: $(STAMP)
+	rm -rf mutants
+	PICHARGE_MUTATE_TESTS='$(MUTATE_PHASE_SWITCH_TESTS)' \
+		$(BIN)/mutmut run --max-children $$(nproc) $(PHASE_SWITCH_MUTANTS)
 	$(BIN)/mutmut results | grep -v ': not checked$$' || true
 
 clean:

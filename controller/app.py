@@ -169,7 +169,7 @@ class ChargePointApp:
         # Local energy management (issue 16): the grid meter and the main fuse.
         try:
             self.energy = build_local_energy(
-                config, self.supervisor, self.supervisor.events, log_event, self.hardware.seams
+                config, self.supervisor, self.supervisor.events, log_event, self.hardware
             )
         except ConfigurationError as exc:
             raise ConfigError(exc.key, exc.problem) from exc

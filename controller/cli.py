@@ -46,8 +46,17 @@ FAULTS = (
     "overvoltage",
     "storage",
     "firmware",
+    "phase-weld",
+    "phase-close-fail",
     "clear",
 )
+
+
+def _three_powers(text: str) -> list[float]:
+    values = [float(part) for part in text.split(",")]
+    if len(values) != 3 or any(v < 0 for v in values):
+        raise ValueError(text)
+    return values
 
 
 def _positive_float(text: str) -> float:
@@ -225,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     house.add_argument("--load", type=float, help="the house's own load (W)")
     house.add_argument("--pv", type=float, help="what the PV produces (W)")
     house.add_argument(
+        "--phase-load",
+        type=_three_powers,
+        help="loads on single phases on top of --load, W on L1,L2,L3 (e.g. 0,3000,3000)",
+    )
+    house.add_argument(
         "--meter-fault",
         choices=("offline", "garbage", "none"),
         help="make the grid meter silent or garbled, or well again",
@@ -313,6 +327,7 @@ def _sim_command(args: argparse.Namespace) -> int:
         for key, value in (
             ("load_w", args.load),
             ("pv_w", args.pv),
+            ("phase_load_w", args.phase_load),
             ("meter_fault", args.meter_fault),
         ):
             if value is not None:

@@ -72,6 +72,21 @@ class SiteConfig:
 
 
 @dataclass(frozen=True)
+class PhaseSwitchConfig:
+    """``[phase_switch]``: a second contactor switching one connector between 1 and 3 phases.
+
+    ``drivers`` holds its contactor driver's keys (``contactor_pin``, ``feedback_pin``, ...,
+    as in a ``[[connector]]``). Times in seconds (controller.energy.phase_switch).
+    """
+
+    connector: int = 1
+    min_interval_s: float = 300.0
+    zero_current_timeout_s: float = 10.0
+    feedback_timeout_s: float = 2.0
+    drivers: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MqttConfig:
     """``[mqtt]``: the broker the charger publishes its state to (and takes commands from).
 
@@ -128,6 +143,10 @@ class Config:
     # [grid_meter]: validated by controller.energy.grid_meter.parse_role, as [meter] is by
     # its driver; required when [site] sets a fuse.
     grid_meter: Mapping[str, Any] = field(default_factory=dict)
+    # [[circuit]]: validated by controller.energy.circuits.parse_circuits when local energy
+    # management is built.
+    circuits: tuple[Mapping[str, Any], ...] = ()
+    phase_switch: PhaseSwitchConfig | None = None  # None: no [phase_switch] table
     # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
     # under one id tag.
     local_cards: tuple[str, ...] = ()
@@ -157,6 +176,8 @@ _TOP_LEVEL = {
     "web",
     "site",
     "grid_meter",
+    "circuit",
+    "phase_switch",
 }
 _CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation")
 
@@ -206,6 +227,14 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a table ([{key}]), got {type(value).__name__}")
     return value
+
+
+def _tables(doc: Mapping[str, Any], key: str) -> tuple[Mapping[str, Any], ...]:
+    """An array of tables (``[[key]]``), empty when absent."""
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+        raise ConfigError(key, f"must be one or more [[{key}]] tables")
+    return tuple(value)
 
 
 def _get(table: Mapping[str, Any], prefix: str, key: str, kind: type, default: Any) -> Any:
@@ -284,6 +313,47 @@ def _site(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> Si
     if "grid_meter" not in doc:
         raise ConfigError("grid_meter", "is required when [site] sets a fuse: nothing to measure")
     return SiteConfig(fuse, phases, margin, fallback, max_age)
+
+
+def _phase_switch(
+    doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]
+) -> PhaseSwitchConfig | None:
+    """``[phase_switch]``; its contactor's pins are required (no safe default exists for a
+    second contactor) and so is its feedback contact (the switch is confirmed by it)."""
+    table = _table(doc, "phase_switch")
+    if not table:
+        return None
+    own = ("connector", "min_interval_s", "zero_current_timeout_s", "feedback_timeout_s")
+    connector = _get(table, "phase_switch", "connector", int, 1)
+    if connector not in [c.id for c in connectors]:
+        raise ConfigError("phase_switch.connector", f"no connector {connector} is configured")
+    if next(c for c in connectors if c.id == connector).phases != 3:
+        raise ConfigError("phase_switch.connector", f"connector {connector} is not three-phase")
+    times = {
+        "min_interval_s": (300.0, 5.0, 86400.0),
+        "zero_current_timeout_s": (10.0, 7.0, 60.0),
+        "feedback_timeout_s": (2.0, 0.5, 10.0),
+    }
+    values = {}
+    for key, (default, low, high) in times.items():
+        value = _get(table, "phase_switch", key, float, default)
+        if not low <= value <= high:
+            raise ConfigError(f"phase_switch.{key}", f"must be {low:g}-{high:g} s, got {value}")
+        values[key] = value
+    for key in ("contactor_pin", "feedback_pin"):
+        if key not in table:
+            raise ConfigError(
+                f"phase_switch.{key}", "is required: the GPIO of the second contactor"
+            )
+    if table.get("contactor_type", "gpio") != "gpio":
+        raise ConfigError("phase_switch.contactor_type", "must be gpio")
+    if table.get("feedback_type") == "none":
+        raise ConfigError(
+            "phase_switch.feedback_type",
+            "must be mirror or auxiliary: a phase switch is confirmed by its feedback",
+        )
+    drivers = {k: v for k, v in table.items() if k not in own}
+    return PhaseSwitchConfig(connector=connector, drivers=drivers, **values)
 
 
 def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
@@ -509,6 +579,8 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         rfid=_table(doc, "rfid"),
         site=_site(doc, connectors),
         grid_meter=_table(doc, "grid_meter"),
+        circuits=_tables(doc, "circuit"),
+        phase_switch=_phase_switch(doc, connectors),
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),

@@ -33,8 +33,20 @@ CONNECTOR_KEYS = (
 GRID_METER_KEYS = ("source", "interval_s")
 #: Keys of ``[grid_meter]`` with ``source = "shelly"`` (controller.energy.grid_meter).
 SHELLY_KEYS = ("host", "port", "em_id", "timeout_s")
+#: Keys of a ``[[circuit]]`` table (controller.energy.circuits).
+CIRCUIT_KEYS = ("name", "limit_a", "connectors", "priorities", "rotation_s")
+#: Keys of ``[phase_switch]`` besides its contactor driver's (controller.energy.phase_control).
+PHASE_SWITCH_KEYS = (
+    "connector",
+    "contactor_type",
+    "min_interval_s",
+    "zero_current_timeout_s",
+    "feedback_timeout_s",
+)
 #: Keys of ``[hardware]`` besides the LED driver's.
 HARDWARE_KEYS = ("backend", "led_type")
+
+DEFAULT_TYPES_CONTACTOR = registry.DEFAULT_TYPES["contactor"]
 
 Problem = tuple[str, str]  # (the key as the error names it, what is wrong)
 
@@ -59,6 +71,10 @@ def unknown_key(doc: Mapping[str, Any], sections: Mapping[str, Iterable[str]]) -
         _check("meter", doc.get("meter"), _meter_keys)
         _check("rfid", doc.get("rfid"), _rfid_keys)
         _check("grid_meter", doc.get("grid_meter"), _grid_meter_keys)
+        _check("phase_switch", doc.get("phase_switch"), _phase_switch_keys)
+        circuits = doc.get("circuit")
+        for number, table in enumerate(circuits if isinstance(circuits, list) else [], 1):
+            _check(f"circuit.{number}", table, _Known(CIRCUIT_KEYS))
         connectors = doc.get("connector")
         for number, table in enumerate(connectors if isinstance(connectors, list) else [], 1):
             prefix = f"connector.{number}"
@@ -154,6 +170,11 @@ def _grid_meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
     if table.get("source") == "shelly":
         return _Known((*GRID_METER_KEYS, *SHELLY_KEYS))
     return _combine((*GRID_METER_KEYS, "type"), _driver(prefix, table, "meter", "type", "modbus"))
+
+
+def _phase_switch_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
+    contactor = _driver(prefix, table, "contactor", "contactor_type", DEFAULT_TYPES_CONTACTOR)
+    return _combine(PHASE_SWITCH_KEYS, contactor)
 
 
 def _rfid_keys(prefix: str, table: Mapping[str, Any]) -> _Known:

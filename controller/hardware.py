@@ -8,6 +8,7 @@ through :mod:`drivers.registry`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -27,7 +28,7 @@ from drivers.base import (
     StatusIndicator,
     TemperatureSensor,
 )
-from drivers.contactor import GpioContactor
+from drivers.contactor import ContactorConfig, GpioContactor
 from drivers.errors import ConfigurationError, HardwareUnavailable
 from drivers.lock import GpioLock, LockConfig
 from drivers.pilot import PilotBoard
@@ -53,6 +54,9 @@ class ConnectorHardware:
     #: The socket's lock actuator (``lock_pin`` in the connector's section); None: a
     #: tethered cable or a socket without one.
     lock: ConnectorLock | None = None
+    #: The second contactor that gives the car L2 and L3 (``[phase_switch]``): energized,
+    #: three phases; de-energized, one. None: the connector stays on its wired phases.
+    phase_contactor: GpioContactor | None = None
 
 
 @dataclass
@@ -75,7 +79,11 @@ class Hardware:
         raise LookupError(f"no connector {connector_id}")
 
     def open_all_contactors(self) -> None:
-        """The safety path: de-energize every coil now (synchronous)."""
+        """The safety path: de-energize every main contactor's coil now (synchronous).
+
+        A phase contactor is left as it is: it must never move while current may flow (it
+        is released by :meth:`close`, once the main contacts had their time to open).
+        """
         for c in self.connectors:
             c.contactor.open()
 
@@ -85,6 +93,11 @@ class Hardware:
         Never calls ``contactor.close()``: on a contactor that means *energize*.
         """
         self.open_all_contactors()
+        phase = [c.phase_contactor for c in self.connectors if c.phase_contactor is not None]
+        if any(p.energized for p in phase):  # its contacts move only after the mains opened
+            await asyncio.sleep(max(c.contactor.config.open_settle_s for c in self.connectors))
+        for p in phase:
+            p.release()
         for c in self.connectors:
             c.contactor.release()
             c.pilot.close()
@@ -194,6 +207,14 @@ def build_hardware(
             hardware.connectors.append(
                 ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer, lock)
             )
+        if config.phase_switch is not None:
+            phase_contactor = GpioContactor(
+                ContactorConfig.from_section(config.phase_switch.drivers, "phase_switch"),
+                pin_factory=seams.pin_factory,
+                name="phase-contactor",
+            )
+            created.append(phase_contactor)
+            hardware.connector(config.phase_switch.connector).phase_contactor = phase_contactor
         rfid_section = {**config.rfid, **(rfid_overrides or {})}
         rfid_type = _type(rfid_section, "type", None, "rfid")
         if rfid_type is not None:

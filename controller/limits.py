@@ -36,6 +36,9 @@ class LimitSource(StrEnum):
     LOAD_MANAGEMENT = "load_management"  # fuse, circuits, solar surplus
     USER = "user"  # the owner's limit from the web page, the API or MQTT
     THERMAL = "thermal"  # derating on temperature
+    #: 0 A while a 1/3-phase switch is under way (controller.energy.phase_switch): the PWM
+    #: pauses and the main contactor stays open until the phase contactor has moved.
+    PHASE_SWITCH = "phase_switch"
 
 
 class FixedBound(StrEnum):

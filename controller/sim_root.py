@@ -17,6 +17,7 @@ from controller.energy.grid_meter import build_meter, parse_role
 from controller.hardware import Hardware, build_hardware
 from drivers import meter as meter_driver
 from drivers.base import EventSink
+from drivers.contactor import ContactorConfig
 from drivers.errors import ConfigurationError
 from drivers.rfid_reader import READER_TYPES
 from drivers.seams import HardwareSeams
@@ -107,6 +108,12 @@ async def start_simulation(
         house_phases=config.site.phases,
         house_profile=_house_profile(house_day) if house else None,
         house_start_s=house_start_s,
+        phase_switch=None
+        if config.phase_switch is None
+        else (
+            config.phase_switch.connector,
+            ContactorConfig.from_section(config.phase_switch.drivers, "phase_switch"),
+        ),
     )
     try:
         seams, _, rfid_settings = await sim.start()

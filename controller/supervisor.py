@@ -324,10 +324,14 @@ class Supervisor:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def set_fault(self, kind: FaultKind, active: bool) -> None:
-        """Raise or clear a fault of the whole charge point on every connector (the state
-        database failing is InternalError: see controller.recovery)."""
-        for rt in self.connectors.values():
+    def set_fault(self, kind: FaultKind, active: bool, connector_id: int = 0) -> None:
+        """Raise or clear a fault on one connector, or with ``connector_id`` 0 on every
+        connector (a fault of the whole charge point: the state database failing is
+        InternalError, see controller.recovery; a phase contactor's is its connector's)."""
+        runtimes = (
+            list(self.connectors.values()) if connector_id == 0 else [self._runtime(connector_id)]
+        )
+        for rt in runtimes:
             self._feed(rt, FaultRaised(kind) if active else FaultCleared(kind))
 
     async def shutdown(self, reason: StopReason) -> None:

@@ -100,6 +100,8 @@ FAULTS = (
     "overvoltage",
     "storage",
     "firmware",
+    "phase-weld",
+    "phase-close-fail",
     "clear",
 )
 #: The mains the simulated meters see (they sit before the contactor, as in most wallboxes):
@@ -153,6 +155,8 @@ class SimConnector:
     meter_endpoint: str = ""
     faults: set[str] = field(default_factory=set)
     lock: SimLockPins | None = None  # the socket's lock actuator; None: a tethered cable
+    #: The second contactor giving the car L2 and L3 ([phase_switch]); None: always three.
+    phase_contactor: SimContactorPins | None = None
 
 
 class SimCharger:
@@ -176,7 +180,10 @@ class SimCharger:
         house_phases: int = 3,
         house_profile: HouseProfile | None = None,
         house_start_s: float = 0.0,
+        phase_switch: tuple[int, ContactorConfig] | None = None,
     ) -> None:
+        """``phase_switch``: the connector with a phase contactor, and that contactor's pins."""
+        self._phase_switch = phase_switch
         if not 1 <= len(connector_sections) <= MAX_SIM_CONNECTORS:
             raise ValueError(f"the simulation has 1 to {MAX_SIM_CONNECTORS} connectors")
         self.state_dir = state_dir
@@ -231,6 +238,9 @@ class SimCharger:
                 connector.ev.plug()
                 connector.ev.requesting = bool(car.get("requesting", True))
             self.connectors.append(connector)
+        if self._phase_switch is not None:
+            cid, pins = self._phase_switch
+            self.connector(cid).phase_contactor = SimContactorPins.from_config(self.factory, pins)
         self.power_fail = SimPowerFailPin(self.factory, POWER_FAIL_PIN)
         rfid_settings = self._start_reader()
         if self.house is not None and shared:
@@ -270,6 +280,8 @@ class SimCharger:
         for c in self.connectors:
             await c.meter.stop()
             c.contactor.close()
+            if c.phase_contactor is not None:
+                c.phase_contactor.close()
             c.rcm.close()
         self.connectors.clear()
         if self.reader is not None:
@@ -398,6 +410,8 @@ class SimCharger:
         ev_dt = wall_dt_s * self.speed
         for c in self.connectors:
             powered = c.contactor.main_contacts_closed
+            phase = c.phase_contactor
+            c.ev.supplied_phases = 3 if phase is None or phase.main_contacts_closed else 1
             c.ev.step(ev_dt, self.offered_a(c), powered)
             volts = self.mains_v  # the meter sits before the contactor: it sees mains
             currents = c.ev.phase_currents_a
@@ -525,6 +539,9 @@ class SimCharger:
             c.rcm.set_selftest_broken(False)
             c.contactor.set_welded(False)
             c.contactor.set_stuck_open(False)
+            if c.phase_contactor is not None:
+                c.phase_contactor.set_welded(False)
+                c.phase_contactor.set_stuck_open(False)
             c.meter.set_fault(None)
             c.cp_short = False
             c.diode_ok = True
@@ -537,6 +554,8 @@ class SimCharger:
             if self.power_fail is not None:
                 self.power_fail.set(False)  # the supply is back
             return
+        if fault.startswith("phase-") and c.phase_contactor is None:
+            raise ValueError(f"connector {c.id} has no phase contactor ([phase_switch])")
         if fault == "lock" and c.lock is None:
             raise ValueError(f"connector {c.id} has a tethered cable: no lock to jam")
         c.faults.add(fault)
@@ -551,6 +570,12 @@ class SimCharger:
             c.contactor.set_welded(True)
         elif fault == "close-fail":
             c.contactor.set_stuck_open(True)
+        elif fault == "phase-weld":
+            assert c.phase_contactor is not None
+            c.phase_contactor.set_welded(True)
+        elif fault == "phase-close-fail":
+            assert c.phase_contactor is not None
+            c.phase_contactor.set_stuck_open(True)
         elif fault == "meter":
             c.meter.set_fault("offline")
         elif fault == "meter-garbage":
@@ -589,6 +614,8 @@ class SimCharger:
                     "cable": "socket" if c.lock is not None else "tethered",
                     "lock_engaged": None if c.lock is None else c.lock.engaged,
                     "meter_modbus": c.meter_endpoint,
+                    "phases_supplied": c.ev.supplied_phases,
+                    "ev_phase_currents_a": [round(a, 2) for a in c.ev.phase_currents_a],
                 }
             )
         first = self.connectors[0].meter_endpoint if self.connectors else ""
@@ -642,6 +669,8 @@ class SimCharger:
         load_w = float(request.get("load_w", self.house.load_w))
         pv_w = float(request.get("pv_w", self.house.pv_w))
         self.house.set(load_w, pv_w)
+        if "phase_load_w" in request:
+            self.house.set_phase_load(request["phase_load_w"])
         if "meter_fault" in request:
             fault = request["meter_fault"]
             if fault not in ("offline", "garbage", "none"):

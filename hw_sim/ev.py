@@ -46,6 +46,9 @@ class SimEV:
         self.soc_pct = self.spec.initial_soc_pct
         self.current_a = 0.0
         self.energy_charged_wh = 0.0
+        #: The phases the charger gives the car (a phase contactor may take L2 and L3 away);
+        #: a three-phase car then draws on L1 alone, as its on-board charger allows.
+        self.supplied_phases = 3
 
     # -- what the driver of the car does -------------------------------------------------
 
@@ -108,7 +111,7 @@ class SimEV:
 
     @property
     def phase_currents_a(self) -> tuple[float, float, float]:
-        if self.spec.phases == 1:
+        if self.spec.phases == 1 or self.supplied_phases == 1:
             return (self.current_a, 0.0, 0.0)
         return (self.current_a, self.current_a, self.current_a)
 

@@ -50,6 +50,8 @@ class SimHouse:
         self.endpoint = ""
         self.load_w = 0.0
         self.pv_w = 0.0
+        #: Loads on one phase each, on top of the spread ``load_w`` (an oven on L2 and L3).
+        self.phase_load_w: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.grid_current_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
         #: A day's load and PV to follow (None: the constant ``set`` values).
         self.profile = profile
@@ -103,6 +105,13 @@ class SimHouse:
         self.load_w, self.pv_w = float(load_w), float(pv_w)
         self.profile = None  # a value set by hand holds until the next one
 
+    def set_phase_load(self, phase_load_w: Sequence[float]) -> None:
+        """Loads on single phases (W per L1, L2, L3, each >= 0), on top of the spread load."""
+        values = [float(w) for w in phase_load_w]
+        if len(values) != 3 or not all(math.isfinite(w) and w >= 0 for w in values):
+            raise ValueError(f"phase loads must be three powers >= 0 W, got {phase_load_w!r}")
+        self.phase_load_w = (values[0], values[1], values[2])
+
     def step(self, charger_a: Sequence[tuple[float, float, float]], energy_dt_s: float) -> None:
         """Advance the day by ``energy_dt_s`` simulated seconds and measure the house plus
         ``charger_a`` (each charger's current per grid phase)."""
@@ -112,7 +121,11 @@ class SimHouse:
         house_w = (self.load_w - self.pv_w) / self.phases
         power = [0.0, 0.0, 0.0]
         for p in range(self.phases):
-            power[p] = house_w + NOMINAL_VOLTAGE_V * math.fsum(c[p] for c in charger_a)
+            power[p] = (
+                house_w
+                + self.phase_load_w[p]
+                + NOMINAL_VOLTAGE_V * math.fsum(c[p] for c in charger_a)
+            )
         current = [p_w / NOMINAL_VOLTAGE_V for p_w in power]
         self.grid_current_a = (current[0], current[1], current[2])
         volts = tuple(NOMINAL_VOLTAGE_V if p < self.phases else 0.0 for p in range(3))
@@ -136,6 +149,7 @@ class SimHouse:
             "clock": f"{day_s // 3600:02d}:{day_s // 60 % 60:02d}:{day_s % 60:02d}",
             "load_w": round(self.load_w, 1),
             "pv_w": round(self.pv_w, 1),
+            "phase_load_w": [round(w, 1) for w in self.phase_load_w],
             "grid_current_a": [round(a, 2) for a in self.grid_current_a],
             "grid_meter_modbus": self.endpoint,
             "grid_meter_fault": self.meter.fault,

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from controller.connector_types import ConnectorStatus
+from controller.energy.circuits import Circuits
 from controller.energy.fuse import (
     ConnectorLoad,
     Phases,
@@ -31,13 +33,17 @@ from controller.energy.fuse import (
     on_grid,
 )
 from controller.energy.grid import GridFeed
-from controller.events import MeterSampled, SupervisorEvent
+from controller.events import MeterSampled, StatusEvent, SupervisorEvent
 from controller.limits import LimitSource
 
 log = logging.getLogger(__name__)
 
 #: Sleep at least this long between two checks for staleness (s): no busy loop.
 MIN_WAKE_S = 0.05
+#: Statuses of a connector whose session can use current: it takes a share of its circuit.
+WANTS_CURRENT = frozenset(
+    {ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE}
+)
 
 
 class LimitSink(Protocol):
@@ -50,10 +56,12 @@ class LimitSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConnectorWiring:
-    """How a connector is wired: ``rotation[i]`` is the grid phase (0-based) of its L(i+1)."""
+    """How a connector is wired: ``rotation[i]`` is the grid phase (0-based) of its L(i+1);
+    ``max_current_a`` is its own maximum (a circuit shares no more than that to it)."""
 
     connector_id: int
     rotation: tuple[int, ...] = (0, 1, 2)
+    max_current_a: float = math.inf
 
 
 def round_down(current_a: float) -> float:
@@ -71,8 +79,11 @@ class FuseManager:
         feed: GridFeed,
         sink: LimitSink,
         clock: Callable[[], float] = time.monotonic,
+        circuits: Circuits | None = None,
     ) -> None:
         self.site = site
+        self.circuits = circuits  # shares within [[circuit]] limits (controller.energy.circuits)
+        self._wants: dict[int, bool] = {}
         self._wiring = {w.connector_id: w for w in wiring}
         self._feed = feed
         #: Where limits go (the supervisor); a bench may wrap it to stamp each one.
@@ -92,6 +103,17 @@ class FuseManager:
         if isinstance(event, MeterSampled) and event.sample.connector_id in self._car_a:
             c = event.sample.reading.current_a
             self._car_a[event.sample.connector_id] = (c[0] or 0.0, c[1] or 0.0, c[2] or 0.0)
+        elif isinstance(event, StatusEvent):
+            self._wants[event.connector_id] = event.status in WANTS_CURRENT
+
+    @property
+    def wiring(self) -> list[ConnectorWiring]:
+        """How each connector is wired now."""
+        return list(self._wiring.values())
+
+    def rewire(self, wiring: ConnectorWiring) -> None:
+        """A connector's phases changed (1/3-phase switching): the fuse rule sees the new ones."""
+        self._wiring[wiring.connector_id] = wiring
 
     def loads(self) -> list[ConnectorLoad]:
         """Each connector as the fuse rule sees it now."""
@@ -109,7 +131,12 @@ class FuseManager:
         """Decide and set the limits for the newest grid sample now; lowers first."""
         now = self._clock()
         sample = self._feed.latest
-        decided = fuse_limits(self.site, sample, self.loads(), now)
+        loads = self.loads()
+        decided = fuse_limits(self.site, sample, loads, now)
+        if self.circuits is not None:
+            phases = {load.connector_id: load.grid_phases for load in loads}
+            maxima = {cid: w.max_current_a for cid, w in self._wiring.items()}
+            decided = self.circuits.limits(decided, phases, maxima, self._wants, now)
         fresh = is_fresh(self.site, sample, now)
         if fresh == self.fallback:
             self.fallback = not fresh

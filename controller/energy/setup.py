@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import Config
+from controller.energy.circuits import Circuits, parse_circuits
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
+from controller.energy.phase_control import ChargerControl, PhaseControl
 from controller.events import Broadcast
+from controller.hardware import Hardware
 from drivers.base import EventSink
-from drivers.seams import HardwareSeams
+from drivers.errors import ConfigurationError
 
 #: The broadcast queue of the manager: it only needs the newest reading of each connector.
 EVENTS_MAXLEN = 64
@@ -45,13 +48,19 @@ def build_local_energy(
     sink: LimitSink,
     events: Broadcast,
     on_event: EventSink,
-    seams: HardwareSeams | None = None,
+    hardware: Hardware | None = None,
 ) -> LocalEnergy | None:
     """The energy parts ``config`` asks for, or None; ConfigurationError names the key.
 
-    ``seams`` are the charger's (``Hardware.seams``): a grid meter on its meter's RS-485
-    port then shares that line."""
+    ``hardware`` is the charger's: a grid meter on its meter's RS-485 port then shares that
+    line (``Hardware.seams``), and with ``[phase_switch]`` it holds the connector's phase
+    contactor, and ``sink`` must also raise connector faults
+    (:class:`~controller.energy.phase_control.ChargerControl`).
+    """
     if config.site.fuse_a <= 0:
+        for key, given in (("circuit", config.circuits), ("phase_switch", config.phase_switch)):
+            if given:
+                raise ConfigurationError(key, "needs [site] fuse_a and a [grid_meter]")
         return None
     role = parse_role(config.grid_meter)
     site = Site(
@@ -62,8 +71,11 @@ def build_local_energy(
         max_age_s=config.site.grid_max_age_s,
     )
     feed = GridFeed()
-    wiring = [ConnectorWiring(c.id, c.phase_rotation) for c in config.connectors]
-    manager = FuseManager(site, wiring, feed, sink)
+    wiring = [ConnectorWiring(c.id, c.phase_rotation, c.max_current_a) for c in config.connectors]
+    circuits = parse_circuits(config.circuits, [c.id for c in config.connectors])
+    manager = FuseManager(
+        site, wiring, feed, sink, circuits=Circuits(circuits) if circuits else None
+    )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
     if role.shelly is not None:
@@ -75,9 +87,42 @@ def build_local_energy(
                 functools.partial(poll_shelly, role.shelly, feed, role.interval_s),
             )
         )
+    if config.phase_switch is not None:
+        control = _phase_control(config, manager, feed, sink, events, hardware)
+        energy.jobs.append(("energy-phase-switch", control.run))
     if role.meter is not None:
-        meter = build_meter(role.meter, on_event, seams)
+        meter = build_meter(role.meter, on_event, None if hardware is None else hardware.seams)
         energy.jobs.append(
             ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
         )
     return energy
+
+
+def _phase_control(
+    config: Config,
+    manager: FuseManager,
+    feed: GridFeed,
+    sink: LimitSink,
+    events: Broadcast,
+    hardware: Hardware | None,
+) -> PhaseControl:
+    """The phase switch of ``[phase_switch]``'s connector, subscribed to the broadcast."""
+    assert config.phase_switch is not None
+    cid = config.phase_switch.connector
+    connector = None if hardware is None else hardware.connector(cid)
+    if connector is None or connector.phase_contactor is None:
+        raise ConfigurationError("phase_switch", "no phase contactor was built for it")
+    if not isinstance(sink, ChargerControl):
+        raise TypeError("a phase switch needs a sink that raises connector faults")
+    wiring = next(w for w in manager.wiring if w.connector_id == cid)
+    control = PhaseControl(
+        config.phase_switch,
+        wiring,
+        connector.contactor,
+        connector.phase_contactor,
+        manager,
+        feed,
+        sink,
+    )
+    events.subscribe("energy-phase-switch", control.on_event, maxlen=EVENTS_MAXLEN)
+    return control

@@ -65,6 +65,7 @@ _SOURCE_WORDS: Mapping[str, str] = {
     str(LimitSource.LOAD_MANAGEMENT): "load management",
     str(LimitSource.USER): "your limit",
     str(LimitSource.THERMAL): "temperature",
+    str(LimitSource.PHASE_SWITCH): "a switch between one and three phases",
 }
 
 

@@ -57,13 +57,18 @@ class Charger:
 
 
 @contextlib.asynccontextmanager
-async def running(state_dir: Path, **doc: Any) -> AsyncIterator[Charger]:
-    """The controller on simulated hardware (x30) with :data:`CARD` as its only card and
-    ``doc`` as further configuration sections; handed over once connector 1 is Available."""
+async def running(
+    state_dir: Path, *, sim_connectors: int = 1, **doc: Any
+) -> AsyncIterator[Charger]:
+    """The controller on simulated hardware (x30, ``sim_connectors`` connectors) with
+    :data:`CARD` as its only card and ``doc`` as further configuration sections; handed
+    over once connector 1 is Available."""
     base: dict[str, Any] = {"authorization": {"cards": [CARD]}}
     base.update(doc)
     config = dataclasses.replace(parse_config(base), state_dir=state_dir)
-    app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0))
+    app = ChargePointApp(
+        config, RunOptions(sim=True, sim_speed=30.0, sim_connectors=sim_connectors)
+    )
     stop = asyncio.Event()
     await app.start()
     task = asyncio.create_task(app.run(stop))
