@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from drivers import realtime
 from drivers.ads1115 import ADDRESSES, DATA_RATE_SPS, PGA_FULL_SCALE_V, Ads1115
 from drivers.base import EventSink, ProximitySensor, SMBusLike, ignore_events
 from drivers.errors import ConfigurationError
@@ -141,6 +142,7 @@ CONFIG_KEYS: Final = (
     "debounce_diode_samples",
     "duty_settle_s",
     "tethered_cable_a",
+    "sampler_realtime_priority",
 )
 
 
@@ -163,7 +165,9 @@ def from_config(
     ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
     ``debounce_fast_samples`` (2), ``debounce_slow_samples`` (10), ``debounce_diode_samples``
     (5), ``duty_settle_s`` (0.02), ``pp_pullup_ohm`` (1000), ``pp_supply_v`` (3.3),
-    ``tethered_cable_a`` (unset: read PP). Other keys are left to other parts of the section.
+    ``tethered_cable_a`` (unset: read PP), ``sampler_realtime_priority`` (10: ``SCHED_FIFO``
+    for the ``cp-sampler`` thread where permitted, 0 = normal scheduling, at most 49; see
+    :mod:`drivers.realtime`). Other keys are left to other parts of the section.
     :mod:`drivers.pilot_sensor` says why the sampling rates differ.
 
     Bad values raise :class:`ConfigurationError` naming ``<key_prefix>.<key>``. Blocks
@@ -203,6 +207,12 @@ def from_config(
             "contactor must open within 100 ms",
         )
     tethered_a = cfg.optional_int("tethered_cable_a", minimum=6, maximum=80)
+    realtime_priority = cfg.integer(
+        "sampler_realtime_priority",
+        realtime.DEFAULT_PRIORITY,
+        minimum=0,
+        maximum=realtime.MAX_PRIORITY,
+    )
 
     pwm = _open_pwm(cfg, seams, chip, channel, inverted)
     try:
@@ -224,6 +234,7 @@ def from_config(
         debounce_slow_samples=slow,
         debounce_diode_samples=diode,
         duty_settle_s=settle_s,
+        realtime_priority=realtime_priority,
     )
     generator.add_listener(sensor.wake)
     proximity: ProximitySensor
