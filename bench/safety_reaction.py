@@ -154,9 +154,10 @@ async def flood_trial(
             print(f"  (the CSMS dropped the link during a flood: {exc}; timing kept)", flush=True)
     finally:
         timer.join()
-        flooding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flooding
+        if not flooding.done():
+            flooding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flooding
     await rig.inject(undo)
     return opened - stamps[0]
 

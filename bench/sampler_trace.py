@@ -121,6 +121,8 @@ class SamplerTrace:
             trial, self._trial = self._trial, None
         if trial is None or trial.tripped is None or trial.runq_at_trip is None:
             return  # not a sampler hazard (the RCD trips on its edge thread)
+        if trial.tripped > coil_low:
+            return  # the sampler tripped too, after another detector had dropped the coil
         seeing = [c for c in trial.conversions if c[0] >= trial.injected]
         first = seeing[0][0] if seeing else trial.tripped
         nominal_s = 1 / 0.9 / 860

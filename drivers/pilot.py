@@ -160,9 +160,9 @@ def from_config(
     ``adc_address`` (0x48), ``adc_full_scale_v`` (4.096), ``adc_data_rate_sps`` (860),
     ``cp_adc_gain`` (9.11), ``cp_adc_offset_v`` (-15.0: both computed from the reference
     front-end, drivers/pilot_reference.py), ``cp_low_adc_gain`` and
-    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0015: PWM on,
-    car in C/D), ``waiting_sample_period_s`` (0.01: PWM on, car not in C/D),
-    ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
+    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0012: PWM on,
+    car in C/D: conversions back to back), ``waiting_sample_period_s`` (0.01: PWM on, car
+    not in C/D), ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
     ``debounce_fast_samples`` (2), ``debounce_slow_samples`` (10), ``debounce_diode_samples``
     (5), ``duty_settle_s`` (0.02), ``pp_pullup_ohm`` (1000), ``pp_supply_v`` (3.3),
     ``tethered_cable_a`` (unset: read PP), ``sampler_realtime_priority`` (10: ``SCHED_FIFO``
@@ -189,7 +189,7 @@ def from_config(
     if rate_sps not in DATA_RATE_SPS.values():
         raise cfg.error("adc_data_rate_sps", f"must be one of {sorted(DATA_RATE_SPS.values())}")
     calibration = _calibration(cfg, full_scale_v)
-    period_s = cfg.number("sample_period_s", 0.0015, minimum=0.001, maximum=0.05)
+    period_s = cfg.number("sample_period_s", 0.0012, minimum=0.001, maximum=0.05)
     waiting_s = cfg.number("waiting_sample_period_s", 0.01, minimum=period_s, maximum=0.05)
     idle_s = cfg.number("idle_sample_period_s", 0.2, minimum=period_s, maximum=0.5)
     diode_check_s = cfg.number("diode_check_period_s", 0.5, minimum=0.0, maximum=5.0)

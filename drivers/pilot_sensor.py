@@ -40,9 +40,10 @@ runs) has its own count.
 Sampling rate follows what is at stake (the contactor can only be closed while the PWM
 offers current and the car is in C or D):
 
-- PWM on, car in C or D: every ``sample_period_s`` (1.5 ms from configuration: the ADS1115
-  converts in 1.2 ms at 860 SPS, so this is about back to back), AIN0 only, so C->B is seen
-  within three conversions. AIN1 (the diode check) is read on every sample for the first
+- PWM on, car in C or D: every ``sample_period_s`` (1.2 ms from configuration: the ADS1115
+  converts in 1.16 ms at 860 SPS, so this is back to back, without a pause that would be
+  one more wake-up of the thread to wait for), AIN0 only, so C->B is seen within three
+  conversions. AIN1 (the diode check) is read on every sample for the first
   verdict after the PWM starts, then every ``diode_check_period_s``: each AIN1 read delays
   AIN0 by one conversion;
 - PWM on, car not in C or D (B2: waiting for the car, SuspendedEV): every
