@@ -150,7 +150,7 @@ async def flood_trial(
         file_trace(row, opened)
         try:
             await flooding
-        except websockets.exceptions.ConnectionClosed as exc:
+        except (websockets.exceptions.ConnectionClosed, KeyError) as exc:
             print(f"  (the CSMS dropped the link during a flood: {exc}; timing kept)", flush=True)
     finally:
         timer.join()
@@ -331,6 +331,8 @@ def main() -> None:
         asyncio.run(measure_edges(counts, config))
     else:
         asyncio.run(measure(counts, args.stress, args.flood_calls, config))
+    if TRACE is not None:
+        print(TRACE.collections())
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ the hazard and at the trip. One trial then splits into:
   the pause between them, plus classification;
 - **coil**: from the trip to the coil pin low (the interlock's lock and one pin write);
 - **run queue**: how long, in the whole trial, the sampler was runnable and waiting for a
-  CPU (the kernel's count); **over**: the conversions' time beyond the nominal
-  ``1 / 0.9 / 860 s`` first look each (wake-ups late: CPU, the GIL, timer slack).
+  CPU (the kernel's count); **over**: the conversions' time beyond the
+  nominal ``1 / 860 s`` each (wake-ups late: CPU, the GIL, timer slack); **gc**: how much
+  of the trial a garbage collection ran, on any thread (CPython collects holding the GIL).
 
 What is neither design nor run queue is the sampler asleep past its time: mostly waiting
 for the GIL (another thread of the process ran Python) and timer latency.
@@ -24,6 +25,7 @@ for the GIL (another thread of the process ran Python) and timer latency.
 from __future__ import annotations
 
 import functools
+import gc
 import statistics
 import threading
 import time
@@ -69,10 +71,22 @@ class SamplerTrace:
     _rows: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _undo: list[Callable[[], None]] = field(default_factory=list)
+    #: Garbage collections (start, end, generation): CPython's collector holds the GIL.
+    _collections: list[tuple[float, float, int]] = field(default_factory=list)
+    _gc_started: float = 0.0
 
     def install(self) -> None:
         self._wrap(Ads1115, "read_raw", self._around_read)
         self._wrap(Interlock, "trip", self._before_trip)
+        gc.callbacks.append(self._on_gc)
+        self._undo.append(lambda: gc.callbacks.remove(self._on_gc))
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        else:
+            self._collections.append((self._gc_started, time.monotonic(), info["generation"]))
+            del self._collections[:-1000]
 
     def uninstall(self) -> None:
         for undo in self._undo:
@@ -125,7 +139,7 @@ class SamplerTrace:
             return  # the sampler tripped too, after another detector had dropped the coil
         seeing = [c for c in trial.conversions if c[0] >= trial.injected]
         first = seeing[0][0] if seeing else trial.tripped
-        nominal_s = 1 / 0.9 / 860
+        nominal_s = 1 / 860
         self._rows.setdefault(row, []).append(
             {
                 "phase": first - trial.injected,
@@ -134,15 +148,29 @@ class SamplerTrace:
                 "run queue": trial.runq_at_trip - trial.runq_at_inject,
                 "over": sum(max(0.0, e - s - nominal_s) for s, e in trial.conversions),
                 "conversions": float(len(trial.conversions)),
+                "gc": sum(
+                    max(0.0, min(end, trial.tripped) - max(start, trial.injected))
+                    for start, end, _ in list(self._collections)
+                ),
             }
         )
+
+    def collections(self) -> str:
+        """The last 1,000 garbage collections: how many of each generation, the longest."""
+        done = list(self._collections)
+        parts = []
+        for generation in (0, 1, 2):
+            times = [end - start for start, end, gen in done if gen == generation]
+            if times:
+                parts.append(f"gen {generation}: {len(times)}, longest {max(times) * 1000:.2f} ms")
+        return "garbage collections (last 1,000): " + "; ".join(parts)
 
     def report(self) -> dict[str, str]:
         """Row -> one line: median / p99 of each part, in ms (conversions: a count)."""
         lines = {}
         for row, trials in self._rows.items():
             parts = []
-            for key in ("phase", "detect", "coil", "run queue", "over", "conversions"):
+            for key in ("phase", "detect", "coil", "run queue", "over", "gc", "conversions"):
                 values = [t[key] for t in trials]
                 scale, unit = (1.0, "") if key == "conversions" else (1000.0, " ms")
                 parts.append(

@@ -13,8 +13,10 @@ answer and the thread's policy agree.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from controller.local_csms import LocalCsms
 from drivers import realtime
 from drivers.base import CpReading, CpState, DriverEvent
 from drivers.errors import ConfigurationError
@@ -34,6 +37,7 @@ from hw_sim.ads1115 import SimAds1115
 from hw_sim.pilot_frontend import adc_inputs
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.smbus import SimSMBus
+from tests.support.sim_app import controller
 from tests.support.wait import until
 
 FIFO = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
@@ -183,3 +187,22 @@ def test_the_kernels_answer_and_the_threads_policy_agree() -> None:
     else:
         assert (policy, priority) == (os.SCHED_OTHER, 0)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # only the asking thread changed
+
+
+async def test_the_whole_controller_asks_and_shortens_its_gil_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``picharge run --sim`` as a whole: the CP sampler of its connector asks for the
+    default priority (refused here: one warning, and the charger comes up Available), the
+    GIL is handed over within 1 ms, and what start-up built is frozen out of the cyclic
+    collector's full collections until the app closes."""
+    fake = kernel(monkeypatch, refuse=True)
+    async with LocalCsms() as csms, controller(csms, tmp_path):
+        assert [request[1:] for request in fake.requests] == [
+            (FIFO, realtime.DEFAULT_PRIORITY, "cp-sampler")
+        ]
+        assert sys.getswitchinterval() <= 0.001
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
+    warnings = [r for r in caplog.records if "without real-time priority" in r.getMessage()]
+    assert len(warnings) == 1
