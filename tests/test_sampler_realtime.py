@@ -79,7 +79,8 @@ class Board:
 
 @asynccontextmanager
 async def running_board(tmp_path: Path, section: dict[str, Any]) -> AsyncIterator[Board]:
-    """``from_config(section)`` on a simulated ADS1115 that reads state A (nothing plugged)."""
+    """``from_config(section)`` on a simulated ADS1115 that reads state A (nothing plugged),
+    the CP at +12 V (x1)."""
     sim_pwm = SimPwmSysfs(tmp_path / "pwm")
     calibration = FrontEndCalibration()
     chip = SimAds1115(lambda ch: adc_inputs(12.0, 12.0, 220.0, calibration)[ch])
@@ -91,6 +92,7 @@ async def running_board(tmp_path: Path, section: dict[str, Any]) -> AsyncIterato
 
     seams = HardwareSeams(open_i2c_bus=open_bus, pwm_sysfs_root=tmp_path / "pwm")
     board = Board(from_config(section, seams, key_prefix="connector.1"))
+    board.board.generator.offer_current(0.0)  # as the controller starts: available, x1
     sensor = board.board.sensor
     task = asyncio.create_task(sensor.run(board.readings.append, board.events.append))
     try:

@@ -82,14 +82,19 @@ def test_verify_in_the_test_root_would_catch_a_broken_unit(tmp_path: Path) -> No
     assert "/opt/picharge/venv/bin/picharge" in result.stdout + result.stderr
 
 
-def exposure(unit: Path) -> float:
-    result = subprocess.run(
+def security(unit: Path) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze security`` of the unit file as it is, offline."""
+    return subprocess.run(
         ["systemd-analyze", "security", "--offline=yes", str(unit)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def exposure(unit: Path) -> float:
+    result = security(unit)
     match = re.search(r"Overall exposure level for picharge\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     return float(match.group(1))
@@ -219,12 +224,5 @@ def test_the_unit_grants_the_cp_sampler_its_real_time_priority_and_no_more(
 def test_systemd_reads_the_filter_as_allowing_sched_setscheduler() -> None:
     """The order of SystemCallFilter= lines matters (a later allow line adds back to the
     allow list): systemd's own reading must be that sched_setscheduler is allowed."""
-    result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", str(UNIT)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    resources = [line for line in result.stdout.splitlines() if "~@resources" in line]
+    resources = [line for line in security(UNIT).stdout.splitlines() if "~@resources" in line]
     assert len(resources) == 1 and "e.g. sched_setscheduler is allowed" in resources[0]
