@@ -12,7 +12,7 @@ the simulated chip's (timed inside the simulated bus: on a Pi that is the kernel
 which the simulator does not model). ``--sweep`` repeats the C -> B figure and the charging
 CPU for several ``sample_period_s``: the trade-off between reaction time and CPU.
 
-    .venv/bin/python bench/cp_latency.py [--changes 200] [--sample-period-s 0.0015] [--sweep]
+    .venv/bin/python bench/cp_latency.py [--changes 200] [--sample-period-s 0.0012] [--sweep]
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ async def run(changes: int, period_s: float, sweep: bool) -> None:
     print(cpu_line(f"sampling, PWM on, car in C (every {period_s * 1000:g} ms)", r["cpu charging"]))
     if sweep:
         print("sample_period_s  C->B median  C->B p99  driver CPU in C")
-        for period in (0.0015, 0.003, 0.005, 0.01, 0.02):
+        for period in (0.0012, 0.0015, 0.003, 0.005, 0.01, 0.02):
             s = await measure(changes, period, bus)
             to_b = sorted(s["to_b"])
             median, p99 = to_b[len(to_b) // 2], to_b[min(len(to_b) - 1, round(0.99 * len(to_b)))]
@@ -147,7 +147,7 @@ async def run(changes: int, period_s: float, sweep: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=200, help="C->B->C cycles (200)")
-    parser.add_argument("--sample-period-s", type=float, default=0.0015, help="(0.0015)")
+    parser.add_argument("--sample-period-s", type=float, default=0.0012, help="(0.0012)")
     parser.add_argument("--sweep", action="store_true", help="also try other sample periods")
     args = parser.parse_args()
     asyncio.run(run(args.changes, args.sample_period_s, args.sweep))

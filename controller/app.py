@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from dataclasses import dataclass
@@ -201,6 +202,13 @@ class ChargePointApp:
             log.info("simulation control on %s:%d", *self.control_address)
         if self.options.web:
             self._build_web(self.options.web)
+        # What start-up built (modules, drivers, the machine: ~60,000 objects) lives as long
+        # as the process. Left to the cyclic collector, every full collection walks all of it
+        # holding the GIL (about 15-30 ms here, longer on a Pi), and the CP sampler waits
+        # that long to drop a coil (docs/benchmarks.md, "Safety reaction under stress").
+        # Frozen, it is never walked again; close() gives it back.
+        gc.collect()
+        gc.freeze()
 
     @property
     def _protocol(self) -> str | None:
@@ -385,6 +393,7 @@ class ChargePointApp:
 
     async def close(self) -> None:
         """Release everything, contactors open first; safe to call after a failed start."""
+        gc.unfreeze()  # start()'s objects may be collected again (tests start many apps)
         if self.hardware is not None:
             self.hardware.open_all_contactors()
             await self.hardware.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from drivers import realtime
 from drivers.ads1115 import ADDRESSES, DATA_RATE_SPS, PGA_FULL_SCALE_V, Ads1115
 from drivers.base import EventSink, ProximitySensor, SMBusLike, ignore_events
 from drivers.errors import ConfigurationError
@@ -141,6 +142,7 @@ CONFIG_KEYS: Final = (
     "debounce_diode_samples",
     "duty_settle_s",
     "tethered_cable_a",
+    "sampler_realtime_priority",
 )
 
 
@@ -158,12 +160,14 @@ def from_config(
     ``adc_address`` (0x48), ``adc_full_scale_v`` (4.096), ``adc_data_rate_sps`` (860),
     ``cp_adc_gain`` (9.11), ``cp_adc_offset_v`` (-15.0: both computed from the reference
     front-end, drivers/pilot_reference.py), ``cp_low_adc_gain`` and
-    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0015: PWM on,
-    car in C/D), ``waiting_sample_period_s`` (0.01: PWM on, car not in C/D),
-    ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
+    ``cp_low_adc_offset_v`` (same as the high ones), ``sample_period_s`` (0.0012: PWM on,
+    car in C/D: conversions back to back), ``waiting_sample_period_s`` (0.01: PWM on, car
+    not in C/D), ``idle_sample_period_s`` (0.2: no PWM), ``diode_check_period_s`` (0.5),
     ``debounce_fast_samples`` (2), ``debounce_slow_samples`` (10), ``debounce_diode_samples``
     (5), ``duty_settle_s`` (0.02), ``pp_pullup_ohm`` (1000), ``pp_supply_v`` (3.3),
-    ``tethered_cable_a`` (unset: read PP). Other keys are left to other parts of the section.
+    ``tethered_cable_a`` (unset: read PP), ``sampler_realtime_priority`` (10: ``SCHED_FIFO``
+    for the ``cp-sampler`` thread where permitted, 0 = normal scheduling, at most 49; see
+    :mod:`drivers.realtime`). Other keys are left to other parts of the section.
     :mod:`drivers.pilot_sensor` says why the sampling rates differ.
 
     Bad values raise :class:`ConfigurationError` naming ``<key_prefix>.<key>``. Blocks
@@ -185,7 +189,7 @@ def from_config(
     if rate_sps not in DATA_RATE_SPS.values():
         raise cfg.error("adc_data_rate_sps", f"must be one of {sorted(DATA_RATE_SPS.values())}")
     calibration = _calibration(cfg, full_scale_v)
-    period_s = cfg.number("sample_period_s", 0.0015, minimum=0.001, maximum=0.05)
+    period_s = cfg.number("sample_period_s", 0.0012, minimum=0.001, maximum=0.05)
     waiting_s = cfg.number("waiting_sample_period_s", 0.01, minimum=period_s, maximum=0.05)
     idle_s = cfg.number("idle_sample_period_s", 0.2, minimum=period_s, maximum=0.5)
     diode_check_s = cfg.number("diode_check_period_s", 0.5, minimum=0.0, maximum=5.0)
@@ -203,6 +207,12 @@ def from_config(
             "contactor must open within 100 ms",
         )
     tethered_a = cfg.optional_int("tethered_cable_a", minimum=6, maximum=80)
+    realtime_priority = cfg.integer(
+        "sampler_realtime_priority",
+        realtime.DEFAULT_PRIORITY,
+        minimum=0,
+        maximum=realtime.MAX_PRIORITY,
+    )
 
     pwm = _open_pwm(cfg, seams, chip, channel, inverted)
     try:
@@ -224,6 +234,7 @@ def from_config(
         debounce_slow_samples=slow,
         debounce_diode_samples=diode,
         duty_settle_s=settle_s,
+        realtime_priority=realtime_priority,
     )
     generator.add_listener(sensor.wake)
     proximity: ProximitySensor

@@ -40,9 +40,10 @@ runs) has its own count.
 Sampling rate follows what is at stake (the contactor can only be closed while the PWM
 offers current and the car is in C or D):
 
-- PWM on, car in C or D: every ``sample_period_s`` (1.5 ms from configuration: the ADS1115
-  converts in 1.2 ms at 860 SPS, so this is about back to back), AIN0 only, so C->B is seen
-  within three conversions. AIN1 (the diode check) is read on every sample for the first
+- PWM on, car in C or D: every ``sample_period_s`` (1.2 ms from configuration: the ADS1115
+  converts in 1.16 ms at 860 SPS, so this is back to back, without a pause that would be
+  one more wake-up of the thread to wait for), AIN0 only, so C->B is seen within three
+  conversions. AIN1 (the diode check) is read on every sample for the first
   verdict after the PWM starts, then every ``diode_check_period_s``: each AIN1 read delays
   AIN0 by one conversion;
 - PWM on, car not in C or D (B2: waiting for the car, SuspendedEV): every
@@ -78,10 +79,8 @@ times, measured: ``bench/cp_latency.py`` and ``bench/safety_reaction.py``, recor
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -98,6 +97,7 @@ from drivers.pilot_levels import (
     plausible,
     waveform,
 )
+from drivers.realtime import request_fifo, tight_timer_slack
 from drivers.threads import NamedThread
 
 log = logging.getLogger(__name__)
@@ -106,30 +106,11 @@ DEVICE = "cp"
 _SLOW_STATES = frozenset({CpState.C, CpState.D})
 _DIODE_STATES = frozenset({CpState.B, CpState.C, CpState.D})
 _UNSET = object()
-_PR_SET_TIMERSLACK = 29  # linux/prctl.h
 #: After our own waveform changes, the car's answer is awaited at the waiting rate at least
 #: this long (e.g. the state seen after a state-F pulse, before the PWM may resume).
 _ANSWER_WINDOW_S = 1.0
 
 Output = CpReading | DriverEvent
-
-
-def _tight_timer_slack() -> None:
-    """Let this thread's sleeps end on time (Linux: ``PR_SET_TIMERSLACK`` to 1 ns).
-
-    The kernel may stretch a normal thread's sleep by up to 50 us to batch wake-ups. The
-    sampler sleeps once per conversion (1.2 ms) and C->B needs about three conversions, so
-    the slack would add a measurable part of the reaction time; for this one thread it is
-    not worth the saving. Elsewhere (or if the call fails) the default slack stays.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0) != 0:
-            log.debug("PR_SET_TIMERSLACK failed: errno %d", ctypes.get_errno())
-    except (OSError, AttributeError) as exc:
-        log.debug("PR_SET_TIMERSLACK unavailable: %s", exc)
 
 
 def hazard(item: Output) -> str | None:
@@ -335,6 +316,8 @@ class AdcPilotSensor:
     runs, and a duty change starts a ``duty_settle_s`` pause. Periods in seconds (see the
     module docstring); ``waiting_sample_period_s`` and ``idle_sample_period_s`` default to
     ``sample_period_s``, ``diode_check_period_s`` = 0 reads AIN1 on every PWM sample.
+    ``realtime_priority`` > 0 asks for ``SCHED_FIFO`` at that priority for the sampler
+    thread (:mod:`drivers.realtime`; refused: it runs as before, with one warning).
     """
 
     def __init__(
@@ -354,6 +337,7 @@ class AdcPilotSensor:
         blind_fault_s: float = 0.1,
         high_channel: int = 0,
         low_channel: int = 1,
+        realtime_priority: int = 0,
     ) -> None:
         self._adc = adc
         self._duty_pct = duty_pct
@@ -376,6 +360,7 @@ class AdcPilotSensor:
         self._state: CpState | None = None
         self._running = False
         self._interlock: Interlock | None = None
+        self._realtime_priority = realtime_priority
 
     @property
     def state(self) -> CpState | None:
@@ -450,7 +435,8 @@ class AdcPilotSensor:
         def body() -> None:
             error: BaseException | None = None
             try:
-                _tight_timer_slack()
+                tight_timer_slack()
+                request_fifo(self._realtime_priority, "cp-sampler")
                 self._sample_loop(post, stop)
             except BaseException as exc:  # handed to run() on the loop, which raises it there
                 log.exception("CP sampler stopped")

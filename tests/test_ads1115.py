@@ -116,6 +116,63 @@ def test_a_read_waits_for_the_conversion_time() -> None:
     assert 1 / 128 <= slow_s < 0.05
 
 
+def _config_looks(recorder: Recorder) -> int:
+    """Reads of the config register (OS polls): a pointer write of 0x01 alone each."""
+    return recorder.writes.count(bytes([0x01]))
+
+
+class VirtualTime:
+    """``time`` for the driver and the chip alike: sleeping advances it, nothing else does,
+    so what the driver looks at when is exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+def test_a_chip_on_time_is_read_at_the_nominal_time_not_the_slowest_chips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One look at OS per conversion, after 1/860 s, not after the 10 % slower chip's time:
+    the CP sampler needs three conversions to see C->B (drivers/pilot_sensor.py)."""
+    virtual = VirtualTime()
+    monkeypatch.setattr("drivers.ads1115.time", virtual)
+    recorder = Recorder(SimAds1115(lambda channel: 1.0, clock=virtual.monotonic))
+    bus = SimSMBus()
+    bus.attach(0x48, recorder)
+    adc = Ads1115(bus, data_rate_sps=860)
+    for n in range(1, 6):
+        started = virtual.now
+        assert adc.read_raw(0) == 8000
+        assert virtual.now - started == pytest.approx(1 / 860)
+        assert _config_looks(recorder) == n
+
+
+@pytest.mark.parametrize("slow_pct", [3, 8])
+def test_a_slow_chip_costs_one_extra_look_once_then_its_time_is_known(
+    monkeypatch: pytest.MonkeyPatch, slow_pct: int
+) -> None:
+    """A chip whose oscillator runs slow (the datasheet allows 10 %) is not done at the
+    nominal time: the first conversion needs a second look, later ones do not."""
+    virtual = VirtualTime()
+    monkeypatch.setattr("drivers.ads1115.time", virtual)
+    chip = SimAds1115(lambda channel: 1.0, clock=lambda: virtual.now * (1 - slow_pct / 100))
+    recorder = Recorder(chip)
+    bus = SimSMBus()
+    bus.attach(0x48, recorder)
+    adc = Ads1115(bus, data_rate_sps=860)
+    assert adc.read_raw(0) == 8000
+    assert _config_looks(recorder) == 2
+    for n in range(1, 6):
+        assert adc.read_raw(0) == 8000
+        assert _config_looks(recorder) == 2 + n
+
+
 def test_a_conversion_that_never_finishes_is_a_transient_error_after_a_bounded_wait() -> None:
     frozen = SimAds1115(lambda channel: 1.0, clock=lambda: 100.0)  # time stands still
     bus = SimSMBus()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import EXIT_FAILURE, EXIT_USAGE
+from drivers import realtime
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "picharge.service"
@@ -81,14 +82,19 @@ def test_verify_in_the_test_root_would_catch_a_broken_unit(tmp_path: Path) -> No
     assert "/opt/picharge/venv/bin/picharge" in result.stdout + result.stderr
 
 
-def exposure(unit: Path) -> float:
-    result = subprocess.run(
+def security(unit: Path) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze security`` of the unit file as it is, offline."""
+    return subprocess.run(
         ["systemd-analyze", "security", "--offline=yes", str(unit)],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def exposure(unit: Path) -> float:
+    result = security(unit)
     match = re.search(r"Overall exposure level for picharge\.service: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     return float(match.group(1))
@@ -195,3 +201,28 @@ def test_an_exit_that_restarting_cannot_fix_is_not_restarted(
     }
     assert str(EXIT_USAGE) in prevented
     assert str(EXIT_FAILURE) not in prevented
+
+
+def test_the_unit_grants_the_cp_sampler_its_real_time_priority_and_no_more(
+    settings: dict[str, list[str]],
+) -> None:
+    """drivers/realtime.py: the CP sampler asks for SCHED_FIFO at DEFAULT_PRIORITY. The unit
+    lets this unprivileged user do exactly that (RLIMIT_RTPRIO, no capability), lets the one
+    system call through the @resources deny list, bounds a real-time thread that never
+    sleeps, and leaves the process itself under normal scheduling."""
+    assert settings["Service.LimitRTPRIO"] == [str(realtime.DEFAULT_PRIORITY)]
+    assert settings["Service.RestrictRealtime"] == ["no"]
+    assert settings["Service.LimitRTTIME"] == ["200ms"]
+    filters = settings["Service.SystemCallFilter"]
+    assert filters.index("sched_setscheduler") > filters.index("~@privileged @resources")
+    assert "Service.CPUSchedulingPolicy" not in settings
+    assert "Service.CPUSchedulingPriority" not in settings
+    assert settings["Service.CapabilityBoundingSet"] == [""]
+    assert settings["Service.AmbientCapabilities"] == [""]
+
+
+def test_systemd_reads_the_filter_as_allowing_sched_setscheduler() -> None:
+    """The order of SystemCallFilter= lines matters (a later allow line adds back to the
+    allow list): systemd's own reading must be that sched_setscheduler is allowed."""
+    resources = [line for line in security(UNIT).stdout.splitlines() if "~@resources" in line]
+    assert len(resources) == 1 and "e.g. sched_setscheduler is allowed" in resources[0]
