@@ -53,6 +53,7 @@ from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.diagnostics_handlers import log_status_request
+from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.errors import VERSION
 from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
@@ -109,6 +110,7 @@ class Ocpp201Adapter:
         diagnostics_logs: LogSource | None = None,
         network: NetworkProfiles | None = None,
         fallback_url: str | None = None,
+        ended_values: EndedValues | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -132,7 +134,8 @@ class Ocpp201Adapter:
         self._reservations = ReservationBook(
             control, ReservationVariables(model), storage, clock, self._tasks.spawn
         )
-        self._reservation_updates = ReservationUpdates(self._tasks.spawn)
+        self._reservation_updates = ReservationUpdates(self._tasks.spawn, storage)
+        self._ended_values = ended_values or EndedValues(storage)
         self._queue = TransactionQueue(store=Outbox(storage, protocol=VERSION), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
@@ -145,6 +148,7 @@ class Ocpp201Adapter:
             clock=clock,
             spawn=self._tasks.spawn,
             interval_scale=self.timing.interval_scale,
+            ended_values=self._ended_values,
         )
         self._latest: dict[int, MeterSample] = {}
         self._aligned = AlignedData(
@@ -284,6 +288,8 @@ class Ocpp201Adapter:
         self._control.apply_settings(csms_settings(self._model))
         await self._security.restore()  # before the first connection uses them
         await self._queue.restore()  # what the last run left unsent goes first
+        self._ended_values.forget_stale()  # the recovery's Ended events took theirs
+        await self._reservation_updates.restore()  # before those the restart finds
         await self._reservations.restore(dropped=self._reservation_updates.ended_at_restart)
         await self._authorizer.measure_cache()
         try:
