@@ -304,6 +304,7 @@ class Ocpp201Adapter:
                 group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
                 group.create_task(self._aligned.run_interval(), name="ocpp201-clock-aligned")
                 group.create_task(self._aligned.run_tx_ended(), name="ocpp201-tx-ended-aligned")
+                group.create_task(self._security.renewal.run(), name="ocpp201-cert-renewal")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -314,6 +315,7 @@ class Ocpp201Adapter:
         updates raised offline, then heartbeats, the transaction queue and the security
         events (those recorded offline first)."""
         self._security.firmware.booted()  # the running firmware registered: its trial ends
+        self._security.renewal.registered()  # A03: a client certificate about to expire
         for connector_id in self._control.connector_ids:
             await self._send_status(cp, connector_id, self._control.view(connector_id).status)
         await self._reservation_updates.flush(cp)
