@@ -51,6 +51,7 @@ from controller.ocpp201 import smart_charging
 from controller.ocpp201.aligned_data import AlignedData
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
+from controller.ocpp201.charging_limits import ExternalLimits
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.diagnostics_handlers import log_status_request
 from controller.ocpp201.ended_values import EndedValues
@@ -179,6 +180,14 @@ class Ocpp201Adapter:
             spawn=self._tasks.spawn,
             clock=clock,
             ratings=connector_ratings,
+        )
+        self._external_limits = ExternalLimits(  # K12, K13
+            model=model,
+            control=control,
+            profiles=self._profiles,
+            caller=self._caller,
+            spawn=self._tasks.spawn,
+            clock=clock,
         )
         self._rates = smart_charging.RateWatch(
             lambda: smart_charging.SmartChargingVariables(model).significance
@@ -401,6 +410,7 @@ class Ocpp201Adapter:
         self._latest[connector_id] = sample
         self._transactions.reading(sample)
         self._monitors.reading(connector_id)
+        self._external_limits.observe(connector_id)  # K12: a local limit below the CSMS's
         if tx is not None and self._rates.changed(connector_id, sample.offered_a):
             self._transactions.updated(connector_id, "ChargingRateChanged")
 
