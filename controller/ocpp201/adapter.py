@@ -49,6 +49,7 @@ from controller.domain import (
 from controller.firmware_install import Installer
 from controller.ocpp201 import smart_charging
 from controller.ocpp201.aligned_data import AlignedData
+from controller.ocpp201.any_evse import AnyEvseStatuses
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
 from controller.ocpp201.charging_limits import ExternalLimits
@@ -173,6 +174,7 @@ class Ocpp201Adapter:
             running=lambda evse_id: control.view(evse_id).transaction is not None,
             clock=clock,
         )
+        self._faces = AnyEvseStatuses(control)  # H01: an any-EVSE reservation's EVSE
         self._profiles = smart_charging.build(
             model=model,
             control=control,
@@ -326,7 +328,8 @@ class Ocpp201Adapter:
         self._security.firmware.booted()  # the running firmware registered: its trial ends
         self._security.renewal.registered()  # A03: a client certificate about to expire
         for connector_id in self._control.connector_ids:
-            await self._send_status(cp, connector_id, self._control.view(connector_id).status)
+            status = self._faces.face(connector_id, self._control.view(connector_id).status)
+            await self._send_status(cp, connector_id, status)
         await self._reservation_updates.flush(cp)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
@@ -377,12 +380,18 @@ class Ocpp201Adapter:
         if status is ConnectorStatus.AVAILABLE and idle:
             self._profiles.connector_idle(connector_id)  # a remote start that never began
         self._faults.changed(connector_id, fault, self._clock())
+        shown = self._faces.face(connector_id, status)
+        also = self._faces.changed_elsewhere(connector_id)  # H01: any-EVSE reservations
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
             self._tasks.spawn(
-                self._send_status(cp, connector_id, status),
+                self._send_status(cp, connector_id, shown),
                 f"ocpp201-status-{connector_id}",
             )
+            for other_id, other in also:
+                self._tasks.spawn(
+                    self._send_status(cp, other_id, other), f"ocpp201-status-{other_id}"
+                )
 
     def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
         """:class:`~controller.domain.ReservationListener`: forget the stored reservation and
