@@ -18,13 +18,12 @@ from typing import Any
 
 from ocpp.v201 import call
 
-from controller.connector_types import ConnectorStatus
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from controller.ocpp201.ended_values import NAMESPACE as ENDED_VALUES
 from controller.ocpp201.reservation_updates import NAMESPACE as RESERVATION_UPDATES
 from tests.support.csms import ACCEPTED_TAG
-from tests.support.device_model import QUIET_KEYS, V201, tx_event
+from tests.support.device_model import QUIET_KEYS, V201, expire_reservation_offline, tx_event
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
@@ -60,15 +59,7 @@ async def test_a_reservation_update_raised_offline_is_delivered_after_a_power_cu
         token = {"id_token": "D0000001", "type": "ISO14443"}
         reserve = call.ReserveNow(id=61, expiry_date_time=expires, id_token=token, evse_id=1)
         assert (await rig.cp_call(reserve)).status == "Accepted"
-        await rig.status("Reserved")
-        csms.refuse_connections = True
-        await csms.drop_connections()
-        supervisor = rig.app.supervisor
-        assert supervisor is not None
-        await until(
-            lambda: supervisor.view(1).status is ConnectorStatus.AVAILABLE,
-            what="the reservation expired offline",
-        )
+        await expire_reservation_offline(rig)
         await until(stored_count(rig, RESERVATION_UPDATES), what="the update on disk")
         kept = await stored(rig, RESERVATION_UPDATES)
     assert kept == {"61": "Expired"}
