@@ -17,24 +17,15 @@ from ocpp.v201 import call
 
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
-from drivers.base import CpState
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.device_model import QUIET_KEYS, V201, tx_event
 from tests.support.sim_app import AppRig, controller
-from tests.support.wait import until
 
 DRIVER = "D0000001"
 
 
 def evse_status(evse_id: int, status: str) -> Any:
     return lambda p: p["evseId"] == evse_id and p["connectorStatus"] == status
-
-
-def plugged_in(rig: AppRig, evse_id: int) -> bool:
-    """The charger has seen a car at ``evse_id`` (its control pilot reads B)."""
-    supervisor = rig.app.supervisor
-    assert supervisor is not None
-    return supervisor.connectors[evse_id].machine.cp_state is CpState.B
 
 
 def shown(rig: AppRig, after: int) -> list[tuple[int, str]]:
@@ -56,15 +47,13 @@ async def test_an_any_evse_reservation_shows_reserved_only_when_the_last_free_ev
         await csms.wait_for("StatusNotification", evse_status(1, "Available"), after=mark)
         while_both_free = shown(rig, mark)
         # another driver takes EVSE 1: not refused, and EVSE 2 is now the one kept
-        await rig.act("plug", connector=1)
-        await until(lambda: plugged_in(rig, 1), what="the car at EVSE 1 seen")
+        await rig.plugged(1)
         await rig.act("tap", uid=ACCEPTED_TAG)
         other = await csms.wait_for("TransactionEvent", tx_event("Started"), after=mark)
         await csms.wait_for("StatusNotification", evse_status(2, "Reserved"), after=mark)
         # the reserving driver charges on it, using the reservation up
         started_mark = rig.mark()
-        await rig.act("plug", connector=2)
-        await until(lambda: plugged_in(rig, 2), what="the car at EVSE 2 seen")
+        await rig.plugged(2)
         await rig.act("tap", uid=DRIVER)
         mine = await csms.wait_for("TransactionEvent", tx_event("Started"), after=started_mark)
     assert while_both_free and all(status == "Available" for _, status in while_both_free)
