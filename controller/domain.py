@@ -248,6 +248,15 @@ class ChargePointControl(Protocol):
 
 
 @runtime_checkable
+class AnyReservationHolders(Protocol):
+    """An optional extra of a :class:`ChargePointControl`, probed with ``isinstance``: which
+    connector holds a reservation made for any connector (connector 0). OCPP 2.0.1 shows
+    such a connector Available while other connectors are free (H01)."""
+
+    def holds_any_reservation(self, connector_id: int) -> bool: ...
+
+
+@runtime_checkable
 class ReservationListener(Protocol):
     """An optional extra of a :class:`CsmsLink`, probed with ``isinstance``."""
 

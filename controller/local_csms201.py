@@ -90,6 +90,14 @@ class Session201(_SessionMixin, ChargePoint):
     async def _on_meter_values(self, **_: Any) -> Any:
         return await self._reply("MeterValues")
 
+    @on("NotifyChargingLimit")
+    async def _on_notify_charging_limit(self, **_: Any) -> Any:
+        return await self._reply("NotifyChargingLimit")
+
+    @on("ClearedChargingLimit")
+    async def _on_cleared_charging_limit(self, **_: Any) -> Any:
+        return await self._reply("ClearedChargingLimit")
+
 
 def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
     """What a plain 2.0.1 CSMS answers (camelCase)."""
@@ -112,7 +120,8 @@ def default_answer(csms: LocalCsms, action: str, request: Payload) -> Payload:
         # Accepted: the CSR goes to a CA; a test answers with CertificateSigned itself.
         return {"status": "Accepted"}
     # StatusNotification, NotifyReport, NotifyEvent, SecurityEventNotification,
-    # ReportChargingProfiles, MeterValues, LogStatusNotification, NotifyMonitoringReport
+    # ReportChargingProfiles, MeterValues, LogStatusNotification, NotifyMonitoringReport,
+    # NotifyChargingLimit, ClearedChargingLimit
     return {}
 
 

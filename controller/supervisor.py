@@ -498,6 +498,7 @@ class Supervisor:
 
     def _card(self, uid: str) -> None:
         rt = self._connector_for_card(uid)
+        self._move_any_reservation(rt, uid)
         log.info("card %s presented (connector %d)", uid, rt.hw.id)
         if FaultKind.RCD_SELFTEST in rt.machine.active_faults:
             # A session attempt on a connector whose RCM failed its self-test: test again
@@ -505,6 +506,37 @@ class Supervisor:
             self._spawn(self._card_after_rcm_test(rt, uid), f"rcm-retry-{rt.hw.id}")
             return
         self._feed(rt, IdPresented(uid))
+
+    def _move_any_reservation(self, rt: ConnectorRuntime, uid: str) -> None:
+        """An "any connector" reservation (connector 0) of another id holds the connector
+        ``uid`` was presented for: it moves to a connector still free, so the card is not
+        refused while one is left for the reservation (OCPP 1.6 §5.13, 2.0.1 H01: one
+        connector must remain for it, not a given one). With none free it stays, and the
+        card is refused there as before. A card of the reservation's group is let through
+        by the move as well; its start then uses the reservation up where it went."""
+        res = rt.machine.reservation
+        if (
+            res is None
+            or res.reservation_id not in self._zero_reservations
+            or reservation_allows(res, uid, None)
+        ):
+            return
+        for other in self.connectors.values():
+            free = other.machine.status.status is ConnectorStatus.AVAILABLE
+            if other is rt or other.machine.reservation is not None or not free:
+                continue
+            self._feed(other, res)
+            moved = other.machine.reservation
+            if moved is not None and moved.reservation_id == res.reservation_id:
+                self._feed(rt, ReservationCancelled(res.reservation_id, ReservationEnd.REPLACED))
+                log.info(
+                    "reservation %d (any connector) moved from connector %d to %d for card %s",
+                    res.reservation_id,
+                    rt.hw.id,
+                    other.hw.id,
+                    uid,
+                )
+            return
 
     async def _card_after_rcm_test(self, rt: ConnectorRuntime, uid: str) -> None:
         await asyncio.shield(self._rcm_self_test(rt))
@@ -1041,8 +1073,13 @@ class Supervisor:
         ]
         expires_at = self._clock() + (expiry - utc_now()).total_seconds()
         event = Reserved(reservation_id, id_tag, parent_id, expires_at)
+        was_zero = reservation_id in self._zero_reservations
+        if connector_id == 0:  # before the status change it brings, which a link reads
+            self._zero_reservations.add(reservation_id)
         answer = await self._ask(rt, event, ReservationAnswered)
         assert isinstance(answer, ReservationAnswered)
+        if answer.outcome is not ReservationOutcome.ACCEPTED and not was_zero:
+            self._zero_reservations.discard(reservation_id)
         if answer.outcome is ReservationOutcome.ACCEPTED:
             for other in previous:
                 self._feed(other, ReservationCancelled(reservation_id, ReservationEnd.REPLACED))
@@ -1060,6 +1097,12 @@ class Supervisor:
                 extra=rt.log_fields(),
             )
         return Answer(answer.outcome.value)
+
+    def holds_any_reservation(self, connector_id: int) -> bool:
+        """Connector ``connector_id`` holds a reservation made for any connector
+        (:class:`~controller.domain.AnyReservationHolders`). Loop thread only."""
+        res = self._runtime(connector_id).machine.reservation
+        return res is not None and res.reservation_id in self._zero_reservations
 
     def _zero_target(self, reservation_id: int) -> ConnectorRuntime | None:
         """Where a connector-0 reservation goes: where it is already, else a free connector."""

@@ -17,11 +17,16 @@ from typing import Any
 
 from ocpp.v201 import call
 
-from controller.connector_types import ConnectorStatus
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
-from tests.support.device_model import QUIET_KEYS, V201, set_variable, tx_event
+from tests.support.device_model import (
+    QUIET_KEYS,
+    V201,
+    expire_reservation_offline,
+    set_variable,
+    tx_event,
+)
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
@@ -184,15 +189,7 @@ async def test_a_reservation_that_expires_offline_or_while_off_is_reported_after
 ) -> None:
     async with controller(csms, tmp_path, KEYS, ocpp=V201, base_keys={}) as rig:
         assert await reserve(rig, 41, seconds=1.0, evse_id=1) == "Accepted"
-        await rig.status("Reserved")
-        csms.refuse_connections = True
-        await csms.drop_connections()
-        supervisor = rig.app.supervisor
-        assert supervisor is not None
-        await until(
-            lambda: supervisor.view(1).status is ConnectorStatus.AVAILABLE,
-            what="the reservation expired offline",
-        )
+        await expire_reservation_offline(rig)
         mark = rig.mark()
         csms.refuse_connections = False
         await csms.wait_for("ReservationStatusUpdate", update(41, "Expired"), after=mark)

@@ -29,7 +29,7 @@ from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from tests.support.csms import MakeCsms
 from tests.support.pki import Pem, issue, make_cert, pem, sign_csr
-from tests.support.security import CP_ID, PASSWORD
+from tests.support.security import CP_ID, PASSWORD, client_serial
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
@@ -100,13 +100,6 @@ async def get_variable(rig: AppRig, component: str, variable: str) -> str | None
     result = await rig.cp_call(call.GetVariables(get_variable_data=[item]))
     value: str | None = result.get_variable_result[0].get("attribute_value")
     return value
-
-
-def client_serial(csms: LocalCsms) -> int | None:
-    """The serial number of the client certificate the charger showed on its connection."""
-    transport = csms._session(CP_ID).ws.transport
-    der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    return None if not der else x509.load_der_x509_certificate(der).serial_number
 
 
 async def security_event(

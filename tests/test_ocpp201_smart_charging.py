@@ -7,7 +7,6 @@ connector's "csms" limit source: the simulated car is offered it as the PWM duty
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from controller.csms.profiles import ProfileRejected, ProfileRules, Purpose
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from controller.ocpp201.profiles import parse_profile
+from tests.support.charging_profiles import profile, set_profile
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
@@ -35,39 +35,6 @@ TOKEN = {"id_token": ACCEPTED_TAG, "type": "ISO14443"}
 CAR_MAX_A = 16.0
 #: The simulated connector: three phases, 32 A (the composite's cap where nothing limits).
 CONNECTOR_MAX_A = 32.0
-
-
-def profile(
-    purpose: str,
-    *periods: tuple[int, float],
-    profile_id: int = 1,
-    stack_level: int = 0,
-    kind: str = "Absolute",
-    unit: str = "A",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A ChargingProfileType (snake_case, as the library sends it); periods (start s, limit).
-    An Absolute or Recurring one starts a minute ago (2.0.1 requires a startSchedule)."""
-    schedule: dict[str, Any] = {
-        "id": 1,
-        "charging_rate_unit": unit,
-        "charging_schedule_period": [{"start_period": s, "limit": a} for s, a in periods],
-    }
-    if kind != "Relative":
-        schedule["start_schedule"] = (utc_now() - dt.timedelta(minutes=1)).isoformat()
-    return {
-        "id": profile_id,
-        "stack_level": stack_level,
-        "charging_profile_purpose": purpose,
-        "charging_profile_kind": kind,
-        "charging_schedule": [schedule],
-        **extra,
-    }
-
-
-async def set_profile(rig: AppRig, evse_id: int, body: dict[str, Any]) -> str:
-    answer = await rig.cp_call(call.SetChargingProfile(evse_id=evse_id, charging_profile=body))
-    return str(answer.status)
 
 
 async def charging(rig: AppRig) -> str:

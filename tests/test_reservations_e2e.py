@@ -101,6 +101,27 @@ async def test_a_connector_0_reservation_keeps_one_connector_for_its_card(
         assert second["connectorId"] == 1 and second["reservationId"] == 9
 
 
+async def test_a_connector_0_reservation_moves_for_another_card_to_the_free_connector(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    csms.set_tag(OTHER, "Accepted")
+    async with controller(csms, tmp_path, connectors=2) as rig:
+        await rig.status("Available", connector=2)
+        assert await reserve(rig, connector_id=0, reservation_id=9) == "Accepted"
+        await rig.status("Reserved", connector=1)
+        mark = rig.mark()
+        await rig.plugged(1)  # at the connector holding it
+        await rig.act("tap", uid=OTHER)  # connector 2 is still free: one is left for it
+        first = await csms.wait_for("StartTransaction")
+        await rig.status("Reserved", connector=2, after=mark)
+        mark = rig.mark()
+        await rig.plugged(2)
+        await rig.act("tap", uid=ACCEPTED_TAG)
+        second = await csms.wait_for("StartTransaction", after=mark)
+    assert first["connectorId"] == 1 and "reservationId" not in first
+    assert second["connectorId"] == 2 and second["reservationId"] == 9
+
+
 async def test_a_connector_0_reservation_is_used_by_its_card_on_any_connector(
     csms: LocalCsms, tmp_path: Path
 ) -> None:

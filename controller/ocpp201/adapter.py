@@ -49,10 +49,13 @@ from controller.domain import (
 from controller.firmware_install import Installer
 from controller.ocpp201 import smart_charging
 from controller.ocpp201.aligned_data import AlignedData
+from controller.ocpp201.any_evse import AnyEvseStatuses
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.charge_point import Ocpp201ChargePoint
+from controller.ocpp201.charging_limits import ExternalLimits
 from controller.ocpp201.device_model import AUTH_CACHE_BYTES_MAX, DeviceModel
 from controller.ocpp201.diagnostics_handlers import log_status_request
+from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.errors import VERSION
 from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
@@ -109,6 +112,7 @@ class Ocpp201Adapter:
         diagnostics_logs: LogSource | None = None,
         network: NetworkProfiles | None = None,
         fallback_url: str | None = None,
+        ended_values: EndedValues | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
         self.timing = timing or LinkTiming()
@@ -132,7 +136,8 @@ class Ocpp201Adapter:
         self._reservations = ReservationBook(
             control, ReservationVariables(model), storage, clock, self._tasks.spawn
         )
-        self._reservation_updates = ReservationUpdates(self._tasks.spawn)
+        self._reservation_updates = ReservationUpdates(self._tasks.spawn, storage)
+        self._ended_values = ended_values or EndedValues(storage)
         self._queue = TransactionQueue(store=Outbox(storage, protocol=VERSION), csms_ids=False)
         self._transactions = TransactionEvents(
             queue=self._queue,
@@ -145,6 +150,7 @@ class Ocpp201Adapter:
             clock=clock,
             spawn=self._tasks.spawn,
             interval_scale=self.timing.interval_scale,
+            ended_values=self._ended_values,
         )
         self._latest: dict[int, MeterSample] = {}
         self._aligned = AlignedData(
@@ -168,6 +174,7 @@ class Ocpp201Adapter:
             running=lambda evse_id: control.view(evse_id).transaction is not None,
             clock=clock,
         )
+        self._faces = AnyEvseStatuses(control)  # H01: an any-EVSE reservation's EVSE
         self._profiles = smart_charging.build(
             model=model,
             control=control,
@@ -175,6 +182,14 @@ class Ocpp201Adapter:
             spawn=self._tasks.spawn,
             clock=clock,
             ratings=connector_ratings,
+        )
+        self._external_limits = ExternalLimits(  # K12, K13
+            model=model,
+            control=control,
+            profiles=self._profiles,
+            caller=self._caller,
+            spawn=self._tasks.spawn,
+            clock=clock,
         )
         self._rates = smart_charging.RateWatch(
             lambda: smart_charging.SmartChargingVariables(model).significance
@@ -284,6 +299,8 @@ class Ocpp201Adapter:
         self._control.apply_settings(csms_settings(self._model))
         await self._security.restore()  # before the first connection uses them
         await self._queue.restore()  # what the last run left unsent goes first
+        self._ended_values.forget_stale()  # the recovery's Ended events took theirs
+        await self._reservation_updates.restore()  # before those the restart finds
         await self._reservations.restore(dropped=self._reservation_updates.ended_at_restart)
         await self._authorizer.measure_cache()
         try:
@@ -298,6 +315,7 @@ class Ocpp201Adapter:
                 group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
                 group.create_task(self._aligned.run_interval(), name="ocpp201-clock-aligned")
                 group.create_task(self._aligned.run_tx_ended(), name="ocpp201-tx-ended-aligned")
+                group.create_task(self._security.renewal.run(), name="ocpp201-cert-renewal")
         finally:
             self._link.set_state(LinkState.STOPPED)
             await self._tasks.cancel_all()
@@ -308,8 +326,10 @@ class Ocpp201Adapter:
         updates raised offline, then heartbeats, the transaction queue and the security
         events (those recorded offline first)."""
         self._security.firmware.booted()  # the running firmware registered: its trial ends
+        self._security.renewal.registered()  # A03: a client certificate about to expire
         for connector_id in self._control.connector_ids:
-            await self._send_status(cp, connector_id, self._control.view(connector_id).status)
+            status = self._faces.face(connector_id, self._control.view(connector_id).status)
+            await self._send_status(cp, connector_id, status)
         await self._reservation_updates.flush(cp)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
@@ -360,12 +380,18 @@ class Ocpp201Adapter:
         if status is ConnectorStatus.AVAILABLE and idle:
             self._profiles.connector_idle(connector_id)  # a remote start that never began
         self._faults.changed(connector_id, fault, self._clock())
+        shown = self._faces.face(connector_id, status)
+        also = self._faces.changed_elsewhere(connector_id)  # H01: any-EVSE reservations
         cp = self._caller.cp
         if cp is not None and self._caller.registered:
             self._tasks.spawn(
-                self._send_status(cp, connector_id, status),
+                self._send_status(cp, connector_id, shown),
                 f"ocpp201-status-{connector_id}",
             )
+            for other_id, other in also:
+                self._tasks.spawn(
+                    self._send_status(cp, other_id, other), f"ocpp201-status-{other_id}"
+                )
 
     def reservation_ended(self, reservation_id: int, reason: ReservationEnd) -> None:
         """:class:`~controller.domain.ReservationListener`: forget the stored reservation and
@@ -393,6 +419,7 @@ class Ocpp201Adapter:
         self._latest[connector_id] = sample
         self._transactions.reading(sample)
         self._monitors.reading(connector_id)
+        self._external_limits.observe(connector_id)  # K12: a local limit below the CSMS's
         if tx is not None and self._rates.changed(connector_id, sample.offered_a):
             self._transactions.updated(connector_id, "ChargingRateChanged")
 

@@ -331,6 +331,11 @@ VARIABLES: tuple[VariableDef, ...] = (
     _int("AlignedDataCtrlr", "TxEndedInterval", 0, min_value=0, max_value=86400, unit="s"),
     _measurands("AlignedDataCtrlr", "TxEndedMeasurands", "Energy.Active.Import.Register"),
     *PROVISIONING_VARIABLES,
+    # --- A03: renew the client certificate this many days before it expires (a vendor
+    # variable: the specification leaves "due to expire" to the station; 0: only on request)
+    _int("SecurityCtrlr", "CertRenewalMarginDays", 30, min_value=0, max_value=3650, unit="d"),
+    # --- K12: NotifyChargingLimit carries the external limit as a schedule when true
+    _bool("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", False),
 )
 
 

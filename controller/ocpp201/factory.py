@@ -21,6 +21,7 @@ from controller.logging_setup import add_secret
 from controller.ocpp201 import boot_reason
 from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.settings import csms_settings
 from controller.ocpp201.transactions import SeqNumbers, end_message
@@ -86,6 +87,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         model=model,
         storage=context.storage,
         seq=await SeqNumbers.load(context.storage),
+        ended_values=await EndedValues.load(context.storage),  # before the recovery's Ended
         security=security,
         firmware_policy=firmware_policy,
         firmware_installer=context.firmware_installer,

@@ -4,16 +4,20 @@ restart), ``Removed`` when its EVSE became Faulted or Unavailable, or when a sto
 no longer be made at the restart. One used up by a transaction (the Started event names it)
 or cancelled by the CSMS is not reported.
 
-Sent at once while registered; raised offline, they wait in memory (the last
-:data:`PENDING_MAX`) and go right after the next boot's StatusNotifications. They are not
-transaction messages: one the CSMS does not answer is logged and dropped, and a power cut
-loses the waiting ones (the EVSE's StatusNotification still tells the CSMS it is free).
-Loop thread only.
+Sent at once while registered; raised offline, they wait (the last :data:`PENDING_MAX`)
+and go right after the next boot's StatusNotifications. Nothing is lost in a power cut:
+each update is a row of the ``settings`` table (namespace :data:`NAMESPACE`, key the
+reservationId, value the status) from when it is raised until the CSMS answered it, and the
+rows the last run left are sent after the first boot of the next (:meth:`restore`, before
+the updates the restart itself finds). They are not transaction messages: one the CSMS
+answers with an error, or not at all, is logged and dropped. Loop thread only; the rows
+are written on the storage thread in order.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -28,10 +32,14 @@ from controller.ocppj.frames import CALL_FAILURES
 if TYPE_CHECKING:
     from ocpp.charge_point import ChargePoint
 
+    from controller.storage import Storage
+
 log = logging.getLogger(__name__)
 
 #: How many updates raised offline are kept for the next connection.
 PENDING_MAX = 100
+#: Where the updates not yet answered are kept (key: reservationId, value: the status).
+NAMESPACE = "ocpp201.reservation-updates"
 _STATUS = {
     ReservationEnd.EXPIRED: ReservationUpdateStatusEnumType.expired,
     ReservationEnd.TERMINATED: ReservationUpdateStatusEnumType.removed,
@@ -41,9 +49,30 @@ _STATUS = {
 class ReservationUpdates:
     """The ReservationStatusUpdates to send, now or after the next boot."""
 
-    def __init__(self, spawn: Spawn) -> None:
+    def __init__(self, spawn: Spawn, storage: Storage) -> None:
         self._spawn = spawn
+        self._storage = storage
         self._pending: deque[call.ReservationStatusUpdate] = deque(maxlen=PENDING_MAX)
+
+    async def restore(self) -> None:
+        """Take back what the last run raised and never got answered, ahead of anything
+        raised in this run (call before the first connection)."""
+        stored = await self._storage.load_settings(NAMESPACE)
+        restored = []
+        for key, status in stored.items():
+            try:
+                update_status = ReservationUpdateStatusEnumType(status)
+                request = call.ReservationStatusUpdate(
+                    reservation_id=int(key), reservation_update_status=update_status
+                )
+            except ValueError:
+                log.error("stored ReservationStatusUpdate %s=%s unreadable: dropped", key, status)
+                self._forget(key)
+                continue
+            restored.append(request)
+        if restored:
+            log.info("%d ReservationStatusUpdate(s) of the last run to send", len(restored))
+        self._pending.extendleft(reversed(restored))
 
     def ended(self, reservation_id: int, reason: ReservationEnd, cp: ChargePoint | None) -> None:
         """A reservation ended for ``reason``; ``cp`` is the registered connection (None:
@@ -53,6 +82,12 @@ class ReservationUpdates:
             return
         request = call.ReservationStatusUpdate(
             reservation_id=reservation_id, reservation_update_status=status
+        )
+        row = (NAMESPACE, str(reservation_id), str(status))
+        self._storage.submit(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO settings (namespace, key, value) VALUES (?, ?, ?)", row
+            )
         )
         if cp is None:
             log.info(
@@ -73,11 +108,19 @@ class ReservationUpdates:
         while self._pending:
             await self._send(cp, self._pending.popleft())
 
-    @staticmethod
-    async def _send(cp: ChargePoint, request: call.ReservationStatusUpdate) -> None:
+    async def _send(self, cp: ChargePoint, request: call.ReservationStatusUpdate) -> None:
+        """Send ``request``; answered or refused, its row goes (a dropped connection
+        cancels this and the row stays for the next run)."""
         try:
             await call_checked(cp, request)
         except CALL_FAILURES as exc:
             log.warning(
                 "ReservationStatusUpdate %d not sent: %s", request.reservation_id, describe(exc)
             )
+        self._forget(str(request.reservation_id))
+
+    def _forget(self, key: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM settings WHERE namespace = ? AND key = ?", (NAMESPACE, key))
+
+        self._storage.submit(job)

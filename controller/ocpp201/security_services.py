@@ -27,6 +27,7 @@ from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
 from controller.domain import ChargePointControl
 from controller.firmware_install import Installer
+from controller.ocpp201.cert_renewal import CertificateRenewal
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.security_wire import CertificateVariables, firmware_status_request
 from controller.storage import Storage
@@ -42,6 +43,7 @@ class SecurityServices:
     certificates: CertificateManager
     firmware: FirmwareUpdater
     signing: SigningRetries  # SignCertificate, sent again while unanswered
+    renewal: CertificateRenewal  # A03: SignCertificate before the client certificate expires
 
     async def restore(self) -> None:
         """Before the first connection: pending events, the store, an update under way."""
@@ -107,4 +109,13 @@ def build_security_services(
         wait_minimum_s=lambda: model.get_int(WAIT_MINIMUM) * interval_scale,
         repeat_times=lambda: model.get_int("SecurityCtrlr.CertSigningRepeatTimes"),
     )
-    return SecurityServices(events, certificates, firmware, signing)
+    renewal = CertificateRenewal(
+        certificates=certificates,
+        signing=signing,
+        model=model,
+        configured=security.files.cert_file if security is not None else None,
+        spawn=spawn,
+        clock=clock,
+        interval_scale=interval_scale,
+    )
+    return SecurityServices(events, certificates, firmware, signing, renewal)

@@ -42,6 +42,7 @@ from controller.domain import AuthResult, ChargePointControl, MeterSample, Trans
 from controller.ocpp201 import tx_points
 from controller.ocpp201.auth import TokenKinds, result_from_info
 from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.meter_values import WireDict, meter_value
 from controller.ocppj.caller import call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
@@ -65,8 +66,6 @@ _CHARGING_STATE = {
     ConnectorStatus.FINISHING: "EVConnected",
 }
 #: StopReason -> (stoppedReason, triggerReason of the Ended event).
-#: Clock-aligned values kept per transaction for its Ended; beyond it every other one goes.
-MAX_ENDED_VALUES = 240
 _STOPPED = {
     StopReason.LOCAL: ("Local", "StopAuthorized"),
     StopReason.REMOTE: ("Remote", "RemoteStop"),
@@ -235,6 +234,7 @@ class TransactionEvents:
         clock: Callable[[], dt.datetime],
         spawn: Spawn,
         interval_scale: float,
+        ended_values: EndedValues,
     ) -> None:
         self.queue = queue
         self._seq = seq
@@ -251,7 +251,7 @@ class TransactionEvents:
         #: until a session starts there.
         self._remote_starts: dict[int, tuple[int, str | None]] = {}
         self._states: dict[int, str] = {}  # the chargingState last sent, by connector
-        self._for_end: dict[int, list[WireDict]] = {}  # TxEnded values, by connector
+        self._for_end = ended_values  # TxEnded values, by transaction, kept on disk
         #: Sessions whose Started waits for a TxStartPoint, by connector.
         self._waiting: dict[int, tuple[Transaction, tx_points.Wait]] = {}
         self._status: dict[int, ConnectorStatus] = {}  # the latest status, by connector
@@ -438,19 +438,15 @@ class TransactionEvents:
         return True
 
     def keep_for_end(self, connector_id: int, meter: WireDict) -> None:
-        """Keep ``meter`` for the Ended of the connector's running transaction (thinned to
-        every other one beyond :data:`MAX_ENDED_VALUES`)."""
-        if connector_id not in self._running:
-            return
-        kept = self._for_end.setdefault(connector_id, [])
-        kept.append(meter)
-        if len(kept) > MAX_ENDED_VALUES:
-            kept[:] = kept[::2]
+        """Keep ``meter`` for the Ended of the connector's running transaction, on disk
+        (:mod:`.ended_values`: a power cut keeps it for the recovery's Ended)."""
+        tx = self._running.get(connector_id)
+        if tx is not None:
+            self._for_end.keep(tx.local_id, meter)
 
     def stopped(self, tx: Transaction) -> None:
         """Queue Ended with the stoppedReason, the values kept for it and the register at
         the end; nothing for a session that never reached its TxStartPoint."""
-        kept = self._for_end.pop(tx.connector_id, [])
         waiting = self._waiting.get(tx.connector_id)
         if waiting is not None and waiting[0] is tx:
             del self._waiting[tx.connector_id]
@@ -460,8 +456,6 @@ class TransactionEvents:
         # (After a restart, recovery ends only a transaction whose Started was queued.)
         if self._running.get(tx.connector_id) is tx:
             del self._running[tx.connector_id]
-        else:
-            kept = []  # not the transaction they were kept for
         self._states.pop(tx.connector_id, None)
         self._charged.discard(tx.connector_id)
         trigger, at, info, end = ended_fields(
@@ -470,7 +464,9 @@ class TransactionEvents:
         extra: dict[str, Any] = {"evse": {"id": tx.connector_id, "connector_id": 1}}
         if tx.stop_id_tag:
             extra["id_token"] = self._tokens.token(tx.stop_id_tag)
-        self._event(TxKind.STOP, tx, trigger, at, info, end, before=kept, **extra)
+        before = self._for_end.values(tx.local_id)  # after a power cut: the stored ones
+        self._event(TxKind.STOP, tx, trigger, at, info, end, before=before, **extra)
+        self._for_end.forget(tx.local_id)  # behind the Ended's outbox insert
 
     async def drain(self, cp: ChargePoint) -> None:
         """Send the queue in order over ``cp`` (registered), with retries; until cancelled."""

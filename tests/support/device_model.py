@@ -10,6 +10,7 @@ from typing import Any
 
 from ocpp.v201 import call
 
+from controller.connector_types import ConnectorStatus
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.sim_app import AppRig
 from tests.support.wait import until
@@ -76,3 +77,17 @@ async def card_session(rig: AppRig, *, charge: bool = False) -> Any:
         await rig.act("charge")
         await until(lambda: rig.hw("contactor_closed"), timeout_s=10)
     return supervisor.view(1).transaction
+
+
+async def expire_reservation_offline(rig: AppRig) -> None:
+    """With EVSE 1 Reserved (for about a second), the link goes down and stays down (the
+    CSMS refuses to reconnect) until the reservation has expired: EVSE 1 is Available."""
+    await rig.status("Reserved")
+    rig.csms.refuse_connections = True
+    await rig.csms.drop_connections()
+    supervisor = rig.app.supervisor
+    assert supervisor is not None
+    await until(
+        lambda: supervisor.view(1).status is ConnectorStatus.AVAILABLE,
+        what="the reservation expired offline",
+    )

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from controller.local_csms import LocalCsms
 from controller.logging_setup import stderr_handler
 from tests.support.sim_app import AppRig, controller
@@ -46,3 +48,10 @@ async def charger(csms: LocalCsms, workdir: Path, ocpp: Mapping[str, Any]) -> As
         csms, workdir, base_keys=KEYS, cp_id=CP_ID, ocpp=ocpp, wait_ready=False
     ) as rig:
         yield rig
+
+
+def client_serial(csms: LocalCsms) -> int | None:
+    """The serial number of the client certificate :data:`CP_ID` showed on its connection."""
+    transport = csms._session(CP_ID).ws.transport
+    der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    return None if not der else x509.load_der_x509_certificate(der).serial_number

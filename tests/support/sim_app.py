@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.local_csms import LocalCsms
+from drivers.base import CpState
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.wait import until
 
@@ -91,6 +92,15 @@ class AppRig:
             after=after,
             timeout_s=timeout_s,
         )
+
+    async def plugged(self, connector: int = 1) -> None:
+        """Plug a car in at ``connector`` and wait until the charger has seen it (its control
+        pilot reads B): a connector whose status does not change (Reserved) says nothing."""
+        await self.act("plug", connector=connector)
+        supervisor = self.app.supervisor
+        assert supervisor is not None
+        machine = supervisor.connectors[connector].machine
+        await until(lambda: machine.cp_state is CpState.B, what=f"a car at {connector} seen")
 
     async def charging(self) -> dict[str, Any]:
         """Plug in, tap the accepted card, and wait until the car draws its current; the
