@@ -78,6 +78,7 @@ def test_limits_are_rounded_down_never_up() -> None:
     assert round_down(0.05) == 0.0
 
 
+@pytest.mark.timing  # a bound on wall-clock time: run alone
 async def test_a_reading_reaches_the_limit_in_one_turn_and_silence_falls_back_then_recovers() -> (
     None
 ):

@@ -133,6 +133,7 @@ async def test_a_zero_sample_interval_sends_no_sampled_values(make_rig: MakeRig)
     assert meter_values(rig) == []
 
 
+@pytest.mark.timing  # a bound on wall-clock time: run alone
 async def test_clock_aligned_values_come_at_wall_clock_boundaries_without_a_transaction(
     make_rig: MakeRig,
 ) -> None:

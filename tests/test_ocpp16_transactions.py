@@ -10,6 +10,8 @@ import dataclasses
 import itertools
 from typing import Any
 
+import pytest
+
 from controller.connector_types import StopReason
 from controller.csms.queue import TransactionQueue, TxKind, TxMessage
 from tests.support.csms import BLOCKED_TAG
@@ -118,6 +120,7 @@ async def test_a_stop_waits_for_the_id_of_its_start_and_never_goes_out_without_i
     assert stop["transactionId"] == tx.csms_id == 1
 
 
+@pytest.mark.timing  # a bound on wall-clock time: run alone
 async def test_a_refused_start_is_retried_after_the_retry_interval_times_the_tries(
     make_rig: MakeRig,
 ) -> None:

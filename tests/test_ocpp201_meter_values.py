@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ocpp.v201 import call
 
 from controller.csms.wire import parse_iso
@@ -47,6 +48,7 @@ async def charging(rig: AppRig) -> str:
     return str(started["transactionInfo"]["transactionId"])
 
 
+@pytest.mark.timing  # a bound on wall-clock time: run alone
 async def test_while_idle_clock_aligned_values_are_meter_values_on_the_second(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
