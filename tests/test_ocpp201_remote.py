@@ -12,6 +12,7 @@ from typing import Any
 
 from ocpp.v201 import call
 
+from controller.connector_types import ConnectorStatus
 from controller.domain import ResetKind
 from controller.local_csms import LocalCsms
 from tests.support.device_model import remote_started
@@ -68,6 +69,13 @@ async def test_change_availability_of_an_evse_and_of_the_station(
         unknown = await rig.cp_call(
             call.ChangeAvailability(operational_status="Inoperative", evse={"id": 9})
         )
+        # each EVSE has one connector, number 1: its connector alone is the EVSE
+        no_connector = await rig.cp_call(
+            call.ChangeAvailability(
+                operational_status="Operative", evse={"id": 1, "connector_id": 2}
+            )
+        )
+        assert rig.app.supervisor.view(1).status is ConnectorStatus.UNAVAILABLE  # unchanged
         mark = rig.mark()
         on = await rig.cp_call(call.ChangeAvailability(operational_status="Operative"))
         await rig.status("Available", mark)
@@ -77,6 +85,7 @@ async def test_change_availability_of_an_evse_and_of_the_station(
         )
         assert rig.hw("contactor_closed")  # the session goes on
     assert (off.status, unknown.status, on.status) == ("Accepted", "Rejected", "Accepted")
+    assert no_connector.status == "Rejected"
     assert scheduled.status == "Scheduled"
 
 

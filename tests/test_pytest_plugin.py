@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import tomllib
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from controller.local_csms import LocalCsms
-from controller.testing.charger import ChargerError, SimulatedCharger
+from controller.testing.charger import ChargerError, SimulatedCharger, preset_text
 from tests.support.csms import ACCEPTED_TAG, TEST_TAGS
 
 T = TypeVar("T")
@@ -76,6 +77,38 @@ def test_a_session_driven_through_the_fixture(
     assert stop["reason"] == "Local"
     charger.unplug()
     charger.wait_for(lambda c: c["ocpp_status"] == "Available")
+
+
+def test_a_session_over_ocpp_201_with_a_device_model_preset(
+    picharge_charger: Callable[..., SimulatedCharger], csms_thread: CsmsThread
+) -> None:
+    csms = csms_thread.csms
+    preset = {
+        "SampledDataCtrlr": {"TxUpdatedInterval": 1},
+        "OCPPCommCtrlr": {"WebSocketPingInterval": 0},
+    }
+    charger = picharge_charger(csms.url, chargepoint_id="cp-plugin-201", keys=preset, ocpp="2.0.1")
+    csms_thread.run(csms.wait_for("BootNotification"))
+    charger.plug()
+    charger.tap(ACCEPTED_TAG)
+    started = csms_thread.run(
+        csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+    )
+    assert started["idToken"]["idToken"] == ACCEPTED_TAG.upper()
+    charger.wait_for(lambda c: c["ev_current_a"] > 15)
+    # the preset's 1 s TxUpdatedInterval: periodic values while the car draws
+    csms_thread.run(
+        csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic")
+    )
+    charger.tap(ACCEPTED_TAG)  # the same card again ends the session
+    ended = csms_thread.run(csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended"))
+    assert ended["transactionInfo"]["transactionId"] == started["transactionInfo"]["transactionId"]
+    assert ended["transactionInfo"]["stoppedReason"] == "Local"
+
+
+def test_the_preset_of_a_201_charger_is_a_toml_table_per_component() -> None:
+    text = preset_text({"HeartbeatInterval": 30, "TxCtrlr": {"EVConnectionTimeOut": 60}})
+    assert tomllib.loads(text) == {"HeartbeatInterval": 30, "TxCtrlr": {"EVConnectionTimeOut": 60}}
 
 
 def test_a_fault_and_its_recovery_through_the_fixture(

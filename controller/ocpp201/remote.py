@@ -194,7 +194,12 @@ class RemoteHandlers:
         self, operational_status: str, evse: dict[str, Any] | None = None, **_: Any
     ) -> Any:
         connector_id = 0 if evse is None else int(evse["id"])
-        if connector_id != 0 and connector_id not in self._s.control.connector_ids:
+        # Each EVSE has one connector, number 1 (G03: a connector's availability is then
+        # the EVSE's); any other connector, or EVSE, does not exist.
+        unknown_connector = evse is not None and evse.get("connector_id", 1) != 1
+        if unknown_connector or (
+            connector_id != 0 and connector_id not in self._s.control.connector_ids
+        ):
             return call_result.ChangeAvailability(ChangeAvailabilityStatusEnumType.rejected)
         available = operational_status == OperationalStatusEnumType.operative
         answer = await self._s.control.change_availability(connector_id, available)

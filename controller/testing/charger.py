@@ -37,8 +37,20 @@ def free_port() -> int:
 
 
 def preset_text(keys: Mapping[str, Any]) -> str:
-    """An ``--ocpp-keys`` TOML table (booleans, integers, strings, lists of strings)."""
-    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+    """An ``--ocpp-keys`` TOML document: OCPP 1.6 keys as ``Key = value`` (booleans,
+    integers, strings, lists of strings); a mapping value is an OCPP 2.0.1 component's
+    table (``{"SampledDataCtrlr": {"TxUpdatedInterval": 10}}``)."""
+    plain = [f"{key} = {json.dumps(value)}\n" for key, value in keys.items() if not _table(value)]
+    tables = [
+        f"[{component}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in variables.items())
+        for component, variables in keys.items()
+        if _table(variables)
+    ]
+    return "".join(plain) + "".join(tables)
+
+
+def _table(value: Any) -> bool:
+    return isinstance(value, Mapping)
 
 
 class ChargerError(Exception):
@@ -50,9 +62,11 @@ class SimulatedCharger:
 
     ``csms_url`` is the CSMS's websocket base URL (the charge point id is appended as its
     last path segment); ``keys`` is the OCPP 1.6 key preset applied on the first start of
-    ``state_dir``; ``speed`` makes the car and the meter run faster than the wall clock
-    (protocol timers do not); ``extra_args`` go to ``picharge run`` as they are
-    (``["--sim-cable", "tethered"]``, ``["--sim-connectors", "2"]``).
+    ``state_dir`` (for ``ocpp="2.0.1"``, device-model variables: a mapping per component);
+    ``speed`` makes the car and the meter run faster than the wall clock (protocol timers
+    do not); ``ocpp`` is the OCPP version spoken ("1.6" or "2.0.1"); ``extra_args`` go to
+    ``picharge run`` as they are (``["--sim-cable", "tethered"]``,
+    ``["--sim-connectors", "2"]``).
     """
 
     def __init__(
@@ -63,9 +77,11 @@ class SimulatedCharger:
         chargepoint_id: str = "picharge-sim",
         keys: Mapping[str, Any] | None = None,
         speed: float = 10.0,
+        ocpp: str = "1.6",
         extra_args: Sequence[str] = (),
     ) -> None:
         self.csms_url = csms_url
+        self.ocpp = ocpp
         self.state_dir = state_dir
         self.chargepoint_id = chargepoint_id
         self.control = f"127.0.0.1:{free_port()}"
@@ -87,7 +103,7 @@ class SimulatedCharger:
             "--csms", self.csms_url, "--id", self.chargepoint_id,
             "--state-dir", str(self.state_dir), "--ocpp-keys", str(preset),
             "--sim-control", self.control, "--sim-speed", str(self._speed),
-            *self._extra,
+            "--ocpp", self.ocpp, *self._extra,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self._process = subprocess.Popen(

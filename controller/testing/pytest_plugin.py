@@ -43,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def picharge_charger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartCharger]:
     """``picharge_charger(csms_url, *, chargepoint_id="picharge-sim", keys=None,
-    speed=None, extra_args=())``: start a simulated charger, return it started."""
+    speed=None, extra_args=(), ocpp="1.6")``: start a simulated charger speaking that OCPP
+    version, return it started."""
     started: list[SimulatedCharger] = []
 
     def start(
@@ -54,6 +55,7 @@ def picharge_charger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         speed: float | None = None,
         extra_args: Sequence[str] = (),
         state_dir: Path | None = None,
+        ocpp: str = "1.6",
     ) -> SimulatedCharger:
         charger = SimulatedCharger(
             csms_url,
@@ -61,6 +63,7 @@ def picharge_charger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             chargepoint_id=chargepoint_id,
             keys=keys,
             speed=speed if speed is not None else request.config.getoption("picharge_speed"),
+            ocpp=ocpp,
             extra_args=extra_args,
         )
         started.append(charger)
