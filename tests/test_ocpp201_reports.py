@@ -4,6 +4,7 @@ bundled CSMS, which checks each part against the 2.0.1 schemas."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from controller.local_csms import LocalCsms
 from controller.ocpp201.device_model import VARIABLES, Mutability
 from controller.ocpp201.evse_variables import VARIABLES as LIVE_VARIABLES
 from controller.ocpp201.reports import split
+from tests.support.device_model import get_variable, set_variable
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
@@ -58,6 +60,24 @@ async def test_a_full_inventory_comes_in_parts_of_items_per_message(
     heartbeat = items["OCPPCommCtrlr.HeartbeatInterval"]
     assert heartbeat["variableAttribute"][0]["value"] == "300"
     assert heartbeat["variableCharacteristics"]["dataType"] == "integer"
+    clock = items["ClockCtrlr.DateTime"]
+    assert clock["variableCharacteristics"]["dataType"] == "dateTime"
+    # read-only but not constant: the clock moves by itself
+    assert clock["variableAttribute"][0]["constant"] is False
+    assert items["ClockCtrlr.TimeSource"]["variableAttribute"][0]["value"] == "NTP"
+
+
+async def test_the_clock_controller_reports_the_stations_time(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, ocpp=V201) as rig:
+        before = dt.datetime.now(dt.UTC)
+        reported = await get_variable(rig, "ClockCtrlr", "DateTime")
+        after = dt.datetime.now(dt.UTC)
+        refused = await set_variable(rig, "ClockCtrlr", "TimeSource", "Heartbeat")
+    stamp = dt.datetime.fromisoformat(reported.replace("Z", "+00:00"))
+    assert before - dt.timedelta(seconds=1) <= stamp <= after + dt.timedelta(seconds=1)
+    assert refused == "Rejected"  # read-only: picharge never sets the clock itself
 
 
 async def test_configuration_inventory_and_get_report_select_what_they_ask_for(

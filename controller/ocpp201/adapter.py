@@ -38,6 +38,7 @@ from controller.csms.reservations import ReservationBook
 from controller.csms.security import LinkSecurity
 from controller.csms.tasks import TaskSet
 from controller.csms.timers import Retimer
+from controller.csms.wire import iso_utc
 from controller.domain import (
     AuthResult,
     AuthStatus,
@@ -131,6 +132,7 @@ class Ocpp201Adapter:
             cache_max_bytes=AUTH_CACHE_BYTES_MAX,
         )
         model.provide("AuthCacheCtrlr.Storage", lambda: str(self._authorizer.cache_bytes))
+        model.provide("ClockCtrlr.DateTime", lambda: iso_utc(clock()))
         model.provide("LocalAuthListCtrlr.Entries", lambda: str(self._authorizer.local_list.size))
         self._token_kinds = TokenKinds()
         self._reservations = ReservationBook(

@@ -57,6 +57,7 @@ class DataType(StrEnum):
     MEMBER_LIST = "MemberList"
     SEQUENCE_LIST = "SequenceList"
     OPTION_LIST = "OptionList"
+    DATE_TIME = "dateTime"
 
 
 class SetStatus(StrEnum):
@@ -141,6 +142,10 @@ class VariableDef:
             unknown = [m for m in value.split(",") if m and m not in members]
             if unknown:
                 return f"unknown member(s) {', '.join(unknown)}; known: {', '.join(members)}"
+        elif self.data_type is DataType.SEQUENCE_LIST and self.members is not None:
+            unknown = [m for m in value.split(",") if m and m not in self.members]
+            if unknown:
+                return f"unknown item(s) {', '.join(unknown)}; known: {', '.join(self.members)}"
         elif self.data_type is DataType.SEQUENCE_LIST and not _numbers(value):
             return f"must be a comma-separated list of numbers, got {value!r}"
         if self.max_length is not None and len(value) > self.max_length:
@@ -336,6 +341,18 @@ VARIABLES: tuple[VariableDef, ...] = (
     _int("SecurityCtrlr", "CertRenewalMarginDays", 30, min_value=0, max_value=3650, unit="d"),
     # --- K12: NotifyChargingLimit carries the external limit as a schedule when true
     _bool("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", False),
+    # --- ClockCtrlr (B, clock): the station's time is the operating system's, kept by NTP
+    # (systemd-timesyncd on Raspberry Pi OS); picharge never sets the clock itself, so the
+    # source is read-only. DateTime is live (DeviceModel.provide), never stored.
+    VariableDef("ClockCtrlr", "DateTime", DataType.DATE_TIME, "", Mutability.READ_ONLY),
+    VariableDef(
+        "ClockCtrlr",
+        "TimeSource",
+        DataType.SEQUENCE_LIST,
+        "NTP",
+        Mutability.READ_ONLY,
+        members=("NTP",),
+    ),
 )
 
 
@@ -439,6 +456,11 @@ class DeviceModel:
         """The Actual value of ``Component.Variable``; None for an unknown one."""
         live = self._live.get(key)
         return live() if live is not None else self._values.get(key)
+
+    def is_live(self, key: str) -> bool:
+        """Whether ``key``'s Actual value is measured at each read (see :meth:`provide`):
+        read-only, yet not constant."""
+        return key in self._live
 
     def provide(self, key: str, value: Callable[[], str]) -> None:
         """The Actual value of the read-only ``key`` is ``value()`` at each read from now on

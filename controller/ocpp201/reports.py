@@ -37,7 +37,8 @@ def _item(model: DeviceModel, defn: VariableDef) -> Item:
         "type": "Actual",
         "mutability": defn.mutability.value,
         "persistent": defn.persistent,
-        "constant": defn.mutability is Mutability.READ_ONLY,
+        # constant: read-only and not measured (a count or the clock changes by itself)
+        "constant": defn.mutability is Mutability.READ_ONLY and not model.is_live(defn.name),
     }
     if defn.mutability is not Mutability.WRITE_ONLY:
         attribute["value"] = model.get(defn.name) or ""
