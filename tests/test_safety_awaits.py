@@ -415,7 +415,7 @@ async def test_recovery_at_start_never_energizes_for_the_interrupted_session(
         await c.start_session()
         await c.until(lambda: c.sim_c1.contactor.main_contacts_closed, "charging")
     gate = Gate("recovery")
-    monkeypatch.setattr(Outbox, "told", gate.wrap(Outbox.told))
+    monkeypatch.setattr(Outbox, "told_by", gate.wrap(Outbox.told_by))  # what recovery awaits
     config = dataclasses.replace(parse_config({"authorization": {"cards": CARDS}}), state_dir=state)
     app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0))
     starting = asyncio.create_task(app.start())
