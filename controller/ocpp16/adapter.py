@@ -3,7 +3,8 @@ and :class:`~controller.csms.adapter.CsmsAdapter`.
 
 It composes parts that each do one job:
 
-- :class:`~.link_loop.LinkLoop`: connect, BootNotification, Heartbeat, reconnect;
+- :class:`~controller.ocppj.link_loop.LinkLoop` (in the 1.6 :mod:`.link_loop` dialect):
+  connect, BootNotification, Heartbeat, reconnect;
 - :class:`~.status_reporter.StatusReporter`: StatusNotification, connector 0 included;
 - :class:`~.transaction_sender.TransactionSender`: Start/StopTransaction and transaction
   MeterValues through the durable queue;
@@ -51,12 +52,13 @@ from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.charge_point import OcppChargePoint
 from controller.ocpp16.errors import CALL_FAILURES, VERSION
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.link_loop import LinkLoop
+from controller.ocpp16.link_loop import dialect as link_dialect
 from controller.ocpp16.metering import Metering
 from controller.ocpp16.settings import SETTING_KEYS, AuthKeys, csms_settings
 from controller.ocpp16.status_reporter import StatusReporter
 from controller.ocpp16.transaction_sender import TransactionSender
 from controller.ocppj.caller import SessionCaller, call_checked, describe
+from controller.ocppj.link_loop import LinkLoop, replaced_timing
 from controller.outbox import Outbox
 from controller.storage import Storage
 from drivers.errors import FaultKind
@@ -110,12 +112,12 @@ class Ocpp16Adapter:
         firmware_policy: FirmwarePolicy | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
-        self.timing = timing or LinkTiming()
+        timing = timing or LinkTiming()
         self._control = control
         self._config = config
         self._tasks = TaskSet()
         self._caller: SessionCaller[OcppChargePoint] = SessionCaller()
-        timers = KeyTimers(config, self.timing.interval_scale)
+        timers = KeyTimers(config, timing.interval_scale)
         self._security_events = SecurityEvents(storage, clock)
         if security is not None:
             security.report_to(self._security_events)
@@ -137,7 +139,7 @@ class Ocpp16Adapter:
             config=config,
             clock=clock,
             spawn=self._tasks.spawn,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
         )
         self._metering = Metering(
             control=control,
@@ -154,7 +156,7 @@ class Ocpp16Adapter:
             config=config,
             storage=storage,
             clock=clock,
-            timing=self.timing,
+            timing=timing,
             send=self._caller.call,
             spawn=self._tasks.spawn,
             authorizer=self._authorizer,
@@ -171,16 +173,15 @@ class Ocpp16Adapter:
         self._statuses = StatusReporter(
             control, clock, self._transactions.running, self._profiles.connector_idle
         )
-        self._link = LinkLoop(
+        self._link: LinkLoop[OcppChargePoint] = LinkLoop(
+            dialect=link_dialect(chargepoint_id, self._services),
             url=endpoint_url(url, chargepoint_id),
-            chargepoint_id=chargepoint_id,
-            timing=self.timing,
+            timing=timing,
             security=security,
             boot_request=boot_request,
-            config=config,
+            settings=config,
             timers=timers,
             caller=self._caller,
-            services=self._services,
             spawn=self._tasks.spawn,
             booted=self._services.firmware.booted,  # the running firmware works: trial ends
             serve=self._serve_registered,
@@ -199,6 +200,15 @@ class Ocpp16Adapter:
     @property
     def state(self) -> LinkState:
         return self._link.state
+
+    @property
+    def timing(self) -> LinkTiming:
+        """The link's timing (see :class:`LinkTiming`)."""
+        return self._link.timing
+
+    @timing.setter
+    def timing(self, timing: LinkTiming) -> None:
+        self._link.timing = replaced_timing(self._link.timing, timing)
 
     @property
     def online(self) -> bool:

@@ -1,7 +1,8 @@
 """The OCPP 2.0.1 adapter: :class:`Ocpp201Adapter` implements :class:`~controller.domain.
 CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 
-It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
+It composes: the link (:class:`~controller.ocppj.link_loop.LinkLoop` in the 2.0.1 :mod:`.link_loop`
+dialect: connect, BootNotification,
 Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
 GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
 durable queue (:mod:`.transactions`), authorization (Authorize, the cache, the local list
@@ -60,7 +61,7 @@ from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.errors import VERSION
 from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
-from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.link_loop import dialect as link_dialect
 from controller.ocpp201.monitoring import Monitors
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.notify_events import NotifyEvents
@@ -78,6 +79,7 @@ from controller.ocpp201.status import status_request
 from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
+from controller.ocppj.link_loop import LinkLoop, replaced_timing
 from controller.outbox import Outbox
 from controller.storage import Storage, StorageError
 from drivers.errors import FaultKind
@@ -116,13 +118,13 @@ class Ocpp201Adapter:
         ended_values: EndedValues | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
-        self.timing = timing or LinkTiming()
+        timing = timing or LinkTiming()
         self._control = control
         self._clock = clock
         self._tasks = TaskSet()
         self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
         self._model = model
-        self._timers = KeyTimers(model, self.timing.interval_scale)
+        self._timers = KeyTimers(model, timing.interval_scale)
         auth_variables = AuthVariables(model)
         self._authorizer = Authorizer(
             auth_variables,
@@ -151,7 +153,7 @@ class Ocpp201Adapter:
             registered=lambda: self._caller.registered,
             clock=clock,
             spawn=self._tasks.spawn,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
             ended_values=self._ended_values,
         )
         self._latest: dict[int, MeterSample] = {}
@@ -205,7 +207,7 @@ class Ocpp201Adapter:
             send=self._caller.call,
             spawn=self._tasks.spawn,
             clock=clock,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
             security=security,
             policy=firmware_policy or FirmwarePolicy(),
             installer=firmware_installer,
@@ -225,21 +227,20 @@ class Ocpp201Adapter:
             reservations=self._reservations,
             profiles=self._profiles,
             events=self._events,
-            logs=self._log_uploads(chargepoint_id, storage, diagnostics_logs),
+            logs=self._log_uploads(chargepoint_id, storage, diagnostics_logs, timing),
             network=network or NetworkProfiles(storage, {}),
             evses=self._evses,
             monitors=self._monitors,
         )
-        self._link = LinkLoop(
+        self._link: LinkLoop[Ocpp201ChargePoint] = LinkLoop(
+            dialect=link_dialect(chargepoint_id, services),
             url=endpoint_url(url, chargepoint_id),
-            chargepoint_id=chargepoint_id,
-            timing=self.timing,
+            timing=timing,
             security=security,
             boot_request=boot_request,
-            model=model,
+            settings=model,
             timers=self._timers,
             caller=self._caller,
-            services=services,
             spawn=self._tasks.spawn,
             serve=self._serve_registered,
             fallback_url=None
@@ -248,7 +249,7 @@ class Ocpp201Adapter:
         )
 
     def _log_uploads(
-        self, chargepoint_id: str, storage: Storage, logs: LogSource | None
+        self, chargepoint_id: str, storage: Storage, logs: LogSource | None, timing: LinkTiming
     ) -> LogUploads:
         """GetLog's uploads: the controller's log (``logs``, default the journal or the
         state directory's log file) and the security event history, redacted of the
@@ -267,7 +268,7 @@ class Ocpp201Adapter:
             status_request=log_status_request,
             spawn=self._tasks.spawn,
             clock=self._clock,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
         )
 
     @property
@@ -277,6 +278,15 @@ class Ocpp201Adapter:
     @property
     def state(self) -> LinkState:
         return self._link.state
+
+    @property
+    def timing(self) -> LinkTiming:
+        """The link's timing (see :class:`LinkTiming`)."""
+        return self._link.timing
+
+    @timing.setter
+    def timing(self, timing: LinkTiming) -> None:
+        self._link.timing = replaced_timing(self._link.timing, timing)
 
     @property
     def queued(self) -> int:
