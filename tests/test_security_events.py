@@ -125,7 +125,7 @@ async def test_a_refused_charger_reports_it_once_in_then_resets_and_key_changes(
     link_lines = [line for line in told if "SecurityEventNotification" not in line]
     # one WARNING per refused attempt, from the link; the rest is the event going out
     assert len(link_lines) == sum(a.refused for a in csms.connection_attempts) >= 1
-    assert all(" WARNING controller.ocpp16.link_loop: " in line for line in link_lines)
+    assert all(" WARNING controller.ocppj.link_loop: " in line for line in link_lines)
 
 
 async def test_one_security_event_appends_one_row_and_never_rewrites_the_history(

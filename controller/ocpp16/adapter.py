@@ -3,7 +3,8 @@ and :class:`~controller.csms.adapter.CsmsAdapter`.
 
 It composes parts that each do one job:
 
-- :class:`~.link_loop.LinkLoop`: connect, BootNotification, Heartbeat, reconnect;
+- :class:`~controller.ocppj.link_loop.LinkLoop` (in the 1.6 :mod:`.link_loop` dialect):
+  connect, BootNotification, Heartbeat, reconnect;
 - :class:`~.status_reporter.StatusReporter`: StatusNotification, connector 0 included;
 - :class:`~.transaction_sender.TransactionSender`: Start/StopTransaction and transaction
   MeterValues through the durable queue;
@@ -28,11 +29,10 @@ from ocpp.v16 import call
 from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
-from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.diagnostics import LogSource
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.key_timers import KeyTimers
-from controller.csms.link import LinkState, LinkTiming, endpoint_url
+from controller.csms.link import LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
 from controller.csms.security import LinkSecurity
 from controller.csms.security_events import SecurityEvents
@@ -49,14 +49,16 @@ from controller.firmware_install import Installer
 from controller.ocpp16.assembly import build_services
 from controller.ocpp16.auth import result_from_info
 from controller.ocpp16.charge_point import OcppChargePoint
-from controller.ocpp16.errors import CALL_FAILURES, VERSION
+from controller.ocpp16.errors import VERSION
 from controller.ocpp16.keys import OcppConfig
-from controller.ocpp16.link_loop import LinkLoop
+from controller.ocpp16.link_loop import dialect as link_dialect
 from controller.ocpp16.metering import Metering
 from controller.ocpp16.settings import SETTING_KEYS, AuthKeys, csms_settings
 from controller.ocpp16.status_reporter import StatusReporter
 from controller.ocpp16.transaction_sender import TransactionSender
-from controller.ocppj.caller import SessionCaller, call_checked, describe
+from controller.ocppj.adapter import LinkedAdapter
+from controller.ocppj.caller import SessionCaller
+from controller.ocppj.link_loop import LinkLoop
 from controller.outbox import Outbox
 from controller.storage import Storage
 from drivers.errors import FaultKind
@@ -74,7 +76,7 @@ def security_event_request(event: Mapping[str, str]) -> call.SecurityEventNotifi
     )
 
 
-class Ocpp16Adapter:
+class Ocpp16Adapter(LinkedAdapter[OcppChargePoint]):
     """The charge point's OCPP 1.6J link to its CSMS (a :class:`CsmsLink`).
 
     ``url`` is the CSMS base URL; ``chargepoint_id`` is appended as the last path segment.
@@ -110,12 +112,12 @@ class Ocpp16Adapter:
         firmware_policy: FirmwarePolicy | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
-        self.timing = timing or LinkTiming()
+        timing = timing or LinkTiming()
         self._control = control
         self._config = config
         self._tasks = TaskSet()
-        self._caller: SessionCaller[OcppChargePoint] = SessionCaller()
-        timers = KeyTimers(config, self.timing.interval_scale)
+        self._caller = SessionCaller()
+        timers = KeyTimers(config, timing.interval_scale)
         self._security_events = SecurityEvents(storage, clock)
         if security is not None:
             security.report_to(self._security_events)
@@ -137,7 +139,7 @@ class Ocpp16Adapter:
             config=config,
             clock=clock,
             spawn=self._tasks.spawn,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
         )
         self._metering = Metering(
             control=control,
@@ -154,7 +156,7 @@ class Ocpp16Adapter:
             config=config,
             storage=storage,
             clock=clock,
-            timing=self.timing,
+            timing=timing,
             send=self._caller.call,
             spawn=self._tasks.spawn,
             authorizer=self._authorizer,
@@ -172,15 +174,14 @@ class Ocpp16Adapter:
             control, clock, self._transactions.running, self._profiles.connector_idle
         )
         self._link = LinkLoop(
+            dialect=link_dialect(chargepoint_id, self._services),
             url=endpoint_url(url, chargepoint_id),
-            chargepoint_id=chargepoint_id,
-            timing=self.timing,
+            timing=timing,
             security=security,
             boot_request=boot_request,
-            config=config,
+            settings=config,
             timers=timers,
             caller=self._caller,
-            services=self._services,
             spawn=self._tasks.spawn,
             booted=self._services.firmware.booted,  # the running firmware works: trial ends
             serve=self._serve_registered,
@@ -188,45 +189,6 @@ class Ocpp16Adapter:
         if security is not None:  # installed roots and a signed client certificate
             security.use_certificates(self._services.certificates)
         config.on_change(self._config_changed)
-
-    # --- state ------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The CSMS endpoint: the base URL with the charge point id as last path segment."""
-        return self._link.url
-
-    @property
-    def state(self) -> LinkState:
-        return self._link.state
-
-    @property
-    def online(self) -> bool:
-        """True while a websocket to the CSMS is open (registered or not)."""
-        return self._caller.cp is not None
-
-    @property
-    def registered(self) -> bool:
-        """True while the current connection's BootNotification is Accepted."""
-        return self._caller.registered
-
-    @property
-    def queued(self) -> int:
-        """Transaction messages waiting to be sent (or being sent)."""
-        return len(self._queue)
-
-    async def resync(self) -> None:
-        """Write the transaction queue to the database again (it failed and works again)."""
-        await self._queue.resync()
-
-    async def flush(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._queue.wait_empty()
-        except TimeoutError:
-            return False
-        return True
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -238,15 +200,13 @@ class Ocpp16Adapter:
         await self._services.certificates.load()  # before the first connection uses them
         await self._services.firmware.restore()  # a scheduled or installed update goes on
         await self._queue.restore()  # what the last run left unsent goes first
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._link.run(), name="ocpp16-link")
-                group.create_task(self._metering.run_clock_aligned(), name="ocpp16-clock-aligned")
-                group.create_task(self._profiles.run(), name="ocpp16-smart-charging")
-        finally:
-            self._link.set_state(LinkState.STOPPED)
-            await self._tasks.cancel_all()
-            await self._security_events.flush()  # stored before the storage closes
+        await self._run_link(
+            "ocpp16",
+            {
+                "ocpp16-clock-aligned": self._metering.run_clock_aligned(),
+                "ocpp16-smart-charging": self._profiles.run(),
+            },
+        )
 
     async def _serve_registered(self, cp: OcppChargePoint) -> None:
         """While ``cp`` is registered: every status first, then changes, heartbeats, the
@@ -255,14 +215,12 @@ class Ocpp16Adapter:
             await self._statuses.open(cp)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._statuses.send_changes(cp), name="ocpp16-status")
-                group.create_task(self._link.heartbeat(cp), name="ocpp16-heartbeat")
-                group.create_task(self._transactions.drain(cp), name="ocpp16-transactions")
-                group.create_task(
-                    self._security_events.drain(
-                        lambda event: call_checked(cp, security_event_request(event)),
-                        CALL_FAILURES,
-                    ),
-                    name="ocpp16-security-events",
+                self._serve_common(
+                    group,
+                    cp,
+                    "ocpp16",
+                    transactions=self._transactions.drain,
+                    security_event=security_event_request,
                 )
         finally:
             self._statuses.close()
@@ -300,28 +258,11 @@ class Ocpp16Adapter:
         if len(id_tag) > MAX_ID_TAG:
             log.warning("id %s is longer than OCPP 1.6 allows (20): Invalid", id_tag)
             return AuthResult(AuthStatus.INVALID)
-        pre = await self._authorizer.pre_authorized(id_tag)
-        if pre is not None:
-            log.info("%s pre-authorized from the cache", id_tag)
-            return pre
-        if self._caller.registered:
-            try:
-                # one response timeout in all, however long other calls hold the link
-                async with asyncio.timeout(self.timing.response_timeout_s):
-                    conf = await self._caller.call(call.Authorize(id_tag=id_tag))
-            except CallRefused as exc:
-                # The CSMS is there and answered, with a CALLERROR or an answer that fails
-                # validation: that is no acceptance, and no reason for the offline rules
-                # (they are for a CSMS out of reach, not for one that said something else).
-                log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
-                return AuthResult(AuthStatus.INVALID)
-            except (CallFailed, TimeoutError) as exc:
-                log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, describe(exc))
-            else:
-                return await self._authorizer.remember(id_tag, result_from_info(conf.id_tag_info))
-        result = await self._authorizer.offline(id_tag)
-        log.info("%s authorized offline: %s", id_tag, result.status)
-        return result
+        return await self._authorize_online(
+            id_tag,
+            lambda: call.Authorize(id_tag=id_tag),
+            lambda conf: result_from_info(conf.id_tag_info),
+        )
 
     # --- configuration ----------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """The OCPP 2.0.1 adapter: :class:`Ocpp201Adapter` implements :class:`~controller.domain.
 CsmsLink` and :class:`~controller.csms.adapter.CsmsAdapter`.
 
-It composes: the link (:class:`~.link_loop.LinkLoop`: connect, BootNotification,
-Heartbeat, reconnect, security profiles), the device model (:mod:`.device_model`,
-GetVariables/SetVariables), StatusNotification per EVSE, TransactionEvent through the
-durable queue (:mod:`.transactions`), authorization (Authorize, the cache, the local list
+It composes: the link (:class:`~controller.ocppj.link_loop.LinkLoop` in the 2.0.1
+:mod:`.link_loop` dialect: connect, BootNotification, Heartbeat, reconnect, security
+profiles), the device model (:mod:`.device_model`, GetVariables/SetVariables),
+StatusNotification per EVSE, TransactionEvent through the durable queue
+(:mod:`.transactions`), authorization (Authorize, the cache, the local list
 and the offline rules of :mod:`controller.csms.auth`), reservations
 (:class:`~controller.csms.reservations.ReservationBook`, ReservationStatusUpdate), smart
 charging (:mod:`.smart_charging`: the profiles' timer, transactions binding and ending
@@ -27,12 +28,11 @@ from ocpp.v201 import call
 from controller.charging_schedule import ConnectorRating
 from controller.connector_types import ConnectorStatus, ReservationEnd
 from controller.csms.auth import Authorizer
-from controller.csms.calls import CallFailed, CallRefused
 from controller.csms.diagnostics import LogSource, default_log_source, prepare_log
 from controller.csms.firmware_policy import FirmwarePolicy
 from controller.csms.get_log import LogUploads
 from controller.csms.key_timers import KeyTimers
-from controller.csms.link import LinkState, LinkTiming, endpoint_url
+from controller.csms.link import LinkTiming, endpoint_url
 from controller.csms.queue import TransactionQueue
 from controller.csms.reservations import ReservationBook
 from controller.csms.security import LinkSecurity
@@ -41,7 +41,6 @@ from controller.csms.timers import Retimer
 from controller.csms.wire import iso_utc
 from controller.domain import (
     AuthResult,
-    AuthStatus,
     ChargePointControl,
     MeterSample,
     Transaction,
@@ -60,7 +59,7 @@ from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.errors import VERSION
 from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.fault_events import FaultEvents
-from controller.ocpp201.link_loop import LinkLoop
+from controller.ocpp201.link_loop import dialect as link_dialect
 from controller.ocpp201.monitoring import Monitors
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.notify_events import NotifyEvents
@@ -76,8 +75,10 @@ from controller.ocpp201.settings import (
 )
 from controller.ocpp201.status import status_request
 from controller.ocpp201.transactions import SeqNumbers, TransactionEvents
+from controller.ocppj.adapter import LinkedAdapter
 from controller.ocppj.caller import SessionCaller, call_checked, describe
 from controller.ocppj.frames import CALL_FAILURES
+from controller.ocppj.link_loop import LinkLoop
 from controller.outbox import Outbox
 from controller.storage import Storage, StorageError
 from drivers.errors import FaultKind
@@ -85,7 +86,7 @@ from drivers.errors import FaultKind
 log = logging.getLogger(__name__)
 
 
-class Ocpp201Adapter:
+class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
     """The charging station's OCPP 2.0.1 link to its CSMS (a :class:`CsmsLink`).
 
     ``boot_request`` is the BootNotification this run sends (its reason decided by the
@@ -116,13 +117,13 @@ class Ocpp201Adapter:
         ended_values: EndedValues | None = None,
     ) -> None:
         self.chargepoint_id = chargepoint_id
-        self.timing = timing or LinkTiming()
+        timing = timing or LinkTiming()
         self._control = control
         self._clock = clock
         self._tasks = TaskSet()
-        self._caller: SessionCaller[Ocpp201ChargePoint] = SessionCaller()
+        self._caller = SessionCaller()
         self._model = model
-        self._timers = KeyTimers(model, self.timing.interval_scale)
+        self._timers = KeyTimers(model, timing.interval_scale)
         auth_variables = AuthVariables(model)
         self._authorizer = Authorizer(
             auth_variables,
@@ -151,7 +152,7 @@ class Ocpp201Adapter:
             registered=lambda: self._caller.registered,
             clock=clock,
             spawn=self._tasks.spawn,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
             ended_values=self._ended_values,
         )
         self._latest: dict[int, MeterSample] = {}
@@ -205,11 +206,12 @@ class Ocpp201Adapter:
             send=self._caller.call,
             spawn=self._tasks.spawn,
             clock=clock,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
             security=security,
             policy=firmware_policy or FirmwarePolicy(),
             installer=firmware_installer,
         )
+        self._security_events = self._security.events
         services = Services(
             model=model,
             control=control,
@@ -225,21 +227,20 @@ class Ocpp201Adapter:
             reservations=self._reservations,
             profiles=self._profiles,
             events=self._events,
-            logs=self._log_uploads(chargepoint_id, storage, diagnostics_logs),
+            logs=self._log_uploads(chargepoint_id, storage, diagnostics_logs, timing),
             network=network or NetworkProfiles(storage, {}),
             evses=self._evses,
             monitors=self._monitors,
         )
         self._link = LinkLoop(
+            dialect=link_dialect(chargepoint_id, services),
             url=endpoint_url(url, chargepoint_id),
-            chargepoint_id=chargepoint_id,
-            timing=self.timing,
+            timing=timing,
             security=security,
             boot_request=boot_request,
-            model=model,
+            settings=model,
             timers=self._timers,
             caller=self._caller,
-            services=services,
             spawn=self._tasks.spawn,
             serve=self._serve_registered,
             fallback_url=None
@@ -248,7 +249,7 @@ class Ocpp201Adapter:
         )
 
     def _log_uploads(
-        self, chargepoint_id: str, storage: Storage, logs: LogSource | None
+        self, chargepoint_id: str, storage: Storage, logs: LogSource | None, timing: LinkTiming
     ) -> LogUploads:
         """GetLog's uploads: the controller's log (``logs``, default the journal or the
         state directory's log file) and the security event history, redacted of the
@@ -267,34 +268,8 @@ class Ocpp201Adapter:
             status_request=log_status_request,
             spawn=self._tasks.spawn,
             clock=self._clock,
-            interval_scale=self.timing.interval_scale,
+            interval_scale=timing.interval_scale,
         )
-
-    @property
-    def url(self) -> str:
-        return self._link.url
-
-    @property
-    def state(self) -> LinkState:
-        return self._link.state
-
-    @property
-    def queued(self) -> int:
-        """Transaction events waiting to be sent (or being sent)."""
-        return len(self._queue)
-
-    async def resync(self) -> None:
-        """Write the transaction queue to the database again (it failed and works again)."""
-        await self._queue.resync()
-
-    async def flush(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the transaction queue to empty (before a reset)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._queue.wait_empty()
-        except TimeoutError:
-            return False
-        return True
 
     async def run(self) -> None:
         """Talk to the CSMS until cancelled, reconnecting forever."""
@@ -310,18 +285,16 @@ class Ocpp201Adapter:
         except StorageError as exc:  # lookups try again; until then Entries says 0
             log.error("local authorization list unreadable at start: %s", exc)
         await self._monitors.load()
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._link.run(), name="ocpp201-link")
-                group.create_task(self._sample_periodically(), name="ocpp201-tx-updated")
-                group.create_task(self._profiles.run(), name="ocpp201-smart-charging")
-                group.create_task(self._aligned.run_interval(), name="ocpp201-clock-aligned")
-                group.create_task(self._aligned.run_tx_ended(), name="ocpp201-tx-ended-aligned")
-                group.create_task(self._security.renewal.run(), name="ocpp201-cert-renewal")
-        finally:
-            self._link.set_state(LinkState.STOPPED)
-            await self._tasks.cancel_all()
-            await self._security.events.flush()  # stored before the storage closes
+        await self._run_link(
+            "ocpp201",
+            {
+                "ocpp201-tx-updated": self._sample_periodically(),
+                "ocpp201-smart-charging": self._profiles.run(),
+                "ocpp201-clock-aligned": self._aligned.run_interval(),
+                "ocpp201-tx-ended-aligned": self._aligned.run_tx_ended(),
+                "ocpp201-cert-renewal": self._security.renewal.run(),
+            },
+        )
 
     async def _serve_registered(self, cp: Ocpp201ChargePoint) -> None:
         """While ``cp`` is registered: every connector's status (G01), the reservation
@@ -334,13 +307,12 @@ class Ocpp201Adapter:
             await self._send_status(cp, connector_id, status)
         await self._reservation_updates.flush(cp)
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._link.heartbeat(cp), name="ocpp201-heartbeat")
-            group.create_task(self._transactions.drain(cp), name="ocpp201-transactions")
-            group.create_task(
-                self._security.events.drain(
-                    lambda event: call_checked(cp, security_event_request(event)), CALL_FAILURES
-                ),
-                name="ocpp201-security-events",
+            self._serve_common(
+                group,
+                cp,
+                "ocpp201",
+                transactions=self._transactions.drain,
+                security_event=security_event_request,
             )
             group.create_task(self._events.drain(cp), name="ocpp201-notify-events")
 
@@ -428,22 +400,9 @@ class Ocpp201Adapter:
     async def authorize(self, id_tag: str) -> AuthResult:
         """The cache (LocalPreAuthorize), else the CSMS (Authorize, C01), else the offline
         rules (LocalAuthorizeOffline, OfflineTxForUnknownIdEnabled)."""
-        pre = await self._authorizer.pre_authorized(id_tag)
-        if pre is not None:
-            log.info("%s pre-authorized from the cache", id_tag)
-            return pre
-        if self._caller.registered:
-            try:
-                async with asyncio.timeout(self.timing.response_timeout_s):
-                    token = self._token_kinds.token(id_tag)  # a card, or as the CSMS named it
-                    conf = await self._caller.call(call.Authorize(id_token=token))
-            except CallRefused as exc:
-                log.warning("Authorize %s answered unusably (%s): Invalid", id_tag, describe(exc))
-                return AuthResult(AuthStatus.INVALID)
-            except (CallFailed, TimeoutError) as exc:
-                log.warning("Authorize %s unanswered (%s): deciding offline", id_tag, describe(exc))
-            else:
-                return await self._authorizer.remember(id_tag, result_from_info(conf.id_token_info))
-        result = await self._authorizer.offline(id_tag)
-        log.info("%s authorized offline: %s", id_tag, result.status)
-        return result
+        return await self._authorize_online(
+            id_tag,
+            # a card, or as the CSMS named it
+            lambda: call.Authorize(id_token=self._token_kinds.token(id_tag)),
+            lambda conf: result_from_info(conf.id_token_info),
+        )

@@ -57,6 +57,10 @@ class CallServing(ChargePoint, abc.ABC):
     TypeError naming it at the first connection, not a NotImplementedError at the first
     frame)."""
 
+    #: Set by the link loop once this connection's BootNotification is Accepted (or the
+    #: charge point registered earlier in this run); until then remote starts are refused.
+    registered: bool = False
+
     def init_serving(self, task_prefix: str) -> None:
         self._task_prefix = task_prefix
         self._awaiting: set[str] = set()  # unique ids of our calls waiting for their answer
