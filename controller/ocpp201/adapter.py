@@ -293,6 +293,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
                 "ocpp201-clock-aligned": self._aligned.run_interval(),
                 "ocpp201-tx-ended-aligned": self._aligned.run_tx_ended(),
                 "ocpp201-cert-renewal": self._security.renewal.run(),
+                "ocpp201-periodic-monitors": self._monitors.run(),
             },
         )
 

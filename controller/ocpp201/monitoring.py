@@ -5,25 +5,31 @@ The monitorable variable is EVSE.Power (W, :mod:`.evse_variables`) of each EVSE,
 every meter reading. A monitor is UpperThreshold (trips when the power rises above its
 value, clears when it is back at or below), LowerThreshold (the mirror image) or Delta
 (reports whenever the power moved by at least its value since the last report; the first
-reading sets the reference). Periodic and PeriodicClockAligned are UnsupportedMonitorType.
-Each trip or clearing is a NotifyEvent (eventNotificationType CustomMonitor, trigger
-Alerting or Delta, the monitor's id as variableMonitoringId) through
+reading sets the reference), Periodic (reports the value every ``value`` seconds from when
+it was set) or PeriodicClockAligned (every ``value`` seconds on the boundaries counted from
+midnight UTC; :mod:`.monitor_periods`). Each trip, clearing or period is a NotifyEvent
+(eventNotificationType CustomMonitor, trigger Alerting, Delta or Periodic, the monitor's id
+as variableMonitoringId; a period with no reading yet has nothing to report) through
 :class:`~.notify_events.NotifyEvents` (kept while offline), sent only for a monitor whose
 severity is at most the level SetMonitoringLevel set (0-9, default 9: all); a monitor with
 ``transaction`` true watches only while a transaction runs on its EVSE.
 
 SetVariableMonitoring answers per item: UnknownComponent/UnknownVariable for what the
 device model does not hold, Rejected for a variable that cannot be monitored, a severity
-outside 0-9, a Delta that is not positive or an ``id`` that names no monitor (an ``id`` that
-does replaces that monitor), Duplicate for a second monitor of the same variable, type and
-severity, else Accepted with the new monitor's id. SetMonitoringBase All keeps every monitor;
-FactoryDefault and HardWiredOnly remove the custom ones (this charger has no preconfigured
-monitors; its hard-wired notifications, the hardware faults of :mod:`.fault_events`, always
-report). Monitors, the level and the base are kept in the state database. Loop thread only.
+outside 0-9, a Delta or period that is not positive or an ``id`` that names no monitor (an
+``id`` that does replaces that monitor), Duplicate for a second monitor of the same
+variable, type and severity, else Accepted with the new monitor's id. SetMonitoringBase
+All keeps every monitor; FactoryDefault and HardWiredOnly remove the custom ones (this
+charger has no preconfigured monitors; its hard-wired notifications, the hardware faults of
+:mod:`.fault_events`, always report). Monitors, the level and the base are kept in the
+state database. Loop thread only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +40,7 @@ from controller.csms.wire import iso_utc
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
 from controller.ocpp201.evse_variables import EvseVariables, Unknown
+from controller.ocpp201.monitor_periods import PERIODIC, PERIODIC_TYPES, first_due, next_due
 from controller.ocpp201.notify_events import NotifyEvents
 from controller.storage import Storage
 
@@ -42,16 +49,22 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ocpp201.monitors"  # key: the monitor's id
 SETTINGS = "ocpp201.monitoring"  # keys: level, base
 UPPER, LOWER, DELTA = "UpperThreshold", "LowerThreshold", "Delta"
-KINDS = (UPPER, LOWER, DELTA)
+KINDS = (UPPER, LOWER, DELTA, *PERIODIC_TYPES)
 #: GetMonitoringReport's monitoringCriteria per monitor type.
-CRITERIA = {UPPER: "ThresholdMonitoring", LOWER: "ThresholdMonitoring", DELTA: "DeltaMonitoring"}
+CRITERIA = {
+    UPPER: "ThresholdMonitoring",
+    LOWER: "ThresholdMonitoring",
+    DELTA: "DeltaMonitoring",
+    **dict.fromkeys(PERIODIC_TYPES, "PeriodicMonitoring"),
+}
 MONITORABLE = {("EVSE", "Power")}
 MAX_LEVEL = 9
 
 
 @dataclass
 class Monitor:
-    """One custom monitor; ``tripped`` and ``reference`` live only in memory."""
+    """One custom monitor; ``tripped``, ``reference`` and ``due`` (a periodic one's next
+    report) live only in memory."""
 
     id: int
     evse_id: int
@@ -62,10 +75,11 @@ class Monitor:
     transaction: bool
     tripped: bool = field(default=False, compare=False)
     reference: float | None = field(default=None, compare=False)
+    due: dt.datetime | None = field(default=None, compare=False)
 
     def stored(self) -> str:
         data = asdict(self)
-        del data["tripped"], data["reference"]
+        del data["tripped"], data["reference"], data["due"]
         return json.dumps(data)
 
     def wire(self) -> dict[str, Any]:
@@ -101,6 +115,7 @@ class Monitors:
         self._monitors: dict[int, Monitor] = {}
         self.level = MAX_LEVEL
         self.base = "All"
+        self._changed = asyncio.Event()  # wakes the periodic monitors' loop
 
     async def load(self) -> None:
         """The monitors, level and base of the last run (an unreadable monitor is dropped)."""
@@ -136,7 +151,7 @@ class Monitors:
             return "UnsupportedMonitorType", None
         if not 0 <= int(item["severity"]) <= MAX_LEVEL:
             return "Rejected", None
-        if item["type"] == DELTA and float(item["value"]) <= 0:
+        if item["type"] in (DELTA, *PERIODIC_TYPES) and float(item["value"]) <= 0:
             return "Rejected", None
         return "Accepted", evse_id
 
@@ -169,6 +184,7 @@ class Monitors:
                 )
                 await self._storage.save_setting(NAMESPACE, str(monitor.id), monitor.stored())
                 self._monitors[monitor.id] = monitor
+                self._changed.set()
                 result["id"] = monitor.id
                 log.info(
                     "monitor %d: EVSE %d %s %s", monitor.id, evse_id, monitor.type, monitor.value
@@ -263,11 +279,39 @@ class Monitors:
         if power_w is None:
             return
         for monitor in self._monitors.values():
-            if monitor.evse_id != evse_id:
+            if monitor.evse_id != evse_id or monitor.type in PERIODIC_TYPES:
                 continue
             if monitor.transaction and not self._running(evse_id):
                 continue
             self._evaluate(monitor, power_w)
+
+    async def run(self) -> None:
+        """Report each periodic monitor's value when its period comes round; until
+        cancelled. Wakes for the earliest one due, or when the monitors change."""
+        while True:
+            now = self._clock()
+            for monitor in self._periodic():
+                if monitor.due is None:
+                    monitor.due = first_due(monitor.type, monitor.value, now)
+                elif monitor.due <= now:
+                    monitor.due = next_due(monitor.type, monitor.value, monitor.due, now)
+                    self._period(monitor)
+            due = [m.due for m in self._periodic() if m.due is not None]
+            self._changed.clear()
+            timeout = None if not due else max((min(due) - now).total_seconds(), 0.0)
+            with contextlib.suppress(TimeoutError):  # the earliest period came round
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _periodic(self) -> list[Monitor]:
+        return [m for m in self._monitors.values() if m.type in PERIODIC_TYPES]
+
+    def _period(self, monitor: Monitor) -> None:
+        """A periodic monitor's report: the value now (nothing without a reading)."""
+        if monitor.transaction and not self._running(monitor.evse_id):
+            return
+        power_w = self._evses.power_w(monitor.evse_id)
+        if power_w is not None:
+            self._notify(monitor, power_w, PERIODIC, cleared=False)
 
     def _evaluate(self, monitor: Monitor, power_w: float) -> None:
         if monitor.type == DELTA:
