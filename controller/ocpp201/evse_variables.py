@@ -4,7 +4,9 @@ connector is connector 1), with values read live rather than stored.
 =============================  ==================  ======================================
 variable                       attributes          value
 =============================  ==================  ======================================
-EVSE.Power (W)                 Actual, MaxSet      the meter's total active power; MaxSet
+EVSE.Power (W)                 Actual, Target,     the meter's total active power; Target
+                               MaxSet              the power offered now (the current the
+                                                   PWM offers x phases x 230 V); MaxSet
                                                    the most the EVSE can deliver (its
                                                    maximum current x phases x 230 V)
 EVSE.AvailabilityState         Actual              Available, Occupied, Reserved,
@@ -17,7 +19,9 @@ All are ReadOnly: SetVariables gets Rejected for an attribute they have and
 NotSupportedAttributeType for one they lack (Target, MinSet, or MaxSet where not listed),
 GetVariables NotSupportedAttributeType for the latter; an EVSE or connector that does not
 exist is UnknownComponent (B05/B06). MaxSet of Power is what a CSMS reads before it sets a
-limit; the limit itself is smart charging's (block K), not this variable's. EVSE.Power is
+limit, Target what the limits it set (and the site's, the user's) come to; the limit itself
+is smart charging's (block K), not this variable's: a Target set through SetVariables would
+be a second way round the composite schedule, so it is Rejected. EVSE.Power is
 the variable the monitors of :mod:`.monitoring` watch. Loop thread only.
 """
 
@@ -32,7 +36,7 @@ from controller.domain import ChargePointControl, MeterSample
 from controller.ocpp201.device_model import DataType, SetStatus
 from controller.ocpp201.status import connector_status
 
-ACTUAL, MAX_SET = "Actual", "MaxSet"
+ACTUAL, TARGET, MAX_SET = "Actual", "Target", "MaxSet"
 EVSE, CONNECTOR = "EVSE", "Connector"
 COMPONENTS = frozenset({EVSE, CONNECTOR})
 Item = dict[str, Any]
@@ -55,7 +59,7 @@ class LiveVariable:
 
 AVAILABILITY = "Available,Occupied,Reserved,Unavailable,Faulted"
 VARIABLES: tuple[LiveVariable, ...] = (
-    LiveVariable(EVSE, "Power", DataType.DECIMAL, (ACTUAL, MAX_SET), unit="W"),
+    LiveVariable(EVSE, "Power", DataType.DECIMAL, (ACTUAL, TARGET, MAX_SET), unit="W"),
     LiveVariable(EVSE, "AvailabilityState", DataType.OPTION_LIST, (ACTUAL,), None, AVAILABILITY),
     LiveVariable(EVSE, "SupplyPhases", DataType.INTEGER, (ACTUAL,)),
     LiveVariable(
@@ -109,11 +113,19 @@ class EvseVariables:
         sample = self._latest(evse_id)
         return None if sample is None else sample.reading.total_power_w
 
+    def target_w(self, evse_id: int) -> float:
+        """The power the EVSE offers now: the PWM's current on each of its phases at 230 V
+        (0 when it offers none)."""
+        rating = self._ratings[evse_id]
+        return from_amps(self._control.view(evse_id).offered_a, RateUnit.WATTS, rating.phases)
+
     def value(self, live: LiveVariable, evse_id: int, attribute: str) -> str:
         """The ``attribute`` of ``live`` on ``evse_id`` as text (one of its attributes)."""
         if live.variable == "Power":
             if attribute == MAX_SET:
                 return str(max_power_w(self._ratings[evse_id]))
+            if attribute == TARGET:
+                return f"{self.target_w(evse_id):.1f}"
             power = self.power_w(evse_id)
             return "" if power is None else f"{power:.1f}"
         if live.variable == "SupplyPhases":

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controller.csms.wire import iso_utc
-from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.device_model import DeviceModel, requested_key
 from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
 from controller.ocpp201.evse_variables import EvseVariables, Unknown
 from controller.ocpp201.monitor_periods import PERIODIC, PERIODIC_TYPES, first_due, next_due
@@ -136,8 +136,7 @@ class Monitors:
         """(status, evse id): why ``item`` cannot be a monitor, or ("Accepted", evse id)."""
         component, variable = item["component"], item["variable"]
         if component["name"] not in LIVE_COMPONENTS:  # a stored variable (none monitorable)
-            name = f"{component['name']}.{variable['name']}"
-            if self._model.definition(name) is not None:
+            if self._model.definition(requested_key(component, variable)) is not None:
                 return "Rejected", None
             known = self._model.knows_component(component["name"])
             return ("UnknownVariable" if known else "UnknownComponent"), None
