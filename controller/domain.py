@@ -103,7 +103,8 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class ConnectorView:
-    """What the CSMS side may read about a connector at any moment."""
+    """What the CSMS side may read about a connector at any moment; ``thermometer`` says
+    whether it has one, ``temperature_c`` is its last reading (None: none read yet)."""
 
     connector_id: int
     status: ConnectorStatus
@@ -114,6 +115,8 @@ class ConnectorView:
     #: The lowest limit set on the connector by a source other than the CSMS (local load
     #: management, the user, thermal derating) in A; None when none is set.
     local_limit_a: float | None = None
+    thermometer: bool = False
+    temperature_c: float | None = None
 
 
 class CsmsLink(Protocol):

@@ -149,6 +149,7 @@ class ConnectorRuntime:
     overtemp_c: float
     reading: MeterReading | None = None
     offered_a: float = 0.0
+    temperature_c: float | None = None  # the thermometer's last reading
     transaction: Transaction | None = None
     status: StatusChanged | None = None
     pending: dict[type, asyncio.Future[object]] = field(default_factory=dict)
@@ -652,6 +653,7 @@ class Supervisor:
             except DriverError as exc:
                 log.warning("connector %d: temperature: %s", rt.hw.id, exc, extra=rt.log_fields())
             else:
+                rt.temperature_c = celsius
                 if not hot and celsius >= rt.overtemp_c:
                     hot = True
                     log.warning(
@@ -941,6 +943,8 @@ class Supervisor:
             rt.reading,
             rt.offered_a,
             rt.machine.limits.lowest_except(LimitSource.CSMS),
+            thermometer=rt.hw.thermometer is not None,
+            temperature_c=rt.temperature_c,
         )
 
     def snapshot(self) -> StatusSnapshot:

@@ -1,13 +1,14 @@
 """Variable monitors (N02-N04): what SetVariableMonitoring sets, when one trips, and the
 NotifyEvent it sends.
 
-The monitorable variable is EVSE.Power (W, :mod:`.evse_variables`) of each EVSE, read at
-every meter reading. A monitor is UpperThreshold (trips when the power rises above its
-value, clears when it is back at or below), LowerThreshold (the mirror image) or Delta
-(reports whenever the power moved by at least its value since the last report; the first
-reading sets the reference), Periodic (reports the value every ``value`` seconds from when
-it was set) or PeriodicClockAligned (every ``value`` seconds on the boundaries counted from
-midnight UTC; :mod:`.monitor_periods`). Each trip, clearing or period is a NotifyEvent
+The monitorable variables are EVSE.Power (W) and TemperatureSensor.Temperature (Celsius) of
+each EVSE (:mod:`.evse_variables`), looked at every meter reading. A monitor is
+UpperThreshold (trips when the value rises above its own, clears when it is back at or
+below), LowerThreshold (the mirror image) or Delta (reports whenever the value moved by at
+least its own since the last report; the first reading sets the reference), Periodic
+(reports the value every ``value`` seconds from when it was set) or PeriodicClockAligned
+(every ``value`` seconds on the boundaries counted from midnight UTC;
+:mod:`.monitor_periods`). Each trip, clearing or period is a NotifyEvent
 (eventNotificationType CustomMonitor, trigger Alerting, Delta or Periodic, the monitor's id
 as variableMonitoringId; a period with no reading yet has nothing to report) through
 :class:`~.notify_events.NotifyEvents` (kept while offline), sent only for a monitor whose
@@ -39,7 +40,7 @@ from typing import Any
 from controller.csms.wire import iso_utc
 from controller.ocpp201.device_model import DeviceModel, requested_key
 from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
-from controller.ocpp201.evse_variables import EvseVariables, Unknown
+from controller.ocpp201.evse_variables import MONITORABLE, EvseVariables, Unknown
 from controller.ocpp201.monitor_periods import PERIODIC, PERIODIC_TYPES, first_due, next_due
 from controller.ocpp201.notify_events import NotifyEvents
 from controller.storage import Storage
@@ -57,7 +58,6 @@ CRITERIA = {
     DELTA: "DeltaMonitoring",
     **dict.fromkeys(PERIODIC_TYPES, "PeriodicMonitoring"),
 }
-MONITORABLE = {("EVSE", "Power")}
 MAX_LEVEL = 9
 
 
@@ -73,6 +73,7 @@ class Monitor:
     value: float
     severity: int
     transaction: bool
+    component: str = "EVSE"  # (a monitor stored before there were others: EVSE.Power)
     tripped: bool = field(default=False, compare=False)
     reference: float | None = field(default=None, compare=False)
     due: dt.datetime | None = field(default=None, compare=False)
@@ -175,6 +176,7 @@ class Monitors:
                 monitor = Monitor(
                     id=wanted_id if wanted_id is not None else max(self._monitors, default=0) + 1,
                     evse_id=evse_id,
+                    component=item["component"]["name"],
                     variable=item["variable"]["name"],
                     type=item["type"],
                     value=float(item["value"]),
@@ -192,9 +194,15 @@ class Monitors:
         return results
 
     def _duplicate(self, item: Mapping[str, Any], evse_id: int | None) -> bool:
+        wanted = (
+            evse_id,
+            item["component"]["name"],
+            item["variable"]["name"],
+            item["type"],
+            int(item["severity"]),
+        )
         return any(
-            (m.evse_id, m.variable, m.type, m.severity)
-            == (evse_id, item["variable"]["name"], item["type"], int(item["severity"]))
+            (m.evse_id, m.component, m.variable, m.type, m.severity) == wanted
             for m in self._monitors.values()
         )
 
@@ -249,40 +257,41 @@ class Monitors:
                 )
                 for cv in component_variable
             ]
-        grouped: dict[tuple[int, str], list[Monitor]] = {}
+        grouped: dict[tuple[str, int, str], list[Monitor]] = {}
         for monitor in sorted(self._monitors.values(), key=lambda m: m.id):
             if wanted_criteria is not None and CRITERIA[monitor.type] not in wanted_criteria:
                 continue
             if wanted is not None and not any(
-                name == "EVSE"
+                name == monitor.component
                 and evse in (None, monitor.evse_id)
                 and var in (None, monitor.variable)
                 for name, evse, var in wanted
             ):
                 continue
-            grouped.setdefault((monitor.evse_id, monitor.variable), []).append(monitor)
+            key = (monitor.component, monitor.evse_id, monitor.variable)
+            grouped.setdefault(key, []).append(monitor)
         return [
             {
-                "component": {"name": "EVSE", "evse": {"id": evse_id}},
+                "component": {"name": component, "evse": {"id": evse_id}},
                 "variable": {"name": variable},
                 "variable_monitoring": [m.wire() for m in monitors],
             }
-            for (evse_id, variable), monitors in grouped.items()
+            for (component, evse_id, variable), monitors in grouped.items()
         ]
 
     # --- evaluation -----------------------------------------------------------------------
 
     def reading(self, evse_id: int) -> None:
-        """A new meter reading of ``evse_id``: trip, clear or report its monitors."""
-        power_w = self._evses.power_w(evse_id)
-        if power_w is None:
-            return
+        """A new meter reading of ``evse_id``: trip, clear or report its monitors on the
+        values read now (the power just read, the thermometer's latest)."""
         for monitor in self._monitors.values():
             if monitor.evse_id != evse_id or monitor.type in PERIODIC_TYPES:
                 continue
             if monitor.transaction and not self._running(evse_id):
                 continue
-            self._evaluate(monitor, power_w)
+            value = self._evses.number(monitor.variable, evse_id)
+            if value is not None:
+                self._evaluate(monitor, value)
 
     async def run(self) -> None:
         """Report each periodic monitor's value when its period comes round; until
@@ -308,43 +317,45 @@ class Monitors:
         """A periodic monitor's report: the value now (nothing without a reading)."""
         if monitor.transaction and not self._running(monitor.evse_id):
             return
-        power_w = self._evses.power_w(monitor.evse_id)
-        if power_w is not None:
-            self._notify(monitor, power_w, PERIODIC, cleared=False)
+        value = self._evses.number(monitor.variable, monitor.evse_id)
+        if value is not None:
+            self._notify(monitor, value, PERIODIC, cleared=False)
 
-    def _evaluate(self, monitor: Monitor, power_w: float) -> None:
+    def _evaluate(self, monitor: Monitor, value: float) -> None:
         if monitor.type == DELTA:
             if monitor.reference is None:
-                monitor.reference = power_w
-            elif abs(power_w - monitor.reference) >= monitor.value:
-                monitor.reference = power_w
-                self._notify(monitor, power_w, "Delta", cleared=False)
+                monitor.reference = value
+            elif abs(value - monitor.reference) >= monitor.value:
+                monitor.reference = value
+                self._notify(monitor, value, "Delta", cleared=False)
             return
-        beyond = power_w > monitor.value if monitor.type == UPPER else power_w < monitor.value
+        beyond = value > monitor.value if monitor.type == UPPER else value < monitor.value
         if beyond != monitor.tripped:
             monitor.tripped = beyond
-            self._notify(monitor, power_w, "Alerting", cleared=not beyond)
+            self._notify(monitor, value, "Alerting", cleared=not beyond)
 
-    def _notify(self, monitor: Monitor, power_w: float, trigger: str, *, cleared: bool) -> None:
+    def _notify(self, monitor: Monitor, value: float, trigger: str, *, cleared: bool) -> None:
         if monitor.severity > self.level:
             return
         data: dict[str, Any] = {
             "event_id": self._events.next_event_id(),
             "timestamp": iso_utc(self._clock()),
             "trigger": trigger,
-            "actual_value": f"{power_w:.1f}",
+            "actual_value": f"{value:.1f}",
             "event_notification_type": "CustomMonitor",
-            "component": {"name": "EVSE", "evse": {"id": monitor.evse_id}},
+            "component": {"name": monitor.component, "evse": {"id": monitor.evse_id}},
             "variable": {"name": monitor.variable},
             "variable_monitoring_id": monitor.id,
         }
         if cleared:
             data["cleared"] = True
         log.info(
-            "monitor %d: %s %s at %.1f W",
+            "monitor %d: %s %s at %s.%s %.1f",
             monitor.id,
             trigger,
             "cleared" if cleared else "",
-            power_w,
+            monitor.component,
+            monitor.variable,
+            value,
         )
         self._events.report([data])
