@@ -17,7 +17,7 @@ from controller.csms.wire import parse_iso
 from controller.domain import utc_now
 from controller.local_csms import LocalCsms
 from controller.ocpp201.monitor_periods import CLOCK_ALIGNED, PERIODIC, first_due, next_due
-from tests.support.device_model import QUIET_KEYS, V201
+from tests.support.device_model import QUIET_KEYS, V201, monitor_events
 from tests.support.sim_app import controller
 from tests.support.wait import until
 
@@ -39,17 +39,6 @@ def into_period(at: dt.datetime) -> float:
     return (at.second % 2) + at.microsecond / 1e6
 
 
-def reports(csms: LocalCsms, monitor_id: int, after: int = 0) -> list[dict[str, Any]]:
-    """The eventData of every NotifyEvent of ``monitor_id`` from ``after`` on."""
-    return [
-        data
-        for r in csms.received[after:]
-        if r.action == "NotifyEvent"
-        for data in r.payload["eventData"]
-        if data.get("variableMonitoringId") == monitor_id
-    ]
-
-
 async def test_a_periodic_monitor_reports_the_power_every_period_until_cleared(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
@@ -60,7 +49,7 @@ async def test_a_periodic_monitor_reports_the_power_every_period_until_cleared(
             )
         )
         cleared_id, kept_id = (r["id"] for r in answer.set_monitoring_result)
-        await until(lambda: len(reports(csms, cleared_id)) >= 3, timeout_s=10)
+        await until(lambda: len(monitor_events(csms, cleared_id)) >= 3, timeout_s=10)
         mark = rig.mark()
         listed = await rig.cp_call(
             call.GetMonitoringReport(request_id=4, monitoring_criteria=["PeriodicMonitoring"])
@@ -69,11 +58,11 @@ async def test_a_periodic_monitor_reports_the_power_every_period_until_cleared(
         await rig.cp_call(call.ClearVariableMonitoring(id=[cleared_id]))
         mark = rig.mark()
         # two periods of the monitor kept: the cleared one would have reported meanwhile
-        await until(lambda: len(reports(csms, kept_id, mark)) >= 2, timeout_s=10)
-        after_clear = reports(csms, cleared_id, mark)
+        await until(lambda: len(monitor_events(csms, kept_id, mark)) >= 2, timeout_s=10)
+        after_clear = monitor_events(csms, cleared_id, mark)
     statuses = [r["status"] for r in answer.set_monitoring_result]
     assert statuses == ["Accepted", "Accepted"]
-    events = reports(csms, cleared_id)[:3]
+    events = monitor_events(csms, cleared_id)[:3]
     for event in events:
         assert (event["trigger"], event["eventNotificationType"]) == ("Periodic", "CustomMonitor")
         assert event["component"] == {"name": "EVSE", "evse": {"id": 1}}
@@ -98,9 +87,9 @@ async def test_a_clock_aligned_monitor_reports_on_the_boundaries_from_midnight(
             call.SetVariableMonitoring(set_monitoring_data=[monitor(CLOCK_ALIGNED, 2)])
         )
         [result] = answer.set_monitoring_result
-        await until(lambda: len(reports(csms, result["id"])) >= 2, timeout_s=10)
+        await until(lambda: len(monitor_events(csms, result["id"])) >= 2, timeout_s=10)
     assert result["status"] == "Accepted"
-    for event in reports(csms, result["id"])[:2]:
+    for event in monitor_events(csms, result["id"])[:2]:
         # on the even seconds since midnight: sent just after one
         assert into_period(parse_iso(event["timestamp"])) < 1.0, event["timestamp"]
         assert event["trigger"] == "Periodic"

@@ -7,29 +7,18 @@ thermometer polled every 0.2 s instead of 10 s.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ocpp.v201 import call
 
 from controller import supervisor
 from controller.local_csms import LocalCsms
-from tests.support.device_model import QUIET_KEYS, V201
+from tests.support.device_model import QUIET_KEYS, V201, monitor_events
 from tests.support.sim_app import AppRig, controller
 from tests.support.wait import until
 
 THERMOMETER = {"name": "TemperatureSensor", "evse": {"id": 1}}
 TEMPERATURE = {"component": THERMOMETER, "variable": {"name": "Temperature"}}
-
-
-def events_of(csms: LocalCsms, monitor_id: int, after: int = 0) -> list[dict[str, Any]]:
-    return [
-        data
-        for r in csms.received[after:]
-        if r.action == "NotifyEvent"
-        for data in r.payload["eventData"]
-        if data.get("variableMonitoringId") == monitor_id
-    ]
 
 
 async def temperature(rig: AppRig) -> str:
@@ -72,15 +61,15 @@ async def test_a_threshold_on_the_connector_temperature_trips_and_clears(
         )
         listed = await csms.wait_for("NotifyMonitoringReport", after=mark)
         thermometer.set_c(52.0)  # hot, still below the overtemperature fault
-        await until(lambda: len(events_of(csms, monitor_id)) >= 1, timeout_s=10)
+        await until(lambda: len(monitor_events(csms, monitor_id)) >= 1, timeout_s=10)
         thermometer.set_c(30.0)
-        await until(lambda: len(events_of(csms, monitor_id)) >= 2, timeout_s=10)
+        await until(lambda: len(monitor_events(csms, monitor_id)) >= 2, timeout_s=10)
         status = rig.app.supervisor.snapshot().connector(1).status  # type: ignore[union-attr]
     assert [r["status"] for r in answer.set_monitoring_result] == ["Accepted", "UnknownVariable"]
     assert report.status == "Accepted"
     [data] = listed["monitor"]
     assert (data["component"], data["variable"]) == (THERMOMETER, {"name": "Temperature"})
-    tripped, cleared = events_of(csms, monitor_id)[:2]
+    tripped, cleared = monitor_events(csms, monitor_id)[:2]
     assert (tripped["component"], tripped["variable"]) == (THERMOMETER, {"name": "Temperature"})
     assert (tripped["trigger"], tripped["actualValue"]) == ("Alerting", "52.0")
     assert "cleared" not in tripped
