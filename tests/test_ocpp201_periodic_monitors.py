@@ -45,10 +45,14 @@ async def test_a_periodic_monitor_reports_the_power_every_period_until_cleared(
     async with controller(csms, tmp_path, QUIET_KEYS, ocpp=V201, base_keys={}) as rig:
         answer = await rig.cp_call(
             call.SetVariableMonitoring(
-                set_monitoring_data=[monitor(PERIODIC, 1), monitor(PERIODIC, 1, severity=3)]
+                set_monitoring_data=[
+                    monitor(PERIODIC, 1),
+                    monitor(PERIODIC, 1, severity=3),
+                    monitor(PERIODIC, 0.5),  # faster than a report a second: refused
+                ]
             )
         )
-        cleared_id, kept_id = (r["id"] for r in answer.set_monitoring_result)
+        cleared_id, kept_id = (r["id"] for r in answer.set_monitoring_result[:2])
         await until(lambda: len(monitor_events(csms, cleared_id)) >= 3, timeout_s=10)
         mark = rig.mark()
         listed = await rig.cp_call(
@@ -61,7 +65,7 @@ async def test_a_periodic_monitor_reports_the_power_every_period_until_cleared(
         await until(lambda: len(monitor_events(csms, kept_id, mark)) >= 2, timeout_s=10)
         after_clear = monitor_events(csms, cleared_id, mark)
     statuses = [r["status"] for r in answer.set_monitoring_result]
-    assert statuses == ["Accepted", "Accepted"]
+    assert statuses == ["Accepted", "Accepted", "Rejected"]
     events = monitor_events(csms, cleared_id)[:3]
     for event in events:
         assert (event["trigger"], event["eventNotificationType"]) == ("Periodic", "CustomMonitor")
@@ -112,3 +116,27 @@ def test_a_station_that_fell_behind_reports_once_and_carries_on_from_the_next_pe
     due = T0 + dt.timedelta(seconds=10)
     late = due + dt.timedelta(seconds=35)  # three and a half periods missed
     assert next_due(PERIODIC, 10, due, late) == due + dt.timedelta(seconds=40)
+
+
+async def test_a_periodic_monitor_reports_nothing_while_offline_and_goes_on_after(
+    csms: LocalCsms, tmp_path: Path
+) -> None:
+    async with controller(csms, tmp_path, QUIET_KEYS, ocpp=V201, base_keys={}) as rig:
+        answer = await rig.cp_call(
+            call.SetVariableMonitoring(set_monitoring_data=[monitor(PERIODIC, 1)])
+        )
+        [result] = answer.set_monitoring_result
+        await until(lambda: len(monitor_events(csms, result["id"])) >= 1, timeout_s=10)
+        csms.refuse_connections = True
+        await csms.drop_connections()
+        await until(lambda: not csms.connected, what="the link down")
+        down = utc_now()
+        # absence takes time to show: three periods go by offline
+        await until(lambda: utc_now() - down > dt.timedelta(seconds=3), timeout_s=10)
+        up = utc_now()
+        mark = rig.mark()
+        csms.refuse_connections = False
+        await until(lambda: len(monitor_events(csms, result["id"], mark)) >= 2, timeout_s=20)
+    stamps = [parse_iso(e["timestamp"]) for e in monitor_events(csms, result["id"])]
+    assert [t for t in stamps if down < t < up] == []  # no value of the outage, queued or not
+    assert any(t > up for t in stamps)

@@ -176,6 +176,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
             events=self._events,
             running=lambda evse_id: control.view(evse_id).transaction is not None,
             clock=clock,
+            online=lambda: self._caller.registered,
         )
         self._faces = AnyEvseStatuses(control)  # H01: an any-EVSE reservation's EVSE
         self._profiles = smart_charging.build(

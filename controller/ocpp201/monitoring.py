@@ -10,20 +10,21 @@ least its own since the last report; the first reading sets the reference), Peri
 (every ``value`` seconds on the boundaries counted from midnight UTC;
 :mod:`.monitor_periods`). Each trip, clearing or period is a NotifyEvent
 (eventNotificationType CustomMonitor, trigger Alerting, Delta or Periodic, the monitor's id
-as variableMonitoringId; a period with no reading yet has nothing to report) through
+as variableMonitoringId; a period with no reading yet, or while offline, reports nothing)
+through
 :class:`~.notify_events.NotifyEvents` (kept while offline), sent only for a monitor whose
 severity is at most the level SetMonitoringLevel set (0-9, default 9: all); a monitor with
 ``transaction`` true watches only while a transaction runs on its EVSE.
 
 SetVariableMonitoring answers per item: UnknownComponent/UnknownVariable for what the
 device model does not hold, Rejected for a variable that cannot be monitored, a severity
-outside 0-9, a Delta or period that is not positive or an ``id`` that names no monitor (an
-``id`` that does replaces that monitor), Duplicate for a second monitor of the same
-variable, type and severity, else Accepted with the new monitor's id. SetMonitoringBase
-All keeps every monitor; FactoryDefault and HardWiredOnly remove the custom ones (this
-charger has no preconfigured monitors; its hard-wired notifications, the hardware faults of
-:mod:`.fault_events`, always report). Monitors, the level and the base are kept in the
-state database. Loop thread only.
+outside 0-9, a Delta that is not positive, a period under :data:`MIN_PERIOD_S` (1 s) or an
+``id`` that names no monitor (an ``id`` that does replaces that monitor), Duplicate for a
+second monitor of the same variable, type and severity, else Accepted with the new
+monitor's id. SetMonitoringBase All keeps every monitor; FactoryDefault and HardWiredOnly
+remove the custom ones (this charger has no preconfigured monitors; its hard-wired
+notifications, the hardware faults of :mod:`.fault_events`, always report). Monitors, the
+level and the base are kept in the state database. Loop thread only.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ CRITERIA = {
     **dict.fromkeys(PERIODIC_TYPES, "PeriodicMonitoring"),
 }
 MAX_LEVEL = 9
+#: The shortest period of a periodic monitor, in seconds.
+MIN_PERIOD_S = 1.0
 
 
 @dataclass
@@ -106,12 +109,14 @@ class Monitors:
         events: NotifyEvents,
         running: Callable[[int], bool],
         clock: Callable[[], Any],
+        online: Callable[[], bool] = lambda: True,
     ) -> None:
         self._storage = storage
         self._model = model
         self._evses = evses
         self._events = events
         self._running = running
+        self._online = online
         self._clock = clock
         self._monitors: dict[int, Monitor] = {}
         self.level = MAX_LEVEL
@@ -151,8 +156,10 @@ class Monitors:
             return "UnsupportedMonitorType", None
         if not 0 <= int(item["severity"]) <= MAX_LEVEL:
             return "Rejected", None
-        if item["type"] in (DELTA, *PERIODIC_TYPES) and float(item["value"]) <= 0:
+        if item["type"] == DELTA and float(item["value"]) <= 0:
             return "Rejected", None
+        if item["type"] in PERIODIC_TYPES and float(item["value"]) < MIN_PERIOD_S:
+            return "Rejected", None  # a report every few ms would flood the link
         return "Accepted", evse_id
 
     async def set(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -314,8 +321,10 @@ class Monitors:
         return [m for m in self._monitors.values() if m.type in PERIODIC_TYPES]
 
     def _period(self, monitor: Monitor) -> None:
-        """A periodic monitor's report: the value now (nothing without a reading)."""
-        if monitor.transaction and not self._running(monitor.evse_id):
+        """A periodic monitor's report: the value now (nothing without a reading). Not
+        while offline: a value of then is history nobody asked for, and queued it would push
+        a fault's report out of the bounded queue of :class:`NotifyEvents`."""
+        if not self._online() or (monitor.transaction and not self._running(monitor.evse_id)):
             return
         value = self._evses.number(monitor.variable, monitor.evse_id)
         if value is not None:
