@@ -254,7 +254,7 @@ PROVISIONING_VARIABLES: tuple[VariableDef, ...] = (
         "TxCtrlr",
         "TxStartPoint",
         DataType.MEMBER_LIST,
-        "EVConnected,Authorized",
+        "Authorized",  # with the session; EVConnected begins it at the plug-in (E02)
         max_length=100,
         members=tx_points.MEMBERS,
     ),
