@@ -34,6 +34,14 @@ def events(csms: LocalCsms, tx_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def on_state(csms: LocalCsms, tmp_path: Path, **kwargs: Any) -> Any:
+    """The controller on ``tmp_path/state``: a run cut by a power cut (``crash=True``) and
+    the restart after it (the car may still be plugged in: ``ready_status=None``)."""
+    return controller(
+        csms, tmp_path, keys(), ocpp=V201, base_keys={}, state_dir=tmp_path / "state", **kwargs
+    )
+
+
 async def plugged(rig: AppRig) -> dict[str, Any]:
     """Plug in (no card): the Started it begins."""
     await rig.act("plug")
@@ -124,15 +132,10 @@ async def test_a_transaction_never_authorized_ends_after_the_ev_connection_timeo
 async def test_a_power_cut_before_the_authorization_still_ends_the_transaction(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    async with controller(
-        csms, tmp_path, keys(), ocpp=V201, base_keys={}, state_dir=state, crash=True
-    ) as rig:
+    async with on_state(csms, tmp_path, crash=True) as rig:
         started = await plugged(rig)
     # the car is still plugged in after the restart: a new transaction begins for it
-    async with controller(
-        csms, tmp_path, keys(), ocpp=V201, base_keys={}, state_dir=state, ready_status=None
-    ):
+    async with on_state(csms, tmp_path, ready_status=None):
         ended = await csms.wait_for("TransactionEvent", tx_event("Ended"))
         first_id = started["transactionInfo"]["transactionId"]
         again = await csms.wait_for(
@@ -156,16 +159,11 @@ async def test_a_power_cut_before_the_authorization_still_ends_the_transaction(
 async def test_a_power_cut_after_the_authorization_ends_it_once_as_the_journal_says(
     csms: LocalCsms, tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    async with controller(
-        csms, tmp_path, keys(), ocpp=V201, base_keys={}, state_dir=state, crash=True
-    ) as rig:
+    async with on_state(csms, tmp_path, crash=True) as rig:
         started = await plugged(rig)
         await rig.act("tap", uid=ACCEPTED_TAG.lower())
         await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
-    async with controller(
-        csms, tmp_path, keys(), ocpp=V201, base_keys={}, state_dir=state, ready_status=None
-    ) as rig:
+    async with on_state(csms, tmp_path, ready_status=None) as rig:
         ended = await csms.wait_for("TransactionEvent", tx_event("Ended"))
         await round_trip(rig)
     tx_id = started["transactionInfo"]["transactionId"]
