@@ -103,7 +103,9 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class ConnectorView:
-    """What the CSMS side may read about a connector at any moment."""
+    """What the CSMS side may read about a connector at any moment; ``thermometer`` says
+    whether it has one, ``temperature_c`` is its last reading (None: none read yet);
+    ``ev_connected`` whether the pilot sees a car (B, C or D)."""
 
     connector_id: int
     status: ConnectorStatus
@@ -114,6 +116,21 @@ class ConnectorView:
     #: The lowest limit set on the connector by a source other than the CSMS (local load
     #: management, the user, thermal derating) in A; None when none is set.
     local_limit_a: float | None = None
+    thermometer: bool = False
+    temperature_c: float | None = None
+    ev_connected: bool = False
+
+
+@runtime_checkable
+class SessionIds(Protocol):
+    """An optional capability of a :class:`CsmsLink`: the local id the next session of a
+    connector takes, when the link already told the CSMS of it (a 2.0.1 transaction begun
+    at the plug-in, before any authorization: TxStartPoint EVConnected). The session, its
+    journal row and its contactor rules are the core's as for any other. Loop thread only."""
+
+    def session_id(self, connector_id: int) -> str | None:
+        """The id for the session starting on ``connector_id`` now (None: a new one)."""
+        ...
 
 
 class CsmsLink(Protocol):

@@ -38,6 +38,7 @@ from typing import Any
 
 from controller.availability import AvailabilityStore
 from controller.connector import ConnectorMachine, reservation_allows, same_id
+from controller.connector_safety import EV_CONNECTED_STATES
 from controller.connector_types import (
     AuthorizationDropped,
     Authorized,
@@ -85,6 +86,7 @@ from controller.domain import (
     MeterSample,
     ReservationListener,
     ResetKind,
+    SessionIds,
     Transaction,
     utc_now,
 )
@@ -149,6 +151,7 @@ class ConnectorRuntime:
     overtemp_c: float
     reading: MeterReading | None = None
     offered_a: float = 0.0
+    temperature_c: float | None = None  # the thermometer's last reading
     transaction: Transaction | None = None
     status: StatusChanged | None = None
     pending: dict[type, asyncio.Future[object]] = field(default_factory=dict)
@@ -652,6 +655,7 @@ class Supervisor:
             except DriverError as exc:
                 log.warning("connector %d: temperature: %s", rt.hw.id, exc, extra=rt.log_fields())
             else:
+                rt.temperature_c = celsius
                 if not hot and celsius >= rt.overtemp_c:
                     hot = True
                     log.warning(
@@ -786,8 +790,11 @@ class Supervisor:
         reservation_id = command.reservation_id
         if reservation_id is None:
             reservation_id = self._use_zero_reservation(rt, id_tag, command.parent_id)
+        local_id = None
+        if isinstance(self.link, SessionIds):  # the link already named this session
+            local_id = self.link.session_id(rt.hw.id)
         tx = Transaction(
-            local_id=uuid.uuid4().hex,
+            local_id=local_id or uuid.uuid4().hex,
             connector_id=rt.hw.id,
             id_tag=id_tag,
             meter_start_wh=energy,
@@ -941,6 +948,9 @@ class Supervisor:
             rt.reading,
             rt.offered_a,
             rt.machine.limits.lowest_except(LimitSource.CSMS),
+            thermometer=rt.hw.thermometer is not None,
+            temperature_c=rt.temperature_c,
+            ev_connected=rt.machine.cp_state in EV_CONNECTED_STATES,
         )
 
     def snapshot(self) -> StatusSnapshot:

@@ -142,7 +142,7 @@ async def test_a_threshold_monitor_on_the_evse_power_trips_and_clears_with_notif
             call.SetVariableMonitoring(
                 set_monitoring_data=[
                     monitor("UpperThreshold", 1000),
-                    monitor("Periodic", 60),
+                    monitor("Periodic", 0),  # no period
                     monitor("Delta", 0),
                     monitor("UpperThreshold", 1000, evse=9),
                     {
@@ -170,7 +170,7 @@ async def test_a_threshold_monitor_on_the_evse_power_trips_and_clears_with_notif
         )
     assert statuses == [
         "Accepted",
-        "UnsupportedMonitorType",
+        "Rejected",
         "Rejected",
         "UnknownComponent",
         "Rejected",

@@ -12,7 +12,7 @@ from typing import Any
 from ocpp.v201 import call
 
 from controller.local_csms import LocalCsms
-from controller.ocpp201.device_model import VARIABLES, Mutability
+from controller.ocpp201.device_model import VARIABLES, Mutability, requested_key
 from controller.ocpp201.evse_variables import VARIABLES as LIVE_VARIABLES
 from controller.ocpp201.reports import split
 from tests.support.device_model import get_variable, set_variable
@@ -34,7 +34,7 @@ async def report(rig: AppRig, request_id: int) -> list[dict[str, Any]]:
 
 def names(parts: list[dict[str, Any]]) -> list[str]:
     return [
-        f"{item['component']['name']}.{item['variable']['name']}"
+        requested_key(item["component"], item["variable"])  # with an instance, if named
         for part in parts
         for item in part["reportData"]
     ]

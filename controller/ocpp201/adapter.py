@@ -63,6 +63,7 @@ from controller.ocpp201.link_loop import dialect as link_dialect
 from controller.ocpp201.monitoring import Monitors
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.notify_events import NotifyEvents
+from controller.ocpp201.plug_ins import PlugIns, PlugInTransactions
 from controller.ocpp201.reservation_updates import ReservationUpdates
 from controller.ocpp201.security_services import build_security_services
 from controller.ocpp201.security_wire import security_event_request
@@ -105,6 +106,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
         model: DeviceModel,
         storage: Storage,
         seq: SeqNumbers,
+        plug_ins: PlugIns,
         clock: Callable[[], dt.datetime] = utc_now,
         timing: LinkTiming | None = None,
         security: LinkSecurity | None = None,
@@ -153,7 +155,17 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
             clock=clock,
             spawn=self._tasks.spawn,
             interval_scale=timing.interval_scale,
+            took_plug_in=plug_ins.take,
             ended_values=self._ended_values,
+        )
+        self._plug_in_txs = PlugInTransactions(
+            records=plug_ins,
+            events=self._transactions,
+            model=model,
+            control=control,
+            clock=clock,
+            spawn=self._tasks.spawn,
+            interval_scale=timing.interval_scale,
         )
         self._latest: dict[int, MeterSample] = {}
         self._aligned = AlignedData(
@@ -176,6 +188,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
             events=self._events,
             running=lambda evse_id: control.view(evse_id).transaction is not None,
             clock=clock,
+            online=lambda: self._caller.registered,
         )
         self._faces = AnyEvseStatuses(control)  # H01: an any-EVSE reservation's EVSE
         self._profiles = smart_charging.build(
@@ -276,6 +289,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
         self._control.apply_settings(csms_settings(self._model))
         await self._security.restore()  # before the first connection uses them
         await self._queue.restore()  # what the last run left unsent goes first
+        self._plug_in_txs.end_left_over()  # E02 transactions a power cut interrupted
         self._ended_values.forget_stale()  # the recovery's Ended events took theirs
         await self._reservation_updates.restore()  # before those the restart finds
         await self._reservations.restore(dropped=self._reservation_updates.ended_at_restart)
@@ -293,6 +307,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
                 "ocpp201-clock-aligned": self._aligned.run_interval(),
                 "ocpp201-tx-ended-aligned": self._aligned.run_tx_ended(),
                 "ocpp201-cert-renewal": self._security.renewal.run(),
+                "ocpp201-periodic-monitors": self._monitors.run(),
             },
         )
 
@@ -349,6 +364,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
         """Send now when registered; offline it is dropped (the reconnect sends the latest).
         A running transaction's new charging state is a TransactionEvent, a fault that came
         or went a NotifyEvent (both queued: delivered after a reconnect too)."""
+        self._plug_in_txs.status_changed(self._control.view(connector_id))
         self._transactions.status_changed(connector_id, status)
         idle = self._control.view(connector_id).transaction is None
         if status is ConnectorStatus.AVAILABLE and idle:
@@ -373,6 +389,11 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
         self._reservations.ended(reservation_id, reason)
         cp = self._caller.cp if self._caller.registered else None
         self._reservation_updates.ended(reservation_id, reason, cp)
+
+    def session_id(self, connector_id: int) -> str | None:
+        """:class:`~controller.domain.SessionIds`: a transaction begun at the plug-in (E02)
+        gives the session its id."""
+        return self._plug_in_txs.session_id(connector_id)
 
     def transaction_started(self, tx: Transaction) -> None:
         self._transactions.started(tx, self._control.view(tx.connector_id).status)

@@ -7,6 +7,9 @@ out with AlignedDataCtrlr.Measurands and the context Sample.Clock:
   trigger MeterValueClock, through the durable queue (kept offline, sent in order);
 - otherwise as a MeterValuesRequest, sent only while registered (it is not a transaction
   message: offline it is dropped, as 1.6 does);
+- for EVSE 0 on a station of several connectors, the sum of their meters
+  (:mod:`.station_meter`) as a MeterValuesRequest (never inside a transaction), when every
+  connector has a new reading;
 - with SendDuringIdle true, only while no transaction runs on the station at all (we read
   the variable's "only ... when idle" that way: no clock-aligned value while charging).
 
@@ -31,6 +34,7 @@ from controller.csms.timers import ClockAligned, Retimer
 from controller.domain import ChargePointControl, MeterSample
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.meter_values import meter_value
+from controller.ocpp201.station_meter import STATION_EVSE, station_value
 from controller.ocpp201.transactions import TransactionEvents
 from controller.ocppj.caller import SessionCaller
 
@@ -107,6 +111,26 @@ class AlignedData:
                 self._spawn(self._send(request), f"ocpp201-aligned-{connector_id}")
             else:
                 log.debug("offline: clock-aligned values of EVSE %d dropped", connector_id)
+        self._station_tick(measurands)
+
+    def _station_tick(self, measurands: list[str]) -> None:
+        """EVSE 0's clock-aligned values, when every connector has a reading not yet used
+        for it (a silent meter holds the station's back rather than repeating its value)."""
+        latest = [self._latest(c) for c in self._control.connector_ids]
+        samples = [s for s in latest if s is not None]
+        purpose = f"{INTERVAL}@{STATION_EVSE}"
+        if len(samples) < len(latest) or any(
+            self._used.get((s.connector_id, purpose)) is s for s in samples
+        ):
+            return
+        for sample in samples:
+            self._used[(sample.connector_id, purpose)] = sample
+        value = station_value(samples, measurands, CLOCK, max(s.timestamp for s in samples))
+        if value is None:
+            return
+        if self._caller.registered:
+            request = call.MeterValues(evse_id=STATION_EVSE, meter_value=[value])
+            self._spawn(self._send(request), f"ocpp201-aligned-{STATION_EVSE}")
 
     def _tx_ended_tick(self) -> None:
         measurands = self._model.get_list("AlignedDataCtrlr.TxEndedMeasurands")

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OccurrenceConstraintViolationError, OCPPError
 from ocpp.messages import Call, CallError, CallResult
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
@@ -31,7 +31,7 @@ from ocpp.v201.enums import (
 
 from controller.csms.wire import iso_utc
 from controller.ocpp201.auth_handlers import AuthHandlers
-from controller.ocpp201.device_model import Mutability, SetStatus
+from controller.ocpp201.device_model import Mutability, SetStatus, requested_key
 from controller.ocpp201.diagnostics_handlers import DiagnosticsHandlers
 from controller.ocpp201.errors import call_error_for, check_frame
 from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
@@ -88,14 +88,24 @@ class Ocpp201ChargePoint(
 
     @on(Action.get_variables)
     async def _on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        self._within_items(get_variable_data, "GetVariables")
         return call_result.GetVariables(
             get_variable_result=[self._get_one(item) for item in get_variable_data]
         )
 
+    def _within_items(self, items: list[dict[str, Any]], request: str) -> None:
+        """Refuse a request of more items than DeviceDataCtrlr.ItemsPerMessage[request]
+        allows (B05/B06: OccurrenceConstraintViolation), before any of them is applied."""
+        most = self._model.get_int(f"DeviceDataCtrlr.ItemsPerMessage[{request}]")
+        if len(items) > most:
+            raise OccurrenceConstraintViolationError(
+                description=f"{len(items)} items, ItemsPerMessage[{request}] is {most}"
+            )
+
     def _get_one(self, item: dict[str, Any]) -> GetVariableResultType:
         component, variable = item["component"], item["variable"]
         attribute = item.get("attribute_type", ACTUAL)
-        name = f"{component['name']}.{variable['name']}"
+        name = requested_key(component, variable)
         defn = self._model.definition(name)
         status, value = GetVariableStatusEnumType.accepted, None
         if component["name"] in LIVE_COMPONENTS:
@@ -197,6 +207,7 @@ class Ocpp201ChargePoint(
 
     @on(Action.set_variables)
     async def _on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        self._within_items(set_variable_data, "SetVariables")
         results = []
         for item in set_variable_data:
             component, variable = item["component"], item["variable"]
@@ -205,15 +216,14 @@ class Ocpp201ChargePoint(
             if component["name"] in LIVE_COMPONENTS:
                 status = self._s.evses.change(component, variable, attribute)
             elif attribute != ACTUAL:
-                name = f"{component['name']}.{variable['name']}"
-                defn = self._model.definition(name)
+                defn = self._model.definition(requested_key(component, variable))
                 if defn is not None and attribute in defn.bounds:
                     status = SetStatus.REJECTED  # the bounds are the charger's, read-only
                 elif defn is not None:
                     status = SetStatus.NOT_SUPPORTED_ATTRIBUTE_TYPE
             if status is None:
                 status = await self._model.change(
-                    f"{component['name']}.{variable['name']}", item["attribute_value"]
+                    requested_key(component, variable), item["attribute_value"]
                 )
             results.append(
                 SetVariableResultType(

@@ -28,8 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from controller.config import ConfigError
+from controller.csms.link import LinkTiming
 from controller.ocpp201 import tx_points
 from controller.storage import Storage, StorageError
 
@@ -77,7 +79,9 @@ class VariableDef:
 
     ``min_value``/``max_value`` bound a number; ``max_length`` a string; ``members`` are
     what a MemberList may hold (None: :data:`MEASURANDS`); ``secret`` variables are never
-    shown (WriteOnly); ``reboot_required`` ones apply at the next boot.
+    shown (WriteOnly); ``reboot_required`` ones apply at the next boot. ``instance`` tells
+    the instances of one variable apart (DeviceDataCtrlr.ItemsPerMessage's GetReport,
+    GetVariables, SetVariables): a request names it in the variable's ``instance``.
     """
 
     component: str
@@ -92,10 +96,11 @@ class VariableDef:
     unit: str | None = None
     reboot_required: bool = False
     members: tuple[str, ...] | None = None
+    instance: str | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.component}.{self.variable}"
+        return variable_key(self.component, self.variable, self.instance)
 
     @property
     def secret(self) -> bool:
@@ -151,6 +156,18 @@ class VariableDef:
         if self.max_length is not None and len(value) > self.max_length:
             return f"must be at most {self.max_length} characters, got {len(value)}"
         return None
+
+
+def variable_key(component: str, variable: str, instance: str | None = None) -> str:
+    """How the model names a variable: ``Component.Variable``, or
+    ``Component.Variable[Instance]`` for one instance of it."""
+    key = f"{component}.{variable}"
+    return key if instance is None else f"{key}[{instance}]"
+
+
+def requested_key(component: Mapping[str, Any], variable: Mapping[str, Any]) -> str:
+    """The model's name of the variable a request's ComponentType and VariableType name."""
+    return variable_key(component["name"], variable["name"], variable.get("instance"))
 
 
 def _numbers(value: str) -> bool:
@@ -237,7 +254,7 @@ PROVISIONING_VARIABLES: tuple[VariableDef, ...] = (
         "TxCtrlr",
         "TxStartPoint",
         DataType.MEMBER_LIST,
-        "EVConnected,Authorized",
+        "Authorized",  # with the session; EVConnected begins it at the plug-in (E02)
         max_length=100,
         members=tx_points.MEMBERS,
     ),
@@ -260,6 +277,34 @@ PROVISIONING_VARIABLES: tuple[VariableDef, ...] = (
     ),
 )
 
+#: DeviceDataCtrlr's message bounds, one instance per message (B06-B08): a NotifyReport
+#: (and NotifyMonitoringReport) part holds at most ItemsPerMessage[GetReport] items of about
+#: BytesPerMessage[GetReport] bytes (:mod:`.reports`); a GetVariables or SetVariables with
+#: more items than its instance allows is answered OccurrenceConstraintViolation; what
+#: bounds their bytes is the link's frame limit (:class:`controller.csms.link.LinkTiming`).
+ITEMS_PER_REQUEST = 50
+FRAME_BYTES = LinkTiming().max_frame_bytes
+READ_ONLY = Mutability.READ_ONLY
+_REQUESTS = ("GetVariables", "SetVariables")
+DEVICE_DATA_VARIABLES: tuple[VariableDef, ...] = (
+    _int("DeviceDataCtrlr", "ItemsPerMessage", 10, mutability=READ_ONLY, instance="GetReport"),
+    _int("DeviceDataCtrlr", "BytesPerMessage", 8192, mutability=READ_ONLY, instance="GetReport"),
+    *(
+        _int(
+            "DeviceDataCtrlr",
+            "ItemsPerMessage",
+            ITEMS_PER_REQUEST,
+            mutability=READ_ONLY,
+            instance=i,
+        )
+        for i in _REQUESTS
+    ),
+    *(
+        _int("DeviceDataCtrlr", "BytesPerMessage", FRAME_BYTES, mutability=READ_ONLY, instance=i)
+        for i in _REQUESTS
+    ),
+)
+
 #: Every variable this charger knows (the components of the first 2.0.1 slice).
 VARIABLES: tuple[VariableDef, ...] = (
     _int("OCPPCommCtrlr", "HeartbeatInterval", 300, min_value=0, unit="s"),
@@ -279,8 +324,7 @@ VARIABLES: tuple[VariableDef, ...] = (
     VariableDef(
         "SecurityCtrlr", "Identity", DataType.STRING, "", Mutability.READ_ONLY, max_length=48
     ),
-    _int("DeviceDataCtrlr", "ItemsPerMessage", 10, mutability=Mutability.READ_ONLY),
-    _int("DeviceDataCtrlr", "BytesPerMessage", 8192, mutability=Mutability.READ_ONLY),
+    *DEVICE_DATA_VARIABLES,
     _bool("AuthCtrlr", "LocalAuthorizeOffline", True),
     _bool("AuthCtrlr", "LocalPreAuthorize", False),
     _bool("AuthCtrlr", "OfflineTxForUnknownIdEnabled", False),

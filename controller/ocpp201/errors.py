@@ -18,6 +18,7 @@ from ocpp.exceptions import (
     InternalError,
     NotImplementedError,
     NotSupportedError,
+    OccurrenceConstraintViolationError,
     OCPPError,
 )
 from ocpp.messages import Call, CallError, CallResult
@@ -47,7 +48,7 @@ def call_error_for(call: Call, error: OCPPError) -> OCPPError:
     problem = frames.schema_error_code(call, version=VERSION, format_error=FormatViolationError)
     if problem is not None:
         return problem
-    if isinstance(error, FormatViolationError):
-        return error
+    if isinstance(error, FormatViolationError | OccurrenceConstraintViolationError):
+        return error  # raised on purpose by a handler (a request past ItemsPerMessage)
     log.error("answer to %s %s was invalid: %r", call.action, call.unique_id, error)
     return InternalError(details={"cause": "the charging station could not form a valid answer"})

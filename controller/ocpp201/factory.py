@@ -23,6 +23,7 @@ from controller.ocpp201.adapter import Ocpp201Adapter
 from controller.ocpp201.device_model import DeviceModel
 from controller.ocpp201.ended_values import EndedValues
 from controller.ocpp201.network_profiles import NetworkProfiles
+from controller.ocpp201.plug_ins import PlugIns
 from controller.ocpp201.settings import csms_settings
 from controller.ocpp201.transactions import SeqNumbers, end_message
 
@@ -87,6 +88,7 @@ async def create_adapter(context: AdapterContext) -> Ocpp201Adapter:
         model=model,
         storage=context.storage,
         seq=await SeqNumbers.load(context.storage),
+        plug_ins=await PlugIns.load(context.storage),
         ended_values=await EndedValues.load(context.storage),  # before the recovery's Ended
         security=security,
         firmware_policy=firmware_policy,

@@ -1,29 +1,37 @@
 """Variable monitors (N02-N04): what SetVariableMonitoring sets, when one trips, and the
 NotifyEvent it sends.
 
-The monitorable variable is EVSE.Power (W, :mod:`.evse_variables`) of each EVSE, read at
-every meter reading. A monitor is UpperThreshold (trips when the power rises above its
-value, clears when it is back at or below), LowerThreshold (the mirror image) or Delta
-(reports whenever the power moved by at least its value since the last report; the first
-reading sets the reference). Periodic and PeriodicClockAligned are UnsupportedMonitorType.
-Each trip or clearing is a NotifyEvent (eventNotificationType CustomMonitor, trigger
-Alerting or Delta, the monitor's id as variableMonitoringId) through
+The monitorable variables are EVSE.Power (W) and TemperatureSensor.Temperature (Celsius) of
+each EVSE (:mod:`.evse_variables`), looked at every meter reading. A monitor is
+UpperThreshold (trips when the value rises above its own, clears when it is back at or
+below), LowerThreshold (the mirror image) or Delta (reports whenever the value moved by at
+least its own since the last report; the first reading sets the reference), Periodic
+(reports the value every ``value`` seconds from when it was set) or PeriodicClockAligned
+(every ``value`` seconds on the boundaries counted from midnight UTC;
+:mod:`.monitor_periods`). Each trip, clearing or period is a NotifyEvent
+(eventNotificationType CustomMonitor, trigger Alerting, Delta or Periodic, the monitor's id
+as variableMonitoringId; a period with no reading yet, or while offline, reports nothing)
+through
 :class:`~.notify_events.NotifyEvents` (kept while offline), sent only for a monitor whose
 severity is at most the level SetMonitoringLevel set (0-9, default 9: all); a monitor with
 ``transaction`` true watches only while a transaction runs on its EVSE.
 
 SetVariableMonitoring answers per item: UnknownComponent/UnknownVariable for what the
 device model does not hold, Rejected for a variable that cannot be monitored, a severity
-outside 0-9, a Delta that is not positive or an ``id`` that names no monitor (an ``id`` that
-does replaces that monitor), Duplicate for a second monitor of the same variable, type and
-severity, else Accepted with the new monitor's id. SetMonitoringBase All keeps every monitor;
-FactoryDefault and HardWiredOnly remove the custom ones (this charger has no preconfigured
-monitors; its hard-wired notifications, the hardware faults of :mod:`.fault_events`, always
-report). Monitors, the level and the base are kept in the state database. Loop thread only.
+outside 0-9, a Delta that is not positive, a period under :data:`MIN_PERIOD_S` (1 s) or an
+``id`` that names no monitor (an ``id`` that does replaces that monitor), Duplicate for a
+second monitor of the same variable, type and severity, else Accepted with the new
+monitor's id. SetMonitoringBase All keeps every monitor; FactoryDefault and HardWiredOnly
+remove the custom ones (this charger has no preconfigured monitors; its hard-wired
+notifications, the hardware faults of :mod:`.fault_events`, always report). Monitors, the
+level and the base are kept in the state database. Loop thread only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -31,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controller.csms.wire import iso_utc
-from controller.ocpp201.device_model import DeviceModel
+from controller.ocpp201.device_model import DeviceModel, requested_key
 from controller.ocpp201.evse_variables import COMPONENTS as LIVE_COMPONENTS
-from controller.ocpp201.evse_variables import EvseVariables, Unknown
+from controller.ocpp201.evse_variables import MONITORABLE, EvseVariables, Unknown
+from controller.ocpp201.monitor_periods import PERIODIC, PERIODIC_TYPES, first_due, next_due
 from controller.ocpp201.notify_events import NotifyEvents
 from controller.storage import Storage
 
@@ -42,16 +51,23 @@ log = logging.getLogger(__name__)
 NAMESPACE = "ocpp201.monitors"  # key: the monitor's id
 SETTINGS = "ocpp201.monitoring"  # keys: level, base
 UPPER, LOWER, DELTA = "UpperThreshold", "LowerThreshold", "Delta"
-KINDS = (UPPER, LOWER, DELTA)
+KINDS = (UPPER, LOWER, DELTA, *PERIODIC_TYPES)
 #: GetMonitoringReport's monitoringCriteria per monitor type.
-CRITERIA = {UPPER: "ThresholdMonitoring", LOWER: "ThresholdMonitoring", DELTA: "DeltaMonitoring"}
-MONITORABLE = {("EVSE", "Power")}
+CRITERIA = {
+    UPPER: "ThresholdMonitoring",
+    LOWER: "ThresholdMonitoring",
+    DELTA: "DeltaMonitoring",
+    **dict.fromkeys(PERIODIC_TYPES, "PeriodicMonitoring"),
+}
 MAX_LEVEL = 9
+#: The shortest period of a periodic monitor, in seconds.
+MIN_PERIOD_S = 1.0
 
 
 @dataclass
 class Monitor:
-    """One custom monitor; ``tripped`` and ``reference`` live only in memory."""
+    """One custom monitor; ``tripped``, ``reference`` and ``due`` (a periodic one's next
+    report) live only in memory."""
 
     id: int
     evse_id: int
@@ -60,12 +76,14 @@ class Monitor:
     value: float
     severity: int
     transaction: bool
+    component: str = "EVSE"  # (a monitor stored before there were others: EVSE.Power)
     tripped: bool = field(default=False, compare=False)
     reference: float | None = field(default=None, compare=False)
+    due: dt.datetime | None = field(default=None, compare=False)
 
     def stored(self) -> str:
         data = asdict(self)
-        del data["tripped"], data["reference"]
+        del data["tripped"], data["reference"], data["due"]
         return json.dumps(data)
 
     def wire(self) -> dict[str, Any]:
@@ -91,16 +109,19 @@ class Monitors:
         events: NotifyEvents,
         running: Callable[[int], bool],
         clock: Callable[[], Any],
+        online: Callable[[], bool] = lambda: True,
     ) -> None:
         self._storage = storage
         self._model = model
         self._evses = evses
         self._events = events
         self._running = running
+        self._online = online
         self._clock = clock
         self._monitors: dict[int, Monitor] = {}
         self.level = MAX_LEVEL
         self.base = "All"
+        self._changed = asyncio.Event()  # wakes the periodic monitors' loop
 
     async def load(self) -> None:
         """The monitors, level and base of the last run (an unreadable monitor is dropped)."""
@@ -121,8 +142,7 @@ class Monitors:
         """(status, evse id): why ``item`` cannot be a monitor, or ("Accepted", evse id)."""
         component, variable = item["component"], item["variable"]
         if component["name"] not in LIVE_COMPONENTS:  # a stored variable (none monitorable)
-            name = f"{component['name']}.{variable['name']}"
-            if self._model.definition(name) is not None:
+            if self._model.definition(requested_key(component, variable)) is not None:
                 return "Rejected", None
             known = self._model.knows_component(component["name"])
             return ("UnknownVariable" if known else "UnknownComponent"), None
@@ -138,6 +158,8 @@ class Monitors:
             return "Rejected", None
         if item["type"] == DELTA and float(item["value"]) <= 0:
             return "Rejected", None
+        if item["type"] in PERIODIC_TYPES and float(item["value"]) < MIN_PERIOD_S:
+            return "Rejected", None  # a report every few ms would flood the link
         return "Accepted", evse_id
 
     async def set(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -161,6 +183,7 @@ class Monitors:
                 monitor = Monitor(
                     id=wanted_id if wanted_id is not None else max(self._monitors, default=0) + 1,
                     evse_id=evse_id,
+                    component=item["component"]["name"],
                     variable=item["variable"]["name"],
                     type=item["type"],
                     value=float(item["value"]),
@@ -169,6 +192,7 @@ class Monitors:
                 )
                 await self._storage.save_setting(NAMESPACE, str(monitor.id), monitor.stored())
                 self._monitors[monitor.id] = monitor
+                self._changed.set()
                 result["id"] = monitor.id
                 log.info(
                     "monitor %d: EVSE %d %s %s", monitor.id, evse_id, monitor.type, monitor.value
@@ -177,9 +201,15 @@ class Monitors:
         return results
 
     def _duplicate(self, item: Mapping[str, Any], evse_id: int | None) -> bool:
+        wanted = (
+            evse_id,
+            item["component"]["name"],
+            item["variable"]["name"],
+            item["type"],
+            int(item["severity"]),
+        )
         return any(
-            (m.evse_id, m.variable, m.type, m.severity)
-            == (evse_id, item["variable"]["name"], item["type"], int(item["severity"]))
+            (m.evse_id, m.component, m.variable, m.type, m.severity) == wanted
             for m in self._monitors.values()
         )
 
@@ -234,74 +264,107 @@ class Monitors:
                 )
                 for cv in component_variable
             ]
-        grouped: dict[tuple[int, str], list[Monitor]] = {}
+        grouped: dict[tuple[str, int, str], list[Monitor]] = {}
         for monitor in sorted(self._monitors.values(), key=lambda m: m.id):
             if wanted_criteria is not None and CRITERIA[monitor.type] not in wanted_criteria:
                 continue
             if wanted is not None and not any(
-                name == "EVSE"
+                name == monitor.component
                 and evse in (None, monitor.evse_id)
                 and var in (None, monitor.variable)
                 for name, evse, var in wanted
             ):
                 continue
-            grouped.setdefault((monitor.evse_id, monitor.variable), []).append(monitor)
+            key = (monitor.component, monitor.evse_id, monitor.variable)
+            grouped.setdefault(key, []).append(monitor)
         return [
             {
-                "component": {"name": "EVSE", "evse": {"id": evse_id}},
+                "component": {"name": component, "evse": {"id": evse_id}},
                 "variable": {"name": variable},
                 "variable_monitoring": [m.wire() for m in monitors],
             }
-            for (evse_id, variable), monitors in grouped.items()
+            for (component, evse_id, variable), monitors in grouped.items()
         ]
 
     # --- evaluation -----------------------------------------------------------------------
 
     def reading(self, evse_id: int) -> None:
-        """A new meter reading of ``evse_id``: trip, clear or report its monitors."""
-        power_w = self._evses.power_w(evse_id)
-        if power_w is None:
-            return
+        """A new meter reading of ``evse_id``: trip, clear or report its monitors on the
+        values read now (the power just read, the thermometer's latest)."""
         for monitor in self._monitors.values():
-            if monitor.evse_id != evse_id:
+            if monitor.evse_id != evse_id or monitor.type in PERIODIC_TYPES:
                 continue
             if monitor.transaction and not self._running(evse_id):
                 continue
-            self._evaluate(monitor, power_w)
+            value = self._evses.number(monitor.variable, evse_id)
+            if value is not None:
+                self._evaluate(monitor, value)
 
-    def _evaluate(self, monitor: Monitor, power_w: float) -> None:
+    async def run(self) -> None:
+        """Report each periodic monitor's value when its period comes round; until
+        cancelled. Wakes for the earliest one due, or when the monitors change."""
+        while True:
+            now = self._clock()
+            for monitor in self._periodic():
+                if monitor.due is None:
+                    monitor.due = first_due(monitor.type, monitor.value, now)
+                elif monitor.due <= now:
+                    monitor.due = next_due(monitor.type, monitor.value, monitor.due, now)
+                    self._period(monitor)
+            due = [m.due for m in self._periodic() if m.due is not None]
+            self._changed.clear()
+            timeout = None if not due else max((min(due) - now).total_seconds(), 0.0)
+            with contextlib.suppress(TimeoutError):  # the earliest period came round
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _periodic(self) -> list[Monitor]:
+        return [m for m in self._monitors.values() if m.type in PERIODIC_TYPES]
+
+    def _period(self, monitor: Monitor) -> None:
+        """A periodic monitor's report: the value now (nothing without a reading). Not
+        while offline: a value of then is history nobody asked for, and queued it would push
+        a fault's report out of the bounded queue of :class:`NotifyEvents`."""
+        if not self._online() or (monitor.transaction and not self._running(monitor.evse_id)):
+            return
+        value = self._evses.number(monitor.variable, monitor.evse_id)
+        if value is not None:
+            self._notify(monitor, value, PERIODIC, cleared=False)
+
+    def _evaluate(self, monitor: Monitor, value: float) -> None:
         if monitor.type == DELTA:
             if monitor.reference is None:
-                monitor.reference = power_w
-            elif abs(power_w - monitor.reference) >= monitor.value:
-                monitor.reference = power_w
-                self._notify(monitor, power_w, "Delta", cleared=False)
+                monitor.reference = value
+            elif abs(value - monitor.reference) >= monitor.value:
+                monitor.reference = value
+                self._notify(monitor, value, "Delta", cleared=False)
             return
-        beyond = power_w > monitor.value if monitor.type == UPPER else power_w < monitor.value
+        beyond = value > monitor.value if monitor.type == UPPER else value < monitor.value
         if beyond != monitor.tripped:
             monitor.tripped = beyond
-            self._notify(monitor, power_w, "Alerting", cleared=not beyond)
+            self._notify(monitor, value, "Alerting", cleared=not beyond)
 
-    def _notify(self, monitor: Monitor, power_w: float, trigger: str, *, cleared: bool) -> None:
+    def _notify(self, monitor: Monitor, value: float, trigger: str, *, cleared: bool) -> None:
         if monitor.severity > self.level:
             return
         data: dict[str, Any] = {
             "event_id": self._events.next_event_id(),
             "timestamp": iso_utc(self._clock()),
             "trigger": trigger,
-            "actual_value": f"{power_w:.1f}",
+            "actual_value": f"{value:.1f}",
             "event_notification_type": "CustomMonitor",
-            "component": {"name": "EVSE", "evse": {"id": monitor.evse_id}},
+            "component": {"name": monitor.component, "evse": {"id": monitor.evse_id}},
             "variable": {"name": monitor.variable},
             "variable_monitoring_id": monitor.id,
         }
         if cleared:
             data["cleared"] = True
         log.info(
-            "monitor %d: %s %s at %.1f W",
+            "monitor %d: %s %s at %s.%s %.1f",
             monitor.id,
             trigger,
             "cleared" if cleared else "",
-            power_w,
+            monitor.component,
+            monitor.variable,
+            value,
         )
         self._events.report([data])

@@ -3,8 +3,8 @@
 :func:`report_data` describes each variable as a ReportDataType (its Actual attribute with
 mutability and persistence, never the value of a write-only one, and its characteristics);
 :func:`split` cuts the list into NotifyReport parts of at most ``max_items`` items and about
-``max_bytes`` bytes of JSON each (DeviceDataCtrlr ItemsPerMessage/BytesPerMessage), every
-part but the last sent with ``tbc`` true.
+``max_bytes`` bytes of JSON each (DeviceDataCtrlr ItemsPerMessage/BytesPerMessage, their
+GetReport instance), every part but the last sent with ``tbc`` true.
 """
 
 from __future__ import annotations
@@ -57,10 +57,16 @@ def _item(model: DeviceModel, defn: VariableDef) -> Item:
     ]
     return {
         "component": {"name": defn.component},
-        "variable": {"name": defn.variable},
+        "variable": _variable(defn),
         "variableAttribute": [attribute, *bounds],
         "variableCharacteristics": characteristics,
     }
+
+
+def _variable(defn: VariableDef) -> Item:
+    if defn.instance is None:
+        return {"name": defn.variable}
+    return {"name": defn.variable, "instance": defn.instance}
 
 
 def report_data(
@@ -98,8 +104,8 @@ async def send_in_parts(
     ``what``)."""
     parts = split(
         items,
-        model.get_int("DeviceDataCtrlr.ItemsPerMessage"),
-        model.get_int("DeviceDataCtrlr.BytesPerMessage"),
+        model.get_int("DeviceDataCtrlr.ItemsPerMessage[GetReport]"),
+        model.get_int("DeviceDataCtrlr.BytesPerMessage[GetReport]"),
     )
     for seq_no, part in enumerate(parts):
         try:

@@ -235,8 +235,12 @@ class TransactionEvents:
         spawn: Spawn,
         interval_scale: float,
         ended_values: EndedValues,
+        took_plug_in: Callable[[Transaction], bool],
     ) -> None:
         self.queue = queue
+        #: Whether a session took a plug-in transaction's id (:meth:`.PlugIns.take`).
+        self._took_plug_in = took_plug_in
+        self._ended: set[str] = set()  # transactions ended this run (recovery's too)
         self._seq = seq
         self._model = model
         self._authorizer = authorizer
@@ -290,6 +294,23 @@ class TransactionEvents:
         self.queue.put(TxMessage(kind, tx.local_id, body))
         self._seq.save(tx)  # after the event's outbox insert: see SeqNumbers
 
+    def queue_event(
+        self,
+        kind: TxKind,
+        tx: Transaction,
+        trigger: str,
+        at: dt.datetime,
+        info: dict[str, Any],
+        meter: WireDict,
+        **extra: Any,
+    ) -> None:
+        """Queue one event of a transaction no session runs yet (:mod:`.plug_ins`)."""
+        self._event(kind, tx, trigger, at, info, meter, **extra)
+
+    def ended(self, local_id: str) -> bool:
+        """Whether the transaction ``local_id`` ended in this run (recovery included)."""
+        return local_id in self._ended
+
     def remote_start_expected(
         self, evse_id: int | None, remote_start_id: int | None, id_tag: str | None = None
     ) -> None:
@@ -330,8 +351,12 @@ class TransactionEvents:
 
     def started(self, tx: Transaction, status: ConnectorStatus) -> None:
         """The session began (authorized with the EV connected): queue Started now, or once
-        the TxStartPoint is reached."""
+        the TxStartPoint is reached; a session that took a plug-in transaction's id is that
+        transaction's authorization."""
         self._status[tx.connector_id] = status
+        if self._took_plug_in(tx):
+            self._adopt(tx, status)
+            return
         wait = tx_points.start_wait(self._model.get_list(START_POINT))
         if wait is None:
             self._begin(tx, status, tx.started_at)
@@ -364,6 +389,25 @@ class TransactionEvents:
             info["remote_start_id"] = remote
         trigger = trigger or ("Authorized" if remote is None else "RemoteStart")
         self._event(TxKind.START, tx, trigger, at, info, begin, **extra)
+
+    def _adopt(self, tx: Transaction, status: ConnectorStatus) -> None:
+        """The session took the plug-in transaction's id: it is the core's from now on (its
+        journal row has the id), and the CSMS hears of the authorization (E02: Updated,
+        Authorized or RemoteStart, with the idToken)."""
+        self._running[tx.connector_id] = tx
+        if status is ConnectorStatus.CHARGING:
+            self._charged.add(tx.connector_id)
+        state = charging_state(status) or "EVConnected"
+        self._states[tx.connector_id] = state
+        info: dict[str, Any] = {"charging_state": state}
+        remote = self._remote_start(tx)
+        if remote is not None:
+            info["remote_start_id"] = remote
+        extra: dict[str, Any] = {"id_token": self._tokens.token(tx.id_tag)}
+        if tx.reservation_id is not None:
+            extra["reservation_id"] = tx.reservation_id
+        trigger = "Authorized" if remote is None else "RemoteStart"
+        self._event(TxKind.METER, tx, trigger, tx.started_at, info, **extra)
 
     def _reach(self, connector_id: int) -> None:
         """Queue the Started of a waiting session whose TxStartPoint is now reached."""
@@ -454,6 +498,7 @@ class TransactionEvents:
             log.info("transaction %s ended before its TxStartPoint: never reported", tx.local_id)
             return
         # (After a restart, recovery ends only a transaction whose Started was queued.)
+        self._ended.add(tx.local_id)
         if self._running.get(tx.connector_id) is tx:
             del self._running[tx.connector_id]
         self._states.pop(tx.connector_id, None)
@@ -499,7 +544,8 @@ class TransactionEvents:
             token["id_token"], result_from_info(info)
         )
         tx = self._running.get(message.body.get("evse", {}).get("id", 0))
-        if message.kind is not TxKind.START or tx is None or tx.local_id != message.local_id:
+        # (a Started, or the Updated that authorized a plug-in transaction: E02)
+        if message.kind is TxKind.STOP or tx is None or tx.local_id != message.local_id:
             return
         if not result.accepted:
             log.warning("CSMS refused %s (%s): stopping", tx.id_tag, result.status)

@@ -4,19 +4,22 @@ the charging session the core runs.
 The core records a session (its journal's transaction, what power-loss recovery closes and
 what bills) from the moment an authorized id and a connected car are both there, until the
 car leaves or the session is stopped; the contactor rules of the connector machine do not
-depend on these variables. The 2.0.1 transaction is that session, begun and ended where
-TxCtrlr says:
+depend on these variables. The 2.0.1 transaction is that session (the one begun at the
+plug-in too, once authorized: the session takes its id), begun and ended where TxCtrlr
+says:
 
-- **Start.** EVConnected and Authorized begin it when the session begins (this charger
-  never opens a transaction before it has both an authorized id and a car: a transaction
-  without an id would bill nobody, and one without a car cannot be recovered from the
-  hardware; E01's cable-first and E02's id-first starts therefore both begin at the second
-  of the two events). With neither listed, PowerPathClosed begins it when the contactor
-  closes (the connector Charging) and EnergyTransfer when energy first flows (a reading
-  above :data:`FLOW_W` while Charging); Started then says ChargingStateChanged (or
-  EnergyTransfer's reading: MeterValuePeriodic is no start reason, so ChargingStateChanged
-  too). A session that ends before its start point never was a 2.0.1 transaction: nothing
-  is sent for it.
+- **Start.** Authorized begins it when the session begins (an id-first start therefore
+  begins once the car is there too: a transaction without a car cannot be recovered from
+  the hardware). EVConnected begins it when a car is plugged into an idle EVSE before any
+  authorization (E02: Started with CablePluggedIn and no idToken, the authorization an
+  Updated; :mod:`.plug_ins` keeps it on disk until the session takes it over, and ends it
+  when the car leaves, at TxCtrlr.EVConnectionTimeOut or after a power cut); the session
+  itself, and so the contactor, still waits for the authorization. With neither listed,
+  PowerPathClosed begins it when the contactor closes (the connector Charging) and
+  EnergyTransfer when energy first flows (a reading above :data:`FLOW_W` while Charging);
+  Started then says ChargingStateChanged (or EnergyTransfer's reading: MeterValuePeriodic
+  is no start reason, so ChargingStateChanged too). A session that ends before its start
+  point never was a 2.0.1 transaction: nothing is sent for it.
 - **Stop.** The session's own end (the car unplugged, a stop by card or CSMS, a fault, a
   reset) always ends the transaction: EVConnected and Authorized are those ends. With
   PowerPathClosed or EnergyTransfer listed, the transaction (and so the session) also ends

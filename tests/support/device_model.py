@@ -1,7 +1,7 @@
 """OCPP 2.0.1 test helpers: the controller speaking 2.0.1 with quiet timers, reading or
 setting one device-model variable the way a CSMS does (GetVariables/SetVariables), and a
 session on the whole controller started by the CSMS (:func:`remote_started`) or by a card
-(:func:`card_session`)."""
+(:func:`card_session`), and what a variable monitor reported (:func:`monitor_events`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from ocpp.v201 import call
 
 from controller.connector_types import ConnectorStatus
+from controller.local_csms import LocalCsms
 from tests.support.csms import ACCEPTED_TAG
 from tests.support.sim_app import AppRig
 from tests.support.wait import until
@@ -91,3 +92,14 @@ async def expire_reservation_offline(rig: AppRig) -> None:
         lambda: supervisor.view(1).status is ConnectorStatus.AVAILABLE,
         what="the reservation expired offline",
     )
+
+
+def monitor_events(csms: LocalCsms, monitor_id: int, after: int = 0) -> list[dict[str, Any]]:
+    """The eventData of every NotifyEvent the monitor ``monitor_id`` sent from ``after`` on."""
+    return [
+        data
+        for r in csms.received[after:]
+        if r.action == "NotifyEvent"
+        for data in r.payload["eventData"]
+        if data.get("variableMonitoringId") == monitor_id
+    ]
