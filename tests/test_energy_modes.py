@@ -121,7 +121,8 @@ def test_fast_sets_no_limit_and_schedule_pauses_outside_its_hours() -> None:
 
 
 def test_the_current_follows_the_surplus_down_at_once_and_up_with_hysteresis() -> None:
-    assert follow(10.0, 9.9) == 9.0  # down: never more than the surplus
+    assert follow(10.0, 9.7) == 9.0  # down: never more than the surplus
+    assert follow(10.0, 9.9) == 10.0  # ... beyond what two meters may disagree by
     assert follow(10.0, 11.4) == 10.0  # up only half an ampere past the next step
     assert follow(10.0, 11.5) == 11.0
     assert follow(0.0, 3.0) == 6.0  # never below the minimum

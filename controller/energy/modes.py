@@ -18,8 +18,8 @@ The surplus is counted on the sum of the phases (:func:`surplus_a`): that is wha
 net-metering grid meter bills, so a car on one phase may use PV exported on the others.
 
 The current follows the surplus in whole amperes with a hysteresis: it goes down as soon as
-the surplus is below the current offered (never drawing the difference from the grid), and
-up only once the surplus is half an ampere above the next whole ampere, so a surplus that
+the surplus is below the current offered (beyond what two meters may disagree by), and up
+only once the surplus is half an ampere above the next whole ampere, so a surplus that
 wobbles around a step does not move the PWM at every grid reading.
 """
 
@@ -35,6 +35,9 @@ from controller.limits import MIN_OFFER_A
 
 #: The surplus must exceed the next whole ampere by this much before the current goes up.
 RAISE_MARGIN_A = 0.5
+#: What two meters may disagree by (A per phase): a car taking 10 A of a 9.9 A surplus
+#: is not lowered to 9 A for it (at most 0.2 A a phase comes from the grid).
+TOLERANCE_A = 0.2
 
 
 class Mode(StrEnum):
@@ -114,10 +117,10 @@ def surplus_a(grid_a: Sequence[float], car_grid_a: Sequence[float], car_phases: 
 
 def follow(level_a: float, available_a: float) -> float:
     """The whole-ampere current for ``available_a``, moved from ``level_a`` with hysteresis:
-    down at once to the whole amperes available, up only with :data:`RAISE_MARGIN_A` to
-    spare; never below the minimum (6 A)."""
-    if level_a < MIN_OFFER_A or available_a < level_a:
-        return max(MIN_OFFER_A, float(math.floor(available_a)))
+    down at once to the whole amperes available (within the meters' :data:`TOLERANCE_A`),
+    up only with :data:`RAISE_MARGIN_A` to spare; never below the minimum (6 A)."""
+    if level_a < MIN_OFFER_A or available_a < level_a - TOLERANCE_A:
+        return max(MIN_OFFER_A, float(math.floor(available_a + TOLERANCE_A)))
     raised = float(math.floor(available_a - RAISE_MARGIN_A))
     return max(level_a, raised)
 

@@ -8,7 +8,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const POWER_POINTS = 300;
 const BOUND_WORDS = {
   connector: "the charger's maximum", cable: "the cable", csms: "the CSMS",
-  load_management: "load management", user: "your limit", thermal: "temperature",
+  load_management: "load management", mode: "the charging mode", user: "your limit", thermal: "temperature",
 };
 
 function say(text, isError = false) {
