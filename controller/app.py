@@ -192,7 +192,9 @@ class ChargePointApp:
             # without MQTT need not pay (docs/benchmarks.md).
             from controller.mqtt.bridge import MqttBridge
 
-            self.mqtt = MqttBridge.from_config(config, self.supervisor)
+            self.mqtt = MqttBridge.from_config(
+                config, self.supervisor, None if self.energy is None else self.energy.modes
+            )
         if self.sim is not None and self.options.sim_control is not None:
             from controller.sim_root import ControlServer
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from controller.connector_types import ConnectorStatus
 from controller.energy.modes import Mode
-from tests.support.standalone import CARD
+from tests.support.mqtt_broker import Broker, watching
+from tests.support.standalone import CARD, running
 from tests.support.wait import until
 from tests.support.web import web_charger
 
@@ -106,3 +107,45 @@ async def test_min_solar_charges_at_6_a_without_sun_and_follows_the_surplus(
         await charger.act("house", pv_w=3 * 14 * PHASE_W)  # 14 A a phase with the car's 6
         await until(lambda: charger.hw("offered_current_a") >= 13.0, what="the surplus")
         assert charger.hw("offered_current_a") <= 14.0
+
+
+async def test_mqtt_shows_the_grid_and_the_mode_and_home_assistant_selects_the_mode(
+    tmp_path: Path, broker: Broker
+) -> None:
+    sections = {
+        "site": SITE,
+        "grid_meter": GRID_METER,
+        "energy": ENERGY,
+        "chargepoint": {"id": "garage"},
+        "mqtt": {"url": broker.url()},
+    }
+    prefix = "picharge/garage"
+    async with running(tmp_path, **sections) as charger:
+        await charger.act("house", load_w=3 * 2 * PHASE_W, pv_w=0.0)
+        async with watching(broker) as watcher:
+            select = "homeassistant/select/garage/connector1_mode/config"
+            await watcher.value(select)
+            config = watcher.json(select)
+            assert config["options"] == ["fast", "solar", "min_solar", "schedule"]
+            assert config["command_topic"] == f"{prefix}/connector/1/set/mode"
+            assert (
+                watcher.json("homeassistant/sensor/garage/grid_power_w/config")[
+                    "unit_of_measurement"
+                ]
+                == "W"
+            )
+            await watcher.becomes(f"{prefix}/connector/1/mode", "solar")
+            async with watching(broker, f"{prefix}/connector/1/mode") as late:
+                await late.becomes(f"{prefix}/connector/1/mode", "solar")
+                assert late.retained[f"{prefix}/connector/1/mode"]  # Home Assistant later
+            await watcher.becomes(f"{prefix}/energy/grid_current_l1_a", "2.00")
+            await watcher.becomes(f"{prefix}/energy/grid_power_w", "1380")
+
+            await watcher.client.publish(f"{prefix}/connector/1/set/mode", "min_solar")
+            await watcher.becomes(f"{prefix}/connector/1/mode", "min_solar")
+            energy = charger.app.energy
+            assert energy is not None and energy.modes is not None
+            assert energy.modes.modes[1] is Mode.MIN_SOLAR
+            await watcher.client.publish(f"{prefix}/connector/1/set/mode", "turbo")
+            await until(lambda: charger.app.mqtt.commands_rejected == 1, what="turbo refused")
+            assert energy.modes.modes[1] is Mode.MIN_SOLAR
