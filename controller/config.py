@@ -217,6 +217,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "stop_delay_s",
         "min_run_s",
         "min_pause_s",
+        "settle_s",
         "off_peak",
         "departure",
         "energy_kwh",

@@ -123,8 +123,8 @@ def test_fast_sets_no_limit_and_schedule_pauses_outside_its_hours() -> None:
 def test_the_current_follows_the_surplus_down_at_once_and_up_with_hysteresis() -> None:
     assert follow(10.0, 9.7) == 9.0  # down: never more than the surplus
     assert follow(10.0, 9.9) == 10.0  # ... beyond what two meters may disagree by
-    assert follow(10.0, 11.4) == 10.0  # up only half an ampere past the next step
-    assert follow(10.0, 11.5) == 11.0
+    assert follow(10.0, 11.2) == 10.0  # up only 0.3 A past the next step
+    assert follow(10.0, 11.3) == 11.0
     assert follow(0.0, 3.0) == 6.0  # never below the minimum
 
 
@@ -165,6 +165,7 @@ timing_strategy = st.builds(
     st.floats(0.0, 600.0),
     st.floats(0.0, 900.0),
     st.floats(0.0, 900.0),
+    st.floats(0.0, 60.0),
 )
 
 
@@ -205,6 +206,22 @@ def test_solar_never_starts_or_stops_sooner_than_the_delays_allow(
         least = timing.min_pause_s if state.charging else timing.min_run_s
         assert now - switched >= least
         on, switched = state.charging, now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mode=st.sampled_from([Mode.SOLAR, Mode.MIN_SOLAR]),
+    timing=timing_strategy,
+    gaps=readings_strategy,
+)
+def test_the_current_is_held_for_the_settle_time_after_each_change(
+    mode: Mode, timing: Timing, gaps: list[tuple[float, float | None, float]]
+) -> None:
+    out = run(mode, gaps, timing)
+    for (_, _, before), (now, _, after) in itertools.pairwise(out):
+        moved = after.level_a != before.level_a
+        if moved and before.level_a >= 6.0 and after.level_a >= 6.0:  # not a start or stop
+            assert now - before.level_at >= timing.settle_s
 
 
 @settings(max_examples=100, deadline=None)
@@ -264,12 +281,13 @@ def test_a_departure_plan_starts_late_enough_and_stops_at_the_target() -> None:
 
 def test_energy_table_sets_each_connectors_mode_and_the_delays() -> None:
     parsed = parse_energy(
-        {"mode": "solar", "start_delay_s": 30, "off_peak": "22:00-06:00"},
+        {"mode": "solar", "start_delay_s": 30, "settle_s": 5, "off_peak": "22:00-06:00"},
         {1: None, 2: "schedule"},
         [1, 2],
     )
     assert parsed.modes == {1: Mode.SOLAR, 2: Mode.SCHEDULE}
     assert parsed.timing.start_delay_s == 30.0
+    assert parsed.timing.settle_s == 5.0
     assert parsed.timing.stop_delay_s == Timing().stop_delay_s
 
 

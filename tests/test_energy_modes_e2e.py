@@ -23,6 +23,7 @@ ENERGY = {
     "stop_delay_s": 1.5,
     "min_run_s": 3.0,
     "min_pause_s": 2.0,
+    "settle_s": 1.5,
 }
 PHASE_W = 230.0  # one ampere on one phase
 

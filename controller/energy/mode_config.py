@@ -11,6 +11,8 @@ start_delay_s   60          solar: the surplus covers 6 A this long before the c
 stop_delay_s    180         solar: the surplus misses 6 A this long before the car pauses
 min_run_s       300         solar: the shortest run (contactor wear)
 min_pause_s     300         solar: the shortest pause
+settle_s        10          solar, min_solar: the current is held this long after a change
+                            (the car follows and its meter sees it; fewer PWM changes)
 off_peak        (none)      schedule: ``"22:00-06:00"``, the hours to charge in
 departure       (none)      schedule: ``"07:00"``, when ``energy_kwh`` should be in the car
 energy_kwh      (none)      schedule: what a session should hold by ``departure``
@@ -38,6 +40,7 @@ KEYS = (
     "stop_delay_s",
     "min_run_s",
     "min_pause_s",
+    "settle_s",
     "off_peak",
     "departure",
     "energy_kwh",
@@ -113,7 +116,7 @@ def parse_energy(
         own = connector_modes.get(cid)
         modes[cid] = default if own is None else parse_mode(own, f"connector.{cid}.mode")
     defaults = Timing()
-    timing = Timing(*(_seconds(section, key, getattr(defaults, key)) for key in KEYS[1:5]))
+    timing = Timing(*(_seconds(section, key, getattr(defaults, key)) for key in KEYS[1:6]))
     schedule = _schedule(section)
     if schedule.empty and Mode.SCHEDULE in modes.values():
         raise ConfigurationError("energy.off_peak", "the schedule mode needs off_peak or departure")

@@ -34,9 +34,10 @@ from typing import Any, Protocol
 from controller.limits import MIN_OFFER_A
 
 #: The surplus must exceed the next whole ampere by this much before the current goes up.
-RAISE_MARGIN_A = 0.5
+RAISE_MARGIN_A = 0.3
 #: What two meters may disagree by (A per phase): a car taking 10 A of a 9.9 A surplus
-#: is not lowered to 9 A for it (at most 0.2 A a phase comes from the grid).
+#: is not lowered to 9 A for it (at most 0.2 A a phase comes from the grid). With
+#: :data:`RAISE_MARGIN_A`, a step down and the step back up are half an ampere apart.
 TOLERANCE_A = 0.2
 
 
@@ -75,9 +76,10 @@ class Timing:
     stop_delay_s: float = 180.0
     min_run_s: float = 300.0
     min_pause_s: float = 300.0
+    settle_s: float = 10.0  # the current is held this long after each change
 
     def __post_init__(self) -> None:
-        for name in ("start_delay_s", "stop_delay_s", "min_run_s", "min_pause_s"):
+        for name in ("start_delay_s", "stop_delay_s", "min_run_s", "min_pause_s", "settle_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite time >= 0 s, got {value!r}")
@@ -91,7 +93,8 @@ class ModeState:
     ``switched_at``: when it last started or paused (-inf: never).
     ``covered_since`` / ``short_since``: since when the surplus has (not) covered the
     minimum without a break (None while the opposite holds).
-    ``level_a``: the current the surplus gave at the last step (0 while paused).
+    ``level_a``: the current the surplus gave at the last step (0 while paused), and
+    ``level_at`` when it last changed.
     """
 
     charging: bool = False
@@ -99,6 +102,7 @@ class ModeState:
     covered_since: float | None = None
     short_since: float | None = None
     level_a: float = 0.0
+    level_at: float = -math.inf
 
 
 def surplus_a(grid_a: Sequence[float], car_grid_a: Sequence[float], car_phases: int) -> float:
@@ -179,5 +183,9 @@ def step(
         state = _switch(state, True, now)
     if not state.charging:
         return replace(state, level_a=0.0), 0.0
-    level = follow(state.level_a, available_a if available_a is not None else 0.0)
-    return replace(state, level_a=level), min(level, fuse_a)
+    level = state.level_a
+    if level < MIN_OFFER_A or now - state.level_at >= timing.settle_s:
+        level = follow(level, available_a if available_a is not None else 0.0)
+    if level != state.level_a:
+        state = replace(state, level_a=level, level_at=now)
+    return state, min(level, fuse_a)
