@@ -4,9 +4,10 @@ The whole controller as ``picharge run --sim --sim-house DAY`` builds it, standa
 car (three phases, 6-16 A, a battery that never fills) behind a 35 A main fuse, the house
 following a built-in day at ``--speed`` times real time, the grid meter (a Carlo Gavazzi
 EM24 served by the simulated meter server) read by the real driver over Modbus TCP every
-``--interval`` wall seconds. The mode's delays are given in simulated seconds and handed
-to the controller divided by the speed (the controller's clock is the wall's). Measured,
-in simulated time, from the simulated house and car themselves:
+``--interval`` wall seconds, the car's own meter every simulated second. The mode's
+delays are given in simulated seconds and handed to the controller divided by the speed
+(the controller's clock is the wall's). Measured, in simulated time, from the simulated
+house and car themselves:
 
 - **solar energy**: the part of the car's power the PV surplus (PV less the house's own
   load) covered, integrated; and its **share of the car's energy**;
@@ -16,8 +17,8 @@ in simulated time, from the simulated house and car themselves:
 - **contactor operations** and **PWM changes** per hour, against what the delays allow
   (a start and a stop per ``min_run_s + min_pause_s`` at most).
 
-    .venv/bin/python bench/solar_day.py [--day cloudy] [--mode solar] [--start 09:00]
-        [--hours 8] [--speed 60] [--interval 0.2] [--start-delay 60] [--stop-delay 180]
+    .venv/bin/python bench/solar_day.py [--day cloudy] [--mode solar] [--start 10:00]
+        [--hours 6] [--speed 20] [--interval 0.2] [--start-delay 60] [--stop-delay 180]
         [--min-run 300] [--min-pause 300]
 """
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from benchlib import CARD
 from energy_day import PwmWatch
 
+from controller import supervisor as supervisor_module
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
 from controller.energy.modes import Timing
@@ -81,6 +83,10 @@ async def run(
         "energy": {"mode": mode, **wall},
     }
     tally = Tally()
+    # The car's own meter is read every second of the charger's (wall) time; the surplus
+    # counts the car's draw back in, so at x20 a reading 20 simulated seconds old would
+    # show a car slower than any real one. Read it every simulated second instead.
+    supervisor_module.METER_POLL_S = 1.0 / speed
     with tempfile.TemporaryDirectory(prefix="picharge-bench-") as state:
         config = dataclasses.replace(parse_config(doc), state_dir=Path(state))
         options = RunOptions(sim=True, sim_speed=speed, sim_house=day, sim_house_start_s=start_s)
@@ -140,9 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--day", default="cloudy")
     parser.add_argument("--mode", default="solar", choices=("solar", "min_solar"))
-    parser.add_argument("--start", default="09:00", help="HH:MM of the simulated day")
-    parser.add_argument("--hours", type=float, default=8.0, help="simulated hours")
-    parser.add_argument("--speed", type=float, default=60.0)
+    parser.add_argument("--start", default="10:00", help="HH:MM of the simulated day")
+    parser.add_argument("--hours", type=float, default=6.0, help="simulated hours")
+    parser.add_argument("--speed", type=float, default=20.0)
     parser.add_argument("--interval", type=float, default=0.2, help="grid meter poll (wall s)")
     defaults = Timing()
     for f in dataclasses.fields(Timing):
