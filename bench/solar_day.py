@@ -28,16 +28,12 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import tempfile
 import time
-from pathlib import Path
 
 from benchlib import CARD
-from energy_day import PwmWatch
+from energy_day import PwmWatch, house_app
 
 from controller import supervisor as supervisor_module
-from controller.app import ChargePointApp, RunOptions
-from controller.config import parse_config
 from controller.energy.modes import Timing
 from hw_sim.house import NOMINAL_VOLTAGE_V
 
@@ -87,13 +83,7 @@ async def run(
     # counts the car's draw back in, so at x20 a reading 20 simulated seconds old would
     # show a car slower than any real one. Read it every simulated second instead.
     supervisor_module.METER_POLL_S = 1.0 / speed
-    with tempfile.TemporaryDirectory(prefix="picharge-bench-") as state:
-        config = dataclasses.replace(parse_config(doc), state_dir=Path(state))
-        options = RunOptions(sim=True, sim_speed=speed, sim_house=day, sim_house_start_s=start_s)
-        app = ChargePointApp(config, options)
-        await app.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(app.run(stop))
+    async with house_app(doc, day, start_s, speed) as app:
         sim = app.sim
         car = sim.connector(1)
         car.ev.spec = dataclasses.replace(
@@ -117,9 +107,6 @@ async def run(
                 tally.contactor_ops += 1
                 closed = is_closed
         watch.close()
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await app.close()
     allowed = 2 * 3600 / max(1.0, timing.min_run_s + timing.min_pause_s)
     begin = f"{int(start_s) // 3600:02d}:{int(start_s) // 60 % 60:02d}"
     print(

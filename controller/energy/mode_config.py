@@ -29,22 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.config import SECTION_KEYS
 from controller.energy.modes import Mode, Timing
 from controller.energy.schedule import Schedule, parse_time, parse_window
 from drivers.errors import ConfigurationError
 
-#: The keys of ``[energy]`` (controller.config refuses any other).
-KEYS = (
-    "mode",
-    "start_delay_s",
-    "stop_delay_s",
-    "min_run_s",
-    "min_pause_s",
-    "settle_s",
-    "off_peak",
-    "departure",
-    "energy_kwh",
-)
+#: The keys of ``[energy]`` (declared with the other sections' in controller.config).
+KEYS = SECTION_KEYS["energy"]
 #: The longest delay a mode takes (s): a day.
 MAX_DELAY_S = 86_400.0
 
