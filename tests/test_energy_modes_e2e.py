@@ -5,11 +5,13 @@ restart. The delays are seconds here (the simulation runs x30): the rules are th
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
 from controller.connector_types import ConnectorStatus
 from controller.energy.modes import Mode
+from controller.limits import LimitSource
 from tests.support.mqtt_broker import Broker, watching
 from tests.support.standalone import CARD, running
 from tests.support.wait import until
@@ -150,3 +152,26 @@ async def test_mqtt_shows_the_grid_and_the_mode_and_home_assistant_selects_the_m
             await watcher.client.publish(f"{prefix}/connector/1/set/mode", "turbo")
             await until(lambda: charger.app.mqtt.commands_rejected == 1, what="turbo refused")
             assert energy.modes.modes[1] is Mode.MIN_SOLAR
+
+
+async def test_schedule_holds_the_car_outside_the_off_peak_hours(tmp_path: Path) -> None:
+    now = dt.datetime.now()
+    later = [(now + dt.timedelta(hours=h)).strftime("%H:%M") for h in (2, 3)]
+    sections = {
+        "site": SITE,
+        "grid_meter": GRID_METER,
+        "energy": {"mode": "schedule", "off_peak": "-".join(later)},
+    }
+    async with web_charger(tmp_path, **sections) as rig:
+        charger = rig.charger
+        await rig.login()
+        await charger.act("house", load_w=0.0, pv_w=0.0)
+        await charger.act("plug")
+        await charger.act("tap", uid=CARD)
+        await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE, what="paused")
+        assert LimitSource.MODE in charger.supervisor.snapshot().connector(1).limited_by
+        assert not charger.hw("contactor_closed")
+        # Tonight's tariff is not worth the wait today: fast now.
+        status, _ = await rig.call("PUT", "/api/v1/connectors/1/mode", {"mode": "fast"})
+        assert status == 200
+        await until(lambda: charger.status() is ConnectorStatus.CHARGING, what="charging")
