@@ -10,7 +10,7 @@ mode            ``fast``    every connector's mode at first start: ``fast``, ``s
 start_delay_s   60          solar: the surplus covers 6 A this long before the car starts
 stop_delay_s    180         solar: the surplus misses 6 A this long before the car pauses
 min_run_s       300         solar: the shortest run (contactor wear)
-min_pause_s     300         solar: the shortest pause
+min_pause_s     120         solar: the shortest pause
 settle_s        10          solar, min_solar: the current is held this long after a change
                             (the car follows and its meter sees it; fewer PWM changes)
 off_peak        (none)      schedule: ``"22:00-06:00"``, the hours to charge in

@@ -69,13 +69,20 @@ class ModeControl(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """The delays of the solar modes, in seconds (the defaults suit a home's contactor:
-    at most one start in five minutes, one stop in seven)."""
+    """The delays of the solar modes, in seconds.
+
+    The defaults allow at most one start and one stop in seven minutes: 17 operations an
+    hour at worst, about 50,000 a year at eight hours a day. The contactor switches no load
+    (the car has stopped drawing when it opens), so its mechanical life counts, typically
+    a million operations or more; the simulated cloudy day needed 5.3 an hour. A
+    five-minute pause instead of two cost a seventh of the solar energy on that day
+    (docs/benchmarks.md, ``bench/solar_day.py``).
+    """
 
     start_delay_s: float = 60.0
     stop_delay_s: float = 180.0
     min_run_s: float = 300.0
-    min_pause_s: float = 300.0
+    min_pause_s: float = 120.0
     settle_s: float = 10.0  # the current is held this long after each change
 
     def __post_init__(self) -> None:
