@@ -15,7 +15,7 @@ from controller.limits import LimitSource
 from tests.support.mqtt_broker import Broker, watching
 from tests.support.standalone import CARD, running
 from tests.support.wait import until
-from tests.support.web import web_charger
+from tests.support.web import WebRig, web_charger
 
 SITE = {"fuse_a": 40.0, "margin_a": 1.0, "grid_max_age_s": 2.0}
 GRID_METER = {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0}
@@ -30,16 +30,22 @@ ENERGY = {
 PHASE_W = 230.0  # one ampere on one phase
 
 
+async def session_in_the_dark(rig: WebRig) -> None:
+    """Logged in to the page, no load and no PV in the house, a car plugged in and the
+    card tapped: a session opens, and what it gets is the mode's affair."""
+    await rig.login()
+    await rig.charger.act("house", load_w=0.0, pv_w=0.0)
+    await rig.charger.act("plug")
+    await rig.charger.act("tap", uid=CARD)
+
+
 async def test_solar_charges_from_the_surplus_only_and_pauses_when_it_goes(
     tmp_path: Path,
 ) -> None:
     sections = {"site": SITE, "grid_meter": GRID_METER, "energy": ENERGY}
     async with web_charger(tmp_path, **sections) as rig:
         charger = rig.charger
-        await rig.login()
-        await charger.act("house", load_w=0.0, pv_w=0.0)
-        await charger.act("plug")
-        await charger.act("tap", uid=CARD)
+        await session_in_the_dark(rig)
         # No sun: the session is open, the car held paused by the mode, the contactor open.
         await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE, what="paused")
         assert charger.hw("offered_current_a") == 0.0
@@ -164,10 +170,7 @@ async def test_schedule_holds_the_car_outside_the_off_peak_hours(tmp_path: Path)
     }
     async with web_charger(tmp_path, **sections) as rig:
         charger = rig.charger
-        await rig.login()
-        await charger.act("house", load_w=0.0, pv_w=0.0)
-        await charger.act("plug")
-        await charger.act("tap", uid=CARD)
+        await session_in_the_dark(rig)
         await until(lambda: charger.status() is ConnectorStatus.SUSPENDED_EVSE, what="paused")
         assert LimitSource.MODE in charger.supervisor.snapshot().connector(1).limited_by
         assert not charger.hw("contactor_closed")
