@@ -12,6 +12,7 @@ const MODE_WORDS = {
 const BOUND_WORDS = {
   connector: "the charger's maximum", cable: "the cable", csms: "the CSMS",
   load_management: "load management", mode: "the charging mode", user: "your limit", thermal: "temperature",
+  phase_switch: "a switch between one and three phases",
 };
 
 function say(text, isError = false) {
