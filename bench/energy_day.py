@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +66,13 @@ class PwmWatch:
         self._thread.join()
 
 
-async def run(day: str, start_s: float, minutes: float, speed: float, interval_s: float) -> None:
-    doc = {
-        "authorization": {"cards": [CARD]},
-        "site": {"fuse_a": FUSE_A, "margin_a": 1.0, "grid_max_age_s": 5.0},
-        "grid_meter": {"model": "em24", "interval_s": interval_s},
-    }
+@contextlib.asynccontextmanager
+async def house_app(
+    doc: dict[str, Any], day: str, start_s: float, speed: float
+) -> AsyncIterator[ChargePointApp]:
+    """The controller configured by ``doc`` on simulated hardware at ``speed``, the house
+    following the built-in ``day`` from ``start_s`` (s of the day), in a fresh state
+    directory; running until the block ends."""
     with tempfile.TemporaryDirectory(prefix="picharge-bench-") as state:
         config = dataclasses.replace(parse_config(doc), state_dir=Path(state))
         options = RunOptions(sim=True, sim_speed=speed, sim_house=day, sim_house_start_s=start_s)
@@ -77,6 +80,23 @@ async def run(day: str, start_s: float, minutes: float, speed: float, interval_s
         await app.start()
         stop = asyncio.Event()
         task = asyncio.create_task(app.run(stop))
+        try:
+            yield app
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(task, 10)
+            finally:
+                await app.close()
+
+
+async def run(day: str, start_s: float, minutes: float, speed: float, interval_s: float) -> None:
+    doc = {
+        "authorization": {"cards": [CARD]},
+        "site": {"fuse_a": FUSE_A, "margin_a": 1.0, "grid_max_age_s": 5.0},
+        "grid_meter": {"model": "em24", "interval_s": interval_s},
+    }
+    async with house_app(doc, day, start_s, speed) as app:
         assert app.energy is not None and app.supervisor is not None
         sim, manager, feed = app.sim, app.energy.manager, app.energy.feed
         # Which grid sample each limit came from: the newest when the manager decided.
@@ -116,9 +136,6 @@ async def run(day: str, start_s: float, minutes: float, speed: float, interval_s
                 contactor_ops += 1
                 closed = is_closed
         watch.close()
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await app.close()
     hours = minutes / 60
     reactions = []
     for taken_at, offer in limits:

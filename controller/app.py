@@ -174,6 +174,8 @@ class ChargePointApp:
             )
         except ConfigurationError as exc:
             raise ConfigError(exc.key, exc.problem) from exc
+        if self.energy is not None and self.energy.modes is not None:
+            await self.energy.modes.restore(self.storage)  # the user's last choice of mode
         # Journal, power-loss recovery (interrupted transactions closed) and the watch.
         self.durability = await start_durability(
             self.storage,
@@ -190,7 +192,9 @@ class ChargePointApp:
             # without MQTT need not pay (docs/benchmarks.md).
             from controller.mqtt.bridge import MqttBridge
 
-            self.mqtt = MqttBridge.from_config(config, self.supervisor)
+            self.mqtt = MqttBridge.from_config(
+                config, self.supervisor, None if self.energy is None else self.energy.modes
+            )
         if self.sim is not None and self.options.sim_control is not None:
             from controller.sim_root import ControlServer
 
@@ -254,6 +258,7 @@ class ChargePointApp:
                 for card in self.config.local_cards
             },
             store=CardStore(self.storage) if isinstance(link, StandaloneLink) else None,
+            energy=None if self.energy is None else self.energy.modes,
         )
 
     async def _check_control_address(self) -> None:

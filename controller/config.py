@@ -54,6 +54,9 @@ class ConnectorConfig:
     # The grid phase (0-based) each of its phases is wired to: (1, 2, 0) is a connector wired
     # L2-L3-L1, (1,) a one-phase connector on L2. Configured as phase_rotation = "L2L3L1".
     phase_rotation: tuple[int, ...] = (0, 1, 2)
+    # Its charging mode at first start (``mode = "solar"``), overriding ``[energy] mode``;
+    # validated with [energy] by controller.energy.mode_config.
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ class Config:
     # management is built.
     circuits: tuple[Mapping[str, Any], ...] = ()
     phase_switch: PhaseSwitchConfig | None = None  # None: no [phase_switch] table
+    # [energy]: the charging modes, validated by controller.energy.mode_config.parse_energy
+    # when local energy management is built; it needs [site].
+    energy: Mapping[str, Any] = field(default_factory=dict)
     # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
     # under one id tag.
     local_cards: tuple[str, ...] = ()
@@ -178,8 +184,9 @@ _TOP_LEVEL = {
     "grid_meter",
     "circuit",
     "phase_switch",
+    "energy",
 }
-_CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation")
+_CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation", "mode")
 
 
 #: The keys of the sections read here (the drivers' sections: controller.config_keys).
@@ -204,6 +211,17 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
     "web": ("listen", "public_status", "id_tag"),
     "site": ("fuse_a", "phases", "margin_a", "fallback_current_a", "grid_max_age_s"),
+    "energy": (
+        "mode",
+        "start_delay_s",
+        "stop_delay_s",
+        "min_run_s",
+        "min_pause_s",
+        "settle_s",
+        "off_peak",
+        "departure",
+        "energy_kwh",
+    ),
 }
 BACKENDS = ("pi", "sim")
 
@@ -266,8 +284,16 @@ def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
             f"must name the grid phase of each of its {phases} phase(s) once, like "
             f"{'L2L3L1' if phases == 3 else 'L2'}, got {rotation_text!r}",
         )
+    mode = table.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise ConfigError(f"{prefix}.mode", f"must be a mode's name, got {mode!r}")
     return ConnectorConfig(
-        id=index, max_current_a=max_a, phases=phases, drivers=drivers, phase_rotation=rotation
+        id=index,
+        max_current_a=max_a,
+        phases=phases,
+        drivers=drivers,
+        phase_rotation=rotation,
+        mode=mode,
     )
 
 
@@ -354,6 +380,17 @@ def _phase_switch(
         )
     drivers = {k: v for k, v in table.items() if k not in own}
     return PhaseSwitchConfig(connector=connector, drivers=drivers, **values)
+
+
+def _energy(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> Mapping[str, Any]:
+    """``[energy]`` as read (its values are judged by controller.energy.mode_config); the
+    modes act on the grid meter's readings, so it and a connector's mode need ``[site]``."""
+    energy = _table(doc, "energy")
+    moded = [c for c in connectors if c.mode is not None]
+    if (energy or moded) and not _table(doc, "site"):
+        key = "energy" if energy else f"connector.{moded[0].id}.mode"
+        raise ConfigError(key, "charging modes need [site] fuse_a and a [grid_meter]")
+    return energy
 
 
 def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
@@ -581,6 +618,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         grid_meter=_table(doc, "grid_meter"),
         circuits=_tables(doc, "circuit"),
         phase_switch=_phase_switch(doc, connectors),
+        energy=_energy(doc, connectors),
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),

@@ -26,6 +26,7 @@ CONNECTOR_KEYS = (
     "max_current_a",
     "phases",
     "phase_rotation",
+    "mode",
     "meter",
     *registry.CONNECTOR_TYPE_KEYS.values(),
 )

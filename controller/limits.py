@@ -33,7 +33,8 @@ class LimitSource(StrEnum):
     """
 
     CSMS = "csms"  # the composite OCPP charging profile (ChargePointMax, TxDefault, Tx)
-    LOAD_MANAGEMENT = "load_management"  # fuse, circuits, solar surplus
+    LOAD_MANAGEMENT = "load_management"  # fuse, circuits
+    MODE = "mode"  # the charging mode: solar surplus, min+solar, schedule (fast sets none)
     USER = "user"  # the owner's limit from the web page, the API or MQTT
     THERMAL = "thermal"  # derating on temperature
     #: 0 A while a 1/3-phase switch is under way (controller.energy.phase_switch): the PWM

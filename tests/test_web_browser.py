@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from controller.connector_types import ConnectorStatus
+from tests.support.standalone import CARD
 from tests.support.wait import until
 from tests.support.web import PASSWORD, web_charger
 
@@ -99,6 +100,55 @@ async def test_a_session_followed_limited_and_stopped_in_a_real_browser(tmp_path
             assert float(row["energy_kwh"]) > 0
             await page.locator("#history").scroll_into_view_if_needed()
             await shot(page, tmp_path, "web-history.png")
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def test_the_page_shows_the_grid_and_the_surplus_and_changes_the_charging_mode(
+    tmp_path: Path,
+) -> None:
+    sections = {
+        "site": {"fuse_a": 40.0, "grid_max_age_s": 2.0},
+        "grid_meter": {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0},
+        "energy": {"mode": "solar", "start_delay_s": 1.0, "min_pause_s": 0.0, "settle_s": 1.5},
+    }
+    async with (
+        web_charger(tmp_path / "state", **sections) as rig,
+        async_playwright() as playwright,
+    ):
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await (await browser.new_context(viewport=PHONE)).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await rig.charger.act("house", load_w=0.0, pv_w=3 * 8 * 230.0)  # 8 A a phase out
+            await page.goto(rig.base + "/")
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Log in").click()
+            await expect(page.locator("#grid")).to_have_text(
+                "Grid: -8.0 / -8.0 / -8.0 A, exporting 5.52 kW"
+            )
+            connector = page.locator("article.connector").first
+            await expect(connector.locator(".mode-text")).to_contain_text("Solar (surplus only)")
+            await expect(connector.locator(".surplus")).to_have_text("5.52 kW")
+
+            await rig.charger.act("plug")
+            await rig.charger.act("tap", uid=CARD)
+            await expect(connector.locator(".state")).to_have_text(
+                "Charging, limited by the charging mode", timeout=15_000
+            )
+            await expect(connector.locator(".limit")).to_have_text(
+                "8.0 A, set by the charging mode"
+            )
+            await shot(page, tmp_path, "web-solar.png")
+
+            await connector.get_by_label("Mode").select_option("fast")
+            await expect(page.get_by_role("status")).to_have_text("Mode set to Fast")
+            await until(lambda: rig.charger.hw("offered_current_a") == 32.0)
+            await expect(connector.locator(".mode-text")).to_have_text("Fast")
             assert errors == []
         finally:
             await browser.close()

@@ -19,6 +19,7 @@ from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.grid_meter import build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
+from controller.energy.mode_runner import ModeRunner, build_modes
 from controller.energy.phase_control import ChargerControl, PhaseControl
 from controller.events import Broadcast
 from controller.hardware import Hardware
@@ -36,6 +37,7 @@ class LocalEnergy:
     feed: GridFeed
     manager: FuseManager
     jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = field(default_factory=list)
+    modes: ModeRunner | None = None  # the charging modes ([energy])
 
     def start(self) -> Sequence[asyncio.Task[None]]:
         """Start the poller and the manager as named tasks of the running loop."""
@@ -90,6 +92,8 @@ def build_local_energy(
     if config.phase_switch is not None:
         control = _phase_control(config, manager, feed, sink, events, hardware)
         energy.jobs.append(("energy-phase-switch", control.run))
+    energy.modes = build_modes(config, manager, feed, sink, events)
+    energy.jobs.append(("energy-modes", energy.modes.run))
     if role.meter is not None:
         meter = build_meter(role.meter, on_event, None if hardware is None else hardware.seams)
         energy.jobs.append(

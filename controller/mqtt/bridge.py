@@ -43,11 +43,18 @@ import aiomqtt
 
 from controller.backoff import Backoff
 from controller.config import Config, MqttConfig
+from controller.energy.modes import Mode, ModeControl
 from controller.events import SupervisorEvent
 from controller.limits import LimitSource
-from controller.mqtt.commands import BadCommand, Command, SetCurrentLimit, parse_command
+from controller.mqtt.commands import (
+    BadCommand,
+    Command,
+    SetCurrentLimit,
+    SetMode,
+    parse_command,
+)
 from controller.mqtt.discovery import Device, discovery_messages
-from controller.mqtt.state import EnergyFloor, connector_state
+from controller.mqtt.state import EnergyFloor, connector_state, energy_state
 from controller.mqtt.topics import OFFLINE, ONLINE, Topics, default_prefix, node_id
 from controller.supervisor import Supervisor
 
@@ -133,9 +140,11 @@ class MqttBridge:
         device: Device,
         max_current_a: Mapping[int, float],
         timing: BridgeTiming = BridgeTiming(),
+        energy: ModeControl | None = None,
     ) -> None:
         self.settings = settings
         self._supervisor = supervisor
+        self._energy = energy
         self._device = device
         self._max_current_a = dict(max_current_a)
         self.timing = timing
@@ -158,13 +167,15 @@ class MqttBridge:
         self.commands_rejected = 0
 
     @classmethod
-    def from_config(cls, config: Config, supervisor: Supervisor) -> MqttBridge:
+    def from_config(
+        cls, config: Config, supervisor: Supervisor, energy: ModeControl | None = None
+    ) -> MqttBridge:
         assert config.mqtt is not None
         device = Device(
             config.chargepoint_id, config.vendor, config.model, config.serial, software_version()
         )
         maxima = {c.id: c.max_current_a for c in config.connectors}
-        return cls(config.mqtt, supervisor, device, maxima)
+        return cls(config.mqtt, supervisor, device, maxima, energy=energy)
 
     @staticmethod
     def _tls_context(settings: MqttConfig) -> ssl.SSLContext | None:
@@ -299,8 +310,9 @@ class MqttBridge:
         prefix = self.settings.discovery_prefix
         if not prefix:
             return
+        modes = None if self._energy is None else [str(m) for m in Mode]
         for topic, payload in discovery_messages(
-            prefix, self.topics, self._device, self._max_current_a
+            prefix, self.topics, self._device, self._max_current_a, modes
         ):
             await _io(client.publish(topic, payload, qos=1, retain=True))
 
@@ -317,6 +329,11 @@ class MqttBridge:
         """Publish every state topic whose value differs from the last one published."""
         snapshot = self._supervisor.snapshot()
         await self._publish(client, self.topics.csms_link, snapshot.csms_link, retain=True)
+        energy = None if self._energy is None else self._energy.status()
+        by_id = {} if energy is None else {c["id"]: c for c in energy["connectors"]}
+        if energy is not None:
+            for key, publication in energy_state(energy).items():
+                await self._publish(client, self.topics.energy(key), publication.payload, False)
         for connector in snapshot.connectors:
             tx = self._supervisor.view(connector.id).transaction
             state = connector_state(
@@ -324,6 +341,7 @@ class MqttBridge:
                 meter_start_wh=None if tx is None or not tx.running else tx.meter_start_wh,
                 max_current_a=self._max_current_a.get(connector.id, 0.0),
                 floor=self._floor,
+                energy=by_id.get(connector.id),
             )
             for key, publication in state.items():
                 topic = self.topics.state(connector.id, key)
@@ -390,7 +408,9 @@ class MqttBridge:
         """Through Supervisor methods only, as every edge acts on the charger."""
         self.commands_applied += 1
         cid = command.connector_id
-        if isinstance(command, SetCurrentLimit):
+        if isinstance(command, SetMode):
+            await self._set_mode(command)
+        elif isinstance(command, SetCurrentLimit):
             self._supervisor.set_limit(cid, LimitSource.USER, command.current_a)
             shown = "cleared" if command.current_a is None else f"{command.current_a:g} A"
             log.info("mqtt: user current limit on connector %d %s", cid, shown)
@@ -402,6 +422,20 @@ class MqttBridge:
                 "enabled" if command.enabled else "disabled",
                 answer,
             )
+
+    async def _set_mode(self, command: SetMode) -> None:
+        cid = command.connector_id
+        if self._energy is None:
+            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            return
+        try:
+            await self._energy.set_mode(cid, command.mode)
+        except (KeyError, ValueError) as exc:
+            log.warning(
+                "mqtt: charging mode %s on connector %d refused: %s", command.mode, cid, exc
+            )
+            return
+        log.info("mqtt: charging mode of connector %d set to %s", cid, command.mode)
 
 
 def _abandon(client: aiomqtt.Client) -> None:

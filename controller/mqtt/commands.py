@@ -3,14 +3,17 @@
 ``<prefix>/connector/<n>/set/current_limit``: a current in A from 0 to the connector's
 maximum (below 6 A the car is paused), or ``none`` / an empty payload to clear the user's
 limit. ``<prefix>/connector/<n>/set/enabled``: ``ON`` / ``OFF`` (also ``true``/``false``,
-``1``/``0``, any case). Anything else is a :class:`BadCommand`: the bridge logs it and
-ignores it. Pure.
+``1``/``0``, any case). ``<prefix>/connector/<n>/set/mode``: a charging mode's name
+(``fast``, ``solar``, ``min_solar``, ``schedule``). Anything else is a
+:class:`BadCommand`: the bridge logs it and ignores it. Pure.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from controller.energy.modes import Mode
 
 _CLEAR = ("", "none", "null", "clear")
 _ON = ("on", "true", "1")
@@ -35,7 +38,13 @@ class SetEnabled:
     enabled: bool
 
 
-Command = SetCurrentLimit | SetEnabled
+@dataclass(frozen=True, slots=True)
+class SetMode:
+    connector_id: int
+    mode: Mode
+
+
+Command = SetCurrentLimit | SetEnabled | SetMode
 
 
 def parse_command(
@@ -57,6 +66,10 @@ def parse_command(
         if text in _OFF:
             return SetEnabled(connector_id, False)
         raise BadCommand(f"enabled must be ON or OFF, got {text!r}")
+    if command == "mode":
+        if text in set(Mode):
+            return SetMode(connector_id, Mode(text))
+        raise BadCommand(f"mode must be one of {', '.join(Mode)}, got {text!r}")
     if command == "current_limit":
         if text in _CLEAR:
             return SetCurrentLimit(connector_id, None)

@@ -5,13 +5,16 @@ Home Assistant reads ``<discovery_prefix>/<component>/<node_id>/<object_id>/conf
 ``device_class``, ``state_class`` and unit decide how it stores and plots a value: the
 energy register is ``total_increasing`` in Wh (the Energy dashboard takes it), power and
 currents are ``measurement``. The user's current limit is a ``number`` entity (0 A to the
-connector's maximum; below 6 A pauses the car), enabled a ``switch``. Every entity goes
-unavailable with the charger (the availability topic, ``offline`` as the last will).
+connector's maximum; below 6 A pauses the car), enabled a ``switch``. With local energy
+management, each connector's charging mode is a ``select`` and its surplus a power sensor,
+and the charger has the grid's power and current per phase. Every entity goes unavailable
+with the charger (the availability topic, ``offline`` as the last will).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +57,15 @@ _SENSORS = (
 )
 
 
+#: The charger's grid entities: (key, name, device class, unit); import positive.
+_GRID = (
+    ("grid_power_w", "Grid power", "power", "W"),
+    ("grid_current_l1_a", "Grid current L1", "current", "A"),
+    ("grid_current_l2_a", "Grid current L2", "current", "A"),
+    ("grid_current_l3_a", "Grid current L3", "current", "A"),
+)
+
+
 def _device(device: Device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "identifiers": [f"picharge_{node_id(device.chargepoint_id)}"],
@@ -72,8 +84,10 @@ def discovery_messages(
     topics: Topics,
     device: Device,
     connectors: dict[int, float],
+    modes: Sequence[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """(topic, JSON payload) of every entity; ``connectors`` maps id to maximum current."""
+    """(topic, JSON payload) of every entity; ``connectors`` maps id to maximum current;
+    ``modes``: the charging modes to choose from (None: no local energy management)."""
     node = node_id(device.chargepoint_id)
     common: dict[str, Any] = {
         "device": _device(device),
@@ -84,7 +98,9 @@ def discovery_messages(
     messages: list[tuple[str, str]] = []
 
     def add(component: str, connector_id: int, key: str, config: dict[str, Any]) -> None:
-        object_id = f"connector{connector_id}_{key}"
+        add_entity(component, f"connector{connector_id}_{key}", config)
+
+    def add_entity(component: str, object_id: str, config: dict[str, Any]) -> None:
         payload = {
             **config,
             **common,
@@ -138,4 +154,41 @@ def discovery_messages(
                 "payload_off": "OFF",
             },
         )
+        if modes is not None:
+            add(
+                "select",
+                connector_id,
+                "mode",
+                {
+                    "name": label + "Charging mode",
+                    "state_topic": topics.state(connector_id, "mode"),
+                    "command_topic": topics.command(connector_id, "mode"),
+                    "options": list(modes),
+                },
+            )
+            add(
+                "sensor",
+                connector_id,
+                "surplus_w",
+                {
+                    "name": label + "Solar surplus",
+                    "state_topic": topics.state(connector_id, "surplus_w"),
+                    "device_class": "power",
+                    "state_class": "measurement",
+                    "unit_of_measurement": "W",
+                },
+            )
+    if modes is not None:
+        for key, name, device_class, unit in _GRID:
+            add_entity(
+                "sensor",
+                key,
+                {
+                    "name": name,
+                    "state_topic": topics.energy(key),
+                    "device_class": device_class,
+                    "state_class": "measurement",
+                    "unit_of_measurement": unit,
+                },
+            )
     return messages

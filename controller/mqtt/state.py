@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from controller.limits import LimitSource
 from controller.status_snapshot import ConnectorSnapshot
@@ -35,6 +37,7 @@ RETAINED = frozenset(
         "limit_a",
         "limited_by",
         "user_limit_a",
+        "mode",
     }
 )
 
@@ -84,13 +87,16 @@ def connector_state(
     meter_start_wh: float | None,
     max_current_a: float,
     floor: EnergyFloor,
+    energy: Mapping[str, Any] | None = None,
 ) -> dict[str, Publication]:
     """The state topics of one connector (by topic suffix) as they should read now.
 
     ``meter_start_wh``: the running transaction's meter start (None outside a session:
     the session energy then keeps its last value). ``max_current_a``: the connector's
     configured maximum, what ``user_limit_a`` reads while the user has set no limit (Home
-    Assistant's number entity needs a number).
+    Assistant's number entity needs a number). ``energy``: the connector's entry of the
+    energy picture (:meth:`controller.energy.modes.ModeControl.status`), with its mode and
+    surplus; None without local energy management.
     """
     values: dict[str, str] = {
         "status": str(connector.status),
@@ -100,6 +106,10 @@ def connector_state(
         "limited_by": ",".join(str(name) for name in connector.limited_by),
         "user_limit_a": _number(dict(connector.limits).get(LimitSource.USER, max_current_a), 1),
     }
+    if energy is not None:
+        values["mode"] = str(energy["mode"])
+        if energy.get("surplus_w") is not None:
+            values["surplus_w"] = _number(energy["surplus_w"], 0)
     meter = connector.meter
     if meter is not None:
         if meter.power_w is not None and math.isfinite(meter.power_w):
@@ -113,3 +123,15 @@ def connector_state(
                 session_wh = max(0.0, meter.energy_wh - meter_start_wh)
                 values["session_energy_wh"] = _number(session_wh, 0)
     return {key: Publication(value, key in RETAINED) for key, value in values.items()}
+
+
+def energy_state(status: Mapping[str, Any]) -> dict[str, Publication]:
+    """The charger's energy topics from the energy picture: the grid's power and current
+    per phase (import positive), none while the grid meter gives no fresh reading."""
+    values: dict[str, str] = {}
+    if status.get("grid_power_w") is not None:
+        values["grid_power_w"] = _number(status["grid_power_w"], 0)
+    for phase, current_a in enumerate(status.get("grid_current_a") or (), start=1):
+        if current_a is not None and math.isfinite(current_a):
+            values[f"grid_current_l{phase}_a"] = _number(current_a, 2)
+    return {key: Publication(value, False) for key, value in values.items()}

@@ -20,9 +20,13 @@ STATE_KEYS = (
     "limit_a",
     "limited_by",
     "user_limit_a",
+    "mode",
+    "surplus_w",
 )
+#: The charger's energy topics (``<prefix>/energy/<key>``; local energy management only).
+ENERGY_KEYS = ("grid_power_w", "grid_current_l1_a", "grid_current_l2_a", "grid_current_l3_a")
 #: The commands a connector takes: ``<prefix>/connector/<n>/set/<command>``.
-COMMANDS = ("current_limit", "enabled")
+COMMANDS = ("current_limit", "enabled", "mode")
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -52,6 +56,10 @@ class Topics:
     @property
     def csms_link(self) -> str:
         return f"{self.prefix}/csms_link"
+
+    def energy(self, key: str) -> str:
+        """The house's grid reading (:data:`ENERGY_KEYS`)."""
+        return f"{self.prefix}/energy/{key}"
 
     def state(self, connector_id: int, key: str) -> str:
         return f"{self.prefix}/connector/{connector_id}/{key}"

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from controller.card_store import CardStore, StoredCard
 from controller.domain import Answer, ConnectorView, Transaction
+from controller.energy.modes import Mode, ModeControl
 from controller.limits import LimitSource
 from controller.standalone import StandaloneLink
 from controller.status_snapshot import StatusSnapshot
@@ -112,8 +113,10 @@ class Api:
         configured_cards: dict[str, str],
         names: dict[str, str],
         id_tag: str,
+        energy: ModeControl | None = None,
     ) -> None:
         self._control = control
+        self._energy = energy
         self._logins = logins
         self._status = status
         self._history = reader
@@ -134,6 +137,7 @@ class Api:
         app.router.add_get("/api/v1/sessions.csv", self.sessions_csv)
         app.router.add_get("/api/v1/energy", self.energy)
         app.router.add_put("/api/v1/connectors/{id}/limit", self.limit)
+        app.router.add_put("/api/v1/connectors/{id}/mode", self.mode)
         app.router.add_put("/api/v1/connectors/{id}/availability", self.availability)
         app.router.add_post("/api/v1/connectors/{id}/start", self.start)
         app.router.add_post("/api/v1/connectors/{id}/stop", self.stop)
@@ -281,6 +285,24 @@ class Api:
         )
         log.info("web: user limit on connector %d set to %s A", connector_id, current)
         return web.json_response(self._connector_status(connector_id))
+
+    async def mode(self, request: web.Request) -> web.Response:
+        """The connector's charging mode (fast, solar, min_solar, schedule); kept across
+        restarts. 409 without local energy management or for a schedule not configured."""
+        connector_id = self._connector(request)
+        body = await _body(request)
+        _only(body, "mode")
+        value = body.get("mode")
+        if not isinstance(value, str) or value not in set(Mode):
+            raise BadInput("mode", f"must be one of {', '.join(Mode)}")
+        if self._energy is None:
+            raise error(web.HTTPConflict, "no energy management: configure [site] and [energy]")
+        try:
+            await self._energy.set_mode(connector_id, Mode(value))
+        except ValueError as exc:
+            raise error(web.HTTPConflict, str(exc)) from None
+        log.info("web: charging mode of connector %d set to %s", connector_id, value)
+        return web.json_response(self._energy.status())
 
     async def availability(self, request: web.Request) -> web.Response:
         connector_id = self._connector(request)

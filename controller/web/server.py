@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.card_store import CardStore
+from controller.energy.modes import ModeControl
 from controller.events import Subscription
 from controller.supervisor import Supervisor
 from controller.web import history
@@ -136,8 +137,10 @@ class WebServer:
         id_tag: str,
         configured_cards: dict[str, str],
         store: CardStore | None,
+        energy: ModeControl | None = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
+        self._energy = energy
         self._supervisor = supervisor
         self._executor = named_executor("web", max_workers=1)
         self.logins = Logins(state_dir, self._executor)
@@ -159,7 +162,10 @@ class WebServer:
         return f"http://{host}:{port}/"
 
     def status(self) -> dict[str, Any]:
-        return status_json(self._supervisor, lambda tag: self._names.get(tag.upper()))
+        status = status_json(self._supervisor, lambda tag: self._names.get(tag.upper()))
+        if self._energy is not None:
+            status["energy"] = self._energy.status()
+        return status
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
@@ -176,6 +182,7 @@ class WebServer:
             configured_cards=self._configured,
             names=self._names,
             id_tag=self._id_tag,
+            energy=self._energy,
         )
         api.add_routes(app)
         app.router.add_get("/api/v1/live", self.hub.serve)

@@ -63,6 +63,7 @@ _SOURCE_WORDS: Mapping[str, str] = {
     str(FixedBound.CABLE): "the cable",
     str(LimitSource.CSMS): "the CSMS",
     str(LimitSource.LOAD_MANAGEMENT): "load management",
+    str(LimitSource.MODE): "the charging mode",
     str(LimitSource.USER): "your limit",
     str(LimitSource.THERMAL): "temperature",
     str(LimitSource.PHASE_SWITCH): "a switch between one and three phases",

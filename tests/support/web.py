@@ -101,10 +101,13 @@ async def web_charger(
     password: str | None = PASSWORD,
     listen: str = "127.0.0.1:0",
     wait_for_web: bool = True,
+    **sections: Any,
 ) -> AsyncIterator[WebRig]:
     """The standalone controller with :data:`CARD` (named :data:`CARD_NAME`) and its page on
-    ``listen`` (handed over once it listens, unless ``wait_for_web`` is false)."""
+    ``listen`` (handed over once it listens, unless ``wait_for_web`` is false); ``sections``
+    are further configuration sections (``site=...``)."""
     doc: dict[str, Any] = {"authorization": {"cards": [{"uid": CARD, "name": CARD_NAME}]}}
+    doc.update(sections)
     if web is not None:
         doc["web"] = web
     if password is not None:

@@ -6,9 +6,13 @@ const state = { me: null, csrf: null, power: [], connectors: new Map() };
 const $ = (sel, root = document) => root.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
 const POWER_POINTS = 300;
+const MODE_WORDS = {
+  fast: "Fast", solar: "Solar (surplus only)", min_solar: "Min + solar", schedule: "Schedule",
+};
 const BOUND_WORDS = {
   connector: "the charger's maximum", cable: "the cable", csms: "the CSMS",
-  load_management: "load management", user: "your limit", thermal: "temperature",
+  load_management: "load management", mode: "the charging mode", user: "your limit", thermal: "temperature",
+  phase_switch: "a switch between one and three phases",
 };
 
 function say(text, isError = false) {
@@ -73,10 +77,32 @@ function renderStatus(status) {
     const input = $(".limit-input", el);
     if (document.activeElement !== input) input.value = userLimit === undefined ? "" : userLimit;
     $(".available", el).checked = c.ocpp_status !== "Unavailable";
+    renderEnergy(el, status.energy?.connectors.find((e) => e.id === c.id));
     $(".start", el).disabled = Boolean(s) || c.ocpp_status === "Faulted";
     $(".stop", el).disabled = !s;
   }
   $("#connectors").querySelectorAll(".actions").forEach((a) => (a.hidden = !state.me?.logged_in));
+  renderGrid(status.energy);
+}
+
+// The house's grid meter and each connector's charging mode (only with [site] configured).
+function renderGrid(energy) {
+  const grid = $("#grid");
+  grid.hidden = !energy;
+  if (!energy) return;
+  grid.textContent = energy.grid_fresh
+    ? `Grid: ${energy.grid_current_a.map((a) => fmt(a)).join(" / ")} A, ` +
+      `${energy.grid_power_w >= 0 ? "importing" : "exporting"} ${fmt(Math.abs(energy.grid_power_w) / 1000, 2)} kW`
+    : "Grid: no fresh reading from the grid meter (safe fallback current)";
+}
+
+function renderEnergy(el, entry) {
+  el.querySelectorAll(".energy").forEach((e) => (e.hidden = !entry));
+  if (!entry) return;
+  $(".mode-text", el).textContent = MODE_WORDS[entry.mode] + (entry.charging ? "" : ", waiting");
+  $(".surplus", el).textContent = entry.surplus_w === null ? "–" : `${fmt(entry.surplus_w / 1000, 2)} kW`;
+  const select = $(".mode-select", el);
+  if (document.activeElement !== select) select.value = entry.mode;
 }
 
 function wireConnector(el, id) {
@@ -96,6 +122,9 @@ function wireConnector(el, id) {
   });
   $(".clear-limit", el).addEventListener("click", () =>
     act("Limit cleared", () => api("PUT", `/api/v1/connectors/${id}/limit`, { current_a: null })));
+  $(".mode-select", el).addEventListener("change", (ev) =>
+    act(`Mode set to ${MODE_WORDS[ev.target.value]}`,
+      () => api("PUT", `/api/v1/connectors/${id}/mode`, { mode: ev.target.value })));
   $(".available", el).addEventListener("change", (ev) =>
     act(ev.target.checked ? "Connector made available" : "Connector made unavailable",
       () => api("PUT", `/api/v1/connectors/${id}/availability`, { available: ev.target.checked })));

@@ -1,0 +1,239 @@
+"""Runs each connector's charging mode: readings in, ``LimitSource.MODE`` out.
+
+It wakes on every grid reading (and at least every :data:`TICK_S`, for the delays and the
+schedule), reads what each car draws from the fuse manager (which hears the connectors'
+meters), computes the surplus and the fuse rule's offer, and steps the pure mode machine
+(:mod:`controller.energy.modes`). A limit that did not change is not sent again, so the
+PWM moves only when the mode's decision does.
+
+The mode of each connector is the user's choice: from the page, the API or MQTT through
+:meth:`ModeRunner.set_mode`, kept in the state database (settings namespace
+``energy_mode``) so that a restart keeps it; ``[energy] mode`` is only the first choice.
+Loop thread only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from controller.config import Config
+from controller.energy import schedule as planner
+from controller.energy.fuse import fuse_limits, is_fresh
+from controller.energy.grid import GridFeed
+from controller.energy.manager import FuseManager, LimitSink, round_down
+from controller.energy.mode_config import ModeSettings, parse_energy
+from controller.energy.modes import Mode, ModeState, step, surplus_a
+from controller.events import (
+    Broadcast,
+    MeterSampled,
+    SupervisorEvent,
+    TransactionStarted,
+    TransactionStopped,
+)
+from controller.limits import LimitSource
+from controller.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+#: The longest the runner sleeps without a grid reading (s): delays are checked this often.
+TICK_S = 1.0
+#: Where the user's choice of mode is kept (the state database's settings table).
+NAMESPACE = "energy_mode"
+NOMINAL_VOLTAGE_V = 230.0
+#: The broadcast queue of the runner: it needs only the newest reading and the sessions.
+EVENTS_MAXLEN = 64
+
+_UNSENT = object()
+
+
+class ModeRunner:
+    """Keeps every connector's ``LimitSource.MODE`` at what its mode decides."""
+
+    def __init__(
+        self,
+        settings: ModeSettings,
+        fuse: FuseManager,
+        feed: GridFeed,
+        sink: LimitSink,
+        full_power_w: Mapping[int, float],
+        clock: Callable[[], float] = time.monotonic,
+        local_now: Callable[[], dt.datetime] = dt.datetime.now,
+    ) -> None:
+        self.settings = settings
+        self._fuse = fuse
+        self._feed = feed
+        #: Where limits go (the supervisor); a bench may wrap it to stamp each one.
+        self.sink = sink
+        self._full_power_w = dict(full_power_w)
+        self._clock = clock
+        self._local_now = local_now
+        self._modes: dict[int, Mode] = dict(settings.modes)
+        self._states = {cid: ModeState() for cid in self._modes}
+        self._sent: dict[int, object] = {cid: _UNSENT for cid in self._modes}
+        self._energy_wh: dict[int, float] = {}
+        self._meter_start_wh: dict[int, float] = {}
+        self._storage: Storage | None = None
+        #: The surplus per car phase (A) each connector saw at the last step (None: unknown).
+        self.surplus: dict[int, float | None] = {cid: None for cid in self._modes}
+
+    @property
+    def modes(self) -> Mapping[int, Mode]:
+        return dict(self._modes)
+
+    async def restore(self, storage: Storage) -> None:
+        """Take the modes the user chose in an earlier run; later choices are kept there."""
+        self._storage = storage
+        try:
+            stored = await storage.load_settings(NAMESPACE)
+        except StorageError as exc:
+            log.error("charging modes not read (%s): the configured ones apply", exc)
+            return
+        for key, value in stored.items():
+            if key.isdigit() and int(key) in self._modes and value in set(Mode):
+                self._modes[int(key)] = Mode(value)
+        log.info("charging modes: %s", {cid: str(m) for cid, m in self._modes.items()})
+
+    async def set_mode(self, connector_id: int, mode: Mode) -> None:
+        """The user's choice for one connector: applied now, kept across restarts.
+
+        KeyError for a connector that does not exist, ValueError for a schedule mode
+        without a schedule configured.
+        """
+        if connector_id not in self._modes:
+            raise KeyError(connector_id)
+        if mode is Mode.SCHEDULE and self.settings.schedule.empty:
+            raise ValueError("no schedule configured ([energy] off_peak or departure)")
+        self._modes[connector_id] = mode
+        log.info("charging mode of connector %d: %s", connector_id, mode)
+        self.step()
+        if self._storage is not None:
+            try:
+                await self._storage.save_setting(NAMESPACE, str(connector_id), str(mode))
+            except StorageError as exc:
+                log.error("charging mode of connector %d not stored: %s", connector_id, exc)
+
+    async def on_event(self, event: SupervisorEvent) -> None:
+        """Broadcast listener: each session's energy, for a departure plan."""
+        if isinstance(event, MeterSampled):
+            self._energy_wh[event.sample.connector_id] = event.sample.reading.energy_import_wh
+        elif isinstance(event, TransactionStarted):
+            tx = event.transaction
+            self._meter_start_wh[tx.connector_id] = tx.meter_start_wh
+        elif isinstance(event, TransactionStopped):
+            self._meter_start_wh.pop(event.transaction.connector_id, None)
+
+    def _session_wh(self, connector_id: int) -> float:
+        start = self._meter_start_wh.get(connector_id)
+        if start is None:
+            return 0.0
+        return max(0.0, self._energy_wh.get(connector_id, start) - start)
+
+    def step(self) -> Mapping[int, float | None]:
+        """Decide every connector's mode limit for the newest reading now; send changes."""
+        now = self._clock()
+        sample = self._feed.latest
+        loads = self._fuse.loads()
+        fresh = sample is not None and is_fresh(self._fuse.site, sample, now)
+        offers = fuse_limits(self._fuse.site, sample, loads, now)
+        shared = self._fuse.limits  # with [[circuit]] shares: what it set last
+        minute = planner.minute_of_day(self._local_now())
+        decided: dict[int, float | None] = {}
+        for load in loads:
+            cid = load.connector_id
+            available = None
+            if fresh and sample is not None:
+                grid = [sample.current_a[p] or 0.0 for p in self._fuse.site.grid_phases]
+                available = surplus_a(grid, load.current_a, len(load.grid_phases))
+            self.surplus[cid] = available
+            scheduled = planner.allows(
+                self.settings.schedule,
+                minute,
+                self._session_wh(cid),
+                self._full_power_w[cid],
+                charging=self._states[cid].charging and cid in self._meter_start_wh,
+            )
+            state, limit = step(
+                self._modes[cid],
+                self.settings.timing,
+                self._states[cid],
+                available,
+                round_down(min(offers[cid], shared.get(cid, math.inf))),
+                now,
+                scheduled,
+            )
+            if state.charging != self._states[cid].charging:
+                log.info(
+                    "connector %d (%s): %s",
+                    cid,
+                    self._modes[cid],
+                    "charging" if state.charging else "paused",
+                )
+            self._states[cid] = state
+            decided[cid] = limit
+            if self._sent[cid] != limit:
+                self.sink.set_limit(cid, LimitSource.MODE, limit)
+                self._sent[cid] = limit
+        return decided
+
+    async def run(self) -> None:
+        """Step on every grid reading and at least every :data:`TICK_S`; until cancelled."""
+        self.step()
+        while True:
+            await self._feed.wait(TICK_S)
+            self.step()
+
+    def status(self) -> dict[str, Any]:
+        """The energy picture for the page, the API and MQTT (JSON-ready)."""
+        sample = self._feed.latest
+        fresh = sample is not None and is_fresh(self._fuse.site, sample, self._clock())
+        grid = None if sample is None or not fresh else list(sample.current_a)
+        net_w = None
+        if grid is not None:
+            net_w = NOMINAL_VOLTAGE_V * math.fsum(a or 0.0 for a in grid)
+        return {
+            "grid_fresh": fresh,
+            "grid_current_a": None if grid is None else [_round(a) for a in grid],
+            "grid_power_w": None if net_w is None else round(net_w),
+            "connectors": [
+                {
+                    "id": cid,
+                    "mode": str(mode),
+                    "charging": self._states[cid].charging,
+                    "surplus_a": _round(self.surplus.get(cid)),
+                    "surplus_w": None
+                    if (s := self.surplus.get(cid)) is None
+                    else round(s * NOMINAL_VOLTAGE_V * self._phases(cid)),
+                }
+                for cid, mode in sorted(self._modes.items())
+            ],
+            "modes": [str(m) for m in Mode],
+        }
+
+    def _phases(self, connector_id: int) -> int:
+        for load in self._fuse.loads():
+            if load.connector_id == connector_id:
+                return len(load.grid_phases)
+        return 1
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def build_modes(
+    config: Config, fuse: FuseManager, feed: GridFeed, sink: LimitSink, events: Broadcast
+) -> ModeRunner:
+    """The runner ``[energy]`` asks for, listening to ``events``; ConfigurationError names
+    the key."""
+    settings = parse_energy(
+        config.energy, {c.id: c.mode for c in config.connectors}, [c.id for c in config.connectors]
+    )
+    full_power_w = {c.id: c.max_current_a * c.phases * NOMINAL_VOLTAGE_V for c in config.connectors}
+    runner = ModeRunner(settings, fuse, feed, sink, full_power_w)
+    events.subscribe("energy-modes", runner.on_event, maxlen=EVENTS_MAXLEN)
+    return runner
