@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,18 +83,26 @@ class Controller:
         return self.sim("status").returncode == 0
 
 
-@pytest.fixture
-def controller(tmp_path: Path) -> Iterator[Controller]:
+@contextlib.contextmanager
+def started(tmp_path: Path) -> Iterator[Controller]:
+    """A --sim controller listening; killed on the way out if it is still running (a start
+    that timed out must not leave a controller behind for the rest of the suite)."""
     c = Controller(tmp_path)
-    until_sync(c.listening, 45, what="the --sim controller to open its control port")
-    yield c
-    c.process.send_signal(signal.SIGTERM)
     try:
-        c.process.wait(timeout=10)
+        until_sync(c.listening, 45, what="the --sim controller to open its control port")
+        yield c
     finally:
         if c.process.poll() is None:
             c.process.kill()
         c.process.communicate()
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Iterator[Controller]:
+    with started(tmp_path) as c:
+        yield c
+        c.process.send_signal(signal.SIGTERM)
+        c.process.wait(timeout=10)
 
 
 def test_status_reports_every_connector_field_and_the_meter_endpoint(
@@ -182,11 +191,9 @@ def test_bad_tap_is_refused_with_the_reason(controller: Controller) -> None:
 
 
 def test_sigterm_stops_the_controller_promptly(tmp_path: Path) -> None:
-    c = Controller(tmp_path)
-    until_sync(c.listening, 45, what="the --sim controller to open its control port")
-    c.process.send_signal(signal.SIGTERM)
-    assert c.process.wait(timeout=10) == 0
-    c.process.communicate()
+    with started(tmp_path) as c:
+        c.process.send_signal(signal.SIGTERM)
+        assert c.process.wait(timeout=10) == 0
 
 
 def test_sim_without_a_running_simulation_says_how_to_start_one() -> None:

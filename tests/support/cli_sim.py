@@ -72,7 +72,12 @@ class CliSim:
             self.process = subprocess.Popen(
                 [*PICHARGE, *self.args], stdout=subprocess.DEVNULL, stderr=log, text=True
             )
-        until_sync(self.listening, timeout_s, what="the --sim controller's control port")
+        try:
+            until_sync(self.listening, timeout_s, what="the --sim controller's control port")
+        except BaseException:
+            self.process.kill()  # a start that failed leaves no controller behind
+            self.process.wait()
+            raise
         return self
 
     def listening(self) -> bool:
