@@ -184,6 +184,7 @@ async def test_a_remote_start_authorizes_a_transaction_begun_at_the_plug_in(
             "TransactionEvent", lambda p: p["triggerReason"] == "RemoteStart"
         )
     assert answer.status == "Accepted"
+    assert answer.transaction_id == started["transactionInfo"]["transactionId"]
     assert authorized["eventType"] == "Updated"
     assert (
         authorized["transactionInfo"]["transactionId"]

@@ -244,6 +244,7 @@ class Ocpp201Adapter(LinkedAdapter[Ocpp201ChargePoint]):
             network=network or NetworkProfiles(storage, {}),
             evses=self._evses,
             monitors=self._monitors,
+            plug_ins=plug_ins,
         )
         self._link = LinkLoop(
             dialect=link_dialect(chargepoint_id, services),

@@ -117,12 +117,20 @@ class RemoteHandlers:
         self._s.token_kinds.note(id_token)  # the Started event names it as the CSMS did
         self._s.transactions.remote_start_expected(evse_id, remote_start_id, id_tag)
         authorized = not self._s.model.get_bool("AuthCtrlr.AuthorizeRemoteStart")
+        # Looked up before the start: the session it starts takes the plug-in's record.
+        plug_in = None if evse_id is None else self._s.plug_ins.get(evse_id)
         accepted = await control.remote_start(id_tag, evse_id, authorized)
         if not accepted:
             self._s.transactions.remote_start_expected(evse_id, None)
             if held is not None:
                 self._s.profiles.release(held)  # the start was refused: its profile goes
-        return call_result.RequestStartTransaction(ACCEPTED if accepted else REJECTED)
+            return call_result.RequestStartTransaction(REJECTED)
+        # The answer's transactionId is for a transaction the station began before the
+        # request (the cable plugged in first, TxStartPoint EVConnected): this start
+        # authorizes it, so the answer names it.
+        return call_result.RequestStartTransaction(
+            ACCEPTED, transaction_id=None if plug_in is None else plug_in.local_id
+        )
 
     @on(Action.request_stop_transaction)
     async def on_request_stop(self, transaction_id: str, **_: Any) -> Any:

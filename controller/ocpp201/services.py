@@ -21,6 +21,7 @@ from controller.ocpp201.evse_variables import EvseVariables
 from controller.ocpp201.monitoring import Monitors
 from controller.ocpp201.network_profiles import NetworkProfiles
 from controller.ocpp201.notify_events import NotifyEvents
+from controller.ocpp201.plug_ins import PlugIns
 from controller.ocpp201.security_services import SecurityServices
 from controller.ocpp201.transactions import TransactionEvents
 from controller.storage import Storage
@@ -47,3 +48,4 @@ class Services:
     network: NetworkProfiles  # SetNetworkProfile's slots
     evses: EvseVariables  # the live EVSE and Connector components
     monitors: Monitors  # SetVariableMonitoring's monitors and their NotifyEvents
+    plug_ins: PlugIns  # transactions begun at the plug-in, not yet a session (E02)
