@@ -6,8 +6,7 @@ OCPP adapter, drivers) on simulated hardware, and a script that plays the car an
 driver: plug in, tap a card, charge with accelerated time, a limit imposed by the CSMS,
 unplug. Progress lines come from the controller's view and the simulated car; the summary
 comes from what the CSMS received. Under 2.0.1 (``picharge demo --ocpp 2.0.1``) the session
-is reported as TransactionEvents and there is no CSMS limit yet (smart charging is not in
-the 2.0.1 adapter).
+is reported as TransactionEvents and the limit is a 2.0.1 TxProfile for the transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ocpp.v16 import call
+from ocpp.v201 import call as call201
 
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
@@ -101,7 +101,7 @@ class _Session:
         self.say(f"transaction started at {meter_start} Wh: contactor closed, Charging")
 
         for second in range(int(charge_s)):
-            if second == int(charge_s) // 2 and not self.v201:
+            if second == int(charge_s) // 2:
                 await self._impose_limit(10)
             await asyncio.sleep(1.0)
             self.progress()
@@ -119,6 +119,9 @@ class _Session:
         self.say(f"car unplugged: transaction stopped ({reason}), contactor open")
 
     async def _impose_limit(self, amps: int) -> None:
+        if self.v201:
+            await self._impose_limit_201(amps)
+            return
         profile = {
             "chargingProfileId": 1,
             "stackLevel": 1,
@@ -135,6 +138,30 @@ class _Session:
         result = await self.csms.call(
             CHARGE_POINT_ID,
             call.SetChargingProfile(connector_id=1, cs_charging_profiles=profile),
+        )
+        self.say(f"the CSMS limits the session to {amps} A: {result.status}")
+
+    async def _impose_limit_201(self, amps: int) -> None:
+        """The same limit in 2.0.1's words: a TxProfile for the running transaction (its
+        id is the charger's own) with one schedule in A."""
+        tx = self.app.supervisor.view(1).transaction if self.app.supervisor else None
+        profile: dict[str, Any] = {
+            "id": 1,
+            "stackLevel": 1,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": [
+                {
+                    "id": 1,
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}],
+                }
+            ],
+        }
+        if tx is not None:
+            profile["transactionId"] = tx.local_id
+        result = await self.csms.call(
+            CHARGE_POINT_ID, call201.SetChargingProfile(evse_id=1, charging_profile=profile)
         )
         self.say(f"the CSMS limits the session to {amps} A: {result.status}")
 
