@@ -50,6 +50,7 @@ from controller.standalone import StandaloneLink
 from controller.state_dir import make_private
 from controller.storage import Storage, StorageError
 from controller.supervisor import Supervisor
+from controller.user_limits import UserLimits
 from drivers.errors import ConfigurationError
 from drivers.seams import HardwareSeams
 
@@ -176,6 +177,10 @@ class ChargePointApp:
             raise ConfigError(exc.key, exc.problem) from exc
         if self.energy is not None and self.energy.modes is not None:
             await self.energy.modes.restore(self.storage)  # the user's last choice of mode
+        # The user's current limits (page, MQTT) hold across restarts.
+        user_limits = UserLimits(self.storage, self.supervisor)
+        await user_limits.restore()
+        self.supervisor.events.subscribe("user-limits", user_limits.on_event)
         # Journal, power-loss recovery (interrupted transactions closed) and the watch.
         self.durability = await start_durability(
             self.storage,
