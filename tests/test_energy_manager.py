@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from controller.domain import MeterSample
+from controller.connector_types import ConnectorStatus
+from controller.domain import ConnectorView, MeterSample
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager, round_down
-from controller.events import MeterSampled
+from controller.events import MeterSampled, Resync
 from controller.limits import LimitSource
 from drivers.base import MeterReading
 from tests.support.wait import until
@@ -102,3 +103,20 @@ async def test_a_reading_reaches_the_limit_in_one_turn_and_silence_falls_back_th
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_after_lost_events_the_manager_reads_each_car_again_from_its_view() -> None:
+    """A listener that lost events (Resync) would go on subtracting a car's old current
+    from the grid's until its next meter reading: it reads the connector's view instead."""
+    reading = sampled(1, (10.0, 10.0, 10.0)).sample.reading
+    view = ConnectorView(1, ConnectorStatus.CHARGING, None, None, reading, 16.0)
+    feed, sink = GridFeed(), Sink()
+    manager = FuseManager(
+        Site(fuse_a=32.0, margin_a=2.0), [ConnectorWiring(1)], feed, sink, views=lambda _: view
+    )
+    feed.push([25.0, 25.0, 25.0])  # the car's 10 A included; its reading never arrived
+    manager.step()
+    assert sink.last(1) == 5.0  # 30 - 25 taken as the house's
+    asyncio.run(manager.on_event(Resync(dropped=3)))
+    assert sink.last(1) == 15.0  # 30 - (25 - 10): the car's own current is not the house's
+    assert manager.loads()[0].current_a == (10.0, 10.0, 10.0)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from controller.connector_types import ConnectorStatus
+from controller.domain import ConnectorView
 from controller.energy.circuits import Circuits
 from controller.energy.fuse import (
     ConnectorLoad,
@@ -33,7 +34,7 @@ from controller.energy.fuse import (
     on_grid,
 )
 from controller.energy.grid import GridFeed
-from controller.events import MeterSampled, StatusEvent, SupervisorEvent
+from controller.events import MeterSampled, Resync, StatusEvent, SupervisorEvent
 from controller.limits import LimitSource
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,12 @@ class FuseManager:
         sink: LimitSink,
         clock: Callable[[], float] = time.monotonic,
         circuits: Circuits | None = None,
+        views: Callable[[int], ConnectorView] | None = None,
     ) -> None:
         self.site = site
+        #: How a connector is now (the supervisor's ``view``): after a :class:`Resync` the
+        #: manager rebuilds what each car draws and wants from it instead of the events lost.
+        self._views = views
         self.circuits = circuits  # shares within [[circuit]] limits (controller.energy.circuits)
         self._wants: dict[int, bool] = {}
         self._wiring = {w.connector_id: w for w in wiring}
@@ -105,6 +110,22 @@ class FuseManager:
             self._car_a[event.sample.connector_id] = (c[0] or 0.0, c[1] or 0.0, c[2] or 0.0)
         elif isinstance(event, StatusEvent):
             self._wants[event.connector_id] = event.status in WANTS_CURRENT
+        elif isinstance(event, Resync):
+            self.resync()
+
+    def resync(self) -> None:
+        """Events were lost (the broadcast's queue overflowed): a meter reading or a status
+        change missed would leave a car's current or its share wrong until the next one, so
+        both are read again from each connector's view, and the limits decided anew."""
+        if self._views is None:
+            return
+        for cid in self._wiring:
+            view = self._views(cid)
+            self._wants[cid] = view.status in WANTS_CURRENT
+            c = (None, None, None) if view.reading is None else view.reading.current_a
+            self._car_a[cid] = (c[0] or 0.0, c[1] or 0.0, c[2] or 0.0)
+        log.warning("fuse manager: events were lost; each connector read again")
+        self.step()
 
     @property
     def wiring(self) -> list[ConnectorWiring]:

@@ -76,7 +76,12 @@ def build_local_energy(
     wiring = [ConnectorWiring(c.id, c.phase_rotation, c.max_current_a) for c in config.connectors]
     circuits = parse_circuits(config.circuits, [c.id for c in config.connectors])
     manager = FuseManager(
-        site, wiring, feed, sink, circuits=Circuits(circuits) if circuits else None
+        site,
+        wiring,
+        feed,
+        sink,
+        circuits=Circuits(circuits) if circuits else None,
+        views=sink.view if isinstance(sink, ChargerControl) else None,
     )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
