@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.connector_types import ConnectorStatus
+from controller.mqtt.state import EnergyFloor, connector_state
+from controller.web.status import status_json
 from drivers.errors import FaultKind
 from tests.support.standalone import CARD, Charger, running
 from tests.support.wait import until
@@ -55,6 +57,15 @@ class ContactWatch:
         sim.phase_contactor.add_listener(moved)
 
 
+def shown_phases(charger: Charger) -> tuple[int, int, str]:
+    """The phases connector 1 supplies as the status snapshot, the API's status and its
+    MQTT state topic show them."""
+    snapshot = charger.supervisor.snapshot().connector(1)
+    api = status_json(charger.supervisor, lambda _: None)["connectors"][0]
+    mqtt = connector_state(snapshot, meter_start_wh=None, max_current_a=32.0, floor=EnergyFloor())
+    return snapshot.phases, api["phases"], mqtt["phases"].payload
+
+
 @contextlib.asynccontextmanager
 async def on_three_phases(tmp_path: Path) -> AsyncIterator[Charger]:
     """The controller with a phase switch, the house taking nothing: at start the phase
@@ -88,6 +99,7 @@ async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_al
             what="charging on L1 again",
         )
         assert charger.hw("ev_phase_currents_a")[1:] == [0.0, 0.0]
+        assert shown_phases(charger) == (1, 1, "1")
         house = (await charger.act("status"))["house"]
         assert max(house["grid_current_a"]) <= 24.0 + 0.1
 
@@ -99,6 +111,7 @@ async def test_the_car_goes_to_one_phase_when_only_one_has_room_and_back_when_al
         await until(
             lambda: min(charger.hw("ev_phase_currents_a")) > 15.0, what="16 A on three phases"
         )
+        assert shown_phases(charger) == (3, 3, "3")
         assert watch.under_load == []
         assert [closed for _, closed in watch.moves] == [False, True]
         assert watch.moves[1][0] - watch.moves[0][0] >= MIN_INTERVAL_S
