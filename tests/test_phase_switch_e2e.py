@@ -18,6 +18,7 @@ from controller.connector_types import ConnectorStatus
 from controller.mqtt.state import EnergyFloor, connector_state
 from controller.web.status import status_json
 from drivers.errors import FaultKind
+from tests.support.energy import QUICK_SOLAR
 from tests.support.standalone import CARD, Charger, running
 from tests.support.wait import until
 
@@ -136,16 +137,8 @@ async def test_a_welded_phase_contactor_faults_the_connector_and_keeps_the_main_
 async def test_solar_charges_on_one_phase_when_the_surplus_covers_6_a_on_one_but_not_three(
     tmp_path: Path,
 ) -> None:
-    energy = {
-        "mode": "solar",
-        "start_delay_s": 1.0,
-        "stop_delay_s": 1.5,
-        "min_run_s": 3.0,
-        "min_pause_s": 2.0,
-        "settle_s": 1.5,
-    }
     async with running(
-        tmp_path, site=SITE, grid_meter=GRID_METER, phase_switch=PHASE_SWITCH, energy=energy
+        tmp_path, site=SITE, grid_meter=GRID_METER, phase_switch=PHASE_SWITCH, energy=QUICK_SOLAR
     ) as charger:
         watch = ContactWatch()
         watch.attach(charger)
