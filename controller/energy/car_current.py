@@ -17,18 +17,18 @@ safe:
 
 - a fall is the car's, down to zero: counting less current as the car's counts more as the
   house's, so the estimate is never above the meter's reading when nothing was raised;
-- a rise is the house's, unless the car's reading was below what it has been offered
-  since (a raise, or a car starting): then it is the car's ramp, up to the most it has
-  been offered within the time a car may take to follow a lowered offer (IEC 61851: 5 s;
-  a car never draws above what it is offered). Several such cars on one phase share that
-  phase's rise, so together they are never credited more than the rise itself.
+- a rise is the house's, unless the car may be ramping up: it charges, read below what
+  it has been offered since, and its offer rose (or its charging began) a few seconds ago
+  at most (the manager judges it: ``RAMP_S``). Then the rise is the car's ramp, up to the
+  most it has been offered within the time a car may take to follow a lowered offer (IEC
+  61851: 5 s; a car never draws above what it is offered). Several such cars on one phase
+  share that phase's rise, so together they are never credited more than the rise itself.
 
-What remains: a house load that rises on a phase while a car below its offer may ramp up
-on it (a car not drawing yet may draw on any phase it is wired to) is seen at the car's
-next meter reading (a second) rather than at the next grid reading, and by no more than
-the car's offer less its last reading: the part of its offer the car was not using, so
-the fuse is passed only if the car also rises into it within that second; the fuse's
-margin is there for it.
+What remains: a house load that rises on a phase in the few seconds a car may ramp up on
+it (a car not drawing yet may draw on any phase it is wired to) is seen at the car's next
+meter reading (within a second) rather than at the next grid reading, as far as it fits in
+the car's offer less its last reading; a car steadily below its offer is not ramping, and
+every rise of the grid beside it is the house's at once.
 
 Pure: no I/O, no clock (``taken_at`` times come with the readings). Grid phases 0-2.
 """
@@ -51,8 +51,8 @@ class CarReading:
 
     ``current_a``: what its meter measured on each grid phase (:func:`fuse.on_grid`);
     ``taken_at``: when (monotonic s); ``phases``: the grid phases its car draws or may
-    draw on; ``below_offer``: whether it read below what it has been offered since (a
-    raise since, or a car not yet at its offer: either may still ramp up);
+    draw on; ``below_offer``: whether it may still ramp up (it charges, read below what it
+    has been offered since, and its offer rose or its charging began moments ago);
     ``most_offered_a``: the most it has been offered (A a phase) within :data:`FOLLOW_S`
     up to now, the reading's own offer included.
     """

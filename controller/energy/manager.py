@@ -51,6 +51,10 @@ HISTORY_S = 10.0
 #: A car whose meter reads this much below its offer may still ramp up to it (A): a car
 #: draws a little less than offered, meters disagree a little.
 BELOW_OFFER_A = 0.5
+#: How long after a raise of its offer (or the start of its charging) a car may still be
+#: ramping up (s); one below its offer for longer draws what it wants, and a rise of the
+#: grid is the house's.
+RAMP_S = 5.0
 #: Statuses of a connector whose session can use current: it takes a share of its circuit.
 WANTS_CURRENT = frozenset(
     {ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE}
@@ -112,6 +116,7 @@ class FuseManager:
             w.connector_id: collections.deque() for w in wiring
         }
         self._charging: dict[int, bool] = {}  # each connector's car in C, as last viewed
+        self._raised_at: dict[int, float] = {}  # when its offer last rose, or it began to charge
         self._sent: dict[int, float] = {}
         self.fallback = True  # until the first fresh reading
 
@@ -172,8 +177,7 @@ class FuseManager:
                     on_grid(wiring.rotation, car),
                     taken_at,
                     grid_phases_of(wiring.rotation, car),
-                    below_offer=self._charging.get(cid, False)
-                    and max(offers) > max(car) + BELOW_OFFER_A,
+                    below_offer=self._ramping(cid) and max(offers) > max(car) + BELOW_OFFER_A,
                     most_offered_a=max([offered_then, *(a for _, a in self._offered[cid])]),
                 )
             )
@@ -183,6 +187,12 @@ class FuseManager:
             grid.append(latest)
         drawn = estimate(readings, grid)
         return [ConnectorLoad(r.connector_id, r.phases, drawn[r.connector_id]) for r in readings]
+
+    def _ramping(self, connector_id: int) -> bool:
+        """Whether the car may still be ramping up: it charges, and its offer rose (or its
+        charging began) less than :data:`RAMP_S` ago."""
+        raised_at = self._raised_at.get(connector_id, -math.inf)
+        return self._charging.get(connector_id, False) and self._clock() - raised_at <= RAMP_S
 
     def _remember(self, now: float) -> None:
         """Keep the newest grid reading and each PWM's offer now, for :meth:`loads`."""
@@ -197,7 +207,12 @@ class FuseManager:
             view = self._views(cid)
             # Only a car charging (state C, contactor closed) can be ramping up: one waiting
             # in B may not draw, so a rise meanwhile is the house's.
-            self._charging[cid] = view.status is ConnectorStatus.CHARGING
+            charging = view.status is ConnectorStatus.CHARGING
+            began = charging and not self._charging.get(cid, False)
+            rose = bool(offered) and view.offered_a > offered[-1][1] + BELOW_OFFER_A
+            if began or rose:
+                self._raised_at[cid] = now
+            self._charging[cid] = charging
             offered.append((now, view.offered_a))
             while offered and offered[0][0] < now - FOLLOW_S:
                 offered.popleft()
