@@ -57,6 +57,17 @@ class ConnectorHardware:
     #: The second contactor that gives the car L2 and L3 (``[phase_switch]``): energized,
     #: three phases; de-energized, one. None: the connector stays on its wired phases.
     phase_contactor: GpioContactor | None = None
+    #: The phases it is wired to supply (``phases`` of its ``[[connector]]``).
+    wired_phases: int = 3
+
+    @property
+    def phases(self) -> int:
+        """The phases it supplies now: those wired, or with a phase switch what the phase
+        contactor's feedback says (its coil, without feedback): closed three, open one."""
+        if self.phase_contactor is None:
+            return self.wired_phases
+        closed = self.phase_contactor.main_contacts_closed
+        return 3 if (self.phase_contactor.energized if closed is None else closed) else 1
 
 
 @dataclass
@@ -205,7 +216,9 @@ def build_hardware(
                 )
                 created.append(lock)
             hardware.connectors.append(
-                ConnectorHardware(cc.id, contactor, pilot, rcm, meter, thermometer, lock)
+                ConnectorHardware(
+                    cc.id, contactor, pilot, rcm, meter, thermometer, lock, wired_phases=cc.phases
+                )
             )
         if config.phase_switch is not None:
             phase_contactor = GpioContactor(

@@ -67,7 +67,8 @@ class ConnectorSnapshot:
     would be offered during a session, 0 offered below 6 A), ``limited_by``: which bind
     ("Limited by ..."); ``limits``: every source that is set. ``available``: whether the
     connector is to be operative, as last asked (a change to inoperative applies once the
-    running transaction ends; :attr:`status` says when it did).
+    running transaction ends; :attr:`status` says when it did). ``phases``: how many phases
+    it supplies now, 1 or 3 (a phase switch's contactor decides; else its wiring).
     """
 
     id: int
@@ -84,6 +85,7 @@ class ConnectorSnapshot:
     limited_by: tuple[FixedBound | LimitSource, ...]
     limits: tuple[tuple[LimitSource, float], ...]
     available: bool = True
+    phases: int = 3
 
     @classmethod
     def of(cls, rt: ConnectorRuntime) -> ConnectorSnapshot:
@@ -106,6 +108,7 @@ class ConnectorSnapshot:
             limited_by=offer.limited_by,
             limits=tuple(machine.limits.active.items()),
             available=machine.available_wanted,
+            phases=rt.hw.phases,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +128,7 @@ class ConnectorSnapshot:
             "limited_by": [str(name) for name in self.limited_by],
             "limits": {str(source): round(a, 2) for source, a in self.limits},
             "available": self.available,
+            "phases": self.phases,
         }
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.standalone import running
+from controller.limits import LimitSource
+from tests.support.standalone import CARD, running
 from tests.support.wait import until
 
 SITE = {"fuse_a": 25.0, "margin_a": 1.0, "fallback_current_a": 6.0, "grid_max_age_s": 2.0}
@@ -61,3 +62,42 @@ async def test_the_offer_is_what_the_fuse_leaves_and_falls_back_when_the_grid_me
         await until(lambda: charger.hw("offered_current_a") <= 6.0, what="fallback on garbage")
         await charger.act("house", meter_fault="none")
         await until(lambda: charger.hw("offered_current_a") >= 23.9, what="24 A at last")
+
+
+class LimitLog:
+    """Every LOAD_MANAGEMENT limit the fuse manager sets on connector 1, passed on."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.limits: list[float] = []
+
+    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
+        if connector_id == 1 and source is LimitSource.LOAD_MANAGEMENT and current_a is not None:
+            self.limits.append(current_a)
+        self.sink.set_limit(connector_id, source, current_a)
+
+
+async def test_the_offer_does_not_dip_while_a_car_ramps_up_under_a_steady_house_load(
+    tmp_path: Path,
+) -> None:
+    """The grid meter (0.2 s) sees the car ramp up before the car's own meter (1 s) does;
+    the rise is the car's, not the house's, so the fuse's offer holds while it ramps."""
+    async with running(tmp_path, site=SITE, grid_meter=GRID_METER) as charger:
+        assert charger.app.energy is not None
+        manager = charger.app.energy.manager
+        # 12 A on every phase of a steady house: 24 - 12 = 12 A for the car.
+        await charger.act("house", load_w=3 * 12 * PHASE_W, pv_w=0.0)
+        await until(lambda: manager.limits.get(1) == 12.0, what="12 A left by the house")
+        log = LimitLog(manager.sink)
+        manager.sink = log
+        await charger.act("plug")
+        await charger.act("tap", uid=CARD)
+        await until(lambda: charger.hw("ev_current_a") >= 11.9, what="the car at 12 A")
+        # Two more of the car's meter readings with the car at its full current.
+        readings = charger.app.supervisor.connectors[1].reading
+        await until(
+            lambda: charger.app.supervisor.connectors[1].reading is not readings, what="a reading"
+        )
+        status = (await charger.act("status"))["house"]
+        assert max(status["grid_current_a"]) <= 24.0 + 0.1
+        assert min(log.limits, default=12.0) >= 11.5, log.limits

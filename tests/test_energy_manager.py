@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from controller.domain import MeterSample
+from controller.connector_types import ConnectorStatus
+from controller.domain import ConnectorView, MeterSample
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager, round_down
-from controller.events import MeterSampled
+from controller.events import MeterSampled, Resync
 from controller.limits import LimitSource
 from drivers.base import MeterReading
 from tests.support.wait import until
@@ -102,3 +103,56 @@ async def test_a_reading_reaches_the_limit_in_one_turn_and_silence_falls_back_th
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_after_lost_events_the_manager_reads_each_car_again_from_its_view() -> None:
+    """A listener that lost events (Resync) would go on subtracting a car's old current
+    from the grid's until its next meter reading: it reads the connector's view instead."""
+    reading = sampled(1, (10.0, 10.0, 10.0)).sample.reading
+    view = ConnectorView(1, ConnectorStatus.CHARGING, None, None, reading, 16.0)
+    feed, sink = GridFeed(), Sink()
+    manager = FuseManager(
+        Site(fuse_a=32.0, margin_a=2.0), [ConnectorWiring(1)], feed, sink, views=lambda _: view
+    )
+    feed.push([25.0, 25.0, 25.0])  # the car's 10 A included; its reading never arrived
+    manager.step()
+    assert sink.last(1) == 5.0  # 30 - 25 taken as the house's
+    asyncio.run(manager.on_event(Resync(dropped=3)))
+    assert sink.last(1) == 15.0  # 30 - (25 - 10): the car's own current is not the house's
+    assert manager.loads()[0].current_a == (10.0, 10.0, 10.0)
+
+
+def test_a_house_rise_is_seen_at_once_while_a_car_draws_steadily_below_its_offer() -> None:
+    """A car that takes 16 A of the 24 A offered, long after its offer last rose, is not
+    ramping: a rise of the grid is the house's and lowers the offer at that reading, not at
+    the car meter's next."""
+    now = [0.0]
+    feed = GridFeed(clock=lambda: now[0])
+    view = ConnectorView(1, ConnectorStatus.CHARGING, None, None, None, 24.0)
+    sink = Sink()
+    manager = FuseManager(
+        Site(fuse_a=25.0, margin_a=1.0),
+        [ConnectorWiring(1)],
+        feed,
+        sink,
+        clock=lambda: now[0],
+        views=lambda _: view,
+    )
+
+    def car_reads(current_a: float) -> None:
+        reading = MeterReading((230.0,) * 3, (current_a,) * 3, (0.0,) * 3, 0.0, 1.0, 50.0, now[0])
+        sample = MeterSample(1, dt.datetime.now(dt.UTC), reading, 24.0)
+        asyncio.run(manager.on_event(MeterSampled(sample, None)))
+
+    for t, grid_a in ((0.0, 0.0), (0.6, 16.0), (9.8, 16.0)):
+        now[0] = t
+        if t > 0:
+            car_reads(16.0)
+        now[0] += 0.1
+        feed.push([grid_a] * 3)
+        manager.step()
+    assert sink.last(1) == 24.0  # the house takes nothing
+    now[0] = 10.2
+    feed.push([31.0] * 3)  # the oven: 15 A more on every phase
+    manager.step()
+    assert sink.last(1) == 9.0  # 24 - 15, at this reading

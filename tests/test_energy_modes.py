@@ -15,9 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.energy.fuse import Site
+from controller.energy.grid import GridFeed
+from controller.energy.manager import ConnectorWiring, FuseManager
 from controller.energy.mode_config import parse_energy
+from controller.energy.mode_runner import ModeRunner
 from controller.energy.modes import Mode, ModeState, Timing, follow, step, surplus_a
 from controller.energy.schedule import Schedule, allows, parse_window
+from controller.limits import LimitSource
 from drivers.errors import ConfigurationError
 
 TIMING = Timing(start_delay_s=60, stop_delay_s=180, min_run_s=300, min_pause_s=300)
@@ -307,3 +312,29 @@ def test_a_bad_energy_table_is_refused_naming_the_key(section: dict[str, object]
     with pytest.raises(ConfigurationError) as refused:
         parse_energy(section, {1: None}, [1])
     assert refused.value.key == key
+
+
+# --- the 1-or-3 phase choice --------------------------------------------------------------
+
+
+class NoSink:
+    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "on_three", "on_one"),
+    [(Mode.SOLAR, 3.0, 9.0), (Mode.MIN_SOLAR, 3.0, 9.0), (Mode.FAST, None, None)],
+)
+def test_the_phase_choice_is_capped_by_the_surplus_in_the_solar_modes_only(
+    mode: Mode, on_three: float | None, on_one: float | None
+) -> None:
+    """9 A exported in all covers 6 A on one phase but not on three: the solar modes tell
+    the phase switch so; fast mode takes no account of the surplus."""
+    feed = GridFeed()
+    manager = FuseManager(Site(fuse_a=25.0), [ConnectorWiring(1)], feed, NoSink())
+    settings_ = parse_energy({"mode": str(mode)}, {1: None}, [1])
+    runner = ModeRunner(settings_, manager, feed, NoSink(), {1: 11_040.0})
+    feed.push([-3.0, -3.0, -3.0])
+    assert runner.surplus_cap_a(1, 3) == on_three
+    assert runner.surplus_cap_a(1, 1) == on_one

@@ -12,6 +12,7 @@ from pathlib import Path
 from controller.connector_types import ConnectorStatus
 from controller.energy.modes import Mode
 from controller.limits import LimitSource
+from tests.support.energy import QUICK_SOLAR
 from tests.support.mqtt_broker import Broker, watching
 from tests.support.standalone import CARD, running
 from tests.support.wait import until
@@ -19,14 +20,7 @@ from tests.support.web import WebRig, web_charger
 
 SITE = {"fuse_a": 40.0, "margin_a": 1.0, "grid_max_age_s": 2.0}
 GRID_METER = {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0}
-ENERGY = {
-    "mode": "solar",
-    "start_delay_s": 1.0,
-    "stop_delay_s": 1.5,
-    "min_run_s": 3.0,
-    "min_pause_s": 2.0,
-    "settle_s": 1.5,
-}
+ENERGY = QUICK_SOLAR
 PHASE_W = 230.0  # one ampere on one phase
 
 

@@ -65,7 +65,7 @@ async def test_discovery_describes_one_device_and_its_entities(
             await first.becomes(f"{C1}/status", "Available")
         # a subscriber that comes later (Home Assistant starting) gets it all, retained
         async with watching(broker) as watcher:
-            await until(lambda: len([t for t in watcher.last if t.startswith(f"{HA}/")]) == 12)
+            await until(lambda: len([t for t in watcher.last if t.startswith(f"{HA}/")]) == 13)
             await watcher.becomes(f"{C1}/status", "Available")
         assert watcher.last[f"{PREFIX}/availability"] == "online"
         configs = sorted(t for t in watcher.last if t.startswith(f"{HA}/"))
@@ -90,6 +90,10 @@ async def test_discovery_describes_one_device_and_its_entities(
         for phase in (1, 2, 3):
             current = watcher.json(config_topic("sensor", f"current_l{phase}_a"))
             assert (current["device_class"], current["unit_of_measurement"]) == ("current", "A")
+        phases = watcher.json(config_topic("sensor", "phases"))
+        assert phases["state_topic"] == f"{C1}/phases"
+        await watcher.becomes(f"{C1}/phases", "3")  # a three-phase connector, no switch
+        assert watcher.retained[f"{C1}/phases"]
         status = watcher.json(config_topic("sensor", "status"))
         assert status["device_class"] == "enum" and "Charging" in status["options"]
 

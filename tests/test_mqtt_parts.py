@@ -165,6 +165,7 @@ def test_state_topics_of_a_charging_connector() -> None:
         "limit_a": "16.0",
         "limited_by": "user",
         "user_limit_a": "16.0",
+        "phases": "3",
     }  # L3 unmeasured: not published
     assert state["status"].retain and state["energy_total_wh"].retain
     assert not state["power_w"].retain
@@ -184,6 +185,10 @@ def test_state_topics_of_a_charging_connector() -> None:
     assert free["limited_by"].payload == "cable"
     assert free["enabled"].payload == "OFF"
     assert "session_energy_wh" not in free  # no session: the last one's stays
+    one = connector_state(
+        snapshot(12_400.0, phases=1), meter_start_wh=None, max_current_a=32.0, floor=floor
+    )
+    assert one["phases"].payload == "1" and one["phases"].retain  # a phase switch changed it
 
 
 def test_topic_names() -> None:

@@ -69,6 +69,7 @@ async def test_a_session_followed_limited_and_stopped_in_a_real_browser(tmp_path
             await until(lambda: rig.charger.hw("ev_current_a") > 15.0)
             await expect(connector.locator(".power")).to_contain_text("kW")
             await expect(connector.locator(".power")).not_to_have_text("0.00 kW")
+            await expect(connector.locator(".phases")).to_have_text("3 phases")
             await expect(connector.locator(".session")).to_contain_text("kWh in")
             await shot(page, tmp_path, "web-charging.png")
 

@@ -187,6 +187,20 @@ class ModeRunner:
             await self._feed.wait(TICK_S)
             self.step()
 
+    def surplus_cap_a(self, connector_id: int, car_phases: int) -> float | None:
+        """What the surplus could give the connector's car per phase on ``car_phases``
+        phases (A), for the 1-or-3 phase choice; None when its mode does not follow the
+        surplus (fast, schedule). The solar modes with no fresh reading: 0 (nothing known).
+        """
+        if self._modes.get(connector_id) not in (Mode.SOLAR, Mode.MIN_SOLAR):
+            return None
+        sample = self._feed.latest
+        if sample is None or not is_fresh(self._fuse.site, sample, self._clock()):
+            return 0.0
+        load = next(load for load in self._fuse.loads() if load.connector_id == connector_id)
+        grid = [sample.current_a[p] or 0.0 for p in self._fuse.site.grid_phases]
+        return surplus_a(grid, load.current_a, car_phases)
+
     def status(self) -> dict[str, Any]:
         """The energy picture for the page, the API and MQTT (JSON-ready)."""
         sample = self._feed.latest

@@ -1,7 +1,8 @@
 """Runs the 1/3-phase switch of one connector: the pure rules, the phase contactor, the charger.
 
-:class:`~controller.energy.phase_switch.PhaseChoice` decides from the fuse rule's offers
-on three phases and on one (the connector's first wired phase); the
+:class:`~controller.energy.phase_switch.PhaseChoice` decides from the offers on three
+phases and on one (the connector's first wired phase): the fuse rule's, capped in a solar
+mode by what the surplus gives on that many phases (:meth:`PhaseControl.offers`); the
 :class:`~controller.energy.phase_switch.PhaseSwitch` sequence does the switch. This module
 only moves things between them and the world, on the loop thread:
 
@@ -57,6 +58,15 @@ BUSY_POLL_S = 0.1
 IDLE_POLL_S = 1.0
 
 
+class SurplusCaps(Protocol):
+    """What the phase choice needs of the charging modes (the runner implements it)."""
+
+    def surplus_cap_a(self, connector_id: int, car_phases: int) -> float | None:
+        """The surplus per phase on ``car_phases`` phases (A); None: the mode takes no
+        account of it."""
+        ...
+
+
 @runtime_checkable
 class ChargerControl(Protocol):
     """What the phase switch needs of the supervisor (loop thread)."""
@@ -87,8 +97,10 @@ class PhaseControl:
         feed: GridFeed,
         charger: ChargerControl,
         clock: Callable[[], float] = time.monotonic,
+        modes: SurplusCaps | None = None,
     ) -> None:
         self.connector_id = config.connector
+        self._modes = modes
         self.machine = PhaseSwitch(
             PhaseSwitchSettings(
                 min_interval_s=config.min_interval_s,
@@ -136,7 +148,9 @@ class PhaseControl:
         return Observation(main_closed, self._car_a, phases, self._faults)
 
     def offers(self, now: float) -> tuple[float, float]:
-        """What the fuse rule would offer the connector on three phases and on one (A)."""
+        """What the connector would be offered on three phases and on one (A): the fuse
+        rule's offer, and in a solar mode no more than the surplus gives on that many
+        phases (a surplus covering 6 A on one phase but not on three charges on one)."""
         loads = self._manager.loads()
         ours = next(load for load in loads if load.connector_id == self.connector_id)
         others = [load for load in loads if load.connector_id != self.connector_id]
@@ -145,7 +159,11 @@ class PhaseControl:
         for phases in (frozenset(rotation), frozenset(rotation[:1])):
             candidate = dataclasses.replace(ours, grid_phases=phases)
             limits = fuse_limits(self._manager.site, self._feed.latest, [*others, candidate], now)
-            offers.append(min(limits[self.connector_id], self._wiring.max_current_a))
+            offer = min(limits[self.connector_id], self._wiring.max_current_a)
+            if self._modes is not None:
+                cap = self._modes.surplus_cap_a(self.connector_id, len(phases))
+                offer = offer if cap is None else min(offer, cap)
+            offers.append(offer)
         return offers[0], offers[1]
 
     # --- what it does -----------------------------------------------------------------------

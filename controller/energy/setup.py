@@ -76,7 +76,12 @@ def build_local_energy(
     wiring = [ConnectorWiring(c.id, c.phase_rotation, c.max_current_a) for c in config.connectors]
     circuits = parse_circuits(config.circuits, [c.id for c in config.connectors])
     manager = FuseManager(
-        site, wiring, feed, sink, circuits=Circuits(circuits) if circuits else None
+        site,
+        wiring,
+        feed,
+        sink,
+        circuits=Circuits(circuits) if circuits else None,
+        views=sink.view if isinstance(sink, ChargerControl) else None,
     )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
@@ -89,10 +94,10 @@ def build_local_energy(
                 functools.partial(poll_shelly, role.shelly, feed, role.interval_s),
             )
         )
-    if config.phase_switch is not None:
-        control = _phase_control(config, manager, feed, sink, events, hardware)
-        energy.jobs.append(("energy-phase-switch", control.run))
     energy.modes = build_modes(config, manager, feed, sink, events)
+    if config.phase_switch is not None:
+        control = _phase_control(config, manager, feed, sink, events, hardware, energy.modes)
+        energy.jobs.append(("energy-phase-switch", control.run))
     energy.jobs.append(("energy-modes", energy.modes.run))
     if role.meter is not None:
         meter = build_meter(role.meter, on_event, None if hardware is None else hardware.seams)
@@ -109,6 +114,7 @@ def _phase_control(
     sink: LimitSink,
     events: Broadcast,
     hardware: Hardware | None,
+    modes: ModeRunner,
 ) -> PhaseControl:
     """The phase switch of ``[phase_switch]``'s connector, subscribed to the broadcast."""
     assert config.phase_switch is not None
@@ -127,6 +133,7 @@ def _phase_control(
         manager,
         feed,
         sink,
+        modes=modes,
     )
     events.subscribe("energy-phase-switch", control.on_event, maxlen=EVENTS_MAXLEN)
     return control

@@ -54,6 +54,8 @@ _SENSORS = (
     _Sensor("energy_total_wh", "Energy meter", "energy", "total_increasing", "Wh"),
     _Sensor("limit_a", "Current limit in force", "current", "measurement", "A"),
     _Sensor("limited_by", "Limited by", None, None, None),
+    # 1 or 3: the phases the connector supplies now (a phase switch changes them).
+    _Sensor("phases", "Phases", None, "measurement", None),
 )
 
 

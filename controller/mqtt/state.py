@@ -38,6 +38,7 @@ RETAINED = frozenset(
         "limited_by",
         "user_limit_a",
         "mode",
+        "phases",
     }
 )
 
@@ -105,6 +106,7 @@ def connector_state(
         "limit_a": _number(connector.limit_a, 1),
         "limited_by": ",".join(str(name) for name in connector.limited_by),
         "user_limit_a": _number(dict(connector.limits).get(LimitSource.USER, max_current_a), 1),
+        "phases": str(connector.phases),
     }
     if energy is not None:
         values["mode"] = str(energy["mode"])

@@ -65,6 +65,7 @@ function renderStatus(status) {
     $(".power", el).textContent = c.power_w === null ? "–" : `${fmt(c.power_w / 1000, 2)} kW`;
     const amps = c.meter ? c.meter.current_a.map((a) => fmt(a)).join(" / ") + " A" : "–";
     $(".current", el).textContent = amps;
+    $(".phases", el).textContent = c.phases === 1 ? "1 phase" : `${c.phases} phases`;
     const s = c.session;
     $(".session", el).textContent = s
       ? `${kwh(s.energy_wh)} kWh in ${duration(s.duration_s)} — ${s.card_name || s.id_tag}`
