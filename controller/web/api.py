@@ -22,6 +22,7 @@ from aiohttp import web
 
 from controller.card_store import CardStore, StoredCard
 from controller.domain import Answer, ConnectorView, Transaction
+from controller.energy.grid import GridFeed
 from controller.energy.modes import Mode, ModeControl
 from controller.limits import LimitSource
 from controller.standalone import StandaloneLink
@@ -41,6 +42,8 @@ T = TypeVar("T")
 #: The default id tag of a start from the page in standalone mode (no name given).
 WEB_USER = "web"
 MAX_LIMIT_A = 80.0
+#: A pushed grid current beyond this is a bridge's error, not a house (A per phase).
+MAX_GRID_A = 2000.0
 PUBLIC_STATUS = web.AppKey("public_status", bool)
 #: The request's login session (None: not logged in), set by the server's guard.
 SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
@@ -114,9 +117,11 @@ class Api:
         names: dict[str, str],
         id_tag: str,
         energy: ModeControl | None = None,
+        grid: GridFeed | None = None,
     ) -> None:
         self._control = control
         self._energy = energy
+        self._grid = grid
         self._logins = logins
         self._status = status
         self._history = reader
@@ -138,6 +143,7 @@ class Api:
         app.router.add_get("/api/v1/energy", self.energy)
         app.router.add_put("/api/v1/connectors/{id}/limit", self.limit)
         app.router.add_put("/api/v1/connectors/{id}/mode", self.mode)
+        app.router.add_put("/api/v1/grid", self.grid)
         app.router.add_put("/api/v1/connectors/{id}/availability", self.availability)
         app.router.add_post("/api/v1/connectors/{id}/start", self.start)
         app.router.add_post("/api/v1/connectors/{id}/stop", self.stop)
@@ -303,6 +309,39 @@ class Api:
             raise error(web.HTTPConflict, str(exc)) from None
         log.info("web: charging mode of connector %d set to %s", connector_id, value)
         return web.json_response(self._energy.status())
+
+    async def grid(self, request: web.Request) -> web.Response:
+        """A grid reading pushed by a bridge (a Home Assistant automation, a smart-meter
+        reader) for ``[grid_meter] source = "push"``: the signed current per phase (A,
+        import positive; null for a phase not measured). Its age is judged like a polled
+        meter's: without a new one within ``[site] grid_max_age_s`` the connectors fall back
+        to the safe current. 409 when the grid meter is not pushed."""
+        body = await _body(request)
+        _only(body, "current_a")
+        if self._grid is None:
+            raise error(
+                web.HTTPConflict, 'the grid meter is not pushed: [grid_meter] source = "push"'
+            )
+        current = body.get("current_a")
+        if not isinstance(current, list) or not all(
+            value is None
+            or (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and abs(value) <= MAX_GRID_A
+            )
+            for value in current
+        ):
+            raise BadInput(
+                "current_a",
+                f"must be a list of per-phase currents (A, |I| <= {MAX_GRID_A:g}, or null)",
+            )
+        try:
+            self._grid.push(current)
+        except ValueError as exc:
+            raise BadInput("current_a", str(exc)) from None
+        return web.json_response({"current_a": current, "samples": self._grid.samples})
 
     async def availability(self, request: web.Request) -> web.Response:
         connector_id = self._connector(request)

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.card_store import CardStore
+from controller.energy.grid import GridFeed
 from controller.energy.modes import ModeControl
 from controller.events import Subscription
 from controller.supervisor import Supervisor
@@ -138,9 +139,11 @@ class WebServer:
         configured_cards: dict[str, str],
         store: CardStore | None,
         energy: ModeControl | None = None,
+        grid: GridFeed | None = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
         self._energy = energy
+        self._grid = grid
         self._supervisor = supervisor
         self._executor = named_executor("web", max_workers=1)
         self.logins = Logins(state_dir, self._executor)
@@ -183,6 +186,7 @@ class WebServer:
             names=self._names,
             id_tag=self._id_tag,
             energy=self._energy,
+            grid=self._grid,
         )
         api.add_routes(app)
         app.router.add_get("/api/v1/live", self.hub.serve)
