@@ -154,6 +154,7 @@ def test_watchdog_interval_follows_watchdog_usec_and_watchdog_pid(
     assert ServiceNotifier(environ=environ).watchdog_interval_s() == expected
 
 
+@pytest.mark.timing  # pings every 50 ms of wall-clock time: run alone
 async def test_watchdog_pings_only_while_healthy_and_resumes_after(
     systemd_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
