@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 KEYS = ENERGY_THRESHOLD_KEYS
 #: The thresholds that are times (s): the fields of :class:`Timing`.
 TIME_KEYS = tuple(f.name for f in fields(Timing))
+#: The thresholds that are text (a window, a time of day); the others are numbers.
+TEXT_KEYS = ("off_peak", "departure")
 #: The longest delay a mode takes (s): a day.
 MAX_DELAY_S = 86_400.0
 #: The largest energy target (kWh): more than any car's battery.
