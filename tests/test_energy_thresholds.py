@@ -9,6 +9,7 @@ would receive them.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,10 @@ from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager
 from controller.energy.mode_runner import ModeRunner, build_modes
 from controller.energy.modes import Mode
-from controller.energy.thresholds import check
+from controller.energy.thresholds import NAMESPACE, check
 from controller.events import Broadcast
 from controller.limits import LimitSource
+from controller.storage import Storage
 from drivers.errors import ConfigurationError
 
 SITE = {"fuse_a": 40.0}
@@ -242,3 +244,30 @@ def test_an_energy_target_waits_for_a_departure_set_after_it() -> None:
     assert status["thresholds"]["departure"] == "07:00"
     assert status["thresholds"]["energy_kwh"] == 20.0
     assert status["threshold_sources"]["departure"] == "run_time"
+
+
+async def test_changes_are_kept_across_a_restart_and_one_the_file_overrules_is_dropped(
+    tmp_path: Path,
+) -> None:
+    storage = await Storage.open(tmp_path)
+    try:
+        house = House(doc({**SOLAR, "off_peak": "22:00-06:00"}))
+        await house.runner.restore(storage)
+        await house.runner.set_thresholds(1, {"settle_s": 4, "off_peak": ""})
+        # The file now says: the schedule mode. The window cleared at run time would hold
+        # the car for ever: the configured one applies again; the other change stays.
+        again = House(doc({**SOLAR, "mode": "schedule", "off_peak": "22:00-06:00"}))
+        await again.runner.restore(storage)
+        thresholds = again.runner.thresholds[1]
+        assert thresholds.schedule.off_peak == (22 * 60, 6 * 60)
+        assert thresholds.sources["off_peak"] == "energy"
+        assert thresholds.timing.settle_s == 4.0
+        # A stored change no configuration can take (a hand-edited row) is dropped.
+        await storage.save_setting(NAMESPACE, "1", '{"settle_s": -1}')
+        await storage.save_setting(NAMESPACE, "7", '{"settle_s": 1}')
+        third = House(doc(SOLAR))
+        await third.runner.restore(storage)
+        assert third.runner.thresholds[1].sources["settle_s"] == "default"
+        assert await storage.load_settings(NAMESPACE) == {}
+    finally:
+        await storage.close()

@@ -110,6 +110,13 @@ class ModeRunner:
                     log.warning("connector %s: no schedule configured now: mode not restored", key)
                     continue
                 self._modes[int(key)] = Mode(value)
+        for cid, mode in self._modes.items():
+            if mode is Mode.SCHEDULE and self.thresholds[cid].schedule.empty:
+                # The file now puts it in the schedule mode, which the file's own window or
+                # departure allows; a window cleared at run time would hold the car for ever.
+                log.warning("connector %d: schedule mode: the configured schedule again", cid)
+                self.thresholds.change(cid, {"off_peak": None, "departure": None})
+                await self.thresholds.save(cid)
         log.info("charging modes: %s", {cid: str(m) for cid, m in self._modes.items()})
 
     async def set_mode(self, connector_id: int, mode: Mode) -> None:
