@@ -9,10 +9,14 @@ would receive them.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import ConfigError, parse_config
 from controller.energy.fuse import Site
@@ -271,3 +275,41 @@ async def test_changes_are_kept_across_a_restart_and_one_the_file_overrules_is_d
         assert await storage.load_settings(NAMESPACE) == {}
     finally:
         await storage.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    old=st.tuples(st.integers(0, 200), st.integers(0, 200)),
+    new=st.tuples(st.integers(0, 200), st.integers(0, 200)),
+    change_at=st.integers(1, 300),
+    spans=st.lists(st.integers(1, 90), min_size=2, max_size=10),
+)
+def test_a_change_never_ends_a_run_or_pause_sooner_than_the_minimum_it_began_with(
+    old: tuple[int, int], new: tuple[int, int], change_at: int, spans: list[int]
+) -> None:
+    """Whatever the day and whenever the owner changes min_run_s and min_pause_s: a run or
+    pause that began before the change lasts at least the larger of the old and the new
+    minimum, one that began after it the new one. The day: sun and clouds in turn, for
+    ``spans`` seconds each."""
+    delays = {"mode": "solar", "start_delay_s": 5, "stop_delay_s": 5}
+    house = House(doc({**delays, "min_run_s": old[0], "min_pause_s": old[1]}))
+    switches: list[tuple[float, bool]] = [(-math.inf, False)]
+    for i, duration in enumerate(spans):
+        sunny = i % 2 == 0
+        for _ in range(duration):
+            if house.now + 1 == change_at:
+                change = {"min_run_s": new[0], "min_pause_s": new[1]}
+                asyncio.run(house.runner.set_thresholds(1, change))
+            house.run(house.now + 1, export_a=10.0 if sunny else 0.0)
+            charging = bool(house.sink.mode.get(1))
+            if charging != switches[-1][1]:
+                switches.append((house.now, charging))
+    for (began, charging), (ended, _) in itertools.pairwise(switches):
+        which = 0 if charging else 1  # the minimum run, or the minimum pause
+        if ended < change_at:
+            least = old[which]
+        elif began >= change_at:
+            least = new[which]
+        else:
+            least = max(old[which], new[which])
+        assert ended - began >= least, (began, ended, charging)
