@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from controller.config_keys import unknown_key
+from controller.config_keys import ENERGY_THRESHOLD_KEYS, unknown_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/picharge/config.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/picharge")
@@ -57,6 +57,9 @@ class ConnectorConfig:
     # Its charging mode at first start (``mode = "solar"``), overriding ``[energy] mode``;
     # validated with [energy] by controller.energy.mode_config.
     mode: str | None = None
+    # Its own thresholds of the modes (``[connector.energy]``: any of [energy]'s but mode),
+    # over [energy]'s; validated with [energy] by controller.energy.mode_config.
+    energy: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ _TOP_LEVEL = {
     "phase_switch",
     "energy",
 }
-_CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation", "mode")
+_CONNECTOR_KEYS = ("max_current_a", "phases", "phase_rotation", "mode", "energy")
 
 
 #: The keys of the sections read here (the drivers' sections: controller.config_keys).
@@ -211,17 +214,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "mqtt": ("url", "ca_file", "topic_prefix", "discovery_prefix"),
     "web": ("listen", "public_status", "id_tag"),
     "site": ("fuse_a", "phases", "margin_a", "fallback_current_a", "grid_max_age_s"),
-    "energy": (
-        "mode",
-        "start_delay_s",
-        "stop_delay_s",
-        "min_run_s",
-        "min_pause_s",
-        "settle_s",
-        "off_peak",
-        "departure",
-        "energy_kwh",
-    ),
+    "energy": ("mode", *ENERGY_THRESHOLD_KEYS),
 }
 BACKENDS = ("pi", "sim")
 
@@ -287,6 +280,9 @@ def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
     mode = table.get("mode")
     if mode is not None and not isinstance(mode, str):
         raise ConfigError(f"{prefix}.mode", f"must be a mode's name, got {mode!r}")
+    energy = table.get("energy", {})
+    if not isinstance(energy, Mapping):
+        raise ConfigError(f"{prefix}.energy", "must be a table ([connector.energy])")
     return ConnectorConfig(
         id=index,
         max_current_a=max_a,
@@ -294,6 +290,7 @@ def _connector(index: int, table: Mapping[str, Any]) -> ConnectorConfig:
         drivers=drivers,
         phase_rotation=rotation,
         mode=mode,
+        energy=energy,
     )
 
 
@@ -386,9 +383,10 @@ def _energy(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> 
     """``[energy]`` as read (its values are judged by controller.energy.mode_config); the
     modes act on the grid meter's readings, so it and a connector's mode need ``[site]``."""
     energy = _table(doc, "energy")
-    moded = [c for c in connectors if c.mode is not None]
+    moded = [c for c in connectors if c.mode is not None or c.energy]
     if (energy or moded) and not _table(doc, "site"):
-        key = "energy" if energy else f"connector.{moded[0].id}.mode"
+        own = "mode" if moded and moded[0].mode is not None else "energy"
+        key = "energy" if energy else f"connector.{moded[0].id}.{own}"
         raise ConfigError(key, "charging modes need [site] fuse_a and a [grid_meter]")
     return energy
 

@@ -28,7 +28,20 @@ CONNECTOR_KEYS = (
     "phase_rotation",
     "mode",
     "meter",
+    "energy",
     *registry.CONNECTOR_TYPE_KEYS.values(),
+)
+#: The thresholds of the charging modes: keys of ``[energy]`` (beside ``mode``) and of a
+#: connector's own ``[connector.energy]`` (controller.energy.thresholds judges them).
+ENERGY_THRESHOLD_KEYS = (
+    "start_delay_s",
+    "stop_delay_s",
+    "min_run_s",
+    "min_pause_s",
+    "settle_s",
+    "off_peak",
+    "departure",
+    "energy_kwh",
 )
 #: Keys of ``[grid_meter]`` besides its meter driver's (controller.energy.grid_meter).
 GRID_METER_KEYS = ("source", "interval_s")
@@ -82,6 +95,7 @@ def unknown_key(doc: Mapping[str, Any], sections: Mapping[str, Iterable[str]]) -
             _check(prefix, table, _connector_keys)
             if isinstance(table, Mapping):
                 _check(f"{prefix}.meter", table.get("meter"), _meter_keys)
+                _check(f"{prefix}.energy", table.get("energy"), _Known(ENERGY_THRESHOLD_KEYS))
     except _Refused as refused:
         return refused.found
     return None

@@ -62,18 +62,12 @@ async def start_simulation(
         sections.append(section)
     sim_config = dataclasses.replace(
         config,
+        # Each configured connector as configured (its mode and thresholds too), its
+        # drivers the simulated ones; a connector beyond the configured ones has defaults.
         connectors=tuple(
-            ConnectorConfig(
-                id=i,
-                max_current_a=config.connectors[i - 1].max_current_a
-                if i <= len(config.connectors)
-                else 32.0,
-                phases=config.connectors[i - 1].phases if i <= len(config.connectors) else 3,
-                drivers=section,
-                phase_rotation=config.connectors[i - 1].phase_rotation
-                if i <= len(config.connectors)
-                else (0, 1, 2),
-            )
+            dataclasses.replace(config.connectors[i - 1], drivers=section)
+            if i <= len(config.connectors)
+            else ConnectorConfig(id=i, drivers=section)
             for i, section in enumerate(sections, start=1)
         ),
         # the simulated UPS HAT's power-fail output (`picharge sim power-fail`)

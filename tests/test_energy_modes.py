@@ -291,9 +291,10 @@ def test_energy_table_sets_each_connectors_mode_and_the_delays() -> None:
         [1, 2],
     )
     assert parsed.modes == {1: Mode.SOLAR, 2: Mode.SCHEDULE}
-    assert parsed.timing.start_delay_s == 30.0
-    assert parsed.timing.settle_s == 5.0
-    assert parsed.timing.stop_delay_s == Timing().stop_delay_s
+    timing = parsed.thresholds(1).timing
+    assert timing.start_delay_s == 30.0
+    assert timing.settle_s == 5.0
+    assert timing.stop_delay_s == Timing().stop_delay_s
 
 
 @pytest.mark.parametrize(

@@ -131,12 +131,9 @@ async def test_mqtt_shows_the_grid_and_the_mode_and_home_assistant_selects_the_m
             config = watcher.json(select)
             assert config["options"] == ["fast", "solar", "min_solar", "schedule"]
             assert config["command_topic"] == f"{prefix}/connector/1/set/mode"
-            assert (
-                watcher.json("homeassistant/sensor/garage/grid_power_w/config")[
-                    "unit_of_measurement"
-                ]
-                == "W"
-            )
+            grid_power = "homeassistant/sensor/garage/grid_power_w/config"
+            await watcher.value(grid_power)  # discovery goes out one message at a time
+            assert watcher.json(grid_power)["unit_of_measurement"] == "W"
             await watcher.becomes(f"{prefix}/connector/1/mode", "solar")
             async with watching(broker, f"{prefix}/connector/1/mode") as late:
                 await late.becomes(f"{prefix}/connector/1/mode", "solar")

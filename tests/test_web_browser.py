@@ -5,10 +5,12 @@ the ones in docs/ (``PICHARGE_SCREENSHOTS=docs`` writes them there)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from playwright.async_api import Page, async_playwright, expect
 from controller.connector_types import ConnectorStatus
 from tests.support.standalone import CARD
 from tests.support.wait import until
-from tests.support.web import PASSWORD, web_charger
+from tests.support.web import PASSWORD, WebRig, web_charger
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.timeout(120)
@@ -106,13 +108,21 @@ async def test_a_session_followed_limited_and_stopped_in_a_real_browser(tmp_path
             await browser.close()
 
 
-async def test_the_page_shows_the_grid_and_the_surplus_and_changes_the_charging_mode(
-    tmp_path: Path,
-) -> None:
+@contextlib.asynccontextmanager
+async def sunny_solar_page(
+    tmp_path: Path, start_delay_s: float
+) -> AsyncIterator[tuple[WebRig, Page]]:
+    """A charger in the solar mode with 8 A a phase exported, and its page on a phone,
+    logged in; fails if the page raised an error in the meantime."""
     sections = {
         "site": {"fuse_a": 40.0, "grid_max_age_s": 2.0},
         "grid_meter": {"model": "em24", "interval_s": 0.2, "timeout_s": 0.3, "retries": 0},
-        "energy": {"mode": "solar", "start_delay_s": 1.0, "min_pause_s": 0.0, "settle_s": 1.5},
+        "energy": {
+            "mode": "solar",
+            "start_delay_s": start_delay_s,
+            "min_pause_s": 0.0,
+            "settle_s": 1.5,
+        },
     }
     async with (
         web_charger(tmp_path / "state", **sections) as rig,
@@ -129,27 +139,78 @@ async def test_the_page_shows_the_grid_and_the_surplus_and_changes_the_charging_
             await page.goto(rig.base + "/")
             await page.get_by_label("Password").fill(PASSWORD)
             await page.get_by_role("button", name="Log in").click()
-            await expect(page.locator("#grid")).to_have_text(
-                "Grid: -8.0 / -8.0 / -8.0 A, exporting 5.52 kW"
-            )
-            connector = page.locator("article.connector").first
-            await expect(connector.locator(".mode-text")).to_contain_text("Solar (surplus only)")
-            await expect(connector.locator(".surplus")).to_have_text("5.52 kW")
-
-            await rig.charger.act("plug")
-            await rig.charger.act("tap", uid=CARD)
-            await expect(connector.locator(".state")).to_have_text(
-                "Charging, limited by the charging mode", timeout=15_000
-            )
-            await expect(connector.locator(".limit")).to_have_text(
-                "8.0 A, set by the charging mode"
-            )
-            await shot(page, tmp_path, "web-solar.png")
-
-            await connector.get_by_label("Mode").select_option("fast")
-            await expect(page.get_by_role("status")).to_have_text("Mode set to Fast")
-            await until(lambda: rig.charger.hw("offered_current_a") == 32.0)
-            await expect(connector.locator(".mode-text")).to_have_text("Fast")
+            yield rig, page
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_the_page_shows_the_grid_and_the_surplus_and_changes_the_charging_mode(
+    tmp_path: Path,
+) -> None:
+    async with sunny_solar_page(tmp_path, start_delay_s=1.0) as (rig, page):
+        await expect(page.locator("#grid")).to_have_text(
+            "Grid: -8.0 / -8.0 / -8.0 A, exporting 5.52 kW"
+        )
+        connector = page.locator("article.connector").first
+        await expect(connector.locator(".mode-text")).to_contain_text("Solar (surplus only)")
+        await expect(connector.locator(".surplus")).to_have_text("5.52 kW")
+
+        await rig.charger.act("plug")
+        await rig.charger.act("tap", uid=CARD)
+        await expect(connector.locator(".state")).to_have_text(
+            "Charging, limited by the charging mode", timeout=15_000
+        )
+        await expect(connector.locator(".limit")).to_have_text("8.0 A, set by the charging mode")
+        await shot(page, tmp_path, "web-solar.png")
+
+        await connector.get_by_label("Mode").select_option("fast")
+        await expect(page.get_by_role("status")).to_have_text("Mode set to Fast")
+        await until(lambda: rig.charger.hw("offered_current_a") == 32.0)
+        await expect(connector.locator(".mode-text")).to_have_text("Fast")
+
+
+async def test_the_owner_changes_a_connectors_mode_settings_on_a_phone(tmp_path: Path) -> None:
+    """The settings form beside the mode: the thresholds in force, a change that lets a
+    car waiting for an hour's start delay start at once, a bad time refused naming its
+    field, and the configured values back with one button."""
+    async with sunny_solar_page(tmp_path, start_delay_s=3600) as (rig, page):
+        connector = page.locator("article.connector").first
+        await expect(connector.locator(".mode-text")).to_contain_text("Solar (surplus only)")
+        await connector.get_by_text("Mode settings").click()
+        start = connector.get_by_label("Start delay (s)")
+        await expect(start).to_have_value("3600")
+        await expect(connector.get_by_label("Shortest run (s)")).to_have_value("300")
+
+        await rig.charger.act("plug")
+        await rig.charger.act("tap", uid=CARD)
+        await until(lambda: rig.charger.status() is ConnectorStatus.SUSPENDED_EVSE)
+
+        await start.fill("0.5")
+        await connector.get_by_role("textbox", name="Off-peak hours").fill("22:00-06:00")
+        await connector.get_by_role("button", name="Save settings").click()
+        await expect(page.get_by_role("status")).to_have_text("Settings of connector 1 saved")
+        await until(lambda: rig.charger.status() is ConnectorStatus.CHARGING)
+        start_label = connector.locator('label:has(input[name="start_delay_s"])')
+        await expect(start_label).to_have_class("changed")  # bold: changed here
+        await expect(start).to_have_value("0.5")
+        await shot(page, tmp_path, "web-thresholds.png")
+
+        departure = connector.locator('input[name="departure"]')
+        await departure.fill("25:00")
+        await connector.get_by_label("Energy by departure (kWh)").fill("20")
+        await connector.get_by_role("button", name="Save settings").click()
+        await expect(page.get_by_role("status")).to_contain_text("no such time of day")
+        await expect(departure).to_have_attribute("aria-invalid", "true")
+        energy = rig.charger.app.energy
+        assert energy is not None and energy.modes is not None
+        assert energy.modes.thresholds[1].schedule.departure is None  # nothing changed
+
+        await connector.get_by_role("button", name="Use the configured ones").click()
+        await expect(page.get_by_role("status")).to_have_text(
+            "Connector 1 uses the configured settings"
+        )
+        await expect(start).to_have_value("3600")
+        await expect(start_label).not_to_have_class("changed")
+        await expect(connector.get_by_role("textbox", name="Off-peak hours")).to_have_value("")
+        assert energy.modes.thresholds[1].sources["start_delay_s"] == "energy"

@@ -1,4 +1,4 @@
-"""The ``[energy]`` table: each connector's charging mode and the thresholds of the modes.
+"""The ``[energy]`` table and each connector's own: the charging modes and their thresholds.
 
 ==============  ==========  ===============================================================
 key             default     meaning
@@ -18,35 +18,37 @@ departure       (none)      schedule: ``"07:00"``, when ``energy_kwh`` should be
 energy_kwh      (none)      schedule: what a session should hold by ``departure``
 ==============  ==========  ===============================================================
 
-Validated at start (ConfigurationError names ``energy.<key>``); the table needs ``[site]``
-(the modes act on the grid meter's readings).
+Every key but ``mode`` may also sit in a connector's ``[connector.energy]`` table, for that
+connector alone; the page, the API and MQTT change them at run time
+(:mod:`controller.energy.thresholds`: run time > ``[connector.energy]`` > ``[energy]``).
+Validated at start (ConfigurationError names ``energy.<key>`` or
+``connector.<id>.energy.<key>``); the tables need ``[site]`` (the modes act on the grid
+meter's readings).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.config import SECTION_KEYS
-from controller.energy.modes import Mode, Timing
-from controller.energy.schedule import Schedule, parse_time, parse_window
+from controller.energy.modes import Mode
+from controller.energy.thresholds import Thresholds, Value, check, combine
 from drivers.errors import ConfigurationError
-
-#: The keys of ``[energy]`` (declared with the other sections' in controller.config).
-KEYS = SECTION_KEYS["energy"]
-#: The longest delay a mode takes (s): a day.
-MAX_DELAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
 class ModeSettings:
-    """The parsed ``[energy]`` table: the configured mode of each connector."""
+    """The parsed tables: the configured mode of each connector, ``[energy]``'s thresholds
+    (``default``) and each connector's own (``own``), checked."""
 
     modes: Mapping[int, Mode] = field(default_factory=dict)
-    timing: Timing = field(default_factory=Timing)
-    schedule: Schedule = field(default_factory=Schedule)
+    default: Mapping[str, Value] = field(default_factory=dict)
+    own: Mapping[int, Mapping[str, Value]] = field(default_factory=dict)
+
+    def thresholds(self, connector_id: int) -> Thresholds:
+        """The connector's configured thresholds (before any change at run time)."""
+        return combine((("energy", self.default), ("connector", self.own.get(connector_id, {}))))
 
 
 def parse_mode(value: object, key: str) -> Mode:
@@ -56,59 +58,35 @@ def parse_mode(value: object, key: str) -> Mode:
     raise ConfigurationError(key, f"must be one of {', '.join(Mode)}, got {value!r}")
 
 
-def _seconds(section: Mapping[str, Any], key: str, default: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"energy.{key}", f"must be a number of seconds, got {value!r}")
-    if not 0 <= value <= MAX_DELAY_S:
-        raise ConfigurationError(f"energy.{key}", f"must be 0-{MAX_DELAY_S:g} s, got {value}")
-    return float(value)
-
-
-def _schedule(section: Mapping[str, Any]) -> Schedule:
-    texts = {}
-    for key in ("off_peak", "departure"):
-        value = section.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigurationError(f"energy.{key}", f"must be text, got {value!r}")
-        texts[key] = value
-    try:
-        window = None if texts["off_peak"] is None else parse_window(texts["off_peak"])
-    except ValueError as exc:
-        raise ConfigurationError("energy.off_peak", str(exc)) from None
-    try:
-        departure = None if texts["departure"] is None else parse_time(texts["departure"])
-    except ValueError as exc:
-        raise ConfigurationError("energy.departure", str(exc)) from None
-    energy = section.get("energy_kwh")
-    if (departure is None) != (energy is None):
-        raise ConfigurationError("energy.energy_kwh", "departure and energy_kwh go together")
-    energy_wh = 0.0
-    if energy is not None:
-        if isinstance(energy, bool) or not isinstance(energy, int | float):
-            raise ConfigurationError("energy.energy_kwh", f"must be a number, got {energy!r}")
-        if not 0 < energy <= 200:
-            raise ConfigurationError("energy.energy_kwh", f"must be 0-200 kWh, got {energy}")
-        energy_wh = float(energy) * 1000.0
-    return Schedule(window, departure, energy_wh)
-
-
 def parse_energy(
     section: Mapping[str, Any],
     connector_modes: Mapping[int, str | None],
     connector_ids: Sequence[int],
+    connector_energy: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> ModeSettings:
-    """Validate ``[energy]`` and each ``[[connector]] mode``; ConfigurationError names the key."""
+    """Validate ``[energy]``, each ``[[connector]] mode`` and each connector's own
+    ``[connector.energy]`` (``connector_energy``); ConfigurationError names the key."""
     if not isinstance(section, Mapping):
         raise ConfigurationError("energy", "must be a table ([energy])")
-    default = parse_mode(section.get("mode", Mode.FAST.value), "energy.mode")
-    modes = {}
+    default_mode = parse_mode(section.get("mode", Mode.FAST.value), "energy.mode")
+    default = check({k: v for k, v in section.items() if k != "mode"}, "energy.")
+    _combined(default, {}, "energy.")
+    modes, own = {}, {}
     for cid in connector_ids:
-        own = connector_modes.get(cid)
-        modes[cid] = default if own is None else parse_mode(own, f"connector.{cid}.mode")
-    defaults = Timing()
-    timing = Timing(*(_seconds(section, key, getattr(defaults, key)) for key in KEYS[1:6]))
-    schedule = _schedule(section)
-    if schedule.empty and Mode.SCHEDULE in modes.values():
-        raise ConfigurationError("energy.off_peak", "the schedule mode needs off_peak or departure")
-    return ModeSettings(modes, timing, schedule)
+        mode = connector_modes.get(cid)
+        modes[cid] = default_mode if mode is None else parse_mode(mode, f"connector.{cid}.mode")
+        prefix = f"connector.{cid}.energy." if (connector_energy or {}).get(cid) else "energy."
+        own[cid] = check((connector_energy or {}).get(cid, {}), prefix)
+        thresholds = _combined(default, own[cid], prefix)
+        if modes[cid] is Mode.SCHEDULE and thresholds.schedule.empty:
+            raise ConfigurationError(
+                f"{prefix}off_peak", "the schedule mode needs off_peak or departure"
+            )
+    return ModeSettings(modes, default, own)
+
+
+def _combined(default: Mapping[str, Value], own: Mapping[str, Value], prefix: str) -> Thresholds:
+    try:
+        return combine((("energy", default), ("connector", own)))
+    except ConfigurationError as exc:
+        raise ConfigurationError(prefix + exc.key, exc.problem) from None

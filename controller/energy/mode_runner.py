@@ -9,6 +9,11 @@ PWM moves only when the mode's decision does.
 The mode of each connector is the user's choice: from the page, the API or MQTT through
 :meth:`ModeRunner.set_mode`, kept in the state database (settings namespace
 ``energy_mode``) so that a restart keeps it; ``[energy] mode`` is only the first choice.
+So are its thresholds (:meth:`ModeRunner.set_thresholds`,
+:mod:`controller.energy.thresholds`), which apply at the next step, without a restart: the
+delays count from when the surplus last changed sides as before, and a run or a pause in
+progress keeps the minimum it began with when the new one is shorter (a longer one applies
+at once), so a change never costs the contactor an operation the old minimum spared it.
 Loop thread only.
 """
 
@@ -19,6 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from controller.config import Config
@@ -28,6 +34,7 @@ from controller.energy.grid import GridFeed
 from controller.energy.manager import FuseManager, LimitSink, round_down
 from controller.energy.mode_config import ModeSettings, parse_energy
 from controller.energy.modes import Mode, ModeState, step, surplus_a
+from controller.energy.thresholds import ThresholdLayers
 from controller.events import (
     Broadcast,
     MeterSampled,
@@ -73,6 +80,8 @@ class ModeRunner:
         self._clock = clock
         self._local_now = local_now
         self._modes: dict[int, Mode] = dict(settings.modes)
+        #: Each connector's thresholds: configured, and changed at run time.
+        self.thresholds = ThresholdLayers(settings.default, settings.own)
         self._states = {cid: ModeState() for cid in self._modes}
         self._sent: dict[int, object] = {cid: _UNSENT for cid in self._modes}
         self._energy_wh: dict[int, float] = {}
@@ -86,8 +95,10 @@ class ModeRunner:
         return dict(self._modes)
 
     async def restore(self, storage: Storage) -> None:
-        """Take the modes the user chose in an earlier run; later choices are kept there."""
+        """Take the modes and thresholds the user chose in an earlier run; later choices are
+        kept there. A schedule mode without a schedule now is not taken."""
         self._storage = storage
+        await self.thresholds.restore(storage)
         try:
             stored = await storage.load_settings(NAMESPACE)
         except StorageError as exc:
@@ -95,7 +106,17 @@ class ModeRunner:
             return
         for key, value in stored.items():
             if key.isdigit() and int(key) in self._modes and value in set(Mode):
+                if value == Mode.SCHEDULE and self.thresholds[int(key)].schedule.empty:
+                    log.warning("connector %s: no schedule configured now: mode not restored", key)
+                    continue
                 self._modes[int(key)] = Mode(value)
+        for cid, mode in self._modes.items():
+            if mode is Mode.SCHEDULE and self.thresholds[cid].schedule.empty:
+                # The file now puts it in the schedule mode, which the file's own window or
+                # departure allows; a window cleared at run time would hold the car for ever.
+                log.warning("connector %d: schedule mode: the configured schedule again", cid)
+                self.thresholds.change(cid, {"off_peak": None, "departure": None})
+                await self.thresholds.save(cid)
         log.info("charging modes: %s", {cid: str(m) for cid, m in self._modes.items()})
 
     async def set_mode(self, connector_id: int, mode: Mode) -> None:
@@ -106,8 +127,8 @@ class ModeRunner:
         """
         if connector_id not in self._modes:
             raise KeyError(connector_id)
-        if mode is Mode.SCHEDULE and self.settings.schedule.empty:
-            raise ValueError("no schedule configured ([energy] off_peak or departure)")
+        if mode is Mode.SCHEDULE and self.thresholds[connector_id].schedule.empty:
+            raise ValueError("no schedule configured (off_peak or departure)")
         self._modes[connector_id] = mode
         log.info("charging mode of connector %d: %s", connector_id, mode)
         self.step()
@@ -116,6 +137,21 @@ class ModeRunner:
                 await self._storage.save_setting(NAMESPACE, str(connector_id), str(mode))
             except StorageError as exc:
                 log.error("charging mode of connector %d not stored: %s", connector_id, exc)
+
+    async def set_thresholds(self, connector_id: int, values: Mapping[str, Any]) -> None:
+        """A change of some of a connector's thresholds (None forgets the key's run-time
+        change): applied at once, kept across restarts. KeyError: no such connector;
+        ConfigurationError (drivers.errors) names the bad key; nothing changes then."""
+        before = self.thresholds[connector_id].timing
+        self.thresholds.change(
+            connector_id, values, needs_schedule=self._modes[connector_id] is Mode.SCHEDULE
+        )
+        state = self._states[connector_id]
+        kept = before.min_run_s if state.charging else before.min_pause_s
+        self._states[connector_id] = replace(state, kept_s=max(state.kept_s, kept))
+        log.info("thresholds of connector %d: %s", connector_id, dict(values))
+        self.step()
+        await self.thresholds.save(connector_id)
 
     async def on_event(self, event: SupervisorEvent) -> None:
         """Broadcast listener: each session's energy, for a departure plan."""
@@ -150,8 +186,9 @@ class ModeRunner:
                 grid = [sample.current_a[p] or 0.0 for p in self._fuse.site.grid_phases]
                 available = surplus_a(grid, load.current_a, len(load.grid_phases))
             self.surplus[cid] = available
+            thresholds = self.thresholds[cid]
             scheduled = planner.allows(
-                self.settings.schedule,
+                thresholds.schedule,
                 minute,
                 self._session_wh(cid),
                 self._full_power_w[cid],
@@ -159,7 +196,7 @@ class ModeRunner:
             )
             state, limit = step(
                 self._modes[cid],
-                self.settings.timing,
+                thresholds.timing,
                 self._states[cid],
                 available,
                 round_down(min(offers[cid], shared.get(cid, math.inf))),
@@ -222,6 +259,8 @@ class ModeRunner:
                     "surplus_w": None
                     if (s := self.surplus.get(cid)) is None
                     else round(s * NOMINAL_VOLTAGE_V * self._phases(cid)),
+                    "thresholds": dict(self.thresholds[cid].values),
+                    "threshold_sources": dict(self.thresholds[cid].sources),
                 }
                 for cid, mode in sorted(self._modes.items())
             ],
@@ -240,14 +279,23 @@ def _round(value: float | None) -> float | None:
 
 
 def build_modes(
-    config: Config, fuse: FuseManager, feed: GridFeed, sink: LimitSink, events: Broadcast
+    config: Config,
+    fuse: FuseManager,
+    feed: GridFeed,
+    sink: LimitSink,
+    events: Broadcast,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ModeRunner:
-    """The runner ``[energy]`` asks for, listening to ``events``; ConfigurationError names
-    the key."""
+    """The runner ``[energy]`` and each ``[connector.energy]`` ask for, listening to
+    ``events``; ConfigurationError names the key. ``clock``: monotonic seconds (a test's
+    simulated time)."""
     settings = parse_energy(
-        config.energy, {c.id: c.mode for c in config.connectors}, [c.id for c in config.connectors]
+        config.energy,
+        {c.id: c.mode for c in config.connectors},
+        [c.id for c in config.connectors],
+        {c.id: c.energy for c in config.connectors},
     )
     full_power_w = {c.id: c.max_current_a * c.phases * NOMINAL_VOLTAGE_V for c in config.connectors}
-    runner = ModeRunner(settings, fuse, feed, sink, full_power_w)
+    runner = ModeRunner(settings, fuse, feed, sink, full_power_w, clock=clock)
     events.subscribe("energy-modes", runner.on_event, maxlen=EVENTS_MAXLEN)
     return runner

@@ -62,8 +62,14 @@ class ModeControl(Protocol):
         """The user's choice; KeyError: no such connector; ValueError: not possible here."""
         ...
 
+    async def set_thresholds(self, connector_id: int, values: Mapping[str, Any]) -> None:
+        """A change of some of the connector's thresholds (None: back to the configured
+        value); KeyError: no such connector; ConfigurationError names the bad key."""
+        ...
+
     def status(self) -> dict[str, Any]:
-        """The grid reading, the surplus and each connector's mode (JSON-ready)."""
+        """The grid reading, the surplus and each connector's mode and thresholds
+        (JSON-ready)."""
         ...
 
 
@@ -102,6 +108,8 @@ class ModeState:
     minimum without a break (None while the opposite holds).
     ``level_a``: the current the surplus gave at the last step (0 while paused), and
     ``level_at`` when it last changed.
+    ``kept_s``: the least this run or pause lasts whatever the timing says now: a change of
+    the thresholds keeps the minimum run (or pause) the run began with (0: the timing's).
     """
 
     charging: bool = False
@@ -110,6 +118,7 @@ class ModeState:
     short_since: float | None = None
     level_a: float = 0.0
     level_at: float = -math.inf
+    kept_s: float = 0.0
 
 
 def surplus_a(grid_a: Sequence[float], car_grid_a: Sequence[float], car_phases: int) -> float:
@@ -148,7 +157,7 @@ def _track(state: ModeState, available_a: float | None, now: float) -> ModeState
 def _switch(state: ModeState, charging: bool, now: float) -> ModeState:
     if state.charging == charging:
         return state
-    return replace(state, charging=charging, switched_at=now)
+    return replace(state, charging=charging, switched_at=now, kept_s=0.0)
 
 
 def step(
@@ -179,13 +188,13 @@ def step(
         if (
             state.short_since is not None
             and now - state.short_since >= timing.stop_delay_s
-            and now - state.switched_at >= timing.min_run_s
+            and now - state.switched_at >= max(timing.min_run_s, state.kept_s)
         ):
             state = _switch(state, False, now)
     elif (
         state.covered_since is not None
         and now - state.covered_since >= timing.start_delay_s
-        and now - state.switched_at >= timing.min_pause_s
+        and now - state.switched_at >= max(timing.min_pause_s, state.kept_s)
     ):
         state = _switch(state, True, now)
     if not state.charging:

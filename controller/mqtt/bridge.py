@@ -51,12 +51,15 @@ from controller.mqtt.commands import (
     Command,
     SetCurrentLimit,
     SetMode,
+    SetThreshold,
     parse_command,
+    slot,
 )
 from controller.mqtt.discovery import Device, discovery_messages
 from controller.mqtt.state import EnergyFloor, connector_state, energy_state
 from controller.mqtt.topics import OFFLINE, ONLINE, Topics, default_prefix, node_id
 from controller.supervisor import Supervisor
+from drivers.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,7 +156,7 @@ class MqttBridge:
         self._floor = EnergyFloor()
         self._published: dict[str, str] = {}
         self._wake = asyncio.Event()
-        self._pending: dict[tuple[type, int], Command] = {}
+        self._pending: dict[tuple[str, int], Command] = {}
         self._command_ready = asyncio.Event()
         self._rejects_unlogged = 0
         self._reject_logged_at = -REJECT_LOG_PERIOD_S
@@ -377,7 +380,7 @@ class MqttBridge:
         except BadCommand as exc:
             self._reject(topic, str(exc))
             return
-        self._pending[(type(command), command.connector_id)] = command
+        self._pending[slot(command)] = command
         self._command_ready.set()
 
     def _reject(self, topic: str, why: str) -> None:
@@ -410,6 +413,8 @@ class MqttBridge:
         cid = command.connector_id
         if isinstance(command, SetMode):
             await self._set_mode(command)
+        elif isinstance(command, SetThreshold):
+            await self._set_threshold(command)
         elif isinstance(command, SetCurrentLimit):
             self._supervisor.set_limit(cid, LimitSource.USER, command.current_a)
             shown = "cleared" if command.current_a is None else f"{command.current_a:g} A"
@@ -436,6 +441,19 @@ class MqttBridge:
             )
             return
         log.info("mqtt: charging mode of connector %d set to %s", cid, command.mode)
+
+    async def _set_threshold(self, command: SetThreshold) -> None:
+        cid, key = command.connector_id, command.key
+        if self._energy is None:
+            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            return
+        try:
+            await self._energy.set_thresholds(cid, {key: command.value})
+        except (KeyError, ConfigurationError) as exc:
+            log.warning("mqtt: %s on connector %d refused: %s", key, cid, exc)
+            return
+        shown = "the configured value" if command.value is None else repr(command.value)
+        log.info("mqtt: %s of connector %d set to %s", key, cid, shown)
 
 
 def _abandon(client: aiomqtt.Client) -> None:

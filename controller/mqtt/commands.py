@@ -4,8 +4,11 @@
 maximum (below 6 A the car is paused), or ``none`` / an empty payload to clear the user's
 limit. ``<prefix>/connector/<n>/set/enabled``: ``ON`` / ``OFF`` (also ``true``/``false``,
 ``1``/``0``, any case). ``<prefix>/connector/<n>/set/mode``: a charging mode's name
-(``fast``, ``solar``, ``min_solar``, ``schedule``). Anything else is a
-:class:`BadCommand`: the bridge logs it and ignores it. Pure.
+(``fast``, ``solar``, ``min_solar``, ``schedule``). ``<prefix>/connector/<n>/set/<threshold>``
+(``start_delay_s``, ..., ``off_peak``, ``departure``, ``energy_kwh``): the threshold's new
+value, checked as the configuration's (:func:`controller.energy.thresholds.check`), or
+``reset`` for the configured one. Anything else is a :class:`BadCommand`: the bridge logs
+it and ignores it. Pure.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import math
 from dataclasses import dataclass
 
 from controller.energy.modes import Mode
+from controller.energy.thresholds import KEYS as THRESHOLD_KEYS
+from controller.energy.thresholds import TEXT_KEYS, Value, check
+from drivers.errors import ConfigurationError
 
 _CLEAR = ("", "none", "null", "clear")
 _ON = ("on", "true", "1")
 _OFF = ("off", "false", "0")
+#: The payload that gives a threshold back to the configuration.
+RESET = "reset"
 #: A payload longer than this is not a command of ours (and is not echoed into the log).
 MAX_PAYLOAD = 32
 
@@ -44,7 +52,21 @@ class SetMode:
     mode: Mode
 
 
-Command = SetCurrentLimit | SetEnabled | SetMode
+@dataclass(frozen=True, slots=True)
+class SetThreshold:
+    connector_id: int
+    key: str
+    value: Value | None  # None: back to the configured value
+
+
+Command = SetCurrentLimit | SetEnabled | SetMode | SetThreshold
+
+
+def slot(command: Command) -> tuple[str, int]:
+    """What a newer command replaces: the same kind on the same connector (a threshold:
+    the same threshold)."""
+    kind = command.key if isinstance(command, SetThreshold) else type(command).__name__
+    return kind, command.connector_id
 
 
 def parse_command(
@@ -70,6 +92,8 @@ def parse_command(
         if text in set(Mode):
             return SetMode(connector_id, Mode(text))
         raise BadCommand(f"mode must be one of {', '.join(Mode)}, got {text!r}")
+    if command in THRESHOLD_KEYS:
+        return SetThreshold(connector_id, command, _threshold(command, text))
     if command == "current_limit":
         if text in _CLEAR:
             return SetCurrentLimit(connector_id, None)
@@ -82,3 +106,18 @@ def parse_command(
             raise BadCommand(f"current_limit must be from 0 to {maximum:g} A, got {text!r}")
         return SetCurrentLimit(connector_id, current_a)
     raise BadCommand(f"unknown command {command!r}")
+
+
+def _threshold(key: str, text: str) -> Value | None:
+    if text == RESET:
+        return None
+    value: str | float = text
+    if key not in TEXT_KEYS:
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadCommand(f"{key} must be a number or {RESET}, got {text!r}") from None
+    try:
+        return check({key: value})[key]
+    except ConfigurationError as exc:
+        raise BadCommand(str(exc)) from None

@@ -6,8 +6,10 @@ Home Assistant reads ``<discovery_prefix>/<component>/<node_id>/<object_id>/conf
 energy register is ``total_increasing`` in Wh (the Energy dashboard takes it), power and
 currents are ``measurement``. The user's current limit is a ``number`` entity (0 A to the
 connector's maximum; below 6 A pauses the car), enabled a ``switch``. With local energy
-management, each connector's charging mode is a ``select`` and its surplus a power sensor,
-and the charger has the grid's power and current per phase. Every entity goes unavailable
+management, each connector's charging mode is a ``select``, its surplus a power sensor and
+the thresholds of its modes configuration entities (``number`` for the delays and the
+energy target, ``text`` for the off-peak hours and the departure time), and the charger has
+the grid's power and current per phase. Every entity goes unavailable
 with the charger (the availability topic, ``offline`` as the last will).
 """
 
@@ -58,6 +60,40 @@ _SENSORS = (
     _Sensor("phases", "Phases", None, "measurement", None),
 )
 
+
+#: A threshold's number entity: seconds, typed in a box (a slider to a day is unusable).
+_DURATION = {
+    "device_class": "duration",
+    "unit_of_measurement": "s",
+    "min": 0,
+    "max": 86_400,
+    "step": 1,
+    "mode": "box",
+}
+#: Each threshold's entity (issue 16): (key, name, component, config); the charger checks
+#: each value as it checks the configuration's, ``reset`` gives back the configured one.
+_THRESHOLDS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("start_delay_s", "Solar start delay", "number", _DURATION),
+    ("stop_delay_s", "Solar stop delay", "number", _DURATION),
+    ("min_run_s", "Solar shortest run", "number", _DURATION),
+    ("min_pause_s", "Solar shortest pause", "number", _DURATION),
+    ("settle_s", "Solar settle time", "number", _DURATION),
+    ("off_peak", "Off-peak hours", "text", {"min": 0, "max": 11}),
+    ("departure", "Departure time", "text", {"min": 0, "max": 5}),
+    (
+        "energy_kwh",
+        "Energy by departure",
+        "number",
+        {
+            "device_class": "energy",
+            "unit_of_measurement": "kWh",
+            "min": 0.5,
+            "max": 200,
+            "step": 0.5,
+            "mode": "box",
+        },
+    ),
+)
 
 #: The charger's grid entities: (key, name, device class, unit); import positive.
 _GRID = (
@@ -168,6 +204,19 @@ def discovery_messages(
                     "options": list(modes),
                 },
             )
+            for key, name, component, extra in _THRESHOLDS:
+                add(
+                    component,
+                    connector_id,
+                    key,
+                    {
+                        "name": label + name,
+                        "state_topic": topics.state(connector_id, key),
+                        "command_topic": topics.command(connector_id, key),
+                        "entity_category": "config",
+                        **extra,
+                    },
+                )
             add(
                 "sensor",
                 connector_id,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.config_keys import ENERGY_THRESHOLD_KEYS
 from controller.limits import LimitSource
 from controller.status_snapshot import ConnectorSnapshot
 
@@ -39,6 +40,7 @@ RETAINED = frozenset(
         "user_limit_a",
         "mode",
         "phases",
+        *ENERGY_THRESHOLD_KEYS,
     }
 )
 
@@ -97,7 +99,7 @@ def connector_state(
     configured maximum, what ``user_limit_a`` reads while the user has set no limit (Home
     Assistant's number entity needs a number). ``energy``: the connector's entry of the
     energy picture (:meth:`controller.energy.modes.ModeControl.status`), with its mode and
-    surplus; None without local energy management.
+    surplus and its thresholds; None without local energy management.
     """
     values: dict[str, str] = {
         "status": str(connector.status),
@@ -112,6 +114,7 @@ def connector_state(
         values["mode"] = str(energy["mode"])
         if energy.get("surplus_w") is not None:
             values["surplus_w"] = _number(energy["surplus_w"], 0)
+        values.update(_thresholds(energy.get("thresholds", {})))
     meter = connector.meter
     if meter is not None:
         if meter.power_w is not None and math.isfinite(meter.power_w):
@@ -125,6 +128,20 @@ def connector_state(
                 session_wh = max(0.0, meter.energy_wh - meter_start_wh)
                 values["session_energy_wh"] = _number(session_wh, 0)
     return {key: Publication(value, key in RETAINED) for key, value in values.items()}
+
+
+def _thresholds(thresholds: Mapping[str, Any]) -> dict[str, str]:
+    """Each threshold in force: a number as is (``60``, ``1.5``), a window or a time as text
+    (``none`` when not set: an empty retained message would delete the topic); an energy
+    target not set is not published."""
+    values = {}
+    for key in ENERGY_THRESHOLD_KEYS:
+        value = thresholds.get(key)
+        if isinstance(value, str):
+            values[key] = value or "none"
+        elif value is not None:
+            values[key] = f"{value:g}"
+    return values
 
 
 def energy_state(status: Mapping[str, Any]) -> dict[str, Publication]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from controller.config_keys import ENERGY_THRESHOLD_KEYS
+
 #: What the connector topics carry, by topic suffix (docs/mqtt.md lists the payloads).
 STATE_KEYS = (
     "status",
@@ -22,11 +24,12 @@ STATE_KEYS = (
     "user_limit_a",
     "mode",
     "surplus_w",
+    *ENERGY_THRESHOLD_KEYS,
 )
 #: The charger's energy topics (``<prefix>/energy/<key>``; local energy management only).
 ENERGY_KEYS = ("grid_power_w", "grid_current_l1_a", "grid_current_l2_a", "grid_current_l3_a")
 #: The commands a connector takes: ``<prefix>/connector/<n>/set/<command>``.
-COMMANDS = ("current_limit", "enabled", "mode")
+COMMANDS = ("current_limit", "enabled", "mode", *ENERGY_THRESHOLD_KEYS)
 
 ONLINE = "online"
 OFFLINE = "offline"

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from controller.card_store import CardStore, StoredCard
+from controller.config_keys import ENERGY_THRESHOLD_KEYS
 from controller.domain import Answer, ConnectorView, Transaction
 from controller.energy.grid import GridFeed
 from controller.energy.modes import Mode, ModeControl
@@ -36,6 +37,7 @@ from controller.web.auth import (
     Session,
     TooManyFailures,
 )
+from drivers.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,6 +145,8 @@ class Api:
         app.router.add_get("/api/v1/energy", self.energy)
         app.router.add_put("/api/v1/connectors/{id}/limit", self.limit)
         app.router.add_put("/api/v1/connectors/{id}/mode", self.mode)
+        app.router.add_get("/api/v1/connectors/{id}/thresholds", self.thresholds)
+        app.router.add_put("/api/v1/connectors/{id}/thresholds", self.put_thresholds)
         app.router.add_put("/api/v1/grid", self.grid)
         app.router.add_put("/api/v1/connectors/{id}/availability", self.availability)
         app.router.add_post("/api/v1/connectors/{id}/start", self.start)
@@ -301,14 +305,43 @@ class Api:
         value = body.get("mode")
         if not isinstance(value, str) or value not in set(Mode):
             raise BadInput("mode", f"must be one of {', '.join(Mode)}")
-        if self._energy is None:
-            raise error(web.HTTPConflict, "no energy management: configure [site] and [energy]")
+        energy = self._modes()
         try:
-            await self._energy.set_mode(connector_id, Mode(value))
+            await energy.set_mode(connector_id, Mode(value))
         except ValueError as exc:
             raise error(web.HTTPConflict, str(exc)) from None
         log.info("web: charging mode of connector %d set to %s", connector_id, value)
-        return web.json_response(self._energy.status())
+        return web.json_response(energy.status())
+
+    def _modes(self) -> ModeControl:
+        if self._energy is None:
+            raise error(web.HTTPConflict, "no energy management: configure [site] and [energy]")
+        return self._energy
+
+    def _connector_energy(self, energy: ModeControl, connector_id: int) -> dict[str, Any]:
+        return next(c for c in energy.status()["connectors"] if c["id"] == connector_id)
+
+    async def thresholds(self, request: web.Request) -> web.Response:
+        """The connector's mode, the thresholds in force and where each comes from."""
+        connector_id = self._connector(request)
+        return web.json_response(self._connector_energy(self._modes(), connector_id))
+
+    async def put_thresholds(self, request: web.Request) -> web.Response:
+        """Change any of the connector's thresholds (a null: back to the configured value),
+        applied at once and kept across restarts; a 400 names the field and changes
+        nothing. 409 without local energy management."""
+        connector_id = self._connector(request)
+        body = await _body(request)
+        _only(body, *ENERGY_THRESHOLD_KEYS)
+        if not body:
+            raise BadInput("body", f"name one or more of {', '.join(ENERGY_THRESHOLD_KEYS)}")
+        energy = self._modes()
+        try:
+            await energy.set_thresholds(connector_id, body)
+        except ConfigurationError as exc:
+            raise BadInput(exc.key, exc.problem) from None
+        log.info("web: thresholds of connector %d changed: %s", connector_id, body)
+        return web.json_response(self._connector_energy(energy, connector_id))
 
     async def grid(self, request: web.Request) -> web.Response:
         """A grid reading pushed by a bridge (a Home Assistant automation, a smart-meter

@@ -9,6 +9,10 @@ const POWER_POINTS = 300;
 const MODE_WORDS = {
   fast: "Fast", solar: "Solar (surplus only)", min_solar: "Min + solar", schedule: "Schedule",
 };
+// The thresholds of the charging modes, as the API names them (PUT .../thresholds).
+const THRESHOLDS = [
+  "start_delay_s", "stop_delay_s", "min_run_s", "min_pause_s", "settle_s", "off_peak", "departure", "energy_kwh",
+];
 const BOUND_WORDS = {
   connector: "the charger's maximum", cable: "the cable", csms: "the CSMS",
   load_management: "load management", mode: "the charging mode", user: "your limit", thermal: "temperature",
@@ -104,6 +108,50 @@ function renderEnergy(el, entry) {
   $(".surplus", el).textContent = entry.surplus_w === null ? "–" : `${fmt(entry.surplus_w / 1000, 2)} kW`;
   const select = $(".mode-select", el);
   if (document.activeElement !== select) select.value = entry.mode;
+  renderThresholds(el, entry);
+}
+
+// The settings form shows the thresholds in force, unless the user is editing it.
+function renderThresholds(el, entry) {
+  const form = $(".thresholds-form", el);
+  form.dataset.current = JSON.stringify(entry.thresholds);
+  if (form.dataset.dirty || form.contains(document.activeElement)) return;
+  for (const key of THRESHOLDS) {
+    const input = form.elements[key];
+    const value = entry.thresholds[key];
+    input.value = value === null || value === undefined ? "" : value;
+    input.removeAttribute("aria-invalid");
+    input.closest("label").classList.toggle("changed", entry.threshold_sources[key] === "run_time");
+  }
+}
+
+// What the form changed: numbers emptied go back to the configuration (null), texts
+// emptied mean none ("").
+function thresholdChanges(form) {
+  const current = JSON.parse(form.dataset.current || "{}");
+  const body = {};
+  for (const key of THRESHOLDS) {
+    const input = form.elements[key];
+    const text = input.value.trim();
+    const value = input.type === "number" ? (text === "" ? null : Number(text)) : text;
+    if (value !== current[key]) body[key] = value;
+  }
+  return body;
+}
+
+async function putThresholds(el, id, body) {
+  const form = $(".thresholds-form", el);
+  try {
+    const entry = await api("PUT", `/api/v1/connectors/${id}/thresholds`, body);
+    delete form.dataset.dirty;
+    document.activeElement?.blur();
+    renderThresholds(el, entry);
+    return true;
+  } catch (e) {
+    const field = form.elements[e.message.split(":")[0]];
+    if (field) field.setAttribute("aria-invalid", "true");
+    throw e;
+  }
 }
 
 function wireConnector(el, id) {
@@ -126,6 +174,17 @@ function wireConnector(el, id) {
   $(".mode-select", el).addEventListener("change", (ev) =>
     act(`Mode set to ${MODE_WORDS[ev.target.value]}`,
       () => api("PUT", `/api/v1/connectors/${id}/mode`, { mode: ev.target.value })));
+  const form = $(".thresholds-form", el);
+  form.addEventListener("input", () => (form.dataset.dirty = "1"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const body = thresholdChanges(form);
+    if (!Object.keys(body).length) return say("Nothing to change");
+    act(`Settings of connector ${id} saved`, () => putThresholds(el, id, body));
+  });
+  $(".reset-thresholds", el).addEventListener("click", () =>
+    act(`Connector ${id} uses the configured settings`,
+      () => putThresholds(el, id, Object.fromEntries(THRESHOLDS.map((k) => [k, null])))));
   $(".available", el).addEventListener("change", (ev) =>
     act(ev.target.checked ? "Connector made available" : "Connector made unavailable",
       () => api("PUT", `/api/v1/connectors/${id}/availability`, { available: ev.target.checked })));
