@@ -43,7 +43,7 @@ import aiomqtt
 
 from controller.backoff import Backoff
 from controller.config import Config, MqttConfig
-from controller.energy.modes import Mode, ModeControl
+from controller.energy.modes import ModeControl
 from controller.events import SupervisorEvent
 from controller.limits import LimitSource
 from controller.mqtt.commands import (
@@ -313,9 +313,11 @@ class MqttBridge:
         prefix = self.settings.discovery_prefix
         if not prefix:
             return
-        modes = None if self._energy is None else [str(m) for m in Mode]
+        energy = None if self._energy is None else self._energy.status()
+        modes = None if energy is None else energy["modes"]
+        grid = energy is not None and energy["grid_meter"]
         for topic, payload in discovery_messages(
-            prefix, self.topics, self._device, self._max_current_a, modes
+            prefix, self.topics, self._device, self._max_current_a, modes, grid
         ):
             await _io(client.publish(topic, payload, qos=1, retain=True))
 
@@ -431,7 +433,7 @@ class MqttBridge:
     async def _set_mode(self, command: SetMode) -> None:
         cid = command.connector_id
         if self._energy is None:
-            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            log.warning("mqtt: no charging modes without [energy] or [site]: %s ignored", command)
             return
         try:
             await self._energy.set_mode(cid, command.mode)
@@ -445,7 +447,7 @@ class MqttBridge:
     async def _set_threshold(self, command: SetThreshold) -> None:
         cid, key = command.connector_id, command.key
         if self._energy is None:
-            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            log.warning("mqtt: no charging modes without [energy] or [site]: %s ignored", command)
             return
         try:
             await self._energy.set_thresholds(cid, {key: command.value})

@@ -298,7 +298,8 @@ class Api:
 
     async def mode(self, request: web.Request) -> web.Response:
         """The connector's charging mode (fast, solar, min_solar, schedule); kept across
-        restarts. 409 without local energy management or for a schedule not configured."""
+        restarts. 409 without charging modes, or for a mode not possible here (a solar mode
+        without a grid meter, a schedule not configured), with the reason."""
         connector_id = self._connector(request)
         body = await _body(request)
         _only(body, "mode")
@@ -315,7 +316,10 @@ class Api:
 
     def _modes(self) -> ModeControl:
         if self._energy is None:
-            raise error(web.HTTPConflict, "no energy management: configure [site] and [energy]")
+            raise error(
+                web.HTTPConflict,
+                "no charging modes: configure [energy] (or [site] and [grid_meter])",
+            )
         return self._energy
 
     def _connector_energy(self, energy: ModeControl, connector_id: int) -> dict[str, Any]:
