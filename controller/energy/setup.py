@@ -74,6 +74,8 @@ def build_local_energy(
     if config.site.fuse_a <= 0:
         return _standalone_modes(config, sink, events)
     role = parse_role(config.grid_meter)
+    if role.source == "mqtt" and config.mqtt is None:
+        raise ConfigurationError("grid_meter.source", "is 'mqtt': configure [mqtt] url")
     site = Site(
         fuse_a=config.site.fuse_a,
         margin_a=config.site.margin_a,
