@@ -6,7 +6,6 @@ The whole controller on simulated hardware against a real mosquitto."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -15,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
 from controller.connector_types import ConnectorStatus
 from controller.energy.grid import GridFeed
 from controller.limits import LimitSource
 from controller.mqtt.bridge import MqttBridge
 from controller.mqtt.grid_input import MAX_PAYLOAD, GridInput
+from tests.support.energy import refused_at_start
 from tests.support.mqtt_broker import Broker, watching
 from tests.support.standalone import CARD, Charger, running
 from tests.support.wait import until
@@ -191,14 +190,8 @@ async def test_readings_on_a_topic_of_ones_own_and_the_api_refuses_them(
 async def test_a_bad_mqtt_grid_meter_stops_the_start_naming_the_key(
     tmp_path: Path, doc: dict[str, Any], key: str
 ) -> None:
-    config = dataclasses.replace(parse_config(doc), state_dir=tmp_path)
-    app = ChargePointApp(config, RunOptions(sim=True))
-    try:
-        with pytest.raises(ConfigError) as refused:
-            await app.start()
-        assert refused.value.key == key
-    finally:
-        await app.close()
+    refused = await refused_at_start(tmp_path, doc)
+    assert refused.key == key
 
 
 def test_a_key_mqtt_does_not_read_is_refused() -> None:

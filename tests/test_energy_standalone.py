@@ -6,7 +6,6 @@ a surplus that nothing measures. The whole controller on simulated hardware (x30
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from controller.app import ChargePointApp, RunOptions
-from controller.config import ConfigError, parse_config
 from controller.connector_types import ConnectorStatus
 from controller.energy.modes import Mode
 from controller.limits import LimitSource
+from tests.support.energy import refused_at_start
 from tests.support.mqtt_broker import Broker, watching
 from tests.support.standalone import CARD, Charger, running
 from tests.support.wait import until
@@ -163,16 +161,10 @@ async def test_mqtt_offers_the_standalone_modes_and_refuses_solar(
 async def test_a_mode_that_needs_a_grid_meter_stops_the_start_naming_the_key(
     tmp_path: Path, doc: dict[str, Any], key: str
 ) -> None:
-    config = dataclasses.replace(parse_config(doc), state_dir=tmp_path)
-    app = ChargePointApp(config, RunOptions(sim=True))
-    try:
-        with pytest.raises(ConfigError) as refused:
-            await app.start()
-        assert refused.value.key == key
-        if key.endswith("mode"):
-            assert "needs a grid meter" in refused.value.problem
-    finally:
-        await app.close()
+    refused = await refused_at_start(tmp_path, doc)
+    assert refused.key == key
+    if key.endswith("mode"):
+        assert "needs a grid meter" in refused.problem
 
 
 async def test_without_energy_or_site_there_are_no_modes(tmp_path: Path) -> None:
