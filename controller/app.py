@@ -26,7 +26,6 @@ from controller.connector_types import ConnectorSettings, StopReason
 from controller.csms import registry as csms_registry
 from controller.csms.adapter import AdapterContext, CsmsAdapter
 from controller.domain import ResetKind
-from controller.energy.grid import GridFeed
 from controller.energy.setup import LocalEnergy, build_local_energy
 from controller.hardware import Hardware, build_hardware, log_event
 from controller.logging_setup import (
@@ -198,8 +197,12 @@ class ChargePointApp:
             # without MQTT need not pay (docs/benchmarks.md).
             from controller.mqtt.bridge import MqttBridge
 
+            energy = self.energy
             self.mqtt = MqttBridge.from_config(
-                config, self.supervisor, None if self.energy is None else self.energy.modes
+                config,
+                self.supervisor,
+                None if energy is None else energy.modes,
+                grid=None if energy is None else energy.pushed("mqtt"),
             )
         if self.sim is not None and self.options.sim_control is not None:
             from controller.sim_root import ControlServer
@@ -265,15 +268,10 @@ class ChargePointApp:
             },
             store=CardStore(self.storage) if isinstance(link, StandaloneLink) else None,
             energy=None if self.energy is None else self.energy.modes,
-            grid=self._pushed_grid(),
+            # The grid feed when its readings come from outside (``source = "push"``): the
+            # page's API then takes them.
+            grid=None if self.energy is None else self.energy.pushed("push"),
         )
-
-    def _pushed_grid(self) -> GridFeed | None:
-        """The grid feed when its readings come from outside (``source = "push"``): the
-        page's API then takes them."""
-        if self.energy is None or self.config.grid_meter.get("source") != "push":
-            return None
-        return self.energy.feed
 
     async def _check_control_address(self) -> None:
         """The simulation's control endpoint stays on loopback unless explicitly allowed:

@@ -154,7 +154,8 @@ class Config:
     circuits: tuple[Mapping[str, Any], ...] = ()
     phase_switch: PhaseSwitchConfig | None = None  # None: no [phase_switch] table
     # [energy]: the charging modes, validated by controller.energy.mode_config.parse_energy
-    # when local energy management is built; it needs [site].
+    # when local energy management is built; without [site] only the modes that need no
+    # grid meter (fast, schedule).
     energy: Mapping[str, Any] = field(default_factory=dict)
     # Standalone authorization (no CSMS): cards allowed to charge, or charging for anyone
     # under one id tag.
@@ -377,18 +378,6 @@ def _phase_switch(
         )
     drivers = {k: v for k, v in table.items() if k not in own}
     return PhaseSwitchConfig(connector=connector, drivers=drivers, **values)
-
-
-def _energy(doc: Mapping[str, Any], connectors: tuple[ConnectorConfig, ...]) -> Mapping[str, Any]:
-    """``[energy]`` as read (its values are judged by controller.energy.mode_config); the
-    modes act on the grid meter's readings, so it and a connector's mode need ``[site]``."""
-    energy = _table(doc, "energy")
-    moded = [c for c in connectors if c.mode is not None or c.energy]
-    if (energy or moded) and not _table(doc, "site"):
-        own = "mode" if moded and moded[0].mode is not None else "energy"
-        key = "energy" if energy else f"connector.{moded[0].id}.{own}"
-        raise ConfigError(key, "charging modes need [site] fuse_a and a [grid_meter]")
-    return energy
 
 
 def _pem_file(ocpp: Mapping[str, Any], key: str) -> Path | None:
@@ -616,7 +605,7 @@ def parse_config(doc: Mapping[str, Any]) -> Config:
         grid_meter=_table(doc, "grid_meter"),
         circuits=_tables(doc, "circuit"),
         phase_switch=_phase_switch(doc, connectors),
-        energy=_energy(doc, connectors),
+        energy=_table(doc, "energy"),
         local_cards=tuple(cards),
         free_charging_id=free_id,
         mqtt=_mqtt(doc),

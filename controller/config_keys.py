@@ -47,6 +47,8 @@ ENERGY_THRESHOLD_KEYS = (
 GRID_METER_KEYS = ("source", "interval_s")
 #: Keys of ``[grid_meter]`` with ``source = "shelly"`` (controller.energy.grid_meter).
 SHELLY_KEYS = ("host", "port", "em_id", "timeout_s")
+#: Keys of ``[grid_meter]`` with ``source = "mqtt"`` (controller.energy.grid_meter).
+MQTT_GRID_KEYS = ("topic",)
 #: Keys of a ``[[circuit]]`` table (controller.energy.circuits).
 CIRCUIT_KEYS = ("name", "limit_a", "connectors", "priorities", "rotation_s")
 #: Keys of ``[phase_switch]`` besides its contactor driver's (controller.energy.phase_control).
@@ -184,6 +186,8 @@ def _grid_meter_keys(prefix: str, table: Mapping[str, Any]) -> _Known:
         return _Known(GRID_METER_KEYS)
     if table.get("source") == "shelly":
         return _Known((*GRID_METER_KEYS, *SHELLY_KEYS))
+    if table.get("source") == "mqtt":
+        return _Known((*GRID_METER_KEYS, *MQTT_GRID_KEYS))
     return _combine((*GRID_METER_KEYS, "type"), _driver(prefix, table, "meter", "type", "modbus"))
 
 

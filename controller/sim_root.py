@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from controller.config import Config, ConnectorConfig
-from controller.energy.grid_meter import build_meter, parse_role
+from controller.energy.grid_meter import PUSHED_SOURCES, build_meter, parse_role
 from controller.hardware import Hardware, build_hardware
 from drivers import meter as meter_driver
 from drivers.base import EventSink
@@ -82,7 +82,9 @@ async def start_simulation(
             "rfid.type", f"must be one of {', '.join(READER_TYPES)}, got {reader_type!r}"
         )
     # A house behind a grid meter when the configuration protects a fuse with a polled one.
-    house = config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") != "push"
+    house = (
+        config.site.fuse_a > 0 and config.grid_meter.get("source", "modbus") not in PUSHED_SOURCES
+    )
     if house_day is not None and not house:
         raise ConfigurationError(
             "--sim-house", "needs a house: [site] fuse_a and a [grid_meter] that is polled"

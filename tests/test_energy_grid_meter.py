@@ -112,7 +112,7 @@ def test_an_older_sample_never_replaces_a_newer_one() -> None:
 @pytest.mark.parametrize(
     ("section", "key"),
     [
-        ({"source": "mqtt"}, "grid_meter.source"),
+        ({"source": "modbus-tcp"}, "grid_meter.source"),
         ({"interval_s": 0.01}, "grid_meter.interval_s"),
         ({"interval_s": "1"}, "grid_meter.interval_s"),
         ({"source": "push", "model": "sdm630"}, "grid_meter.model"),

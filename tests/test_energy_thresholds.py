@@ -22,6 +22,7 @@ from controller.config import ConfigError, parse_config
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
 from controller.energy.manager import ConnectorWiring, FuseManager
+from controller.energy.mode_config import parse_energy
 from controller.energy.mode_runner import ModeRunner, build_modes
 from controller.energy.modes import Mode
 from controller.energy.thresholds import NAMESPACE, check
@@ -137,10 +138,18 @@ def test_a_bad_connector_threshold_is_refused_naming_it(
     assert words in refused.value.problem
 
 
-def test_a_connector_table_without_a_site_is_refused() -> None:
-    with pytest.raises(ConfigError) as refused:
-        parse_config({"connector": [{"energy": {"start_delay_s": 10}}]})
-    assert refused.value.key == "connector.1.energy"
+def test_a_connector_table_without_a_site_plans_that_connector_alone() -> None:
+    # No grid meter: a connector's own departure plan still works (the standalone modes).
+    table = {"departure": "07:00", "energy_kwh": 10}
+    config = parse_config({"connector": [{"mode": "schedule", "energy": table}]})
+    parsed = parse_energy(
+        config.energy, {1: "schedule"}, [1], {1: config.connectors[0].energy}, grid_meter=False
+    )
+    assert parsed.modes[1] is Mode.SCHEDULE
+    assert parsed.thresholds(1).schedule.departure == 7 * 60
+    with pytest.raises(ConfigurationError) as refused:
+        parse_energy({}, {1: "solar"}, [1], {1: table}, grid_meter=False)
+    assert refused.value.key == "connector.1.mode"
 
 
 def test_a_connector_may_drop_the_window_every_other_connector_charges_in() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import io
 import os
 import shutil
@@ -109,6 +110,26 @@ async def test_a_session_followed_limited_and_stopped_in_a_real_browser(tmp_path
 
 
 @contextlib.asynccontextmanager
+async def phone_page(rig: WebRig) -> AsyncIterator[Page]:
+    """The rig's page on a phone, logged in; fails if the page raised an error meanwhile."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = await (await browser.new_context(viewport=PHONE)).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(rig.base + "/")
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Log in").click()
+            yield page
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
 async def sunny_solar_page(
     tmp_path: Path, start_delay_s: float
 ) -> AsyncIterator[tuple[WebRig, Page]]:
@@ -124,25 +145,10 @@ async def sunny_solar_page(
             "settle_s": 1.5,
         },
     }
-    async with (
-        web_charger(tmp_path / "state", **sections) as rig,
-        async_playwright() as playwright,
-    ):
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = await (await browser.new_context(viewport=PHONE)).new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await rig.charger.act("house", load_w=0.0, pv_w=3 * 8 * 230.0)  # 8 A a phase out
-            await page.goto(rig.base + "/")
-            await page.get_by_label("Password").fill(PASSWORD)
-            await page.get_by_role("button", name="Log in").click()
+    async with web_charger(tmp_path / "state", **sections) as rig:
+        await rig.charger.act("house", load_w=0.0, pv_w=3 * 8 * 230.0)  # 8 A a phase out
+        async with phone_page(rig) as page:
             yield rig, page
-            assert errors == []
-        finally:
-            await browser.close()
 
 
 async def test_the_page_shows_the_grid_and_the_surplus_and_changes_the_charging_mode(
@@ -214,3 +220,23 @@ async def test_the_owner_changes_a_connectors_mode_settings_on_a_phone(tmp_path:
         await expect(start_label).not_to_have_class("changed")
         await expect(connector.get_by_role("textbox", name="Off-peak hours")).to_have_value("")
         assert energy.modes.thresholds[1].sources["start_delay_s"] == "energy"
+
+
+async def test_without_a_grid_meter_the_page_offers_fast_and_schedule_only(
+    tmp_path: Path,
+) -> None:
+    # [energy] alone (no [site]): no grid line, no surplus, and no solar mode to pick.
+    later = [(dt.datetime.now() + dt.timedelta(hours=h)).strftime("%H:%M") for h in (2, 3)]
+    sections = {"energy": {"mode": "schedule", "off_peak": "-".join(later)}}
+    async with web_charger(tmp_path / "state", **sections) as rig, phone_page(rig) as page:
+        connector = page.locator("article.connector").first
+        await expect(connector.locator(".mode-text")).to_have_text("Schedule, waiting")
+        await expect(page.locator("#grid")).to_be_hidden()
+        await expect(connector.locator(".surplus")).to_be_hidden()
+        select = connector.get_by_label("Mode")
+        await expect(select.locator("option:not([disabled])")).to_have_text(
+            ["Fast: as much as the limits allow", "Schedule: off-peak hours or departure"]
+        )
+        await select.select_option("fast")
+        await expect(page.get_by_role("status")).to_have_text("Mode set to Fast")
+        await expect(connector.locator(".mode-text")).to_have_text("Fast")

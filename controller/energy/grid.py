@@ -3,9 +3,11 @@
 The house connection is measured by a grid meter that is polled over Modbus
 (:mod:`controller.energy.grid_meter`) or whose readings are pushed by another edge (a Home
 Assistant or smart-meter bridge over MQTT or the local API): both end in
-:meth:`GridFeed.push`. The feed does not judge staleness itself; the fuse rule does, from
-``taken_at`` (:func:`controller.energy.fuse.is_fresh`), so a feed that stops is noticed
-whoever stopped it.
+:meth:`GridFeed.push`. A pushed reading is ``{"current_a": [L1, L2, L3]}`` whichever edge
+brought it, checked by one parser (:func:`parse_pushed`). The feed does not judge
+staleness itself; the fuse rule does, from ``taken_at``
+(:func:`controller.energy.fuse.is_fresh`), so a feed that stops is noticed whoever
+stopped it.
 
 Loop thread only: ``push`` wakes waiters through an ``asyncio.Event``.
 """
@@ -21,6 +23,51 @@ from controller.energy.fuse import GridSample
 from drivers.base import MeterReading
 
 Triple = tuple[float | None, float | None, float | None]
+#: A pushed grid current beyond this is a bridge's error, not a house (A per phase).
+MAX_GRID_A = 2000.0
+
+
+class BadReading(ValueError):
+    """A pushed reading that is not one: ``field`` names what is wrong, ``problem`` how."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def parse_pushed(body: object) -> Triple:
+    """The per-phase currents of a pushed reading, ``{"current_a": [L1, L2, L3]}`` decoded
+    from JSON: the grid's signed current on each phase (A, import positive; null for a
+    phase not measured), each finite and within :data:`MAX_GRID_A`. BadReading otherwise.
+
+    The local API and the MQTT bridge both take readings through it, so a bridge may
+    switch from one to the other with the same payload.
+    """
+    if not isinstance(body, dict):
+        raise BadReading("body", "must be a JSON object")
+    for key in body:
+        if key != "current_a":
+            raise BadReading(key, "unknown field; expected current_a")
+    current = body.get("current_a")
+    if not isinstance(current, list) or not all(
+        value is None
+        or (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and abs(value) <= MAX_GRID_A
+        )
+        for value in current
+    ):
+        raise BadReading(
+            "current_a",
+            f"must be a list of per-phase currents (A, |I| <= {MAX_GRID_A:g}, or null)",
+        )
+    try:
+        return _triple(current, "current_a")
+    except ValueError as exc:
+        raise BadReading("current_a", str(exc)) from None
 
 
 def _triple(values: Sequence[float | None], what: str) -> Triple:

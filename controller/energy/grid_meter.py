@@ -5,17 +5,21 @@ driver as a connector's meter, with every ``[meter]`` key (``model``, ``transpor
 ``serial_port`` or ``host``/``port``, ``unit_id``, timeouts...): over Modbus TCP (a PV
 inverter's meter, a TCP gateway) or RTU, on its own RS-485 adapter or on the charger meter's
 bus with its own unit id (the same ``serial_port``: both then share one line, see
-:mod:`drivers.modbus_line`). ``source = "push"`` reads nothing: another edge pushes
-readings into the :class:`GridFeed`. ``source = "shelly"``
-polls a Shelly Pro 3EM over its local HTTP API (:mod:`controller.energy.shelly`; keys
-``host``, ``port`` 80, ``em_id`` 0, ``timeout_s`` 1.0).
+:mod:`drivers.modbus_line`). ``source = "push"`` reads nothing: a bridge pushes readings
+through the local API (``PUT /api/v1/grid``) into the :class:`GridFeed`; ``source = "mqtt"``
+takes the same readings published to an MQTT topic (key ``topic``, default
+``<[mqtt] topic_prefix>/grid/set``; needs ``[mqtt] url``; :mod:`controller.mqtt.grid_input`).
+Each pushed feed has one way in, so two bridges can never interleave their readings.
+``source = "shelly"`` polls a Shelly Pro 3EM over its local HTTP API
+(:mod:`controller.energy.shelly`; keys ``host``, ``port`` 80, ``em_id`` 0, ``timeout_s``
+1.0).
 
 Keys of the role itself:
 
 ==============  ==========  ===============================================================
 key             default     meaning
 ==============  ==========  ===============================================================
-source          ``modbus``  ``"modbus"``, ``"push"`` or ``"shelly"``
+source          ``modbus``  ``"modbus"``, ``"push"``, ``"mqtt"`` or ``"shelly"``
 interval_s      1.0         how often the meter is read (0.2-60 s)
 ==============  ==========  ===============================================================
 
@@ -31,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.config_keys import SHELLY_KEYS
+from controller.config_keys import MQTT_GRID_KEYS, SHELLY_KEYS
 from controller.energy.grid import GridFeed, sample_from_meter
 from drivers import meter as meter_driver
 from drivers.base import EnergyMeter, EventSink, ignore_events
@@ -40,7 +44,11 @@ from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("modbus", "push", "shelly")
+SOURCES = ("modbus", "push", "mqtt", "shelly")
+#: The sources whose readings another edge pushes: nothing is polled.
+PUSHED_SOURCES = frozenset({"push", "mqtt"})
+#: The longest MQTT topic a grid reading may come on (bytes; MQTT allows 65535).
+MAX_TOPIC = 256
 ROLE_KEYS = frozenset({"source", "interval_s"})
 
 
@@ -62,12 +70,14 @@ class ShellySettings:
 @dataclass(frozen=True, slots=True)
 class GridMeterRole:
     """The parsed ``[grid_meter]`` table; ``meter`` holds the driver's keys for Modbus,
-    ``shelly`` where a Shelly answers."""
+    ``shelly`` where a Shelly answers, ``topic`` where MQTT readings come (None: the
+    default under the bridge's prefix)."""
 
     source: str = "modbus"
     interval_s: float = 1.0
     meter: Mapping[str, Any] | None = None
     shelly: ShellySettings | None = None
+    topic: str | None = None
 
 
 def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
@@ -81,7 +91,7 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
     source = section.get("source", "modbus")
     if source not in SOURCES:
         raise ConfigurationError(
-            "grid_meter.source", f"must be 'modbus', 'push' or 'shelly', got {source!r}"
+            "grid_meter.source", f"must be one of {', '.join(SOURCES)}, got {source!r}"
         )
     interval = section.get("interval_s", 1.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float):
@@ -94,6 +104,8 @@ def parse_role(section: Mapping[str, Any]) -> GridMeterRole:
         raise ConfigurationError("grid_meter.type", f"must be 'modbus', got {meter_type!r}")
     if source == "shelly":
         return GridMeterRole(source, float(interval), shelly=parse_shelly(meter_keys))
+    if source == "mqtt":
+        return GridMeterRole(source, float(interval), topic=parse_topic(meter_keys))
     if source == "push":
         if meter_keys:
             raise ConfigurationError(
@@ -126,6 +138,30 @@ def parse_shelly(keys: Mapping[str, Any]) -> ShellySettings:
     ):
         raise ConfigurationError("grid_meter.timeout_s", f"must be 0.1-30 s, got {timeout!r}")
     return ShellySettings(host, port, em_id, float(timeout))
+
+
+def parse_topic(keys: Mapping[str, Any]) -> str | None:
+    """The MQTT topic of ``source = "mqtt"`` (None: the default); ConfigurationError names
+    ``grid_meter.<key>``. One topic, no wildcard: readings from several publishers would
+    interleave."""
+    for key in keys:
+        if key not in MQTT_GRID_KEYS:
+            raise ConfigurationError(f"grid_meter.{key}", "is not read when source is 'mqtt'")
+    topic = keys.get("topic")
+    if topic is None:
+        return None
+    if (
+        not isinstance(topic, str)
+        or not 1 <= len(topic.encode()) <= MAX_TOPIC
+        or "+" in topic
+        or "#" in topic
+        or not topic.isprintable()
+    ):
+        raise ConfigurationError(
+            "grid_meter.topic",
+            f"must be one MQTT topic of 1-{MAX_TOPIC} bytes without + or #, got {topic!r}",
+        )
+    return topic
 
 
 def build_meter(

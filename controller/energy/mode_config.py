@@ -22,8 +22,10 @@ Every key but ``mode`` may also sit in a connector's ``[connector.energy]`` tabl
 connector alone; the page, the API and MQTT change them at run time
 (:mod:`controller.energy.thresholds`: run time > ``[connector.energy]`` > ``[energy]``).
 Validated at start (ConfigurationError names ``energy.<key>`` or
-``connector.<id>.energy.<key>``); the tables need ``[site]`` (the modes act on the grid
-meter's readings).
+``connector.<id>.energy.<key>``). Without ``[site]`` (no grid meter) the tables stand alone:
+``fast`` and ``schedule`` work from the clock and the connector's own meter, and ``solar``
+or ``min_solar`` (in ``[energy]`` or a ``[[connector]]``) is refused naming the key, since
+nothing would ever measure a surplus for them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.energy.modes import Mode
+from controller.energy.modes import NEEDS_GRID, NO_GRID_METER, Mode
 from controller.energy.thresholds import Thresholds, Value, check, combine
 from drivers.errors import ConfigurationError
 
@@ -63,18 +65,25 @@ def parse_energy(
     connector_modes: Mapping[int, str | None],
     connector_ids: Sequence[int],
     connector_energy: Mapping[int, Mapping[str, Any]] | None = None,
+    *,
+    grid_meter: bool = True,
 ) -> ModeSettings:
     """Validate ``[energy]``, each ``[[connector]] mode`` and each connector's own
-    ``[connector.energy]`` (``connector_energy``); ConfigurationError names the key."""
+    ``[connector.energy]`` (``connector_energy``); ConfigurationError names the key.
+
+    ``grid_meter``: whether a grid meter measures the house (``[site]``); without one a
+    mode of :data:`~controller.energy.modes.NEEDS_GRID` is refused.
+    """
     if not isinstance(section, Mapping):
         raise ConfigurationError("energy", "must be a table ([energy])")
-    default_mode = parse_mode(section.get("mode", Mode.FAST.value), "energy.mode")
+    default_mode = _mode_here(section.get("mode", Mode.FAST.value), "energy.mode", grid_meter)
     default = check({k: v for k, v in section.items() if k != "mode"}, "energy.")
     _combined(default, {}, "energy.")
     modes, own = {}, {}
     for cid in connector_ids:
         mode = connector_modes.get(cid)
-        modes[cid] = default_mode if mode is None else parse_mode(mode, f"connector.{cid}.mode")
+        key = f"connector.{cid}.mode"
+        modes[cid] = default_mode if mode is None else _mode_here(mode, key, grid_meter)
         prefix = f"connector.{cid}.energy." if (connector_energy or {}).get(cid) else "energy."
         own[cid] = check((connector_energy or {}).get(cid, {}), prefix)
         thresholds = _combined(default, own[cid], prefix)
@@ -83,6 +92,13 @@ def parse_energy(
                 f"{prefix}off_peak", "the schedule mode needs off_peak or departure"
             )
     return ModeSettings(modes, default, own)
+
+
+def _mode_here(value: object, key: str, grid_meter: bool) -> Mode:
+    mode = parse_mode(value, key)
+    if mode in NEEDS_GRID and not grid_meter:
+        raise ConfigurationError(key, f"{mode} {NO_GRID_METER}")
+    return mode
 
 
 def _combined(default: Mapping[str, Value], own: Mapping[str, Value], prefix: str) -> Thresholds:

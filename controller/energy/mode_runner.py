@@ -14,11 +14,17 @@ So are its thresholds (:meth:`ModeRunner.set_thresholds`,
 delays count from when the surplus last changed sides as before, and a run or a pause in
 progress keeps the minimum it began with when the new one is shorter (a longer one applies
 at once), so a change never costs the contactor an operation the old minimum spared it.
-Loop thread only.
+
+Without a grid meter (a standalone charger with ``[energy]`` and no ``[site]``) the runner
+has no fuse manager and no feed: it wakes every :data:`TICK_S` for the schedule, the fuse
+rule sets no bound, and the modes that need the surplus are refused (:attr:`choices`),
+at run time as in the configuration, so no connector is ever held waiting for a surplus
+that nothing measures. Loop thread only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -33,7 +39,7 @@ from controller.energy.fuse import fuse_limits, is_fresh
 from controller.energy.grid import GridFeed
 from controller.energy.manager import FuseManager, LimitSink, round_down
 from controller.energy.mode_config import ModeSettings, parse_energy
-from controller.energy.modes import Mode, ModeState, step, surplus_a
+from controller.energy.modes import NEEDS_GRID, NO_GRID_METER, Mode, ModeState, step, surplus_a
 from controller.energy.thresholds import ThresholdLayers
 from controller.events import (
     Broadcast,
@@ -64,13 +70,15 @@ class ModeRunner:
     def __init__(
         self,
         settings: ModeSettings,
-        fuse: FuseManager,
-        feed: GridFeed,
+        fuse: FuseManager | None,
+        feed: GridFeed | None,
         sink: LimitSink,
         full_power_w: Mapping[int, float],
         clock: Callable[[], float] = time.monotonic,
         local_now: Callable[[], dt.datetime] = dt.datetime.now,
     ) -> None:
+        if (fuse is None) != (feed is None):
+            raise ValueError("a fuse manager and its grid feed go together")
         self.settings = settings
         self._fuse = fuse
         self._feed = feed
@@ -94,6 +102,20 @@ class ModeRunner:
     def modes(self) -> Mapping[int, Mode]:
         return dict(self._modes)
 
+    @property
+    def choices(self) -> tuple[Mode, ...]:
+        """The modes this charger can run: the solar ones need a grid meter. (The schedule
+        also needs a connector's window or departure: :meth:`set_mode` says so.)"""
+        return tuple(m for m in Mode if not (m in NEEDS_GRID and self._fuse is None))
+
+    def _refusal(self, connector_id: int, mode: Mode) -> str | None:
+        """Why ``mode`` cannot run on the connector (None: it can)."""
+        if mode not in self.choices:
+            return f"{mode} {NO_GRID_METER}"
+        if mode is Mode.SCHEDULE and self.thresholds[connector_id].schedule.empty:
+            return "no schedule configured (off_peak or departure)"
+        return None
+
     async def restore(self, storage: Storage) -> None:
         """Take the modes and thresholds the user chose in an earlier run; later choices are
         kept there. A schedule mode without a schedule now is not taken."""
@@ -106,8 +128,16 @@ class ModeRunner:
             return
         for key, value in stored.items():
             if key.isdigit() and int(key) in self._modes and value in set(Mode):
-                if value == Mode.SCHEDULE and self.thresholds[int(key)].schedule.empty:
-                    log.warning("connector %s: no schedule configured now: mode not restored", key)
+                why = self._refusal(int(key), Mode(value))
+                if why is not None:  # chosen under another configuration
+                    log.warning(
+                        "connector %s: the stored charging mode %s is not possible now (%s): "
+                        "the configured %s applies",
+                        key,
+                        value,
+                        why,
+                        self._modes[int(key)],
+                    )
                     continue
                 self._modes[int(key)] = Mode(value)
         for cid, mode in self._modes.items():
@@ -122,13 +152,15 @@ class ModeRunner:
     async def set_mode(self, connector_id: int, mode: Mode) -> None:
         """The user's choice for one connector: applied now, kept across restarts.
 
-        KeyError for a connector that does not exist, ValueError for a schedule mode
-        without a schedule configured.
+        KeyError for a connector that does not exist, ValueError (saying why) for a mode
+        not possible here (a solar mode without a grid meter, a schedule mode without a
+        schedule); the connector then keeps its mode.
         """
         if connector_id not in self._modes:
             raise KeyError(connector_id)
-        if mode is Mode.SCHEDULE and self.thresholds[connector_id].schedule.empty:
-            raise ValueError("no schedule configured (off_peak or departure)")
+        why = self._refusal(connector_id, mode)
+        if why is not None:
+            raise ValueError(why)
         self._modes[connector_id] = mode
         log.info("charging mode of connector %d: %s", connector_id, mode)
         self.step()
@@ -169,22 +201,32 @@ class ModeRunner:
             return 0.0
         return max(0.0, self._energy_wh.get(connector_id, start) - start)
 
-    def step(self) -> Mapping[int, float | None]:
-        """Decide every connector's mode limit for the newest reading now; send changes."""
-        now = self._clock()
+    def _grid_terms(self, now: float) -> dict[int, tuple[float | None, float]]:
+        """Each connector's surplus per car phase (A; None: unknown) and the fuse rule's
+        offer (A, rounded down); without a grid meter: unknown and no bound."""
+        if self._fuse is None or self._feed is None:
+            return {cid: (None, math.inf) for cid in self._modes}
         sample = self._feed.latest
         loads = self._fuse.loads()
         fresh = sample is not None and is_fresh(self._fuse.site, sample, now)
         offers = fuse_limits(self._fuse.site, sample, loads, now)
         shared = self._fuse.limits  # with [[circuit]] shares: what it set last
-        minute = planner.minute_of_day(self._local_now())
-        decided: dict[int, float | None] = {}
+        terms: dict[int, tuple[float | None, float]] = {}
         for load in loads:
             cid = load.connector_id
             available = None
             if fresh and sample is not None:
                 grid = [sample.current_a[p] or 0.0 for p in self._fuse.site.grid_phases]
                 available = surplus_a(grid, load.current_a, len(load.grid_phases))
+            terms[cid] = (available, round_down(min(offers[cid], shared.get(cid, math.inf))))
+        return terms
+
+    def step(self) -> Mapping[int, float | None]:
+        """Decide every connector's mode limit for the newest reading now; send changes."""
+        now = self._clock()
+        minute = planner.minute_of_day(self._local_now())
+        decided: dict[int, float | None] = {}
+        for cid, (available, fuse_a) in self._grid_terms(now).items():
             self.surplus[cid] = available
             thresholds = self.thresholds[cid]
             scheduled = planner.allows(
@@ -199,7 +241,7 @@ class ModeRunner:
                 thresholds.timing,
                 self._states[cid],
                 available,
-                round_down(min(offers[cid], shared.get(cid, math.inf))),
+                fuse_a,
                 now,
                 scheduled,
             )
@@ -221,7 +263,10 @@ class ModeRunner:
         """Step on every grid reading and at least every :data:`TICK_S`; until cancelled."""
         self.step()
         while True:
-            await self._feed.wait(TICK_S)
+            if self._feed is None:
+                await asyncio.sleep(TICK_S)
+            else:
+                await self._feed.wait(TICK_S)
             self.step()
 
     def surplus_cap_a(self, connector_id: int, car_phases: int) -> float | None:
@@ -229,8 +274,9 @@ class ModeRunner:
         phases (A), for the 1-or-3 phase choice; None when its mode does not follow the
         surplus (fast, schedule). The solar modes with no fresh reading: 0 (nothing known).
         """
-        if self._modes.get(connector_id) not in (Mode.SOLAR, Mode.MIN_SOLAR):
+        if self._modes.get(connector_id) not in NEEDS_GRID or self._fuse is None:
             return None
+        assert self._feed is not None
         sample = self._feed.latest
         if sample is None or not is_fresh(self._fuse.site, sample, self._clock()):
             return 0.0
@@ -239,14 +285,20 @@ class ModeRunner:
         return surplus_a(grid, load.current_a, car_phases)
 
     def status(self) -> dict[str, Any]:
-        """The energy picture for the page, the API and MQTT (JSON-ready)."""
-        sample = self._feed.latest
-        fresh = sample is not None and is_fresh(self._fuse.site, sample, self._clock())
+        """The energy picture for the page, the API and MQTT (JSON-ready): ``grid_meter``
+        says whether the house is measured, ``modes`` lists the :attr:`choices`."""
+        sample = None if self._feed is None else self._feed.latest
+        fresh = (
+            self._fuse is not None
+            and sample is not None
+            and is_fresh(self._fuse.site, sample, self._clock())
+        )
         grid = None if sample is None or not fresh else list(sample.current_a)
         net_w = None
         if grid is not None:
             net_w = NOMINAL_VOLTAGE_V * math.fsum(a or 0.0 for a in grid)
         return {
+            "grid_meter": self._fuse is not None,
             "grid_fresh": fresh,
             "grid_current_a": None if grid is None else [_round(a) for a in grid],
             "grid_power_w": None if net_w is None else round(net_w),
@@ -264,11 +316,11 @@ class ModeRunner:
                 }
                 for cid, mode in sorted(self._modes.items())
             ],
-            "modes": [str(m) for m in Mode],
+            "modes": [str(m) for m in self.choices],
         }
 
     def _phases(self, connector_id: int) -> int:
-        for load in self._fuse.loads():
+        for load in [] if self._fuse is None else self._fuse.loads():
             if load.connector_id == connector_id:
                 return len(load.grid_phases)
         return 1
@@ -280,20 +332,21 @@ def _round(value: float | None) -> float | None:
 
 def build_modes(
     config: Config,
-    fuse: FuseManager,
-    feed: GridFeed,
+    fuse: FuseManager | None,
+    feed: GridFeed | None,
     sink: LimitSink,
     events: Broadcast,
     clock: Callable[[], float] = time.monotonic,
 ) -> ModeRunner:
     """The runner ``[energy]`` and each ``[connector.energy]`` ask for, listening to
     ``events``; ConfigurationError names the key. ``clock``: monotonic seconds (a test's
-    simulated time)."""
+    simulated time). ``fuse`` and ``feed`` None: no grid meter (the standalone modes)."""
     settings = parse_energy(
         config.energy,
         {c.id: c.mode for c in config.connectors},
         [c.id for c in config.connectors],
         {c.id: c.energy for c in config.connectors},
+        grid_meter=fuse is not None,
     )
     full_power_w = {c.id: c.max_current_a * c.phases * NOMINAL_VOLTAGE_V for c in config.connectors}
     runner = ModeRunner(settings, fuse, feed, sink, full_power_w, clock=clock)

@@ -8,6 +8,10 @@
 - ``min_solar``: 6 A always, more when the surplus covers more;
 - ``schedule``: fast inside the schedule (:mod:`controller.energy.schedule`), paused outside.
 
+The solar modes need a grid meter (:data:`NEEDS_GRID`); fast and schedule do not (the
+schedule reads the clock and the connector's own meter), so a charger without ``[site]``
+has them too.
+
 Pure: a :class:`ModeState` and the readings in, the next state and the mode's limit out; no
 I/O and no clock (the caller passes ``now``, monotonic seconds). The limit is a limit
 source of its own (``LimitSource.MODE``): pausing is a limit of 0 A, which the core turns
@@ -48,6 +52,13 @@ class Mode(StrEnum):
     SOLAR = "solar"
     MIN_SOLAR = "min_solar"
     SCHEDULE = "schedule"
+
+
+#: The modes that follow the surplus: they need a grid meter (``[site]`` and ``[grid_meter]``).
+#: Without one the surplus is unknown, and such a mode would hold the car paused for ever.
+NEEDS_GRID = frozenset({Mode.SOLAR, Mode.MIN_SOLAR})
+#: Why such a mode is refused without one (the configuration, the page, the API and MQTT).
+NO_GRID_METER = "needs a grid meter ([site] fuse_a and [grid_meter]) to measure the surplus"
 
 
 class ModeControl(Protocol):

@@ -2,7 +2,10 @@
 
 With ``[site] fuse_a`` set, the app gets a :class:`LocalEnergy`: the grid feed, the grid
 meter's poller (unless readings are pushed) and the fuse manager, subscribed to the
-supervisor's broadcast. Without it there is nothing to run and no limit is ever set.
+supervisor's broadcast, and the charging modes. Without it, a standalone charger with
+``[energy]`` (or a ``[[connector]] mode``) gets the charging modes alone (fast and
+schedule: the clock and each connector's own meter); with neither there is nothing to run
+and no limit is ever set.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from controller.config import Config
 from controller.energy.circuits import Circuits, parse_circuits
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
-from controller.energy.grid_meter import build_meter, parse_role, poll
+from controller.energy.grid_meter import GridMeterRole, build_meter, parse_role, poll
 from controller.energy.manager import ConnectorWiring, FuseManager, LimitSink
 from controller.energy.mode_runner import ModeRunner, build_modes
 from controller.energy.phase_control import ChargerControl, PhaseControl
@@ -32,12 +35,21 @@ EVENTS_MAXLEN = 64
 
 @dataclass
 class LocalEnergy:
-    """The running parts: ``feed.push`` is the entry for pushed grid readings."""
+    """The running parts: ``feed.push`` is the entry for pushed grid readings. ``feed``,
+    ``manager`` and ``role`` are None without a grid meter (the modes run alone)."""
 
-    feed: GridFeed
-    manager: FuseManager
+    feed: GridFeed | None
+    manager: FuseManager | None
     jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = field(default_factory=list)
     modes: ModeRunner | None = None  # the charging modes ([energy])
+    role: GridMeterRole | None = None  # the parsed [grid_meter]
+
+    def pushed(self, source: str) -> GridFeed | None:
+        """The feed when the grid meter's readings are pushed through ``source`` (``"push"``:
+        the local API, ``"mqtt"``: the MQTT bridge), else None."""
+        if self.role is None or self.role.source != source:
+            return None
+        return self.feed
 
     def start(self) -> Sequence[asyncio.Task[None]]:
         """Start the poller and the manager as named tasks of the running loop."""
@@ -60,11 +72,10 @@ def build_local_energy(
     (:class:`~controller.energy.phase_control.ChargerControl`).
     """
     if config.site.fuse_a <= 0:
-        for key, given in (("circuit", config.circuits), ("phase_switch", config.phase_switch)):
-            if given:
-                raise ConfigurationError(key, "needs [site] fuse_a and a [grid_meter]")
-        return None
+        return _standalone_modes(config, sink, events)
     role = parse_role(config.grid_meter)
+    if role.source == "mqtt" and config.mqtt is None:
+        raise ConfigurationError("grid_meter.source", "is 'mqtt': configure [mqtt] url")
     site = Site(
         fuse_a=config.site.fuse_a,
         margin_a=config.site.margin_a,
@@ -84,7 +95,7 @@ def build_local_energy(
         views=sink.view if isinstance(sink, ChargerControl) else None,
     )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
-    energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)])
+    energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)], role=role)
     if role.shelly is not None:
         from controller.energy.shelly import poll_shelly  # aiohttp only where configured
 
@@ -105,6 +116,23 @@ def build_local_energy(
             ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
         )
     return energy
+
+
+def _standalone_modes(config: Config, sink: LimitSink, events: Broadcast) -> LocalEnergy | None:
+    """Without ``[site]``: the charging modes alone when configured, else None. The parts
+    that act on the house's readings are refused naming their section."""
+    given = (
+        ("grid_meter", config.grid_meter),
+        ("circuit", config.circuits),
+        ("phase_switch", config.phase_switch),
+    )
+    for key, table in given:
+        if table:
+            raise ConfigurationError(key, "needs [site] fuse_a (the house's main fuse)")
+    if not config.energy and all(c.mode is None and not c.energy for c in config.connectors):
+        return None
+    modes = build_modes(config, None, None, sink, events)
+    return LocalEnergy(None, None, [("energy-modes", modes.run)], modes)
 
 
 def _phase_control(

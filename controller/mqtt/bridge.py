@@ -21,6 +21,10 @@ Per connection to the broker:
    kind and connector at most once per ``command_interval_s``, so a flood collapses to
    its last value, through Supervisor methods only).
 
+With ``[grid_meter] source = "mqtt"`` it also subscribes to the grid readings' topic and
+hands each message to :class:`~controller.mqtt.grid_input.GridInput` as it arrives (a
+reading is not a command: it is taken at once, never collapsed or delayed).
+
 Any failure ends the connection: a broker error waits a capped, jittered backoff; any
 other exception (a bug) is logged with its traceback and the bridge starts over the same
 way, without touching charging. On shutdown the bridge says ``offline`` itself (a clean
@@ -43,7 +47,8 @@ import aiomqtt
 
 from controller.backoff import Backoff
 from controller.config import Config, MqttConfig
-from controller.energy.modes import Mode, ModeControl
+from controller.energy.grid import GridFeed
+from controller.energy.modes import ModeControl
 from controller.events import SupervisorEvent
 from controller.limits import LimitSource
 from controller.mqtt.commands import (
@@ -56,6 +61,8 @@ from controller.mqtt.commands import (
     slot,
 )
 from controller.mqtt.discovery import Device, discovery_messages
+from controller.mqtt.grid_input import GridInput
+from controller.mqtt.rejects import REJECT_LOG_PERIOD_S, Rejects
 from controller.mqtt.state import EnergyFloor, connector_state, energy_state
 from controller.mqtt.topics import OFFLINE, ONLINE, Topics, default_prefix, node_id
 from controller.supervisor import Supervisor
@@ -65,9 +72,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: paho-mqtt's own log lines (through aiomqtt), rate-limited: a flood must not flood the log.
 wire_log = logging.getLogger("controller.mqtt.wire")
-
-#: A rejected command is logged at most this often (s); the count says how many were.
-REJECT_LOG_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +148,11 @@ class MqttBridge:
         max_current_a: Mapping[int, float],
         timing: BridgeTiming = BridgeTiming(),
         energy: ModeControl | None = None,
+        grid: GridFeed | None = None,
+        grid_topic: str | None = None,
     ) -> None:
+        """``grid``: the feed that takes grid readings published on ``grid_topic`` (None:
+        ``<prefix>/grid/set``), for ``[grid_meter] source = "mqtt"``."""
         self.settings = settings
         self._supervisor = supervisor
         self._energy = energy
@@ -152,14 +160,14 @@ class MqttBridge:
         self._max_current_a = dict(max_current_a)
         self.timing = timing
         self.topics = Topics(settings.topic_prefix or default_prefix(device.chargepoint_id))
+        self.grid = None if grid is None else GridInput(grid, grid_topic or self.topics.grid)
         self._tls = self._tls_context(settings)
         self._floor = EnergyFloor()
         self._published: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._pending: dict[tuple[str, int], Command] = {}
         self._command_ready = asyncio.Event()
-        self._rejects_unlogged = 0
-        self._reject_logged_at = -REJECT_LOG_PERIOD_S
+        self._rejects = Rejects(log, "a command")
         #: "stopped", "connecting" (until discovery and state are published), "connected"
         #: or "backoff".
         self.state = "stopped"
@@ -171,14 +179,23 @@ class MqttBridge:
 
     @classmethod
     def from_config(
-        cls, config: Config, supervisor: Supervisor, energy: ModeControl | None = None
+        cls,
+        config: Config,
+        supervisor: Supervisor,
+        energy: ModeControl | None = None,
+        grid: GridFeed | None = None,
     ) -> MqttBridge:
+        """``grid``: the feed of ``[grid_meter] source = "mqtt"`` (its ``topic`` was checked
+        by controller.energy.grid_meter when the feed was built)."""
         assert config.mqtt is not None
         device = Device(
             config.chargepoint_id, config.vendor, config.model, config.serial, software_version()
         )
         maxima = {c.id: c.max_current_a for c in config.connectors}
-        return cls(config.mqtt, supervisor, device, maxima, energy=energy)
+        topic = config.grid_meter.get("topic") if grid is not None else None
+        return cls(
+            config.mqtt, supervisor, device, maxima, energy=energy, grid=grid, grid_topic=topic
+        )
 
     @staticmethod
     def _tls_context(settings: MqttConfig) -> ssl.SSLContext | None:
@@ -257,7 +274,7 @@ class MqttBridge:
 
         class Commands(asyncio.Queue[aiomqtt.Message]):
             def put_nowait(self, item: aiomqtt.Message) -> None:
-                bridge._take(str(item.topic), item.payload)
+                bridge._take(str(item.topic), item.payload, item.retain)
 
         return Commands
 
@@ -266,6 +283,8 @@ class MqttBridge:
         self._published.clear()
         try:
             await _io(client.subscribe(self.topics.command_filter, qos=1))
+            if self.grid is not None:  # readings: the newest counts, a lost one ages out
+                await _io(client.subscribe(self.grid.topic, qos=0))
             await _io(client.publish(self.topics.availability, ONLINE, qos=1, retain=True))
             await self._publish_discovery(client)
             await self._publish_state(client)
@@ -313,9 +332,11 @@ class MqttBridge:
         prefix = self.settings.discovery_prefix
         if not prefix:
             return
-        modes = None if self._energy is None else [str(m) for m in Mode]
+        energy = None if self._energy is None else self._energy.status()
+        modes = None if energy is None else energy["modes"]
+        grid = energy is not None and energy["grid_meter"]
         for topic, payload in discovery_messages(
-            prefix, self.topics, self._device, self._max_current_a, modes
+            prefix, self.topics, self._device, self._max_current_a, modes, grid
         ):
             await _io(client.publish(topic, payload, qos=1, retain=True))
 
@@ -363,18 +384,22 @@ class MqttBridge:
     async def _receiver(self, client: aiomqtt.Client) -> None:
         """Ends (MqttError) when the connection drops; the messages never queue here."""
         async for message in client.messages:
-            self._take(str(message.topic), message.payload)
+            self._take(str(message.topic), message.payload, message.retain)
 
-    def _take(self, topic: str, payload: object) -> None:
-        """Parse one command and keep it as the latest of its kind; never raises."""
-        parsed = self.topics.parse_command(topic)
-        if parsed is None:
-            self._reject(topic, "not a command topic")
-            return
+    def _take(self, topic: str, payload: object, retained: bool = False) -> None:
+        """Parse one command and keep it as the latest of its kind, or push a grid
+        reading; never raises."""
         if isinstance(payload, bytes | bytearray):
             data = bytes(payload)
         else:
             data = b"" if payload is None else str(payload).encode()
+        if self.grid is not None and topic == self.grid.topic:
+            self.grid.take(data, retained)
+            return
+        parsed = self.topics.parse_command(topic)
+        if parsed is None:
+            self._reject(topic, "not a command topic")
+            return
         try:
             command = parse_command(*parsed, data, self._max_current_a)
         except BadCommand as exc:
@@ -385,17 +410,7 @@ class MqttBridge:
 
     def _reject(self, topic: str, why: str) -> None:
         self.commands_rejected += 1
-        self._rejects_unlogged += 1
-        now = time.monotonic()
-        if now - self._reject_logged_at >= REJECT_LOG_PERIOD_S:
-            log.warning(
-                "mqtt: ignored a command on %s: %s (%d ignored since the last such line)",
-                topic,
-                why,
-                self._rejects_unlogged,
-            )
-            self._reject_logged_at = now
-            self._rejects_unlogged = 0
+        self._rejects.note(topic, why)
 
     async def _applier(self) -> None:
         while True:
@@ -431,7 +446,7 @@ class MqttBridge:
     async def _set_mode(self, command: SetMode) -> None:
         cid = command.connector_id
         if self._energy is None:
-            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            log.warning("mqtt: no charging modes without [energy] or [site]: %s ignored", command)
             return
         try:
             await self._energy.set_mode(cid, command.mode)
@@ -445,7 +460,7 @@ class MqttBridge:
     async def _set_threshold(self, command: SetThreshold) -> None:
         cid, key = command.connector_id, command.key
         if self._energy is None:
-            log.warning("mqtt: no charging modes without [site] and [energy]: %s ignored", command)
+            log.warning("mqtt: no charging modes without [energy] or [site]: %s ignored", command)
             return
         try:
             await self._energy.set_thresholds(cid, {key: command.value})

@@ -123,9 +123,11 @@ def discovery_messages(
     device: Device,
     connectors: dict[int, float],
     modes: Sequence[str] | None = None,
+    grid: bool = True,
 ) -> list[tuple[str, str]]:
     """(topic, JSON payload) of every entity; ``connectors`` maps id to maximum current;
-    ``modes``: the charging modes to choose from (None: no local energy management)."""
+    ``modes``: the charging modes to choose from (None: no local energy management);
+    ``grid``: whether a grid meter measures the house (the surplus and grid sensors)."""
     node = node_id(device.chargepoint_id)
     common: dict[str, Any] = {
         "device": _device(device),
@@ -217,6 +219,7 @@ def discovery_messages(
                         **extra,
                     },
                 )
+        if modes is not None and grid:
             add(
                 "sensor",
                 connector_id,
@@ -229,7 +232,7 @@ def discovery_messages(
                     "unit_of_measurement": "W",
                 },
             )
-    if modes is not None:
+    if modes is not None and grid:
         for key, name, device_class, unit in _GRID:
             add_entity(
                 "sensor",

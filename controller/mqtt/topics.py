@@ -64,6 +64,11 @@ class Topics:
         """The house's grid reading (:data:`ENERGY_KEYS`)."""
         return f"{self.prefix}/energy/{key}"
 
+    @property
+    def grid(self) -> str:
+        """Where grid readings come by default (``[grid_meter] source = "mqtt"``)."""
+        return f"{self.prefix}/grid/set"
+
     def state(self, connector_id: int, key: str) -> str:
         return f"{self.prefix}/connector/{connector_id}/{key}"
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from controller.card_store import CardStore, StoredCard
 from controller.config_keys import ENERGY_THRESHOLD_KEYS
 from controller.domain import Answer, ConnectorView, Transaction
-from controller.energy.grid import GridFeed
+from controller.energy.grid import BadReading, GridFeed, parse_pushed
 from controller.energy.modes import Mode, ModeControl
 from controller.limits import LimitSource
 from controller.standalone import StandaloneLink
@@ -44,8 +44,6 @@ T = TypeVar("T")
 #: The default id tag of a start from the page in standalone mode (no name given).
 WEB_USER = "web"
 MAX_LIMIT_A = 80.0
-#: A pushed grid current beyond this is a bridge's error, not a house (A per phase).
-MAX_GRID_A = 2000.0
 PUBLIC_STATUS = web.AppKey("public_status", bool)
 #: The request's login session (None: not logged in), set by the server's guard.
 SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
@@ -298,7 +296,8 @@ class Api:
 
     async def mode(self, request: web.Request) -> web.Response:
         """The connector's charging mode (fast, solar, min_solar, schedule); kept across
-        restarts. 409 without local energy management or for a schedule not configured."""
+        restarts. 409 without charging modes, or for a mode not possible here (a solar mode
+        without a grid meter, a schedule not configured), with the reason."""
         connector_id = self._connector(request)
         body = await _body(request)
         _only(body, "mode")
@@ -315,7 +314,10 @@ class Api:
 
     def _modes(self) -> ModeControl:
         if self._energy is None:
-            raise error(web.HTTPConflict, "no energy management: configure [site] and [energy]")
+            raise error(
+                web.HTTPConflict,
+                "no charging modes: configure [energy] (or [site] and [grid_meter])",
+            )
         return self._energy
 
     def _connector_energy(self, energy: ModeControl, connector_id: int) -> dict[str, Any]:
@@ -350,30 +352,15 @@ class Api:
         meter's: without a new one within ``[site] grid_max_age_s`` the connectors fall back
         to the safe current. 409 when the grid meter is not pushed."""
         body = await _body(request)
-        _only(body, "current_a")
         if self._grid is None:
             raise error(
                 web.HTTPConflict, 'the grid meter is not pushed: [grid_meter] source = "push"'
             )
-        current = body.get("current_a")
-        if not isinstance(current, list) or not all(
-            value is None
-            or (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-                and abs(value) <= MAX_GRID_A
-            )
-            for value in current
-        ):
-            raise BadInput(
-                "current_a",
-                f"must be a list of per-phase currents (A, |I| <= {MAX_GRID_A:g}, or null)",
-            )
         try:
-            self._grid.push(current)
-        except ValueError as exc:
-            raise BadInput("current_a", str(exc)) from None
+            current = parse_pushed(body)  # the same check as a reading over MQTT
+        except BadReading as exc:
+            raise BadInput(exc.field, exc.problem) from None
+        self._grid.push(current)
         return web.json_response({"current_a": current, "samples": self._grid.samples})
 
     async def availability(self, request: web.Request) -> web.Response:

@@ -82,7 +82,7 @@ function renderStatus(status) {
     const input = $(".limit-input", el);
     if (document.activeElement !== input) input.value = userLimit === undefined ? "" : userLimit;
     $(".available", el).checked = c.ocpp_status !== "Unavailable";
-    renderEnergy(el, status.energy?.connectors.find((e) => e.id === c.id));
+    renderEnergy(el, status.energy, status.energy?.connectors.find((e) => e.id === c.id));
     $(".start", el).disabled = Boolean(s) || c.ocpp_status === "Faulted";
     $(".stop", el).disabled = !s;
   }
@@ -90,23 +90,27 @@ function renderStatus(status) {
   renderGrid(status.energy);
 }
 
-// The house's grid meter and each connector's charging mode (only with [site] configured).
+// The house's grid meter (only with [site] configured).
 function renderGrid(energy) {
   const grid = $("#grid");
-  grid.hidden = !energy;
-  if (!energy) return;
+  grid.hidden = !energy?.grid_meter;
+  if (grid.hidden) return;
   grid.textContent = energy.grid_fresh
     ? `Grid: ${energy.grid_current_a.map((a) => fmt(a)).join(" / ")} A, ` +
       `${energy.grid_power_w >= 0 ? "importing" : "exporting"} ${fmt(Math.abs(energy.grid_power_w) / 1000, 2)} kW`
     : "Grid: no fresh reading from the grid meter (safe fallback current)";
 }
 
-function renderEnergy(el, entry) {
+// Each connector's charging mode (with [energy] or [site]); the surplus with a grid meter,
+// and only the modes possible here to choose from (solar needs a grid meter).
+function renderEnergy(el, energy, entry) {
   el.querySelectorAll(".energy").forEach((e) => (e.hidden = !entry));
   if (!entry) return;
+  el.querySelectorAll(".surplus-row").forEach((e) => (e.hidden = !energy.grid_meter));
   $(".mode-text", el).textContent = MODE_WORDS[entry.mode] + (entry.charging ? "" : ", waiting");
   $(".surplus", el).textContent = entry.surplus_w === null ? "–" : `${fmt(entry.surplus_w / 1000, 2)} kW`;
   const select = $(".mode-select", el);
+  for (const option of select.options) option.hidden = option.disabled = !energy.modes.includes(option.value);
   if (document.activeElement !== select) select.value = entry.mode;
   renderThresholds(el, entry);
 }
