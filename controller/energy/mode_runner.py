@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from controller.config import Config
+from controller.domain import ConnectorView
 from controller.energy import schedule as planner
 from controller.energy.fuse import fuse_limits, is_fresh
 from controller.energy.grid import GridFeed
@@ -44,6 +45,7 @@ from controller.energy.thresholds import ThresholdLayers
 from controller.events import (
     Broadcast,
     MeterSampled,
+    Resync,
     SupervisorEvent,
     TransactionStarted,
     TransactionStopped,
@@ -76,6 +78,7 @@ class ModeRunner:
         full_power_w: Mapping[int, float],
         clock: Callable[[], float] = time.monotonic,
         local_now: Callable[[], dt.datetime] = dt.datetime.now,
+        views: Callable[[int], ConnectorView] | None = None,
     ) -> None:
         if (fuse is None) != (feed is None):
             raise ValueError("a fuse manager and its grid feed go together")
@@ -95,6 +98,10 @@ class ModeRunner:
         self._energy_wh: dict[int, float] = {}
         self._meter_start_wh: dict[int, float] = {}
         self._storage: Storage | None = None
+        #: How a connector is now (the supervisor's ``view``): after a :class:`Resync` a
+        #: session begun or ended among the events lost is read from it, so a departure plan
+        #: never counts a running session from zero (and charges past its target).
+        self._views = views
         #: The surplus per car phase (A) each connector saw at the last step (None: unknown).
         self.surplus: dict[int, float | None] = {cid: None for cid in self._modes}
 
@@ -194,6 +201,24 @@ class ModeRunner:
             self._meter_start_wh[tx.connector_id] = tx.meter_start_wh
         elif isinstance(event, TransactionStopped):
             self._meter_start_wh.pop(event.transaction.connector_id, None)
+        elif isinstance(event, Resync):
+            self.resync()
+
+    def resync(self) -> None:
+        """Events were lost (the broadcast's queue overflowed): each connector's session and
+        meter reading are read again from its view, and the limits decided anew."""
+        if self._views is None:
+            return
+        for cid in self._modes:
+            view = self._views(cid)
+            tx = view.transaction
+            if tx is not None and tx.running:
+                self._meter_start_wh[cid] = tx.meter_start_wh
+            else:
+                self._meter_start_wh.pop(cid, None)
+            if view.reading is not None:
+                self._energy_wh[cid] = view.reading.energy_import_wh
+        self.step()
 
     def _session_wh(self, connector_id: int) -> float:
         start = self._meter_start_wh.get(connector_id)
@@ -337,10 +362,12 @@ def build_modes(
     sink: LimitSink,
     events: Broadcast,
     clock: Callable[[], float] = time.monotonic,
+    views: Callable[[int], ConnectorView] | None = None,
 ) -> ModeRunner:
     """The runner ``[energy]`` and each ``[connector.energy]`` ask for, listening to
     ``events``; ConfigurationError names the key. ``clock``: monotonic seconds (a test's
-    simulated time). ``fuse`` and ``feed`` None: no grid meter (the standalone modes)."""
+    simulated time). ``fuse`` and ``feed`` None: no grid meter (the standalone modes).
+    ``views``: each connector's view, read after a :class:`Resync`."""
     settings = parse_energy(
         config.energy,
         {c.id: c.mode for c in config.connectors},
@@ -349,6 +376,6 @@ def build_modes(
         grid_meter=fuse is not None,
     )
     full_power_w = {c.id: c.max_current_a * c.phases * NOMINAL_VOLTAGE_V for c in config.connectors}
-    runner = ModeRunner(settings, fuse, feed, sink, full_power_w, clock=clock)
+    runner = ModeRunner(settings, fuse, feed, sink, full_power_w, clock=clock, views=views)
     events.subscribe("energy-modes", runner.on_event, maxlen=EVENTS_MAXLEN)
     return runner

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import Config
+from controller.domain import ConnectorView
 from controller.energy.circuits import Circuits, parse_circuits
 from controller.energy.fuse import Site
 from controller.energy.grid import GridFeed
@@ -92,7 +93,7 @@ def build_local_energy(
         feed,
         sink,
         circuits=Circuits(circuits) if circuits else None,
-        views=sink.view if isinstance(sink, ChargerControl) else None,
+        views=_views(sink),
     )
     events.subscribe("energy", manager.on_event, maxlen=EVENTS_MAXLEN)
     energy = LocalEnergy(feed, manager, [("energy-fuse", manager.run)], role=role)
@@ -105,7 +106,7 @@ def build_local_energy(
                 functools.partial(poll_shelly, role.shelly, feed, role.interval_s),
             )
         )
-    energy.modes = build_modes(config, manager, feed, sink, events)
+    energy.modes = build_modes(config, manager, feed, sink, events, views=_views(sink))
     if config.phase_switch is not None:
         control = _phase_control(config, manager, feed, sink, events, hardware, energy.modes)
         energy.jobs.append(("energy-phase-switch", control.run))
@@ -116,6 +117,11 @@ def build_local_energy(
             ("energy-grid-meter", functools.partial(poll, meter, feed, role.interval_s))
         )
     return energy
+
+
+def _views(sink: LimitSink) -> Callable[[int], ConnectorView] | None:
+    """Each connector's view where the sink is the charger (read after a Resync)."""
+    return sink.view if isinstance(sink, ChargerControl) else None
 
 
 def _standalone_modes(config: Config, sink: LimitSink, events: Broadcast) -> LocalEnergy | None:
@@ -131,7 +137,7 @@ def _standalone_modes(config: Config, sink: LimitSink, events: Broadcast) -> Loc
             raise ConfigurationError(key, "needs [site] fuse_a (the house's main fuse)")
     if not config.energy and all(c.mode is None and not c.energy for c in config.connectors):
         return None
-    modes = build_modes(config, None, None, sink, events)
+    modes = build_modes(config, None, None, sink, events, views=_views(sink))
     return LocalEnergy(None, None, [("energy-modes", modes.run)], modes)
 
 
