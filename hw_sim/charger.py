@@ -169,6 +169,11 @@ class SimConnector:
     #: Called after anything on the CP line changed (the charger points it at the window
     #: comparator, which follows at once, on the thread that made the change).
     line_changed: Callable[[], None] = field(default=lambda: None, repr=False)
+    #: The PWM output (%) the line was last computed with (each ADS1115 conversion, each
+    #: physics step): the window comparator follows a change of the car or a fault with it,
+    #: without the sysfs reads (system calls, each a GIL hand-over) a real comparator
+    #: does not make either.
+    duty_seen_pct: float = 0.0
 
     @property
     def diode_ok(self) -> bool:
@@ -371,7 +376,7 @@ class SimCharger:
             connector.window = SimCpWindowPin(self.factory, window)
             connector.line_changed = lambda: self._follow_window(connector)
             ev.on_change = connector.line_changed
-            self._follow_window(connector)
+            self._follow_window(connector, fresh=True)
         self.bus.attach(int(section["adc_address"]), connector.adc)
         if "lock_pin" in section:
             unlock = section.get("unlock_pin")
@@ -438,6 +443,11 @@ class SimCharger:
     def _cp_levels(self, c: SimConnector) -> tuple[float, float]:
         """The CP's highest and lowest level now (the peak detectors' inputs)."""
         duty = self.pwm.output_pct(c.pwm_channel)  # read once: this runs on every conversion
+        c.duty_seen_pct = duty
+        return self._levels_at(c, duty)
+
+    @staticmethod
+    def _levels_at(c: SimConnector, duty: float) -> tuple[float, float]:
         ev_state = CpState.E if c.cp_short else c.ev.cp_state(ev_current_limit_a(duty))
         return cp_levels(ev_state, duty, diode_ok=c.diode_ok, cp_short=c.cp_short)
 
@@ -447,18 +457,20 @@ class SimCharger:
         pp_ohms = CABLE_PP_OHM if c.ev.plugged else None
         return adc_inputs(high_v, low_v, pp_ohms, self.calibration)[channel]
 
-    def _follow_window(self, c: SimConnector) -> None:
+    def _follow_window(self, c: SimConnector, *, fresh: bool = False) -> None:
         """The window comparator judges the positive peak the ADS1115's AIN0 reads: called
         after every change the simulation makes to the line (the car, a CP fault) on the
-        thread that made it, and at each physics step (our own PWM changes, a full battery)."""
+        thread that made it, with the PWM as last seen, and at each physics step with the
+        PWM read afresh (``fresh``: our own PWM changes, a full battery)."""
         if c.window is not None:
-            c.window.follow(window_active(self._cp_levels(c)[0]))
+            high_v = self._cp_levels(c)[0] if fresh else self._levels_at(c, c.duty_seen_pct)[0]
+            c.window.follow(window_active(high_v))
 
     def step(self, wall_dt_s: float) -> None:
         """Advance every car and meter by ``wall_dt_s`` wall-clock seconds (times speed)."""
         ev_dt = wall_dt_s * self.speed
         for c in self.connectors:
-            self._follow_window(c)
+            self._follow_window(c, fresh=True)
             powered = c.contactor.main_contacts_closed
             phase = c.phase_contactor
             c.ev.supplied_phases = 3 if phase is None or phase.main_contacts_closed else 1
@@ -665,6 +677,8 @@ class SimCharger:
                     "lock_engaged": None if c.lock is None else c.lock.engaged,
                     "meter_modbus": c.meter_endpoint,
                     "phases_supplied": c.ev.supplied_phases,
+                    # the CP window comparator's verdict (None: no cp_window_pin)
+                    "cp_window_active": None if c.window is None else c.window.active,
                     "ev_phase_currents_a": [round(a, 2) for a in c.ev.phase_currents_a],
                 }
             )
