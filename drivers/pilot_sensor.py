@@ -66,6 +66,13 @@ diode fault, a CP error or an unreadable CP. Each trip is re-armed on the loop r
 ``on_state``/``on_event`` heard of it, so the connector machine knows before anything may
 close again. A flooded or blocked loop therefore delays the bookkeeping, never the coil.
 
+Window comparator (optional, :mod:`drivers.cp_window`): armed while vigilant, its GPIO edge
+trips the same interlock on gpiozero's thread, conversions before the sampler could. After
+each sample the sampler judges a held trip: confirmed once its own view forbids a closed
+contactor (an info event ``window_trip``, delivered after its own hazard, re-arms it), or
+reported as a ``window_unconfirmed`` event with ``FaultKind.CP_MISMATCH`` after
+``CONFIRM_SAMPLES`` samples without that. The sampler stays the authority on the state.
+
 Threading: :meth:`AdcPilotSensor.run` starts one thread (``cp-sampler``) that does the blocking
 ADS1115 reads, paced as above, and hands results to the loop with
 ``loop.call_soon_threadsafe``; ``on_state``/``on_event`` and the ``state`` property live on
