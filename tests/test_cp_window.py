@@ -198,6 +198,8 @@ async def test_an_unconfirmed_trip_is_faulted_with_ev_communication_error(
             "connector.1.cp_window_active_high: set without cp_window_pin",
         ),
         ("cp_window_pin = 28\n", "connector.1.cp_window_pin: must be a BCM GPIO number 0-27"),
+        # the status LED's default pin, in another section: the pin factory refuses it
+        ("cp_window_pin = 24\n", "hardware: pin GPIO24 is already in use"),
         ('cp_window_pin = 5\ncp_window_active_high = "yes"\n', "must be true or false"),
         (
             "cp_window_pn = 5\n",
