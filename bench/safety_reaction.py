@@ -31,8 +31,12 @@ Two more sets of rows repeat the hazards under stress (issue 12 §2):
   the status API every 0.2 s and a live WebSocket open, and the MQTT bridge publishing to a
   mosquitto started here on loopback (Debian's package), while the hazards come.
 
+- **A CP window comparator** (``--window``, issue 12): the connector gets ``cp_window_pin``
+  (drivers/cp_window.py), so EV C -> B and the CP short drop the coil on the comparator's
+  GPIO edge instead of after the ADS1115's conversions; every row as above.
+
     .venv/bin/python bench/safety_reaction.py [--cb 100] [--rcd 25] [--short 25]
-        [--stress 10] [--flood-calls 10000] [--edges]
+        [--stress 10] [--flood-calls 10000] [--edges] [--window]
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from benchlib import CARD, CP_ID, Rig, controller_rig, figure
 from sampler_trace import SamplerTrace
 
 TARGET_MS = 5.0
+#: ``--window``: the comparator's GPIO, one the simulated connector 1 leaves free.
+WINDOW_PIN = 5
 #: When the hazard comes after the flood started, as in the review that found the problem.
 FLOOD_LEAD_S = 0.3
 #: Set by ``--trace``: where each CP hazard's time went.
@@ -105,6 +111,20 @@ async def first_close(rig: Rig) -> None:
     await rig.coil.settle(True, timeout_s=15.0)
 
 
+async def heard(rig: Rig) -> None:
+    """Until the connector machine has heard of the hazard (it no longer wants the contactor
+    closed). With a window comparator the coil drops before the ADS1115 has seen the change:
+    undone sooner, the hazard is a glitch the sampler never confirms (a cp_mismatch fault)."""
+    supervisor = rig.app.supervisor
+    assert supervisor is not None
+    machine = supervisor.connectors[1].machine
+    deadline = time.monotonic() + 30.0
+    while machine.contactor_closed:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the connector machine did not hear of the hazard")
+        await asyncio.sleep(0.005)
+
+
 async def trial(
     rig: Rig, change: Callable[[], None], undo: Callable[[], None], row: str = ""
 ) -> float:
@@ -116,6 +136,7 @@ async def trial(
     started = await rig.inject(traced(change))
     opened = await rig.coil.wait(False, since=started, timeout_s=2.0)
     file_trace(row, opened)
+    await heard(rig)
     await rig.inject(undo)
     return opened - started
 
@@ -165,6 +186,7 @@ async def flood_trial(
             flooding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flooding
+    await heard(rig)
     await rig.inject(undo)
     # The CSMS keeps every frame it received (for tests); a real CSMS is another process.
     # Kept here, 10,000 answers a flood grew this process's heap to a million objects and a
@@ -328,6 +350,11 @@ def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="also print where each CP hazard's time went"
     )
+    parser.add_argument(
+        "--window",
+        action="store_true",
+        help=f"with a CP window comparator on GPIO{WINDOW_PIN} (cp_window_pin, issue 12)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     if args.trace:
@@ -336,8 +363,13 @@ def main() -> None:
         TRACE.install()
     counts = {"EV C -> B": args.cb, "RCD trip": args.rcd, "CP short (E)": args.short}
     config: dict[str, Any] = {}
+    connector: dict[str, Any] = {}
     if args.realtime_priority is not None:
-        config["connector"] = [{"sampler_realtime_priority": args.realtime_priority}]
+        connector["sampler_realtime_priority"] = args.realtime_priority
+    if args.window:
+        connector["cp_window_pin"] = WINDOW_PIN
+    if connector:
+        config["connector"] = [connector]
     if args.edges:
         asyncio.run(measure_edges(counts, config))
     else:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller.check_hw_pilot import CpWatch, check_pwm, check_with_tester
+from controller.check_hw_pilot import CpWatch, check_pwm, check_window, check_with_tester
 from controller.check_hw_report import Outcome, Report, StepResult
 from controller.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from controller.hardware import ConnectorHardware, Hardware, build_hardware, log_event
@@ -449,6 +449,8 @@ async def check_hardware(
         report.add(await check_meter(c))
         async with CpWatch(c.pilot) as cp:
             report.add(await check_cp(c, cp))
+            if c.pilot.sensor.window is not None:
+                report.add(await check_window(c.pilot.sensor.window, cp, "cp-window"))
             report.add(await check_contactor(c, cp, waits.click_hold_s, report))
             state_a = cp.latest is not None and cp.latest.state is CpState.A
         if state_a:

@@ -6,7 +6,8 @@ the peak detectors must hold) and reads both detectors against the reference lev
 and -12 V. The tester steps wait (bounded) for an EV tester, or a 2.74 kOhm resistor and a
 diode from CP to PE, then read PP into a cable rating and let the CP sensor judge the diode
 with the PWM on, exactly as before a charge: a missing or shorted diode is a FAIL. The
-contactor is never touched here.
+contactor is never touched here. With a window comparator wired (``cp_window_pin``), its
+line is compared with the sensor's state: active in A and B, inactive in C and D.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from controller.check_hw_report import Outcome, Report, StepResult
 from controller.hardware import ConnectorHardware
 from drivers.base import CpReading, CpState, DriverEvent
+from drivers.cp_window import GpioCpWindow
 from drivers.pilot import PilotBoard
 from drivers.pilot_levels import (
     CUT_A_V,
@@ -41,6 +43,10 @@ DIODE_VERDICT_S = 2.0
 HIGH_CHANNEL = 0  # AIN0: the positive peak (drivers/pilot_sensor.py)
 LOW_CHANNEL = 1  # AIN1: the negative peak
 _CAR_STATES = (CpState.B, CpState.C, CpState.D)
+#: How long the window comparator may take to agree with a settled state (the sensor's
+#: debounce decides when the state settles; the comparator follows the detector at once).
+WINDOW_AGREE_S = 0.5
+_WINDOW_POLL_S = 0.01
 
 
 class CpWatch:
@@ -235,6 +241,45 @@ async def check_diode(c: ConnectorHardware, cp: CpWatch) -> StepResult:
     )
 
 
+async def check_window(window: GpioCpWindow, cp: CpWatch, step: str) -> StepResult:
+    """The window comparator's line against the CP sensor's settled state: active outside
+    C/D (A, B), inactive in C or D (:mod:`drivers.cp_window`)."""
+    pin = window.config.pin
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WINDOW_AGREE_S
+    while True:
+        state = cp.latest.state if cp.latest is not None else None
+        if state is None:
+            return StepResult(step, Outcome.SKIP, "no settled CP state to compare with")
+        outside = state not in (CpState.C, CpState.D)
+        if window.active == outside:
+            level = "active" if outside else "inactive"
+            return StepResult(step, Outcome.PASS, f"GPIO{pin} {level} in state {state}")
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(_WINDOW_POLL_S)  # a pin level without an edge to wait for
+    wiring = (
+        "the comparators' thresholds (7.5 V and 1.5 V on the CP scale, after the divider), "
+        "their supply, the pull-up on the joined open-collector outputs and "
+        "cp_window_active_high"
+    )
+    if outside:
+        return StepResult(
+            step,
+            Outcome.FAIL,
+            f"GPIO{pin} inactive in state {state}: the comparator does not fire outside C/D "
+            "(the coil would wait for the ADC)",
+            "check " + wiring,
+        )
+    return StepResult(
+        step,
+        Outcome.FAIL,
+        f"GPIO{pin} active in state {state}: the comparator fires inside C/D (every close "
+        "would trip at once)",
+        "check " + wiring + "; the output may be stuck low",
+    )
+
+
 async def check_with_tester(c: ConnectorHardware, report: Report, timeout_s: float) -> None:
     """Ask for the EV tester, then PP and the diode; SKIP both if none arrives in time."""
     report.note(
@@ -252,4 +297,13 @@ async def check_with_tester(c: ConnectorHardware, report: Report, timeout_s: flo
             return
         report.add(await check_pp(c))
         report.add(await check_diode(c, cp))
+        window = c.pilot.sensor.window
+        if window is not None:
+            c.pilot.generator.offer_current(TEST_OFFER_A)  # as when charging: B2, C2
+            try:
+                settled = await cp.wait_for(lambda r: r.state in _CAR_STATES, DIODE_VERDICT_S)
+                if settled is not None:
+                    report.add(await check_window(window, cp, "cp-window-ev"))
+            finally:
+                c.pilot.generator.offer_current(0.0)
     report.note("unplug the EV tester")

@@ -164,6 +164,10 @@ FAULT_POLICY: Mapping[FaultKind, FaultPolicy] = MappingProxyType(
         # Reference 1.1: no -12 V low half under PWM = no EV diode (a resistor or a finger
         # is not a car). It belongs to what is plugged in, so unplugging ends it.
         FaultKind.DIODE_FAULT: FaultPolicy(FaultResponse.PULSE_F, clears_on_unplug=True),
+        # The window comparator saw the CP leave C/D and the ADC did not (drivers.cp_window):
+        # one of them is wrong or the line glitched. The coil already dropped; F pulse, then
+        # PWM off until the car is unplugged (no retry loop of closes that trip again).
+        FaultKind.CP_MISMATCH: FaultPolicy(FaultResponse.PULSE_F, clears_on_unplug=True),
         # Not electrical hazards on the CP side: stop offering, keep watching the EV.
         FaultKind.OVERTEMPERATURE: FaultPolicy(FaultResponse.PWM_OFF),
         # An unlocked socket must not be energized; the next plug-in retries the lock.
@@ -195,6 +199,7 @@ FAULT_PRIORITY: tuple[FaultKind, ...] = (
     FaultKind.RCD_SELFTEST,
     FaultKind.CONTACTOR_FAILED_CLOSE,
     FaultKind.CP_ERROR,
+    FaultKind.CP_MISMATCH,
     FaultKind.DIODE_FAULT,
     FaultKind.OVERTEMPERATURE,
     FaultKind.LOCK_FAILURE,

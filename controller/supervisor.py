@@ -136,6 +136,9 @@ _FAULT_EVENTS: dict[tuple[str, str], tuple[FaultKind, bool]] = {
     ("cp", "diode_ok"): (FaultKind.DIODE_FAULT, False),
     ("cp", "cp_unreadable"): (FaultKind.CP_ERROR, True),
     ("cp", "cp_readable"): (FaultKind.CP_ERROR, False),
+    # The window comparator tripped the coil and the sampler did not confirm (cleared by
+    # unplugging: connector_safety.FAULT_POLICY).
+    ("cp", "window_unconfirmed"): (FaultKind.CP_MISMATCH, True),
 }
 _READER_EVENTS = {"reader_failure": True, "recovered": False}
 #: CP states with a car on the cable.

@@ -23,6 +23,9 @@ class FaultKind(StrEnum):
     READER_FAILURE = "reader_failure"
     CP_ERROR = "cp_error"
     DIODE_FAULT = "diode_fault"
+    #: The CP window comparator tripped and the ADS1115 sampler did not see a hazard
+    #: (drivers.cp_window): the two measurements of the CP disagree.
+    CP_MISMATCH = "cp_mismatch"
     OVERTEMPERATURE = "overtemperature"
     LOCK_FAILURE = "lock_failure"
     #: Mains out of its tolerance, judged from the meter's phase voltages (drivers.mains).

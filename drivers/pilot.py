@@ -8,6 +8,8 @@ Pieces (each its own module):
   ADS1115 behind two peak detectors (the module docstring says why).
 - :class:`drivers.pilot_pp.AdcProximitySensor` / :class:`drivers.pilot_pp.TetheredCable`.
 - :mod:`drivers.pilot_levels`: the pure numbers (duty formula, cut points, calibration).
+- :mod:`drivers.cp_window`: an optional window comparator on the positive peak, into a
+  GPIO, that drops the coil on its edge when the CP leaves C/D (the sensor arms it).
 
 :func:`from_config` builds all of them for one connector as a :class:`PilotBoard`.
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from drivers import realtime
+from drivers import cp_window, realtime
 from drivers.ads1115 import ADDRESSES, DATA_RATE_SPS, PGA_FULL_SCALE_V, Ads1115
 from drivers.base import EventSink, ProximitySensor, SMBusLike, ignore_events
 from drivers.errors import ConfigurationError
@@ -104,6 +106,8 @@ class PilotBoard:
     proximity: ProximitySensor
     adc: Ads1115
     bus: SMBusLike
+    #: The window comparator's input, when ``cp_window_pin`` is configured.
+    window: cp_window.GpioCpWindow | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -114,6 +118,8 @@ class PilotBoard:
         try:
             self.generator.close()
         finally:
+            if self.window is not None:
+                self.window.close()
             self.adc.close()
             self.bus.close()
 
@@ -143,6 +149,7 @@ CONFIG_KEYS: Final = (
     "duty_settle_s",
     "tethered_cable_a",
     "sampler_realtime_priority",
+    *cp_window.CONFIG_KEYS,
 )
 
 
@@ -167,7 +174,9 @@ def from_config(
     (5), ``duty_settle_s`` (0.02), ``pp_pullup_ohm`` (1000), ``pp_supply_v`` (3.3),
     ``tethered_cable_a`` (unset: read PP), ``sampler_realtime_priority`` (10: ``SCHED_FIFO``
     for the ``cp-sampler`` thread where permitted, 0 = normal scheduling, at most 49; see
-    :mod:`drivers.realtime`). Other keys are left to other parts of the section.
+    :mod:`drivers.realtime`), ``cp_window_pin`` (unset: no window comparator) and
+    ``cp_window_active_high`` (false: open collectors with a pull-up; :mod:`drivers.cp_window`).
+    Other keys are left to other parts of the section.
     :mod:`drivers.pilot_sensor` says why the sampling rates differ.
 
     Bad values raise :class:`ConfigurationError` naming ``<key_prefix>.<key>``. Blocks
@@ -214,12 +223,22 @@ def from_config(
         maximum=realtime.MAX_PRIORITY,
     )
 
+    window_config = cp_window.from_section(section, key_prefix)
+
     pwm = _open_pwm(cfg, seams, chip, channel, inverted)
     try:
         bus = seams.open_i2c_bus(bus_number)
     except OSError as exc:
         pwm.close()
         raise cfg.error("adc_bus", f"cannot open /dev/i2c-{bus_number}: {exc}") from exc
+    window = None
+    if window_config is not None:
+        try:
+            window = cp_window.GpioCpWindow(window_config, pin_factory=seams.pin_factory)
+        except BaseException:
+            bus.close()
+            pwm.close()
+            raise
     generator = PwmPilot(pwm)
     adc = Ads1115(bus, address, full_scale_v=full_scale_v, data_rate_sps=rate_sps)
     sensor = AdcPilotSensor(
@@ -235,6 +254,7 @@ def from_config(
         debounce_diode_samples=diode,
         duty_settle_s=settle_s,
         realtime_priority=realtime_priority,
+        window=window,
     )
     generator.add_listener(sensor.wake)
     proximity: ProximitySensor
@@ -242,7 +262,7 @@ def from_config(
         proximity = TetheredCable(tethered_a)
     else:
         proximity = AdcProximitySensor(adc, calibration=calibration, on_event=on_event)
-    return PilotBoard(generator, sensor, proximity, adc, bus)
+    return PilotBoard(generator, sensor, proximity, adc, bus, window)
 
 
 def _open_pwm(

@@ -66,6 +66,13 @@ diode fault, a CP error or an unreadable CP. Each trip is re-armed on the loop r
 ``on_state``/``on_event`` heard of it, so the connector machine knows before anything may
 close again. A flooded or blocked loop therefore delays the bookkeeping, never the coil.
 
+Window comparator (optional, :mod:`drivers.cp_window`): armed while vigilant, its GPIO edge
+trips the same interlock on gpiozero's thread, conversions before the sampler could. After
+each sample the sampler judges a held trip: confirmed once its own view forbids a closed
+contactor (an info event ``window_trip``, delivered after its own hazard, re-arms it), or
+reported as a ``window_unconfirmed`` event with ``FaultKind.CP_MISMATCH`` after
+``CONFIRM_SAMPLES`` samples without that. The sampler stays the authority on the state.
+
 Threading: :meth:`AdcPilotSensor.run` starts one thread (``cp-sampler``) that does the blocking
 ADS1115 reads, paced as above, and hands results to the loop with
 ``loop.call_soon_threadsafe``; ``on_state``/``on_event`` and the ``state`` property live on
@@ -87,6 +94,7 @@ from collections.abc import Callable
 
 from drivers.ads1115 import Ads1115
 from drivers.base import CpReading, CpState, DriverEvent, EventSink
+from drivers.cp_window import CONFIRM_SAMPLES, GpioCpWindow, Verdict, WindowGuard
 from drivers.errors import FaultKind, TransientError
 from drivers.interlock import Interlock
 from drivers.pilot_levels import (
@@ -111,6 +119,8 @@ _UNSET = object()
 _ANSWER_WINDOW_S = 1.0
 
 Output = CpReading | DriverEvent
+#: How the sampler thread hands an output to the loop, with trip tokens to re-arm after it.
+_Post = Callable[[Output, tuple[int, ...]], None]
 
 
 def hazard(item: Output) -> str | None:
@@ -226,6 +236,12 @@ class CpSampleProcessor:
         return out
 
     @property
+    def forbids_closed(self) -> bool:
+        """True while what was seen forbids a closed contactor: a settled state other than
+        C or D (or none yet), a diode fault, or a CP unreadable for ``blind_fault_s``."""
+        return self.state not in _SLOW_STATES or self._diode_fault or self._blind_reported
+
+    @property
     def blind(self) -> bool:
         """True while the last sample (or samples) could not be used."""
         return self._unusable_since is not None
@@ -338,6 +354,7 @@ class AdcPilotSensor:
         high_channel: int = 0,
         low_channel: int = 1,
         realtime_priority: int = 0,
+        window: GpioCpWindow | None = None,
     ) -> None:
         self._adc = adc
         self._duty_pct = duty_pct
@@ -361,11 +378,18 @@ class AdcPilotSensor:
         self._running = False
         self._interlock: Interlock | None = None
         self._realtime_priority = realtime_priority
+        self._window = None if window is None else WindowGuard(window, self.wake)
 
     @property
     def state(self) -> CpState | None:
         """The last debounced state (loop thread); None until the first one settles."""
         return self._state
+
+    @property
+    def window(self) -> GpioCpWindow | None:
+        """The window comparator on the CP's positive peak, if one is wired
+        (:mod:`drivers.cp_window`)."""
+        return None if self._window is None else self._window.window
 
     @property
     def calibration(self) -> FrontEndCalibration:
@@ -380,15 +404,20 @@ class AdcPilotSensor:
     def set_vigilant(self, vigilant: bool) -> None:
         """While ``vigilant``, sample every ``sample_period_s`` whatever the waveform (any
         thread): for whenever a contactor is closed, also with the PWM off (check-hw's
-        click in state A), so a car arriving is seen as fast as a car leaving."""
+        click in state A), so a car arriving is seen as fast as a car leaving. A window
+        comparator is armed for as long (:mod:`drivers.cp_window`)."""
         self._vigilant = vigilant
+        if self._window is not None:
+            self._window.arm(vigilant)
         if vigilant:
             self._wake.set()
 
     def guard(self, interlock: Interlock) -> None:
-        """Trip ``interlock`` on the sampler thread at every hazard (module docstring).
-        Call before :meth:`run`."""
+        """Trip ``interlock`` on the sampler thread at every hazard (module docstring), and
+        on the window comparator's edge while vigilant. Call before :meth:`run`."""
         self._interlock = interlock
+        if self._window is not None:
+            self._window.guard(interlock)
 
     async def run(self, on_state: Callable[[CpReading], None], on_event: EventSink) -> None:
         """Sample on the ``cp-sampler`` thread until cancelled; the thread is joined on exit.
@@ -406,7 +435,7 @@ class AdcPilotSensor:
 
         interlock = self._interlock
 
-        def deliver(item: Output, token: int | None) -> None:
+        def deliver(item: Output, tokens: tuple[int, ...]) -> None:
             try:
                 if isinstance(item, CpReading):
                     self._state = item.state
@@ -414,8 +443,9 @@ class AdcPilotSensor:
                 else:
                     on_event(item)
             finally:
-                if token is not None and interlock is not None:
-                    interlock.rearm(token)  # the machine has heard of it
+                if interlock is not None:
+                    for token in tokens:
+                        interlock.rearm(token)  # the machine has heard of it
 
         def finish(error: BaseException | None) -> None:
             if done.done():
@@ -425,12 +455,13 @@ class AdcPilotSensor:
             else:
                 done.set_exception(error)
 
-        def post(item: Output) -> None:  # on the sampler thread
-            token = None
+        def post(item: Output, held: tuple[int, ...] = ()) -> None:  # on the sampler thread
+            tokens = held
             reason = hazard(item)
             if interlock is not None and reason is not None:
-                token = interlock.trip(reason)  # the coil drops now, whatever the loop does
-            loop.call_soon_threadsafe(deliver, item, token)
+                # The coil drops now, whatever the loop does.
+                tokens = (*held, interlock.trip(reason))
+            loop.call_soon_threadsafe(deliver, item, tokens)
 
         def body() -> None:
             error: BaseException | None = None
@@ -460,7 +491,7 @@ class AdcPilotSensor:
                 thread.join()
                 self._running = False
 
-    def _sample_loop(self, post: Callable[[Output], None], stop: threading.Event) -> None:
+    def _sample_loop(self, post: _Post, stop: threading.Event) -> None:
         fast, slow, diode = self._debounce
         processor = CpSampleProcessor(
             debounce_fast_samples=fast,
@@ -504,7 +535,9 @@ class AdcPilotSensor:
             outputs = self._sample(processor, wave, prev_pwm, settle_until, read_low)
             prev_pwm = pwm and waveform(self._duty_pct()) is Waveform.PWM
             for item in outputs:
-                post(item)
+                post(item, ())
+            if self._window is not None:
+                self._judge_window(self._window, processor, post)
             period_s = self._idle_period_s
             if self._vigilant or (pwm and processor.state in _SLOW_STATES):
                 period_s = self._period_s  # a contactor is, or may be, closed
@@ -513,6 +546,25 @@ class AdcPilotSensor:
             pause_s = started + period_s - time.monotonic()
             if pause_s > 0 and self._wake.wait(pause_s):
                 self._wake.clear()
+
+    @staticmethod
+    def _judge_window(window: WindowGuard, processor: CpSampleProcessor, post: _Post) -> None:
+        """After a sample: a comparator trip the sampler confirms is delivered as an info
+        event (after the sampler's own hazard, so the machine has heard of it), one it does
+        not confirm in time as a ``cp_mismatch`` fault; each trip is re-armed after that."""
+        judged = window.sampled(processor.forbids_closed)
+        if judged is None:
+            return
+        verdict, tokens = judged
+        if verdict is Verdict.CONFIRMED:
+            seen = f"the ADC agrees (state {processor.state or 'unknown'})"
+            post(DriverEvent(DEVICE, verdict.value, f"window comparator tripped; {seen}"), tokens)
+            return
+        detail = (
+            f"window comparator tripped but the ADC still reads state {processor.state} after "
+            f"{CONFIRM_SAMPLES} samples: the CP front end's two measurements disagree"
+        )
+        post(DriverEvent(DEVICE, verdict.value, detail, FaultKind.CP_MISMATCH), tokens)
 
     def _sample(
         self,

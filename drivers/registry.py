@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gpiozero.exc import BadPinFactory
+from gpiozero.exc import BadPinFactory, GPIOPinInUse
 
 from drivers.base import EventSink
 from drivers.errors import ConfigurationError, HardwareUnavailable
@@ -144,6 +144,12 @@ def create(
         warnings.simplefilter("always")
         try:
             driver = factory(section, seams, key_prefix, on_event)
+        except GPIOPinInUse as exc:
+            # Two configured devices on one GPIO (a connector's pin on the LED's default,
+            # say): a configuration error, in one line, not a traceback.
+            raise ConfigurationError(
+                key_prefix, f"{exc}; two configured devices share a GPIO: check the *_pin keys"
+            ) from exc
         except BadPinFactory as exc:
             tried = "; ".join(str(w.message).removeprefix("Falling back from ") for w in fallbacks)
             raise HardwareUnavailable(

@@ -9,7 +9,9 @@ The input is sampled when the conversion starts; results clip at 0x7FFF / 0x8000
 PGA range. In continuous mode (MODE=0) every conversion-register read returns a fresh sample.
 
 Fault knobs: :meth:`set_stuck` (a fixed raw code, as a latched-up chip or a broken input),
-:meth:`set_nack` (the chip stops answering: ``OSError`` EREMOTEIO, as Linux reports it).
+:meth:`hold_input` (one input frozen at a voltage: a front-end path that no longer follows
+the line), :meth:`set_nack` (the chip stops answering: ``OSError`` EREMOTEIO, as Linux
+reports it).
 Thread-safe: the driver's thread and a test or the simulator's loop may touch it at once.
 """
 
@@ -58,6 +60,7 @@ class SimAds1115:
         self._pending = 0
         self._stuck: int | None = None
         self._nack = False
+        self._held: dict[int, float] = {}
         self.conversions = 0
 
     # --- fault knobs -------------------------------------------------------------------------
@@ -68,6 +71,20 @@ class SimAds1115:
             raise ValueError(f"raw code out of 16-bit range: {raw}")
         with self._lock:
             self._stuck = raw
+
+    def hold_input(self, channel: int, volts: float | None) -> None:
+        """Freeze input ``channel`` at ``volts`` (what it reads now: :meth:`input_now`);
+        None lets it follow its source again."""
+        with self._lock:
+            if volts is None:
+                self._held.pop(channel, None)
+            else:
+                self._held[channel] = volts
+
+    def input_now(self, channel: int) -> float:
+        """The voltage input ``channel`` has now (held, or from its source)."""
+        with self._lock:
+            return self._input(channel)
 
     def set_nack(self, nack: bool) -> None:
         """While True the chip does not acknowledge its address: every transfer fails."""
@@ -146,6 +163,10 @@ class SimAds1115:
 
     def _mux_volts(self, mux: int) -> float:
         if mux >= 4:  # AINx against GND
-            return self._input_v(mux - 4)
+            return self._input(mux - 4)
         positive, negative = ((0, 1), (0, 3), (1, 3), (2, 3))[mux]
-        return self._input_v(positive) - self._input_v(negative)
+        return self._input(positive) - self._input(negative)
+
+    def _input(self, channel: int) -> float:
+        held = self._held.get(channel)
+        return self._input_v(channel) if held is None else held

@@ -20,13 +20,14 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
+from drivers import cp_window
 from drivers.base import CpState, SMBusLike
 from drivers.contactor import ContactorConfig
 from drivers.pilot_levels import FrontEndCalibration
@@ -38,8 +39,14 @@ from hw_sim.house import SimHouse
 from hw_sim.house_profile import HouseProfile
 from hw_sim.meter_bus import SimMeterBus
 from hw_sim.meter_server import SimMeter
-from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a
-from hw_sim.pins import SimContactorPins, SimLockPins, SimPowerFailPin, SimRcmPins
+from hw_sim.pilot_frontend import adc_inputs, cp_levels, ev_current_limit_a, window_active
+from hw_sim.pins import (
+    SimContactorPins,
+    SimCpWindowPin,
+    SimLockPins,
+    SimPowerFailPin,
+    SimRcmPins,
+)
 from hw_sim.pwm_sysfs import SimPwmSysfs
 from hw_sim.rfid import SimRdm6300
 from hw_sim.rfid_pn532 import SimPn532I2c, SimPn532Uart
@@ -150,13 +157,43 @@ class SimConnector:
     adc: SimAds1115
     thermometer: SimW1Thermometer
     pwm_channel: int
-    diode_ok: bool = True
-    cp_short: bool = False
+    _diode_ok: bool = field(default=True, repr=False)
+    _cp_short: bool = field(default=False, repr=False)
     meter_endpoint: str = ""
     faults: set[str] = field(default_factory=set)
     lock: SimLockPins | None = None  # the socket's lock actuator; None: a tethered cable
     #: The second contactor giving the car L2 and L3 ([phase_switch]); None: always three.
     phase_contactor: SimContactorPins | None = None
+    #: The CP window comparator's output (``cp_window_pin`` configured), else None.
+    window: SimCpWindowPin | None = None
+    #: Called after anything on the CP line changed (the charger points it at the window
+    #: comparator, which follows at once, on the thread that made the change).
+    line_changed: Callable[[], None] = field(default=lambda: None, repr=False)
+    #: The PWM output (%) the line was last computed with (each ADS1115 conversion, each
+    #: physics step): the window comparator follows a change of the car or a fault with it,
+    #: without the sysfs reads (system calls, each a GIL hand-over) a real comparator
+    #: does not make either.
+    duty_seen_pct: float = 0.0
+
+    @property
+    def diode_ok(self) -> bool:
+        """False: the car's CP diode is shorted (``sim fault diode``)."""
+        return self._diode_ok
+
+    @diode_ok.setter
+    def diode_ok(self, ok: bool) -> None:
+        self._diode_ok = ok
+        self.line_changed()
+
+    @property
+    def cp_short(self) -> bool:
+        """True: the CP line is shorted to PE (``sim fault cp``)."""
+        return self._cp_short
+
+    @cp_short.setter
+    def cp_short(self, short: bool) -> None:
+        self._cp_short = short
+        self.line_changed()
 
 
 class SimCharger:
@@ -334,6 +371,12 @@ class SimCharger:
             pwm_channel=int(section["pwm_channel"]),
         )
         connector.adc = SimAds1115(lambda channel: self._adc_input(connector, channel))
+        window = cp_window.from_section(section, prefix)
+        if window is not None:
+            connector.window = SimCpWindowPin(self.factory, window)
+            connector.line_changed = lambda: self._follow_window(connector)
+            ev.on_change = connector.line_changed
+            self._follow_window(connector, fresh=True)
         self.bus.attach(int(section["adc_address"]), connector.adc)
         if "lock_pin" in section:
             unlock = section.get("unlock_pin")
@@ -397,18 +440,37 @@ class SimCharger:
             return CpState.F
         return c.ev.cp_state(self.offered_a(c))
 
+    def _cp_levels(self, c: SimConnector) -> tuple[float, float]:
+        """The CP's highest and lowest level now (the peak detectors' inputs)."""
+        duty = self.pwm.output_pct(c.pwm_channel)  # read once: this runs on every conversion
+        c.duty_seen_pct = duty
+        return self._levels_at(c, duty)
+
+    @staticmethod
+    def _levels_at(c: SimConnector, duty: float) -> tuple[float, float]:
+        ev_state = CpState.E if c.cp_short else c.ev.cp_state(ev_current_limit_a(duty))
+        return cp_levels(ev_state, duty, diode_ok=c.diode_ok, cp_short=c.cp_short)
+
     def _adc_input(self, c: SimConnector, channel: int) -> float:
         """Called by the simulated ADS1115 (on the driver's sampling thread)."""
-        duty = self.pwm.output_pct(c.pwm_channel)  # read once: this runs on every conversion
-        ev_state = CpState.E if c.cp_short else c.ev.cp_state(ev_current_limit_a(duty))
-        high_v, low_v = cp_levels(ev_state, duty, diode_ok=c.diode_ok, cp_short=c.cp_short)
+        high_v, low_v = self._cp_levels(c)
         pp_ohms = CABLE_PP_OHM if c.ev.plugged else None
         return adc_inputs(high_v, low_v, pp_ohms, self.calibration)[channel]
+
+    def _follow_window(self, c: SimConnector, *, fresh: bool = False) -> None:
+        """The window comparator judges the positive peak the ADS1115's AIN0 reads: called
+        after every change the simulation makes to the line (the car, a CP fault) on the
+        thread that made it, with the PWM as last seen, and at each physics step with the
+        PWM read afresh (``fresh``: our own PWM changes, a full battery)."""
+        if c.window is not None:
+            high_v = self._cp_levels(c)[0] if fresh else self._levels_at(c, c.duty_seen_pct)[0]
+            c.window.follow(window_active(high_v))
 
     def step(self, wall_dt_s: float) -> None:
         """Advance every car and meter by ``wall_dt_s`` wall-clock seconds (times speed)."""
         ev_dt = wall_dt_s * self.speed
         for c in self.connectors:
+            self._follow_window(c, fresh=True)
             powered = c.contactor.main_contacts_closed
             phase = c.phase_contactor
             c.ev.supplied_phases = 3 if phase is None or phase.main_contacts_closed else 1
@@ -615,6 +677,8 @@ class SimCharger:
                     "lock_engaged": None if c.lock is None else c.lock.engaged,
                     "meter_modbus": c.meter_endpoint,
                     "phases_supplied": c.ev.supplied_phases,
+                    # the CP window comparator's verdict (None: no cp_window_pin)
+                    "cp_window_active": None if c.window is None else c.window.active,
                     "ev_phase_currents_a": [round(a, 2) for a in c.ev.phase_currents_a],
                 }
             )

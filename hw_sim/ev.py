@@ -11,6 +11,7 @@ tested on its own and accelerated (a 60 kWh battery does not need an hour in a t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drivers.base import CpState
@@ -49,27 +50,34 @@ class SimEV:
         #: The phases the charger gives the car (a phase contactor may take L2 and L3 away);
         #: a three-phase car then draws on L1 alone, as its on-board charger allows.
         self.supplied_phases = 3
+        #: Called after the car changed what it shows on the CP (plug, unplug, S2): the
+        #: simulation's window comparator follows at once, on the caller's thread.
+        self.on_change: Callable[[], None] = lambda: None
 
     # -- what the driver of the car does -------------------------------------------------
 
     def plug(self) -> None:
         self.plugged = True
         self.requesting = True  # a car asks for energy by default once the charger offers it
+        self.on_change()
 
     def unplug(self) -> None:
         self.plugged = False
         self.requesting = False
         self.current_a = 0.0
+        self.on_change()
 
     def charge(self) -> None:
         """Ask for energy (S2 closes once current is offered): `picharge sim charge`."""
         if not self.plugged:
             self.plug()
         self.requesting = True
+        self.on_change()
 
     def pause(self) -> None:
         """Stop asking for energy (S2 opens: C -> B), as a car does from its app."""
         self.requesting = False
+        self.on_change()
 
     # -- what the car shows on the pilot --------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from drivers.base import CpState
+from drivers.cp_window import WINDOW_HIGH_V, WINDOW_LOW_V
 from drivers.pilot_levels import FrontEndCalibration
 from drivers.pilot_reference import REFERENCE
 
@@ -94,7 +95,7 @@ def adc_inputs(
     def rail(volts: float) -> float:
         return min(max(volts, 0.0), 3.3)
 
-    held_high = max(high_v, POSITIVE_DETECTOR_REST_V)
+    held_high = positive_peak_v(high_v)
     held_low = min(low_v, NEGATIVE_DETECTOR_REST_V)
     pp = calibration.adc_for_pp(math.inf if pp_ohms is None else pp_ohms)
     return (
@@ -103,6 +104,20 @@ def adc_inputs(
         rail(pp),
         0.0,
     )
+
+
+def positive_peak_v(high_v: float) -> float:
+    """What the positive peak detector holds (V on the CP scale) for a line whose highest
+    level is ``high_v``: that level, or where the detector rests when it gets nothing
+    positive (state F)."""
+    return max(high_v, POSITIVE_DETECTOR_REST_V)
+
+
+def window_active(high_v: float) -> bool:
+    """Whether the window comparator on the positive peak fires (drivers.cp_window): its
+    held level is outside the C/D band, above ``WINDOW_HIGH_V`` (A, B) or below
+    ``WINDOW_LOW_V`` (E, F)."""
+    return not WINDOW_LOW_V < positive_peak_v(high_v) < WINDOW_HIGH_V
 
 
 def ev_current_limit_a(duty_pct: float) -> float | None:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from drivers.contactor import ContactorConfig, FeedbackType
+from drivers.cp_window import CpWindowConfig
 from drivers.rcm import RcmConfig
 from drivers.threads import name_current_thread
 
@@ -398,6 +399,27 @@ class SimPowerFailPin:
         """Raise (True) or end (False) the warning; fires the driver's edge on this thread."""
         self.failing = failing
         self.pin.drive(failing == self._active_high)
+
+
+class SimCpWindowPin:
+    """The CP window comparator's output (:mod:`drivers.cp_window`) on the driver's input:
+    :meth:`follow` sets it active or not; a change fires the driver's edge on the calling
+    thread (whoever changed the CP: a test, the simulation's physics, the control loop)."""
+
+    def __init__(self, factory: MockFactory, config: CpWindowConfig) -> None:
+        self.pin = _claim(factory, config.pin, DrivenInputPin)
+        self._active_high = config.active_high
+        self._lock = threading.Lock()
+        self.active = True  # nothing on the CP yet: the positive peak rests below 1.5 V
+        self.pin.drive(self._active_high)
+
+    def follow(self, active: bool) -> None:
+        """The comparator's verdict on the CP now; drives the pin when it changed."""
+        with self._lock:
+            if active == self.active:
+                return
+            self.active = active
+            self.pin.drive(active == self._active_high)
 
 
 class SimLockPins:

@@ -619,3 +619,35 @@ def test_calibration_edits_add_a_connector_table_when_there_is_none() -> None:
     inline = "connector = [{ max_current_a = 16 }]\n"
     with pytest.raises(ConfigEditError):  # not line by line: refused, never half-edited
         set_array_table_keys(inline, "connector", 0, {"cp_adc_gain": 9.2})
+
+
+# --- the CP window comparator (issue 12, drivers/cp_window.py) -------------------------------
+
+WINDOW = {"connector": [{"cp_window_pin": 5}]}
+
+
+async def test_a_window_comparator_is_active_in_a_and_inactive_with_a_car_in_c(
+    tmp_path: Path,
+) -> None:
+    async with simulated(tmp_path, WINDOW) as (sim, hardware, config):
+        results, text, _ = await run_with_tester(sim, hardware, config)
+    assert results["cp-window"].outcome is Outcome.PASS
+    assert results["cp-window"].detail == "GPIO5 active in state A"
+    assert results["cp-window-ev"].outcome is Outcome.PASS
+    assert results["cp-window-ev"].detail == "GPIO5 inactive in state C"
+    assert text.index("cp-window-ev") > text.index("plug in the EV tester")
+
+
+async def test_a_comparator_that_does_not_fire_in_a_fails_with_the_threshold_hints(
+    tmp_path: Path,
+) -> None:
+    async with simulated(tmp_path, WINDOW) as (sim, hardware, config):
+        window = sim.connector(1).window
+        assert window is not None
+        window.pin.drive(True)  # the joined outputs stay released: the line reads inactive
+        results, _ = await run_checks(sim, hardware, config)
+    step = results["cp-window"]
+    assert step.outcome is Outcome.FAIL
+    assert step.detail.startswith("GPIO5 inactive in state A")
+    assert "thresholds (7.5 V and 1.5 V" in step.fix
+    assert results["contactor"].outcome is Outcome.PASS  # check-hw clicks it unguarded

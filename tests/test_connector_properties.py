@@ -116,7 +116,13 @@ NO_F_UNLESS_CHARGING = frozenset(
 )
 #: Faults that belong to what is plugged in: unplugging (A seen) ends them.
 CLEARS_ON_UNPLUG = frozenset(
-    {FaultKind.CONTACTOR_FAILED_CLOSE, FaultKind.DIODE_FAULT, FaultKind.LOCK_FAILURE}
+    {
+        FaultKind.CONTACTOR_FAILED_CLOSE,
+        FaultKind.DIODE_FAULT,
+        FaultKind.LOCK_FAILURE,
+        # issue 12: the window comparator and the ADC disagreed about this car's CP
+        FaultKind.CP_MISMATCH,
+    }
 )
 #: An F read this soon after our own F ended is our F seen late, not the car.
 F_ECHO_S = 1.0

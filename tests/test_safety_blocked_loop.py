@@ -26,56 +26,14 @@ from drivers.interlock import Interlock
 from drivers.temperature import W1Thermometer
 from hw_sim.charger import SimConnector
 from hw_sim.w1 import SimW1Thermometer
+from tests.support.hazards import CoilClock, hold_loop_and
 from tests.support.standalone import Charger, running
 from tests.support.wait import until
 
 pytestmark = pytest.mark.timing  # bounds on wall-clock time: run alone, not beside other tests
 
-#: How long the test holds the loop: well beyond a hazard's reaction, short of the watchdog.
-HOLD_S = 1.0
 #: IEC 61851-1 gives the whole chain (controller and contactor) 100 ms.
 BOUND_S = 0.1
-
-
-class CoilClock:
-    """When the simulated coil dropped, stamped on the thread that moved the pin."""
-
-    def __init__(self, sim: SimConnector) -> None:
-        self.dropped_at: float | None = None
-        sim.contactor.add_coil_listener(self._changed)
-
-    def _changed(self, energized: bool) -> None:
-        if not energized and self.dropped_at is None:
-            self.dropped_at = time.monotonic()
-
-
-def hold_loop_and(inject: Callable[[], None], hold_s: float = HOLD_S) -> dict[str, float]:
-    """Hold the running loop in a sleep and call ``inject`` from a thread meanwhile.
-
-    Call on the loop, then yield to it (``await asyncio.sleep(0)``): the hold runs then.
-    The dict gets "injected" (when ``inject`` was called) and "released" (when the hold
-    ended), both monotonic.
-    """
-    loop = asyncio.get_running_loop()
-    held = threading.Event()
-    stamps: dict[str, float] = {}
-
-    def hold() -> None:  # on the loop thread: nothing else on the loop runs meanwhile
-        held.set()
-        time.sleep(hold_s)
-        stamps["released"] = time.monotonic()
-
-    def injector() -> None:
-        held.wait(5.0)
-        time.sleep(0.05)  # well inside the hold
-        stamps["injected"] = time.monotonic()
-        inject()
-
-    thread = threading.Thread(target=injector, name="test-injector")
-    thread.start()
-    loop.call_soon(hold)
-    loop.call_soon(thread.join)
-    return stamps
 
 
 async def react_while_held(charger: Charger, inject: Callable[[SimConnector], None]) -> float:

@@ -24,6 +24,8 @@ ERROR_CODES: dict[FaultKind, ChargePointErrorCode] = {
     FaultKind.READER_FAILURE: ChargePointErrorCode.reader_failure,
     FaultKind.CP_ERROR: ChargePointErrorCode.ev_communication_error,
     FaultKind.DIODE_FAULT: ChargePointErrorCode.ev_communication_error,
+    # The Mode 3 signal read two ways that disagree: a CP fault, as the others above
+    FaultKind.CP_MISMATCH: ChargePointErrorCode.ev_communication_error,
     FaultKind.OVERTEMPERATURE: ChargePointErrorCode.high_temperature,
     FaultKind.LOCK_FAILURE: ChargePointErrorCode.connector_lock_failure,
     FaultKind.INTERNAL_ERROR: ChargePointErrorCode.internal_error,

@@ -26,6 +26,7 @@ _COMPONENT = {
     FaultKind.READER_FAILURE: "TokenReader",
     FaultKind.CP_ERROR: "CPPWMController",
     FaultKind.DIODE_FAULT: "CPPWMController",
+    FaultKind.CP_MISMATCH: "CPPWMController",
     FaultKind.OVERTEMPERATURE: "TemperatureSensor",
     FaultKind.LOCK_FAILURE: "ConnectorPlugRetentionLock",
     FaultKind.INTERNAL_ERROR: "Controller",

@@ -40,6 +40,8 @@ ADVICE: Mapping[FaultKind, str] = {
     FaultKind.CP_ERROR: "The control pilot is shorted or the car reports an error. Unplug "
     "and check the cable.",
     FaultKind.DIODE_FAULT: "The car's pilot diode is missing. Unplug and check the cable.",
+    FaultKind.CP_MISMATCH: "The charger's two measurements of the control pilot disagree. "
+    "Unplug and plug in again; if it repeats, have the charger's pilot circuit checked.",
     FaultKind.OVERTEMPERATURE: "The charger is too hot. It resumes once it has cooled down.",
     FaultKind.LOCK_FAILURE: "The cable lock failed. Unplug and plug in again.",
     FaultKind.INTERNAL_ERROR: "The charger cannot write its state (storage full or failing). "
