@@ -3,7 +3,8 @@
 Every latency here is a difference of :func:`time.monotonic` stamps (the clock the loopback
 CSMS stamps its frames with, and one clock for all processes on Linux). The controller runs
 exactly as ``picharge run --sim`` builds it (:class:`controller.app.ChargePointApp` with
-``sim=True``), against :class:`controller.local_csms.LocalCsms` on loopback.
+``sim=True``), against :class:`controller.local_csms.LocalCsms` on loopback, in the same
+process or in a child process of its own (:mod:`csms_process`).
 
 Run the scripts with the venv's Python from the repository root (``make bench``); this module
 is imported by them as ``benchlib`` (the script's own directory is on ``sys.path``).
@@ -22,6 +23,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from csms_process import CsmsProcess
 
 from controller.app import ChargePointApp, RunOptions
 from controller.config import parse_config
@@ -130,7 +133,8 @@ class Rig:
     """The running controller, its CSMS and handles on the simulated hardware."""
 
     app: ChargePointApp
-    csms: LocalCsms
+    #: In this process, or (:class:`CsmsProcess`) in a child process of its own.
+    csms: LocalCsms | CsmsProcess
     coil: CoilWatch
     injector: ThreadPoolExecutor
 
@@ -174,13 +178,16 @@ async def controller_rig(
     before_run: Callable[[ChargePointApp], None] | None = None,
     config: Mapping[str, Mapping[str, object]] | None = None,
     web: str | None = None,
+    csms: LocalCsms | CsmsProcess | None = None,
 ) -> AsyncIterator[Rig]:
-    """The controller on simulated hardware (real time) against a loopback CSMS, in this
-    process and loop; connector 1 is Available when this yields. ``ev``: the kind of car
+    """The controller on simulated hardware (real time), in this process and loop, against
+    a loopback CSMS; connector 1 is Available when this yields. ``ev``: the kind of car
     on connector 1; ``before_run`` sees the started app before it runs (to hook into it);
     ``config`` adds configuration sections (``[mqtt]``, ``[web]``), ``web`` HOST:PORT runs the
-    local page."""
-    csms = LocalCsms(authorized_tags=dict(tags or {CARD: "Accepted"}))
+    local page. ``csms``: the CSMS to start and stop (default: a :class:`LocalCsms` in this
+    process authorizing ``tags``, or the bench card)."""
+    if csms is None:
+        csms = LocalCsms(authorized_tags=dict(tags or {CARD: "Accepted"}))
     url = await csms.start()
     injector = ThreadPoolExecutor(1, thread_name_prefix="bench-injector")
     try:

@@ -22,8 +22,9 @@ Two more sets of rows repeat the hazards under stress (issue 12 §2):
 
 - **CSMS flood**: the loopback CSMS sends 10,000 GetConfiguration CALLs without waiting for
   the answers; the hazard comes 0.3 s into the flood, from a timer thread (the loop is busy).
-  The CSMS shares the controller's process and loop here, so its sending competes with the
-  controller for the loop too: harsher than a CSMS on another host;
+  The CSMS runs in a process of its own (:mod:`csms_process`), as a real one runs on another
+  host: the controller's process pays for the frames it reads and answers, not for building
+  and sending them. Each row also prints how many of the CALLs the charger answered;
 - **CPU-bound neighbour**: a process spinning ``while True: pass`` runs beside the
   controller for the whole set.
 
@@ -44,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
@@ -58,8 +58,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import websockets
 from benchlib import CARD, CP_ID, Rig, controller_rig, figure
+from csms_process import CsmsProcess, FloodReport
 from sampler_trace import SamplerTrace
 
 TARGET_MS = 5.0
@@ -141,25 +141,24 @@ async def trial(
     return opened - started
 
 
-async def flood(rig: Rig, calls: int) -> None:
-    """GetConfiguration CALLs to the charge point as fast as the socket takes them."""
-    for n in range(calls):
-        await rig.csms.send_raw(CP_ID, json.dumps([2, f"flood-{n}", "GetConfiguration", {}]))
-        if n % 50 == 0:
-            await asyncio.sleep(0)  # the CSMS shares this loop: let the charger read
-
-
 async def flood_trial(
-    rig: Rig, change: Callable[[], None], undo: Callable[[], None], calls: int, row: str = ""
+    rig: Rig,
+    change: Callable[[], None],
+    undo: Callable[[], None],
+    calls: int,
+    row: str = "",
+    reports: list[tuple[float, FloodReport]] | None = None,
 ) -> float:
-    """One hazard ``FLOOD_LEAD_S`` into a flood of ``calls`` CALLs, from a timer thread.
+    """One hazard ``FLOOD_LEAD_S`` after the CSMS process was told to send ``calls`` CALLs,
+    from a timer thread; the flood's report and the hazard's stamp go to ``reports``.
 
-    On a loaded machine the CSMS, which shares this loop with the flood it sends, can miss
-    its own keepalive and drop the link during the flood: the hazard's time still stands
-    (it does not depend on the link), the drop is printed and the next trial waits for the
-    charger to reconnect.
+    On a loaded machine the link can drop during a flood (a keepalive missed): the hazard's
+    time still stands (it does not depend on the link), the report says so and the next
+    trial waits for the charger to reconnect.
     """
-    await rig.csms.wait_connected(CP_ID, timeout_s=60.0)
+    csms = rig.csms
+    assert isinstance(csms, CsmsProcess), "the flood rows need the CSMS in its own process"
+    await csms.wait_connected(CP_ID, timeout_s=60.0)
     await charging(rig)
     await asyncio.sleep(0.2 + random.uniform(0.0, 0.02))
     stamps: list[float] = []
@@ -169,30 +168,48 @@ async def flood_trial(
         traced(change)()
 
     timer = threading.Timer(FLOOD_LEAD_S, fire)
-    flooding = asyncio.create_task(flood(rig, calls))
+    flooding = asyncio.create_task(csms.flood(CP_ID, calls))
     timer.start()
     try:
         while not stamps:  # noqa: ASYNC110 - the timer thread fires independently
             await asyncio.sleep(0.005)
         opened = await rig.coil.wait(False, since=stamps[0], timeout_s=30.0)
         file_trace(row, opened)
-        try:
-            await flooding
-        except (websockets.exceptions.ConnectionClosed, KeyError) as exc:
-            print(f"  (the CSMS dropped the link during a flood: {exc}; timing kept)", flush=True)
+        report = await flooding
     finally:
         timer.join()
         if not flooding.done():
             flooding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flooding
+    if report.dropped is not None:
+        print(f"  (the link dropped during a flood: {report.dropped}; timing kept)", flush=True)
+    if reports is not None:
+        reports.append((stamps[0], report))
     await heard(rig)
     await rig.inject(undo)
-    # The CSMS keeps every frame it received (for tests); a real CSMS is another process.
-    # Kept here, 10,000 answers a flood grew this process's heap to a million objects and a
-    # full garbage collection, which holds the GIL, to 0.4 s: the bench's, not the charger's.
-    rig.csms.raw_received.clear()
     return opened - stamps[0]
+
+
+def flood_summary(reports: list[tuple[float, FloodReport]]) -> str:
+    """What the CSMS process saw of a row's floods: did they reach the charger, and did each
+    hazard come while the charger was still answering."""
+    sent = sum(r.sent for _, r in reports)
+    answered = sum(r.answered for _, r in reports)
+    errors = sum(r.errors for _, r in reports)
+    fewest = min(r.answered for _, r in reports)
+    leads = [hazard - r.first_sent_s for hazard, r in reports]
+    sending = [r.last_sent_s - r.first_sent_s for _, r in reports]
+    answering = [r.last_answer_s - r.first_sent_s for _, r in reports if r.last_answer_s]
+    inside = sum(r.last_answer_s is not None and hazard < r.last_answer_s for hazard, r in reports)
+    return (
+        f"  CSMS process: {len(reports)} floods, {answered} of {sent} CALLs answered "
+        f"(fewest in one flood {fewest}; {errors} busy CALLERRORs); sent in "
+        f"{min(sending):.2f}-{max(sending):.2f} s, answered in "
+        f"{min(answering, default=0):.2f}-{max(answering, default=0):.2f} s; the hazard "
+        f"{min(leads):.3f}-{max(leads):.3f} s after the first CALL, before the last answer "
+        f"in {inside} of {len(reports)}"
+    )
 
 
 Hazard = tuple[str, Callable[[], None], Callable[[], None]]
@@ -214,7 +231,8 @@ def hazards(rig: Rig) -> list[Hazard]:
 async def measure(
     counts: dict[str, int], stress: int, flood_calls: int, config: dict[str, Any]
 ) -> None:
-    async with controller_rig(config=config) as rig:
+    csms = CsmsProcess(authorized_tags={CARD: "Accepted"})
+    async with controller_rig(config=config, csms=csms) as rig:
         await rig.act("plug")
         await rig.status("Preparing")
         await rig.act("tap", uid=CARD)
@@ -224,8 +242,14 @@ async def measure(
             show(name, times)
         for name, change, undo in hazards(rig):
             row = f"{name}, {flood_calls} CALL flood"
-            times = [await flood_trial(rig, change, undo, flood_calls, row) for _ in range(stress)]
+            reports: list[tuple[float, FloodReport]] = []
+            times = [
+                await flood_trial(rig, change, undo, flood_calls, row, reports)
+                for _ in range(stress)
+            ]
             show(row, times)
+            if reports:
+                print(flood_summary(reports), flush=True)
         hog = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
         try:
             for name, change, undo in hazards(rig):

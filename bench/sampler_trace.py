@@ -14,9 +14,12 @@ the hazard and at the trip. One trial then splits into:
   the pause between them, plus classification;
 - **coil**: from the trip to the coil pin low (the interlock's lock and one pin write);
 - **run queue**: how long, in the whole trial, the sampler was runnable and waiting for a
-  CPU (the kernel's count); **over**: the conversions' time beyond the
+  CPU (the kernel's count); **loop run queue**: the same for the event loop's thread, which
+  holds the GIL while it runs Python (a holder kept off a CPU keeps the sampler waiting for
+  the GIL); **over**: the conversions' time beyond the
   nominal ``1 / 860 s`` each (wake-ups late: CPU, the GIL, timer slack); **gc**: how much
   of the trial a garbage collection ran, on any thread (CPython collects holding the GIL).
+Each row also shows its slowest trial's parts.
 
 What is neither design nor run queue is the sampler asleep past its time: mostly waiting
 for the GIL (another thread of the process ran Python) and timer latency.
@@ -40,6 +43,8 @@ from drivers.ads1115 import Ads1115
 from drivers.interlock import Interlock
 
 SAMPLER = "cp-sampler"
+#: The parts of a trial, in the order they are printed.
+KEYS = ("phase", "detect", "coil", "run queue", "loop run queue", "over", "gc", "conversions")
 
 
 def schedstat(tid: int | None = None) -> tuple[float, float]:
@@ -57,9 +62,12 @@ class Trial:
 
     injected: float
     runq_at_inject: float
+    #: The event loop's thread's run-queue seconds (it may hold the GIL the sampler wants).
+    loop_runq_at_inject: float
     conversions: list[tuple[float, float]] = field(default_factory=list)
     tripped: float | None = None
     runq_at_trip: float | None = None
+    loop_runq_at_trip: float | None = None
 
 
 @dataclass
@@ -67,6 +75,8 @@ class SamplerTrace:
     """Installs the wrappers; :meth:`begin` at each injection, :meth:`end` with the coil."""
 
     _tid: int | None = None
+    #: The thread that runs the event loop (the bench runs it on its main thread).
+    _loop_tid: int = field(default_factory=lambda: threading.main_thread().native_id or 0)
     _trial: Trial | None = None
     _rows: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,23 +127,31 @@ class SamplerTrace:
     def _before_trip(self, original: Callable[..., int], *args: Any) -> int:
         stamp = time.monotonic()
         runq = schedstat()[1]
+        loop_runq = schedstat(self._loop_tid)[1]
         with self._lock:
             trial = self._trial
             if trial is not None and trial.tripped is None:
                 trial.tripped, trial.runq_at_trip = stamp, runq
+                trial.loop_runq_at_trip = loop_runq
         return original(*args)
 
     def begin(self, injected: float) -> None:
         """Right after the hazard was injected (its stamp), on any thread."""
         runq = schedstat(self._tid)[1] if self._tid is not None else 0.0
+        loop_runq = schedstat(self._loop_tid)[1]
         with self._lock:
-            self._trial = Trial(injected, runq)
+            self._trial = Trial(injected, runq, loop_runq)
 
     def end(self, row: str, coil_low: float) -> None:
         """The coil went low at ``coil_low``: file the trial under ``row``."""
         with self._lock:
             trial, self._trial = self._trial, None
-        if trial is None or trial.tripped is None or trial.runq_at_trip is None:
+        if (
+            trial is None
+            or trial.tripped is None
+            or trial.runq_at_trip is None
+            or trial.loop_runq_at_trip is None
+        ):
             return  # not a sampler hazard (the RCD trips on its edge thread)
         if trial.tripped > coil_low:
             return  # the sampler tripped too, after another detector had dropped the coil
@@ -146,6 +164,7 @@ class SamplerTrace:
                 "detect": trial.tripped - first,
                 "coil": coil_low - trial.tripped,
                 "run queue": trial.runq_at_trip - trial.runq_at_inject,
+                "loop run queue": trial.loop_runq_at_trip - trial.loop_runq_at_inject,
                 "over": sum(max(0.0, e - s - nominal_s) for s, e in trial.conversions),
                 "conversions": float(len(trial.conversions)),
                 "gc": sum(
@@ -170,7 +189,7 @@ class SamplerTrace:
         lines = {}
         for row, trials in self._rows.items():
             parts = []
-            for key in ("phase", "detect", "coil", "run queue", "over", "gc", "conversions"):
+            for key in KEYS:
                 values = [t[key] for t in trials]
                 scale, unit = (1.0, "") if key == "conversions" else (1000.0, " ms")
                 parts.append(
@@ -178,4 +197,11 @@ class SamplerTrace:
                     f"{percentile(values, 99) * scale:.2f}{unit}"
                 )
             lines[row] = f"  where it went (median/p99, n={len(trials)}): " + ", ".join(parts)
+            worst = max(trials, key=lambda t: t["phase"] + t["detect"] + t["coil"])
+            lines[row] += "\n  the slowest trial: " + ", ".join(
+                f"{key} {worst[key]:.0f}"
+                if key == "conversions"
+                else f"{key} {worst[key] * 1000:.2f} ms"
+                for key in KEYS
+            )
         return lines

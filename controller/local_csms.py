@@ -297,9 +297,13 @@ class _SessionMixin:
         if not isinstance(unique_id, str) or len(unique_id) > MAX_MESSAGE_ID_LEN:
             csms._violation(self.id, raw_msg, f"message id {unique_id!r} is not a string <= 36")
         if not isinstance(msg, Call):
+            # Only an answer a call() awaits goes to the library: it queues every answer
+            # for call() to read in order, so an answer to a raw CALL (send_raw, a flood)
+            # would wait there for ever and be read, logged and skipped, one recursion deep
+            # each, before the next call()'s own. The others are in raw_received.
             if unique_id in self.awaiting:
                 self.answers[unique_id] = raw_msg
-            await super().route_message(raw_msg)  # type: ignore[misc]
+                await super().route_message(raw_msg)  # type: ignore[misc]
             return
         try:
             await validate_payload(msg, self._ocpp_version)

@@ -71,8 +71,8 @@ def factory() -> Iterator[MockFactory]:
 
 # Shared fixtures live in tests/support (see its __init__); loading them here gives every test
 # module the same fixtures without importing them: the loopback CSMS (`csms`, `make_csms`),
-# the OCPP 1.6 adapter rigs (`make_rig`, `make_fw_rig`, `make_diag_rig`) and the card reader
-# tests' `no_leaks`.
+# the OCPP 1.6 adapter rigs (`make_rig`, `make_fw_rig`, `make_diag_rig`), the card reader
+# tests' `no_leaks` and `root_logger` (for tests that configure logging).
 pytest_plugins = [
     "tests.support.csms",
     "tests.support.ocpp16_adapter",
@@ -80,4 +80,5 @@ pytest_plugins = [
     "tests.support.diagnostics",
     "tests.support.card_reader",
     "tests.support.mqtt_broker",
+    "tests.support.logs",
 ]

@@ -341,6 +341,22 @@ async def test_raw_frames_reach_the_charge_point_and_its_answers_are_recorded(
     assert cp.resets == []
 
 
+async def test_answers_to_raw_calls_are_recorded_and_never_taken_for_a_later_calls_answer(
+    csms: LocalCsms,
+) -> None:
+    # An answer to a CALL sent raw answers no call() of the CSMS's: were it handed to the
+    # library, it would wait in its response queue (a 10,000-CALL flood's answers, for ever)
+    # and the next call() would read every stale one first, one recursion deep each.
+    async with charge_point(csms) as cp:
+        for n in range(1100):
+            await csms.send_raw("CP1", json.dumps([2, f"r{n}", "Reset", {"type": "Soft"}]))
+        await csms.wait_for_raw("CP1", lambda f: f.startswith('[3,"r1099"'))
+        result = await csms.call("CP1", call.Reset(type="Hard"))
+    assert result == call_result.Reset(status="Accepted")
+    assert cp.resets == ["Soft"] * 1100 + ["Hard"]
+    assert sum(f.text.startswith('[3,"r') for f in csms.raw_received) == 1100
+
+
 async def test_set_response_overrides_answers_and_none_restores_the_default(
     csms: LocalCsms,
 ) -> None:

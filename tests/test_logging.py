@@ -62,18 +62,6 @@ def logger() -> Iterator[logging.Logger]:
     log.propagate = True
 
 
-@pytest.fixture
-def root_logger() -> Iterator[logging.Logger]:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    yield root
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-
-
 def _journal_fields(entry: dict[str, str]) -> dict[str, str]:
     """The fields of one entry, checked to be names journald accepts (uppercase letters,
     digits and underscores, not starting with an underscore): nothing else is sent."""

@@ -61,6 +61,7 @@ async def session_201(rig: AppRig) -> str:
     return tx_id
 
 
+@pytest.mark.usefixtures("root_logger")  # picharge in process configures logging
 async def test_messages_queued_under_1_6_wait_through_a_2_0_1_run_and_reach_the_1_6_csms(
     csms: LocalCsms, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

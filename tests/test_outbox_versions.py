@@ -229,6 +229,7 @@ async def test_a_transaction_of_the_running_version_is_ended_by_its_link(
     assert [t.local_id for t in link.stopped] == ["tx-201"]
 
 
+@pytest.mark.usefixtures("root_logger")  # picharge in process configures logging
 async def test_picharge_outbox_lists_and_exports_what_waits_without_touching_it(
     storage: Storage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

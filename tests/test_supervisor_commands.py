@@ -264,9 +264,11 @@ async def test_the_offer_shown_is_the_pwm_offer_and_nothing_below_6_a(tmp_path: 
 async def test_a_contactor_that_does_not_close_faults_the_connector_and_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The supervisor's errors of this run only, from its start: what else reaches the
+    # capture depends on the root logger's level, which a test before may have left lower.
+    caplog.set_level(logging.ERROR, logger="controller.supervisor")
     async with charger(tmp_path) as c:
         await c.act("fault", fault="close-fail")  # energized, the contacts stay open
-        caplog.set_level(logging.ERROR, logger="controller.supervisor")
         await c.act("plug")
         await c.act("charge")
         await c.status(ConnectorStatus.PREPARING)
@@ -279,7 +281,7 @@ async def test_a_contactor_that_does_not_close_faults_the_connector_and_is_logge
         )
         assert not c.coil_energized
         logged = [r for r in caplog.records if r.name == "controller.supervisor"]
-        assert len(logged) == 1
+        assert len(logged) == 1, [r.getMessage() for r in logged]
         assert logged[0].levelno == logging.ERROR
         assert logged[0].getMessage().startswith("connector 1: ")
         assert "close" in logged[0].getMessage()
@@ -289,15 +291,15 @@ async def test_a_contactor_that_does_not_close_faults_the_connector_and_is_logge
 async def test_a_contactor_welded_when_it_opens_faults_the_connector_and_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="controller.supervisor")  # as above
     async with charger(tmp_path) as c:
         await c.charging()
         await c.act("fault", fault="weld")  # the contacts stick closed at the next open
-        caplog.set_level(logging.ERROR, logger="controller.supervisor")
         await c.act("pause")  # C->B: the contactor opens, its verify finds the weld
         await c.status(ConnectorStatus.FAULTED)
         assert c.link.statuses[-1] == (1, ConnectorStatus.FAULTED, FaultKind.CONTACTOR_WELDED)
         logged = [r for r in caplog.records if r.name == "controller.supervisor"]
-        assert len(logged) == 1
+        assert len(logged) == 1, [r.getMessage() for r in logged]
         assert logged[0].levelno == logging.CRITICAL
         assert logged[0].getMessage().startswith("connector 1: ")
         assert "weld" in logged[0].getMessage()

@@ -20,6 +20,8 @@
   matches.
 - ``pki``: certificates and TLS contexts; ``security``: the charger with a security profile
   and the log it writes.
+- ``logs``: the ``root_logger`` fixture, which puts the root logger back after a test that
+  configures logging (``picharge`` commands run in process do).
 
 Fixtures reach every test module through ``pytest_plugins`` in ``tests/conftest.py``; test
 modules import only classes, constants and helper functions from here, never from each other.

@@ -1,0 +1,44 @@
+"""The flood bench's CSMS in a process of its own (bench/csms_process.py): the controller
+boots against it as against the in-process one (its calls are mirrored to the bench), and a
+flood it sends reaches the charger, every CALL answered and counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.csms_process import CsmsProcess
+from tests.support.sim_app import CP_ID, controller
+
+
+async def test_a_flood_from_the_csms_process_reaches_the_charger_and_each_answer_is_counted(
+    tmp_path: Path,
+) -> None:
+    csms = CsmsProcess()
+    await csms.start()
+    try:
+        # controller() waits for connector 1's Available StatusNotification in the CSMS's
+        # record: here that is the child's record, mirrored over its stdout.
+        async with controller(csms, tmp_path):  # type: ignore[arg-type]
+            boot = await csms.wait_for("BootNotification", cp_id=CP_ID)
+            assert boot["chargePointModel"]
+            await csms.wait_connected(CP_ID)
+            report = await csms.flood(CP_ID, 300)
+    finally:
+        await csms.stop()
+    assert report.dropped is None
+    assert report.sent == 300
+    assert report.answered == 300
+    # beyond the charger's backlog of waiting calls the answer is a busy CALLERROR; the
+    # rest were served
+    assert 0 <= report.errors < 300
+    assert report.last_answer_s is not None
+    assert report.first_sent_s <= report.last_sent_s <= report.last_answer_s
+
+
+async def test_the_csms_process_ends_when_the_bench_stops_it() -> None:
+    csms = CsmsProcess()
+    url = await csms.start()
+    assert url.startswith("ws://127.0.0.1:")
+    assert csms.exit_code is None
+    await csms.stop()
+    assert csms.exit_code == 0
