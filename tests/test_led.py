@@ -14,6 +14,9 @@ from drivers.errors import ConfigurationError
 from drivers.led import FLASH_STEP_S, GpioStatusLed, from_config
 from drivers.seams import HardwareSeams
 
+#: Every test here judges gpiozero's blink timing on the wall clock.
+pytestmark = pytest.mark.timing
+
 
 @pytest.fixture
 def led(factory: MockFactory) -> Iterator[GpioStatusLed]:
