@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from drivers import registry
+from drivers import lock, power_fail, registry
 
 #: Keys of a ``[[connector]]`` table besides its drivers': read by controller.config and
 #: controller.hardware (``meter`` is the connector's own meter table).
@@ -30,6 +30,7 @@ CONNECTOR_KEYS = (
     "meter",
     "energy",
     *registry.CONNECTOR_TYPE_KEYS.values(),
+    *lock.CONFIG_KEYS,  # a socket's locking actuator (controller.hardware builds it)
 )
 #: The thresholds of the charging modes: keys of ``[energy]`` (beside ``mode``) and of a
 #: connector's own ``[connector.energy]`` (controller.energy.thresholds judges them).
@@ -59,8 +60,8 @@ PHASE_SWITCH_KEYS = (
     "zero_current_timeout_s",
     "feedback_timeout_s",
 )
-#: Keys of ``[hardware]`` besides the LED driver's.
-HARDWARE_KEYS = ("backend", "led_type")
+#: Keys of ``[hardware]`` besides the LED driver's (with a UPS or supercap HAT's warning).
+HARDWARE_KEYS = ("backend", "led_type", *power_fail.CONFIG_KEYS)
 
 DEFAULT_TYPES_CONTACTOR = registry.DEFAULT_TYPES["contactor"]
 

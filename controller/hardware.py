@@ -33,7 +33,7 @@ from drivers.errors import ConfigurationError, HardwareUnavailable
 from drivers.lock import GpioLock, LockConfig
 from drivers.pilot import PilotBoard
 from drivers.power_fail import GpioPowerFail, PowerFailConfig
-from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, create
+from drivers.registry import CONNECTOR_TYPE_KEYS, DEFAULT_TYPES, claiming_pins, create
 from drivers.seams import HardwareSeams
 
 log = logging.getLogger(__name__)
@@ -209,11 +209,12 @@ def build_hardware(
             meter = make("meter", meter_type, meter_section, key_prefix="meter")
             lock = None
             if "lock_pin" in keys:
-                lock = GpioLock(
-                    LockConfig.from_section(keys, prefix),
-                    pin_factory=seams.pin_factory,
-                    name=f"lock-{cc.id}",
-                )
+                with claiming_pins(prefix):
+                    lock = GpioLock(
+                        LockConfig.from_section(keys, prefix),
+                        pin_factory=seams.pin_factory,
+                        name=f"lock-{cc.id}",
+                    )
                 created.append(lock)
             hardware.connectors.append(
                 ConnectorHardware(
@@ -221,11 +222,12 @@ def build_hardware(
                 )
             )
         if config.phase_switch is not None:
-            phase_contactor = GpioContactor(
-                ContactorConfig.from_section(config.phase_switch.drivers, "phase_switch"),
-                pin_factory=seams.pin_factory,
-                name="phase-contactor",
-            )
+            with claiming_pins("phase_switch"):
+                phase_contactor = GpioContactor(
+                    ContactorConfig.from_section(config.phase_switch.drivers, "phase_switch"),
+                    pin_factory=seams.pin_factory,
+                    name="phase-contactor",
+                )
             created.append(phase_contactor)
             hardware.connector(config.phase_switch.connector).phase_contactor = phase_contactor
         rfid_section = {**config.rfid, **(rfid_overrides or {})}
@@ -241,10 +243,11 @@ def build_hardware(
                 "led", led_type, led_keys, key_prefix="hardware", type_key="led_type"
             )
         if "power_fail_pin" in hw_section:  # only where a UPS or supercap HAT is wired
-            power_fail = GpioPowerFail(
-                PowerFailConfig.from_section(hw_section, "hardware"),
-                pin_factory=seams.pin_factory,
-            )
+            with claiming_pins("hardware"):
+                power_fail = GpioPowerFail(
+                    PowerFailConfig.from_section(hw_section, "hardware"),
+                    pin_factory=seams.pin_factory,
+                )
             created.append(power_fail)
             hardware.power_fail = power_fail
     except HardwareUnavailable as exc:

@@ -37,6 +37,16 @@ from drivers.gpio_bridge import (
     wait_until,
 )
 
+#: The ``[[connector]]`` keys :meth:`LockConfig.from_section` reads (strict config knows them).
+CONFIG_KEYS = (
+    "lock_pin",
+    "unlock_pin",
+    "lock_feedback_pin",
+    "lock_feedback_active_high",
+    "lock_pulse_s",
+    "lock_timeout_s",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class LockConfig:

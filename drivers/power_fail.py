@@ -21,6 +21,9 @@ from gpiozero import DigitalInputDevice
 
 from drivers.gpio_bridge import LoopBridge, flag_setting, pin_setting
 
+#: The ``[hardware]`` keys :meth:`PowerFailConfig.from_section` reads (strict config knows them).
+CONFIG_KEYS = ("power_fail_pin", "power_fail_active_high")
+
 
 @dataclass(frozen=True, slots=True)
 class PowerFailConfig:

@@ -8,9 +8,10 @@ the kind's Protocol in :mod:`drivers.base`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from gpiozero.exc import BadPinFactory, GPIOPinInUse
@@ -123,6 +124,20 @@ def config_keys(kind: str, type_name: str) -> frozenset[str]:
     return frozenset(getattr(importlib.import_module(module), attribute))
 
 
+@contextlib.contextmanager
+def claiming_pins(key_prefix: str) -> Iterator[None]:
+    """Around building a device that claims GPIOs: two configured devices on one GPIO (a
+    connector's pin on the LED's default, a lock on a contactor's, two connectors on the same
+    pins) are a configuration error naming ``key_prefix`` in one line, not gpiozero's
+    GPIOPinInUse traceback."""
+    try:
+        yield
+    except GPIOPinInUse as exc:
+        raise ConfigurationError(
+            key_prefix, f"{exc}; two configured devices share a GPIO: check the *_pin keys"
+        ) from exc
+
+
 def create(
     kind: str,
     type_name: str,
@@ -143,13 +158,8 @@ def create(
     with warnings.catch_warnings(record=True) as fallbacks:
         warnings.simplefilter("always")
         try:
-            driver = factory(section, seams, key_prefix, on_event)
-        except GPIOPinInUse as exc:
-            # Two configured devices on one GPIO (a connector's pin on the LED's default,
-            # say): a configuration error, in one line, not a traceback.
-            raise ConfigurationError(
-                key_prefix, f"{exc}; two configured devices share a GPIO: check the *_pin keys"
-            ) from exc
+            with claiming_pins(key_prefix):
+                driver = factory(section, seams, key_prefix, on_event)
         except BadPinFactory as exc:
             tried = "; ".join(str(w.message).removeprefix("Falling back from ") for w in fallbacks)
             raise HardwareUnavailable(

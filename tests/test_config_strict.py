@@ -273,3 +273,28 @@ def test_every_example_configuration_runs(
     running.append(charger)
     until_sync(charger.answering, 30, what=f"{example.name} to run")
     assert charger.stop() == 0
+
+
+def test_a_socket_lock_and_a_power_fail_input_are_configurable(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    """The keys docs/install.md gives for a locking socket and a UPS HAT's warning are read
+    by their drivers: strict configuration refused them as unknown before."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[hardware]\npower_fail_pin = 26\npower_fail_active_high = false\n"
+        "[[connector]]\nlock_pin = 6\nunlock_pin = 12\nlock_feedback_pin = 13\n"
+        "lock_feedback_active_high = true\nlock_pulse_s = 0.2\nlock_timeout_s = 1.5\n"
+    )
+    charger = Running("--sim", "--config", str(config), "--state-dir", str(tmp_path / "state"))
+    running.append(charger)
+    until_sync(charger.answering, 30, what="the charger with a lock and a power-fail input")
+    assert charger.stop() == 0
+
+
+def test_a_lock_on_the_contactors_gpio_is_exit_2_in_one_line(tmp_path: Path) -> None:
+    result = run_with(tmp_path, "[[connector]]\nlock_pin = 17\nlock_feedback_pin = 19\n", "--sim")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(PREFIX + "connector.1: pin GPIO17 is already in use"), last
