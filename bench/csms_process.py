@@ -19,9 +19,10 @@ request ``{"request": n, "op": ...}`` it read on stdin:
   :data:`FLOOD_QUIET_S`, or ``end_flood`` came), the answers counted: the reply is a
   :class:`FloodReport`;
 - ``end_flood``: the running floods stop sending, and every charge point's connection is
-  aborted, so the CALLs still in the socket's buffers are dropped too (the charger reads a
-  flood at its frame bucket's rate, controller/ocppj/throttle.py: 10,000 CALLs would take
-  minutes). The charger reconnects (its backoff, about a second); the reply comes once the
+  reset (an RST), so the CALLs still in the CSMS's socket buffer are dropped too (the
+  charger reads a flood at its frame bucket's rate, controller/ocppj/throttle.py: 10,000
+  CALLs would take minutes); the charger's next answer fails and it reconnects (its
+  backoff, about a second). The reply comes once the
   floods' reports are in.
 
 Stamps are :func:`time.monotonic` seconds, one clock for every process on Linux, so the
@@ -130,15 +131,12 @@ async def flood(
         except (ConnectionClosed, KeyError) as exc:
             dropped = str(exc)
 
-    # A throttled charger stops reading, so sending blocks once the socket's buffers are full.
+    # A throttled charger stops reading, so sending blocks once the socket's buffers are
+    # full; end_flood aborts the connection, which ends it.
     sending = asyncio.create_task(send())
     ending = asyncio.create_task(end.wait())
     await asyncio.wait({sending, ending}, return_when=asyncio.FIRST_COMPLETED)
     ending.cancel()
-    if not sending.done():
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending
     last_sent = time.monotonic()
     answered = errors = 0
     last_answer: float | None = None
@@ -163,6 +161,7 @@ async def flood(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(COUNT_PERIOD_S):
                 await end.wait()
+    await sending  # done, or ends once end_flood has aborted the connection
     csms.raw_received.clear()
     ended = end.is_set() and answered < sent
     return FloodReport(sent, answered, errors, first_sent, last_sent, last_answer, dropped, ended)
@@ -196,8 +195,10 @@ class _Child:
             floods = list(self._running.items())
             for end, _ in floods:
                 end.set()
+            # Abort first: a send waiting for the charger to read fails at once, and what the
+            # socket still holds is dropped with the connection.
+            await self.csms.drop_connections(reset=True)
             await asyncio.gather(*(running for _, running in floods), return_exceptions=True)
-            await self.csms.drop_connections()  # what the socket still holds is dropped too
             return {"ended": len(floods)}
         raise ValueError(f"unknown op {op!r}")
 

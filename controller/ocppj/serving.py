@@ -43,13 +43,10 @@ from ocpp.messages import Call, CallError, CallResult
 from websockets.exceptions import ConnectionClosed
 
 from controller.ocppj.frames import FrameProblem
-from controller.ocppj.throttle import FrameBucket
+from controller.ocppj.throttle import LOGGED_COUNTS, FrameBucket
 
 log = logging.getLogger(__name__)
 
-#: Dropped answers are logged at the 1st, 10th, 100th... of a connection: each one shows
-#: in the journal, a flood of them costs a line per tenfold.
-_LOGGED_COUNTS = frozenset(10**n for n in range(12))
 #: CALLs from the CSMS that may wait to be served; a CALL beyond them is refused as busy.
 CALL_BACKLOG = 16
 
@@ -136,7 +133,7 @@ class CallServing(ChargePoint, abc.ABC):
             await asyncio.sleep(0)  # let the loop's other work run between frames of a flood
         else:
             self._dropped_answers += 1
-            if self._dropped_answers in _LOGGED_COUNTS:  # a flood must not flood the journal
+            if self._dropped_answers in LOGGED_COUNTS:  # a flood must not flood the journal
                 log.warning(
                     "dropped %d answer(s) to no call of ours on this link, the last: %.200r",
                     self._dropped_answers,
@@ -147,7 +144,7 @@ class CallServing(ChargePoint, abc.ABC):
         """Queue ``message`` for the serving task, or refuse it when the backlog is full."""
         if len(self._backlog) >= CALL_BACKLOG:
             self.refused_busy += 1
-            if self.refused_busy in _LOGGED_COUNTS:  # a flood must not flood the journal
+            if self.refused_busy in LOGGED_COUNTS:  # a flood must not flood the journal
                 log.warning(
                     "CSMS sends CALLs without waiting for the answers: %d refused as busy "
                     "(at most %d wait to be served)",

@@ -47,8 +47,10 @@ FRAME_BURST = 100
 #: LAN with a script of calls stays well under this over a few seconds; a flood at wire
 #: speed (tens of thousands a second) is cut to this, a fraction of a percent of a CPU.
 FRAME_RATE_PER_S = 20.0
-#: Held-back frames are logged at the 1st, 10th, 100th... of a connection.
-_LOGGED_COUNTS = frozenset(10**n for n in range(12))
+#: What a flood makes happen on a connection (a frame held back, a CALL refused as busy, an
+#: answer to nothing dropped) is logged at its 1st, 10th, 100th... time: each kind shows in
+#: the journal, a flood of it costs a line per tenfold.
+LOGGED_COUNTS = frozenset(10**n for n in range(12))
 
 
 class FrameBucket:
@@ -83,7 +85,7 @@ class FrameBucket:
         self._refill()
         if self._tokens < 1.0:
             self.held_back += 1
-            if self.held_back in _LOGGED_COUNTS:  # a flood must not flood the journal
+            if self.held_back in LOGGED_COUNTS:  # a flood must not flood the journal
                 log.warning(
                     "CSMS sends frames faster than %g/s (burst %d): %d held back on this "
                     "link, the socket no longer read meanwhile",
