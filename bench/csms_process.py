@@ -16,7 +16,14 @@ request ``{"request": n, "op": ...}`` it read on stdin:
 - ``wait_connected`` (``cp_id``, ``timeout_s``): once the charge point has an open link;
 - ``flood`` (``cp_id``, ``calls``): ``calls`` GetConfiguration CALLs sent without waiting
   for answers, then, until every one is answered (or no answer came for
-  :data:`FLOOD_QUIET_S`), the answers counted: the reply is a :class:`FloodReport`.
+  :data:`FLOOD_QUIET_S`, or ``end_flood`` came), the answers counted: the reply is a
+  :class:`FloodReport`;
+- ``end_flood``: the running floods stop sending, and every charge point's connection is
+  reset (an RST), so the CALLs still in the CSMS's socket buffer are dropped too (the
+  charger reads a flood at its frame bucket's rate, controller/ocppj/throttle.py: 10,000
+  CALLs would take minutes); the charger's next answer fails and it reconnects (its
+  backoff, about a second). The reply comes once the
+  floods' reports are in.
 
 Stamps are :func:`time.monotonic` seconds, one clock for every process on Linux, so the
 bench compares them with its own. An error in a request is the reply's ``error`` text.
@@ -71,6 +78,8 @@ class FloodReport:
     last_answer_s: float | None
     #: Why sending stopped early (the link dropped), or None.
     dropped: str | None
+    #: ``end_flood`` stopped it (and dropped the link) before every CALL was answered.
+    ended: bool = False
 
 
 # --- the child ----------------------------------------------------------------------------
@@ -100,22 +109,34 @@ def _answer_to(text: str, prefix: str) -> int | None:
     return None
 
 
-async def flood(csms: LocalCsms, cp_id: str, calls: int, prefix: str) -> FloodReport:
+async def flood(
+    csms: LocalCsms, cp_id: str, calls: int, prefix: str, end: asyncio.Event
+) -> FloodReport:
     """``calls`` GetConfiguration CALLs as fast as the socket takes them, then their answers
-    counted. The CSMS's frame record is emptied afterwards (the child's memory, not the
-    charger's, but a bench runs dozens of floods)."""
+    counted; ``end`` set stops both. The CSMS's frame record is emptied afterwards (the
+    child's memory, not the charger's, but a bench runs dozens of floods)."""
     start = len(csms.raw_received)
     first_sent = time.monotonic()
     sent = 0
     dropped: str | None = None
-    try:
-        for n in range(calls):
-            await csms.send_raw(cp_id, json.dumps([2, f"{prefix}{n}", "GetConfiguration", {}]))
-            sent += 1
-            if n % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-    except (ConnectionClosed, KeyError) as exc:
-        dropped = str(exc)
+
+    async def send() -> None:
+        nonlocal sent, dropped
+        try:
+            for n in range(calls):
+                await csms.send_raw(cp_id, json.dumps([2, f"{prefix}{n}", "GetConfiguration", {}]))
+                sent += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        except (ConnectionClosed, KeyError) as exc:
+            dropped = str(exc)
+
+    # A throttled charger stops reading, so sending blocks once the socket's buffers are
+    # full; end_flood aborts the connection, which ends it.
+    sending = asyncio.create_task(send())
+    ending = asyncio.create_task(end.wait())
+    await asyncio.wait({sending, ending}, return_when=asyncio.FIRST_COMPLETED)
+    ending.cancel()
     last_sent = time.monotonic()
     answered = errors = 0
     last_answer: float | None = None
@@ -135,9 +156,15 @@ async def flood(csms: LocalCsms, cp_id: str, calls: int, prefix: str) -> FloodRe
             quiet_since = last_answer = now
         elif now - quiet_since > FLOOD_QUIET_S:
             break
-        await asyncio.sleep(COUNT_PERIOD_S)
+        if end.is_set():  # counted what came until now
+            break
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(COUNT_PERIOD_S):
+                await end.wait()
+    await sending  # done, or ends once end_flood has aborted the connection
     csms.raw_received.clear()
-    return FloodReport(sent, answered, errors, first_sent, last_sent, last_answer, dropped)
+    ended = end.is_set() and answered < sent
+    return FloodReport(sent, answered, errors, first_sent, last_sent, last_answer, dropped, ended)
 
 
 class _Child:
@@ -146,6 +173,7 @@ class _Child:
     def __init__(self, csms: LocalCsms) -> None:
         self.csms = csms
         self._floods = itertools.count()
+        self._running: dict[asyncio.Event, asyncio.Future[Any]] = {}  # end: its report
 
     async def serve(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -154,8 +182,24 @@ class _Child:
             return {}
         if op == "flood":
             prefix = f"flood{next(self._floods)}-"
-            report = await flood(self.csms, request["cp_id"], request["calls"], prefix)
-            return dataclasses.asdict(report)
+            end = asyncio.Event()
+            running = asyncio.ensure_future(
+                flood(self.csms, request["cp_id"], request["calls"], prefix, end)
+            )
+            self._running[end] = running
+            try:
+                return dataclasses.asdict(await running)
+            finally:
+                del self._running[end]
+        if op == "end_flood":
+            floods = list(self._running.items())
+            for end, _ in floods:
+                end.set()
+            # Abort first: a send waiting for the charger to read fails at once, and what the
+            # socket still holds is dropped with the connection.
+            await self.csms.drop_connections(reset=True)
+            await asyncio.gather(*(running for _, running in floods), return_exceptions=True)
+            return {"ended": len(floods)}
         raise ValueError(f"unknown op {op!r}")
 
     async def answer(self, request: dict[str, Any]) -> None:
@@ -311,9 +355,15 @@ class CsmsProcess:
         await self._request("wait_connected", cp_id=cp_id, timeout_s=timeout_s)
 
     async def flood(self, cp_id: str, calls: int) -> FloodReport:
-        """``calls`` CALLs sent by the child at once; returns when their answers are counted.
-        The child starts sending as soon as it reads the request (well under 1 ms)."""
+        """``calls`` CALLs sent by the child at once; returns when their answers are counted
+        (or :meth:`end_flood` ended it). The child starts sending as soon as it reads the
+        request (well under 1 ms)."""
         return FloodReport(**await self._request("flood", cp_id=cp_id, calls=calls))
+
+    async def end_flood(self) -> int:
+        """Stop every running flood and drop the charge points' links with what they still
+        hold unread; returns how many floods were running. The charger reconnects."""
+        return int((await self._request("end_flood"))["ended"])
 
     async def wait_for(
         self,

@@ -24,7 +24,10 @@ Two more sets of rows repeat the hazards under stress (issue 12 §2):
   the answers; the hazard comes 0.3 s into the flood, from a timer thread (the loop is busy).
   The CSMS runs in a process of its own (:mod:`csms_process`), as a real one runs on another
   host: the controller's process pays for the frames it reads and answers, not for building
-  and sending them. Each row also prints how many of the CALLs the charger answered;
+  and sending them. Once the coil is low the CSMS process stops the flood and drops the
+  link with what it still holds (the charger reads a flood at its frame bucket's rate,
+  controller/ocppj/throttle.py) and the charger reconnects before the next trial. Each row
+  also prints how many of the CALLs the charger answered;
 - **CPU-bound neighbour**: a process spinning ``while True: pass`` runs beside the
   controller for the whole set.
 
@@ -152,9 +155,12 @@ async def flood_trial(
     """One hazard ``FLOOD_LEAD_S`` after the CSMS process was told to send ``calls`` CALLs,
     from a timer thread; the flood's report and the hazard's stamp go to ``reports``.
 
-    On a loaded machine the link can drop during a flood (a keepalive missed): the hazard's
-    time still stands (it does not depend on the link), the report says so and the next
-    trial waits for the charger to reconnect.
+    Once the coil is low the flood is ended (:meth:`CsmsProcess.end_flood`): the charger
+    reads a flood at its frame bucket's rate (controller/ocppj/throttle.py), so waiting for
+    all ``calls`` answers would take minutes; the CSMS process drops the link with what it
+    still holds, and the next trial waits for the charger to reconnect. The link may also
+    drop on its own during a flood (a keepalive missed): the hazard's time still stands (it
+    does not depend on the link), and the report says so.
     """
     csms = rig.csms
     assert isinstance(csms, CsmsProcess), "the flood rows need the CSMS in its own process"
@@ -175,6 +181,7 @@ async def flood_trial(
             await asyncio.sleep(0.005)
         opened = await rig.coil.wait(False, since=stamps[0], timeout_s=30.0)
         file_trace(row, opened)
+        await csms.end_flood()
         report = await flooding
     finally:
         timer.join()
@@ -199,12 +206,14 @@ def flood_summary(reports: list[tuple[float, FloodReport]]) -> str:
     errors = sum(r.errors for _, r in reports)
     fewest = min(r.answered for _, r in reports)
     leads = [hazard - r.first_sent_s for hazard, r in reports]
+    ended = sum(r.ended for _, r in reports)
     sending = [r.last_sent_s - r.first_sent_s for _, r in reports]
     answering = [r.last_answer_s - r.first_sent_s for _, r in reports if r.last_answer_s]
     inside = sum(r.last_answer_s is not None and hazard < r.last_answer_s for hazard, r in reports)
     return (
         f"  CSMS process: {len(reports)} floods, {answered} of {sent} CALLs answered "
-        f"(fewest in one flood {fewest}; {errors} busy CALLERRORs); sent in "
+        f"(fewest in one flood {fewest}; {errors} busy CALLERRORs; {ended} ended with "
+        f"CALLs unanswered, the link dropped); sent in "
         f"{min(sending):.2f}-{max(sending):.2f} s, answered in "
         f"{min(answering, default=0):.2f}-{max(answering, default=0):.2f} s; the hazard "
         f"{min(leads):.3f}-{max(leads):.3f} s after the first CALL, before the last answer "

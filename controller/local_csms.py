@@ -36,7 +36,9 @@ import inspect
 import itertools
 import json
 import logging
+import socket
 import ssl
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -791,11 +793,17 @@ class LocalCsms:
 
     # --- fault knobs ----------------------------------------------------------------------
 
-    async def drop_connections(self) -> None:
+    async def drop_connections(self, *, reset: bool = False) -> None:
         """Abort every connection's TCP stream (no closing handshake, as if the network
-        failed) and return once their handlers have finished."""
+        failed) and return once their handlers have finished. ``reset``: with an RST, so
+        what the CSMS's socket still had to send is discarded instead of delivered before
+        the FIN (a flood the charge point reads slowly), and the charge point's next write
+        fails at once."""
         sessions = list(self._sessions.values())
         for session in sessions:
+            sock = session.ws.transport.get_extra_info("socket")
+            if reset and sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             session.ws.transport.abort()
         for session in sessions:
             await session.finished.wait()

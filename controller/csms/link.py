@@ -27,6 +27,12 @@ from controller.csms.timers import Retimer
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "ocpp1.6"
+#: Frames websockets may hold received but not yet read by us; beyond it, it stops reading
+#: the socket and TCP flow control pushes back on the CSMS. Bounded, so that a CSMS sending
+#: faster than the charger reads (controller.ocppj.throttle) costs it this many frames of
+#: memory (at most ``max_frame_bytes`` each), not a growing buffer. websockets' default,
+#: set here so the bound is ours and stays.
+RECEIVE_QUEUE_FRAMES = 16
 
 
 class LinkState(StrEnum):
@@ -106,6 +112,7 @@ async def open_link(
         open_timeout=timing.open_timeout_s,
         close_timeout=timing.close_timeout_s,
         max_size=timing.max_frame_bytes,
+        max_queue=RECEIVE_QUEUE_FRAMES,
         additional_headers=dict(headers) if headers else None,
         **tls,
     )

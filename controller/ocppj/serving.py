@@ -9,7 +9,11 @@ the answers to our own calls. A CSMS that does not wait cannot make the charger 
 work: at most :data:`CALL_BACKLOG` CALLs wait to be served; each one beyond that is answered
 at once with a CALLERROR ``GenericError`` ("busy") and never served. The receive loop
 yields to the event loop after each CALL, so a flood of frames already buffered cannot
-hold the loop for the whole flood.
+hold the loop for the whole flood. Nor can it make the charger spend its CPU: every frame
+but an answer to a call of ours takes a token of the connection's
+:class:`~controller.ocppj.throttle.FrameBucket` first, and when none is left the receive
+loop waits before it reads on (TCP pushes back on the CSMS; the module's docstring says
+what becomes of a link that keeps flooding).
 
 Every CALL gets an answer: one the version's :meth:`~CallServing.precheck` refuses never
 reaches the library, a failure the library raises becomes the version's CALLERROR
@@ -39,12 +43,10 @@ from ocpp.messages import Call, CallError, CallResult
 from websockets.exceptions import ConnectionClosed
 
 from controller.ocppj.frames import FrameProblem
+from controller.ocppj.throttle import LOGGED_COUNTS, FrameBucket
 
 log = logging.getLogger(__name__)
 
-#: Dropped answers are logged at the 1st, 10th, 100th... of a connection: each one shows
-#: in the journal, a flood of them costs a line per tenfold.
-_LOGGED_COUNTS = frozenset(10**n for n in range(12))
 #: CALLs from the CSMS that may wait to be served; a CALL beyond them is refused as busy.
 CALL_BACKLOG = 16
 
@@ -68,6 +70,7 @@ class CallServing(ChargePoint, abc.ABC):
         self._backlog: collections.deque[Call] = collections.deque()
         self._serving = False  # a task is serving the backlog
         self.refused_busy = 0  # CALLs refused because the backlog was full (a diagnostic)
+        self.frame_bucket = FrameBucket()  # the CSMS's frames other than answers to ours
 
     # --- what the version gives ----------------------------------------------------------
 
@@ -111,6 +114,13 @@ class CallServing(ChargePoint, abc.ABC):
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         message = self.check_frame(raw_msg)
+        if isinstance(message, (CallResult, CallError)) and message.unique_id in self._awaiting:
+            self._awaiting.discard(message.unique_id)  # one answer per call
+            self._response_queue.put_nowait(message)
+            return
+        # Anything else the CSMS may send as fast as it likes: the receive loop (the caller)
+        # reads no further frame until the bucket has a token (see controller.ocppj.throttle).
+        await self.frame_bucket.take()
         if isinstance(message, FrameProblem):
             log.warning(
                 "malformed frame from the CSMS (%s): %.200r",
@@ -121,12 +131,9 @@ class CallServing(ChargePoint, abc.ABC):
         elif isinstance(message, Call):
             await self._accept_call(message)
             await asyncio.sleep(0)  # let the loop's other work run between frames of a flood
-        elif message.unique_id in self._awaiting:
-            self._awaiting.discard(message.unique_id)  # one answer per call
-            self._response_queue.put_nowait(message)
         else:
             self._dropped_answers += 1
-            if self._dropped_answers in _LOGGED_COUNTS:  # a flood must not flood the journal
+            if self._dropped_answers in LOGGED_COUNTS:  # a flood must not flood the journal
                 log.warning(
                     "dropped %d answer(s) to no call of ours on this link, the last: %.200r",
                     self._dropped_answers,
@@ -137,7 +144,7 @@ class CallServing(ChargePoint, abc.ABC):
         """Queue ``message`` for the serving task, or refuse it when the backlog is full."""
         if len(self._backlog) >= CALL_BACKLOG:
             self.refused_busy += 1
-            if self.refused_busy in _LOGGED_COUNTS:  # a flood must not flood the journal
+            if self.refused_busy in LOGGED_COUNTS:  # a flood must not flood the journal
                 log.warning(
                     "CSMS sends CALLs without waiting for the answers: %d refused as busy "
                     "(at most %d wait to be served)",
