@@ -58,10 +58,11 @@ log = logging.getLogger(__name__)
 
 #: The longest a thread that wants the GIL waits while another runs Python (CPython's
 #: default is 5 ms). The safety threads (CP sampler, GPIO edges, loop watchdog) need it for
-#: a few microseconds after each conversion or edge; with the loop busy (a CSMS flood) each
-#: of those could wait 5 ms, and C -> B needs about three conversions. 1 ms keeps their
-#: share of a busy loop small (docs/benchmarks.md, "Safety reaction under stress").
-GIL_SWITCH_INTERVAL_S = 0.001
+#: a few microseconds after each conversion or edge; with the loop busy (a CSMS's burst of
+#: frames) each of those could wait the whole interval, and C -> B needs about three
+#: conversions. 0.25 ms took a flood's C -> B from 5.5 to 4.1 ms p99 (1 ms before;
+#: docs/benchmarks.md, "The GIL switch interval at 0.25 ms").
+GIL_SWITCH_INTERVAL_S = 0.00025
 
 SHUTDOWN_FLUSH_S = 3.0  # how long a stop waits for the last transaction messages to go out
 
