@@ -16,21 +16,12 @@ from controller.domain import ConnectorStatus, ConnectorView, Transaction
 from controller.energy.mode_config import parse_energy
 from controller.energy.mode_runner import ModeRunner
 from controller.events import Resync
-from controller.limits import LimitSource
 from drivers.base import MeterReading
+from tests.support.energy import ModeSink as Sink
 
 #: 2 kWh by 07:00; at 06:50 the latest start for 2 kWh at 11 kW is long past.
 PLAN = {"mode": "schedule", "departure": "07:00", "energy_kwh": 2}
 METER_START_WH = 10_000.0
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.mode: dict[int, float | None] = {}
-
-    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
-        if source is LimitSource.MODE:
-            self.mode[connector_id] = current_a
 
 
 def view(energy_wh: float) -> ConnectorView:

@@ -27,9 +27,9 @@ from controller.energy.mode_runner import ModeRunner, build_modes
 from controller.energy.modes import Mode
 from controller.energy.thresholds import NAMESPACE, check
 from controller.events import Broadcast
-from controller.limits import LimitSource
 from controller.storage import Storage
 from drivers.errors import ConfigurationError
+from tests.support.energy import ModeSink as Sink
 
 SITE = {"fuse_a": 40.0}
 GRID = {"model": "em24", "transport": "tcp", "host": "192.0.2.7"}
@@ -43,17 +43,6 @@ def doc(energy: dict[str, Any], *connectors: dict[str, Any]) -> dict[str, Any]:
         "energy": energy,
         "connector": list(connectors) or [{}],
     }
-
-
-class Sink:
-    """The MODE limit each connector was last sent (absent: never)."""
-
-    def __init__(self) -> None:
-        self.mode: dict[int, float | None] = {}
-
-    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
-        if source is LimitSource.MODE:
-            self.mode[connector_id] = current_a
 
 
 class House:

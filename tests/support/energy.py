@@ -10,6 +10,7 @@ import pytest
 
 from controller.app import ChargePointApp, RunOptions
 from controller.config import ConfigError, parse_config
+from controller.limits import LimitSource
 
 #: ``[energy]`` for a solar mode whose delays are seconds: the simulation runs x30, and the
 #: rules are the same as with the defaults' minutes.
@@ -34,3 +35,14 @@ async def refused_at_start(state_dir: Path, doc: dict[str, Any]) -> ConfigError:
         return refused.value
     finally:
         await app.close()
+
+
+class ModeSink:
+    """The MODE limit each connector was last sent (absent: never)."""
+
+    def __init__(self) -> None:
+        self.mode: dict[int, float | None] = {}
+
+    def set_limit(self, connector_id: int, source: LimitSource, current_a: float | None) -> None:
+        if source is LimitSource.MODE:
+            self.mode[connector_id] = current_a
