@@ -38,6 +38,7 @@ from typing import Any
 from benchlib import CARD, figure
 
 from controller.app import ChargePointApp, RunOptions
+from controller.app import running as running_app
 from controller.config import parse_config
 from controller.energy.fuse import GridSample
 from controller.limits import LimitSource
@@ -81,17 +82,8 @@ async def house_app(
         config = dataclasses.replace(parse_config(doc), state_dir=Path(state))
         options = RunOptions(sim=True, sim_speed=speed, sim_house=day, sim_house_start_s=start_s)
         app = ChargePointApp(config, options)
-        await app.start()
-        stop = asyncio.Event()
-        task = asyncio.create_task(app.run(stop))
-        try:
+        async with running_app(app):
             yield app
-        finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(task, 10)
-            finally:
-                await app.close()
 
 
 async def run(day: str, start_s: float, minutes: float, speed: float, interval_s: float) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from benchlib import CARD, CP_ID, write_keys
 
 from controller.app import ChargePointApp, RunOptions
+from controller.app import running as running_app
 from controller.config import parse_config
 from controller.csms.link import LinkTiming
 from controller.local_csms import LocalCsms
@@ -69,15 +70,8 @@ async def running(csms: LocalCsms, tmp: Path) -> AsyncIterator[ChargePointApp]:
         dataclasses.replace(config, state_dir=tmp / "state"),
         RunOptions(sim=True, sim_speed=1.0, ocpp_keys=write_keys(tmp / "keys.toml", KEYS)),
     )
-    stop = asyncio.Event()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    try:
+    async with running_app(app, stop_timeout_s=15):
         yield app
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await app.close()
         await csms.stop()
 
 

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -426,3 +427,22 @@ class ChargePointApp:
         if self._log_file is not None:
             remove_log_file(self._log_file)
             self._log_file = None
+
+
+@contextlib.asynccontextmanager
+async def running(app: ChargePointApp, stop_timeout_s: float = 10.0) -> AsyncIterator[None]:
+    """``app`` started and running until the block ends, then stopped (its last messages
+    given ``stop_timeout_s`` to go out) and closed, also when the start failed: for the
+    benches and tests that hold a charger in their own process. ``picharge run`` has its
+    own loop (controller.runner: resets restart it)."""
+    stop = asyncio.Event()
+    try:
+        await app.start()
+        task = asyncio.create_task(app.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, stop_timeout_s)
+    finally:
+        await app.close()

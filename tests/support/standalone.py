@@ -3,7 +3,6 @@ local card list, as ``picharge run --sim`` runs it without ``[ocpp]``."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.app import ChargePointApp, RunOptions
+from controller.app import running as running_app
 from controller.config import parse_config
 from controller.connector_types import ConnectorStatus
 from controller.domain import Transaction
@@ -69,16 +69,7 @@ async def running(
     app = ChargePointApp(
         config, RunOptions(sim=True, sim_speed=30.0, sim_connectors=sim_connectors)
     )
-    stop = asyncio.Event()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    charger = Charger(app)
-    try:
+    async with running_app(app):
+        charger = Charger(app)
         await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
         yield charger
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()

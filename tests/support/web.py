@@ -22,6 +22,7 @@ import aiohttp
 import jsonschema
 
 from controller.app import ChargePointApp, RunOptions
+from controller.app import running as running_app
 from controller.config import parse_config
 from controller.connector_types import ConnectorStatus
 from controller.web import passwords
@@ -114,19 +115,10 @@ async def web_charger(
         passwords.save(state_dir, password)
     config = dataclasses.replace(parse_config(doc), state_dir=state_dir)
     app = ChargePointApp(config, RunOptions(sim=True, sim_speed=30.0, web=listen))
-    stop = asyncio.Event()
-    await app.start()
-    task = asyncio.create_task(app.run(stop))
-    charger = Charger(app)
-    try:
+    async with running_app(app):
+        charger = Charger(app)
         await until(lambda: charger.status() is ConnectorStatus.AVAILABLE)
         if wait_for_web:
             await asyncio.wait_for(app.web.started.wait(), 10)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             yield WebRig(charger, http, app.web.url.rstrip("/"))  # url: known before it listens
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 10)
-        finally:
-            await app.close()
